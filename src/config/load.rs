@@ -1,0 +1,386 @@
+//! Sources of the configuration, in increasing precedence: the YAML file, `${ENV}`
+//! interpolation inside it, `PAASTIS_*` environment overrides, then CLI flags.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::validate::Validator;
+use super::{Config, ConfigError, ConfigErrors};
+
+/// Where the YAML text comes from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// Text given directly (tests, embedded configs).
+    Text(String),
+}
+
+/// Values given as CLI flags; they win over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`: address of the proxy listener.
+    pub listen: Option<String>,
+}
+
+/// Top-level keys an environment variable `PAASTIS_<KEY>[__<SUBKEY>...]` may set.
+const ENV_SETTABLE: &[&str] = &["listen", "domains", "defaults", "discovery", "proxy"];
+
+/// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).
+const ENV_RESERVED: &[&str] = &[
+    "PAASTIS_CONFIG",
+    "PAASTIS_API_URL",
+    "PAASTIS_MASTER_KEY",
+    "PAASTIS_ADMIN_TOKEN",
+];
+
+/// The loaded configuration, with what is worth telling the user but not fatal.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Environment variables that look like overrides but set nothing.
+    pub warnings: Vec<String>,
+}
+
+/// Loads and validates the configuration file at `path`, with `env` (usually the process
+/// environment) and CLI `overrides`.
+pub fn load(
+    path: &Path,
+    env: &HashMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {error}", path.display()),
+        }])
+    })?;
+    load_source(&Source::File(path.to_owned()), &text, env, overrides)
+}
+
+/// Like [`load`], from YAML text.
+pub fn load_str(
+    text: &str,
+    env: &HashMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigErrors> {
+    load_source(&Source::Text(text.to_owned()), text, env, overrides)
+}
+
+fn load_source(
+    source: &Source,
+    text: &str,
+    env: &HashMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigErrors> {
+    let mut tree: Value = parse_yaml(text).map_err(|error| {
+        let name = match source {
+            Source::File(path) => path.display().to_string(),
+            Source::Text(_) => "<config>".to_owned(),
+        };
+        // The parser's message starts with "error: line L column C: ..." followed by a
+        // snippet of the file; keep the first line, which says where and what.
+        let first = error.to_string();
+        let first = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("{name}: invalid YAML: {first}"),
+        }])
+    })?;
+    let mut errors = Vec::new();
+    interpolate(&mut tree, "", env, &mut errors);
+
+    let mut origins = HashMap::new();
+    let mut warnings = Vec::new();
+    let mut env_overrides: Vec<(&String, &String)> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with("PAASTIS_"))
+        .collect();
+    env_overrides.sort();
+    for (name, raw) in env_overrides {
+        if ENV_RESERVED.contains(&name.as_str()) {
+            continue;
+        }
+        let keys: Vec<String> = name["PAASTIS_".len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if keys.iter().any(String::is_empty) || !ENV_SETTABLE.contains(&keys[0].as_str()) {
+            warnings.push(format!(
+                "environment variable {name} sets no configuration key"
+            ));
+            continue;
+        }
+        let path = keys.join(".");
+        if let Err(message) = set_path(&mut tree, &keys, env_value(raw)) {
+            errors.push(ConfigError {
+                path: format!("{path} (from {name})"),
+                message,
+            });
+            continue;
+        }
+        origins.insert(path, name.clone());
+    }
+    if let Some(listen) = &overrides.listen {
+        let keys = ["listen".to_owned()];
+        if let Err(message) = set_path(&mut tree, &keys, Value::String(listen.clone())) {
+            errors.push(ConfigError {
+                path: "listen (from --listen)".to_owned(),
+                message,
+            });
+        }
+        origins.insert("listen".to_owned(), "--listen".to_owned());
+    }
+
+    let failed: HashSet<String> = errors.iter().map(|e| e.path.clone()).collect();
+    let validated = Validator::new(&origins, &failed).config(&tree);
+    match validated {
+        Ok(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// YAML 1.2 core schema for booleans: `yes`, `no`, `y`, `on` stay strings (a command named
+/// `y` or a country code `NO` is not a boolean).
+pub(super) fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options)
+}
+
+/// An environment value is read as YAML (so `[a, b]` is a list and `3` a number), or taken
+/// as plain text when it is not valid YAML.
+fn env_value(raw: &str) -> Value {
+    match parse_yaml(raw) {
+        Ok(Value::Null) | Err(_) => Value::String(raw.to_owned()),
+        Ok(value) => value,
+    }
+}
+
+fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), String> {
+    if tree.is_null() {
+        *tree = Value::Object(Map::new());
+    }
+    let mut node = tree;
+    for (depth, key) in keys.iter().enumerate() {
+        let Value::Object(map) = node else {
+            return Err(format!(
+                "cannot be set: `{}` in the file is not a mapping",
+                keys[..depth].join(".")
+            ));
+        };
+        if depth + 1 == keys.len() {
+            map.insert(key.clone(), value);
+            return Ok(());
+        }
+        let child = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if child.is_null() {
+            *child = Value::Object(Map::new());
+        }
+        node = child;
+    }
+    Ok(())
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in every string of the tree; `$${` stays a
+/// literal `${`. An unset variable without a default is an error at that value's path.
+fn interpolate(
+    value: &mut Value,
+    path: &str,
+    env: &HashMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    match value {
+        Value::String(text) => {
+            if text.contains("${") {
+                match expand(text, env) {
+                    Ok(expanded) => *text = expanded,
+                    Err(message) => errors.push(ConfigError {
+                        path: path.to_owned(),
+                        message,
+                    }),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{path}[{index}]"), env, errors);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate(item, &child, env, errors);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn expand(text: &str, env: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| "unclosed `${` (write `$${` for a literal)".to_owned())?;
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            let valid_name =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid_name {
+                return Err(format!("`${{{inner}}}` is not a valid variable reference"));
+            }
+            match (env.get(name), default) {
+                (Some(found), _) => out.push_str(found),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!("environment variable {name} is not set"));
+                }
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn messages(result: Result<Loaded, ConfigErrors>) -> Vec<String> {
+        result
+            .expect_err("invalid")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn interpolates_env_with_defaults_and_escapes() {
+        let vars = env(&[("PORT_A", "4001"), ("HOSTNAME_X", "ex.com")]);
+        let loaded = load_str(
+            "listen: 127.0.0.1:${PORT_A}\ndomains: ['${HOSTNAME_X}', '${MISSING:-b.com}']\ndefaults: {health_path: '/a$${b}'}\n",
+            &vars,
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.config.listen.port(), 4001);
+        assert_eq!(loaded.config.domains, vec!["ex.com", "b.com"]);
+        assert_eq!(
+            loaded.config.defaults.health_path.as_deref(),
+            Some("/a${b}")
+        );
+    }
+
+    #[test]
+    fn missing_variable_names_the_path() {
+        let errors = messages(load_str(
+            "defaults: {max_idle: '${IDLE}'}\n",
+            &env(&[]),
+            &Overrides::default(),
+        ));
+        assert_eq!(
+            errors,
+            vec!["defaults.max_idle: environment variable IDLE is not set"]
+        );
+    }
+
+    #[test]
+    fn env_overrides_and_flags_win_in_order() {
+        let vars = env(&[
+            ("PAASTIS_LISTEN", "127.0.0.1:5000"),
+            ("PAASTIS_DEFAULTS__MAX_IDLE", "never"),
+            ("PAASTIS_DOMAINS", "[a.com, b.com]"),
+            ("PAASTIS_CONFIG", "ignored.yml"),
+            ("PAASTIS_NOPE", "x"),
+        ]);
+        let loaded = load_str(
+            "listen: 127.0.0.1:4000\ndefaults: {max_idle: 5m, wake_timeout: 9s}\n",
+            &vars,
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.config.listen.port(), 5000);
+        assert_eq!(loaded.config.defaults.max_idle, None);
+        assert_eq!(loaded.config.defaults.wake_timeout, Duration::from_secs(9));
+        assert_eq!(loaded.config.domains, vec!["a.com", "b.com"]);
+        assert_eq!(
+            loaded.warnings,
+            vec!["environment variable PAASTIS_NOPE sets no configuration key"]
+        );
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:6000".to_owned()),
+        };
+        let loaded = load_str("listen: 127.0.0.1:4000\n", &vars, &flags).expect("valid");
+        assert_eq!(loaded.config.listen.port(), 6000);
+    }
+
+    #[test]
+    fn errors_from_env_and_flags_name_their_source() {
+        let vars = env(&[("PAASTIS_DEFAULTS__MAX_IDLE", "soon")]);
+        let flags = Overrides {
+            listen: Some("here".to_owned()),
+        };
+        let errors = messages(load_str("", &vars, &flags));
+        assert!(errors.contains(
+            &"defaults.max_idle (from PAASTIS_DEFAULTS__MAX_IDLE): `soon` is not a duration (expected e.g. 250ms, 90s, 15m, 2h, 7d)".to_owned()
+        ), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("listen (from --listen): `here`")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn bad_yaml_says_where() {
+        let errors = messages(load_str("a: [1,\n", &env(&[]), &Overrides::default()));
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("<config>: invalid YAML: line 1 column 4"),
+            "{errors:?}"
+        );
+    }
+}

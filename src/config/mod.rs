@@ -1,0 +1,159 @@
+//! Configuration: the `paastis.yml` file model, its sources (file, `${ENV}` interpolation,
+//! `PAASTIS_*` overrides, CLI flags) and its validation into typed values.
+//!
+//! Loading happens in three stages: the file becomes a YAML tree, the tree is validated (every
+//! error collected, each with its path, e.g. `providers[0].apps[1].port: must be 1..65535`), and
+//! only a tree without errors becomes a [`Config`]. This module never starts anything: it only
+//! reads text and environment variables and returns values or errors.
+
+mod duration;
+mod load;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use duration::{format_duration, parse_duration};
+pub use load::{Loaded, Overrides, Source, load, load_str};
+
+use crate::providers::ProviderConfig;
+
+/// The whole, validated configuration of one engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the proxy listener (`listen`, env `PAASTIS_LISTEN`, flag `--listen`).
+    pub listen: SocketAddr,
+    /// Base domains of the default space, lowercased, without a leading dot. Empty: the first
+    /// DNS label of the Host is the route key.
+    pub domains: Vec<String>,
+    /// Per-app policy used where an app does not override it.
+    pub defaults: Policy,
+    /// How often each provider's apps are listed.
+    pub discovery: Discovery,
+    /// Every provider account, in file order (ids are unique).
+    pub providers: Vec<ProviderConfig>,
+    /// How long in-flight requests may take to finish once shutdown begins.
+    pub shutdown_timeout: Duration,
+}
+
+/// What the engine does with one app: when it sleeps, how long a wake may take, how requests
+/// wait, and how readiness is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Idle time after which an awake app is stopped; `None` is `never`.
+    pub max_idle: Option<Duration>,
+    /// How long a wake may take before requests get 503 and the app is marked Failed.
+    pub wake_timeout: Duration,
+    /// How requests wait for a sleeping app.
+    pub strategy: Strategy,
+    /// Path probed on the upstream until it answers < 500 before held requests are released.
+    pub health_path: Option<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_idle: Some(Duration::from_secs(15 * 60)),
+            wake_timeout: Duration::from_secs(120),
+            strategy: Strategy::Hold,
+            health_path: None,
+        }
+    }
+}
+
+/// Per-app overrides of [`Policy`]; a `None` field keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOverride {
+    /// Overrides [`Policy::max_idle`]; `Some(None)` is `never`.
+    pub max_idle: Option<Option<Duration>>,
+    /// Overrides [`Policy::wake_timeout`].
+    pub wake_timeout: Option<Duration>,
+    /// Overrides [`Policy::strategy`].
+    pub strategy: Option<Strategy>,
+    /// Overrides [`Policy::health_path`].
+    pub health_path: Option<String>,
+}
+
+impl Policy {
+    /// This policy with an app's overrides applied.
+    pub fn with(&self, overrides: &PolicyOverride) -> Policy {
+        Policy {
+            max_idle: overrides.max_idle.unwrap_or(self.max_idle),
+            wake_timeout: overrides.wake_timeout.unwrap_or(self.wake_timeout),
+            strategy: overrides.strategy.unwrap_or(self.strategy),
+            health_path: overrides
+                .health_path
+                .clone()
+                .or_else(|| self.health_path.clone()),
+        }
+    }
+
+    /// `15m`, or `never`: how `paastis check` and the startup table show the idle policy.
+    pub fn max_idle_text(&self) -> String {
+        self.max_idle
+            .map(format_duration)
+            .unwrap_or_else(|| "never".to_owned())
+    }
+}
+
+/// How a request for a sleeping app waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The request is held until the app is awake or `wake_timeout` runs out (then 503).
+    Hold,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Hold => f.write_str("hold"),
+        }
+    }
+}
+
+/// Discovery settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Period of the discovery tick.
+    pub every: Duration,
+}
+
+/// One configuration error, with the place it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: a path in the file (`providers[0].apps[1].port`), with the environment variable
+    /// or flag that set it when it did not come from the file.
+    pub path: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every error found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        writeln!(
+            f,
+            "invalid configuration ({count} error{}):",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.0 {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}

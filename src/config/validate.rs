@@ -1,0 +1,810 @@
+//! Validation: walks the YAML tree once, collects every error with its path, and builds the
+//! typed [`Config`] only when there is none. Unknown keys are errors.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::parse_duration;
+use super::{Config, ConfigError, ConfigErrors, Discovery, Policy, PolicyOverride, Strategy};
+use crate::providers::ProviderConfig;
+use crate::providers::process::{ProcessAppConfig, ProcessConfig};
+
+/// Sections of `reference/config.md` that later versions implement: named so the error says
+/// so instead of calling them typos.
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "tls",
+    "admin",
+    "registry",
+    "database",
+    "events",
+    "activity",
+    "rules",
+    "schedules",
+    "hooks",
+    "savings",
+    "plan",
+    "on_limit",
+    "spaces",
+];
+
+/// Provider types named in the design that this version cannot run yet.
+const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &[
+    "scalingo",
+    "heroku",
+    "clever-cloud",
+    "render",
+    "fly",
+    "kubernetes",
+    "docker",
+];
+
+/// Collects errors while the tree is walked; `origins` names the environment variable or flag
+/// that set a path, so an error about it points at the real source.
+pub(super) struct Validator<'a> {
+    errors: Vec<ConfigError>,
+    origins: &'a HashMap<String, String>,
+    /// Paths already reported by an earlier stage (failed interpolation): not reported twice.
+    reported: &'a HashSet<String>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(
+        origins: &'a HashMap<String, String>,
+        reported: &'a HashSet<String>,
+    ) -> Self {
+        Validator {
+            errors: Vec::new(),
+            origins,
+            reported,
+        }
+    }
+
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        if self.reported.contains(path) {
+            return;
+        }
+        let path = match self.origins.get(path) {
+            Some(origin) => format!("{path} (from {origin})"),
+            None => path.to_owned(),
+        };
+        self.errors.push(ConfigError {
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// Validates the whole tree.
+    pub(super) fn config(mut self, root: &Value) -> Result<Config, ConfigErrors> {
+        let empty = Map::new();
+        let root_map = match root {
+            Value::Null => &empty,
+            Value::Object(map) => map,
+            _ => {
+                self.error("", "the configuration must be a mapping of keys to values");
+                return Err(ConfigErrors(self.errors));
+            }
+        };
+        let mut top = Fields::new(root_map, "");
+        let listen = top
+            .take("listen")
+            .and_then(|(v, p)| self.socket_addr(v, &p))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3000)));
+        let domains = top
+            .take("domains")
+            .map(|(v, p)| self.domains(v, &p))
+            .unwrap_or_default();
+        let defaults = match top.take("defaults") {
+            Some((v, p)) => {
+                let overrides = self.policy_section(v, &p, &[]);
+                Policy::default().with(&overrides)
+            }
+            None => Policy::default(),
+        };
+        let discovery = top
+            .take("discovery")
+            .map(|(v, p)| self.discovery(v, &p))
+            .unwrap_or(Discovery {
+                every: Duration::from_secs(60),
+            });
+        let shutdown_timeout = top
+            .take("proxy")
+            .map(|(v, p)| self.proxy(v, &p))
+            .unwrap_or(DEFAULT_DRAIN);
+        let providers = top
+            .take("providers")
+            .map(|(v, p)| self.providers(v, &p))
+            .unwrap_or_default();
+        self.finish(top, NOT_YET_SUPPORTED);
+
+        if self.errors.is_empty() {
+            Ok(Config {
+                listen,
+                domains,
+                defaults,
+                discovery,
+                providers,
+                shutdown_timeout,
+            })
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
+    /// Reports the keys of a mapping that nothing took.
+    fn finish(&mut self, fields: Fields<'_>, later: &[&str]) {
+        let expected = fields.taken.clone();
+        for (key, path) in fields.rest() {
+            if later.contains(&key) {
+                self.error(&path, "is not supported by this version of paastis yet");
+            } else {
+                let mut names: Vec<&str> = expected.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                self.error(
+                    &path,
+                    format!("unknown key (expected one of: {})", names.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn mapping<'v>(&mut self, value: &'v Value, path: &str) -> Option<Fields<'v>> {
+        match value {
+            Value::Object(map) => Some(Fields::new(map, path)),
+            other => {
+                self.error(path, format!("expected a mapping, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            other => {
+                self.error(path, format!("expected a string, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn non_empty_string(&mut self, value: &Value, path: &str) -> Option<String> {
+        let text = self.string(value, path)?;
+        if text.trim().is_empty() {
+            self.error(path, "must not be empty");
+            None
+        } else {
+            Some(text)
+        }
+    }
+
+    fn socket_addr(&mut self, value: &Value, path: &str) -> Option<SocketAddr> {
+        let text = self.string(value, path)?;
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    path,
+                    format!(
+                        "`{text}` is not an address (expected e.g. 0.0.0.0:3000 or [::1]:3000)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: &Value, path: &str) -> Option<Duration> {
+        let text = self.string(value, path)?;
+        match parse_duration(&text) {
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                self.error(path, message);
+                None
+            }
+        }
+    }
+
+    /// A duration that must be > 0.
+    fn positive_duration(&mut self, value: &Value, path: &str) -> Option<Duration> {
+        let duration = self.duration(value, path)?;
+        if duration.is_zero() {
+            self.error(path, "must be longer than 0s");
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// A duration or `never`; `Some(None)` is `never`.
+    fn duration_or_never(&mut self, value: &Value, path: &str) -> Option<Option<Duration>> {
+        if value.as_str().map(str::trim) == Some("never") {
+            return Some(None);
+        }
+        self.positive_duration(value, path).map(Some)
+    }
+
+    fn list<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
+        match value {
+            Value::Array(items) => Some(items),
+            other => {
+                self.error(path, format!("expected a list, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn domains(&mut self, value: &Value, path: &str) -> Vec<String> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut domains = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(text) = self.string(item, &item_path) else {
+                continue;
+            };
+            let domain = text.trim().trim_start_matches('.').trim_end_matches('.');
+            let domain = domain.to_ascii_lowercase();
+            if !is_host_name(&domain) {
+                self.error(&item_path, format!("`{text}` is not a domain name"));
+                continue;
+            }
+            if domains.contains(&domain) {
+                self.error(&item_path, format!("duplicate domain `{domain}`"));
+                continue;
+            }
+            domains.push(domain);
+        }
+        domains
+    }
+
+    /// `defaults` and the per-app policy keys. `extra` lists the other keys the caller takes
+    /// from the same mapping (so they are not reported as unknown).
+    fn policy_section(&mut self, value: &Value, path: &str, extra: &[&str]) -> PolicyOverride {
+        let Some(mut fields) = self.mapping(value, path) else {
+            return PolicyOverride::default();
+        };
+        let overrides = self.policy_fields(&mut fields);
+        for key in extra {
+            fields.take(key);
+        }
+        self.finish(fields, &[]);
+        overrides
+    }
+
+    fn policy_fields(&mut self, fields: &mut Fields<'_>) -> PolicyOverride {
+        PolicyOverride {
+            max_idle: fields
+                .take("max_idle")
+                .and_then(|(v, p)| self.duration_or_never(v, &p)),
+            wake_timeout: fields
+                .take("wake_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p)),
+            strategy: fields
+                .take("strategy")
+                .and_then(|(v, p)| self.strategy(v, &p)),
+            health_path: fields
+                .take("health_path")
+                .and_then(|(v, p)| self.health_path(v, &p)),
+        }
+    }
+
+    fn strategy(&mut self, value: &Value, path: &str) -> Option<Strategy> {
+        let text = self.string(value, path)?;
+        match text.as_str() {
+            "hold" => Some(Strategy::Hold),
+            "page" | "auto" => {
+                self.error(
+                    path,
+                    format!("`{text}` is not supported by this version of paastis yet (use hold)"),
+                );
+                None
+            }
+            _ => {
+                self.error(path, format!("`{text}` is not a strategy (expected hold)"));
+                None
+            }
+        }
+    }
+
+    fn health_path(&mut self, value: &Value, path: &str) -> Option<String> {
+        let text = self.string(value, path)?;
+        if !text.starts_with('/') || text.parse::<http::uri::PathAndQuery>().is_err() {
+            self.error(
+                path,
+                format!("`{text}` is not a path (expected e.g. /health)"),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
+    fn discovery(&mut self, value: &Value, path: &str) -> Discovery {
+        let mut discovery = Discovery {
+            every: Duration::from_secs(60),
+        };
+        let Some(mut fields) = self.mapping(value, path) else {
+            return discovery;
+        };
+        if let Some(every) = fields
+            .take("every")
+            .and_then(|(v, p)| self.positive_duration(v, &p))
+        {
+            discovery.every = every;
+        }
+        self.finish(fields, &["include", "exclude", "self_app"]);
+        discovery
+    }
+
+    fn proxy(&mut self, value: &Value, path: &str) -> Duration {
+        let Some(mut fields) = self.mapping(value, path) else {
+            return DEFAULT_DRAIN;
+        };
+        let drain = fields
+            .take("drain_timeout")
+            .and_then(|(v, p)| self.duration(v, &p))
+            .unwrap_or(DEFAULT_DRAIN);
+        self.finish(
+            fields,
+            &[
+                "preserve_host",
+                "header_read_timeout",
+                "max_header_bytes",
+                "connect_timeout",
+                "response_header_timeout",
+                "idle_timeout",
+                "max_connections",
+            ],
+        );
+        drain
+    }
+
+    fn providers(&mut self, value: &Value, path: &str) -> Vec<ProviderConfig> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut providers = Vec::new();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let id = fields.take("id").and_then(|(v, p)| {
+                let id = self.non_empty_string(v, &p)?;
+                if !is_label(&id) {
+                    self.error(
+                        &p,
+                        format!("`{id}` is not a valid id (lowercase letters, digits and '-')"),
+                    );
+                    return None;
+                }
+                if let Some(first) = ids.get(&id) {
+                    self.error(
+                        &p,
+                        format!("duplicate provider id `{id}` (first at {first})"),
+                    );
+                    return None;
+                }
+                ids.insert(id.clone(), p);
+                Some(id)
+            });
+            if id.is_none() && !fields.has("id") {
+                self.error(&format!("{item_path}.id"), "missing");
+            }
+            let kind = match fields.take("type") {
+                Some((v, p)) => self.string(v, &p).map(|t| (t, p)),
+                None => {
+                    self.error(&format!("{item_path}.type"), "missing (expected process)");
+                    None
+                }
+            };
+            let Some((kind, kind_path)) = kind else {
+                fields.take_all();
+                continue;
+            };
+            match kind.as_str() {
+                "process" => {
+                    let apps = match fields.take("apps") {
+                        Some((v, p)) => self.process_apps(v, &p),
+                        None => {
+                            self.error(&format!("{item_path}.apps"), "missing");
+                            Vec::new()
+                        }
+                    };
+                    self.finish(fields, &[]);
+                    if let Some(id) = id {
+                        providers.push(ProviderConfig::Process(ProcessConfig { id, apps }));
+                    }
+                }
+                other if PROVIDER_TYPES_NOT_YET_SUPPORTED.contains(&other) => {
+                    self.error(
+                        &kind_path,
+                        format!(
+                            "`{other}` providers are not supported by this version of paastis yet"
+                        ),
+                    );
+                    fields.take_all();
+                }
+                other => {
+                    self.error(
+                        &kind_path,
+                        format!("`{other}` is not a provider type (expected process)"),
+                    );
+                    fields.take_all();
+                }
+            }
+        }
+        providers
+    }
+
+    fn process_apps(&mut self, value: &Value, path: &str) -> Vec<ProcessAppConfig> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut apps = Vec::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut ports: HashMap<u16, String> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let name = match fields.take("name") {
+                Some((v, p)) => self.non_empty_string(v, &p).and_then(|name| {
+                    if !is_label(&name) {
+                        self.error(
+                            &p,
+                            format!(
+                                "`{name}` is not a valid app name (lowercase letters, digits and '-', as in a host name)"
+                            ),
+                        );
+                        return None;
+                    }
+                    if let Some(first) = names.get(&name) {
+                        self.error(&p, format!("duplicate app name `{name}` (first at {first})"));
+                        return None;
+                    }
+                    names.insert(name.clone(), p);
+                    Some(name)
+                }),
+                None => {
+                    self.error(&format!("{item_path}.name"), "missing");
+                    None
+                }
+            };
+            let command = match fields.take("command") {
+                Some((v, p)) => self.non_empty_string(v, &p),
+                None => {
+                    self.error(&format!("{item_path}.command"), "missing");
+                    None
+                }
+            };
+            let port = match fields.take("port") {
+                Some((Value::Null, _)) | None => Ok(None),
+                Some((v, p)) => match self.port(v, &p) {
+                    Some(port) => {
+                        if let Some(first) = ports.get(&port) {
+                            self.error(&p, format!("port {port} is already used by {first}"));
+                        }
+                        ports.insert(port, p);
+                        Ok(Some(port))
+                    }
+                    None => Err(()),
+                },
+            };
+            let env = fields
+                .take("env")
+                .map(|(v, p)| self.env_map(v, &p))
+                .unwrap_or_default();
+            let working_dir = fields
+                .take("working_dir")
+                .and_then(|(v, p)| self.non_empty_string(v, &p))
+                .map(PathBuf::from);
+            let stop_timeout = fields
+                .take("stop_timeout")
+                .and_then(|(v, p)| self.duration(v, &p))
+                .unwrap_or(Duration::from_secs(10));
+            let policy = self.policy_fields(&mut fields);
+            self.finish(fields, &[]);
+            if let (Some(name), Some(command), Ok(port)) = (name, command, port) {
+                apps.push(ProcessAppConfig {
+                    name,
+                    command,
+                    port,
+                    env,
+                    working_dir,
+                    stop_timeout,
+                    policy,
+                });
+            }
+        }
+        apps
+    }
+
+    fn port(&mut self, value: &Value, path: &str) -> Option<u16> {
+        let number = match value {
+            Value::Number(number) => number.as_i64(),
+            Value::String(text) => text.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match number {
+            Some(port @ 1..=65535) => u16::try_from(port).ok(),
+            Some(_) => {
+                self.error(path, "must be 1..65535");
+                None
+            }
+            None => {
+                self.error(
+                    path,
+                    format!("expected a port number 1..65535, found {}", kind(value)),
+                );
+                None
+            }
+        }
+    }
+
+    fn env_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
+        let Some(fields) = self.mapping(value, path) else {
+            return BTreeMap::new();
+        };
+        let mut env = BTreeMap::new();
+        for (key, value) in fields.map {
+            let key_path = format!("{path}.{key}");
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                self.error(&key_path, "is not a valid environment variable name");
+                continue;
+            }
+            let text = match value {
+                Value::Bool(b) => Some(b.to_string()),
+                other => self.string(other, &key_path),
+            };
+            if let Some(text) = text {
+                env.insert(key.clone(), text);
+            }
+        }
+        env
+    }
+}
+
+/// Default bound on draining in-flight requests at shutdown (`proxy.drain_timeout`).
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// The keys of one mapping, taken one by one, so that what is left is what nobody expected.
+struct Fields<'v> {
+    map: &'v Map<String, Value>,
+    path: String,
+    taken: Vec<String>,
+    consumed: HashSet<&'v str>,
+}
+
+impl<'v> Fields<'v> {
+    fn new(map: &'v Map<String, Value>, path: &str) -> Self {
+        Fields {
+            map,
+            path: path.to_owned(),
+            taken: Vec::new(),
+            consumed: HashSet::new(),
+        }
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// The value of `key` with its path; `null` counts as absent.
+    fn take(&mut self, key: &str) -> Option<(&'v Value, String)> {
+        self.taken.push(key.to_owned());
+        let (name, value) = self.map.get_key_value(key)?;
+        self.consumed.insert(name.as_str());
+        if value.is_null() {
+            return None;
+        }
+        Some((value, self.child_path(key)))
+    }
+
+    /// Marks every key as seen (used when an earlier error makes the rest meaningless).
+    fn take_all(&mut self) {
+        for key in self.map.keys() {
+            self.consumed.insert(key.as_str());
+        }
+    }
+
+    /// The keys nothing took, with their paths, in file order.
+    fn rest(&self) -> Vec<(&'v str, String)> {
+        self.map
+            .keys()
+            .filter(|key| !self.consumed.contains(key.as_str()))
+            .map(|key| (key.as_str(), self.child_path(key)))
+            .collect()
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// One DNS label as this engine routes it: lowercase letters, digits and '-', 1..=63 bytes,
+/// not starting or ending with '-'.
+pub(crate) fn is_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A host name made of [`is_label`]-like labels (underscores allowed, as some platforms use).
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(yaml: &str) -> Result<Config, Vec<String>> {
+        let tree: Value = super::super::load::parse_yaml(yaml).expect("test yaml parses");
+        let origins = HashMap::new();
+        let reported = HashSet::new();
+        Validator::new(&origins, &reported)
+            .config(&tree)
+            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn empty_config_gets_the_defaults() {
+        let config = validate("").expect("valid");
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 3000)));
+        assert_eq!(config.defaults, Policy::default());
+        assert_eq!(config.discovery.every, Duration::from_secs(60));
+        assert!(config.providers.is_empty());
+    }
+
+    #[test]
+    fn full_process_provider_is_typed() {
+        let config = validate(
+            r#"
+listen: 127.0.0.1:4000
+domains: [Proxy.Example.com.]
+defaults: {max_idle: 5m, wake_timeout: 30s, strategy: hold, health_path: /up}
+discovery: {every: 10s}
+proxy: {drain_timeout: 5s}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "python3 -m http.server {port}"
+        port: 8081
+        env: {GREETING: hi, DEBUG: true, N: 3}
+        working_dir: /tmp
+        max_idle: never
+        stop_timeout: 2s
+      - name: other
+        command: "true"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(config.listen.port(), 4000);
+        assert_eq!(config.domains, vec!["proxy.example.com".to_owned()]);
+        assert_eq!(config.defaults.max_idle, Some(Duration::from_secs(300)));
+        assert_eq!(config.defaults.health_path.as_deref(), Some("/up"));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        let ProviderConfig::Process(process) = &config.providers[0];
+        assert_eq!(process.id, "local");
+        let hello = &process.apps[0];
+        assert_eq!(hello.port, Some(8081));
+        assert_eq!(hello.env.get("DEBUG").map(String::as_str), Some("true"));
+        assert_eq!(hello.env.get("N").map(String::as_str), Some("3"));
+        assert_eq!(config.defaults.with(&hello.policy).max_idle, None);
+        assert_eq!(process.apps[1].port, None);
+    }
+
+    #[test]
+    fn every_error_is_collected_with_its_path() {
+        let errors = validate(
+            r#"
+listen: nowhere
+lisen: 1
+defaults: {max_idle: 15, strategy: fast}
+rules: []
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: a
+        command: x
+        port: 70000
+      - name: a
+        port: 0
+      - {name: Bad_Name, command: y, colour: blue}
+  - id: local
+    type: scalingo
+  - type: nope
+"#,
+        )
+        .expect_err("invalid");
+        let expected = [
+            "listen: `nowhere` is not an address",
+            "defaults.max_idle: `15` is not a duration",
+            "defaults.strategy: `fast` is not a strategy",
+            "lisen: unknown key (expected one of:",
+            "rules: is not supported by this version of paastis yet",
+            "providers[0].apps[0].port: must be 1..65535",
+            "providers[0].apps[1].name: duplicate app name `a` (first at providers[0].apps[0].name)",
+            "providers[0].apps[1].command: missing",
+            "providers[0].apps[1].port: must be 1..65535",
+            "providers[0].apps[2].name: `Bad_Name` is not a valid app name",
+            "providers[0].apps[2].colour: unknown key",
+            "providers[1].id: duplicate provider id `local`",
+            "providers[1].type: `scalingo` providers are not supported by this version",
+            "providers[2].id: missing",
+            "providers[2].type: `nope` is not a provider type",
+        ];
+        for needle in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(needle)),
+                "missing {needle:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn wrong_shapes_are_named() {
+        let errors = validate("providers: {id: x}\ndomains: example.com\n").expect_err("invalid");
+        assert!(errors.contains(&"domains: expected a list, found a string".to_owned()));
+        assert!(errors.contains(&"providers: expected a list, found a mapping".to_owned()));
+        let errors = validate("- a\n- b\n").expect_err("invalid");
+        assert_eq!(
+            errors,
+            vec!["the configuration must be a mapping of keys to values".to_owned()]
+        );
+    }
+
+    #[test]
+    fn labels() {
+        assert!(is_label("review-pr12-front"));
+        assert!(!is_label("-x"));
+        assert!(!is_label("a.b"));
+        assert!(!is_label("UPPER"));
+        assert!(!is_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let errors = validate("defaults: {wake_timeout: 0s, max_idle: 0s}").expect_err("invalid");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.ends_with("must be longer than 0s")));
+    }
+}

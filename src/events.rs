@@ -1,0 +1,233 @@
+//! Events: typed, timestamped records of what the engine did to which app and why.
+//!
+//! Every lifecycle transition emits one. They are logged and kept in a bounded in-memory log
+//! (newest last); live subscribers get them as they happen. This module only records: it
+//! never acts on an event.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+
+use crate::lifecycle::AppKey;
+
+/// What started a wake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WakeCause {
+    /// A proxied request for the sleeping app. The path carries no query string (queries
+    /// may hold secrets).
+    Request {
+        /// HTTP method.
+        method: String,
+        /// Request path, without its query.
+        path: String,
+        /// The client's `User-Agent`, if any.
+        user_agent: Option<String>,
+        /// The client's address as seen by the engine.
+        client_ip: IpAddr,
+    },
+}
+
+impl fmt::Display for WakeCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WakeCause::Request {
+                method,
+                path,
+                client_ip,
+                ..
+            } => write!(f, "request {method} {path} from {client_ip}"),
+        }
+    }
+}
+
+/// What started a stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// No activity for longer than the app's `max_idle`.
+    Idle {
+        /// How long the app had been idle.
+        idle_for: Duration,
+    },
+    /// A wake that could not complete; the half-started app is stopped again.
+    WakeFailed,
+}
+
+impl fmt::Display for StopCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopCause::Idle { idle_for } => write!(f, "idle for {}s", idle_for.as_secs()),
+            StopCause::WakeFailed => f.write_str("wake failed"),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// Seen for the first time by discovery.
+    Discovered {
+        /// Whether it was running when first seen.
+        running: bool,
+    },
+    /// Found running by discovery while the engine thought it asleep: now managed as awake,
+    /// with activity = now.
+    Registered,
+    /// A wake began.
+    WakeRequested {
+        /// Why.
+        cause: WakeCause,
+    },
+    /// The app is up and requests flow.
+    Started {
+        /// From the wake request to ready.
+        duration: Duration,
+    },
+    /// The wake failed; held requests got 503.
+    StartFailed {
+        /// Why, as the provider or the readiness check said.
+        reason: String,
+    },
+    /// A stop began.
+    StopRequested {
+        /// Why.
+        cause: StopCause,
+    },
+    /// The app is stopped.
+    Stopped,
+    /// The provider could not stop the app; it stays awake and the stop is retried later.
+    StopFailed {
+        /// The provider's error.
+        reason: String,
+    },
+    /// The app stopped without being asked to (its process exited, or discovery found it
+    /// stopped).
+    Exited {
+        /// What the provider said.
+        reason: String,
+    },
+    /// The app no longer exists on its provider.
+    Deleted,
+    /// A provider call failed outside a wake or stop (e.g. discovery).
+    ProviderError {
+        /// The error.
+        message: String,
+    },
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Wall-clock time it happened.
+    pub at: SystemTime,
+    /// The app it concerns (for provider-wide events, the name is empty).
+    pub app: AppKey,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Bounded in-memory event log with live subscribers.
+#[derive(Debug)]
+pub struct EventLog {
+    /// Newest last; oldest dropped beyond `capacity`.
+    recent: Mutex<VecDeque<Event>>,
+    /// How many events are kept.
+    capacity: usize,
+    /// Live feed for whoever wants events as they happen.
+    feed: broadcast::Sender<Event>,
+}
+
+impl EventLog {
+    /// A log keeping the last `capacity` events.
+    pub fn new(capacity: usize) -> EventLog {
+        let (feed, _) = broadcast::channel(capacity.max(16));
+        EventLog {
+            recent: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            capacity,
+            feed,
+        }
+    }
+
+    /// Records, logs and announces an event.
+    pub fn emit(&self, app: &AppKey, kind: EventKind) {
+        let event = Event {
+            at: SystemTime::now(),
+            app: app.clone(),
+            kind,
+        };
+        log(&event);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == self.capacity {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.feed.send(event);
+    }
+
+    /// The kept events, oldest first.
+    pub fn recent(&self) -> Vec<Event> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.feed.subscribe()
+    }
+}
+
+fn log(event: &Event) {
+    let app = &event.app;
+    match &event.kind {
+        EventKind::Discovered { running } => {
+            tracing::info!(%app, running, "discovered")
+        }
+        EventKind::Registered => tracing::info!(%app, "found running, now managed"),
+        EventKind::WakeRequested { cause } => tracing::info!(%app, %cause, "waking"),
+        EventKind::Started { duration } => {
+            tracing::info!(%app, duration_ms = duration.as_millis() as u64, "awake")
+        }
+        EventKind::StartFailed { reason } => tracing::warn!(%app, %reason, "wake failed"),
+        EventKind::StopRequested { cause } => tracing::info!(%app, %cause, "stopping"),
+        EventKind::Stopped => tracing::info!(%app, "asleep"),
+        EventKind::StopFailed { reason } => tracing::warn!(%app, %reason, "stop failed"),
+        EventKind::Exited { reason } => tracing::warn!(%app, %reason, "stopped on its own"),
+        EventKind::Deleted => tracing::info!(%app, "deleted on its provider"),
+        EventKind::ProviderError { message } => {
+            tracing::warn!(provider = %app.provider, error = %message, "provider error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_newest() {
+        let log = EventLog::new(3);
+        let key = AppKey::new("default", "local", "a");
+        for n in 0..5 {
+            log.emit(
+                &key,
+                EventKind::Exited {
+                    reason: n.to_string(),
+                },
+            );
+        }
+        let reasons: Vec<String> = log
+            .recent()
+            .into_iter()
+            .map(|e| match e.kind {
+                EventKind::Exited { reason } => reason,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(reasons, vec!["2", "3", "4"]);
+    }
+}

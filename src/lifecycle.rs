@@ -1,0 +1,669 @@
+//! The registry of managed apps and their lifecycle: the only place that starts and stops
+//! apps and changes their state.
+//!
+//! States: `Asleep -> Waking -> Awake -> Stopping -> Asleep`, and `Failed` when a wake could
+//! not complete. Each transition is done here, atomically (check-and-set on the app's phase),
+//! and emits an [`Event`](crate::events::Event). Requests, the scheduler and discovery all go
+//! through the same functions. The request path reads an app's state and upstream without
+//! locks held across an await and without provider calls.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, timeout_at};
+
+use crate::config::Policy;
+use crate::events::{EventKind, EventLog, StopCause, WakeCause};
+use crate::providers::{AppExited, AppInfo, AppStatus, Formation, Provider, Upstream};
+use crate::proxy::route::RouteTable;
+
+/// Identifies an app: which space, which provider account, which name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppKey {
+    /// The tenant (`default` for single-user setups).
+    pub space: Arc<str>,
+    /// The provider id within the space.
+    pub provider: Arc<str>,
+    /// The app's name on its provider.
+    pub name: Arc<str>,
+}
+
+impl AppKey {
+    /// Builds a key.
+    pub fn new(space: &str, provider: &str, name: &str) -> AppKey {
+        AppKey {
+            space: space.into(),
+            provider: provider.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for AppKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if &*self.space == crate::DEFAULT_SPACE {
+            write!(f, "{}/{}", self.provider, self.name)
+        } else {
+            write!(f, "{}:{}/{}", self.space, self.provider, self.name)
+        }
+    }
+}
+
+/// Where an app is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Stopped; the next request wakes it.
+    Asleep = 0,
+    /// Being started; requests wait.
+    Waking = 1,
+    /// Running; requests are forwarded.
+    Awake = 2,
+    /// Being stopped; requests wait, then wake it again.
+    Stopping = 3,
+    /// The last wake failed; the next request tries again.
+    Failed = 4,
+}
+
+impl State {
+    fn from_u8(value: u8) -> State {
+        match value {
+            1 => State::Waking,
+            2 => State::Awake,
+            3 => State::Stopping,
+            4 => State::Failed,
+            _ => State::Asleep,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Asleep => "asleep",
+            State::Waking => "waking",
+            State::Awake => "awake",
+            State::Stopping => "stopping",
+            State::Failed => "failed",
+        })
+    }
+}
+
+/// An app's state with what explains it.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// The state.
+    pub state: State,
+    /// Why the app is `Failed` (the provider's or the readiness check's words).
+    pub reason: Option<Arc<str>>,
+}
+
+/// Why a request could not be given an awake app.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WakeError {
+    /// The app was not ready before the request's wake deadline.
+    #[error("the app did not become ready within {}s", .0.as_secs())]
+    Timeout(Duration),
+    /// The wake failed.
+    #[error("the app could not be started: {0}")]
+    Failed(Arc<str>),
+    /// The app is awake but its provider gave no address to forward to.
+    #[error("the provider gives no address for this app")]
+    NoUpstream,
+}
+
+/// Start durations kept per app (for ETAs).
+const START_HISTORY: usize = 10;
+
+/// After a failed stop, how long before the idle check tries again.
+const STOP_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// One managed app: its hot state, read by every request.
+#[derive(Debug)]
+pub struct App {
+    /// Which app.
+    pub key: AppKey,
+    /// The provider account that runs it.
+    provider: Arc<dyn Provider>,
+    /// Its effective policy (defaults with its overrides applied).
+    pub policy: Policy,
+    /// State and reason; subscribers are woken on every change (held requests wait on it).
+    phase: watch::Sender<Phase>,
+    /// Mirror of `phase.state` for the request path's lock-free read (written under the
+    /// phase's lock, so both always agree once a transition returns).
+    state: AtomicU8,
+    /// Milliseconds since the engine clock's epoch at the last request.
+    last_activity: AtomicU64,
+    /// Requests (and response bodies) in progress: an app is never stopped under them.
+    in_flight: AtomicUsize,
+    /// Where requests go; updated by discovery.
+    upstream: ArcSwapOption<Upstream>,
+    /// The formation to restore on wake (last seen running, or web=1).
+    formation: Mutex<Formation>,
+    /// Recent start durations, newest last.
+    start_durations: Mutex<VecDeque<Duration>>,
+    /// Engine-clock milliseconds before which the idle check must not try to stop again.
+    stop_retry_at: AtomicU64,
+}
+
+impl App {
+    /// The current state (lock-free).
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    /// The current state and reason.
+    pub fn phase(&self) -> Phase {
+        self.phase.borrow().clone()
+    }
+
+    /// Where requests go, if known.
+    pub fn upstream(&self) -> Option<Arc<Upstream>> {
+        self.upstream.load_full()
+    }
+
+    /// The provider id.
+    pub fn provider_id(&self) -> &str {
+        self.provider.id()
+    }
+
+    /// Recent start durations, oldest first.
+    pub fn start_durations(&self) -> Vec<Duration> {
+        lock(&self.start_durations).iter().copied().collect()
+    }
+
+    /// Requests in progress.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Atomically moves from one of `from` to `to`; false (and nothing changed) otherwise.
+    fn transition(&self, from: &[State], to: State, reason: Option<Arc<str>>) -> bool {
+        self.phase.send_if_modified(|phase| {
+            if from.contains(&phase.state) {
+                phase.state = to;
+                phase.reason = reason;
+                self.state.store(to as u8, Ordering::SeqCst);
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+/// Marks one request in progress for an app: created before the state is read, dropped when
+/// the response body is done (or abandoned). Dropping it counts as activity.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The app the request is for.
+    app: Arc<App>,
+    /// Engine clock, to record the activity at the end.
+    clock: Clock,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        touch(&self.app, self.clock.now_ms());
+        self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Milliseconds since the engine started, from tokio's clock (so tests can pause time).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// The engine's start.
+    epoch: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn touch(app: &App, now: u64) {
+    // A plain load first: most requests find the value already current and write nothing.
+    if app.last_activity.load(Ordering::Relaxed) < now {
+        app.last_activity.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The registry and the state machine for every managed app of the engine.
+#[derive(Debug)]
+pub struct Lifecycle {
+    /// The engine's clock.
+    clock: Clock,
+    /// Every provider account, in config order.
+    providers: Vec<Arc<dyn Provider>>,
+    /// Policy for apps that do not override it.
+    defaults: Policy,
+    /// Managed apps; changed only by discovery.
+    apps: Mutex<BTreeMap<AppKey, Arc<App>>>,
+    /// Route key -> app, rebuilt when the set of apps changes; read by every request.
+    routes: ArcSwap<RouteTable>,
+    /// What happened.
+    events: EventLog,
+    /// Client for `health_path` probes.
+    probe: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Lifecycle {
+    /// A lifecycle over these providers, with no app known yet (see [`Lifecycle::discover`]).
+    pub fn new(providers: Vec<Arc<dyn Provider>>, defaults: Policy) -> Arc<Lifecycle> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let probe = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Arc::new(Lifecycle {
+            clock: Clock::new(),
+            providers,
+            defaults,
+            apps: Mutex::new(BTreeMap::new()),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            events: EventLog::new(1000),
+            probe,
+        })
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// The route table now.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
+    }
+
+    /// Every managed app, by key.
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        lock(&self.apps).values().cloned().collect()
+    }
+
+    /// The provider accounts.
+    pub fn providers(&self) -> &[Arc<dyn Provider>] {
+        &self.providers
+    }
+
+    /// Marks a request in progress and counts it as activity. Call before reading the state.
+    pub fn begin_request(&self, app: &Arc<App>) -> InFlight {
+        app.in_flight.fetch_add(1, Ordering::SeqCst);
+        touch(app, self.clock.now_ms());
+        InFlight {
+            app: Arc::clone(app),
+            clock: self.clock,
+        }
+    }
+
+    /// Returns the app's upstream once it is awake, waking it if needed (one wake at a time
+    /// per app, whoever asks), or an error when `deadline` passes or the wake fails.
+    pub async fn ensure_awake(
+        self: &Arc<Self>,
+        app: &Arc<App>,
+        cause: impl FnOnce() -> WakeCause,
+        deadline: Instant,
+    ) -> Result<Arc<Upstream>, WakeError> {
+        let mut cause = Some(cause);
+        let mut phases = app.phase.subscribe();
+        // Set once this request has seen a wake in progress: a failure after that is the
+        // answer, while a failure found on arrival is a reason to try again.
+        let mut saw_wake = false;
+        loop {
+            let phase = phases.borrow_and_update().clone();
+            match phase.state {
+                State::Awake => return app.upstream().ok_or(WakeError::NoUpstream),
+                State::Failed if saw_wake => {
+                    return Err(WakeError::Failed(
+                        phase.reason.unwrap_or_else(|| "unknown reason".into()),
+                    ));
+                }
+                State::Asleep | State::Failed => {
+                    if app.transition(&[State::Asleep, State::Failed], State::Waking, None) {
+                        let cause = cause.take().map(|make| make());
+                        tokio::spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
+                    }
+                    saw_wake = true;
+                    continue;
+                }
+                State::Waking => saw_wake = true,
+                State::Stopping => {}
+            }
+            match timeout_at(deadline, phases.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives in the app, which we hold: it cannot be dropped.
+                Ok(Err(_)) => return Err(WakeError::Failed("app removed".into())),
+                Err(_) => return Err(WakeError::Timeout(app.policy.wake_timeout)),
+            }
+        }
+    }
+
+    async fn run_wake(self: Arc<Self>, app: Arc<App>, cause: Option<WakeCause>) {
+        let started = Instant::now();
+        if let Some(cause) = cause {
+            self.events
+                .emit(&app.key, EventKind::WakeRequested { cause });
+        }
+        let deadline = started + app.policy.wake_timeout;
+        match self.bring_up(&app, deadline).await {
+            Ok(()) => {
+                let duration = started.elapsed();
+                touch(&app, self.clock.now_ms());
+                {
+                    let mut durations = lock(&app.start_durations);
+                    if durations.len() == START_HISTORY {
+                        durations.pop_front();
+                    }
+                    durations.push_back(duration);
+                }
+                if app.transition(&[State::Waking], State::Awake, None) {
+                    self.events.emit(&app.key, EventKind::Started { duration });
+                }
+            }
+            Err(reason) => {
+                // Whatever was half-started is stopped again before the failure is announced,
+                // so the next wake starts from a clean state.
+                if let Err(error) = app.provider.stop(&app.key.name).await {
+                    tracing::warn!(app = %app.key, %error, "could not stop after failed wake");
+                }
+                let reason: Arc<str> = reason.into();
+                if app.transition(&[State::Waking], State::Failed, Some(Arc::clone(&reason))) {
+                    self.events.emit(
+                        &app.key,
+                        EventKind::StartFailed {
+                            reason: reason.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts the app and waits until it is ready (provider status, then `health_path`).
+    async fn bring_up(&self, app: &App, deadline: Instant) -> Result<(), String> {
+        let name = &app.key.name;
+        let wake_timeout = app.policy.wake_timeout;
+        let timed_out =
+            |what: &str| format!("not ready after {}s ({what})", wake_timeout.as_secs());
+        let formation = lock(&app.formation).clone();
+        match timeout_at(deadline, app.provider.start(name, &formation)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("start failed: {error}")),
+            Err(_) => return Err(timed_out("the start call did not return")),
+        }
+        let intervals = app.provider.poll_intervals();
+        let mut wait = intervals.first;
+        let mut last = "starting".to_owned();
+        loop {
+            match timeout_at(deadline, app.provider.status(name)).await {
+                Ok(Ok(AppStatus::Running)) => break,
+                Ok(Ok(AppStatus::Starting)) => last = "still starting".to_owned(),
+                Ok(Ok(AppStatus::Stopped)) => return Err("stopped while starting".to_owned()),
+                Ok(Ok(AppStatus::Failed(reason))) => return Err(reason),
+                Ok(Err(error)) if error.retryable() => last = format!("status: {error}"),
+                Ok(Err(error)) => return Err(format!("status: {error}")),
+                Err(_) => return Err(timed_out(&last)),
+            }
+            if timeout_at(deadline, sleep(wait)).await.is_err() {
+                return Err(timed_out(&last));
+            }
+            wait = (wait * 3 / 2).min(intervals.max);
+        }
+        let Some(path) = &app.policy.health_path else {
+            return Ok(());
+        };
+        let upstream = app
+            .upstream()
+            .ok_or_else(|| "the provider gives no address for this app".to_owned())?;
+        let uri = format!("{upstream}{path}");
+        let mut wait = intervals.first;
+        loop {
+            let request = http::Request::get(&uri)
+                .header(http::header::USER_AGENT, "paastis-health-check")
+                .body(Empty::new())
+                .map_err(|error| format!("health_path {path}: {error}"))?;
+            match timeout_at(deadline, self.probe.request(request)).await {
+                Ok(Ok(response)) if response.status().as_u16() < 500 => return Ok(()),
+                Ok(Ok(response)) => {
+                    last = format!("{path} answered {}", response.status().as_u16())
+                }
+                Ok(Err(error)) => last = format!("{path}: {error}"),
+                Err(_) => return Err(timed_out(&last)),
+            }
+            if timeout_at(deadline, sleep(wait)).await.is_err() {
+                return Err(timed_out(&last));
+            }
+            wait = (wait * 3 / 2).min(intervals.max);
+        }
+    }
+
+    /// Stops every awake app idle for longer than its `max_idle` (never one with a request
+    /// in progress). Returns how many stops began.
+    pub fn check_idle(self: &Arc<Self>) -> usize {
+        let now = self.clock.now_ms();
+        let mut begun = 0;
+        for app in self.apps() {
+            let Some(max_idle) = app.policy.max_idle else {
+                continue;
+            };
+            let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
+            let idle_ms = now.saturating_sub(app.last_activity.load(Ordering::SeqCst));
+            if app.state() != State::Awake
+                || app.in_flight() > 0
+                || idle_ms < max_idle_ms
+                || now < app.stop_retry_at.load(Ordering::SeqCst)
+            {
+                continue;
+            }
+            if !app.transition(&[State::Awake], State::Stopping, None) {
+                continue;
+            }
+            // A request may have begun between the checks above and the transition: it
+            // increments `in_flight` before reading the state, so one of us sees the other.
+            let idle_ms_now = self
+                .clock
+                .now_ms()
+                .saturating_sub(app.last_activity.load(Ordering::SeqCst));
+            if app.in_flight() > 0 || idle_ms_now < max_idle_ms {
+                app.transition(&[State::Stopping], State::Awake, None);
+                continue;
+            }
+            begun += 1;
+            let cause = StopCause::Idle {
+                idle_for: Duration::from_millis(idle_ms),
+            };
+            tokio::spawn(Arc::clone(self).run_stop(app, cause));
+        }
+        begun
+    }
+
+    async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {
+        self.events
+            .emit(&app.key, EventKind::StopRequested { cause });
+        match app.provider.stop(&app.key.name).await {
+            Ok(()) => {
+                if app.transition(&[State::Stopping], State::Asleep, None) {
+                    self.events.emit(&app.key, EventKind::Stopped);
+                }
+            }
+            Err(error) => {
+                let retry_at = self.clock.now_ms()
+                    + u64::try_from(STOP_RETRY_DELAY.as_millis()).unwrap_or(u64::MAX);
+                app.stop_retry_at.store(retry_at, Ordering::SeqCst);
+                if app.transition(&[State::Stopping], State::Awake, None) {
+                    self.events.emit(
+                        &app.key,
+                        EventKind::StopFailed {
+                            reason: error.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Lists every provider's apps and brings the registry in line: new apps are managed,
+    /// apps found running are awake (activity = now), apps found stopped are asleep, vanished
+    /// apps are dropped. A provider that fails keeps its apps as they were.
+    pub async fn discover(self: &Arc<Self>) {
+        let mut listings = tokio::task::JoinSet::new();
+        for provider in &self.providers {
+            let provider = Arc::clone(provider);
+            listings.spawn(async move {
+                let listing = provider.list_apps().await;
+                (provider, listing)
+            });
+        }
+        let mut changed = false;
+        while let Some(joined) = listings.join_next().await {
+            let Ok((provider, listing)) = joined else {
+                continue;
+            };
+            match listing {
+                Ok(apps) => changed |= self.apply_listing(&provider, apps),
+                Err(error) => self.events.emit(
+                    &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
+                    EventKind::ProviderError {
+                        message: format!("listing apps failed: {error}"),
+                    },
+                ),
+            }
+        }
+        if changed {
+            self.rebuild_routes();
+        }
+    }
+
+    /// Applies one provider's listing; true when the set of apps changed.
+    fn apply_listing(&self, provider: &Arc<dyn Provider>, listing: Vec<AppInfo>) -> bool {
+        let now = self.clock.now_ms();
+        let mut apps = lock(&self.apps);
+        let mut seen = HashSet::new();
+        let mut changed = false;
+        for info in listing {
+            let key = AppKey::new(crate::DEFAULT_SPACE, provider.id(), &info.name);
+            seen.insert(key.clone());
+            let running = info.status == AppStatus::Running;
+            let Some(app) = apps.get(&key) else {
+                let state = if running { State::Awake } else { State::Asleep };
+                let formation = if info.formation.values().any(|n| *n > 0) {
+                    info.formation.clone()
+                } else {
+                    Formation::from([("web".to_owned(), 1)])
+                };
+                let app = Arc::new(App {
+                    key: key.clone(),
+                    provider: Arc::clone(provider),
+                    policy: self.defaults.with(&info.policy),
+                    phase: watch::Sender::new(Phase {
+                        state,
+                        reason: None,
+                    }),
+                    state: AtomicU8::new(state as u8),
+                    last_activity: AtomicU64::new(now),
+                    in_flight: AtomicUsize::new(0),
+                    upstream: ArcSwapOption::from(info.upstream.map(Arc::new)),
+                    formation: Mutex::new(formation),
+                    start_durations: Mutex::new(VecDeque::new()),
+                    stop_retry_at: AtomicU64::new(0),
+                });
+                apps.insert(key.clone(), app);
+                self.events.emit(&key, EventKind::Discovered { running });
+                changed = true;
+                continue;
+            };
+            if let Some(upstream) = info.upstream
+                && app.upstream().as_deref() != Some(&upstream)
+            {
+                app.upstream.store(Some(Arc::new(upstream)));
+            }
+            if running && info.formation.values().any(|n| *n > 0) {
+                *lock(&app.formation) = info.formation.clone();
+            }
+            match info.status {
+                AppStatus::Running => {
+                    if app.state() == State::Asleep || app.state() == State::Failed {
+                        touch(app, now);
+                        if app.transition(&[State::Asleep, State::Failed], State::Awake, None) {
+                            self.events.emit(&key, EventKind::Registered);
+                        }
+                    }
+                }
+                AppStatus::Stopped | AppStatus::Failed(_) => {
+                    let reason = match &info.status {
+                        AppStatus::Failed(reason) => reason.clone(),
+                        _ => "found stopped".to_owned(),
+                    };
+                    if app.transition(&[State::Awake], State::Asleep, None) {
+                        self.events.emit(&key, EventKind::Exited { reason });
+                    }
+                }
+                AppStatus::Starting => {}
+            }
+        }
+        let vanished: Vec<AppKey> = apps
+            .keys()
+            .filter(|key| &*key.provider == provider.id() && !seen.contains(*key))
+            .cloned()
+            .collect();
+        for key in vanished {
+            apps.remove(&key);
+            self.events.emit(&key, EventKind::Deleted);
+            changed = true;
+        }
+        changed
+    }
+
+    /// An app's process ended on its own: an awake app is now asleep. A waking app is left to
+    /// its wake, which sees the exit through the provider's status.
+    pub fn app_exited(&self, provider_id: &str, exit: AppExited) {
+        let key = AppKey::new(crate::DEFAULT_SPACE, provider_id, &exit.app);
+        let Some(app) = lock(&self.apps).get(&key).cloned() else {
+            return;
+        };
+        if app.transition(&[State::Awake], State::Asleep, None) {
+            self.events.emit(
+                &key,
+                EventKind::Exited {
+                    reason: exit.reason,
+                },
+            );
+        }
+    }
+
+    fn rebuild_routes(&self) {
+        let apps = self.apps();
+        self.routes.store(Arc::new(RouteTable::build(&apps)));
+    }
+
+    /// Engine shutdown: each provider stops what must not outlive the engine.
+    pub async fn shutdown(&self) {
+        for provider in &self.providers {
+            provider.shutdown().await;
+        }
+    }
+}

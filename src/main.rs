@@ -1,0 +1,158 @@
+//! The `paastis` binary: parses the command line, loads the configuration, binds the
+//! listeners and hands over to [`paastis::run`].
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use paastis::config::{self, Overrides};
+use paastis::{Engine, Listeners};
+use tokio::net::TcpListener;
+
+/// Puts idle PaaS apps to sleep and wakes them on the first request.
+#[derive(Debug, Parser)]
+#[command(name = "paastis", version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        env = "PAASTIS_CONFIG",
+        default_value = "paastis.yml",
+        global = true
+    )]
+    config: PathBuf,
+
+    /// Address of the proxy listener (overrides `listen` and PAASTIS_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy and the scheduler (what `paastis` alone does).
+    Serve,
+    /// Validate the configuration and print the managed apps.
+    Check,
+}
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+    };
+    let loaded = match config::load(&cli.config, &env, &overrides) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("paastis: {errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paastis: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve(loaded.config)),
+        Command::Check => runtime.block_on(check(loaded.config)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paastis: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: paastis::Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let proxy = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = proxy.local_addr().context("listener address")?;
+    let engine = Engine::start(config).await?;
+    tracing::info!("managed apps:\n{}", engine.apps_table());
+    tracing::info!(%addr, "proxy listening on http://{addr}");
+    engine.serve(Listeners { proxy }, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn check(config: paastis::Config) -> anyhow::Result<()> {
+    let engine = Engine::start(config).await?;
+    print!("{}", engine.apps_table());
+    let mut failed = false;
+    for event in engine.lifecycle().events().recent() {
+        if let paastis::events::EventKind::ProviderError { message } = event.kind {
+            println!("provider {}: {message}", event.app.provider);
+            failed = true;
+        }
+    }
+    if failed {
+        anyhow::bail!("some providers could not be reached");
+    }
+    println!("configuration OK");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    tracing::info!(signal = name, "shutting down");
+}
+
+/// Logs go to stderr: human-readable on a terminal, JSON otherwise (`LOG_FORMAT=text|json`
+/// forces one). Level from `LOG_LEVEL` or `RUST_LOG` (default `info`).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let json = match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

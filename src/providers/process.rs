@@ -1,0 +1,421 @@
+//! The `process` provider: apps are local commands from the config, the embedded default.
+//!
+//! Start spawns `sh -c <command>` in its own process group, with `{port}` replaced and `PORT`
+//! set; the app is ready when its process is alive and its port accepts a connection. Stop
+//! sends SIGTERM to the group, then SIGKILL after `stop_timeout`. A process that exits on its
+//! own is reported through [`Provider::exits`]. Child output goes to the log, tagged with the
+//! app. This module must not decide when apps start or stop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+
+use super::{
+    AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream,
+};
+use crate::config::PolicyOverride;
+
+/// Longest piece of child output logged as one line; longer lines are split.
+const MAX_LOG_LINE: u64 = 8 * 1024;
+
+/// How long a readiness probe waits for the app's port to accept a connection.
+const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `type: process` in the config.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Provider id (`local`).
+    pub id: String,
+    /// The local apps, in file order.
+    pub apps: Vec<ProcessAppConfig>,
+}
+
+/// One local app.
+#[derive(Debug, Clone)]
+pub struct ProcessAppConfig {
+    /// App name, also its route key.
+    pub name: String,
+    /// Shell command; `{port}` is replaced by the port.
+    pub command: String,
+    /// Port the app listens on (127.0.0.1); `None`: a free port is chosen at startup.
+    pub port: Option<u16>,
+    /// Extra environment variables for the command.
+    pub env: BTreeMap<String, String>,
+    /// Directory the command runs in; `None`: the engine's own.
+    pub working_dir: Option<PathBuf>,
+    /// Time between SIGTERM and SIGKILL when stopping.
+    pub stop_timeout: Duration,
+    /// Per-app policy (`max_idle`, `wake_timeout`, ...).
+    pub policy: PolicyOverride,
+}
+
+/// Runs the configured commands as local processes.
+#[derive(Debug)]
+pub struct ProcessProvider {
+    /// Provider id, as configured.
+    id: String,
+    /// Every configured app by name.
+    apps: HashMap<String, Arc<LocalApp>>,
+    /// Announces processes that exit without being asked to.
+    exits: broadcast::Sender<AppExited>,
+}
+
+/// One configured app and its current process, if any.
+#[derive(Debug)]
+struct LocalApp {
+    /// The app's config.
+    config: ProcessAppConfig,
+    /// The port it listens on (configured or chosen once at startup).
+    port: u16,
+    /// The running process, guarded by a short-lived lock (never held across an await).
+    run: Mutex<Run>,
+}
+
+/// What is known about an app's processes.
+#[derive(Debug, Default)]
+struct Run {
+    /// The process group started last, while its leader is alive.
+    current: Option<Running>,
+    /// Why the last process ended, when it ended on its own.
+    last_exit: Option<String>,
+    /// Counts starts, so a late exit of an old process is not taken for the current one.
+    generation: u64,
+}
+
+/// A live process group.
+#[derive(Debug)]
+struct Running {
+    /// Process group id (the leader's pid).
+    pgid: Pid,
+    /// Which start this is.
+    generation: u64,
+    /// Becomes true when the leader has exited and been reaped.
+    exited: watch::Receiver<bool>,
+    /// True once a stop was asked for: its exit is then expected, not a crash.
+    stopping: bool,
+}
+
+impl ProcessProvider {
+    /// Prepares the apps; ports left out of the config are chosen now, once.
+    pub fn new(config: &ProcessConfig) -> Result<ProcessProvider, ProviderError> {
+        let mut apps = HashMap::new();
+        for app in &config.apps {
+            let port = match app.port {
+                Some(port) => port,
+                None => free_port().map_err(|error| {
+                    ProviderError::Failed(format!(
+                        "cannot choose a port for app `{}`: {error}",
+                        app.name
+                    ))
+                })?,
+            };
+            apps.insert(
+                app.name.clone(),
+                Arc::new(LocalApp {
+                    config: app.clone(),
+                    port,
+                    run: Mutex::new(Run::default()),
+                }),
+            );
+        }
+        let (exits, _) = broadcast::channel(64);
+        Ok(ProcessProvider {
+            id: config.id.clone(),
+            apps,
+            exits,
+        })
+    }
+
+    fn app(&self, name: &str) -> Result<&Arc<LocalApp>, ProviderError> {
+        self.apps
+            .get(name)
+            .ok_or_else(|| ProviderError::NotFound(name.to_owned()))
+    }
+}
+
+impl LocalApp {
+    fn run(&self) -> MutexGuard<'_, Run> {
+        // A panic while holding this lock cannot leave `Run` half-updated in a way that
+        // matters more than losing the engine, so a poisoned lock is used as it is.
+        self.run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn status(&self) -> AppStatus {
+        let alive = {
+            let run = self.run();
+            match (&run.current, &run.last_exit) {
+                (Some(_), _) => true,
+                (None, Some(reason)) => return AppStatus::Failed(reason.clone()),
+                (None, None) => return AppStatus::Stopped,
+            }
+        };
+        if alive && port_accepts(self.port).await {
+            AppStatus::Running
+        } else {
+            AppStatus::Starting
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
+        let mut apps = Vec::with_capacity(self.apps.len());
+        for app in self.apps.values() {
+            apps.push(AppInfo {
+                name: app.config.name.clone(),
+                status: app.status().await,
+                upstream: Some(Upstream::local(app.port)),
+                formation: Formation::from([("web".to_owned(), 1)]),
+                policy: app.config.policy.clone(),
+            });
+        }
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(apps)
+    }
+
+    async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
+        Ok(self.app(app)?.status().await)
+    }
+
+    async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
+        let local = Arc::clone(self.app(app)?);
+        let config = &local.config;
+        if let Some(dir) = &config.working_dir
+            && !dir.is_dir()
+        {
+            return Err(ProviderError::Failed(format!(
+                "working_dir {} is not a directory",
+                dir.display()
+            )));
+        }
+        // Hold the lock only to check and to record the new process: spawning does not await.
+        let mut run = local.run();
+        if run.current.is_some() {
+            return Ok(());
+        }
+        let command_line = config.command.replace("{port}", &local.port.to_string());
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&command_line)
+            .env("PORT", local.port.to_string())
+            .envs(&config.env)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &config.working_dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|error| {
+            ProviderError::Failed(format!("cannot run `sh -c` for app `{app}`: {error}"))
+        })?;
+        let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+            return Err(ProviderError::Failed(format!(
+                "app `{app}` exited before it could be tracked"
+            )));
+        };
+        let pgid = Pid::from_raw(pid);
+        run.generation += 1;
+        let generation = run.generation;
+        let (exited_tx, exited_rx) = watch::channel(false);
+        run.current = Some(Running {
+            pgid,
+            generation,
+            exited: exited_rx,
+            stopping: false,
+        });
+        run.last_exit = None;
+        drop(run);
+
+        tracing::info!(app, pid, port = local.port, "started process");
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(pump_output(app.to_owned(), "stdout", stdout));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(pump_output(app.to_owned(), "stderr", stderr));
+        }
+        let exits = self.exits.clone();
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => describe_exit(status),
+                Err(error) => format!("could not be waited for: {error}"),
+            };
+            let expected = {
+                let mut run = local.run();
+                match &run.current {
+                    Some(current) if current.generation == generation => {
+                        let expected = current.stopping;
+                        run.current = None;
+                        if !expected {
+                            run.last_exit = Some(reason.clone());
+                        }
+                        expected
+                    }
+                    _ => true,
+                }
+            };
+            let _ = exited_tx.send(true);
+            if expected {
+                tracing::info!(app = %local.config.name, %reason, "process stopped");
+            } else {
+                // Whatever the leader left behind in its group belongs to this dead run.
+                signal_group(pgid, Signal::SIGKILL);
+                tracing::warn!(app = %local.config.name, %reason, "process ended on its own");
+                let _ = exits.send(AppExited {
+                    app: local.config.name.clone(),
+                    reason,
+                });
+            }
+        });
+        Ok(())
+    }
+
+    async fn stop(&self, app: &str) -> Result<(), ProviderError> {
+        let local = self.app(app)?;
+        stop_local(local).await
+    }
+
+    fn poll_intervals(&self) -> PollIntervals {
+        PollIntervals {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(500),
+        }
+    }
+
+    fn exits(&self) -> Option<broadcast::Receiver<AppExited>> {
+        Some(self.exits.subscribe())
+    }
+
+    async fn shutdown(&self) {
+        let mut stops = JoinSet::new();
+        for app in self.apps.values() {
+            let app = Arc::clone(app);
+            stops.spawn(async move {
+                if let Err(error) = stop_local(&app).await {
+                    tracing::warn!(app = %app.config.name, %error, "could not stop at shutdown");
+                }
+            });
+        }
+        while stops.join_next().await.is_some() {}
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after `stop_timeout`, and nothing of the group left after.
+async fn stop_local(local: &LocalApp) -> Result<(), ProviderError> {
+    let (pgid, mut exited) = {
+        let mut run = local.run();
+        run.last_exit = None;
+        match run.current.as_mut() {
+            None => return Ok(()),
+            Some(current) => {
+                current.stopping = true;
+                (current.pgid, current.exited.clone())
+            }
+        }
+    };
+    let app = &local.config.name;
+    signal_group(pgid, Signal::SIGTERM);
+    let graceful = tokio::time::timeout(local.config.stop_timeout, exited.wait_for(|done| *done))
+        .await
+        .is_ok();
+    if !graceful {
+        tracing::warn!(
+            app = %app,
+            timeout = ?local.config.stop_timeout,
+            "process did not stop after SIGTERM, sending SIGKILL"
+        );
+    }
+    // Leftovers of the group (children that ignored SIGTERM) go too.
+    signal_group(pgid, Signal::SIGKILL);
+    if !graceful
+        && tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|done| *done))
+            .await
+            .is_err()
+    {
+        return Err(ProviderError::Failed(format!(
+            "app `{app}` did not exit after SIGKILL"
+        )));
+    }
+    Ok(())
+}
+
+fn signal_group(pgid: Pid, signal: Signal) {
+    match killpg(pgid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => tracing::warn!(pgid = pgid.as_raw(), %error, "cannot signal process group"),
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => "exited".to_owned(),
+    }
+}
+
+async fn port_accepts(port: u16) -> bool {
+    matches!(
+        tokio::time::timeout(
+            CONNECT_PROBE_TIMEOUT,
+            TcpStream::connect(("127.0.0.1", port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Logs a child's output line by line, tagged with the app; long lines are split.
+async fn pump_output(app: String, stream: &'static str, output: impl AsyncRead + Unpin) {
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LOG_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                tracing::info!(target: "paastis::app", app = %app, stream, "{text}");
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The HTTP reverse proxy, as named phases (DESIGN §3):
+//!
+//! ```text
+//! accept -> route -> admit -> touch -> (awake? forward : wake -> hold -> forward) -> account
+//! ```
+//!
+//! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections, drained at shutdown.
+//! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown, 409 ambiguous.
+//! * **admit**: nothing is refused yet (plan limits and ignore rules come later).
+//! * **touch**: the request counts as activity and as in progress (never stopped under it).
+//! * **wake** ([`wake`]): a sleeping app is woken once, whoever asks; the request is held
+//!   until it is awake or its `wake_timeout` runs out (503 + `Retry-After`).
+//! * **forward** ([`forward`]): streamed both ways through pooled connections.
+//! * **account**: one debug log line per request (never header values).
+//!
+//! Every failure is a [`ProxyError`]; [`ProxyError::status`] is the one place that maps them
+//! to status codes. The proxy never calls a provider for an awake app.
+
+pub mod forward;
+pub mod pages;
+pub mod route;
+pub mod wake;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::lifecycle::{Lifecycle, WakeError};
+use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
+use pages::ErrorPage;
+use route::{HostError, Route};
+
+/// Body of every proxy response: the upstream's, streamed, or an error page.
+pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
+
+/// Which side of the exchange a failure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request itself is wrong.
+    Client,
+    /// The engine has nothing to route it to.
+    Engine,
+    /// The app could not be made ready.
+    Provider,
+    /// The app's own server failed.
+    Upstream,
+}
+
+/// Why a request was not forwarded, or not answered by the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Missing, duplicated or malformed Host.
+    #[error("{0}")]
+    BadHost(#[from] HostError),
+    /// No app has this route key.
+    #[error("no app is served at {host}")]
+    UnknownApp {
+        /// The host asked for.
+        host: String,
+    },
+    /// The plain name exists in several providers.
+    #[error("{host} matches several apps; use one of: {}", .choices.join(", "))]
+    Ambiguous {
+        /// The host asked for.
+        host: String,
+        /// Hosts that resolve to exactly one app.
+        choices: Vec<String>,
+    },
+    /// The app could not be woken in time, or its wake failed.
+    #[error("{app} is not available: {error}")]
+    Wake {
+        /// The app's name.
+        app: String,
+        /// What happened.
+        error: WakeError,
+    },
+    /// The upstream could not be reached or failed mid-exchange.
+    #[error("{app} did not answer: {error}")]
+    Upstream {
+        /// The app's name.
+        app: String,
+        /// What happened.
+        error: ForwardError,
+    },
+}
+
+impl ProxyError {
+    /// The status code for this error: the one place where errors become statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownApp { .. } => StatusCode::NOT_FOUND,
+            ProxyError::Ambiguous { .. } => StatusCode::CONFLICT,
+            ProxyError::Wake {
+                error: WakeError::NoUpstream,
+                ..
+            } => StatusCode::BAD_GATEWAY,
+            ProxyError::Wake { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadHost(_) => "bad_host",
+            ProxyError::UnknownApp { .. } => "unknown_app",
+            ProxyError::Ambiguous { .. } => "ambiguous_app",
+            ProxyError::Wake {
+                error: WakeError::Timeout(_),
+                ..
+            } => "wake_timeout",
+            ProxyError::Wake {
+                error: WakeError::Failed(_),
+                ..
+            } => "wake_failed",
+            ProxyError::Wake {
+                error: WakeError::NoUpstream,
+                ..
+            } => "no_upstream",
+            ProxyError::Upstream { .. } => "upstream_failed",
+        }
+    }
+
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadHost(_) => Side::Client,
+            ProxyError::UnknownApp { .. } | ProxyError::Ambiguous { .. } => Side::Engine,
+            ProxyError::Wake { .. } => Side::Provider,
+            ProxyError::Upstream { .. } => Side::Upstream,
+        }
+    }
+
+    /// Seconds after which the same request may succeed, when retrying can help.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::Wake {
+                error: WakeError::Timeout(_),
+                ..
+            } => Some(5),
+            ProxyError::Wake {
+                error: WakeError::Failed(_),
+                ..
+            } => Some(30),
+            _ => None,
+        }
+    }
+
+    fn response(&self, html: bool) -> Response<ProxyBody> {
+        let message = self.to_string();
+        ErrorPage {
+            status: self.status(),
+            code: self.code(),
+            message: &message,
+            retry_after: self.retry_after(),
+        }
+        .render(html)
+        .map(Either::Right)
+    }
+}
+
+/// The proxy: routes, wakes, forwards.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Apps, routes and wakes.
+    lifecycle: Arc<Lifecycle>,
+    /// Base domains of the default space.
+    domains: Vec<String>,
+    /// Upstream connection pool.
+    forwarder: Forwarder,
+}
+
+impl Proxy {
+    /// A proxy over this lifecycle.
+    pub fn new(lifecycle: Arc<Lifecycle>, domains: Vec<String>) -> Proxy {
+        Proxy {
+            lifecycle,
+            domains,
+            forwarder: Forwarder::new(),
+        }
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then lets in-flight
+    /// requests finish for at most `drain`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = Arc::clone(&self);
+            let service = service_fn(move |request| {
+                let proxy = Arc::clone(&proxy);
+                async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, error = %error, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("proxy stopped accepting; draining in-flight requests");
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?drain,
+                "drain timeout reached; closing remaining connections"
+            );
+        }
+    }
+
+    /// One request through every phase.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let html = pages::wants_html(request.headers());
+        let method = request.method().clone();
+        let (response, app) = match self.proxy(request, peer).await {
+            Ok((response, app)) => (response, Some(app)),
+            Err(error) => {
+                tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
+                (error.response(html), None)
+            }
+        };
+        tracing::debug!(
+            %method,
+            status = response.status().as_u16(),
+            app = app.as_deref().unwrap_or("-"),
+            duration_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn proxy(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(Response<ProxyBody>, Arc<str>), ProxyError> {
+        // route
+        let (parts, body) = request.into_parts();
+        let host = route::request_host(&parts)?.into_owned();
+        let routes = self.lifecycle.routes();
+        let route = route::route_key(&host, &self.domains)
+            .and_then(|key| routes.get(key).map(|r| (key, r)));
+        let app = match route {
+            None => return Err(ProxyError::UnknownApp { host }),
+            Some((key, Route::Ambiguous(keys))) => {
+                let rest = &host[key.len()..];
+                let choices = keys.iter().map(|k| format!("{k}{rest}")).collect();
+                return Err(ProxyError::Ambiguous { host, choices });
+            }
+            Some((_, Route::App(app))) => Arc::clone(app),
+        };
+        drop(routes);
+        let request = Request::from_parts(parts, body);
+
+        // admit: nothing to refuse yet. touch:
+        let in_flight = self.lifecycle.begin_request(&app);
+
+        // awake? / wake -> hold
+        let upstream = wake::upstream(&self.lifecycle, &app, &request, peer)
+            .await
+            .map_err(|error| ProxyError::Wake {
+                app: app.key.name.to_string(),
+                error,
+            })?;
+
+        // forward
+        let client = ClientSide {
+            ip: peer.ip(),
+            proto: "http",
+            host: &host,
+        };
+        let response = self
+            .forwarder
+            .forward(request, &upstream, client)
+            .await
+            .map_err(|error| ProxyError::Upstream {
+                app: app.key.name.to_string(),
+                error,
+            })?;
+        let name = Arc::clone(&app.key.name);
+        Ok((
+            response.map(|body| Either::Left(TrackedBody::new(body, in_flight))),
+            name,
+        ))
+    }
+}

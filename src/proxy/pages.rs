@@ -1,0 +1,139 @@
+//! Error answers of the proxy: a small HTML page for browsers, JSON for everything else.
+//! This module only renders; which status goes with which error is decided in
+//! [`super::ProxyError::status`].
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+
+/// Whether the client asked for HTML (a browser navigation).
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"))
+}
+
+/// One error answer.
+pub struct ErrorPage<'a> {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code (`unknown_app`, `wake_timeout`, ...).
+    pub code: &'static str,
+    /// One human sentence.
+    pub message: &'a str,
+    /// Seconds for `Retry-After`, when trying again later can help.
+    pub retry_after: Option<u64>,
+}
+
+impl ErrorPage<'_> {
+    /// Renders the page as HTML or JSON.
+    pub fn render(&self, html: bool) -> Response<Full<Bytes>> {
+        let (content_type, body) = if html {
+            ("text/html; charset=utf-8", self.html())
+        } else {
+            ("application/json", self.json())
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+
+    fn json(&self) -> String {
+        serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        })
+        .to_string()
+    }
+
+    fn html(&self) -> String {
+        let status = self.status.as_u16();
+        let reason = self.status.canonical_reason().unwrap_or("Error");
+        let message = escape(self.message);
+        format!(
+            r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} {reason}</title>
+<style>
+body{{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}}
+main{{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+h1{{font-size:1.25rem;margin:0 0 .75rem}}
+p{{line-height:1.5;margin:0}}
+small{{display:block;margin-top:1.5rem;color:#5b6475}}
+</style>
+</head>
+<body>
+<main>
+<h1>{status} {reason}</h1>
+<p>{message}</p>
+<small>paastis</small>
+</main>
+</body>
+</html>
+"#
+        )
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_json_is_valid() {
+        let page = ErrorPage {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_app",
+            message: "no app for <script>\"x\"",
+            retry_after: Some(5),
+        };
+        let html = page.render(true);
+        assert_eq!(html.headers()[RETRY_AFTER], "5");
+        let json = page.json();
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(parsed["error"]["code"], "unknown_app");
+        assert!(
+            page.html()
+                .contains("no app for &lt;script&gt;&quot;x&quot;")
+        );
+        assert!(!page.html().contains("<script>"));
+    }
+
+    #[test]
+    fn browsers_get_html() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_html(&headers));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml"),
+        );
+        assert!(wants_html(&headers));
+    }
+}

@@ -1,0 +1,229 @@
+//! Phase **route**: Host header -> route key -> app, through an in-memory table.
+//!
+//! The host is taken from the request target's authority (absolute-form, HTTP/2) or the one
+//! `Host` header, its port stripped, lowercased, a trailing dot dropped. The route key is what
+//! stands left of the longest matching configured domain, or the first DNS label when no
+//! domain matches. Keys: each app's name, and always `<app>--<provider>`. This module never
+//! calls a provider.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::request::Parts;
+
+use crate::lifecycle::App;
+
+/// What a route key leads to.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// One app.
+    App(Arc<App>),
+    /// A plain name that exists in several providers: the qualified keys that do resolve.
+    Ambiguous(Vec<String>),
+}
+
+/// Route key -> app, rebuilt whenever the set of apps changes.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Every key, lowercased.
+    routes: HashMap<Box<str>, Route>,
+}
+
+impl RouteTable {
+    /// The table for these apps: their names, then their qualified keys (which always win).
+    pub fn build(apps: &[Arc<App>]) -> RouteTable {
+        let mut routes: HashMap<Box<str>, Route> = HashMap::new();
+        for app in apps {
+            let key: Box<str> = app.key.name.to_ascii_lowercase().into();
+            match routes.get_mut(&key) {
+                None => {
+                    routes.insert(key, Route::App(Arc::clone(app)));
+                }
+                Some(Route::App(other)) => {
+                    let both = vec![qualified(other), qualified(app)];
+                    routes.insert(key, Route::Ambiguous(both));
+                }
+                Some(Route::Ambiguous(keys)) => keys.push(qualified(app)),
+            }
+        }
+        for app in apps {
+            routes.insert(qualified(app).into(), Route::App(Arc::clone(app)));
+        }
+        RouteTable { routes }
+    }
+
+    /// What `key` leads to.
+    pub fn get(&self, key: &str) -> Option<&Route> {
+        self.routes.get(key)
+    }
+
+    /// How many keys the table holds.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// `<app>--<provider>`: the route key that always leads to exactly one app.
+pub fn qualified(app: &App) -> String {
+    format!("{}--{}", app.key.name, app.key.provider).to_ascii_lowercase()
+}
+
+/// Why a request's host cannot be routed at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// No host in the request target nor a `Host` header.
+    #[error("the request has no Host header")]
+    Missing,
+    /// Several `Host` headers.
+    #[error("the request has several Host headers")]
+    Duplicate,
+    /// A host that is not a host name.
+    #[error("the Host header is not a valid host name")]
+    Malformed,
+}
+
+/// The request's host: lowercased, without port or trailing dot.
+pub fn request_host(parts: &Parts) -> Result<Cow<'_, str>, HostError> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    // An absolute-form target (or HTTP/2 :authority) wins over the Host header (RFC 9112 3.2.2).
+    let raw = match (parts.uri.authority(), header) {
+        (Some(authority), _) => authority.as_str(),
+        (None, Some(value)) => value.to_str().map_err(|_| HostError::Malformed)?,
+        (None, None) => return Err(HostError::Missing),
+    };
+    normalize_host(raw)
+}
+
+/// Strips the port and a trailing dot, lowercases, and checks the characters.
+pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
+    if raw.contains('@') {
+        return Err(HostError::Malformed);
+    }
+    let host = if raw.starts_with('[') {
+        // An IPv6 literal: valid, but never an app's route.
+        let end = raw.find(']').ok_or(HostError::Malformed)?;
+        let rest = &raw[end + 1..];
+        if !(rest.is_empty() || is_port_suffix(rest)) {
+            return Err(HostError::Malformed);
+        }
+        return Ok(Cow::Borrowed(&raw[..=end]));
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if is_port_suffix(&raw[host.len()..]) && !port.is_empty() => host,
+            Some(_) => return Err(HostError::Malformed),
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !valid {
+        return Err(HostError::Malformed);
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Ok(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Ok(Cow::Borrowed(host))
+    }
+}
+
+fn is_port_suffix(text: &str) -> bool {
+    text.strip_prefix(':')
+        .is_some_and(|port| port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The route key of a host: what stands left of the longest matching domain, or the first
+/// label when none matches. `None` when the host is a domain itself.
+pub fn route_key<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
+    let mut best: Option<&str> = None;
+    for domain in domains {
+        if host == domain {
+            return None;
+        }
+        if host.len() > domain.len()
+            && host.ends_with(domain.as_str())
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+            && best.is_none_or(|b| b.len() < domain.len())
+        {
+            best = Some(domain);
+        }
+    }
+    match best {
+        Some(domain) => Some(&host[..host.len() - domain.len() - 1]),
+        None => host.split('.').next().filter(|label| !label.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domains(list: &[&str]) -> Vec<String> {
+        list.iter().map(|d| (*d).to_owned()).collect()
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(
+            normalize_host("Hello.LocalHost:3000").as_deref(),
+            Ok("hello.localhost")
+        );
+        assert_eq!(
+            normalize_host("hello.localhost.").as_deref(),
+            Ok("hello.localhost")
+        );
+        assert_eq!(normalize_host("hello").as_deref(), Ok("hello"));
+        assert_eq!(normalize_host("[::1]:3000").as_deref(), Ok("[::1]"));
+        for bad in [
+            "",
+            ":80",
+            "a..b",
+            "a b",
+            "a:b",
+            "a:",
+            "héllo",
+            "a/b",
+            "user@host",
+            "[::1",
+            "a:123456",
+            ".",
+        ] {
+            assert_eq!(normalize_host(bad), Err(HostError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn route_keys_follow_domains() {
+        let none = domains(&[]);
+        assert_eq!(route_key("hello.localhost", &none), Some("hello"));
+        assert_eq!(
+            route_key("shop--heroku.localhost", &none),
+            Some("shop--heroku")
+        );
+        let some = domains(&["proxy.example.com", "example.com"]);
+        assert_eq!(route_key("hello.proxy.example.com", &some), Some("hello"));
+        assert_eq!(route_key("a.b.proxy.example.com", &some), Some("a.b"));
+        assert_eq!(route_key("hello.example.com", &some), Some("hello"));
+        assert_eq!(route_key("proxy.example.com", &some), None);
+        assert_eq!(route_key("hello.localhost", &some), Some("hello"));
+        assert_eq!(route_key("xproxy.example.com", &some), Some("xproxy"));
+    }
+}

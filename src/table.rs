@@ -1,0 +1,53 @@
+//! Plain-text table of managed apps, for the startup log and `paastis check`. Rendering
+//! only: it reads apps, changes nothing.
+
+use std::sync::Arc;
+
+use crate::lifecycle::App;
+
+/// One line per app: name, route host, provider, state, idle policy.
+pub fn apps_table(apps: &[Arc<App>], domains: &[String]) -> String {
+    let mut rows = vec![[
+        "APP".to_owned(),
+        "ROUTE".to_owned(),
+        "PROVIDER".to_owned(),
+        "STATE".to_owned(),
+        "MAX IDLE".to_owned(),
+    ]];
+    for app in apps {
+        let route = match domains.first() {
+            Some(domain) => format!("{}.{domain}", app.key.name),
+            None => format!("{}.*", app.key.name),
+        };
+        rows.push([
+            app.key.name.to_string(),
+            route,
+            app.provider_id().to_owned(),
+            app.state().to_string(),
+            app.policy.max_idle_text(),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if apps.is_empty() {
+        out.push_str("(no app)\n");
+    }
+    out
+}
