@@ -1,0 +1,237 @@
+//! Test support: the whole engine on 127.0.0.1:0 in-process, the real `paastis` binary, a
+//! plain HTTP client, and the Python upstream app (`upstream.py`) run by the `process`
+//! provider. Nothing here mocks the engine's own traits.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use paastis::config::{Overrides, load_str};
+use paastis::events::{Event, EventKind};
+use paastis::lifecycle::{Lifecycle, State};
+use paastis::{Engine, Listeners};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Path of the upstream test app.
+pub fn upstream_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/upstream.py")
+}
+
+/// A process app running the upstream script (with `exec`, so the app's process is Python).
+pub fn upstream_command() -> String {
+    format!("exec python3 {}", upstream_script().display())
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "paastis-test-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The engine, in-process, serving on 127.0.0.1:0.
+pub struct TestEngine {
+    pub addr: SocketAddr,
+    pub lifecycle: Arc<Lifecycle>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestEngine {
+    pub async fn start(yaml: &str) -> TestEngine {
+        let loaded = load_str(yaml, &HashMap::new(), &Overrides::default())
+            .unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let engine = Engine::start(loaded.config).await.expect("engine starts");
+        let lifecycle = Arc::clone(engine.lifecycle());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(engine.serve(Listeners { proxy: listener }, async move {
+            let _ = rx.await;
+        }));
+        TestEngine {
+            addr,
+            lifecycle,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful stop: drains requests and stops the apps the engine started.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    pub fn state(&self, app: &str) -> State {
+        self.app(app).state()
+    }
+
+    pub fn app(&self, name: &str) -> Arc<paastis::lifecycle::App> {
+        self.lifecycle
+            .apps()
+            .into_iter()
+            .find(|app| &*app.key.name == name)
+            .unwrap_or_else(|| panic!("no app {name}"))
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.lifecycle.events().recent()
+    }
+
+    /// Events of one kind for one app.
+    pub fn count(&self, app: &str, matches: impl Fn(&EventKind) -> bool) -> usize {
+        self.events()
+            .iter()
+            .filter(|event| &*event.app.name == app && matches(&event.kind))
+            .count()
+    }
+
+    /// Waits until `app` is in `state`, or panics after `within`.
+    pub async fn wait_state(&self, app: &str, state: State, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.state(app) == state {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{app} is {} after {within:?}, expected {state}", self.state(app));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A plain HTTP/1.1 client.
+#[derive(Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+impl TestClient {
+    pub fn new(addr: SocketAddr) -> TestClient {
+        TestClient {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            addr,
+        }
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Answer {
+        self.send("GET", host, path, &[], Bytes::new()).await
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body)).expect("request");
+        let response = self.client.request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns everything read until close (or 5 s).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a process is running (a zombie waiting to be reaped does not count).
+pub fn process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // Field 3, after the command name in parentheses, is the state.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}

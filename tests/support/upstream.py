@@ -1,0 +1,95 @@
+"""Upstream app used by the tests: a real HTTP/1.1 server run by the `process` provider.
+
+Listens on 127.0.0.1:$PORT. Environment:
+  APP_NAME          name echoed in answers
+  STARTS_FILE       if set, one line is appended per start (counts starts across processes)
+  STARTUP_DELAY_MS  sleep this long before listening (a slow boot)
+Routes:
+  GET  /            "hello from <APP_NAME>"
+  GET  /pid         this process id
+  GET  /headers     the request headers as JSON
+  GET  /slow?ms=N   answers after N milliseconds
+  POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status, body, kind="text/plain"):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/pid":
+            self.answer(200, str(os.getpid()))
+        elif url.path == "/headers":
+            headers = {}
+            for key, value in self.headers.items():
+                headers.setdefault(key.lower(), []).append(value)
+            self.answer(200, json.dumps(headers), "application/json")
+        elif url.path == "/slow":
+            ms = int(parse_qs(url.query).get("ms", ["1000"])[0])
+            time.sleep(ms / 1000)
+            self.answer(200, f"slow {ms}")
+        else:
+            self.answer(200, f"hello from {os.environ.get('APP_NAME', '?')}")
+
+    def do_POST(self):
+        digest = hashlib.sha256()
+        length = 0
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                digest.update(chunk)
+                length += len(chunk)
+        else:
+            remaining = int(self.headers.get("Content-Length", "0"))
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                length += len(chunk)
+                remaining -= len(chunk)
+        self.answer(200, json.dumps({"length": length, "sha256": digest.hexdigest()}), "application/json")
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+    daemon_threads = True
+
+
+if __name__ == "__main__":
+    delay = int(os.environ.get("STARTUP_DELAY_MS", "0"))
+    if delay:
+        time.sleep(delay / 1000)
+    starts = os.environ.get("STARTS_FILE")
+    if starts:
+        with open(starts, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    server = Server(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    print(f"upstream {os.environ.get('APP_NAME', '?')} listening", flush=True)
+    sys.stdout.flush()
+    server.serve_forever()

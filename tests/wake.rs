@@ -1,0 +1,236 @@
+//! Waking sleeping apps on request: one start for many requests, bodies kept while held,
+//! failures answered with 503 within `wake_timeout` while other apps keep being served.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use paastis::events::EventKind;
+use paastis::lifecycle::State;
+use sha2::{Digest, Sha256};
+use support::{TempDir, TestClient, TestEngine, process_running, upstream_command};
+use tokio::task::JoinSet;
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_cause_one_start_and_all_succeed() {
+    let dir = TempDir::new("wake-many");
+    let starts = dir.path("starts");
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{wake_timeout: 30s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "{command}"
+        env: {{APP_NAME: hello, STARTS_FILE: "{starts}", STARTUP_DELAY_MS: "700"}}
+"#,
+        command = upstream_command(),
+        starts = starts.display(),
+    ))
+    .await;
+    assert_eq!(engine.state("hello"), State::Asleep);
+    let client = TestClient::new(engine.addr);
+
+    let body = pseudo_random(1024 * 1024);
+    let expected_sha = hex(&Sha256::digest(&body));
+    let mut requests = JoinSet::new();
+    for n in 0..200 {
+        let client = client.clone();
+        requests.spawn(async move {
+            let answer = client.get("hello.localhost", &format!("/?n={n}")).await;
+            (answer.status.as_u16(), answer.text())
+        });
+    }
+    // The big upload is sent while the app is still booting (it sleeps 700 ms first).
+    let upload = {
+        let client = client.clone();
+        let body = Bytes::from(body);
+        tokio::spawn(async move {
+            client
+                .send(
+                    "POST",
+                    "hello.localhost",
+                    "/echo",
+                    &[("content-type", "application/octet-stream")],
+                    body,
+                )
+                .await
+        })
+    };
+    let mut ok = 0;
+    while let Some(joined) = requests.join_next().await {
+        let (status, text) = joined.expect("request task");
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(text, "hello from hello");
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+    let upload = upload.await.expect("upload task");
+    assert_eq!(upload.status, 200, "{}", upload.text());
+    let echoed = upload.json();
+    assert_eq!(echoed["length"], 1024 * 1024);
+    assert_eq!(echoed["sha256"], expected_sha.as_str());
+
+    let started = std::fs::read_to_string(&starts).expect("starts file");
+    assert_eq!(started.lines().count(), 1, "started: {started}");
+    assert_eq!(
+        engine.count("hello", |k| matches!(k, EventKind::WakeRequested { .. })),
+        1
+    );
+    assert_eq!(
+        engine.count("hello", |k| matches!(k, EventKind::Started { .. })),
+        1
+    );
+    assert_eq!(engine.state("hello"), State::Awake);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_wakes_answer_503_and_other_apps_keep_working() {
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{wake_timeout: 2s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: crash
+        command: "echo boom >&2; exit 3"
+      - name: mute
+        command: "exec sleep 60"
+      - name: good
+        command: "{command}"
+        env: {{APP_NAME: good}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+
+    // A command that exits at once: 503 well before the timeout, with the reason.
+    let started = tokio::time::Instant::now();
+    let answer = client.get("crash.localhost", "/").await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(answer.headers.contains_key("retry-after"));
+    let error = answer.json();
+    assert_eq!(error["error"]["code"], "wake_failed");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exited with status 3")),
+        "{error}"
+    );
+    let phase = engine.app("crash").phase();
+    assert_eq!(phase.state, State::Failed);
+    assert_eq!(phase.reason.as_deref(), Some("exited with status 3"));
+
+    // A command that never opens its port: 503 once wake_timeout runs out.
+    let started = tokio::time::Instant::now();
+    let answer = client
+        .send("GET", "mute.localhost", "/", &[("accept", "text/html")], Bytes::new())
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, 503);
+    assert!(answer.headers["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    engine.wait_state("mute", State::Failed, Duration::from_secs(15)).await;
+    let reason = engine.app("mute").phase().reason.unwrap_or_default();
+    assert!(reason.contains("not ready after 2s"), "{reason}");
+    assert_eq!(
+        engine.count("mute", |k| matches!(k, EventKind::StartFailed { .. })),
+        1
+    );
+
+    // The engine still serves the healthy app, and the failed one is retried on request.
+    let answer = client.get("good.localhost", "/").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "hello from good");
+    let answer = client.get("crash.localhost", "/").await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(
+        engine.count("crash", |k| matches!(k, EventKind::WakeRequested { .. })),
+        2
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_that_times_out_leaves_no_process_behind() {
+    let dir = TempDir::new("mute-pid");
+    let pid_file = dir.path("pid");
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{wake_timeout: 1s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: mute
+        command: "echo $$ > {pid}; exec sleep 60"
+"#,
+        pid = pid_file.display(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("mute.localhost", "/").await.status, 503);
+    engine.wait_state("mute", State::Failed, Duration::from_secs(15)).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(!process_running(pid), "the half-started process {pid} is still running");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_whose_process_dies_is_asleep_and_wakes_again() {
+    let engine = TestEngine::start(&format!(
+        r#"
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "{command}"
+        env: {{APP_NAME: hello}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let pid: i32 = client.get("hello.localhost", "/pid").await.text().parse().expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill");
+    engine.wait_state("hello", State::Asleep, Duration::from_secs(5)).await;
+    assert_eq!(
+        engine.count("hello", |k| matches!(k, EventKind::Exited { reason } if reason == "killed by SIGKILL")),
+        1
+    );
+    let answer = client.get("hello.localhost", "/pid").await;
+    assert_eq!(answer.status, 200);
+    assert_ne!(answer.text(), pid.to_string());
+    engine.stop().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
