@@ -143,15 +143,28 @@ providers:
     // A command that never opens its port: 503 once wake_timeout runs out.
     let started = tokio::time::Instant::now();
     let answer = client
-        .send("GET", "mute.localhost", "/", &[("accept", "text/html")], Bytes::new())
+        .send(
+            "GET",
+            "mute.localhost",
+            "/",
+            &[("accept", "text/html")],
+            Bytes::new(),
+        )
         .await;
     let waited = started.elapsed();
     assert_eq!(answer.status, 503);
-    assert!(answer.headers["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
     assert!(answer.headers.contains_key("retry-after"));
     assert!(waited >= Duration::from_millis(1900), "{waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
-    engine.wait_state("mute", State::Failed, Duration::from_secs(15)).await;
+    engine
+        .wait_state("mute", State::Failed, Duration::from_secs(15))
+        .await;
     let reason = engine.app("mute").phase().reason.unwrap_or_default();
     assert!(reason.contains("not ready after 2s"), "{reason}");
     assert_eq!(
@@ -191,13 +204,18 @@ providers:
     .await;
     let client = TestClient::new(engine.addr);
     assert_eq!(client.get("mute.localhost", "/").await.status, 503);
-    engine.wait_state("mute", State::Failed, Duration::from_secs(15)).await;
+    engine
+        .wait_state("mute", State::Failed, Duration::from_secs(15))
+        .await;
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("pid file")
         .trim()
         .parse()
         .expect("pid");
-    assert!(!process_running(pid), "the half-started process {pid} is still running");
+    assert!(
+        !process_running(pid),
+        "the half-started process {pid} is still running"
+    );
     engine.stop().await;
 }
 
@@ -217,12 +235,25 @@ providers:
     ))
     .await;
     let client = TestClient::new(engine.addr);
-    let pid: i32 = client.get("hello.localhost", "/pid").await.text().parse().expect("pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill");
-    engine.wait_state("hello", State::Asleep, Duration::from_secs(5)).await;
+    let pid: i32 = client
+        .get("hello.localhost", "/pid")
+        .await
+        .text()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    engine
+        .wait_state("hello", State::Asleep, Duration::from_secs(5))
+        .await;
     assert_eq!(
-        engine.count("hello", |k| matches!(k, EventKind::Exited { reason } if reason == "killed by SIGKILL")),
+        engine.count(
+            "hello",
+            |k| matches!(k, EventKind::Exited { reason } if reason == "killed by SIGKILL")
+        ),
         1
     );
     let answer = client.get("hello.localhost", "/pid").await;

@@ -52,10 +52,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    pub(super) fn new(
-        origins: &'a HashMap<String, String>,
-        reported: &'a HashSet<String>,
-    ) -> Self {
+    pub(super) fn new(origins: &'a HashMap<String, String>, reported: &'a HashSet<String>) -> Self {
         Validator {
             errors: Vec::new(),
             origins,

@@ -4,6 +4,8 @@
 //! apps, reports their state, starts and stops them. It never decides *when* to do so and
 //! never touches the registry; that is the lifecycle's job.
 
+#[cfg(test)]
+pub mod fake;
 pub mod process;
 
 use std::collections::BTreeMap;

@@ -132,7 +132,10 @@ impl TestEngine {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("{app} is {} after {within:?}, expected {state}", self.state(app));
+                panic!(
+                    "{app} is {} after {within:?}, expected {state}",
+                    self.state(app)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -1,0 +1,120 @@
+//! Idle stop: an app idle for longer than its `max_idle` is stopped (its process is gone),
+//! the next request wakes it again, and `max_idle: never` is never stopped.
+
+mod support;
+
+use std::time::Duration;
+
+use paastis::events::EventKind;
+use paastis::lifecycle::State;
+use support::{TestClient, TestEngine, process_running, upstream_command};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_apps_are_stopped_and_woken_again_but_never_means_never() {
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{max_idle: 1s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: napper
+        command: "{command}"
+        env: {{APP_NAME: napper}}
+      - name: insomniac
+        command: "{command}"
+        env: {{APP_NAME: insomniac}}
+        max_idle: never
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let napper: i32 = client
+        .get("napper.localhost", "/pid")
+        .await
+        .text()
+        .parse()
+        .expect("pid");
+    let insomniac: i32 = client
+        .get("insomniac.localhost", "/pid")
+        .await
+        .text()
+        .parse()
+        .expect("pid");
+    assert!(process_running(napper) && process_running(insomniac));
+
+    // Idle check runs every second: the napper is asleep within max_idle + 1 s (+ stop time).
+    engine
+        .wait_state("napper", State::Asleep, Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !process_running(napper),
+        "napper's process {napper} is still running"
+    );
+    assert_eq!(
+        engine.count("napper", |k| matches!(k, EventKind::StopRequested { .. })),
+        1
+    );
+    assert_eq!(
+        engine.count("napper", |k| matches!(k, EventKind::Stopped)),
+        1
+    );
+
+    // The next request wakes it again, as a new process.
+    let answer = client.get("napper.localhost", "/pid").await;
+    assert_eq!(answer.status, 200);
+    let again: i32 = answer.text().parse().expect("pid");
+    assert_ne!(again, napper);
+    assert_eq!(engine.state("napper"), State::Awake);
+
+    // Meanwhile, `never` kept the other one running.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(engine.state("insomniac"), State::Awake);
+    assert!(process_running(insomniac));
+    assert_eq!(
+        engine.count("insomniac", |k| matches!(
+            k,
+            EventKind::StopRequested { .. }
+        )),
+        0
+    );
+    engine.stop().await;
+    assert!(
+        !process_running(insomniac),
+        "shutdown left {insomniac} running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_is_not_stopped_under_a_request_in_progress() {
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{max_idle: 1s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: slow
+        command: "{command}"
+        env: {{APP_NAME: slow}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("slow.localhost", "/").await.status, 200);
+    // One request lasting 3 s, three times max_idle.
+    let answer = client.get("slow.localhost", "/slow?ms=3000").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow 3000");
+    assert_eq!(
+        engine.count("slow", |k| matches!(k, EventKind::StopRequested { .. })),
+        0
+    );
+    engine
+        .wait_state("slow", State::Asleep, Duration::from_secs(5))
+        .await;
+    engine.stop().await;
+}
