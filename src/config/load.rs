@@ -1,12 +1,12 @@
 //! Sources of the configuration, in increasing precedence: the YAML file, `${ENV}`
 //! interpolation inside it, `PAASTIS_*` environment overrides, then CLI flags.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::validate::Validator;
+use super::validate::{Provenance, Validator};
 use super::{Config, ConfigError, ConfigErrors};
 
 /// Where the YAML text comes from, for error messages.
@@ -95,9 +95,9 @@ fn load_source(
         }])
     })?;
     let mut errors = Vec::new();
-    interpolate(&mut tree, "", env, &mut errors);
+    let mut provenance = Provenance::default();
+    interpolate(&mut tree, "", env, &mut errors, &mut provenance.from_env);
 
-    let mut origins = HashMap::new();
     let mut warnings = Vec::new();
     let mut env_overrides: Vec<(&String, &String)> = env
         .iter()
@@ -126,7 +126,8 @@ fn load_source(
             });
             continue;
         }
-        origins.insert(path, name.clone());
+        provenance.from_env.insert(path.clone(), raw.clone());
+        provenance.origins.insert(path, name.clone());
     }
     if let Some(listen) = &overrides.listen {
         let keys = ["listen".to_owned()];
@@ -136,11 +137,13 @@ fn load_source(
                 message,
             });
         }
-        origins.insert("listen".to_owned(), "--listen".to_owned());
+        provenance
+            .origins
+            .insert("listen".to_owned(), "--listen".to_owned());
     }
 
-    let failed: HashSet<String> = errors.iter().map(|e| e.path.clone()).collect();
-    let validated = Validator::new(&origins, &failed).config(&tree);
+    provenance.reported = errors.iter().map(|e| e.path.clone()).collect();
+    let validated = Validator::new(&provenance).config(&tree);
     match validated {
         Ok(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
         Ok(_) => Err(ConfigErrors(errors)),
@@ -202,12 +205,16 @@ fn interpolate(
     path: &str,
     env: &HashMap<String, String>,
     errors: &mut Vec<ConfigError>,
+    from_env: &mut HashMap<String, String>,
 ) {
     match value {
         Value::String(text) => {
             if text.contains("${") {
                 match expand(text, env) {
-                    Ok(expanded) => *text = expanded,
+                    Ok(expanded) => {
+                        from_env.insert(path.to_owned(), expanded.clone());
+                        *text = expanded;
+                    }
                     Err(message) => errors.push(ConfigError {
                         path: path.to_owned(),
                         message,
@@ -217,7 +224,7 @@ fn interpolate(
         }
         Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                interpolate(item, &format!("{path}[{index}]"), env, errors);
+                interpolate(item, &format!("{path}[{index}]"), env, errors, from_env);
             }
         }
         Value::Object(map) => {
@@ -227,7 +234,7 @@ fn interpolate(
                 } else {
                     format!("{path}.{key}")
                 };
-                interpolate(item, &child, env, errors);
+                interpolate(item, &child, env, errors, from_env);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
@@ -364,7 +371,7 @@ mod tests {
         };
         let errors = messages(load_str("", &vars, &flags));
         assert!(errors.contains(
-            &"defaults.max_idle (from PAASTIS_DEFAULTS__MAX_IDLE): `soon` is not a duration (expected e.g. 250ms, 90s, 15m, 2h, 7d)".to_owned()
+            &"defaults.max_idle (from PAASTIS_DEFAULTS__MAX_IDLE): `<value from the environment>` is not a duration (expected e.g. 250ms, 90s, 15m, 2h, 7d)".to_owned()
         ), "{errors:?}");
         assert!(
             errors
@@ -372,6 +379,24 @@ mod tests {
                 .any(|e| e.starts_with("listen (from --listen): `here`")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_not_echoed_in_errors() {
+        let vars = env(&[
+            ("SECRET_LISTEN", "hunter2-top-secret"),
+            ("PAASTIS_DEFAULTS__MAX_IDLE", "another-secret"),
+        ]);
+        let errors = messages(load_str(
+            "listen: '${SECRET_LISTEN}'\n",
+            &vars,
+            &Overrides::default(),
+        ));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for error in &errors {
+            assert!(!error.contains("secret"), "{error}");
+            assert!(error.contains("<value from the environment>"), "{error}");
+        }
     }
 
     #[test]

@@ -42,36 +42,51 @@ const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &[
     "docker",
 ];
 
-/// Collects errors while the tree is walked; `origins` names the environment variable or flag
-/// that set a path, so an error about it points at the real source.
+/// Collects errors while the tree is walked.
 pub(super) struct Validator<'a> {
     errors: Vec<ConfigError>,
-    origins: &'a HashMap<String, String>,
-    /// Paths already reported by an earlier stage (failed interpolation): not reported twice.
-    reported: &'a HashSet<String>,
+    provenance: &'a Provenance,
 }
 
+/// Where values came from, so errors point at the real source and never echo what came from
+/// the environment (it may be a secret).
+#[derive(Debug, Default)]
+pub(super) struct Provenance {
+    /// Path -> the environment variable or flag that set it.
+    pub origins: HashMap<String, String>,
+    /// Paths already reported by an earlier stage (failed interpolation): not reported twice.
+    pub reported: HashSet<String>,
+    /// Path -> its value, for values that came from the environment.
+    pub from_env: HashMap<String, String>,
+}
+
+/// Values shorter than this are not hidden in messages (hiding `1` would garble them; such a
+/// value is no secret).
+const MIN_HIDDEN_LEN: usize = 4;
+
 impl<'a> Validator<'a> {
-    pub(super) fn new(origins: &'a HashMap<String, String>, reported: &'a HashSet<String>) -> Self {
+    pub(super) fn new(provenance: &'a Provenance) -> Self {
         Validator {
             errors: Vec::new(),
-            origins,
-            reported,
+            provenance,
         }
     }
 
     fn error(&mut self, path: &str, message: impl Into<String>) {
-        if self.reported.contains(path) {
+        if self.provenance.reported.contains(path) {
             return;
         }
-        let path = match self.origins.get(path) {
+        let mut message = message.into();
+        if let Some(value) = self.provenance.from_env.get(path)
+            && value.len() >= MIN_HIDDEN_LEN
+        {
+            message = message.replace(value.as_str(), "<value from the environment>");
+        }
+        let path = match self.provenance.origins.get(path) {
             Some(origin) => format!("{path} (from {origin})"),
             None => path.to_owned(),
         };
-        self.errors.push(ConfigError {
-            path,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { path, message });
     }
 
     /// Validates the whole tree.
@@ -671,9 +686,8 @@ mod tests {
 
     fn validate(yaml: &str) -> Result<Config, Vec<String>> {
         let tree: Value = super::super::load::parse_yaml(yaml).expect("test yaml parses");
-        let origins = HashMap::new();
-        let reported = HashSet::new();
-        Validator::new(&origins, &reported)
+        let provenance = Provenance::default();
+        Validator::new(&provenance)
             .config(&tree)
             .map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
     }

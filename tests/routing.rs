@@ -1,0 +1,123 @@
+//! Routing by Host: unknown hosts get 404, malformed ones 400, and neither reaches a
+//! provider; names, qualified names and domains route; headers are forwarded as a proxy
+//! should.
+
+mod support;
+
+use paastis::events::EventKind;
+use paastis::lifecycle::State;
+use support::{TempDir, TestClient, TestEngine, raw_exchange, upstream_command};
+
+fn config(marker: &std::path::Path, domains: &str) -> String {
+    format!(
+        r#"
+domains: {domains}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "touch {marker}; {command}"
+        env: {{APP_NAME: hello}}
+"#,
+        marker = marker.display(),
+        command = upstream_command(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_malformed_hosts_never_touch_a_provider() {
+    let dir = TempDir::new("routing");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&config(&marker, "[]")).await;
+    let client = TestClient::new(engine.addr);
+
+    let answer = client.get("nobody.localhost", "/").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["error"]["code"], "unknown_app");
+    let answer = client
+        .send(
+            "GET",
+            "nobody.localhost",
+            "/",
+            &[("accept", "text/html")],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.text().contains("<!doctype html>"));
+    assert!(answer.text().contains("nobody.localhost"));
+
+    for raw in [
+        "GET / HTTP/1.1\r\nHost: hello localhost\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello..localhost\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost:port\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@hello.localhost\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\nHost: other.localhost\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = raw_exchange(engine.addr, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?} -> {answer}");
+    }
+
+    assert!(!marker.exists(), "a provider was asked to start an app");
+    assert_eq!(engine.state("hello"), State::Asleep);
+    assert_eq!(
+        engine.count("hello", |k| matches!(k, EventKind::WakeRequested { .. })),
+        0
+    );
+
+    // The app is reachable by its name (any case, with port and trailing dot) and by its
+    // qualified name.
+    for host in [
+        "hello.localhost",
+        "HELLO.LocalHost.:3000",
+        "hello--local.localhost",
+    ] {
+        let answer = client.get(host, "/").await;
+        assert_eq!(answer.status, 200, "{host}");
+        assert_eq!(answer.text(), "hello from hello");
+    }
+    assert!(marker.exists());
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_pick_the_route_key_and_headers_are_forwarded() {
+    let dir = TempDir::new("domains");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&config(&marker, "[proxy.example.test]")).await;
+    let client = TestClient::new(engine.addr);
+
+    assert_eq!(client.get("proxy.example.test", "/").await.status, 404);
+    assert_eq!(client.get("nope.proxy.example.test", "/").await.status, 404);
+
+    let answer = client
+        .send(
+            "GET",
+            "hello.proxy.example.test",
+            "/headers",
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("connection", "x-hop"),
+                ("x-hop", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("x-custom", "kept"),
+            ],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let seen = answer.json();
+    let first = |name: &str| seen[name][0].as_str().unwrap_or("<absent>").to_owned();
+    assert_eq!(first("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
+    assert_eq!(first("x-forwarded-host"), "hello.proxy.example.test");
+    assert_eq!(first("x-forwarded-proto"), "http");
+    assert_eq!(first("x-custom"), "kept");
+    assert_eq!(first("via"), "1.1 paastis");
+    assert!(first("host").starts_with("127.0.0.1:"), "{seen}");
+    assert!(seen.get("x-hop").is_none(), "{seen}");
+    assert!(seen.get("keep-alive").is_none(), "{seen}");
+    assert!(answer.headers.get("via").is_some());
+    engine.stop().await;
+}
