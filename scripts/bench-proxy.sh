@@ -194,8 +194,8 @@ awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" \
     -v d99="${P99[direct]}" -v p99="${P99[paastis]}" -v n99="${P99[nginx-proxy]}" \
     -v d50="${P50[direct]}" -v p50="${P50[paastis]}" -v n50="${P50[nginx-proxy]}" 'BEGIN {
     ratio = pr / nr
-    printf "paastis req/s / nginx-proxy req/s: %.3f  (target >= 0.9: %s)\n", ratio, ratio >= 0.9 ? "met" : "NOT met"
+    printf "paastis req/s / nginx-proxy req/s: %.3f  (target >= 0.9: %s)\n", ratio, (ratio >= 0.9) ? "met" : "NOT met"
     printf "added p50 vs direct: paastis %+.3f ms, nginx-proxy %+.3f ms\n", p50 - d50, n50 - d50
     printf "added p99 vs direct: paastis %+.3f ms (target < 1 ms: %s), nginx-proxy %+.3f ms\n",
-        p99 - d99, (p99 - d99) < 1 ? "met" : "NOT met", n99 - d99
+        p99 - d99, ((p99 - d99) < 1) ? "met" : "NOT met", n99 - d99
 }'

@@ -1,0 +1,379 @@
+//! The `paastis` binary, black-box: invalid configurations exit with code 2 and name the
+//! path; `check` prints the managed apps; SIGTERM drains requests, stops the apps and exits
+//! 0; secrets never reach the output.
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{TempDir, TestClient, process_running, upstream_command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn paastis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paastis"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PAASTIS_") || name == "RUST_LOG" || name == "LOG_LEVEL" {
+            command.env_remove(name);
+        }
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let output = paastis()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run paastis");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+const APP: &str = r#"
+providers:
+  - id: local
+    type: process
+    apps:
+      - {name: hello, command: "exec sleep 60"}
+"#;
+
+#[tokio::test]
+async fn invalid_configs_exit_2_and_name_the_path() {
+    let dir = TempDir::new("cli-invalid");
+    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        (
+            "bad yaml",
+            "listen: [127.0.0.1\n",
+            &[],
+            "invalid YAML: line 1",
+        ),
+        (
+            "duplicate yaml key",
+            "listen: a\nlisten: b\n",
+            &[],
+            "duplicate mapping key",
+        ),
+        (
+            "unknown key",
+            "listn: 127.0.0.1:3000\n",
+            &[],
+            "listn: unknown key",
+        ),
+        (
+            "duplicate app names",
+            "providers: [{id: p, type: process, apps: [{name: a, command: x}, {name: a, command: y}]}]",
+            &[],
+            "providers[0].apps[1].name: duplicate app name `a`",
+        ),
+        (
+            "bad duration",
+            "defaults: {max_idle: 15}\n",
+            &[],
+            "defaults.max_idle: `15` is not a duration",
+        ),
+        (
+            "missing command",
+            "providers: [{id: p, type: process, apps: [{name: a}]}]",
+            &[],
+            "providers[0].apps[0].command: missing",
+        ),
+        (
+            "port out of range",
+            "providers: [{id: p, type: process, apps: [{name: a, command: x, port: 70000}]}]",
+            &[],
+            "providers[0].apps[0].port: must be 1..65535",
+        ),
+        (
+            "unknown provider type",
+            "providers: [{id: p, type: nomad}]",
+            &[],
+            "providers[0].type: `nomad` is not a provider type",
+        ),
+        (
+            "missing provider id",
+            "providers: [{type: process, apps: []}]",
+            &[],
+            "providers[0].id: missing",
+        ),
+        (
+            "bad listen",
+            "listen: everywhere\n",
+            &[],
+            "listen: `everywhere` is not an address",
+        ),
+        (
+            "unset variable",
+            "domains: ['${PAASTIS_TEST_UNSET_VARIABLE}']\n",
+            &[],
+            "domains[0]: environment variable PAASTIS_TEST_UNSET_VARIABLE is not set",
+        ),
+        (
+            "wrong shape",
+            "providers: {id: p}\n",
+            &[],
+            "providers: expected a list, found a mapping",
+        ),
+        (
+            "invalid app name",
+            "providers: [{id: p, type: process, apps: [{name: My_App, command: x}]}]",
+            &[],
+            "providers[0].apps[0].name: `My_App` is not a valid app name",
+        ),
+        (
+            "bad override",
+            "",
+            &[("PAASTIS_DEFAULTS__WAKE_TIMEOUT", "0s")],
+            "defaults.wake_timeout (from PAASTIS_DEFAULTS__WAKE_TIMEOUT): must be longer than 0s",
+        ),
+    ];
+    for (index, (name, yaml, env, expected)) in cases.iter().enumerate() {
+        let file = dir.path(&format!("case{index}.yml"));
+        std::fs::write(&file, yaml).expect("write config");
+        let file = file.to_string_lossy().into_owned();
+        for command in ["check", "serve"] {
+            let outcome = run(&[command, "--config", &file], env).await;
+            assert_eq!(
+                outcome.code,
+                Some(2),
+                "{name} ({command}): {}",
+                outcome.stderr
+            );
+            assert!(
+                outcome.stderr.contains(expected),
+                "{name} ({command}): expected {expected:?} in:\n{}",
+                outcome.stderr
+            );
+        }
+    }
+
+    // Several errors at once are all reported.
+    let file = dir.path("many.yml");
+    std::fs::write(&file, "listen: x\ndefaults: {strategy: fast}\nfoo: 1\n").expect("write");
+    let outcome = run(&["check", "--config", &file.to_string_lossy()], &[]).await;
+    assert_eq!(outcome.code, Some(2));
+    assert!(
+        outcome.stderr.contains("invalid configuration (3 errors)"),
+        "{}",
+        outcome.stderr
+    );
+
+    // A missing file says so.
+    let outcome = run(&["check", "--config", "/nonexistent/paastis.yml"], &[]).await;
+    assert_eq!(outcome.code, Some(2));
+    assert!(
+        outcome
+            .stderr
+            .contains("cannot read /nonexistent/paastis.yml"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[tokio::test]
+async fn check_prints_the_managed_apps() {
+    let dir = TempDir::new("cli-check");
+    let file = dir.path("paastis.yml");
+    std::fs::write(&file, format!("domains: [proxy.example.test]\n{APP}")).expect("write");
+    let outcome = run(&["check", "--config", &file.to_string_lossy()], &[]).await;
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    let header = outcome.stdout.lines().next().unwrap_or("");
+    assert!(header.starts_with("APP"), "{}", outcome.stdout);
+    let row = outcome
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("hello"))
+        .unwrap_or_else(|| panic!("no hello row in {}", outcome.stdout));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "hello",
+            "hello.proxy.example.test",
+            "local",
+            "asleep",
+            "15m"
+        ]
+    );
+    assert!(outcome.stdout.contains("configuration OK"));
+
+    let version = run(&["--version"], &[]).await;
+    assert_eq!(version.code, Some(0));
+    assert!(version.stdout.starts_with("paastis "), "{}", version.stdout);
+    let help = run(&["--help"], &[]).await;
+    assert!(
+        help.stdout.contains("serve") && help.stdout.contains("check"),
+        "{}",
+        help.stdout
+    );
+}
+
+/// A running `paastis serve` with its stderr collected.
+struct Served {
+    child: Child,
+    addr: std::net::SocketAddr,
+    logs: Arc<Mutex<String>>,
+}
+
+async fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
+    let mut child = paastis()
+        .args([
+            "serve",
+            "--config",
+            &config.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env.iter().copied())
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn paastis");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let collected = Arc::clone(&logs);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = json.get("addr").and_then(|a| a.as_str())
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            let mut logs = collected.lock().unwrap_or_else(|p| p.into_inner());
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("paastis printed its address")
+        .expect("address");
+    Served {
+        child,
+        addr: addr.parse().expect("socket address"),
+        logs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_long_request_finish_then_exits_0_with_no_app_left() {
+    let dir = TempDir::new("cli-sigterm");
+    let file = dir.path("paastis.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - id: local\n    type: process\n    apps:\n      - {{name: hello, command: \"{}\"}}\n",
+            upstream_command()
+        ),
+    )
+    .expect("write");
+    let mut served = serve(&file, &[]).await;
+    let client = TestClient::new(served.addr);
+    let pid: i32 = client
+        .get("hello.localhost", "/pid")
+        .await
+        .text()
+        .parse()
+        .expect("pid");
+    assert!(process_running(pid));
+
+    let long = {
+        let client = client.clone();
+        tokio::spawn(async move { client.get("hello.localhost", "/slow?ms=2000").await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let engine_pid = served
+        .child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+
+    let answer = long.await.expect("request task");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow 2000");
+    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
+        .await
+        .expect("paastis exits")
+        .expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        served.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    );
+    assert!(
+        !process_running(pid),
+        "app process {pid} survived the engine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_output() {
+    const SECRET: &str = "s3cr3t-value-4242";
+    const BEARER: &str = "bearer-token-9191";
+    const COOKIE: &str = "session-cookie-7373";
+    let dir = TempDir::new("cli-secrets");
+    let file = dir.path("paastis.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - id: local\n    type: process\n    apps:\n      - name: hello\n        command: \"{}\"\n        env: {{API_KEY: '${{APP_SECRET}}'}}\n",
+            upstream_command()
+        ),
+    )
+    .expect("write");
+    let env = [("APP_SECRET", SECRET), ("LOG_LEVEL", "trace")];
+    let check = run(&["check", "--config", &file.to_string_lossy()], &env).await;
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+
+    let mut served = serve(&file, &env).await;
+    let client = TestClient::new(served.addr);
+    let authorization = format!("Bearer {BEARER}");
+    let cookie = format!("sid={COOKIE}");
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            &format!("/headers?token={SECRET}"),
+            &[("authorization", &authorization), ("cookie", &cookie)],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    // The app itself does get them.
+    assert!(answer.text().contains(BEARER));
+    let _ = served.child.start_kill();
+    let _ = served.child.wait().await;
+
+    let logs = served.logs.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(logs.contains("waking"), "logs were not collected: {logs}");
+    for output in [&check.stdout, &check.stderr, &logs] {
+        for secret in [SECRET, BEARER, COOKIE] {
+            assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
+        }
+    }
+}
