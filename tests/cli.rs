@@ -54,7 +54,9 @@ providers:
 #[tokio::test]
 async fn invalid_configs_exit_2_and_name_the_path() {
     let dir = TempDir::new("cli-invalid");
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    // (what, config, environment, expected in stderr)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "bad yaml",
             "listen: [127.0.0.1\n",

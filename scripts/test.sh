@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need, then cargo test.
+# The tests start real local processes (the `process` provider runs tests/support/upstream.py
+# with python3) and listen on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v sh >/dev/null 2>&1 || need_apt+=(dash)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "missing: ${need_apt[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+fi
+
+cargo test --locked "$@"
