@@ -265,3 +265,45 @@ providers:
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_502_and_busy_ports_fail_the_wake() {
+    // Something else already listens on the port configured for `squatted`.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = squatter.local_addr().expect("addr").port();
+    let engine = TestEngine::start(&format!(
+        r#"
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: rude
+        command: >-
+          exec python3 -c "import socket,os; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(64);
+          [c.close() for c in iter(lambda: s.accept()[0], None)]"
+      - name: squatted
+        command: "{command}"
+        port: {busy}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("rude.localhost", "/").await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "upstream_failed");
+    assert_eq!(engine.state("rude"), State::Awake);
+
+    let answer = client.get("squatted.localhost", "/").await;
+    assert_eq!(answer.status, 503);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        message.contains(&format!("port {busy} is already in use")),
+        "{message}"
+    );
+    drop(squatter);
+    engine.stop().await;
+}

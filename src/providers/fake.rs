@@ -23,6 +23,8 @@ pub struct FakeProvider {
 pub struct FakeState {
     /// Apps by name: status and how many status polls a start stays `Starting`.
     pub apps: BTreeMap<String, (AppStatus, usize)>,
+    /// Calls of any method (listing, status, start, stop).
+    pub calls: usize,
     /// Calls to `start`.
     pub starts: usize,
     /// Calls to `stop`.
@@ -60,6 +62,14 @@ impl FakeProvider {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut state)
     }
+
+    /// Like [`FakeProvider::with`], counting one provider call.
+    fn call<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        self.with(|state| {
+            state.calls += 1;
+            f(state)
+        })
+    }
 }
 
 #[async_trait]
@@ -73,7 +83,7 @@ impl Provider for FakeProvider {
     }
 
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
-        self.with(|state| {
+        self.call(|state| {
             if state.fail_list {
                 return Err(ProviderError::Failed("listing refused".to_owned()));
             }
@@ -93,7 +103,7 @@ impl Provider for FakeProvider {
     }
 
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
-        self.with(|state| {
+        self.call(|state| {
             let (status, polls) = state
                 .apps
                 .get_mut(app)
@@ -110,7 +120,7 @@ impl Provider for FakeProvider {
     }
 
     async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
-        self.with(|state| {
+        self.call(|state| {
             assert!(state.allow_start, "unexpected start of {app}");
             state.starts += 1;
             let boot = state.boot_polls;
@@ -124,7 +134,7 @@ impl Provider for FakeProvider {
     }
 
     async fn stop(&self, app: &str) -> Result<(), ProviderError> {
-        self.with(|state| {
+        self.call(|state| {
             assert!(state.allow_stop, "unexpected stop of {app}");
             state.stops += 1;
             if state.fail_stop {

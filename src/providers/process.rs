@@ -211,6 +211,17 @@ impl Provider for ProcessProvider {
                 dir.display()
             )));
         }
+        if local.run().current.is_some() {
+            return Ok(());
+        }
+        // Our process is not running: whoever answers on the port is another program, and
+        // the app would be taken for ready while its own process fails to listen.
+        if port_accepts(local.port).await {
+            return Err(ProviderError::Failed(format!(
+                "port {} is already in use by another program",
+                local.port
+            )));
+        }
         // Hold the lock only to check and to record the new process: spawning does not await.
         let mut run = local.run();
         if run.current.is_some() {

@@ -45,3 +45,31 @@ fn cause<B>(request: &Request<B>, peer: SocketAddr) -> WakeCause {
         client_ip: peer.ip(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::providers::fake::FakeProvider;
+    use crate::providers::{AppStatus, Provider};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_awake_app_is_forwarded_without_any_provider_call() {
+        let fake = Arc::new(FakeProvider::new("fake", &[("web", AppStatus::Running)]));
+        let provider: Arc<dyn Provider> = fake.clone();
+        let lifecycle = Lifecycle::new(vec![provider], Policy::default());
+        lifecycle.discover().await;
+        let app = lifecycle.apps().remove(0);
+        let calls = fake.with(|s| s.calls);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5555));
+        for _ in 0..1000 {
+            let request = Request::get("/").body(()).expect("request");
+            let _in_flight = lifecycle.begin_request(&app);
+            let upstream = upstream(&lifecycle, &app, &request, peer)
+                .await
+                .expect("awake");
+            assert_eq!(upstream.authority.as_str(), "127.0.0.1:10000");
+        }
+        assert_eq!(fake.with(|s| s.calls), calls);
+    }
+}
