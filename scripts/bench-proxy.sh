@@ -71,18 +71,21 @@ PIDS=()
 
 cleanup() {
     local status=$? pid i
+    if [[ -n ${WRK_PID:-} ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[i]}
         kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    # paastis stops its app on SIGTERM; if it did not, stop the placeholder ourselves.
-    if [[ -f $WORK/paastis/app.pid ]]; then
-        pid=$(cat "$WORK/paastis/app.pid")
-        if [[ $pid =~ ^[0-9]+$ ]] && grep -q sleep "/proc/$pid/cmdline" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
+    # paastis stops its app (the upstream nginx) on SIGTERM; if it did not, stop it here.
+    if [[ -f $WORK/upstream/nginx.pid ]]; then
+        pid=$(cat "$WORK/upstream/nginx.pid")
+        if [[ $pid =~ ^[0-9]+$ ]] && grep -qF "$WORK/upstream" "/proc/$pid/cmdline" 2>/dev/null; then
+            log "upstream nginx still running after paastis stopped; stopping it"
+            # shellcheck disable=SC2046 # one pid a word
+            kill -KILL "$pid" $(ps -o pid= --ppid "$pid") 2>/dev/null || true
         fi
     fi
     rm -rf "$WORK"
@@ -95,33 +98,37 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# render TEMPLATE OUT DIR PORT UPSTREAM_PORT
+NGINX=$(command -v nginx)
+UPSTREAM_PORT=$(free_port)
+PAASTIS_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+
+# render TEMPLATE OUT DIR PORT
 render() {
     local user_line=""
     if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi   # else workers run as nobody
     sed -e "s|@USER_LINE@|$user_line|" \
         -e "s|@WORKERS@|$WORKERS|" \
+        -e "s|@NGINX@|$NGINX|" \
         -e "s|@DIR@|$3|g" \
+        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" \
         -e "s|@PORT@|$4|g" \
-        -e "s|@UPSTREAM_PORT@|$5|g" \
-        -e "s|@APP_LIFETIME@|$((DURATION_S * 3 + WARMUP_S * 3 + 600))|" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
         "$1" >"$2"
 }
 
-# start_nginx NAME TEMPLATE PORT [UPSTREAM_PORT]
-start_nginx() {
+# nginx_conf NAME TEMPLATE PORT: writes $WORK/NAME/nginx.conf and checks it.
+nginx_conf() {
     local dir="$WORK/$1"
     mkdir -p "$dir"
-    render "$2" "$dir/nginx.conf" "$dir" "$3" "${4:-0}"
-    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+    render "$2" "$dir/nginx.conf" "$dir" "$3"
+    "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
         || die "$1: invalid nginx config"
-    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    PIDS+=($!)
 }
 
 # wait_ok NAME URL PID: until URL answers 200 (at most 60 s).
 wait_ok() {
-    local code
+    local code=""
     for _ in $(seq 600); do
         kill -0 "$3" 2>/dev/null || { tail -n 20 "$WORK/$1"/*.log >&2 || true; die "$1 exited"; }
         code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "$HOST_HEADER" "$2" || true)
@@ -132,22 +139,25 @@ wait_ok() {
     die "$1 did not answer 200 at $2 (last: $code)"
 }
 
-UPSTREAM_PORT=$(free_port)
-PAASTIS_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-
-start_nginx upstream "$TEMPLATES/nginx-upstream.conf" "$UPSTREAM_PORT"
-wait_ok upstream "http://127.0.0.1:$UPSTREAM_PORT/" "${PIDS[-1]}"
-
+# The upstream is paastis's app: paastis starts it on the first request (it refuses an app
+# port that another program already holds), and the direct and nginx-proxy runs reuse it.
+nginx_conf upstream "$TEMPLATES/nginx-upstream.conf" "$UPSTREAM_PORT"
 mkdir -p "$WORK/paastis"
-render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT" "$UPSTREAM_PORT"
+render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT"
 TOKIO_WORKER_THREADS=$WORKERS LOG_LEVEL=warn LOG_FORMAT=text \
     "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
-PIDS+=($!)
-wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "${PIDS[-1]}"   # the first request wakes `up`
+PAASTIS_PID=$!
+PIDS+=("$PAASTIS_PID")
+wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"   # wakes `up`
+UPSTREAM_PID=$(cat "$WORK/upstream/nginx.pid")
+wait_ok upstream "http://127.0.0.1:$UPSTREAM_PORT/" "$UPSTREAM_PID"
 
-start_nginx nginx-proxy "$TEMPLATES/nginx-proxy.conf" "$PROXY_PORT" "$UPSTREAM_PORT"
-wait_ok nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "${PIDS[-1]}"
+nginx_conf nginx-proxy "$TEMPLATES/nginx-proxy.conf" "$PROXY_PORT"
+"$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" -e "$WORK/nginx-proxy/error.log" \
+    >"$WORK/nginx-proxy/stdout.log" 2>&1 &
+PROXY_PID=$!
+PIDS+=("$PROXY_PID")
+wait_ok nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
 
 # --- runs --------------------------------------------------------------------------------
 # wrk latency value (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds.
@@ -158,33 +168,59 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-declare -A RPS P50 P99 ISSUES
+# CPU time (clock ticks) used so far by a server: the process and its children (nginx workers).
+cpu_ticks() {
+    local pids
+    pids=$(ps -o pid= --ppid "$1" | tr -d ' ' | paste -sd ' ' -)
+    # shellcheck disable=SC2086
+    for pid in "$1" $pids; do cat "/proc/$pid/stat" 2>/dev/null || true; done \
+        | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# wrk ARGS...: in the background and waited for, so that a signal to this script acts at once.
+WRK_PID=""
+wrk_bounded() {
+    timeout "$((DURATION_S + WARMUP_S + 60))" wrk "$@" &
+    WRK_PID=$!
+    wait "$WRK_PID"
+    WRK_PID=""
+}
+
+declare -A RPS P50 P99 CPU ISSUES
+# bench NAME URL SERVER_PID: SERVER_PID is the server whose CPU time per request is reported.
 bench() {
-    local name=$1 url=$2 out="$WORK/wrk-$1.txt" limit=$((DURATION_S + WARMUP_S + 60))
+    local name=$1 url=$2 out="$WORK/wrk-$1.txt" before after
     log "$name: warm-up ${WARMUP_S}s, then ${DURATION_S}s with $CONNECTIONS connections"
-    timeout "$limit" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP_S}s" -H "$HOST_HEADER" "$url" >/dev/null
-    timeout "$limit" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION_S}s" --latency \
+    wrk_bounded -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP_S}s" -H "$HOST_HEADER" "$url" >/dev/null
+    before=$(cpu_ticks "$3")
+    wrk_bounded -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION_S}s" --latency \
         -H "$HOST_HEADER" "$url" >"$out"
+    after=$(cpu_ticks "$3")
     if [[ $VERBOSE == 1 ]]; then sed "s/^/  [$name] /" "$out" >&2; fi
     RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     P50[$name]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
     P99[$name]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    CPU[$name]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" '/ requests in / {
+        printf "%.1f", t / hz * 1e6 / $1 }' "$out")
     ISSUES[$name]=$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | paste -sd ';' - || true)
 }
 
-bench direct "http://127.0.0.1:$UPSTREAM_PORT/"
-bench paastis "http://127.0.0.1:$PAASTIS_PORT/"
-bench nginx-proxy "http://127.0.0.1:$PROXY_PORT/"
+bench direct "http://127.0.0.1:$UPSTREAM_PORT/" "$UPSTREAM_PID"
+bench paastis "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
+bench nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
 
 # --- report ------------------------------------------------------------------------------
 echo
 echo "paastis proxy benchmark: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo))"
 echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up); paastis runtime threads = nginx workers = $WORKERS"
 echo
-printf '%-12s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
+printf '%-12s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req'
 for name in direct paastis nginx-proxy; do
-    printf '%-12s %12.0f %10.3f %10.3f\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
+    printf '%-12s %12.0f %10.3f %10.3f %11s us\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}"
 done
+echo "(server CPU/req: CPU time of the server under test alone, i.e. the upstream for direct"
+echo " and the proxy without its upstream otherwise, divided by the requests served)"
 echo
 for name in direct paastis nginx-proxy; do
     if [[ -n ${ISSUES[$name]} ]]; then echo "WARNING $name: ${ISSUES[$name]}"; fi

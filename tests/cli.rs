@@ -290,12 +290,7 @@ async fn sigterm_lets_a_long_request_finish_then_exits_0_with_no_app_left() {
     .expect("write");
     let mut served = serve(&file, &[]).await;
     let client = TestClient::new(served.addr);
-    let pid: i32 = client
-        .get("hello.localhost", "/pid")
-        .await
-        .text()
-        .parse()
-        .expect("pid");
+    let pid: i32 = client.pid("hello.localhost").await;
     assert!(process_running(pid));
 
     let long = {
@@ -308,11 +303,7 @@ async fn sigterm_lets_a_long_request_finish_then_exits_0_with_no_app_left() {
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(engine_pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
+    support::signal(engine_pid, nix::sys::signal::Signal::SIGTERM);
 
     let answer = long.await.expect("request task");
     assert_eq!(answer.status, 200);

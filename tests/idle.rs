@@ -30,18 +30,8 @@ providers:
     ))
     .await;
     let client = TestClient::new(engine.addr);
-    let napper: i32 = client
-        .get("napper.localhost", "/pid")
-        .await
-        .text()
-        .parse()
-        .expect("pid");
-    let insomniac: i32 = client
-        .get("insomniac.localhost", "/pid")
-        .await
-        .text()
-        .parse()
-        .expect("pid");
+    let napper: i32 = client.pid("napper.localhost").await;
+    let insomniac: i32 = client.pid("insomniac.localhost").await;
     assert!(process_running(napper) && process_running(insomniac));
 
     // Idle check runs every second: the napper is asleep within max_idle + 1 s (+ stop time).

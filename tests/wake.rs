@@ -235,17 +235,8 @@ providers:
     ))
     .await;
     let client = TestClient::new(engine.addr);
-    let pid: i32 = client
-        .get("hello.localhost", "/pid")
-        .await
-        .text()
-        .parse()
-        .expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
+    let pid: i32 = client.pid("hello.localhost").await;
+    support::signal(pid, nix::sys::signal::Signal::SIGKILL);
     engine
         .wait_state("hello", State::Asleep, Duration::from_secs(5))
         .await;

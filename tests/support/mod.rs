@@ -184,6 +184,15 @@ impl TestClient {
         }
     }
 
+    /// The process id of the upstream app behind `host` (its `/pid` route).
+    pub async fn pid(&self, host: &str) -> i32 {
+        let answer = self.get(host, "/pid").await;
+        answer
+            .text()
+            .parse()
+            .unwrap_or_else(|_| panic!("{host}/pid answered {} {}", answer.status, answer.text()))
+    }
+
     pub async fn get(&self, host: &str, path: &str) -> Answer {
         self.send("GET", host, path, &[], Bytes::new()).await
     }
@@ -222,6 +231,12 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .unwrap_or_else(|error| panic!("cannot signal {pid}: {error}"));
 }
 
 /// Whether a process is running (a zombie waiting to be reaped does not count).
