@@ -48,6 +48,9 @@ pub struct Listeners {
 /// Why the engine could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The proxy's worker threads could not be set up.
+    #[error("cannot start the proxy: {0}")]
+    Proxy(std::io::Error),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -96,18 +99,28 @@ impl Engine {
     /// Serves until `shutdown` completes: stops accepting, drains in-flight requests (at most
     /// `proxy.drain_timeout`), stops the background loops, then stops what providers started
     /// locally.
-    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
         let scheduler = Scheduler::start(&self.lifecycle, self.config.discovery.every);
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&self.lifecycle),
             self.config.domains.clone(),
         ));
-        proxy
-            .serve(listeners.proxy, shutdown, self.config.shutdown_timeout)
+        let served = proxy
+            .serve(
+                listeners.proxy,
+                shutdown,
+                self.config.shutdown_timeout,
+                self.config.workers,
+            )
             .await;
         scheduler.stop().await;
         self.lifecycle.shutdown().await;
         tracing::info!("stopped");
+        served.map_err(RunError::Proxy)
     }
 }
 
@@ -119,6 +132,5 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
-    engine.serve(listeners, shutdown).await;
-    Ok(())
+    engine.serve(listeners, shutdown).await
 }

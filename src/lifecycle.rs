@@ -269,10 +269,14 @@ pub struct Lifecycle {
     events: EventLog,
     /// Client for `health_path` probes.
     probe: Client<HttpConnector, Empty<Bytes>>,
+    /// The engine's runtime: wakes and stops run there, whichever thread asked for them
+    /// (proxy workers have runtimes of their own that end before the engine's).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Lifecycle {
     /// A lifecycle over these providers, with no app known yet (see [`Lifecycle::discover`]).
+    /// Must be called within the engine's runtime.
     pub fn new(providers: Vec<Arc<dyn Provider>>, defaults: Policy) -> Arc<Lifecycle> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -287,6 +291,7 @@ impl Lifecycle {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             events: EventLog::new(1000),
             probe,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -345,7 +350,8 @@ impl Lifecycle {
                 State::Asleep | State::Failed => {
                     if app.transition(&[State::Asleep, State::Failed], State::Waking, None) {
                         let cause = cause.take().map(|make| make());
-                        tokio::spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
+                        self.runtime
+                            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
                     }
                     saw_wake = true;
                     continue;
@@ -496,7 +502,7 @@ impl Lifecycle {
             let cause = StopCause::Idle {
                 idle_for: Duration::from_millis(idle_ms),
             };
-            tokio::spawn(Arc::clone(self).run_stop(app, cause));
+            self.runtime.spawn(Arc::clone(self).run_stop(app, cause));
         }
         begun
     }

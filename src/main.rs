@@ -42,6 +42,11 @@ enum Command {
     Check,
 }
 
+/// mimalloc: the request path allocates small, short-lived buffers on every thread, where it
+/// measured faster than the system allocator (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
 
@@ -94,7 +99,7 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
     tracing::info!(%addr, "proxy listening on http://{addr}");
-    engine.serve(Listeners { proxy }, shutdown_signal()).await;
+    engine.serve(Listeners { proxy }, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -33,8 +33,11 @@ pub struct Config {
     pub discovery: Discovery,
     /// Every provider account, in file order (ids are unique).
     pub providers: Vec<ProviderConfig>,
-    /// How long in-flight requests may take to finish once shutdown begins.
+    /// How long in-flight requests may take to finish once shutdown begins
+    /// (`proxy.drain_timeout`).
     pub shutdown_timeout: Duration,
+    /// Proxy worker threads (`proxy.workers`, default: one per CPU).
+    pub workers: usize,
 }
 
 /// What the engine does with one app: when it sleeps, how long a wake may take, how requests

@@ -122,10 +122,10 @@ impl<'a> Validator<'a> {
             .unwrap_or(Discovery {
                 every: Duration::from_secs(60),
             });
-        let shutdown_timeout = top
+        let (shutdown_timeout, workers) = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
-            .unwrap_or(DEFAULT_DRAIN);
+            .unwrap_or((DEFAULT_DRAIN, default_workers()));
         let providers = top
             .take("providers")
             .map(|(v, p)| self.providers(v, &p))
@@ -140,6 +140,7 @@ impl<'a> Validator<'a> {
                 discovery,
                 providers,
                 shutdown_timeout,
+                workers,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -352,14 +353,19 @@ impl<'a> Validator<'a> {
         discovery
     }
 
-    fn proxy(&mut self, value: &Value, path: &str) -> Duration {
+    /// `proxy`: drain timeout and worker threads.
+    fn proxy(&mut self, value: &Value, path: &str) -> (Duration, usize) {
         let Some(mut fields) = self.mapping(value, path) else {
-            return DEFAULT_DRAIN;
+            return (DEFAULT_DRAIN, default_workers());
         };
         let drain = fields
             .take("drain_timeout")
             .and_then(|(v, p)| self.duration(v, &p))
             .unwrap_or(DEFAULT_DRAIN);
+        let workers = fields
+            .take("workers")
+            .and_then(|(v, p)| self.count(v, &p, 1..=1024))
+            .unwrap_or_else(default_workers);
         self.finish(
             fields,
             &[
@@ -372,7 +378,26 @@ impl<'a> Validator<'a> {
                 "max_connections",
             ],
         );
-        drain
+        (drain, workers)
+    }
+
+    fn count(
+        &mut self,
+        value: &Value,
+        path: &str,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Option<usize> {
+        let found = value.as_u64().and_then(|n| usize::try_from(n).ok());
+        match found {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    path,
+                    format!("must be a whole number {}..{}", range.start(), range.end()),
+                );
+                None
+            }
+        }
     }
 
     fn providers(&mut self, value: &Value, path: &str) -> Vec<ProviderConfig> {
@@ -583,6 +608,13 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// One proxy worker per CPU.
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(2)
+}
+
 /// Default bound on draining in-flight requests at shutdown (`proxy.drain_timeout`).
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
@@ -709,7 +741,7 @@ listen: 127.0.0.1:4000
 domains: [Proxy.Example.com.]
 defaults: {max_idle: 5m, wake_timeout: 30s, strategy: hold, health_path: /up}
 discovery: {every: 10s}
-proxy: {drain_timeout: 5s}
+proxy: {drain_timeout: 5s, workers: 3}
 providers:
   - id: local
     type: process
@@ -731,6 +763,7 @@ providers:
         assert_eq!(config.defaults.max_idle, Some(Duration::from_secs(300)));
         assert_eq!(config.defaults.health_path.as_deref(), Some("/up"));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(config.workers, 3);
         let ProviderConfig::Process(process) = &config.providers[0];
         assert_eq!(process.id, "local");
         let hello = &process.apps[0];

@@ -36,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::lifecycle::{Lifecycle, WakeError};
@@ -180,32 +181,85 @@ pub struct Proxy {
     lifecycle: Arc<Lifecycle>,
     /// Base domains of the default space.
     domains: Vec<String>,
-    /// Upstream connection pool.
+}
+
+/// What one proxy worker thread owns: its own upstream connection pool, so a request and
+/// the upstream connection it uses live on the same thread.
+#[derive(Debug)]
+struct Worker {
+    /// Shared routing and lifecycle.
+    proxy: Arc<Proxy>,
+    /// This thread's upstream connection pool.
     forwarder: Forwarder,
 }
 
 impl Proxy {
     /// A proxy over this lifecycle.
     pub fn new(lifecycle: Arc<Lifecycle>, domains: Vec<String>) -> Proxy {
-        Proxy {
-            lifecycle,
-            domains,
-            forwarder: Forwarder::new(),
-        }
+        Proxy { lifecycle, domains }
     }
 
-    /// Serves connections from `listener` until `shutdown` completes, then lets in-flight
-    /// requests finish for at most `drain`.
+    /// Serves connections from `listener` on `workers` threads (each with its own
+    /// single-threaded runtime and upstream pool: no request crosses threads) until
+    /// `shutdown` completes, then lets in-flight requests finish for at most `drain`.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
+        workers: usize,
+    ) -> std::io::Result<()> {
+        let listener = listener.into_std()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut finished = Vec::with_capacity(workers);
+        for index in 0..workers.max(1) {
+            let listener = listener.try_clone()?;
+            let proxy = Arc::clone(&self);
+            let stop = stop_rx.clone();
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("paastis-proxy-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => {
+                                let worker = Arc::new(Worker {
+                                    proxy,
+                                    forwarder: Forwarder::new(),
+                                });
+                                worker.accept(listener, stop, drain).await;
+                            }
+                            Err(error) => tracing::error!(%error, "proxy worker cannot listen"),
+                        }
+                    });
+                    let _ = done_tx.send(());
+                })?;
+            finished.push(done_rx);
+        }
+        drop(listener);
+        shutdown.await;
+        tracing::info!("proxy stopped accepting; draining in-flight requests");
+        let _ = stop_tx.send(true);
+        for done in finished {
+            let _ = done.await;
+        }
+        Ok(())
+    }
+}
+
+impl Worker {
+    async fn accept(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
     ) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -217,13 +271,13 @@ impl Proxy {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                _ = stop.wait_for(|stop| *stop) => break,
             };
             let _ = stream.set_nodelay(true);
-            let proxy = Arc::clone(&self);
+            let worker = Arc::clone(&self);
             let service = service_fn(move |request| {
-                let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+                let worker = Arc::clone(&worker);
+                async move { Ok::<_, Infallible>(worker.handle(request, peer).await) }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -236,7 +290,6 @@ impl Proxy {
             });
         }
         drop(listener);
-        tracing::info!("proxy stopped accepting; draining in-flight requests");
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()
@@ -282,8 +335,8 @@ impl Proxy {
         // route
         let (parts, body) = request.into_parts();
         let host = route::request_host(&parts)?.into_owned();
-        let routes = self.lifecycle.routes();
-        let route = route::route_key(&host, &self.domains)
+        let routes = self.proxy.lifecycle.routes();
+        let route = route::route_key(&host, &self.proxy.domains)
             .and_then(|key| routes.get(key).map(|r| (key, r)));
         let app = match route {
             None => return Err(ProxyError::UnknownApp { host }),
@@ -298,10 +351,10 @@ impl Proxy {
         let request = Request::from_parts(parts, body);
 
         // admit: nothing to refuse yet. touch:
-        let in_flight = self.lifecycle.begin_request(&app);
+        let in_flight = self.proxy.lifecycle.begin_request(&app);
 
         // awake? / wake -> hold
-        let upstream = wake::upstream(&self.lifecycle, &app, &request, peer)
+        let upstream = wake::upstream(&self.proxy.lifecycle, &app, &request, peer)
             .await
             .map_err(|error| ProxyError::Wake {
                 app: app.key.name.to_string(),

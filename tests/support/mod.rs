@@ -79,9 +79,16 @@ impl TestEngine {
         let engine = Engine::start(loaded.config).await.expect("engine starts");
         let lifecycle = Arc::clone(engine.lifecycle());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(engine.serve(Listeners { proxy: listener }, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(async move {
+            let served = engine
+                .serve(Listeners { proxy: listener }, async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(error) = served {
+                panic!("engine failed: {error}");
+            }
+        });
         TestEngine {
             addr,
             lifecycle,
