@@ -121,3 +121,42 @@ async fn domains_pick_the_route_key_and_headers_are_forwarded() {
     assert!(answer.headers.get("via").is_some());
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_survive_upstream_idle_closes() {
+    let engine = TestEngine::start(&format!(
+        r#"
+proxy: {{workers: 1}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "{command}"
+        env: {{APP_NAME: hello, IDLE_TIMEOUT_S: "0.3"}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    // Sequential requests ride one pooled upstream connection.
+    let mut connections = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let answer = client.get("hello.localhost", "/conn").await;
+        assert_eq!(answer.status, 200);
+        connections.insert(answer.text());
+    }
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    // The upstream closes idle connections after 0.3 s: later requests still succeed, on a
+    // new connection.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let answer = client.get("hello.localhost", "/conn").await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(
+            connections.insert(answer.text()),
+            "a closed connection was reused"
+        );
+    }
+    engine.stop().await;
+}

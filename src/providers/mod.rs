@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 use tokio::sync::broadcast;
 
@@ -65,16 +66,33 @@ pub struct Upstream {
     pub scheme: Scheme,
     /// Host and port of the upstream.
     pub authority: Authority,
+    /// `Host` header sent upstream, built once (PaaS routers route by it).
+    host_header: HeaderValue,
 }
 
 impl Upstream {
+    /// An upstream at this scheme and authority.
+    pub fn new(scheme: Scheme, authority: Authority) -> Upstream {
+        // An authority is always a valid header value; the fallback is never taken.
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Upstream {
+            scheme,
+            authority,
+            host_header,
+        }
+    }
+
     /// A plain-HTTP upstream on the loopback interface.
     pub fn local(port: u16) -> Upstream {
-        Upstream {
-            scheme: Scheme::HTTP,
-            authority: Authority::try_from(format!("127.0.0.1:{port}"))
-                .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
-        }
+        let authority = Authority::try_from(format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Upstream::new(Scheme::HTTP, authority)
+    }
+
+    /// The `Host` header for requests to this upstream.
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
     }
 }
 

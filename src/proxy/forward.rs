@@ -3,19 +3,23 @@
 //! and `Via` are set; `Host` becomes the upstream's (PaaS routers route by Host). Bodies are
 //! never buffered. This module does not decide where to forward: it is given the upstream.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::lifecycle::InFlight;
 use crate::providers::Upstream;
@@ -24,8 +28,16 @@ use crate::providers::Upstream;
 /// is 5 s), so a reused connection is rarely one the upstream is closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Idle connections kept per upstream.
+const POOL_MAX_IDLE: usize = 256;
+
+/// How long connecting to an upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
+/// too: upgrades are not proxied yet.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::UPGRADE,
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -40,15 +52,24 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// What the forward phase knows about the client side of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientSide<'a> {
+/// The client side of one connection, known once for all its requests.
+#[derive(Debug, Clone)]
+pub struct ClientSide {
     /// The client's address.
-    pub ip: IpAddr,
+    pub peer: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` entry, built once.
+    pub ip: HeaderValue,
     /// `http` or `https`: how the client reached the engine.
     pub proto: &'static str,
-    /// The Host the client asked for (lowercased, without port).
-    pub host: &'a str,
+}
+
+impl ClientSide {
+    /// The client side of a connection from `peer`.
+    pub fn new(peer: SocketAddr, proto: &'static str) -> ClientSide {
+        let ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientSide { peer, ip, proto }
+    }
 }
 
 /// Why forwarding failed.
@@ -62,103 +83,199 @@ pub enum ForwardError {
     Exchange(String),
 }
 
-/// The upstream connection pool.
-#[derive(Debug, Clone)]
+/// The upstream connection pool of one proxy worker: HTTP/1.1 connections kept per
+/// upstream, each driven by its own task, reused once their last response is fully read.
+#[derive(Debug, Clone, Default)]
 pub struct Forwarder {
-    /// Pooled HTTP/1.1 client.
-    client: Client<HttpConnector, Incoming>,
+    /// Idle connections by upstream authority, newest last.
+    pool: Arc<Mutex<Pool>>,
 }
 
-impl Default for Forwarder {
-    fn default() -> Self {
-        Self::new()
+/// Idle connections by upstream authority.
+type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;
+
+/// A connection ready for its next request.
+#[derive(Debug)]
+struct IdleConnection {
+    /// Sends requests on the connection.
+    sender: http1::SendRequest<Incoming>,
+    /// When it was put back.
+    since: Instant,
+}
+
+/// A connection in use, returned to the pool when its response body ends.
+#[derive(Debug)]
+pub struct Lease {
+    /// The pool it goes back to.
+    pool: Arc<Mutex<Pool>>,
+    /// Which upstream.
+    authority: Authority,
+    /// The connection.
+    sender: http1::SendRequest<Incoming>,
+}
+
+impl Lease {
+    fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = match pool.get_mut(self.authority.as_str()) {
+            Some(idle) => idle,
+            None => pool.entry(self.authority.as_str().into()).or_default(),
+        };
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(IdleConnection {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
     }
 }
 
 impl Forwarder {
-    /// A forwarder with its own connection pool.
+    /// A forwarder with an empty pool.
     pub fn new() -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
-        Forwarder { client }
+        Forwarder::default()
     }
 
-    /// Sends the request to `upstream` and returns its response, headers cleaned.
+    /// An idle connection to `authority`, if one is still usable.
+    async fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Incoming>> {
+        loop {
+            let idle = {
+                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                pool.get_mut(authority.as_str())?.pop()?
+            };
+            if idle.since.elapsed() >= POOL_IDLE_TIMEOUT || idle.sender.is_closed() {
+                continue;
+            }
+            let mut sender = idle.sender;
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        upstream: &Upstream,
+    ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
+        let address = upstream.authority.as_str();
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(ForwardError::Connect(format!("{address}: {error}"))),
+            Err(_) => {
+                return Err(ForwardError::Connect(format!(
+                    "{address}: no connection after {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends the request to `upstream` and returns its response, headers cleaned, with the
+    /// connection lease to hand to the response body.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         upstream: &Upstream,
-        client: ClientSide<'_>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+        client: &ClientSide,
+    ) -> Result<(Response<Incoming>, Lease), ForwardError> {
         let (mut parts, body) = request.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(upstream.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|error| ForwardError::Exchange(format!("cannot build the target: {error}")))?;
+        // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
+        // carry it in the target).
+        let forwarded_host = match parts.uri.authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
+        // HTTP/1.1 requests to an origin server carry the origin form: path and query only.
+        parts.uri = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         let via = via_value(parts.version);
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
-        headers.remove(header::UPGRADE);
-        append_forwarded_for(headers, client.ip);
+        append_forwarded_for(headers, &client.ip);
         if !matches!(
             headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes),
             Some(b"http" | b"https")
         ) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
         }
-        if let Ok(host) = HeaderValue::from_str(client.host) {
+        if let Some(host) = forwarded_host {
             headers.insert(X_FORWARDED_HOST, host);
         }
         headers.append(header::VIA, via);
-        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, upstream.host_header().clone());
 
-        let mut response = self
-            .client
-            .request(Request::from_parts(parts, body))
-            .await
-            .map_err(|error| {
-                let detail = error_chain(&error);
-                if error.is_connect() {
-                    ForwardError::Connect(detail)
-                } else {
-                    ForwardError::Exchange(detail)
-                }
-            })?;
+        let mut request = Request::from_parts(parts, body);
+        let (mut response, sender) = loop {
+            let (mut sender, reused) = match self.checkout(&upstream.authority).await {
+                Some(sender) => (sender, true),
+                // New connections are rare: boxed, so the common path's future stays small.
+                None => (Box::pin(self.connect(upstream)).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => break (response, sender),
+                Err(mut error) => match error.take_message() {
+                    // A reused connection the upstream closed before taking the request:
+                    // nothing was sent, so any request can go on a fresh connection.
+                    Some(unsent) if reused => request = unsent,
+                    _ => {
+                        return Err(ForwardError::Exchange(error_chain(error.error())));
+                    }
+                },
+            }
+        };
         let via = via_value(response.version());
         let headers = response.headers_mut();
         remove_hop_by_hop(headers);
-        headers.remove(header::UPGRADE);
         headers.append(header::VIA, via);
-        Ok(response)
+        let lease = Lease {
+            pool: Arc::clone(&self.pool),
+            authority: upstream.authority.clone(),
+            sender,
+        };
+        Ok((response, lease))
     }
 }
 
 fn via_value(version: Version) -> HeaderValue {
-    HeaderValue::from_static(match version {
-        Version::HTTP_2 => "2 paastis",
-        Version::HTTP_10 => "1.0 paastis",
-        _ => "1.1 paastis",
-    })
+    const VIA_2: HeaderValue = HeaderValue::from_static("2 paastis");
+    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 paastis");
+    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 paastis");
+    match version {
+        Version::HTTP_2 => VIA_2,
+        Version::HTTP_10 => VIA_10,
+        _ => VIA_11,
+    }
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) header names is cheaper than a lookup per hop-by-hop name,
+    // and most messages carry none of them.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -176,15 +293,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let ip = ip.to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-        _ => ip,
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
+    let existing = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let value = match existing {
+        Some(existing) => {
+            let joined = format!("{existing}, {}", ip.to_str().unwrap_or("unknown"));
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| ip.clone())
+        }
+        None => ip.clone(),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, value);
 }
 
 /// The error and its causes, in one line (hyper's top-level message alone says little).
@@ -200,21 +321,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// An upstream response body that keeps its request counted as in progress until the body
-/// is done or dropped (so an app is never stopped under a response being streamed).
+/// is done or dropped (so an app is never stopped under a response being streamed), and
+/// gives its upstream connection back to the pool once fully read.
 #[derive(Debug)]
 pub struct TrackedBody {
     /// The upstream's body, streamed as it comes.
     inner: Incoming,
     /// Released with the body.
     _in_flight: InFlight,
+    /// The connection, until the body ends (a body dropped early takes it down with it).
+    lease: Option<Lease>,
 }
 
 impl TrackedBody {
     /// Wraps an upstream body.
-    pub fn new(inner: Incoming, in_flight: InFlight) -> TrackedBody {
-        TrackedBody {
+    pub fn new(inner: Incoming, in_flight: InFlight, lease: Lease) -> TrackedBody {
+        let mut body = TrackedBody {
             inner,
             _in_flight: in_flight,
+            lease: Some(lease),
+        };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
 }
@@ -227,7 +362,14 @@ impl Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -258,17 +400,28 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         headers.insert("x-kept", HeaderValue::from_static("yes"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert_eq!(headers["x-kept"], "yes");
+
+        // Nothing to remove: nothing changes.
+        let mut plain = HeaderMap::new();
+        plain.insert("x-kept", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
+
+    fn client(peer: &str) -> ClientSide {
+        ClientSide::new(peer.parse().expect("address"), "http")
     }
 
     #[test]
     fn forwarded_for_is_appended() {
         let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, IpAddr::from([10, 0, 0, 1]));
+        append_forwarded_for(&mut headers, &client("10.0.0.1:5000").ip);
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
-        append_forwarded_for(&mut headers, IpAddr::from([127, 0, 0, 1]));
+        append_forwarded_for(&mut headers, &client("127.0.0.1:5000").ip);
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
     }
 }

@@ -23,7 +23,6 @@ pub mod wake;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::lifecycle::{Lifecycle, WakeError};
+use crate::lifecycle::{App, Lifecycle, WakeError};
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
 use route::{HostError, Route};
@@ -275,9 +274,11 @@ impl Worker {
             };
             let _ = stream.set_nodelay(true);
             let worker = Arc::clone(&self);
+            let client = Arc::new(ClientSide::new(peer, "http"));
             let service = service_fn(move |request| {
                 let worker = Arc::clone(&worker);
-                async move { Ok::<_, Infallible>(worker.handle(request, peer).await) }
+                let client = Arc::clone(&client);
+                async move { Ok::<_, Infallible>(worker.handle(request, &client).await) }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -302,83 +303,94 @@ impl Worker {
     }
 
     /// One request through every phase.
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<ProxyBody> {
+    async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return match self.proxy(request, client).await {
+                Ok(response) => response,
+                Err((error, html)) => error.response(html),
+            };
+        }
+        // account: one line per request, never header values or query strings.
         let started = Instant::now();
-        let html = pages::wants_html(request.headers());
         let method = request.method().clone();
-        let (response, app) = match self.proxy(request, peer).await {
-            Ok((response, app)) => (response, Some(app)),
-            Err(error) => {
+        let path = request.uri().path().to_owned();
+        let response = match self.proxy(request, client).await {
+            Ok(response) => response,
+            Err((error, html)) => {
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
-                (error.response(html), None)
+                error.response(html)
             }
         };
         tracing::debug!(
             %method,
+            %path,
             status = response.status().as_u16(),
-            app = app.as_deref().unwrap_or("-"),
             duration_us = started.elapsed().as_micros() as u64,
             "request"
         );
         response
     }
 
+    /// The phases; an error comes with whether the client wants HTML.
     async fn proxy(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Result<(Response<ProxyBody>, Arc<str>), ProxyError> {
-        // route
-        let (parts, body) = request.into_parts();
-        let host = route::request_host(&parts)?.into_owned();
-        let routes = self.proxy.lifecycle.routes();
-        let route = route::route_key(&host, &self.proxy.domains)
-            .and_then(|key| routes.get(key).map(|r| (key, r)));
-        let app = match route {
-            None => return Err(ProxyError::UnknownApp { host }),
-            Some((key, Route::Ambiguous(keys))) => {
-                let rest = &host[key.len()..];
-                let choices = keys.iter().map(|k| format!("{k}{rest}")).collect();
-                return Err(ProxyError::Ambiguous { host, choices });
-            }
-            Some((_, Route::App(app))) => Arc::clone(app),
+        client: &ClientSide,
+    ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
+        let fail = |error: ProxyError, request: &Request<Incoming>| {
+            (error, pages::wants_html(request.headers()))
         };
-        drop(routes);
-        let request = Request::from_parts(parts, body);
+        // route
+        let app = match self.route(&request) {
+            Ok(app) => app,
+            Err(error) => return Err(fail(error, &request)),
+        };
 
         // admit: nothing to refuse yet. touch:
         let in_flight = self.proxy.lifecycle.begin_request(&app);
 
         // awake? / wake -> hold
-        let upstream = wake::upstream(&self.proxy.lifecycle, &app, &request, peer)
-            .await
-            .map_err(|error| ProxyError::Wake {
-                app: app.key.name.to_string(),
-                error,
-            })?;
+        let upstream =
+            match wake::upstream(&self.proxy.lifecycle, &app, &request, client.peer).await {
+                Ok(upstream) => upstream,
+                Err(error) => {
+                    let app = app.key.name.to_string();
+                    return Err(fail(ProxyError::Wake { app, error }, &request));
+                }
+            };
 
         // forward
-        let client = ClientSide {
-            ip: peer.ip(),
-            proto: "http",
-            host: &host,
-        };
-        let response = self
+        let html = pages::wants_html(request.headers());
+        let (response, lease) = self
             .forwarder
             .forward(request, &upstream, client)
             .await
-            .map_err(|error| ProxyError::Upstream {
-                app: app.key.name.to_string(),
-                error,
+            .map_err(|error| {
+                let app = app.key.name.to_string();
+                (ProxyError::Upstream { app, error }, html)
             })?;
-        let name = Arc::clone(&app.key.name);
-        Ok((
-            response.map(|body| Either::Left(TrackedBody::new(body, in_flight))),
-            name,
-        ))
+        Ok(response.map(|body| Either::Left(TrackedBody::new(body, in_flight, lease))))
+    }
+
+    /// Phase **route**: the app this request is for.
+    fn route(&self, request: &Request<Incoming>) -> Result<Arc<App>, ProxyError> {
+        let host = route::request_host(request)?;
+        let routes = self.proxy.lifecycle.routes();
+        let route = route::route_key(&host, &self.proxy.domains)
+            .and_then(|key| routes.get(key).map(|route| (key, route)));
+        match route {
+            Some((_, Route::App(app))) => Ok(Arc::clone(app)),
+            None => Err(ProxyError::UnknownApp {
+                host: host.into_owned(),
+            }),
+            Some((key, Route::Ambiguous(keys))) => {
+                let rest = &host[key.len()..];
+                let choices = keys.iter().map(|k| format!("{k}{rest}")).collect();
+                Err(ProxyError::Ambiguous {
+                    host: host.into_owned(),
+                    choices,
+                })
+            }
+        }
     }
 }

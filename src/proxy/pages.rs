@@ -10,10 +10,9 @@ use http_body_util::Full;
 /// Whether the client asked for HTML (a browser navigation).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|accept| accept.contains("text/html"))
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
 }
 
 /// One error answer.

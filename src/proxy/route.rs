@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::Request;
 use http::header::HOST;
-use http::request::Parts;
 
 use crate::lifecycle::App;
 
@@ -27,14 +27,14 @@ pub enum Route {
 /// Route key -> app, rebuilt whenever the set of apps changes.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    /// Every key, lowercased.
-    routes: HashMap<Box<str>, Route>,
+    /// Every key, lowercased. foldhash: fast on short keys, randomly seeded per process.
+    routes: HashMap<Box<str>, Route, foldhash::fast::RandomState>,
 }
 
 impl RouteTable {
     /// The table for these apps: their names, then their qualified keys (which always win).
     pub fn build(apps: &[Arc<App>]) -> RouteTable {
-        let mut routes: HashMap<Box<str>, Route> = HashMap::new();
+        let mut routes: HashMap<Box<str>, Route, _> = HashMap::default();
         for app in apps {
             let key: Box<str> = app.key.name.to_ascii_lowercase().into();
             match routes.get_mut(&key) {
@@ -90,14 +90,14 @@ pub enum HostError {
 }
 
 /// The request's host: lowercased, without port or trailing dot.
-pub fn request_host(parts: &Parts) -> Result<Cow<'_, str>, HostError> {
-    let mut hosts = parts.headers.get_all(HOST).iter();
+pub fn request_host<B>(request: &Request<B>) -> Result<Cow<'_, str>, HostError> {
+    let mut hosts = request.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(HostError::Duplicate);
     }
     // An absolute-form target (or HTTP/2 :authority) wins over the Host header (RFC 9112 3.2.2).
-    let raw = match (parts.uri.authority(), header) {
+    let raw = match (request.uri().authority(), header) {
         (Some(authority), _) => authority.as_str(),
         (None, Some(value)) => value.to_str().map_err(|_| HostError::Malformed)?,
         (None, None) => return Err(HostError::Missing),

@@ -27,9 +27,8 @@ pub async fn upstream<B>(
         return Ok(upstream);
     }
     let deadline = Instant::now() + app.policy.wake_timeout;
-    lifecycle
-        .ensure_awake(app, || cause(request, peer), deadline)
-        .await
+    // Boxed: waking is rare, and the request path's future stays small without it.
+    Box::pin(lifecycle.ensure_awake(app, || cause(request, peer), deadline)).await
 }
 
 /// What the wake event records about the request that caused it (never its query string).

@@ -4,9 +4,11 @@ Listens on 127.0.0.1:$PORT. Environment:
   APP_NAME          name echoed in answers
   STARTS_FILE       if set, one line is appended per start (counts starts across processes)
   STARTUP_DELAY_MS  sleep this long before listening (a slow boot)
+  IDLE_TIMEOUT_S    close keep-alive connections idle this long (as Node does after 5 s)
 Routes:
   GET  /            "hello from <APP_NAME>"
   GET  /pid         this process id
+  GET  /conn        the client port of this connection (tells connections apart)
   GET  /headers     the request headers as JSON
   GET  /slow?ms=N   answers after N milliseconds
   POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
@@ -35,6 +37,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/pid":
             self.answer(200, str(os.getpid()))
+        elif url.path == "/conn":
+            self.answer(200, str(self.client_address[1]))
         elif url.path == "/headers":
             headers = {}
             for key, value in self.headers.items():
@@ -82,6 +86,8 @@ class Server(ThreadingHTTPServer):
 
 
 if __name__ == "__main__":
+    if os.environ.get("IDLE_TIMEOUT_S"):
+        Handler.timeout = float(os.environ["IDLE_TIMEOUT_S"])
     delay = int(os.environ.get("STARTUP_DELAY_MS", "0"))
     if delay:
         time.sleep(delay / 1000)
