@@ -144,7 +144,7 @@ wait_ok() {
 nginx_conf upstream "$TEMPLATES/nginx-upstream.conf" "$UPSTREAM_PORT"
 mkdir -p "$WORK/paastis"
 render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT"
-TOKIO_WORKER_THREADS=$WORKERS LOG_LEVEL=warn LOG_FORMAT=text \
+LOG_LEVEL=warn LOG_FORMAT=text \
     "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
 PAASTIS_PID=$!
 PIDS+=("$PAASTIS_PID")
@@ -213,7 +213,7 @@ bench nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
 # --- report ------------------------------------------------------------------------------
 echo
 echo "paastis proxy benchmark: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo))"
-echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up); paastis runtime threads = nginx workers = $WORKERS"
+echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up); paastis proxy workers = nginx workers = $WORKERS"
 echo
 printf '%-12s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req'
 for name in direct paastis nginx-proxy; do

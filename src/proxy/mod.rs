@@ -23,6 +23,7 @@ pub mod wake;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::lifecycle::{App, Lifecycle, WakeError};
@@ -201,6 +202,8 @@ impl Proxy {
     /// Serves connections from `listener` on `workers` threads (each with its own
     /// single-threaded runtime and upstream pool: no request crosses threads) until
     /// `shutdown` completes, then lets in-flight requests finish for at most `drain`.
+    /// Connections are accepted here and dealt to the workers in turn, so the load is spread
+    /// evenly (workers racing on one listener leave most connections to one of them).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -208,13 +211,11 @@ impl Proxy {
         drain: Duration,
         workers: usize,
     ) -> std::io::Result<()> {
-        let listener = listener.into_std()?;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut queues = Vec::with_capacity(workers);
         let mut finished = Vec::with_capacity(workers);
         for index in 0..workers.max(1) {
-            let listener = listener.try_clone()?;
+            let (queue, connections) = mpsc::unbounded_channel::<Accepted>();
             let proxy = Arc::clone(&self);
-            let stop = stop_rx.clone();
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -222,43 +223,18 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
-                    runtime.block_on(async move {
-                        match TcpListener::from_std(listener) {
-                            Ok(listener) => {
-                                let worker = Arc::new(Worker {
-                                    proxy,
-                                    forwarder: Forwarder::new(),
-                                });
-                                worker.accept(listener, stop, drain).await;
-                            }
-                            Err(error) => tracing::error!(%error, "proxy worker cannot listen"),
-                        }
+                    let worker = Arc::new(Worker {
+                        proxy,
+                        forwarder: Forwarder::new(),
                     });
+                    runtime.block_on(worker.serve(connections, drain));
                     let _ = done_tx.send(());
                 })?;
+            queues.push(queue);
             finished.push(done_rx);
         }
-        drop(listener);
-        shutdown.await;
-        tracing::info!("proxy stopped accepting; draining in-flight requests");
-        let _ = stop_tx.send(true);
-        for done in finished {
-            let _ = done.await;
-        }
-        Ok(())
-    }
-}
-
-impl Worker {
-    async fn accept(
-        self: Arc<Self>,
-        listener: TcpListener,
-        mut stop: watch::Receiver<bool>,
-        drain: Duration,
-    ) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        let mut next = 0;
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -270,7 +246,48 @@ impl Worker {
                         continue;
                     }
                 },
-                _ = stop.wait_for(|stop| *stop) => break,
+                () = &mut shutdown => break,
+            };
+            match stream.into_std() {
+                Ok(stream) => {
+                    if let Some(queue) = queues.get(next) {
+                        let _ = queue.send((stream, peer));
+                    }
+                    next = (next + 1) % queues.len();
+                }
+                Err(error) => tracing::warn!(%peer, %error, "cannot hand a connection to a worker"),
+            }
+        }
+        drop(listener);
+        tracing::info!("proxy stopped accepting; draining in-flight requests");
+        drop(queues);
+        for done in finished {
+            let _ = done.await;
+        }
+        Ok(())
+    }
+}
+
+/// A connection accepted by the engine, on its way to a worker.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+impl Worker {
+    /// Serves the connections dealt to this worker until the queue closes, then drains.
+    async fn serve(
+        self: Arc<Self>,
+        mut connections: mpsc::UnboundedReceiver<Accepted>,
+        drain: Duration,
+    ) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        while let Some((stream, peer)) = connections.recv().await {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "worker cannot take a connection");
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let worker = Arc::clone(&self);
@@ -290,7 +307,6 @@ impl Worker {
                 }
             });
         }
-        drop(listener);
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()
