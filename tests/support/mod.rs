@@ -3,6 +3,8 @@
 //! provider. Nothing here mocks the engine's own traits.
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! Fake clever API (being written).

@@ -1,0 +1,1 @@
+//! Fake heroku API (being written).

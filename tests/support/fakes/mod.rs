@@ -1,0 +1,176 @@
+//! Fake platform APIs for the black-box tests: real HTTP servers on 127.0.0.1:0 that keep
+//! state, enforce auth like the platforms, answer with the documented shapes and quirks
+//! (`../shared/reference/provider-apis.md`), and serve each app as a real upstream HTTP server
+//! that answers only while the app is scaled up (503 while stopped, like the platforms'
+//! routers). Every call is recorded for assertions.
+#![allow(dead_code)]
+
+pub mod clever;
+pub mod heroku;
+pub mod scalingo;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// Serves `router` on 127.0.0.1:0 in the background; returns its base URL (`http://127.0.0.1:PORT`).
+pub async fn serve(router: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+    let addr: SocketAddr = listener.local_addr().expect("fake addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+/// An app's own web server, as a platform's router exposes it: `200 hello from <name>` (any
+/// path) while the app is up, `503` while it is stopped.
+#[derive(Clone)]
+pub struct AppServer {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Whether requests are answered.
+    up: Arc<AtomicBool>,
+    /// Requests answered 200.
+    hits: Arc<AtomicUsize>,
+}
+
+impl AppServer {
+    pub async fn start(name: &str, up: bool) -> AppServer {
+        let up = Arc::new(AtomicBool::new(up));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let greeting = format!("hello from {name}");
+        let router = {
+            let up = Arc::clone(&up);
+            let hits = Arc::clone(&hits);
+            Router::new().fallback(move || {
+                let up = Arc::clone(&up);
+                let hits = Arc::clone(&hits);
+                let greeting = greeting.clone();
+                async move {
+                    if up.load(Ordering::SeqCst) {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        (StatusCode::OK, greeting).into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "application is stopped").into_response()
+                    }
+                }
+            })
+        };
+        let url = serve(router).await;
+        AppServer { url, up, hits }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One recorded API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// Every call a fake answered, and the faults it was told to inject.
+#[derive(Default)]
+pub struct Calls {
+    calls: Mutex<Vec<Call>>,
+    /// Answer the next N API calls with `fail_status` (500 by default).
+    fail_next: AtomicUsize,
+    fail_status: AtomicUsize,
+    /// Answer the next N API calls with 429 and `Retry-After: 1`.
+    throttle_next: AtomicUsize,
+}
+
+impl Calls {
+    pub fn record(&self, method: &str, path: &str, status: u16) {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
+            at: Instant::now(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status,
+        });
+    }
+
+    pub fn all(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Calls whose `METHOD path` starts with `prefix` (e.g. `"GET /v1/apps"`).
+    pub fn count(&self, prefix: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|c| format!("{} {}", c.method, c.path).starts_with(prefix))
+            .count()
+    }
+
+    /// The largest number of calls in any window of `window`.
+    pub fn max_in_window(&self, window: Duration) -> usize {
+        let calls = self.all();
+        let mut best = 0;
+        for (i, first) in calls.iter().enumerate() {
+            let n = calls[i..]
+                .iter()
+                .take_while(|c| c.at.duration_since(first.at) < window)
+                .count();
+            best = best.max(n);
+        }
+        best
+    }
+
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.fail_status.store(usize::from(status), Ordering::SeqCst);
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    pub fn throttle_next(&self, n: usize) {
+        self.throttle_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The injected fault for this call, if any (already recorded).
+    pub fn injected(&self, method: &str, path: &str) -> Option<Response> {
+        if take_one(&self.throttle_next) {
+            self.record(method, path, 429);
+            return Some(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    "Retry later",
+                )
+                    .into_response(),
+            );
+        }
+        if take_one(&self.fail_next) {
+            let status = u16::try_from(self.fail_status.load(Ordering::SeqCst)).unwrap_or(500);
+            self.record(method, path, status);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Some((status, r#"{"error":"injected failure"}"#).into_response());
+        }
+        None
+    }
+}
+
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}

@@ -1,0 +1,1 @@
+//! Fake scalingo API (being written).
