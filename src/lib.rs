@@ -11,6 +11,7 @@
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
 //! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
 //! * [`events`]: typed records of every transition.
+//! * [`secret`]: the redacting string type every credential is held in.
 //! * [`table`]: the plain-text table of managed apps.
 //!
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod providers;
 pub mod proxy;
 pub mod scheduler;
+pub mod secret;
 pub mod table;
 
 use std::future::Future;

@@ -427,7 +427,9 @@ impl Lifecycle {
         loop {
             match timeout_at(deadline, app.provider.status(name)).await {
                 Ok(Ok(AppStatus::Running)) => break,
-                Ok(Ok(AppStatus::Starting)) => last = "still starting".to_owned(),
+                Ok(Ok(AppStatus::Starting | AppStatus::Unknown)) => {
+                    last = "still starting".to_owned()
+                }
                 Ok(Ok(AppStatus::Stopped)) => return Err("stopped while starting".to_owned()),
                 Ok(Ok(AppStatus::Failed(reason))) => return Err(reason),
                 Ok(Err(error)) if error.retryable() => last = format!("status: {error}"),
@@ -511,7 +513,10 @@ impl Lifecycle {
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
         match app.provider.stop(&app.key.name).await {
-            Ok(()) => {
+            Ok(formation) => {
+                if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
+                    *lock(&app.formation) = formation;
+                }
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
                 }
@@ -628,7 +633,7 @@ impl Lifecycle {
                         self.events.emit(&key, EventKind::Exited { reason });
                     }
                 }
-                AppStatus::Starting => {}
+                AppStatus::Starting | AppStatus::Unknown => {}
             }
         }
         let vanished: Vec<AppKey> = apps

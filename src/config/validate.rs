@@ -11,7 +11,11 @@ use serde_json::{Map, Value};
 use super::parse_duration;
 use super::{Config, ConfigError, ConfigErrors, Discovery, Policy, PolicyOverride, Strategy};
 use crate::providers::ProviderConfig;
+use crate::providers::clever_cloud::CleverConfig;
+use crate::providers::heroku::HerokuConfig;
 use crate::providers::process::{ProcessAppConfig, ProcessConfig};
+use crate::providers::scalingo::ScalingoConfig;
+use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
@@ -32,15 +36,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[
 ];
 
 /// Provider types named in the design that this version cannot run yet.
-const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &[
-    "scalingo",
-    "heroku",
-    "clever-cloud",
-    "render",
-    "fly",
-    "kubernetes",
-    "docker",
-];
+const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
 
 /// Collects errors while the tree is walked.
 pub(super) struct Validator<'a> {
@@ -458,6 +454,27 @@ impl<'a> Validator<'a> {
                         providers.push(ProviderConfig::Process(ProcessConfig { id, apps }));
                     }
                 }
+                "scalingo" => {
+                    let config = self.scalingo(&mut fields, &item_path);
+                    self.finish(fields, &[]);
+                    if let (Some(id), Some(config)) = (id, config) {
+                        providers.push(ProviderConfig::Scalingo(ScalingoConfig { id, ..config }));
+                    }
+                }
+                "heroku" => {
+                    let config = self.heroku(&mut fields, &item_path);
+                    self.finish(fields, &[]);
+                    if let (Some(id), Some(config)) = (id, config) {
+                        providers.push(ProviderConfig::Heroku(HerokuConfig { id, ..config }));
+                    }
+                }
+                "clever-cloud" => {
+                    let config = self.clever(&mut fields, &item_path);
+                    self.finish(fields, &[]);
+                    if let (Some(id), Some(config)) = (id, config) {
+                        providers.push(ProviderConfig::CleverCloud(CleverConfig { id, ..config }));
+                    }
+                }
                 other if PROVIDER_TYPES_NOT_YET_SUPPORTED.contains(&other) => {
                     self.error(
                         &kind_path,
@@ -470,13 +487,238 @@ impl<'a> Validator<'a> {
                 other => {
                     self.error(
                         &kind_path,
-                        format!("`{other}` is not a provider type (expected process)"),
+                        format!(
+                            "`{other}` is not a provider type (expected process, scalingo, heroku or clever-cloud)"
+                        ),
                     );
                     fields.take_all();
                 }
             }
         }
         providers
+    }
+
+    /// A secret given as `key` or read from the file named by `key_file` (trimmed). Its
+    /// value never appears in an error.
+    fn secret(&mut self, fields: &mut Fields<'_>, key: &str, parent: &str) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        let direct = fields.take(key);
+        let file = fields.take(&file_key);
+        match (direct, file) {
+            (Some((_, p)), Some(_)) => {
+                self.error(&p, format!("set either {key} or {file_key}, not both"));
+                None
+            }
+            (Some((value, p)), None) => match value {
+                Value::String(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
+                Value::String(_) => {
+                    self.error(&p, "must not be empty");
+                    None
+                }
+                other => {
+                    self.error(&p, format!("expected a string, found {}", kind(other)));
+                    None
+                }
+            },
+            (None, Some((value, p))) => {
+                let file = self.non_empty_string(value, &p)?;
+                match std::fs::read_to_string(&file) {
+                    Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
+                    Ok(_) => {
+                        self.error(&p, format!("{file} is empty"));
+                        None
+                    }
+                    Err(error) => {
+                        self.error(&p, format!("cannot read {file}: {error}"));
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                let _ = parent;
+                None
+            }
+        }
+    }
+
+    fn required_secret(
+        &mut self,
+        fields: &mut Fields<'_>,
+        key: &str,
+        parent: &str,
+    ) -> Option<Secret> {
+        let secret = self.secret(fields, key, parent);
+        if secret.is_none() && !fields.has(key) && !fields.has(&format!("{key}_file")) {
+            self.error(
+                &format!("{parent}.{key}"),
+                format!("missing (or {key}_file)"),
+            );
+        }
+        secret
+    }
+
+    /// An `http(s)://` base URL, without a trailing slash.
+    fn base_url(&mut self, fields: &mut Fields<'_>, key: &str) -> Option<String> {
+        let (value, path) = fields.take(key)?;
+        let text = self.string(value, &path)?;
+        let valid = text
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+            })
+            .is_some();
+        if !valid {
+            self.error(&path, format!("`{text}` is not an http(s) URL"));
+            return None;
+        }
+        Some(text.trim_end_matches('/').to_owned())
+    }
+
+    fn rate_limit(&mut self, fields: &mut Fields<'_>, default: usize) -> usize {
+        fields
+            .take("rate_limit")
+            .and_then(|(v, p)| self.count(v, &p, 1..=100_000))
+            .unwrap_or(default)
+    }
+
+    fn scalingo(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<ScalingoConfig> {
+        let token = self.required_secret(fields, "token", path);
+        let regions = match fields.take("region") {
+            None => vec!["osc-fr1".to_owned()],
+            Some((Value::Array(items), p)) => {
+                let mut regions = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    let item_path = format!("{p}[{index}]");
+                    if let Some(region) = self.region(item, &item_path) {
+                        regions.push(region);
+                    }
+                }
+                if regions.is_empty() && items.is_empty() {
+                    self.error(&p, "must name at least one region");
+                }
+                regions
+            }
+            Some((value, p)) => self.region(value, &p).into_iter().collect(),
+        };
+        let api_url = self.base_url(fields, "api_url");
+        let auth_url = self
+            .base_url(fields, "auth_url")
+            .unwrap_or_else(|| crate::providers::scalingo::DEFAULT_AUTH_URL.to_owned());
+        let rate_limit = self.rate_limit(fields, crate::providers::scalingo::DEFAULT_RATE_LIMIT);
+        Some(ScalingoConfig {
+            id: String::new(),
+            token: token?,
+            regions,
+            api_url,
+            auth_url,
+            rate_limit,
+        })
+    }
+
+    fn region(&mut self, value: &Value, path: &str) -> Option<String> {
+        let region = self.non_empty_string(value, path)?;
+        if is_label(&region) {
+            Some(region)
+        } else {
+            self.error(
+                path,
+                format!("`{region}` is not a region name (e.g. osc-fr1)"),
+            );
+            None
+        }
+    }
+
+    fn heroku(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<HerokuConfig> {
+        let token = self.required_secret(fields, "token", path);
+        let api_url = self
+            .base_url(fields, "api_url")
+            .unwrap_or_else(|| crate::providers::heroku::DEFAULT_API_URL.to_owned());
+        let rate_limit = self.rate_limit(fields, crate::providers::heroku::DEFAULT_RATE_LIMIT);
+        Some(HerokuConfig {
+            id: String::new(),
+            token: token?,
+            api_url,
+            rate_limit,
+        })
+    }
+
+    fn clever(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<CleverConfig> {
+        use crate::providers::clever_cloud::{
+            CleverAuth, DEFAULT_BRIDGE_API_URL, DEFAULT_OAUTH_API_URL, DEFAULT_RATE_LIMIT,
+        };
+        let api_token = self.secret(fields, "api_token", path);
+        let oauth_keys = ["consumer_key", "consumer_secret", "token", "secret"];
+        let any_oauth = oauth_keys
+            .iter()
+            .any(|key| fields.has(key) || fields.has(&format!("{key}_file")));
+        let auth = if api_token.is_some() || (!any_oauth && fields.has("api_token")) {
+            if any_oauth {
+                self.error(
+                    path,
+                    "set either api_token or consumer_key, consumer_secret, token and secret, not both",
+                );
+            }
+            api_token.map(CleverAuth::ApiToken)
+        } else if any_oauth {
+            let consumer_key = self.required_secret(fields, "consumer_key", path);
+            let consumer_secret = self.required_secret(fields, "consumer_secret", path);
+            let token = self.required_secret(fields, "token", path);
+            let secret = self.required_secret(fields, "secret", path);
+            match (consumer_key, consumer_secret, token, secret) {
+                (Some(consumer_key), Some(consumer_secret), Some(token), Some(secret)) => {
+                    Some(CleverAuth::OAuth {
+                        consumer_key,
+                        consumer_secret,
+                        token,
+                        secret,
+                    })
+                }
+                _ => None,
+            }
+        } else {
+            self.error(
+                path,
+                "missing credentials: api_token, or consumer_key, consumer_secret, token and secret",
+            );
+            None
+        };
+        let organisation = fields
+            .take("organisation")
+            .and_then(|(v, p)| self.non_empty_string(v, &p));
+        let api_url = self.base_url(fields, "api_url");
+        let upstream_scheme = match fields.take("upstream_scheme") {
+            None => http::uri::Scheme::HTTPS,
+            Some((value, p)) => match self.string(value, &p).as_deref() {
+                Some("https") => http::uri::Scheme::HTTPS,
+                Some("http") => http::uri::Scheme::HTTP,
+                Some(other) => {
+                    self.error(
+                        &p,
+                        format!("`{other}` is not a scheme (expected https or http)"),
+                    );
+                    http::uri::Scheme::HTTPS
+                }
+                None => http::uri::Scheme::HTTPS,
+            },
+        };
+        let rate_limit = self.rate_limit(fields, DEFAULT_RATE_LIMIT);
+        let auth = auth?;
+        let api_url = api_url.unwrap_or_else(|| {
+            match auth {
+                CleverAuth::ApiToken(_) => DEFAULT_BRIDGE_API_URL,
+                CleverAuth::OAuth { .. } => DEFAULT_OAUTH_API_URL,
+            }
+            .to_owned()
+        });
+        Some(CleverConfig {
+            id: String::new(),
+            auth,
+            organisation,
+            api_url,
+            upstream_scheme,
+            rate_limit,
+        })
     }
 
     fn process_apps(&mut self, value: &Value, path: &str) -> Vec<ProcessAppConfig> {
@@ -764,7 +1006,9 @@ providers:
         assert_eq!(config.defaults.health_path.as_deref(), Some("/up"));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.workers, 3);
-        let ProviderConfig::Process(process) = &config.providers[0];
+        let ProviderConfig::Process(process) = &config.providers[0] else {
+            panic!("expected a process provider");
+        };
         assert_eq!(process.id, "local");
         let hello = &process.apps[0];
         assert_eq!(hello.port, Some(8081));
@@ -795,6 +1039,7 @@ providers:
   - id: local
     type: scalingo
   - type: nope
+  - {id: fly, type: fly}
 "#,
         )
         .expect_err("invalid");
@@ -811,9 +1056,10 @@ providers:
             "providers[0].apps[2].name: `Bad_Name` is not a valid app name",
             "providers[0].apps[2].colour: unknown key",
             "providers[1].id: duplicate provider id `local`",
-            "providers[1].type: `scalingo` providers are not supported by this version",
+            "providers[1].token: missing (or token_file)",
             "providers[2].id: missing",
             "providers[2].type: `nope` is not a provider type",
+            "providers[3].type: `fly` providers are not supported by this version",
         ];
         for needle in expected {
             assert!(
@@ -834,6 +1080,84 @@ providers:
             errors,
             vec!["the configuration must be a mapping of keys to values".to_owned()]
         );
+    }
+
+    #[test]
+    fn platform_providers_are_typed_with_secrets() {
+        let dir = std::env::temp_dir().join(format!("paastis-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let token_file = dir.join("heroku-token");
+        std::fs::write(&token_file, "hrku-from-file\n").expect("write");
+        let config = validate(&format!(
+            r#"
+providers:
+  - {{id: scalingo-fr1, type: scalingo, token: tk-us-abc, region: [osc-fr1, osc-secnum-fr1], api_url: "http://127.0.0.1:9/", rate_limit: 30}}
+  - {{id: heroku, type: heroku, token_file: "{}"}}
+  - {{id: clever, type: clever-cloud, consumer_key: ck, consumer_secret: cs, token: t, secret: s, organisation: orga_1}}
+  - {{id: bridge, type: clever-cloud, api_token: tok, upstream_scheme: http}}
+"#,
+            token_file.display()
+        ))
+        .expect("valid");
+        let _ = std::fs::remove_dir_all(&dir);
+        let [
+            ProviderConfig::Scalingo(scalingo),
+            ProviderConfig::Heroku(heroku),
+            ProviderConfig::CleverCloud(clever),
+            ProviderConfig::CleverCloud(bridge),
+        ] = config.providers.as_slice()
+        else {
+            panic!("unexpected providers: {:?}", config.providers);
+        };
+        assert_eq!(scalingo.regions, ["osc-fr1", "osc-secnum-fr1"]);
+        assert_eq!(scalingo.api_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(scalingo.auth_url, "https://auth.scalingo.com");
+        assert_eq!(scalingo.rate_limit, 30);
+        assert_eq!(scalingo.token.expose(), "tk-us-abc");
+        assert_eq!(heroku.token.expose(), "hrku-from-file");
+        assert_eq!(heroku.api_url, "https://api.heroku.com");
+        assert_eq!(clever.api_url, "https://api.clever-cloud.com");
+        assert_eq!(clever.organisation.as_deref(), Some("orga_1"));
+        assert_eq!(bridge.api_url, "https://api-bridge.clever-cloud.com");
+        assert_eq!(bridge.upstream_scheme, http::uri::Scheme::HTTP);
+        // Debug output of the whole config shows no secret.
+        let debug = format!("{config:?}");
+        for secret in ["tk-us-abc", "hrku-from-file", "\"cs\"", "\"tok\""] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn platform_provider_errors_are_collected() {
+        let errors = validate(
+            r#"
+providers:
+  - {id: s, type: scalingo, region: [Bad Region], auth_url: "ftp://x"}
+  - {id: h, type: heroku, token: a, token_file: /nonexistent/token}
+  - {id: c, type: clever-cloud, consumer_key: k}
+  - {id: d, type: clever-cloud}
+  - {id: e, type: heroku, token_file: /nonexistent/paastis-token}
+"#,
+        )
+        .expect_err("invalid");
+        let expected = [
+            "providers[0].token: missing (or token_file)",
+            "providers[0].region[0]: `Bad Region` is not a region name",
+            "providers[0].auth_url: `ftp://x` is not an http(s) URL",
+            "providers[1].token: set either token or token_file, not both",
+            "providers[2].consumer_secret: missing",
+            "providers[2].token: missing",
+            "providers[2].secret: missing",
+            "providers[3]: missing credentials",
+            "providers[4].token_file: cannot read /nonexistent/paastis-token",
+        ];
+        for needle in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(needle)),
+                "missing {needle:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
     }
 
     #[test]

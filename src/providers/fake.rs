@@ -97,6 +97,7 @@ impl Provider for FakeProvider {
                     upstream: Some(Upstream::local(10_000 + index as u16)),
                     formation: Formation::from([("web".to_owned(), 1)]),
                     policy: PolicyOverride::default(),
+                    aliases: Vec::new(),
                 })
                 .collect())
         })
@@ -133,7 +134,7 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn stop(&self, app: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
         self.call(|state| {
             assert!(state.allow_stop, "unexpected stop of {app}");
             state.stops += 1;
@@ -145,7 +146,7 @@ impl Provider for FakeProvider {
                 .get_mut(app)
                 .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
             *entry = (AppStatus::Stopped, 0);
-            Ok(())
+            Ok(Some(Formation::from([("web".to_owned(), 2)])))
         })
     }
 }

@@ -4,9 +4,13 @@
 //! apps, reports their state, starts and stops them. It never decides *when* to do so and
 //! never touches the registry; that is the lifecycle's job.
 
+pub mod api;
+pub mod clever_cloud;
 #[cfg(test)]
 pub mod fake;
+pub mod heroku;
 pub mod process;
+pub mod scalingo;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +29,12 @@ use crate::config::PolicyOverride;
 pub enum ProviderConfig {
     /// Local commands (the embedded default).
     Process(process::ProcessConfig),
+    /// A Scalingo account.
+    Scalingo(scalingo::ScalingoConfig),
+    /// A Heroku account.
+    Heroku(heroku::HerokuConfig),
+    /// A Clever Cloud account.
+    CleverCloud(clever_cloud::CleverConfig),
 }
 
 impl ProviderConfig {
@@ -32,6 +42,9 @@ impl ProviderConfig {
     pub fn id(&self) -> &str {
         match self {
             ProviderConfig::Process(config) => &config.id,
+            ProviderConfig::Scalingo(config) => &config.id,
+            ProviderConfig::Heroku(config) => &config.id,
+            ProviderConfig::CleverCloud(config) => &config.id,
         }
     }
 
@@ -39,6 +52,11 @@ impl ProviderConfig {
     pub fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         match self {
             ProviderConfig::Process(config) => Ok(Arc::new(process::ProcessProvider::new(config)?)),
+            ProviderConfig::Scalingo(config) => Ok(Arc::new(scalingo::Scalingo::new(config)?)),
+            ProviderConfig::Heroku(config) => Ok(Arc::new(heroku::Heroku::new(config)?)),
+            ProviderConfig::CleverCloud(config) => {
+                Ok(Arc::new(clever_cloud::CleverCloud::new(config)?))
+            }
         }
     }
 }
@@ -57,6 +75,9 @@ pub enum AppStatus {
     Running,
     /// Not running because something went wrong (crash, failed start); the reason says what.
     Failed(String),
+    /// The listing does not tell (Heroku's app list carries no state): the engine leaves a
+    /// known app as it is and checks a new one when a request needs it.
+    Unknown,
 }
 
 /// Where requests for an app are forwarded.
@@ -90,9 +111,59 @@ impl Upstream {
         Upstream::new(Scheme::HTTP, authority)
     }
 
+    /// An upstream from an absolute URL given by a platform (`https://app.example.com/`);
+    /// `None` for anything that is not an `http` or `https` URL with a host.
+    pub fn from_url(url: &str) -> Option<Upstream> {
+        let uri: http::Uri = url.trim().parse().ok()?;
+        let scheme = uri.scheme()?.clone();
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return None;
+        }
+        let authority = uri.authority()?.clone();
+        if authority.host().is_empty() || authority.as_str().contains('@') {
+            return None;
+        }
+        Some(Upstream::new(scheme, authority))
+    }
+
+    /// Host and port to connect to (the scheme's default port when none is given).
+    pub fn address(&self) -> (&str, u16) {
+        let default = if self.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let host = self.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        (host, self.authority.port_u16().unwrap_or(default))
+    }
+
     /// The `Host` header for requests to this upstream.
     pub fn host_header(&self) -> &HeaderValue {
         &self.host_header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_from_platform_urls() {
+        let up = Upstream::from_url("https://example-app.osc-fr1.scalingo.io/").expect("url");
+        assert_eq!(up.scheme, Scheme::HTTPS);
+        assert_eq!(up.address(), ("example-app.osc-fr1.scalingo.io", 443));
+        assert_eq!(up.host_header(), "example-app.osc-fr1.scalingo.io");
+        let local = Upstream::from_url("http://127.0.0.1:8080").expect("url");
+        assert_eq!(local.address(), ("127.0.0.1", 8080));
+        let v6 = Upstream::from_url("http://[::1]:81").expect("url");
+        assert_eq!(v6.address(), ("::1", 81));
+        for bad in ["ftp://x", "example.com", "https://user:pw@host/", ""] {
+            assert!(Upstream::from_url(bad).is_none(), "{bad}");
+        }
     }
 }
 
@@ -115,6 +186,8 @@ pub struct AppInfo {
     pub formation: Formation,
     /// Per-app policy given by the provider's own config (process apps).
     pub policy: PolicyOverride,
+    /// Extra route keys besides the name (Clever Cloud's `app_<uuid>` and `app-<uuid>`).
+    pub aliases: Vec<String>,
 }
 
 /// An app that stopped without being asked to (crash, exit).
@@ -126,13 +199,29 @@ pub struct AppExited {
     pub reason: String,
 }
 
-/// What went wrong talking to a provider, and whether trying again can help.
+/// What went wrong talking to a provider, and whether trying again can help. Messages never
+/// carry a credential.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// The app is not known to the provider.
     #[error("app `{0}` not found")]
     NotFound(String),
-    /// The platform (or the local system) refused or failed the operation.
+    /// The credentials were refused.
+    #[error("bad credentials: {0}")]
+    Unauthorized(String),
+    /// The platform's rate limit was hit (and retries did not get through).
+    #[error("rate limited by the platform{}", .retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// What the platform said to wait, if it did.
+        retry_after: Option<Duration>,
+    },
+    /// The platform could not be reached (connection, TLS, timeout).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The platform refused the request (4xx): retrying the same call will not help.
+    #[error("refused: {0}")]
+    Rejected(String),
+    /// The platform (or the local system) failed the operation.
     #[error("{0}")]
     Failed(String),
 }
@@ -141,8 +230,12 @@ impl ProviderError {
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
         match self {
-            ProviderError::NotFound(_) => false,
-            ProviderError::Failed(_) => true,
+            ProviderError::NotFound(_)
+            | ProviderError::Unauthorized(_)
+            | ProviderError::Rejected(_) => false,
+            ProviderError::RateLimited { .. }
+            | ProviderError::Unreachable(_)
+            | ProviderError::Failed(_) => true,
         }
     }
 }
@@ -175,8 +268,9 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Starts the app with this formation; returns once the platform accepted it.
     async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError>;
 
-    /// Stops the app (scale to zero); returns once it is stopped or the platform accepted it.
-    async fn stop(&self, app: &str) -> Result<(), ProviderError>;
+    /// Stops the app (scale to zero); returns once it is stopped or the platform accepted it,
+    /// with the formation it had (to restore on wake) when the platform forgets it.
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError>;
 
     /// How often to poll a starting app.
     fn poll_intervals(&self) -> PollIntervals {

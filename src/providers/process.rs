@@ -190,6 +190,7 @@ impl Provider for ProcessProvider {
                 upstream: Some(Upstream::local(app.port)),
                 formation: Formation::from([("web".to_owned(), 1)]),
                 policy: app.config.policy.clone(),
+                aliases: Vec::new(),
             });
         }
         apps.sort_by(|a, b| a.name.cmp(&b.name));
@@ -306,9 +307,11 @@ impl Provider for ProcessProvider {
         Ok(())
     }
 
-    async fn stop(&self, app: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
         let local = self.app(app)?;
-        stop_local(local).await
+        stop_local(local).await?;
+        // A local app's formation is its command: nothing to remember.
+        Ok(None)
     }
 
     fn poll_intervals(&self) -> PollIntervals {

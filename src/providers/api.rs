@@ -1,0 +1,241 @@
+//! What every platform client shares: one HTTP client, a rate limiter per account, retries
+//! with jittered backoff, and the mapping of HTTP failures to [`ProviderError`]s.
+//!
+//! Retries: a 429 is retried (waiting at least its `Retry-After`) whatever the call, since
+//! the platform did not act on it; 5xx answers, timeouts and connection failures are retried
+//! only for idempotent calls. This module knows nothing of any platform's JSON.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use tokio::time::{Instant, sleep};
+
+use super::ProviderError;
+
+/// Tries of one call, the first included.
+const ATTEMPTS: u32 = 4;
+
+/// First backoff; doubles on each retry (with jitter), up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+
+/// Longest backoff between two tries.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Longest `Retry-After` honoured within one call; beyond it the call fails as rate limited.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// Longest body excerpt kept in an error message.
+const ERROR_EXCERPT: usize = 200;
+
+/// At most `limit` calls in any rolling `window`; callers beyond it wait their turn.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Calls allowed per window.
+    limit: usize,
+    /// The window.
+    window: Duration,
+    /// When the calls of the current window were sent, oldest first.
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `limit` calls per `window`.
+    pub fn new(limit: usize, window: Duration) -> RateLimiter {
+        RateLimiter {
+            limit: limit.max(1),
+            window,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits until one more call fits in the window, and counts it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= self.window)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < self.limit {
+                    sent.push_back(now);
+                    return;
+                }
+                match sent.front() {
+                    Some(oldest) => self.window.saturating_sub(now.duration_since(*oldest)),
+                    None => Duration::ZERO,
+                }
+            };
+            sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+}
+
+/// Whether a call may be sent twice without harm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotent {
+    /// Reads, and writes that set an absolute value.
+    Yes,
+    /// Writes that act each time they are sent.
+    No,
+}
+
+/// HTTP client of one provider account.
+#[derive(Debug)]
+pub struct ApiClient {
+    /// Connection pool (rustls).
+    http: reqwest::Client,
+    /// The account's rate limit.
+    limiter: RateLimiter,
+}
+
+impl ApiClient {
+    /// A client sending at most `per_minute` calls a minute.
+    pub fn new(per_minute: usize) -> Result<ApiClient, ProviderError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("paastis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| {
+                ProviderError::Failed(format!("cannot build the HTTP client: {error}"))
+            })?;
+        Ok(ApiClient {
+            http,
+            limiter: RateLimiter::new(per_minute, Duration::from_secs(60)),
+        })
+    }
+
+    /// The underlying client, to build requests with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends the request built by `build` (called again for each try), retrying as the module
+    /// doc says. Returns any response that is not a 429 or a retried 5xx; the caller maps
+    /// its status with [`check`].
+    pub async fn send(
+        &self,
+        idempotent: Idempotent,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, ProviderError> {
+        let mut backoff = BACKOFF_FIRST;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            self.limiter.acquire().await;
+            match build().send().await {
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    let retry_after = retry_after(&response);
+                    if last || retry_after.is_some_and(|d| d > RETRY_AFTER_MAX) {
+                        return Err(ProviderError::RateLimited { retry_after });
+                    }
+                    sleep(retry_after.unwrap_or(Duration::ZERO).max(jitter(backoff))).await;
+                }
+                Ok(response)
+                    if response.status().is_server_error()
+                        && idempotent == Idempotent::Yes
+                        && !last =>
+                {
+                    sleep(jitter(backoff)).await;
+                }
+                Ok(response) => return Ok(response),
+                Err(error)
+                    if (error.is_timeout() || error.is_connect())
+                        && idempotent == Idempotent::Yes
+                        && !last =>
+                {
+                    sleep(jitter(backoff)).await;
+                }
+                Err(error) => return Err(ProviderError::Unreachable(describe(&error))),
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        Err(ProviderError::Failed("no answer after retries".to_owned()))
+    }
+}
+
+/// Maps a non-success response to an error (with an excerpt of its body); success passes.
+pub async fn check(response: Response, what: &str) -> Result<Response, ProviderError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry_after(&response);
+    let body = response.text().await.unwrap_or_default();
+    let excerpt: String = body.chars().take(ERROR_EXCERPT).collect();
+    let detail = format!("{what}: HTTP {} {}", status.as_u16(), excerpt.trim());
+    Err(match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Unauthorized(detail),
+        StatusCode::NOT_FOUND => ProviderError::NotFound(what.to_owned()),
+        StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited { retry_after },
+        status if status.is_server_error() => ProviderError::Failed(detail),
+        _ => ProviderError::Rejected(detail),
+    })
+}
+
+/// `Retry-After` in seconds, when present.
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Between half and all of `backoff`, so retries from many callers spread out.
+fn jitter(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// A reqwest error with its causes (credentials travel in headers, never in URLs, so the
+/// URL it names is safe to show).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_spreads_calls_over_the_window() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let start = Instant::now();
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_millis(400));
+            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400));
+        }
+    }
+}

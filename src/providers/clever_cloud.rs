@@ -1,0 +1,367 @@
+//! The `clever-cloud` provider: one Clever Cloud account (the user's own apps, or one
+//! organisation's), through API v2.
+//!
+//! Auth is either OAuth 1.0a with the PLAINTEXT signature (consumer key and secret, token and
+//! token secret) or a bearer API token (api-bridge host). Start is `POST .../instances`, stop
+//! `DELETE .../instances` (the platform keeps the scaling settings, so there is no formation
+//! to remember). State is computed as clever-client does: from the app's `state`, its last
+//! deployment and its instances. Route keys: the app name, `app_<uuid>` and `app-<uuid>`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::api::{ApiClient, Idempotent, check};
+use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use crate::config::PolicyOverride;
+use crate::secret::Secret;
+
+/// API host for OAuth 1.0a credentials.
+pub const DEFAULT_OAUTH_API_URL: &str = "https://api.clever-cloud.com";
+
+/// API host for bearer API tokens.
+pub const DEFAULT_BRIDGE_API_URL: &str = "https://api-bridge.clever-cloud.com";
+
+/// No documented limit: be gentle.
+pub const DEFAULT_RATE_LIMIT: usize = 60;
+
+/// How the account authenticates.
+#[derive(Debug, Clone)]
+pub enum CleverAuth {
+    /// OAuth 1.0a, PLAINTEXT signature.
+    OAuth {
+        /// Consumer key.
+        consumer_key: Secret,
+        /// Consumer secret.
+        consumer_secret: Secret,
+        /// Token.
+        token: Secret,
+        /// Token secret.
+        secret: Secret,
+    },
+    /// Bearer API token.
+    ApiToken(Secret),
+}
+
+/// `type: clever-cloud` in the config.
+#[derive(Debug, Clone)]
+pub struct CleverConfig {
+    /// Provider id.
+    pub id: String,
+    /// Credentials.
+    pub auth: CleverAuth,
+    /// `orga_...`: manage this organisation's apps instead of the user's own.
+    pub organisation: Option<String>,
+    /// API base URL.
+    pub api_url: String,
+    /// Scheme used to reach apps on their vhost (`https` on the platform).
+    pub upstream_scheme: http::uri::Scheme,
+    /// Calls per minute allowed for this account.
+    pub rate_limit: usize,
+}
+
+/// One Clever Cloud account.
+#[derive(Debug)]
+pub struct CleverCloud {
+    /// Provider id.
+    id: String,
+    /// HTTP client with the account's rate limit.
+    api: ApiClient,
+    /// Credentials.
+    auth: CleverAuth,
+    /// `/v2/self` or `/v2/organisations/<id>`.
+    owner_path: String,
+    /// API base URL.
+    api_url: String,
+    /// Scheme for upstreams.
+    upstream_scheme: http::uri::Scheme,
+    /// App name -> app id, from the last listing.
+    ids: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct App {
+    id: String,
+    name: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    vhosts: Vec<Vhost>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Vhost {
+    fqdn: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Instance {
+    #[serde(default)]
+    state: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Deployment {
+    #[serde(default)]
+    state: String,
+}
+
+impl CleverCloud {
+    /// A client for this account.
+    pub fn new(config: &CleverConfig) -> Result<CleverCloud, ProviderError> {
+        let owner_path = match &config.organisation {
+            Some(orga) => format!("/v2/organisations/{orga}"),
+            None => "/v2/self".to_owned(),
+        };
+        Ok(CleverCloud {
+            id: config.id.clone(),
+            api: ApiClient::new(config.rate_limit)?,
+            auth: config.auth.clone(),
+            owner_path,
+            api_url: config.api_url.trim_end_matches('/').to_owned(),
+            upstream_scheme: config.upstream_scheme.clone(),
+            ids: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The `Authorization` header value. Built per request (fresh nonce and timestamp).
+    fn authorization(&self) -> String {
+        match &self.auth {
+            CleverAuth::ApiToken(token) => format!("Bearer {}", token.expose()),
+            CleverAuth::OAuth {
+                consumer_key,
+                consumer_secret,
+                token,
+                secret,
+            } => {
+                let timestamp = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let nonce: String = (0..24).map(|_| fastrand::alphanumeric()).collect();
+                let signature = format!(
+                    "{}&{}",
+                    percent_encode(consumer_secret.expose()),
+                    percent_encode(secret.expose())
+                );
+                format!(
+                    "OAuth oauth_consumer_key=\"{}\", oauth_token=\"{}\", oauth_signature_method=\"PLAINTEXT\", oauth_signature=\"{}\", oauth_timestamp=\"{timestamp}\", oauth_nonce=\"{nonce}\", oauth_version=\"1.0\"",
+                    percent_encode(consumer_key.expose()),
+                    percent_encode(token.expose()),
+                    percent_encode(&signature),
+                )
+            }
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api
+            .http()
+            .request(method, format!("{}{path}", self.api_url))
+            .header("accept", "application/json")
+            .header("authorization", self.authorization())
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        let response = self
+            .api
+            .send(Idempotent::Yes, || self.request(reqwest::Method::GET, path))
+            .await?;
+        check(response, what)
+            .await
+            .map_err(|error| self.explain(error))?
+            .json()
+            .await
+            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+    }
+
+    fn explain(&self, error: ProviderError) -> ProviderError {
+        match error {
+            ProviderError::Unauthorized(_) => ProviderError::Unauthorized(
+                match self.auth {
+                    CleverAuth::ApiToken(_) => "the Clever Cloud API token was refused",
+                    CleverAuth::OAuth { .. } => "the Clever Cloud OAuth credentials were refused",
+                }
+                .to_owned(),
+            ),
+            other => other,
+        }
+    }
+
+    fn app_path(&self, app: &str) -> Result<String, ProviderError> {
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids
+            .get(app)
+            .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
+        Ok(format!("{}/applications/{id}", self.owner_path))
+    }
+
+    fn upstream_of(&self, app: &App) -> Option<Upstream> {
+        let default = app.id.replacen("app_", "app-", 1) + ".cleverapps.io";
+        let fqdn = app
+            .vhosts
+            .iter()
+            .map(|vhost| vhost.fqdn.trim_end_matches('/'))
+            .find(|fqdn| *fqdn == default)
+            .or_else(|| app.vhosts.first().map(|v| v.fqdn.trim_end_matches('/')))
+            .unwrap_or(&default);
+        Upstream::from_url(&format!("{}://{fqdn}", self.upstream_scheme))
+    }
+}
+
+/// RFC 5849 percent-encoding: everything but ALPHA, DIGIT, `-`, `.`, `_`, `~`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// State from the listing alone.
+fn listed_status(state: &str) -> AppStatus {
+    match state {
+        "SHOULD_BE_UP" => AppStatus::Running,
+        "SHOULD_BE_DOWN" => AppStatus::Stopped,
+        "WANTS_TO_BE_UP" => AppStatus::Starting,
+        other => AppStatus::Failed(format!("state {other}")),
+    }
+}
+
+#[async_trait]
+impl Provider for CleverCloud {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "clever-cloud"
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
+        let listed: Vec<App> = self
+            .get_json(&format!("{}/applications", self.owner_path), "listing apps")
+            .await?;
+        let mut ids = HashMap::new();
+        let mut apps = Vec::with_capacity(listed.len());
+        for app in listed {
+            if ids.contains_key(&app.name) {
+                tracing::warn!(provider = %self.id, app = %app.name, "two apps share this name; the second is reachable by its id only");
+            }
+            let name = if ids.contains_key(&app.name) {
+                app.id.clone()
+            } else {
+                app.name.clone()
+            };
+            ids.insert(name.clone(), app.id.clone());
+            let dashed = app.id.replacen("app_", "app-", 1);
+            apps.push(AppInfo {
+                status: listed_status(&app.state),
+                upstream: self.upstream_of(&app),
+                formation: Formation::new(),
+                policy: PolicyOverride::default(),
+                aliases: vec![app.id.to_ascii_lowercase(), dashed.to_ascii_lowercase()],
+                name,
+            });
+        }
+        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = ids;
+        Ok(apps)
+    }
+
+    async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
+        let path = self.app_path(app)?;
+        let one: App = self.get_json(&path, &format!("state of {app}")).await?;
+        match one.state.as_str() {
+            "SHOULD_BE_DOWN" => Ok(AppStatus::Stopped),
+            "WANTS_TO_BE_UP" => {
+                let deployments: Vec<Deployment> = self
+                    .get_json(
+                        &format!("{path}/deployments?limit=1"),
+                        &format!("deployments of {app}"),
+                    )
+                    .await?;
+                Ok(match deployments.first().map(|d| d.state.as_str()) {
+                    Some("FAIL") => AppStatus::Failed("deployment failed".to_owned()),
+                    Some("CANCELLED") => AppStatus::Failed("deployment cancelled".to_owned()),
+                    _ => AppStatus::Starting,
+                })
+            }
+            "SHOULD_BE_UP" => {
+                let instances: Vec<Instance> = self
+                    .get_json(&format!("{path}/instances"), &format!("instances of {app}"))
+                    .await?;
+                Ok(if instances.iter().any(|i| i.state == "UP") {
+                    AppStatus::Running
+                } else {
+                    AppStatus::Starting
+                })
+            }
+            other => Ok(listed_status(other)),
+        }
+    }
+
+    async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
+        let path = format!("{}/instances", self.app_path(app)?);
+        // Not idempotent: each POST queues a deployment.
+        let response = self
+            .api
+            .send(Idempotent::No, || {
+                self.request(reqwest::Method::POST, &path)
+            })
+            .await?;
+        check(response, &format!("starting {app}"))
+            .await
+            .map_err(|error| self.explain(error))?;
+        Ok(())
+    }
+
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+        let path = format!("{}/instances", self.app_path(app)?);
+        let response = self
+            .api
+            .send(Idempotent::Yes, || {
+                self.request(reqwest::Method::DELETE, &path)
+            })
+            .await?;
+        check(response, &format!("stopping {app}"))
+            .await
+            .map_err(|error| self.explain(error))?;
+        Ok(None)
+    }
+
+    fn poll_intervals(&self) -> PollIntervals {
+        PollIntervals {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(3),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoding_follows_rfc_5849() {
+        assert_eq!(percent_encode("abc-._~XYZ09"), "abc-._~XYZ09");
+        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn states_as_clever_client_computes_them() {
+        assert_eq!(listed_status("SHOULD_BE_DOWN"), AppStatus::Stopped);
+        assert_eq!(listed_status("WANTS_TO_BE_UP"), AppStatus::Starting);
+        assert!(matches!(listed_status("MODERATED"), AppStatus::Failed(_)));
+    }
+}

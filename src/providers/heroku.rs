@@ -1,0 +1,252 @@
+//! The `heroku` provider: one Heroku account, through the Platform API (version 3).
+//!
+//! Every call carries the required `Accept` header and the bearer token. The app list is
+//! paginated with `Range` (206 + `Next-Range`) and carries no state, so discovery reports
+//! apps as [`AppStatus::Unknown`] (no call per app); readiness reads the formation and the
+//! dynos. Stop remembers the quantities and sets every process type to 0 in one batch
+//! update; start sets them back. This module only speaks the API.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{ApiClient, Idempotent, check};
+use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use crate::config::PolicyOverride;
+use crate::secret::Secret;
+
+/// Default API base URL.
+pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
+
+/// Calls per minute: the account's bucket refills about 75 a minute; stay under it.
+pub const DEFAULT_RATE_LIMIT: usize = 70;
+
+/// The media type the Platform API requires (else 406).
+const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+/// Most list pages followed in one listing (1000 apps each).
+const MAX_PAGES: usize = 100;
+
+/// `type: heroku` in the config.
+#[derive(Debug, Clone)]
+pub struct HerokuConfig {
+    /// Provider id.
+    pub id: String,
+    /// API token.
+    pub token: Secret,
+    /// API base URL.
+    pub api_url: String,
+    /// Calls per minute allowed for this account.
+    pub rate_limit: usize,
+}
+
+/// One Heroku account.
+#[derive(Debug)]
+pub struct Heroku {
+    /// Provider id.
+    id: String,
+    /// HTTP client with the account's rate limit.
+    api: ApiClient,
+    /// API token.
+    token: Secret,
+    /// API base URL, without a trailing slash.
+    api_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct App {
+    name: String,
+    #[serde(default)]
+    web_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormationEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    quantity: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct Dyno {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    state: String,
+}
+
+impl Heroku {
+    /// A client for this account.
+    pub fn new(config: &HerokuConfig) -> Result<Heroku, ProviderError> {
+        Ok(Heroku {
+            id: config.id.clone(),
+            api: ApiClient::new(config.rate_limit)?,
+            token: config.token.clone(),
+            api_url: config.api_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api
+            .http()
+            .request(method, format!("{}{path}", self.api_url))
+            .header("accept", ACCEPT)
+            .bearer_auth(self.token.expose())
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        let response = self
+            .api
+            .send(Idempotent::Yes, || self.request(reqwest::Method::GET, path))
+            .await?;
+        check(response, what)
+            .await?
+            .json()
+            .await
+            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+    }
+
+    async fn formation(&self, app: &str) -> Result<Vec<FormationEntry>, ProviderError> {
+        self.get_json(
+            &format!("/apps/{app}/formation"),
+            &format!("formation of {app}"),
+        )
+        .await
+    }
+
+    async fn update_formation(
+        &self,
+        app: &str,
+        updates: &[(String, u32)],
+    ) -> Result<(), ProviderError> {
+        let body = json!({
+            "updates": updates
+                .iter()
+                .map(|(kind, quantity)| json!({"type": kind, "quantity": quantity}))
+                .collect::<Vec<_>>()
+        });
+        let path = format!("/apps/{app}/formation");
+        // Setting quantities is idempotent.
+        let response = self
+            .api
+            .send(Idempotent::Yes, || {
+                self.request(reqwest::Method::PATCH, &path).json(&body)
+            })
+            .await?;
+        check(response, &format!("scaling {app}")).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for Heroku {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "heroku"
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
+        let mut apps = Vec::new();
+        let mut range = "id ..; max=1000".to_owned();
+        for _ in 0..MAX_PAGES {
+            let response = self
+                .api
+                .send(Idempotent::Yes, || {
+                    self.request(reqwest::Method::GET, "/apps")
+                        .header("range", &range)
+                })
+                .await?;
+            let response = check(response, "listing apps").await?;
+            let next = (response.status() == reqwest::StatusCode::PARTIAL_CONTENT)
+                .then(|| {
+                    response
+                        .headers()
+                        .get("next-range")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .flatten();
+            let page: Vec<App> = response.json().await.map_err(|error| {
+                ProviderError::Failed(format!("listing apps: unexpected answer: {error}"))
+            })?;
+            apps.extend(page.into_iter().map(|app| AppInfo {
+                status: AppStatus::Unknown,
+                upstream: app.web_url.as_deref().and_then(Upstream::from_url),
+                formation: Formation::new(),
+                policy: PolicyOverride::default(),
+                aliases: Vec::new(),
+                name: app.name,
+            }));
+            match next {
+                Some(next) if next != range => range = next,
+                _ => return Ok(apps),
+            }
+        }
+        Err(ProviderError::Failed(format!(
+            "listing apps: more than {MAX_PAGES} pages"
+        )))
+    }
+
+    async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
+        let formation = self.formation(app).await?;
+        let web = formation.iter().find(|entry| entry.kind == "web");
+        if web.is_none_or(|web| web.quantity == 0) {
+            return Ok(AppStatus::Stopped);
+        }
+        let dynos: Vec<Dyno> = self
+            .get_json(&format!("/apps/{app}/dynos"), &format!("dynos of {app}"))
+            .await?;
+        let web_dynos: Vec<&Dyno> = dynos.iter().filter(|d| d.kind == "web").collect();
+        Ok(if web_dynos.iter().any(|d| d.state == "up") {
+            AppStatus::Running
+        } else if web_dynos.iter().any(|d| d.state == "crashed") {
+            AppStatus::Failed("web dyno crashed".to_owned())
+        } else {
+            AppStatus::Starting
+        })
+    }
+
+    async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError> {
+        let mut updates: Vec<(String, u32)> = formation
+            .iter()
+            .filter(|(_, quantity)| **quantity > 0)
+            .map(|(kind, quantity)| (kind.clone(), *quantity))
+            .collect();
+        if updates.is_empty() {
+            updates.push(("web".to_owned(), 1));
+        }
+        self.update_formation(app, &updates).await
+    }
+
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+        let entries = self.formation(app).await?;
+        let formation: Formation = entries
+            .iter()
+            .filter(|entry| entry.quantity > 0)
+            .map(|entry| (entry.kind.clone(), entry.quantity))
+            .collect();
+        if formation.is_empty() {
+            return Ok(None);
+        }
+        let zero: Vec<(String, u32)> = entries.iter().map(|e| (e.kind.clone(), 0)).collect();
+        self.update_formation(app, &zero).await?;
+        Ok(Some(formation))
+    }
+
+    fn poll_intervals(&self) -> PollIntervals {
+        PollIntervals {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(2),
+        }
+    }
+}

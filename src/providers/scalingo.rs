@@ -1,0 +1,506 @@
+//! The `scalingo` provider: one Scalingo account, in one or more regions.
+//!
+//! Auth: the API token is exchanged for a JWT (`POST {auth_url}/v1/tokens/exchange`, Basic
+//! auth with the token as password), reused until shortly before its `exp`, exchanged again
+//! then, and once more on a 401. State comes from the app list (discovery) and from the app
+//! plus its `ps` (readiness). Stop remembers the formation (`/containers`) and scales every
+//! process type to 0; start scales back to the given formation; both follow the operation
+//! until it is done. This module only speaks the API; it never decides when to act.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::{Instant, sleep};
+
+use super::api::{ApiClient, Idempotent, check};
+use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use crate::config::PolicyOverride;
+use crate::secret::Secret;
+
+/// Default authentication host.
+pub const DEFAULT_AUTH_URL: &str = "https://auth.scalingo.com";
+
+/// The platform's documented rate limit.
+pub const DEFAULT_RATE_LIMIT: usize = 60;
+
+/// Refresh a JWT when less than this is left (or a fifth of its lifetime, if shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How long a start or stop follows its operation before returning (the lifecycle keeps
+/// polling the app's state after that).
+const OPERATION_WAIT: Duration = Duration::from_secs(20);
+
+/// `type: scalingo` in the config.
+#[derive(Debug, Clone)]
+pub struct ScalingoConfig {
+    /// Provider id.
+    pub id: String,
+    /// The API token (`tk-us-...`).
+    pub token: Secret,
+    /// Regions whose apps are managed (`osc-fr1`, `osc-secnum-fr1`).
+    pub regions: Vec<String>,
+    /// API base URL for every region (tests, proxies); `None`: `https://api.<region>.scalingo.com`.
+    pub api_url: Option<String>,
+    /// Authentication base URL.
+    pub auth_url: String,
+    /// Calls per minute allowed for this account.
+    pub rate_limit: usize,
+}
+
+/// A JWT and when to stop using it.
+#[derive(Debug, Clone)]
+struct Jwt {
+    /// The bearer token.
+    token: Secret,
+    /// Wall-clock time after which it is exchanged again.
+    refresh_at: SystemTime,
+}
+
+/// One Scalingo account.
+#[derive(Debug)]
+pub struct Scalingo {
+    /// Provider id.
+    id: String,
+    /// HTTP client with the account's rate limit.
+    api: ApiClient,
+    /// The API token, sent only to the auth host.
+    token: Secret,
+    /// Authentication base URL.
+    auth_url: String,
+    /// API base URL of each configured region.
+    regions: Vec<(String, String)>,
+    /// The current JWT; the async lock makes concurrent callers share one exchange.
+    jwt: tokio::sync::Mutex<Option<Jwt>>,
+    /// Which region's API serves each app (from the last listing).
+    app_regions: Mutex<HashMap<String, String>>,
+}
+
+impl Scalingo {
+    /// A client for this account.
+    pub fn new(config: &ScalingoConfig) -> Result<Scalingo, ProviderError> {
+        let regions = config
+            .regions
+            .iter()
+            .map(|region| {
+                let api = match &config.api_url {
+                    Some(url) => url.trim_end_matches('/').to_owned(),
+                    None => format!("https://api.{region}.scalingo.com"),
+                };
+                (region.clone(), api)
+            })
+            .collect();
+        Ok(Scalingo {
+            id: config.id.clone(),
+            api: ApiClient::new(config.rate_limit)?,
+            token: config.token.clone(),
+            auth_url: config.auth_url.trim_end_matches('/').to_owned(),
+            regions,
+            jwt: tokio::sync::Mutex::new(None),
+            app_regions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A valid JWT: the current one, or a new one from the token exchange.
+    async fn bearer(&self, force: bool) -> Result<Secret, ProviderError> {
+        let mut jwt = self.jwt.lock().await;
+        if !force
+            && let Some(current) = jwt.as_ref()
+            && SystemTime::now() < current.refresh_at
+        {
+            return Ok(current.token.clone());
+        }
+        let url = format!("{}/v1/tokens/exchange", self.auth_url);
+        let response = self
+            .api
+            .send(Idempotent::Yes, || {
+                self.api
+                    .http()
+                    .post(&url)
+                    .basic_auth("", Some(self.token.expose()))
+                    .header("accept", "application/json")
+                    .json(&json!({}))
+            })
+            .await?;
+        let response = check(response, "token exchange")
+            .await
+            .map_err(|error| match error {
+                ProviderError::Unauthorized(_) => ProviderError::Unauthorized(
+                    "the Scalingo API token was refused by the token exchange".to_owned(),
+                ),
+                other => other,
+            })?;
+        #[derive(Deserialize)]
+        struct Exchanged {
+            token: String,
+        }
+        let exchanged: Exchanged = response
+            .json()
+            .await
+            .map_err(|error| ProviderError::Failed(format!("token exchange answer: {error}")))?;
+        let now = SystemTime::now();
+        let refresh_at = match jwt_expiry(&exchanged.token) {
+            Some(exp) => {
+                let lifetime = exp.duration_since(now).unwrap_or(Duration::ZERO);
+                exp.checked_sub(REFRESH_MARGIN.min(lifetime / 5))
+                    .unwrap_or(now)
+            }
+            // No readable `exp`: the documented lifetime is one hour.
+            None => now + Duration::from_secs(3600) - REFRESH_MARGIN,
+        };
+        let token = Secret::new(exchanged.token);
+        *jwt = Some(Jwt {
+            token: token.clone(),
+            refresh_at,
+        });
+        tracing::debug!(provider = %self.id, "exchanged the API token for a JWT");
+        Ok(token)
+    }
+
+    /// One API call with the JWT; on 401 the JWT is exchanged again and the call retried once.
+    async fn call(
+        &self,
+        idempotent: Idempotent,
+        what: &str,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut force = false;
+        loop {
+            let bearer = self.bearer(force).await?;
+            let response = self
+                .api
+                .send(idempotent, || {
+                    build(bearer.expose()).header("accept", "application/json")
+                })
+                .await?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !force {
+                force = true;
+                continue;
+            }
+            return check(response, what).await;
+        }
+    }
+
+    /// The API base serving `app`.
+    fn api_for(&self, app: &str) -> Result<String, ProviderError> {
+        if let Some(api) = lock(&self.app_regions).get(app) {
+            return Ok(api.clone());
+        }
+        match self.regions.as_slice() {
+            [(_, api)] => Ok(api.clone()),
+            _ => Err(ProviderError::NotFound(app.to_owned())),
+        }
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        let response = self
+            .call(Idempotent::Yes, what, |bearer| {
+                self.api.http().get(url).bearer_auth(bearer)
+            })
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+    }
+
+    async fn formation_of(&self, api: &str, app: &str) -> Result<Vec<Container>, ProviderError> {
+        let url = format!("{api}/v1/apps/{app}/containers");
+        let containers: Containers = self.get_json(&url, &format!("formation of {app}")).await?;
+        Ok(containers.containers)
+    }
+
+    /// Scales `app`; "no change" counts as done. Follows the operation for a while.
+    async fn scale(
+        &self,
+        api: &str,
+        app: &str,
+        containers: &[(String, u32)],
+    ) -> Result<(), ProviderError> {
+        let url = format!("{api}/v1/apps/{app}/scale");
+        let body = json!({
+            "containers": containers
+                .iter()
+                .map(|(name, amount)| json!({"name": name, "amount": amount}))
+                .collect::<Vec<_>>()
+        });
+        let what = format!("scaling {app}");
+        let deadline = Instant::now() + OPERATION_WAIT;
+        let mut wait = Duration::from_millis(250);
+        // Setting amounts is idempotent: the same scale twice ends in the same formation.
+        let response = loop {
+            let result = self
+                .call(Idempotent::Yes, &what, |bearer| {
+                    self.api.http().post(&url).bearer_auth(bearer).json(&body)
+                })
+                .await;
+            match result {
+                Ok(response) => break response,
+                Err(ProviderError::Rejected(message))
+                    if message.contains("no change in containers formation") =>
+                {
+                    return Ok(());
+                }
+                // 422 while another operation runs ("is restarting"): wait for it.
+                Err(ProviderError::Rejected(message))
+                    if message.contains("HTTP 422") && Instant::now() < deadline =>
+                {
+                    tracing::debug!(provider = %self.id, app, %message, "operation in progress, retrying");
+                    sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let Some(operation) = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        let mut wait = Duration::from_millis(200);
+        while Instant::now() < deadline {
+            #[derive(Deserialize)]
+            struct Wrapped {
+                operation: Operation,
+            }
+            #[derive(Deserialize)]
+            struct Operation {
+                status: String,
+                #[serde(default)]
+                error: Option<String>,
+            }
+            let wrapped: Wrapped = self.get_json(&operation, &what).await?;
+            match wrapped.operation.status.as_str() {
+                "done" => return Ok(()),
+                "error" => {
+                    return Err(ProviderError::Failed(format!(
+                        "{what}: operation failed: {}",
+                        wrapped.operation.error.unwrap_or_default()
+                    )));
+                }
+                _ => {}
+            }
+            sleep(wait).await;
+            wait = (wait * 3 / 2).min(Duration::from_secs(2));
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `exp` claim of a JWT (no signature check: the platform checks it).
+fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_u64()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+}
+
+#[derive(Debug, Deserialize)]
+struct AppList {
+    apps: Vec<App>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AppOne {
+    app: App,
+}
+
+#[derive(Debug, Deserialize)]
+struct App {
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Containers {
+    containers: Vec<Container>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Container {
+    name: String,
+    #[serde(default)]
+    amount: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct Ps {
+    containers: Vec<PsContainer>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PsContainer {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    state: String,
+}
+
+/// State from the app list alone.
+fn listed_status(status: &str) -> AppStatus {
+    match status {
+        "running" => AppStatus::Running,
+        "stopped" | "new" => AppStatus::Stopped,
+        "crashed" => AppStatus::Failed("crashed".to_owned()),
+        // scaling, booting, restarting, and values not documented yet.
+        _ => AppStatus::Starting,
+    }
+}
+
+fn upstream_of(app: &App) -> Option<Upstream> {
+    let url = app.base_url.as_deref().or(app.url.as_deref())?;
+    Upstream::from_url(url)
+}
+
+#[async_trait]
+impl Provider for Scalingo {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "scalingo"
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
+        let mut apps = Vec::new();
+        let mut app_regions = HashMap::new();
+        for (region, api) in &self.regions {
+            let listed: AppList = self
+                .get_json(
+                    &format!("{api}/v1/apps"),
+                    &format!("listing apps of {region}"),
+                )
+                .await?;
+            for app in listed.apps {
+                app_regions.insert(app.name.clone(), api.clone());
+                apps.push(AppInfo {
+                    status: listed_status(&app.status),
+                    upstream: upstream_of(&app),
+                    formation: Formation::new(),
+                    policy: PolicyOverride::default(),
+                    aliases: Vec::new(),
+                    name: app.name,
+                });
+            }
+        }
+        *lock(&self.app_regions) = app_regions;
+        Ok(apps)
+    }
+
+    async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
+        let api = self.api_for(app)?;
+        let one: AppOne = self
+            .get_json(&format!("{api}/v1/apps/{app}"), &format!("state of {app}"))
+            .await?;
+        match one.app.status.as_str() {
+            "running" => {
+                let ps: Ps = self
+                    .get_json(
+                        &format!("{api}/v1/apps/{app}/ps"),
+                        &format!("containers of {app}"),
+                    )
+                    .await?;
+                let web_running = ps
+                    .containers
+                    .iter()
+                    .any(|c| c.kind == "web" && c.state == "running");
+                Ok(if web_running {
+                    AppStatus::Running
+                } else {
+                    AppStatus::Starting
+                })
+            }
+            other => Ok(match listed_status(other) {
+                AppStatus::Running => AppStatus::Starting,
+                status => status,
+            }),
+        }
+    }
+
+    async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError> {
+        let api = self.api_for(app)?;
+        let mut wanted: Vec<(String, u32)> = formation
+            .iter()
+            .filter(|(_, amount)| **amount > 0)
+            .map(|(name, amount)| (name.clone(), *amount))
+            .collect();
+        if wanted.is_empty() {
+            wanted.push(("web".to_owned(), 1));
+        }
+        self.scale(&api, app, &wanted).await
+    }
+
+    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+        let api = self.api_for(app)?;
+        let containers = self.formation_of(&api, app).await?;
+        let formation: Formation = containers
+            .iter()
+            .filter(|c| c.amount > 0)
+            .map(|c| (c.name.clone(), c.amount))
+            .collect();
+        if formation.is_empty() {
+            return Ok(None);
+        }
+        let zero: Vec<(String, u32)> = containers.iter().map(|c| (c.name.clone(), 0)).collect();
+        self.scale(&api, app, &zero).await?;
+        Ok(Some(formation))
+    }
+
+    fn poll_intervals(&self) -> PollIntervals {
+        PollIntervals {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_expiry_of_a_jwt() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":1700000000,"sub":"u"}"#);
+        let jwt = format!("eyJhbGciOiJIUzUxMiJ9.{payload}.sig");
+        assert_eq!(
+            jwt_expiry(&jwt),
+            UNIX_EPOCH.checked_add(Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn list_states() {
+        assert_eq!(listed_status("running"), AppStatus::Running);
+        assert_eq!(listed_status("stopped"), AppStatus::Stopped);
+        assert_eq!(listed_status("scaling"), AppStatus::Starting);
+        assert_eq!(listed_status("something-new"), AppStatus::Starting);
+        assert!(matches!(listed_status("crashed"), AppStatus::Failed(_)));
+    }
+}
