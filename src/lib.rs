@@ -53,6 +53,9 @@ pub enum RunError {
     /// The proxy's worker threads could not be set up.
     #[error("cannot start the proxy: {0}")]
     Proxy(std::io::Error),
+    /// The TLS settings for upstreams are unusable.
+    #[error(transparent)]
+    Tls(#[from] proxy::forward::TlsError),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -64,18 +67,28 @@ pub enum RunError {
 }
 
 /// A started engine: providers built, apps discovered once, not serving yet.
-#[derive(Debug)]
 pub struct Engine {
     /// The configuration it runs.
     config: Config,
     /// Apps, routes and wakes.
     lifecycle: Arc<Lifecycle>,
+    /// TLS settings for `https` upstreams, checked at start.
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
     /// Builds every provider and runs discovery once. Provider listing errors are reported
     /// as events and do not prevent starting.
     pub async fn start(config: Config) -> Result<Engine, RunError> {
+        let tls = proxy::forward::upstream_tls(config.upstream_ca_file.as_deref())?;
         let mut providers = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             providers.push(provider.build().map_err(|error| RunError::Provider {
@@ -85,7 +98,11 @@ impl Engine {
         }
         let lifecycle = Lifecycle::new(providers, config.defaults.clone());
         lifecycle.discover().await;
-        Ok(Engine { config, lifecycle })
+        Ok(Engine {
+            config,
+            lifecycle,
+            tls,
+        })
     }
 
     /// The lifecycle (registry, routes, events).
@@ -110,6 +127,7 @@ impl Engine {
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&self.lifecycle),
             self.config.domains.clone(),
+            self.tls.clone(),
         ));
         let served = proxy
             .serve(

@@ -38,6 +38,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Proxy worker threads (`proxy.workers`, default: one per CPU).
     pub workers: usize,
+    /// Extra CA certificates (PEM) trusted for `https` upstreams (`proxy.upstream_ca_file`).
+    pub upstream_ca_file: Option<std::path::PathBuf>,
 }
 
 /// What the engine does with one app: when it sleeps, how long a wake may take, how requests

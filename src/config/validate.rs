@@ -118,10 +118,10 @@ impl<'a> Validator<'a> {
             .unwrap_or(Discovery {
                 every: Duration::from_secs(60),
             });
-        let (shutdown_timeout, workers) = top
+        let (shutdown_timeout, workers, upstream_ca_file) = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
-            .unwrap_or((DEFAULT_DRAIN, default_workers()));
+            .unwrap_or((DEFAULT_DRAIN, default_workers(), None));
         let providers = top
             .take("providers")
             .map(|(v, p)| self.providers(v, &p))
@@ -137,6 +137,7 @@ impl<'a> Validator<'a> {
                 providers,
                 shutdown_timeout,
                 workers,
+                upstream_ca_file,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -349,10 +350,10 @@ impl<'a> Validator<'a> {
         discovery
     }
 
-    /// `proxy`: drain timeout and worker threads.
-    fn proxy(&mut self, value: &Value, path: &str) -> (Duration, usize) {
+    /// `proxy`: drain timeout, worker threads, upstream CA file.
+    fn proxy(&mut self, value: &Value, path: &str) -> (Duration, usize, Option<PathBuf>) {
         let Some(mut fields) = self.mapping(value, path) else {
-            return (DEFAULT_DRAIN, default_workers());
+            return (DEFAULT_DRAIN, default_workers(), None);
         };
         let drain = fields
             .take("drain_timeout")
@@ -362,6 +363,10 @@ impl<'a> Validator<'a> {
             .take("workers")
             .and_then(|(v, p)| self.count(v, &p, 1..=1024))
             .unwrap_or_else(default_workers);
+        let upstream_ca_file = fields
+            .take("upstream_ca_file")
+            .and_then(|(v, p)| self.non_empty_string(v, &p))
+            .map(PathBuf::from);
         self.finish(
             fields,
             &[
@@ -374,7 +379,7 @@ impl<'a> Validator<'a> {
                 "max_connections",
             ],
         );
-        (drain, workers)
+        (drain, workers, upstream_ca_file)
     }
 
     fn count(

@@ -20,6 +20,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 use crate::lifecycle::InFlight;
 use crate::providers::Upstream;
@@ -85,10 +86,56 @@ pub enum ForwardError {
 
 /// The upstream connection pool of one proxy worker: HTTP/1.1 connections kept per
 /// upstream, each driven by its own task, reused once their last response is fully read.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Forwarder {
     /// Idle connections by upstream authority, newest last.
     pool: Arc<Mutex<Pool>>,
+    /// TLS for `https` upstreams (shared by every worker).
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").finish_non_exhaustive()
+    }
+}
+
+/// Why the upstream TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream TLS: {0}")]
+pub struct TlsError(String);
+
+/// TLS client settings for upstreams: the webpki roots, plus the certificates of
+/// `extra_ca_file` (PEM) when given; HTTP/1.1 by ALPN.
+pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<TlsConnector, TlsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca_file {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|error| TlsError(format!("cannot read {}: {error}", path.display())))?;
+        let mut added = 0;
+        for certificate in certificates {
+            let certificate =
+                certificate.map_err(|error| TlsError(format!("{}: {error}", path.display())))?;
+            roots
+                .add(certificate)
+                .map_err(|error| TlsError(format!("{}: {error}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(TlsError(format!("{} holds no certificate", path.display())));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// Idle connections by upstream authority.
@@ -135,8 +182,11 @@ impl Lease {
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new() -> Forwarder {
-        Forwarder::default()
+    pub fn new(tls: TlsConnector) -> Forwarder {
+        Forwarder {
+            pool: Arc::default(),
+            tls,
+        }
     }
 
     /// An idle connection to `authority`, if one is still usable.
@@ -161,28 +211,29 @@ impl Forwarder {
         upstream: &Upstream,
     ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
         let address = upstream.authority.as_str();
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(ForwardError::Connect(format!("{address}: {error}"))),
-            Err(_) => {
-                return Err(ForwardError::Connect(format!(
-                    "{address}: no connection after {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )));
-            }
-        };
+        let (host, port) = upstream.address();
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(ForwardError::Connect(format!("{address}: {error}"))),
+                Err(_) => {
+                    return Err(ForwardError::Connect(format!(
+                        "{address}: no connection after {}s",
+                        CONNECT_TIMEOUT.as_secs()
+                    )));
+                }
+            };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
+        if upstream.scheme != http::uri::Scheme::HTTPS {
+            return handshake(stream, address).await;
+        }
+        let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, self.tls.connect(server_name, stream))
+            .await
+            .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
+            .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
+        handshake(tls, address).await
     }
 
     /// Sends the request to `upstream` and returns its response, headers cleaned, with the
@@ -256,6 +307,23 @@ impl Forwarder {
         };
         Ok((response, lease))
     }
+}
+
+/// HTTP/1.1 over `io`, its connection driven by a task of its own.
+async fn handshake<T>(io: T, address: &str) -> Result<http1::SendRequest<Incoming>, ForwardError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 fn via_value(version: Version) -> HeaderValue {

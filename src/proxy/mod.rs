@@ -175,12 +175,21 @@ impl ProxyError {
 }
 
 /// The proxy: routes, wakes, forwards.
-#[derive(Debug)]
 pub struct Proxy {
     /// Apps, routes and wakes.
     lifecycle: Arc<Lifecycle>,
     /// Base domains of the default space.
     domains: Vec<String>,
+    /// TLS settings for `https` upstreams.
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("domains", &self.domains)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one proxy worker thread owns: its own upstream connection pool, so a request and
@@ -195,8 +204,16 @@ struct Worker {
 
 impl Proxy {
     /// A proxy over this lifecycle.
-    pub fn new(lifecycle: Arc<Lifecycle>, domains: Vec<String>) -> Proxy {
-        Proxy { lifecycle, domains }
+    pub fn new(
+        lifecycle: Arc<Lifecycle>,
+        domains: Vec<String>,
+        tls: tokio_rustls::TlsConnector,
+    ) -> Proxy {
+        Proxy {
+            lifecycle,
+            domains,
+            tls,
+        }
     }
 
     /// Serves connections from `listener` on `workers` threads (each with its own
@@ -223,10 +240,8 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
-                    let worker = Arc::new(Worker {
-                        proxy,
-                        forwarder: Forwarder::new(),
-                    });
+                    let forwarder = Forwarder::new(proxy.tls.clone());
+                    let worker = Arc::new(Worker { proxy, forwarder });
                     runtime.block_on(worker.serve(connections, drain));
                     let _ = done_tx.send(());
                 })?;
