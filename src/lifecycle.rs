@@ -135,6 +135,8 @@ pub struct App {
     pub key: AppKey,
     /// The provider account that runs it.
     provider: Arc<dyn Provider>,
+    /// Extra route keys the provider gives (Clever Cloud ids).
+    pub aliases: Vec<String>,
     /// Its effective policy (defaults with its overrides applied).
     pub policy: Policy,
     /// State and reason; subscribers are woken on every change (held requests wait on it).
@@ -148,8 +150,9 @@ pub struct App {
     in_flight: AtomicUsize,
     /// Where requests go; updated by discovery.
     upstream: ArcSwapOption<Upstream>,
-    /// The formation to restore on wake (last seen running, or web=1).
-    formation: Mutex<Formation>,
+    /// The formation to restore on wake (remembered at the last stop, or last seen
+    /// running); `None` when nothing is known (the provider then starts what it can).
+    formation: Mutex<Option<Formation>>,
     /// Recent start durations, newest last.
     start_durations: Mutex<VecDeque<Duration>>,
     /// Engine-clock milliseconds before which the idle check must not try to stop again.
@@ -416,7 +419,7 @@ impl Lifecycle {
         let timed_out =
             |what: &str| format!("not ready after {}s ({what})", wake_timeout.as_secs());
         let formation = lock(&app.formation).clone();
-        match timeout_at(deadline, app.provider.start(name, &formation)).await {
+        match timeout_at(deadline, app.provider.start(name, formation.as_ref())).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(format!("start failed: {error}")),
             Err(_) => return Err(timed_out("the start call did not return")),
@@ -515,7 +518,7 @@ impl Lifecycle {
         match app.provider.stop(&app.key.name).await {
             Ok(formation) => {
                 if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
-                    *lock(&app.formation) = formation;
+                    *lock(&app.formation) = Some(formation);
                 }
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
@@ -581,14 +584,15 @@ impl Lifecycle {
             let running = info.status == AppStatus::Running;
             let Some(app) = apps.get(&key) else {
                 let state = if running { State::Awake } else { State::Asleep };
-                let formation = if info.formation.values().any(|n| *n > 0) {
-                    info.formation.clone()
-                } else {
-                    Formation::from([("web".to_owned(), 1)])
-                };
+                let formation = info
+                    .formation
+                    .values()
+                    .any(|n| *n > 0)
+                    .then(|| info.formation.clone());
                 let app = Arc::new(App {
                     key: key.clone(),
                     provider: Arc::clone(provider),
+                    aliases: info.aliases.clone(),
                     policy: self.defaults.with(&info.policy),
                     phase: watch::Sender::new(Phase {
                         state,
@@ -613,7 +617,7 @@ impl Lifecycle {
                 app.upstream.store(Some(Arc::new(upstream)));
             }
             if running && info.formation.values().any(|n| *n > 0) {
-                *lock(&app.formation) = info.formation.clone();
+                *lock(&app.formation) = Some(info.formation.clone());
             }
             match info.status {
                 AppStatus::Running => {

@@ -4,24 +4,9 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{TempDir, TestClient, process_running, upstream_command};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-fn paastis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paastis"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PAASTIS_") || name == "RUST_LOG" || name == "LOG_LEVEL" {
-            command.env_remove(name);
-        }
-    }
-    command.kill_on_drop(true);
-    command
-}
+use support::{TempDir, TestClient, paastis, process_running, serve, upstream_command};
 
 struct Outcome {
     code: Option<i32>,
@@ -221,59 +206,6 @@ async fn check_prints_the_managed_apps() {
         "{}",
         help.stdout
     );
-}
-
-/// A running `paastis serve` with its stderr collected.
-struct Served {
-    child: Child,
-    addr: std::net::SocketAddr,
-    logs: Arc<Mutex<String>>,
-}
-
-async fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
-    let mut child = paastis()
-        .args([
-            "serve",
-            "--config",
-            &config.to_string_lossy(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(env.iter().copied())
-        .env("LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn paastis");
-    let logs = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    let collected = Arc::clone(&logs);
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = json.get("addr").and_then(|a| a.as_str())
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(addr.to_owned());
-            }
-            let mut logs = collected.lock().unwrap_or_else(|p| p.into_inner());
-            logs.push_str(&line);
-            logs.push('\n');
-        }
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(20), rx)
-        .await
-        .expect("paastis printed its address")
-        .expect("address");
-    Served {
-        child,
-        addr: addr.parse().expect("socket address"),
-        logs,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

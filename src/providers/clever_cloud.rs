@@ -311,7 +311,7 @@ impl Provider for CleverCloud {
         }
     }
 
-    async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
+    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
         let path = format!("{}/instances", self.app_path(app)?);
         // Not idempotent: each POST queues a deployment.
         let response = self

@@ -120,7 +120,7 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
+    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
         self.call(|state| {
             assert!(state.allow_start, "unexpected start of {app}");
             state.starts += 1;

@@ -216,13 +216,19 @@ impl Provider for Heroku {
         })
     }
 
-    async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError> {
+    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError> {
         let mut updates: Vec<(String, u32)> = formation
-            .iter()
+            .into_iter()
+            .flatten()
             .filter(|(_, quantity)| **quantity > 0)
             .map(|(kind, quantity)| (kind.clone(), *quantity))
             .collect();
         if updates.is_empty() {
+            // Nothing remembered: an app that already runs web dynos keeps its formation.
+            let current = self.formation(app).await?;
+            if current.iter().any(|e| e.kind == "web" && e.quantity > 0) {
+                return Ok(());
+            }
             updates.push(("web".to_owned(), 1));
         }
         self.update_formation(app, &updates).await

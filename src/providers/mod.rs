@@ -265,8 +265,9 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// The state of one app now.
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError>;
 
-    /// Starts the app with this formation; returns once the platform accepted it.
-    async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError>;
+    /// Starts the app with this formation (or, when none is known, with what it has, or
+    /// one web process); returns once the platform accepted it.
+    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError>;
 
     /// Stops the app (scale to zero); returns once it is stopped or the platform accepted it,
     /// with the formation it had (to restore on wake) when the platform forgets it.

@@ -201,7 +201,7 @@ impl Provider for ProcessProvider {
         Ok(self.app(app)?.status().await)
     }
 
-    async fn start(&self, app: &str, _formation: &Formation) -> Result<(), ProviderError> {
+    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
         let local = Arc::clone(self.app(app)?);
         let config = &local.config;
         if let Some(dir) = &config.working_dir

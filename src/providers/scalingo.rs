@@ -442,14 +442,20 @@ impl Provider for Scalingo {
         }
     }
 
-    async fn start(&self, app: &str, formation: &Formation) -> Result<(), ProviderError> {
+    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError> {
         let api = self.api_for(app)?;
         let mut wanted: Vec<(String, u32)> = formation
-            .iter()
+            .into_iter()
+            .flatten()
             .filter(|(_, amount)| **amount > 0)
             .map(|(name, amount)| (name.clone(), *amount))
             .collect();
         if wanted.is_empty() {
+            // Nothing remembered: an app that already runs web containers keeps them.
+            let current = self.formation_of(&api, app).await?;
+            if current.iter().any(|c| c.name == "web" && c.amount > 0) {
+                return Ok(());
+            }
             wanted.push(("web".to_owned(), 1));
         }
         self.scale(&api, app, &wanted).await

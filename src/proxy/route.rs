@@ -32,12 +32,19 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The table for these apps: their names, then their qualified keys (which always win).
+    /// The table for these apps: their names and aliases, then their qualified keys (which
+    /// always win).
     pub fn build(apps: &[Arc<App>]) -> RouteTable {
         let mut routes: HashMap<Box<str>, Route, _> = HashMap::default();
-        for app in apps {
-            let key: Box<str> = app.key.name.to_ascii_lowercase().into();
+        let keys = apps.iter().flat_map(|app| {
+            std::iter::once(app.key.name.to_ascii_lowercase())
+                .chain(app.aliases.iter().map(|alias| alias.to_ascii_lowercase()))
+                .map(move |key| (key, app))
+        });
+        for (key, app) in keys {
+            let key: Box<str> = key.into();
             match routes.get_mut(&key) {
+                Some(Route::App(other)) if Arc::ptr_eq(other, app) => {}
                 None => {
                     routes.insert(key, Route::App(Arc::clone(app)));
                 }
@@ -45,7 +52,12 @@ impl RouteTable {
                     let both = vec![qualified(other), qualified(app)];
                     routes.insert(key, Route::Ambiguous(both));
                 }
-                Some(Route::Ambiguous(keys)) => keys.push(qualified(app)),
+                Some(Route::Ambiguous(keys)) => {
+                    let key = qualified(app);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
             }
         }
         for app in apps {

@@ -21,8 +21,12 @@ use paastis::config::{Overrides, load_str};
 use paastis::events::{Event, EventKind};
 use paastis::lifecycle::{Lifecycle, State};
 use paastis::{Engine, Listeners};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -240,6 +244,78 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `paastis` binary, with no `PAASTIS_*` or log settings inherited.
+pub fn paastis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paastis"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PAASTIS_") || name == "RUST_LOG" || name == "LOG_LEVEL" {
+            command.env_remove(name);
+        }
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+/// A running `paastis serve` with its stderr collected.
+pub struct Served {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    pub logs: Arc<Mutex<String>>,
+}
+
+pub async fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
+    let mut child = paastis()
+        .args([
+            "serve",
+            "--config",
+            &config.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env.iter().copied())
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn paastis");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let collected = Arc::clone(&logs);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = json.get("addr").and_then(|a| a.as_str())
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            let mut logs = collected.lock().unwrap_or_else(|p| p.into_inner());
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("paastis printed its address")
+        .expect("address");
+    Served {
+        child,
+        addr: addr.parse().expect("socket address"),
+        logs,
+    }
+}
+
+impl Served {
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 /// Sends `signal` to process `pid`.

@@ -103,12 +103,15 @@ pub struct Calls {
 
 impl Calls {
     pub fn record(&self, method: &str, path: &str, status: u16) {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
-            at: Instant::now(),
-            method: method.to_owned(),
-            path: path.to_owned(),
-            status,
-        });
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Call {
+                at: Instant::now(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                status,
+            });
     }
 
     pub fn all(&self) -> Vec<Call> {
@@ -138,7 +141,8 @@ impl Calls {
     }
 
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.fail_status.store(usize::from(status), Ordering::SeqCst);
+        self.fail_status
+            .store(usize::from(status), Ordering::SeqCst);
         self.fail_next.store(n, Ordering::SeqCst);
     }
 

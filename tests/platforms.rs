@@ -1,0 +1,304 @@
+//! The platform providers against fake Scalingo, Heroku and Clever Cloud APIs (real HTTP
+//! servers following the platforms' documented behaviour): discovery, wake with the
+//! remembered formation, idle stop, several accounts at once, and secrets kept out of logs.
+
+mod support;
+
+use std::time::Duration;
+
+use paastis::lifecycle::State;
+use support::fakes::clever::{CleverCredentials, FakeClever};
+use support::fakes::heroku::FakeHeroku;
+use support::fakes::scalingo::FakeScalingo;
+use support::{TempDir, TestClient, TestEngine};
+
+const SCALINGO_TOKEN: &str = "tk-us-scalingo-secret-0001";
+const HEROKU_TOKEN: &str = "hrku-secret-token-0002";
+const CLEVER_TOKEN: &str = "clever-api-token-0003";
+
+fn clever_credentials() -> CleverCredentials {
+    CleverCredentials {
+        consumer_key: "ck-0004".to_owned(),
+        consumer_secret: "cs-secret-0005".to_owned(),
+        token: "tok-0006".to_owned(),
+        secret: "ts-secret-0007".to_owned(),
+        api_token: CLEVER_TOKEN.to_owned(),
+    }
+}
+
+fn scalingo_provider(fake: &FakeScalingo) -> String {
+    format!(
+        "{{id: scalingo-fr1, type: scalingo, token: {SCALINGO_TOKEN}, api_url: '{0}', auth_url: '{0}'}}",
+        fake.url
+    )
+}
+
+fn heroku_provider(fake: &FakeHeroku) -> String {
+    format!(
+        "{{id: heroku, type: heroku, token: {HEROKU_TOKEN}, api_url: '{}'}}",
+        fake.url
+    )
+}
+
+fn clever_provider(fake: &FakeClever) -> String {
+    format!(
+        "{{id: clever, type: clever-cloud, consumer_key: ck-0004, consumer_secret: cs-secret-0005, token: tok-0006, secret: ts-secret-0007, api_url: '{}', upstream_scheme: http}}",
+        fake.url
+    )
+}
+
+fn config(max_idle: &str, providers: &[String]) -> String {
+    let mut yaml = format!("defaults: {{max_idle: {max_idle}, wake_timeout: 20s}}\nproviders:\n");
+    for provider in providers {
+        yaml.push_str(&format!("  - {provider}\n"));
+    }
+    yaml
+}
+
+fn formation(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
+    pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalingo_apps_sleep_when_idle_and_wake_with_their_formation() {
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let shop = fake
+        .add_app("shop", &[("web", 2), ("worker", 1)], true)
+        .await;
+    let engine = TestEngine::start(&config("1s", &[scalingo_provider(&fake)])).await;
+    // Discovery found it running: managed as awake, with activity = now.
+    assert_eq!(engine.state("shop"), State::Awake);
+
+    engine
+        .wait_state("shop", State::Asleep, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        fake.formation("shop"),
+        formation(&[("web", 0), ("worker", 0)])
+    );
+    assert!(!shop.is_up());
+
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("shop.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from shop");
+    assert_eq!(
+        fake.formation("shop"),
+        formation(&[("web", 2), ("worker", 1)])
+    );
+    assert_eq!(fake.exchanges(), 1, "one JWT serves every call");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heroku_apps_sleep_when_idle_and_wake_with_their_formation() {
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    let shop = fake
+        .add_app("shop", &[("web", 2), ("worker", 1)], true)
+        .await;
+    let engine = TestEngine::start(&config("1s", &[heroku_provider(&fake)])).await;
+    let client = TestClient::new(engine.addr);
+
+    // The list carries no state: the first request checks, finds it up, changes nothing.
+    let answer = client.get("shop.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        fake.formation("shop"),
+        formation(&[("web", 2), ("worker", 1)])
+    );
+
+    engine
+        .wait_state("shop", State::Asleep, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        fake.formation("shop"),
+        formation(&[("web", 0), ("worker", 0)])
+    );
+    assert!(!shop.is_up());
+
+    let answer = client.get("shop.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from shop");
+    assert_eq!(
+        fake.formation("shop"),
+        formation(&[("web", 2), ("worker", 1)])
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clever_apps_wake_by_name_or_id_and_sleep_when_idle() {
+    let fake = FakeClever::start(clever_credentials()).await;
+    let (id, api) = fake.add_app("api", None, 1, false).await;
+    let engine = TestEngine::start(&config("1s", &[clever_provider(&fake)])).await;
+    assert_eq!(engine.state("api"), State::Asleep);
+    let client = TestClient::new(engine.addr);
+
+    let dashed = id.replacen("app_", "app-", 1);
+    for host in [
+        "api.localhost".to_owned(),
+        format!("{id}.localhost"),
+        format!("{dashed}.localhost"),
+    ] {
+        let answer = client.get(&host, "/").await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+        assert_eq!(answer.text(), "hello from api");
+    }
+    assert_eq!(fake.instances(&id), 1);
+
+    engine
+        .wait_state("api", State::Asleep, Duration::from_secs(10))
+        .await;
+    assert_eq!(fake.instances(&id), 0);
+    assert!(!api.is_up());
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_platforms_at_once_with_qualified_names_for_shared_ones() {
+    let scalingo = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let heroku = FakeHeroku::start(HEROKU_TOKEN).await;
+    let clever = FakeClever::start(clever_credentials()).await;
+    scalingo.add_app("front", &[("web", 1)], false).await;
+    scalingo.add_app("shared", &[("web", 1)], false).await;
+    heroku.add_app("back", &[("web", 1)], false).await;
+    heroku.add_app("shared", &[("web", 1)], false).await;
+    clever.add_app("docs", None, 1, false).await;
+    let engine = TestEngine::start(&config(
+        "15m",
+        &[
+            scalingo_provider(&scalingo),
+            heroku_provider(&heroku),
+            clever_provider(&clever),
+        ],
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+
+    let mut requests = tokio::task::JoinSet::new();
+    for host in [
+        "front",
+        "back",
+        "docs",
+        "shared--scalingo-fr1",
+        "shared--heroku",
+    ] {
+        let client = client.clone();
+        requests.spawn(async move { (host, client.get(&format!("{host}.localhost"), "/").await) });
+    }
+    while let Some(joined) = requests.join_next().await {
+        let (host, answer) = joined.expect("request task");
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+        let app = host.split("--").next().unwrap_or(host);
+        assert_eq!(answer.text(), format!("hello from {app}"));
+    }
+
+    let answer = client.get("shared.localhost", "/").await;
+    assert_eq!(answer.status, 409);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("shared--scalingo-fr1.localhost"),
+        "{message}"
+    );
+    assert!(message.contains("shared--heroku.localhost"), "{message}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_provider_failing_leaves_the_others_working() {
+    let heroku = FakeHeroku::start(HEROKU_TOKEN).await;
+    heroku.add_app("back", &[("web", 1)], false).await;
+    let clever = FakeClever::start(clever_credentials()).await;
+    clever.add_app("docs", None, 1, false).await;
+    // Heroku is configured with a wrong token; Clever Cloud works.
+    let bad_heroku = format!(
+        "{{id: heroku, type: heroku, token: wrong-token, api_url: '{}'}}",
+        heroku.url
+    );
+    let engine = TestEngine::start(&config("15m", &[bad_heroku, clever_provider(&clever)])).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("docs.localhost", "/").await.status, 200);
+    assert_eq!(client.get("back.localhost", "/").await.status, 404);
+    let failures: Vec<String> = engine
+        .events()
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            paastis::events::EventKind::ProviderError { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("bad credentials"), "{failures:?}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_secrets_never_reach_logs_or_errors() {
+    let scalingo = FakeScalingo::start(SCALINGO_TOKEN).await;
+    scalingo.add_app("front", &[("web", 1)], false).await;
+    let heroku = FakeHeroku::start(HEROKU_TOKEN).await;
+    heroku.add_app("back", &[("web", 1)], false).await;
+    let clever = FakeClever::start(clever_credentials()).await;
+    clever.add_app("docs", None, 1, false).await;
+    let dir = TempDir::new("platform-secrets");
+    let file = dir.path("paastis.yml");
+    // A wrong Heroku token too: its error must not show it either.
+    let wrong_heroku = format!(
+        "{{id: heroku-bad, type: heroku, token: hrku-wrong-secret-0008, api_url: '{}'}}",
+        heroku.url
+    );
+    std::fs::write(
+        &file,
+        config(
+            "1s",
+            &[
+                scalingo_provider(&scalingo),
+                heroku_provider(&heroku),
+                clever_provider(&clever),
+                wrong_heroku,
+            ],
+        ),
+    )
+    .expect("write config");
+    let check = support::paastis()
+        .args(["check", "--config", &file.to_string_lossy()])
+        .env("LOG_LEVEL", "trace")
+        .output()
+        .await
+        .expect("check");
+    let check_out = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check_out.contains("heroku-bad"), "{check_out}");
+
+    let mut served = support::serve(&file, &[("LOG_LEVEL", "trace")]).await;
+    let client = TestClient::new(served.addr);
+    for host in ["front", "back", "docs"] {
+        let answer = client.get(&format!("{host}.localhost"), "/").await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // idle stops happen too
+    let _ = served.child.start_kill();
+    let _ = served.child.wait().await;
+    let logs = served.logs();
+    assert!(
+        logs.contains("stopping"),
+        "idle stops were not logged: {logs}"
+    );
+    for output in [&check_out, &logs] {
+        for secret in [
+            SCALINGO_TOKEN,
+            HEROKU_TOKEN,
+            CLEVER_TOKEN,
+            "cs-secret-0005",
+            "ts-secret-0007",
+            "hrku-wrong-secret-0008",
+            "Bearer ",
+            "oauth_signature",
+        ] {
+            assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
+        }
+    }
+}
