@@ -302,3 +302,149 @@ async fn platform_secrets_never_reach_logs_or_errors() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_jwts_are_exchanged_only_when_needed_and_never_fail_a_call() {
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    fake.set_jwt_ttl(Duration::from_secs(3));
+    fake.set_boot_time(Duration::from_millis(50));
+    fake.add_app("shop", &[("web", 1)], false).await;
+    fake.add_app("blog", &[("web", 1)], true).await;
+    let yaml = format!(
+        "discovery: {{every: 1s}}\n{}",
+        config("2s", &[scalingo_provider(&fake)])
+    );
+    let engine = TestEngine::start(&yaml).await;
+    let client = TestClient::new(engine.addr);
+    // Twenty seconds of requests, wakes, idle stops and discovery ticks: several JWT lives.
+    let started = tokio::time::Instant::now();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        for host in ["shop.localhost", "blog.localhost"] {
+            let answer = client.get(host, "/").await;
+            assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+            requests += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(if requests % 20 == 0 {
+            2500
+        } else {
+            200
+        }))
+        .await;
+    }
+    let elapsed = started.elapsed().as_secs_f64() + 1.0;
+    let failures = engine.count("", |k| {
+        matches!(
+            k,
+            paastis::events::EventKind::ProviderError { .. }
+                | paastis::events::EventKind::StartFailed { .. }
+                | paastis::events::EventKind::StopFailed { .. }
+        )
+    });
+    assert_eq!(failures, 0, "{:?}", engine.events());
+    assert!(
+        engine.count("shop", |k| matches!(k, paastis::events::EventKind::Stopped)) >= 1,
+        "the run saw no idle stop"
+    );
+    // A 3 s token, renewed with a fifth of its life left (and `exp` in whole seconds):
+    // needed about every 2 s, never on every call.
+    let exchanges = fake.exchanges();
+    let calls = fake.calls.all().len();
+    assert!(
+        exchanges >= (elapsed / 3.0) as usize,
+        "{exchanges} exchanges in {elapsed}s"
+    );
+    assert!(
+        exchanges <= (elapsed / 1.5) as usize + 2,
+        "{exchanges} exchanges in {elapsed}s"
+    );
+    assert!(
+        calls > exchanges * 3,
+        "{calls} calls for {exchanges} exchanges"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_errors_never_break_awake_apps_or_the_engine() {
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    fake.set_rate_limit(1000);
+    fake.add_app("awake", &[("web", 1)], true).await;
+    fake.add_app("asleep", &[("web", 1)], false).await;
+    let provider = format!(
+        "{{id: scalingo-fr1, type: scalingo, token: {SCALINGO_TOKEN}, api_url: '{0}', auth_url: '{0}', rate_limit: 120}}",
+        fake.url
+    );
+    let yaml = format!(
+        "discovery: {{every: 1s}}\ndefaults: {{max_idle: 15m, wake_timeout: 3s}}\nproviders:\n  - {provider}\n"
+    );
+    let engine = TestEngine::start(&yaml).await;
+    let client = TestClient::new(engine.addr);
+
+    // A storm of 429s, then of 500s, on every API call.
+    fake.calls.throttle_next(1000);
+    for _ in 0..30 {
+        let answer = client.get("awake.localhost", "/").await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = tokio::time::Instant::now();
+    let answer = client.get("asleep.localhost", "/").await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    fake.calls.throttle_next(0);
+    fake.calls.fail_next(1000, 500);
+    for _ in 0..30 {
+        assert_eq!(client.get("awake.localhost", "/").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = client.get("asleep.localhost", "/").await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+
+    // The platform recovers: so does the engine.
+    fake.calls.fail_next(0, 500);
+    let answer = client.get("asleep.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        fake.calls.max_in_window(Duration::from_secs(60)) <= 120,
+        "more calls than the account's limit: {}",
+        fake.calls.max_in_window(Duration::from_secs(60))
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_of_hundreds_of_apps_makes_only_list_calls() {
+    let heroku = FakeHeroku::start(HEROKU_TOKEN).await;
+    heroku.set_page_size(200);
+    let scalingo = FakeScalingo::start(SCALINGO_TOKEN).await;
+    for n in 0..500 {
+        heroku
+            .add_app(&format!("review-{n}"), &[("web", 1)], n % 2 == 0)
+            .await;
+        scalingo
+            .add_app(&format!("review-{n}"), &[("web", 1)], n % 2 == 0)
+            .await;
+    }
+    let heroku_before = heroku.calls.all().len();
+    let scalingo_before = scalingo.calls.all().len();
+    let engine = TestEngine::start(&config(
+        "15m",
+        &[heroku_provider(&heroku), scalingo_provider(&scalingo)],
+    ))
+    .await;
+    assert_eq!(engine.lifecycle.apps().len(), 1000);
+    // Heroku: 500 apps in pages of 200 -> 3 list calls; Scalingo: 1 list call.
+    assert_eq!(heroku.calls.all().len() - heroku_before, 3);
+    assert_eq!(heroku.calls.count("GET /apps"), 3);
+    // Scalingo: one token exchange, then 1 list call.
+    assert_eq!(scalingo.calls.all().len() - scalingo_before, 2);
+    assert_eq!(scalingo.calls.count("GET /v1/apps"), 1);
+    engine.stop().await;
+}
