@@ -7,7 +7,7 @@
 //! through the same functions. The request path reads an app's state and upstream without
 //! locks held across an await and without provider calls.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -157,6 +157,9 @@ pub struct App {
     start_durations: Mutex<VecDeque<Duration>>,
     /// Engine-clock milliseconds before which the idle check must not try to stop again.
     stop_retry_at: AtomicU64,
+    /// Counts state changes, so discovery can tell that a listing taken before a change is
+    /// stale for this app.
+    transitions: AtomicU64,
 }
 
 impl App {
@@ -197,6 +200,7 @@ impl App {
                 phase.state = to;
                 phase.reason = reason;
                 self.state.store(to as u8, Ordering::SeqCst);
+                self.transitions.fetch_add(1, Ordering::SeqCst);
                 true
             } else {
                 false
@@ -544,6 +548,13 @@ impl Lifecycle {
     /// apps found running are awake (activity = now), apps found stopped are asleep, vanished
     /// apps are dropped. A provider that fails keeps its apps as they were.
     pub async fn discover(self: &Arc<Self>) {
+        // What each app's state was when the listings were asked for: an app that changed
+        // since (a wake or stop of ours finished) is not corrected by a stale listing.
+        let before: HashMap<AppKey, u64> = self
+            .apps()
+            .iter()
+            .map(|app| (app.key.clone(), app.transitions.load(Ordering::SeqCst)))
+            .collect();
         let mut listings = tokio::task::JoinSet::new();
         for provider in &self.providers {
             let provider = Arc::clone(provider);
@@ -558,7 +569,7 @@ impl Lifecycle {
                 continue;
             };
             match listing {
-                Ok(apps) => changed |= self.apply_listing(&provider, apps),
+                Ok(apps) => changed |= self.apply_listing(&provider, apps, &before),
                 Err(error) => self.events.emit(
                     &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
                     EventKind::ProviderError {
@@ -573,7 +584,12 @@ impl Lifecycle {
     }
 
     /// Applies one provider's listing; true when the set of apps changed.
-    fn apply_listing(&self, provider: &Arc<dyn Provider>, listing: Vec<AppInfo>) -> bool {
+    fn apply_listing(
+        &self,
+        provider: &Arc<dyn Provider>,
+        listing: Vec<AppInfo>,
+        before: &HashMap<AppKey, u64>,
+    ) -> bool {
         let now = self.clock.now_ms();
         let mut apps = lock(&self.apps);
         let mut seen = HashSet::new();
@@ -605,6 +621,7 @@ impl Lifecycle {
                     formation: Mutex::new(formation),
                     start_durations: Mutex::new(VecDeque::new()),
                     stop_retry_at: AtomicU64::new(0),
+                    transitions: AtomicU64::new(0),
                 });
                 apps.insert(key.clone(), app);
                 self.events.emit(&key, EventKind::Discovered { running });
@@ -618,6 +635,9 @@ impl Lifecycle {
             }
             if running && info.formation.values().any(|n| *n > 0) {
                 *lock(&app.formation) = Some(info.formation.clone());
+            }
+            if before.get(&key) != Some(&app.transitions.load(Ordering::SeqCst)) {
+                continue;
             }
             match info.status {
                 AppStatus::Running => {
@@ -928,6 +948,41 @@ mod tests {
         assert_eq!(lifecycle.apps().len(), 1);
         assert!(lifecycle.routes().get("b").is_none());
         assert!(kinds(&lifecycle).contains(&EventKind::Deleted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_taken_before_a_stop_does_not_wake_the_app_again() {
+        let (lifecycle, fake) = setup(
+            &[("web", AppStatus::Running)],
+            Some(Duration::from_secs(60)),
+        )
+        .await;
+        let web = app(&lifecycle, "web");
+        fake.with(|s| {
+            s.allow_stop = true;
+            s.list_delay = Duration::from_secs(5);
+        });
+        advance(Duration::from_secs(61)).await;
+        // The listing is asked for while the app runs, and arrives after it was stopped.
+        let discovery = tokio::spawn({
+            let lifecycle = Arc::clone(&lifecycle);
+            async move { lifecycle.discover().await }
+        });
+        settle().await;
+        assert_eq!(lifecycle.check_idle(), 1);
+        settle().await;
+        assert_eq!(web.state(), State::Asleep);
+        advance(Duration::from_secs(5)).await;
+        discovery.await.expect("discovery");
+        assert_eq!(web.state(), State::Asleep, "a stale listing woke the app");
+        assert!(!kinds(&lifecycle).contains(&EventKind::Registered));
+        // A fresh listing still corrects the registry.
+        fake.with(|s| {
+            s.list_delay = Duration::ZERO;
+            s.apps.insert("web".to_owned(), (AppStatus::Running, 0));
+        });
+        lifecycle.discover().await;
+        assert_eq!(web.state(), State::Awake);
     }
 
     #[tokio::test(start_paused = true)]

@@ -448,3 +448,35 @@ async fn discovery_of_hundreds_of_apps_makes_only_list_calls() {
     assert_eq!(scalingo.calls.count("GET /v1/apps"), 1);
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_and_reached_with_their_host() {
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let server = fake.add_app("secure", &[("web", 1)], true).await;
+    let front = support::fakes::tls_front(&server).await;
+    fake.set_public_url("secure", &format!("{front}/"));
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls/ca.pem");
+
+    // Trusting the test CA: the request goes through TLS to the app.
+    let trusted = format!(
+        "proxy: {{upstream_ca_file: '{}'}}\n{}",
+        ca.display(),
+        config("15m", &[scalingo_provider(&fake)])
+    );
+    let engine = TestEngine::start(&trusted).await;
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("secure.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from secure");
+    engine.stop().await;
+
+    // Without it, the certificate is refused: 502, and nothing reaches the app.
+    let hits = server.hits();
+    let engine = TestEngine::start(&config("15m", &[scalingo_provider(&fake)])).await;
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("secure.localhost", "/").await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert!(answer.text().contains("certificate"), "{}", answer.text());
+    assert_eq!(server.hits(), hits);
+    engine.stop().await;
+}

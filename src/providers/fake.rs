@@ -39,6 +39,8 @@ pub struct FakeState {
     pub fail_stop: bool,
     /// Status polls a start stays `Starting`.
     pub boot_polls: usize,
+    /// How long a listing takes to arrive (it says what was true when it was asked for).
+    pub list_delay: std::time::Duration,
 }
 
 impl FakeProvider {
@@ -83,24 +85,32 @@ impl Provider for FakeProvider {
     }
 
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
-        self.call(|state| {
+        let (listing, delay) = self.call(|state| {
             if state.fail_list {
-                return Err(ProviderError::Failed("listing refused".to_owned()));
+                return (
+                    Err(ProviderError::Failed("listing refused".to_owned())),
+                    state.list_delay,
+                );
             }
-            Ok(state
-                .apps
-                .iter()
-                .enumerate()
-                .map(|(index, (name, (status, _)))| AppInfo {
-                    name: name.clone(),
-                    status: status.clone(),
-                    upstream: Some(Upstream::local(10_000 + index as u16)),
-                    formation: Formation::from([("web".to_owned(), 1)]),
-                    policy: PolicyOverride::default(),
-                    aliases: Vec::new(),
-                })
-                .collect())
-        })
+            (
+                Ok(state
+                    .apps
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (name, (status, _)))| AppInfo {
+                        name: name.clone(),
+                        status: status.clone(),
+                        upstream: Some(Upstream::local(10_000 + index as u16)),
+                        formation: Formation::from([("web".to_owned(), 1)]),
+                        policy: PolicyOverride::default(),
+                        aliases: Vec::new(),
+                    })
+                    .collect()),
+                state.list_delay,
+            )
+        });
+        tokio::time::sleep(delay).await;
+        listing
     }
 
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {

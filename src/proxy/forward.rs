@@ -480,6 +480,18 @@ mod tests {
         assert_eq!(plain.len(), 1);
     }
 
+    #[test]
+    fn upstream_ca_files_are_checked() {
+        assert!(upstream_tls(None).is_ok());
+        let missing = upstream_tls(Some(std::path::Path::new("/nonexistent/ca.pem")));
+        assert!(missing.is_err_and(|e| e.to_string().contains("/nonexistent/ca.pem")));
+        let empty = std::env::temp_dir().join(format!("paastis-empty-ca-{}", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let result = upstream_tls(Some(&empty));
+        let _ = std::fs::remove_file(&empty);
+        assert!(result.is_err_and(|e| e.to_string().contains("holds no certificate")));
+    }
+
     fn client(peer: &str) -> ClientSide {
         ClientSide::new(peer.parse().expect("address"), "http")
     }

@@ -81,6 +81,48 @@ impl AppServer {
     }
 }
 
+/// An HTTPS front for `server`, as a platform's router terminates TLS: a certificate for
+/// `localhost` signed by the test CA (`tests/support/tls/ca.pem`). Returns
+/// `https://localhost:PORT`.
+pub async fn tls_front(server: &AppServer) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls");
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("localhost.pem"))
+            .expect("test certificate")
+            .collect::<Result<_, _>>()
+            .expect("test certificate");
+    let key = PrivateKeyDer::from_pem_file(dir.join("localhost.key")).expect("test key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
+    let port = listener.local_addr().expect("front addr").port();
+    let backend = server.url.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
 /// One recorded API call.
 #[derive(Debug, Clone)]
 pub struct Call {

@@ -121,6 +121,7 @@ impl FakeScalingo {
             id,
             name: name.to_owned(),
             server: server.clone(),
+            public_url: None,
             created_at: wall,
             updated_at: wall,
             processes,
@@ -129,6 +130,17 @@ impl FakeScalingo {
         app.server.set_up(app.serving());
         inner.apps.push(app);
         server
+    }
+
+    /// Publishes another URL as the app's `url` and `base_url` (an HTTPS front, say).
+    pub fn set_public_url(&self, app: &str, url: &str) {
+        let mut inner = self.shared.lock();
+        let app = inner
+            .apps
+            .iter_mut()
+            .find(|a| a.name == app)
+            .unwrap_or_else(|| panic!("no app {app} in the fake"));
+        app.public_url = Some(url.to_owned());
     }
 
     /// Current amounts per process type, sorted by type name.
@@ -196,6 +208,8 @@ struct FakeApp {
     id: String,
     name: String,
     server: AppServer,
+    /// `url` and `base_url` when they differ from the server's (e.g. an HTTPS front).
+    public_url: Option<String>,
     /// Unix milliseconds.
     created_at: u64,
     updated_at: u64,
@@ -362,8 +376,8 @@ impl Shared {
             "name": app.name,
             "region": REGION,
             "status": app.status(),
-            "url": app.server.url,
-            "base_url": app.server.url,
+            "url": app.public_url.as_deref().unwrap_or(&app.server.url),
+            "base_url": app.public_url.as_deref().unwrap_or(&app.server.url),
             "created_at": rfc3339(app.created_at),
             "updated_at": rfc3339(app.updated_at),
             "last_deployed_at": rfc3339(app.created_at),
