@@ -562,11 +562,12 @@ impl<'a> Validator<'a> {
         secret
     }
 
-    /// An `http(s)://` base URL, without a trailing slash.
+    /// An `http(s)://` base URL, without a trailing slash (`{region}` allowed in it).
     fn base_url(&mut self, fields: &mut Fields<'_>, key: &str) -> Option<String> {
         let (value, path) = fields.take(key)?;
         let text = self.string(value, &path)?;
         let valid = text
+            .replace("{region}", "region")
             .parse::<http::Uri>()
             .ok()
             .filter(|uri| {
@@ -607,6 +608,15 @@ impl<'a> Validator<'a> {
             Some((value, p)) => self.region(value, &p).into_iter().collect(),
         };
         let api_url = self.base_url(fields, "api_url");
+        if regions.len() > 1
+            && let Some(url) = &api_url
+            && !url.contains("{region}")
+        {
+            self.error(
+                &format!("{path}.api_url"),
+                "serves one region: put {region} in it to name each region's API",
+            );
+        }
         let auth_url = self
             .base_url(fields, "auth_url")
             .unwrap_or_else(|| crate::providers::scalingo::DEFAULT_AUTH_URL.to_owned());
@@ -1096,7 +1106,7 @@ providers:
         let config = validate(&format!(
             r#"
 providers:
-  - {{id: scalingo-fr1, type: scalingo, token: tk-us-abc, region: [osc-fr1, osc-secnum-fr1], api_url: "http://127.0.0.1:9/", rate_limit: 30}}
+  - {{id: scalingo-fr1, type: scalingo, token: tk-us-abc, region: [osc-fr1, osc-secnum-fr1], api_url: "http://127.0.0.1:9/{{region}}/", rate_limit: 30}}
   - {{id: heroku, type: heroku, token_file: "{}"}}
   - {{id: clever, type: clever-cloud, consumer_key: ck, consumer_secret: cs, token: t, secret: s, organisation: orga_1}}
   - {{id: bridge, type: clever-cloud, api_token: tok, upstream_scheme: http}}
@@ -1115,7 +1125,7 @@ providers:
             panic!("unexpected providers: {:?}", config.providers);
         };
         assert_eq!(scalingo.regions, ["osc-fr1", "osc-secnum-fr1"]);
-        assert_eq!(scalingo.api_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(scalingo.api_url.as_deref(), Some("http://127.0.0.1:9/{region}"));
         assert_eq!(scalingo.auth_url, "https://auth.scalingo.com");
         assert_eq!(scalingo.rate_limit, 30);
         assert_eq!(scalingo.token.expose(), "tk-us-abc");
@@ -1142,6 +1152,8 @@ providers:
   - {id: c, type: clever-cloud, consumer_key: k}
   - {id: d, type: clever-cloud}
   - {id: e, type: heroku, token_file: /nonexistent/paastis-token}
+  - {id: f, type: scalingo, token: t, region: [osc-fr1, osc-secnum-fr1], api_url: "http://x"}
+  - {id: g, type: scalingo, token: t, region: [osc-fr1, osc-secnum-fr1], api_url: "http://x/{region}"}
 "#,
         )
         .expect_err("invalid");
@@ -1155,6 +1167,7 @@ providers:
             "providers[2].secret: missing",
             "providers[3]: missing credentials",
             "providers[4].token_file: cannot read /nonexistent/paastis-token",
+            "providers[5].api_url: serves one region",
         ];
         for needle in expected {
             assert!(

@@ -45,7 +45,8 @@ pub struct ScalingoConfig {
     pub token: Secret,
     /// Regions whose apps are managed (`osc-fr1`, `osc-secnum-fr1`).
     pub regions: Vec<String>,
-    /// API base URL for every region (tests, proxies); `None`: `https://api.<region>.scalingo.com`.
+    /// API base URL (tests, proxies), `{region}` replaced by each region's name; `None`:
+    /// `https://api.<region>.scalingo.com`.
     pub api_url: Option<String>,
     /// Authentication base URL.
     pub auth_url: String,
@@ -89,7 +90,10 @@ impl Scalingo {
             .iter()
             .map(|region| {
                 let api = match &config.api_url {
-                    Some(url) => url.trim_end_matches('/').to_owned(),
+                    Some(url) => url
+                        .replace("{region}", region)
+                        .trim_end_matches('/')
+                        .to_owned(),
                     None => format!("https://api.{region}.scalingo.com"),
                 };
                 (region.clone(), api)
@@ -499,6 +503,41 @@ mod tests {
         );
         assert_eq!(jwt_expiry("not-a-jwt"), None);
         assert_eq!(jwt_expiry("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn each_region_has_its_api() {
+        let config = |api_url: Option<&str>| ScalingoConfig {
+            id: "s".to_owned(),
+            token: Secret::new("t"),
+            regions: vec!["osc-fr1".to_owned(), "osc-secnum-fr1".to_owned()],
+            api_url: api_url.map(str::to_owned),
+            auth_url: DEFAULT_AUTH_URL.to_owned(),
+            rate_limit: 60,
+        };
+        let apis = |scalingo: Scalingo| {
+            scalingo
+                .regions
+                .into_iter()
+                .map(|(_, api)| api)
+                .collect::<Vec<_>>()
+        };
+        let default = Scalingo::new(&config(None)).expect("client");
+        assert_eq!(
+            apis(default),
+            [
+                "https://api.osc-fr1.scalingo.com",
+                "https://api.osc-secnum-fr1.scalingo.com"
+            ]
+        );
+        let proxied = Scalingo::new(&config(Some("http://proxy.test/{region}/"))).expect("client");
+        assert_eq!(
+            apis(proxied),
+            [
+                "http://proxy.test/osc-fr1",
+                "http://proxy.test/osc-secnum-fr1"
+            ]
+        );
     }
 
     #[test]
