@@ -105,16 +105,41 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
 
 async fn check(config: paastis::Config) -> anyhow::Result<()> {
     let engine = Engine::start(config).await?;
-    print!("{}", engine.apps_table());
-    let mut failed = false;
-    for event in engine.lifecycle().events().recent() {
-        if let paastis::events::EventKind::ProviderError { message } = event.kind {
-            println!("provider {}: {message}", event.app.provider);
-            failed = true;
-        }
+    let lifecycle = engine.lifecycle();
+    let errors: HashMap<String, String> = lifecycle
+        .events()
+        .recent()
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            paastis::events::EventKind::ProviderError { message } => {
+                Some((event.app.provider.to_string(), message))
+            }
+            _ => None,
+        })
+        .collect();
+    let apps = lifecycle.apps();
+    println!("{:<20} {:<13} {:>5}  STATUS", "PROVIDER", "TYPE", "APPS");
+    for provider in lifecycle.providers() {
+        let count = apps
+            .iter()
+            .filter(|app| app.provider_id() == provider.id())
+            .count();
+        let status = errors.get(provider.id()).map_or("ok", String::as_str);
+        println!(
+            "{:<20} {:<13} {:>5}  {status}",
+            provider.id(),
+            provider.kind(),
+            count
+        );
     }
-    if failed {
-        anyhow::bail!("some providers could not be reached");
+    println!();
+    print!("{}", engine.apps_table());
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} of {} providers could not be reached",
+            errors.len(),
+            lifecycle.providers().len()
+        );
     }
     println!("configuration OK");
     Ok(())

@@ -177,8 +177,26 @@ async fn check_prints_the_managed_apps() {
     std::fs::write(&file, format!("domains: [proxy.example.test]\n{APP}")).expect("write");
     let outcome = run(&["check", "--config", &file.to_string_lossy()], &[]).await;
     assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
-    let header = outcome.stdout.lines().next().unwrap_or("");
-    assert!(header.starts_with("APP"), "{}", outcome.stdout);
+    let providers: Vec<Vec<&str>> = outcome
+        .stdout
+        .lines()
+        .take(2)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            vec!["PROVIDER", "TYPE", "APPS", "STATUS"],
+            vec!["local", "process", "1", "ok"]
+        ],
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.lines().any(|line| line.starts_with("APP ")),
+        "{}",
+        outcome.stdout
+    );
     let row = outcome
         .stdout
         .lines()

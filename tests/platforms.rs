@@ -271,7 +271,19 @@ async fn platform_secrets_never_reach_logs_or_errors() {
         .expect("check");
     let check_out = String::from_utf8_lossy(&check.stdout).into_owned()
         + &String::from_utf8_lossy(&check.stderr);
-    assert!(check_out.contains("heroku-bad"), "{check_out}");
+    // `check` names the failing account and why, and fails; the others are fine.
+    assert_eq!(check.status.code(), Some(1), "{check_out}");
+    let line = |id: &str| {
+        check_out
+            .lines()
+            .find(|line| line.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} line in {check_out}"))
+            .to_owned()
+    };
+    assert!(line("heroku-bad").contains("bad credentials"), "{check_out}");
+    for id in ["scalingo-fr1", "heroku", "clever"] {
+        assert!(line(id).ends_with(" ok"), "{check_out}");
+    }
 
     let mut served = support::serve(&file, &[("LOG_LEVEL", "trace")]).await;
     let client = TestClient::new(served.addr);

@@ -1125,7 +1125,10 @@ providers:
             panic!("unexpected providers: {:?}", config.providers);
         };
         assert_eq!(scalingo.regions, ["osc-fr1", "osc-secnum-fr1"]);
-        assert_eq!(scalingo.api_url.as_deref(), Some("http://127.0.0.1:9/{region}"));
+        assert_eq!(
+            scalingo.api_url.as_deref(),
+            Some("http://127.0.0.1:9/{region}")
+        );
         assert_eq!(scalingo.auth_url, "https://auth.scalingo.com");
         assert_eq!(scalingo.rate_limit, 30);
         assert_eq!(scalingo.token.expose(), "tk-us-abc");
