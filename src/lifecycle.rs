@@ -125,6 +125,9 @@ pub enum WakeError {
 /// Start durations kept per app (for ETAs).
 const START_HISTORY: usize = 10;
 
+/// How long after a start a provider saying "stopped" is taken as "not started yet".
+const STOPPED_GRACE: Duration = Duration::from_secs(10);
+
 /// After a failed stop, how long before the idle check tries again.
 const STOP_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -160,6 +163,9 @@ pub struct App {
     /// Counts state changes, so discovery can tell that a listing taken before a change is
     /// stale for this app.
     transitions: AtomicU64,
+    /// Registered as asleep from a listing that did not tell its state (Heroku): the
+    /// scheduler asks the provider, a few apps per tick.
+    unverified: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -399,9 +405,15 @@ impl Lifecycle {
             }
             Err(reason) => {
                 // Whatever was half-started is stopped again before the failure is announced,
-                // so the next wake starts from a clean state.
-                if let Err(error) = app.provider.stop(&app.key.name).await {
-                    tracing::warn!(app = %app.key, %error, "could not stop after failed wake");
+                // so the next wake starts from a clean state (and with the same formation).
+                match app.provider.stop(&app.key.name).await {
+                    Ok(Some(formation)) if formation.values().any(|n| *n > 0) => {
+                        *lock(&app.formation) = Some(formation);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(app = %app.key, %error, "could not stop after failed wake")
+                    }
                 }
                 let reason: Arc<str> = reason.into();
                 if app.transition(&[State::Waking], State::Failed, Some(Arc::clone(&reason))) {
@@ -428,6 +440,7 @@ impl Lifecycle {
             Ok(Err(error)) => return Err(format!("start failed: {error}")),
             Err(_) => return Err(timed_out("the start call did not return")),
         }
+        let accepted = Instant::now();
         let intervals = app.provider.poll_intervals();
         let mut wait = intervals.first;
         let mut last = "starting".to_owned();
@@ -436,6 +449,10 @@ impl Lifecycle {
                 Ok(Ok(AppStatus::Running)) => break,
                 Ok(Ok(AppStatus::Starting | AppStatus::Unknown)) => {
                     last = "still starting".to_owned()
+                }
+                // Platforms may still say "stopped" for a moment after accepting a start.
+                Ok(Ok(AppStatus::Stopped)) if accepted.elapsed() < STOPPED_GRACE => {
+                    last = "not started yet".to_owned()
                 }
                 Ok(Ok(AppStatus::Stopped)) => return Err("stopped while starting".to_owned()),
                 Ok(Ok(AppStatus::Failed(reason))) => return Err(reason),
@@ -622,6 +639,9 @@ impl Lifecycle {
                     start_durations: Mutex::new(VecDeque::new()),
                     stop_retry_at: AtomicU64::new(0),
                     transitions: AtomicU64::new(0),
+                    unverified: std::sync::atomic::AtomicBool::new(
+                        info.status == AppStatus::Unknown,
+                    ),
                 });
                 apps.insert(key.clone(), app);
                 self.events.emit(&key, EventKind::Discovered { running });
@@ -671,6 +691,46 @@ impl Lifecycle {
             changed = true;
         }
         changed
+    }
+
+    /// Asks the provider the state of up to `limit` apps registered from listings that did
+    /// not tell it (see [`AppStatus::Unknown`]): a running one becomes awake with activity =
+    /// now, so it is stopped after its idle time like any app started outside the engine.
+    /// Returns how many were checked.
+    pub async fn verify_unknown(self: &Arc<Self>, limit: usize) -> usize {
+        let pending: Vec<Arc<App>> = self
+            .apps()
+            .into_iter()
+            .filter(|app| app.unverified.load(Ordering::SeqCst))
+            .take(limit)
+            .collect();
+        for app in &pending {
+            if app.state() != State::Asleep {
+                app.unverified.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let transitions = app.transitions.load(Ordering::SeqCst);
+            match app.provider.status(&app.key.name).await {
+                Ok(AppStatus::Running) => {
+                    app.unverified.store(false, Ordering::SeqCst);
+                    // Not if a wake or stop of ours happened meanwhile.
+                    if app.transitions.load(Ordering::SeqCst) == transitions {
+                        touch(app, self.clock.now_ms());
+                        if app.transition(&[State::Asleep], State::Awake, None) {
+                            self.events.emit(&app.key, EventKind::Registered);
+                        }
+                    }
+                }
+                Ok(AppStatus::Stopped | AppStatus::Failed(_)) => {
+                    app.unverified.store(false, Ordering::SeqCst);
+                }
+                Ok(AppStatus::Starting | AppStatus::Unknown) => {}
+                Err(error) => {
+                    tracing::debug!(app = %app.key, %error, "cannot verify the state yet");
+                }
+            }
+        }
+        pending.len()
     }
 
     /// An app's process ended on its own: an awake app is now asleep. A waking app is left to

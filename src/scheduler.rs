@@ -12,6 +12,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::lifecycle::Lifecycle;
 
+/// Apps whose listing did not tell their state, checked one by one after each discovery
+/// (two provider calls each: bounded so a large account stays under its rate limit).
+pub const VERIFY_PER_TICK: usize = 10;
+
 /// Period of the idle check: an app sleeps at most this long after its `max_idle`.
 pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -36,6 +40,7 @@ impl Scheduler {
             loop {
                 ticks.tick().await;
                 discovery.discover().await;
+                discovery.verify_unknown(VERIFY_PER_TICK).await;
             }
         });
 

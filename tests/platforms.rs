@@ -280,7 +280,10 @@ async fn platform_secrets_never_reach_logs_or_errors() {
             .unwrap_or_else(|| panic!("no {id} line in {check_out}"))
             .to_owned()
     };
-    assert!(line("heroku-bad").contains("bad credentials"), "{check_out}");
+    assert!(
+        line("heroku-bad").contains("bad credentials"),
+        "{check_out}"
+    );
     for id in ["scalingo-fr1", "heroku", "clever"] {
         assert!(line(id).ends_with(" ok"), "{check_out}");
     }
@@ -322,10 +325,9 @@ async fn short_lived_jwts_are_exchanged_only_when_needed_and_never_fail_a_call()
     fake.set_boot_time(Duration::from_millis(50));
     fake.add_app("shop", &[("web", 1)], false).await;
     fake.add_app("blog", &[("web", 1)], true).await;
-    let yaml = format!(
-        "discovery: {{every: 1s}}\n{}",
-        config("2s", &[scalingo_provider(&fake)])
-    );
+    // This test is about tokens: a budget well above what it sends.
+    let provider = scalingo_provider(&fake).replace('}', ", rate_limit: 1000}");
+    let yaml = format!("discovery: {{every: 1s}}\n{}", config("2s", &[provider]));
     let engine = TestEngine::start(&yaml).await;
     let client = TestClient::new(engine.addr);
     // Twenty seconds of requests, wakes, idle stops and discovery ticks: several JWT lives.
@@ -490,5 +492,37 @@ async fn https_upstreams_are_verified_and_reached_with_their_host() {
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert!(answer.text().contains("certificate"), "{}", answer.text());
     assert_eq!(server.hits(), hits);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heroku_apps_started_elsewhere_are_found_running_and_stopped_when_idle() {
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    let busy = fake.add_app("busy", &[("web", 1)], true).await;
+    let idle = fake.add_app("idle", &[("web", 1)], false).await;
+    let yaml = format!(
+        "discovery: {{every: 1s}}\n{}",
+        config("1s", &[heroku_provider(&fake)])
+    );
+    let engine = TestEngine::start(&yaml).await;
+    // The listing says nothing of state: both start asleep, then the running one is found
+    // running after a discovery tick, and stopped after its idle time without any request.
+    engine
+        .wait_state("busy", State::Awake, Duration::from_secs(10))
+        .await;
+    engine
+        .wait_state("busy", State::Asleep, Duration::from_secs(10))
+        .await;
+    assert_eq!(fake.formation("busy"), formation(&[("web", 0)]));
+    assert!(!busy.is_up());
+    assert_eq!(engine.state("idle"), State::Asleep);
+    assert!(!idle.is_up());
+    assert_eq!(
+        engine.count("idle", |k| matches!(
+            k,
+            paastis::events::EventKind::Registered
+        )),
+        0
+    );
     engine.stop().await;
 }

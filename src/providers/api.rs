@@ -134,7 +134,9 @@ impl ApiClient {
                     if last || retry_after.is_some_and(|d| d > RETRY_AFTER_MAX) {
                         return Err(ProviderError::RateLimited { retry_after });
                     }
-                    sleep(retry_after.unwrap_or(Duration::ZERO).max(jitter(backoff))).await;
+                    // Without a Retry-After, at least a second: the window has to move.
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    sleep(wait.max(jitter(backoff))).await;
                 }
                 Ok(response)
                     if response.status().is_server_error()

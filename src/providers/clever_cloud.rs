@@ -158,11 +158,20 @@ impl CleverCloud {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.api
+        let request = self
+            .api
             .http()
             .request(method, format!("{}{path}", self.api_url))
-            .header("accept", "application/json")
-            .header("authorization", self.authorization())
+            .header("accept", "application/json");
+        match reqwest::header::HeaderValue::from_str(&self.authorization()) {
+            Ok(mut authorization) => {
+                authorization.set_sensitive(true);
+                request.header(reqwest::header::AUTHORIZATION, authorization)
+            }
+            // Only a credential with control characters gets here; the call then fails as
+            // unauthorized, and the value is never shown.
+            Err(_) => request,
+        }
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -235,7 +244,9 @@ fn listed_status(state: &str) -> AppStatus {
         "SHOULD_BE_UP" => AppStatus::Running,
         "SHOULD_BE_DOWN" => AppStatus::Stopped,
         "WANTS_TO_BE_UP" => AppStatus::Starting,
-        other => AppStatus::Failed(format!("state {other}")),
+        "MODERATED" | "DEFAULT_OF_PAYMENT" => AppStatus::Failed(format!("state {state}")),
+        // A value not documented yet: say nothing rather than something wrong.
+        _ => AppStatus::Unknown,
     }
 }
 
@@ -312,6 +323,13 @@ impl Provider for CleverCloud {
     }
 
     async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
+        // A POST queues a deployment: never for an app already up or on its way up.
+        let one: App = self
+            .get_json(&self.app_path(app)?, &format!("state of {app}"))
+            .await?;
+        if matches!(one.state.as_str(), "SHOULD_BE_UP" | "WANTS_TO_BE_UP") {
+            return Ok(());
+        }
         let path = format!("{}/instances", self.app_path(app)?);
         // Not idempotent: each POST queues a deployment.
         let response = self
@@ -363,5 +381,6 @@ mod tests {
         assert_eq!(listed_status("SHOULD_BE_DOWN"), AppStatus::Stopped);
         assert_eq!(listed_status("WANTS_TO_BE_UP"), AppStatus::Starting);
         assert!(matches!(listed_status("MODERATED"), AppStatus::Failed(_)));
+        assert_eq!(listed_status(""), AppStatus::Unknown);
     }
 }

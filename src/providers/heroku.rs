@@ -167,15 +167,18 @@ impl Provider for Heroku {
                 })
                 .await?;
             let response = check(response, "listing apps").await?;
-            let next = (response.status() == reqwest::StatusCode::PARTIAL_CONTENT)
-                .then(|| {
-                    response
-                        .headers()
-                        .get("next-range")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                })
-                .flatten();
+            let partial = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+            let next = response
+                .headers()
+                .get("next-range")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if partial && next.is_none() {
+                return Err(ProviderError::Failed(
+                    "listing apps: a partial page without Next-Range".to_owned(),
+                ));
+            }
+            let next = next.filter(|_| partial);
             let page: Vec<App> = response.json().await.map_err(|error| {
                 ProviderError::Failed(format!("listing apps: unexpected answer: {error}"))
             })?;
@@ -250,9 +253,10 @@ impl Provider for Heroku {
     }
 
     fn poll_intervals(&self) -> PollIntervals {
+        // Two calls a poll: bounded so one waking app cannot use the account's budget.
         PollIntervals {
-            first: Duration::from_millis(250),
-            max: Duration::from_secs(2),
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(4),
         }
     }
 }

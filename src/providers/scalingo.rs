@@ -146,7 +146,8 @@ impl Scalingo {
         let exchanged: Exchanged = response
             .json()
             .await
-            .map_err(|error| ProviderError::Failed(format!("token exchange answer: {error}")))?;
+            // The error would quote the answer, which may hold a token: keep it out.
+            .map_err(|_| ProviderError::Failed("token exchange: unexpected answer".to_owned()))?;
         let now = SystemTime::now();
         let refresh_at = match jwt_expiry(&exchanged.token) {
             Some(exp) => {
@@ -256,7 +257,9 @@ impl Scalingo {
                 }
                 // 422 while another operation runs ("is restarting"): wait for it.
                 Err(ProviderError::Rejected(message))
-                    if message.contains("HTTP 422") && Instant::now() < deadline =>
+                    if message.contains("HTTP 422")
+                        && (message.contains("restarting") || message.contains("operation"))
+                        && Instant::now() < deadline =>
                 {
                     tracing::debug!(provider = %self.id, app, %message, "operation in progress, retrying");
                     sleep(wait).await;
@@ -265,14 +268,25 @@ impl Scalingo {
                 Err(error) => return Err(error),
             }
         };
-        let Some(operation) = response
+        // The platform accepted the scale. Following its operation is best effort: a
+        // failure to read it (5xx, 429, odd answer) does not undo what was accepted.
+        let Some(operation_id) = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
+            .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
+            .filter(|id| {
+                !id.is_empty()
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
             .map(str::to_owned)
         else {
             return Ok(());
         };
+        // Always on the configured API host: the JWT goes nowhere else.
+        let operation = format!("{api}/v1/apps/{app}/operations/{operation_id}");
         let mut wait = Duration::from_millis(200);
         while Instant::now() < deadline {
             #[derive(Deserialize)]
@@ -285,16 +299,21 @@ impl Scalingo {
                 #[serde(default)]
                 error: Option<String>,
             }
-            let wrapped: Wrapped = self.get_json(&operation, &what).await?;
-            match wrapped.operation.status.as_str() {
-                "done" => return Ok(()),
-                "error" => {
-                    return Err(ProviderError::Failed(format!(
-                        "{what}: operation failed: {}",
-                        wrapped.operation.error.unwrap_or_default()
-                    )));
+            match self.get_json::<Wrapped>(&operation, &what).await {
+                Ok(wrapped) => match wrapped.operation.status.as_str() {
+                    "done" => return Ok(()),
+                    "error" => {
+                        return Err(ProviderError::Failed(format!(
+                            "{what}: operation failed: {}",
+                            wrapped.operation.error.unwrap_or_default()
+                        )));
+                    }
+                    _ => {}
+                },
+                Err(error) => {
+                    tracing::warn!(provider = %self.id, app, %error, "cannot follow the scale operation");
+                    return Ok(());
                 }
-                _ => {}
             }
             sleep(wait).await;
             wait = (wait * 3 / 2).min(Duration::from_secs(2));
@@ -482,9 +501,10 @@ impl Provider for Scalingo {
     }
 
     fn poll_intervals(&self) -> PollIntervals {
+        // Two calls a poll: at most ~30 a minute for one waking app, half the account's budget.
         PollIntervals {
-            first: Duration::from_millis(250),
-            max: Duration::from_secs(2),
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(4),
         }
     }
 }
