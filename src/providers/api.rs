@@ -180,6 +180,24 @@ pub async fn check(response: Response, what: &str) -> Result<Response, ProviderE
     })
 }
 
+/// The entries of a listing that parse as `T`; the others are skipped with a warning, so one
+/// odd entry (a `null` where a list was expected, say) does not hide every other app.
+pub fn parse_entries<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    entries: Vec<serde_json::Value>,
+) -> Vec<T> {
+    entries
+        .into_iter()
+        .filter_map(|entry| match serde_json::from_value::<T>(entry) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                tracing::warn!(provider, %error, "skipping an app the listing describes oddly");
+                None
+            }
+        })
+        .collect()
+}
+
 /// `Retry-After` in seconds, when present.
 fn retry_after(response: &Response) -> Option<Duration> {
     response
@@ -231,6 +249,23 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(60));
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn odd_entries_of_a_listing_are_skipped() {
+        #[derive(serde::Deserialize)]
+        struct App {
+            name: String,
+        }
+        let entries = vec![
+            serde_json::json!({"name": "a"}),
+            serde_json::json!({"name": null}),
+            serde_json::json!("not an app"),
+            serde_json::json!({"name": "b", "extra": 1}),
+        ];
+        let apps: Vec<App> = parse_entries("test", entries);
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]

@@ -261,9 +261,10 @@ impl Provider for CleverCloud {
     }
 
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
-        let listed: Vec<App> = self
+        let listed: Vec<serde_json::Value> = self
             .get_json(&format!("{}/applications", self.owner_path), "listing apps")
             .await?;
+        let listed: Vec<App> = super::api::parse_entries(&self.id, listed);
         let mut ids = HashMap::new();
         let mut apps = Vec::with_capacity(listed.len());
         for app in listed {

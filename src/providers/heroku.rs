@@ -179,9 +179,10 @@ impl Provider for Heroku {
                 ));
             }
             let next = next.filter(|_| partial);
-            let page: Vec<App> = response.json().await.map_err(|error| {
+            let page: Vec<serde_json::Value> = response.json().await.map_err(|error| {
                 ProviderError::Failed(format!("listing apps: unexpected answer: {error}"))
             })?;
+            let page: Vec<App> = super::api::parse_entries(&self.id, page);
             apps.extend(page.into_iter().map(|app| AppInfo {
                 status: AppStatus::Unknown,
                 upstream: app.web_url.as_deref().and_then(Upstream::from_url),

@@ -110,12 +110,13 @@ impl Scalingo {
         })
     }
 
-    /// A valid JWT: the current one, or a new one from the token exchange.
-    async fn bearer(&self, force: bool) -> Result<Secret, ProviderError> {
+    /// A valid JWT: the current one, or a new one from the token exchange. `refused` is a
+    /// JWT the API just answered 401 to: it is replaced, unless another caller already did.
+    async fn bearer(&self, refused: Option<&Secret>) -> Result<Secret, ProviderError> {
         let mut jwt = self.jwt.lock().await;
-        if !force
-            && let Some(current) = jwt.as_ref()
+        if let Some(current) = jwt.as_ref()
             && SystemTime::now() < current.refresh_at
+            && refused != Some(&current.token)
         {
             return Ok(current.token.clone());
         }
@@ -174,17 +175,17 @@ impl Scalingo {
         what: &str,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut force = false;
+        let mut refused: Option<Secret> = None;
         loop {
-            let bearer = self.bearer(force).await?;
+            let bearer = self.bearer(refused.as_ref()).await?;
             let response = self
                 .api
                 .send(idempotent, || {
                     build(bearer.expose()).header("accept", "application/json")
                 })
                 .await?;
-            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !force {
-                force = true;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && refused.is_none() {
+                refused = Some(bearer);
                 continue;
             }
             return check(response, what).await;
@@ -339,7 +340,7 @@ fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
 
 #[derive(Debug, Deserialize)]
 struct AppList {
-    apps: Vec<App>,
+    apps: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,7 +420,7 @@ impl Provider for Scalingo {
                     &format!("listing apps of {region}"),
                 )
                 .await?;
-            for app in listed.apps {
+            for app in super::api::parse_entries::<App>(&self.id, listed.apps) {
                 app_regions.insert(app.name.clone(), api.clone());
                 apps.push(AppInfo {
                     status: listed_status(&app.status),
