@@ -180,6 +180,17 @@ pub async fn check(response: Response, what: &str) -> Result<Response, ProviderE
     })
 }
 
+/// The JSON body of a successful response.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    response: Response,
+    what: &str,
+) -> Result<T, ProviderError> {
+    response
+        .json()
+        .await
+        .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+}
+
 /// The entries of a listing that parse as `T`; the others are skipped with a warning, so one
 /// odd entry (a `null` where a list was expected, say) does not hide every other app.
 pub fn parse_entries<T: serde::de::DeserializeOwned>(

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::api::{ApiClient, Idempotent, check};
+use super::api::{ApiClient, Idempotent, check, read_json};
 use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -183,12 +183,10 @@ impl CleverCloud {
             .api
             .send(Idempotent::Yes, || self.request(reqwest::Method::GET, path))
             .await?;
-        check(response, what)
+        let response = check(response, what)
             .await
-            .map_err(|error| self.explain(error))?
-            .json()
-            .await
-            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+            .map_err(|error| self.explain(error))?;
+        read_json(response, what).await
     }
 
     fn explain(&self, error: ProviderError) -> ProviderError {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{ApiClient, Idempotent, check};
+use super::api::{ApiClient, Idempotent, check, read_json};
 use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -106,11 +106,7 @@ impl Heroku {
             .api
             .send(Idempotent::Yes, || self.request(reqwest::Method::GET, path))
             .await?;
-        check(response, what)
-            .await?
-            .json()
-            .await
-            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+        read_json(check(response, what).await?, what).await
     }
 
     async fn formation(&self, app: &str) -> Result<Vec<FormationEntry>, ProviderError> {
@@ -179,9 +175,7 @@ impl Provider for Heroku {
                 ));
             }
             let next = next.filter(|_| partial);
-            let page: Vec<serde_json::Value> = response.json().await.map_err(|error| {
-                ProviderError::Failed(format!("listing apps: unexpected answer: {error}"))
-            })?;
+            let page: Vec<serde_json::Value> = read_json(response, "listing apps").await?;
             let page: Vec<App> = super::api::parse_entries(&self.id, page);
             apps.extend(page.into_iter().map(|app| AppInfo {
                 status: AppStatus::Unknown,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{Instant, sleep};
 
-use super::api::{ApiClient, Idempotent, check};
+use super::api::{ApiClient, Idempotent, check, read_json};
 use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -213,10 +213,7 @@ impl Scalingo {
                 self.api.http().get(url).bearer_auth(bearer)
             })
             .await?;
-        response
-            .json()
-            .await
-            .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+        read_json(response, what).await
     }
 
     async fn formation_of(&self, api: &str, app: &str) -> Result<Vec<Container>, ProviderError> {
