@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need, then cargo test.
 # The tests start real local processes (the `process` provider runs tests/support/upstream.py
-# with python3) and listen on 127.0.0.1 only.
+# with python3), fake platform APIs and apps as real HTTP servers, and listen on 127.0.0.1
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v sh >/dev/null 2>&1 || need_apt+=(dash)
+# The platform clients load the system's CA store when they start.
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
