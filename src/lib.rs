@@ -8,6 +8,7 @@
 //!   ([`providers::process`]: local commands, the embedded default).
 //! * [`lifecycle`]: the registry of managed apps and their state machine (Asleep, Waking,
 //!   Awake, Stopping, Failed); the only place that starts and stops apps.
+//! * [`patterns`]: globs and `re:` regexes from the config.
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
 //! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
 //! * [`events`]: typed records of every transition.
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod events;
 pub mod lifecycle;
+pub mod patterns;
 pub mod providers;
 pub mod proxy;
 pub mod scheduler;
@@ -128,6 +130,7 @@ impl Engine {
             Arc::clone(&self.lifecycle),
             self.config.domains.clone(),
             self.tls.clone(),
+            self.config.activity.clone(),
         ));
         let served = proxy
             .serve(

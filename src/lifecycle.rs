@@ -223,11 +223,15 @@ pub struct InFlight {
     app: Arc<App>,
     /// Engine clock, to record the activity at the end.
     clock: Clock,
+    /// False for requests that do not count as activity (monitors).
+    activity: bool,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        touch(&self.app, self.clock.now_ms());
+        if self.activity {
+            touch(&self.app, self.clock.now_ms());
+        }
         self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -335,6 +339,18 @@ impl Lifecycle {
         InFlight {
             app: Arc::clone(app),
             clock: self.clock,
+            activity: true,
+        }
+    }
+
+    /// Marks a request in progress that does not count as activity (an uptime monitor's):
+    /// the app is not stopped under it, but its idle time keeps running.
+    pub fn begin_quiet_request(&self, app: &Arc<App>) -> InFlight {
+        app.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            app: Arc::clone(app),
+            clock: self.clock,
+            activity: false,
         }
     }
 

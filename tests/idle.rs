@@ -108,3 +108,81 @@ providers:
         .await;
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_never_wake_an_app_nor_keep_it_awake() {
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{max_idle: 2s}}
+activity:
+  ignore_user_agents: [UptimeRobot, "re:^Pingdom"]
+  ignore_paths: [/healthz, "/status/*"]
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: site
+        command: "{command}"
+        env: {{APP_NAME: site}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let monitor = [("user-agent", "Mozilla/5.0 (compatible; UptimeRobot/2.0)")];
+
+    // Asleep: monitors get 503 at once and wake nothing.
+    for (path, headers) in [
+        ("/", &monitor[..]),
+        ("/healthz", &[][..]),
+        ("/status/db", &[][..]),
+        ("/", &[("user-agent", "Pingdom.com_bot_version_1.4")][..]),
+    ] {
+        let answer = client
+            .send("GET", "site.localhost", path, headers, Default::default())
+            .await;
+        assert_eq!(answer.status, 503, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["error"]["code"], "app_asleep");
+        assert!(answer.headers.contains_key("retry-after"));
+    }
+    assert_eq!(engine.state("site"), State::Asleep);
+    assert_eq!(
+        engine.count("site", |k| matches!(k, EventKind::WakeRequested { .. })),
+        0
+    );
+
+    // A person wakes it; monitors are then forwarded, yet the app stops on time.
+    assert_eq!(client.get("site.localhost", "/").await.status, 200);
+    let woke = tokio::time::Instant::now();
+    let mut forwarded = 0;
+    while engine.state("site") == State::Awake && woke.elapsed() < Duration::from_secs(8) {
+        let answer = client
+            .send(
+                "GET",
+                "site.localhost",
+                "/healthz",
+                &monitor,
+                Default::default(),
+            )
+            .await;
+        match answer.status.as_u16() {
+            200 => forwarded += 1,
+            503 => {}
+            other => panic!("monitor got {other}: {}", answer.text()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        forwarded >= 5,
+        "only {forwarded} monitor requests reached the awake app"
+    );
+    let slept_after = woke.elapsed();
+    engine
+        .wait_state("site", State::Asleep, Duration::from_secs(5))
+        .await;
+    assert!(
+        slept_after < Duration::from_secs(5),
+        "monitors kept the app awake for {slept_after:?}"
+    );
+    engine.stop().await;
+}

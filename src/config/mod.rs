@@ -40,6 +40,31 @@ pub struct Config {
     pub workers: usize,
     /// Extra CA certificates (PEM) trusted for `https` upstreams (`proxy.upstream_ca_file`).
     pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// Requests that never wake an app and never count as activity.
+    pub activity: Activity,
+}
+
+/// `activity`: requests that do not count (uptime monitors, health checks).
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    /// User agents (plain text matches anywhere, ignoring case; globs; `re:` regexes).
+    pub ignore_user_agents: Vec<crate::patterns::Pattern>,
+    /// Paths (globs on the whole path, or `re:` regexes).
+    pub ignore_paths: Vec<crate::patterns::Pattern>,
+}
+
+impl Activity {
+    /// Whether a request with this user agent and path is to be ignored.
+    pub fn ignores(&self, user_agent: Option<&str>, path: &str) -> bool {
+        self.ignore_paths.iter().any(|p| p.matches(path))
+            || user_agent
+                .is_some_and(|agent| self.ignore_user_agents.iter().any(|p| p.matches(agent)))
+    }
+
+    /// Whether anything is ignored at all (the request path skips the checks otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.ignore_paths.is_empty() && self.ignore_user_agents.is_empty()
+    }
 }
 
 /// What the engine does with one app: when it sleeps, how long a wake may take, how requests

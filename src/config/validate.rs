@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::parse_duration;
-use super::{Config, ConfigError, ConfigErrors, Discovery, Policy, PolicyOverride, Strategy};
+use super::{
+    Activity, Config, ConfigError, ConfigErrors, Discovery, Policy, PolicyOverride, Strategy,
+};
+use crate::patterns::{Pattern, Plain};
 use crate::providers::ProviderConfig;
 use crate::providers::clever_cloud::CleverConfig;
 use crate::providers::heroku::HerokuConfig;
@@ -25,7 +28,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "registry",
     "database",
     "events",
-    "activity",
     "rules",
     "schedules",
     "hooks",
@@ -126,6 +128,10 @@ impl<'a> Validator<'a> {
             .take("providers")
             .map(|(v, p)| self.providers(v, &p))
             .unwrap_or_default();
+        let activity = top
+            .take("activity")
+            .map(|(v, p)| self.activity(v, &p))
+            .unwrap_or_default();
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -138,6 +144,7 @@ impl<'a> Validator<'a> {
                 shutdown_timeout,
                 workers,
                 upstream_ca_file,
+                activity,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -331,6 +338,42 @@ impl<'a> Validator<'a> {
             return None;
         }
         Some(text)
+    }
+
+    fn activity(&mut self, value: &Value, path: &str) -> Activity {
+        let Some(mut fields) = self.mapping(value, path) else {
+            return Activity::default();
+        };
+        let activity = Activity {
+            ignore_user_agents: fields
+                .take("ignore_user_agents")
+                .map(|(v, p)| self.patterns(v, &p, Plain::Anywhere))
+                .unwrap_or_default(),
+            ignore_paths: fields
+                .take("ignore_paths")
+                .map(|(v, p)| self.patterns(v, &p, Plain::Whole))
+                .unwrap_or_default(),
+        };
+        self.finish(fields, &[]);
+        activity
+    }
+
+    fn patterns(&mut self, value: &Value, path: &str, plain: Plain) -> Vec<Pattern> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut patterns = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(text) = self.string(item, &item_path) else {
+                continue;
+            };
+            match Pattern::parse(&text, plain) {
+                Ok(pattern) => patterns.push(pattern),
+                Err(message) => self.error(&item_path, message),
+            }
+        }
+        patterns
     }
 
     fn discovery(&mut self, value: &Value, path: &str) -> Discovery {
@@ -1179,6 +1222,26 @@ providers:
             );
         }
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn activity_patterns_are_checked() {
+        let config =
+            validate("activity: {ignore_user_agents: [UptimeRobot], ignore_paths: ['/status/*']}")
+                .expect("valid");
+        assert!(config.activity.ignores(Some("x UptimeRobot/2"), "/"));
+        assert!(config.activity.ignores(None, "/status/db"));
+        assert!(!config.activity.ignores(Some("curl"), "/"));
+        let errors =
+            validate("activity: {ignore_paths: ['re:(', ok], bogus: 1}").expect_err("invalid");
+        assert!(
+            errors[0].starts_with("activity.ignore_paths[0]: `re:(` is not a valid regex"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("activity.bogus: unknown key"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub enum ProxyError {
         /// Hosts that resolve to exactly one app.
         choices: Vec<String>,
     },
+    /// A request that never wakes an app (`activity.ignore_*`) for an app that is not awake.
+    #[error("{app} is asleep, and this request does not wake it")]
+    Ignored {
+        /// The app's name.
+        app: String,
+    },
     /// The app could not be woken in time, or its wake failed.
     #[error("{app} is not available: {error}")]
     Wake {
@@ -109,7 +115,7 @@ impl ProxyError {
                 error: WakeError::NoUpstream,
                 ..
             } => StatusCode::BAD_GATEWAY,
-            ProxyError::Wake { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Wake { .. } | ProxyError::Ignored { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -133,6 +139,7 @@ impl ProxyError {
                 ..
             } => "no_upstream",
             ProxyError::Upstream { .. } => "upstream_failed",
+            ProxyError::Ignored { .. } => "app_asleep",
         }
     }
 
@@ -140,7 +147,9 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BadHost(_) => Side::Client,
-            ProxyError::UnknownApp { .. } | ProxyError::Ambiguous { .. } => Side::Engine,
+            ProxyError::UnknownApp { .. }
+            | ProxyError::Ambiguous { .. }
+            | ProxyError::Ignored { .. } => Side::Engine,
             ProxyError::Wake { .. } => Side::Provider,
             ProxyError::Upstream { .. } => Side::Upstream,
         }
@@ -157,6 +166,7 @@ impl ProxyError {
                 error: WakeError::Failed(_),
                 ..
             } => Some(30),
+            ProxyError::Ignored { .. } => Some(60),
             _ => None,
         }
     }
@@ -182,6 +192,8 @@ pub struct Proxy {
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
     tls: tokio_rustls::TlsConnector,
+    /// Requests that never wake an app nor count as activity.
+    activity: crate::config::Activity,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -208,11 +220,13 @@ impl Proxy {
         lifecycle: Arc<Lifecycle>,
         domains: Vec<String>,
         tls: tokio_rustls::TlsConnector,
+        activity: crate::config::Activity,
     ) -> Proxy {
         Proxy {
             lifecycle,
             domains,
             tls,
+            activity,
         }
     }
 
@@ -377,8 +391,24 @@ impl Worker {
             Err(error) => return Err(fail(error, &request)),
         };
 
-        // admit: nothing to refuse yet. touch:
-        let in_flight = self.proxy.lifecycle.begin_request(&app);
+        // admit: monitors and health checks configured as not counting never wake an app.
+        let ignored = !self.proxy.activity.is_empty() && {
+            let agent = request
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            self.proxy.activity.ignores(agent, request.uri().path())
+        };
+        // touch
+        let in_flight = if ignored {
+            self.proxy.lifecycle.begin_quiet_request(&app)
+        } else {
+            self.proxy.lifecycle.begin_request(&app)
+        };
+        if ignored && app.state() != crate::lifecycle::State::Awake {
+            let app = app.key.name.to_string();
+            return Err(fail(ProxyError::Ignored { app }, &request));
+        }
 
         // awake? / wake -> hold
         let upstream =
