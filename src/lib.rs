@@ -131,6 +131,7 @@ impl Engine {
             self.config.domains.clone(),
             self.tls.clone(),
             self.config.activity.clone(),
+            self.config.limits,
         ));
         let served = proxy
             .serve(

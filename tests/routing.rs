@@ -160,3 +160,63 @@ providers:
     }
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_headers_are_cut_off_without_hurting_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("limits");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&format!(
+        "proxy: {{header_read_timeout: 1s, max_header_bytes: 16384}}\n{}",
+        config(&marker, "[]")
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+
+    // Oversized head: 431.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let answer = raw_exchange(engine.addr, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // Slowloris: headers trickled byte by byte; the connection is cut after 1 s.
+    let mut slow = tokio::net::TcpStream::connect(engine.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n")
+        .await
+        .expect("write");
+    let trickle = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            .iter()
+            .cycle()
+        {
+            if slow.write_all(&[*byte]).await.is_err() || started.elapsed().as_secs() > 10 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            slow.read_to_end(&mut rest),
+        )
+        .await;
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&rest).into_owned(),
+        )
+    });
+    // Others are served meanwhile.
+    let answer = client.get("hello.localhost", "/").await;
+    assert_eq!(answer.status, 200);
+    let (lasted, _) = trickle.await.expect("trickle");
+    assert!(
+        lasted < std::time::Duration::from_secs(5),
+        "the slow client was kept for {lasted:?}"
+    );
+    engine.stop().await;
+}

@@ -42,6 +42,27 @@ pub struct Config {
     pub upstream_ca_file: Option<std::path::PathBuf>,
     /// Requests that never wake an app and never count as activity.
     pub activity: Activity,
+    /// Client-side limits of the proxy listener.
+    pub limits: Limits,
+}
+
+/// Limits that protect the proxy from slow or oversized clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's headers (slowloris), `proxy.header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; larger gets 431,
+    /// `proxy.max_header_bytes`.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// `activity`: requests that do not count (uptime monitors, health checks).

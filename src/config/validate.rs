@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use super::parse_duration;
 use super::{
-    Activity, Config, ConfigError, ConfigErrors, Discovery, Policy, PolicyOverride, Strategy,
+    Activity, Config, ConfigError, ConfigErrors, Discovery, Limits, Policy, PolicyOverride,
+    Strategy,
 };
 use crate::patterns::{Pattern, Plain};
 use crate::providers::ProviderConfig;
@@ -120,10 +121,15 @@ impl<'a> Validator<'a> {
             .unwrap_or(Discovery {
                 every: Duration::from_secs(60),
             });
-        let (shutdown_timeout, workers, upstream_ca_file) = top
+        let ProxySection {
+            drain: shutdown_timeout,
+            workers,
+            upstream_ca_file,
+            limits,
+        } = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
-            .unwrap_or((DEFAULT_DRAIN, default_workers(), None));
+            .unwrap_or_default();
         let providers = top
             .take("providers")
             .map(|(v, p)| self.providers(v, &p))
@@ -145,6 +151,7 @@ impl<'a> Validator<'a> {
                 workers,
                 upstream_ca_file,
                 activity,
+                limits,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -393,10 +400,21 @@ impl<'a> Validator<'a> {
         discovery
     }
 
-    /// `proxy`: drain timeout, worker threads, upstream CA file.
-    fn proxy(&mut self, value: &Value, path: &str) -> (Duration, usize, Option<PathBuf>) {
+    /// `proxy`: drain timeout, worker threads, upstream CA file, client limits.
+    fn proxy(&mut self, value: &Value, path: &str) -> ProxySection {
         let Some(mut fields) = self.mapping(value, path) else {
-            return (DEFAULT_DRAIN, default_workers(), None);
+            return ProxySection::default();
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            header_read_timeout: fields
+                .take("header_read_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p))
+                .unwrap_or(defaults.header_read_timeout),
+            max_header_bytes: fields
+                .take("max_header_bytes")
+                .and_then(|(v, p)| self.count(v, &p, 8192..=16 * 1024 * 1024))
+                .unwrap_or(defaults.max_header_bytes),
         };
         let drain = fields
             .take("drain_timeout")
@@ -414,15 +432,18 @@ impl<'a> Validator<'a> {
             fields,
             &[
                 "preserve_host",
-                "header_read_timeout",
-                "max_header_bytes",
                 "connect_timeout",
                 "response_header_timeout",
                 "idle_timeout",
                 "max_connections",
             ],
         );
-        (drain, workers, upstream_ca_file)
+        ProxySection {
+            drain,
+            workers,
+            upstream_ca_file,
+            limits,
+        }
     }
 
     fn count(
@@ -905,6 +926,25 @@ impl<'a> Validator<'a> {
             }
         }
         env
+    }
+}
+
+/// The `proxy` section, typed.
+struct ProxySection {
+    drain: Duration,
+    workers: usize,
+    upstream_ca_file: Option<PathBuf>,
+    limits: Limits,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            drain: DEFAULT_DRAIN,
+            workers: default_workers(),
+            upstream_ca_file: None,
+            limits: Limits::default(),
+        }
     }
 }
 

@@ -194,6 +194,8 @@ pub struct Proxy {
     tls: tokio_rustls::TlsConnector,
     /// Requests that never wake an app nor count as activity.
     activity: crate::config::Activity,
+    /// Client-side limits (slowloris, header size).
+    limits: crate::config::Limits,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -221,12 +223,14 @@ impl Proxy {
         domains: Vec<String>,
         tls: tokio_rustls::TlsConnector,
         activity: crate::config::Activity,
+        limits: crate::config::Limits,
     ) -> Proxy {
         Proxy {
             lifecycle,
             domains,
             tls,
             activity,
+            limits,
         }
     }
 
@@ -307,8 +311,17 @@ impl Worker {
         mut connections: mpsc::UnboundedReceiver<Accepted>,
         drain: Duration,
     ) {
+        let limits = self.proxy.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let graceful = GracefulShutdown::new();
         while let Some((stream, peer)) = connections.recv().await {
             let stream = match TcpStream::from_std(stream) {
