@@ -132,6 +132,7 @@ impl Engine {
             self.tls.clone(),
             self.config.activity.clone(),
             self.config.limits,
+            self.config.upstream_timeouts,
         ));
         let served = proxy
             .serve(

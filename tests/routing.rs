@@ -220,3 +220,26 @@ async fn slow_and_oversized_headers_are_cut_off_without_hurting_others() {
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_slower_than_its_timeout_gets_504() {
+    let dir = TempDir::new("timeouts");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&format!(
+        "proxy: {{response_header_timeout: 1s, connect_timeout: 2s}}\n{}",
+        config(&marker, "[]")
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    let started = tokio::time::Instant::now();
+    let answer = client.get("hello.localhost", "/slow?ms=3000").await;
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    // Within the timeout, slow answers are fine.
+    let answer = client.get("hello.localhost", "/slow?ms=300").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow 300");
+    engine.stop().await;
+}

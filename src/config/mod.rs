@@ -44,6 +44,8 @@ pub struct Config {
     pub activity: Activity,
     /// Client-side limits of the proxy listener.
     pub limits: Limits,
+    /// How long the proxy waits on upstreams.
+    pub upstream_timeouts: crate::proxy::forward::UpstreamTimeouts,
 }
 
 /// Limits that protect the proxy from slow or oversized clients.

@@ -19,6 +19,7 @@ use crate::providers::clever_cloud::CleverConfig;
 use crate::providers::heroku::HerokuConfig;
 use crate::providers::process::{ProcessAppConfig, ProcessConfig};
 use crate::providers::scalingo::ScalingoConfig;
+use crate::proxy::forward::UpstreamTimeouts;
 use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
@@ -126,6 +127,7 @@ impl<'a> Validator<'a> {
             workers,
             upstream_ca_file,
             limits,
+            upstream_timeouts,
         } = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
@@ -152,6 +154,7 @@ impl<'a> Validator<'a> {
                 upstream_ca_file,
                 activity,
                 limits,
+                upstream_timeouts,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -405,6 +408,17 @@ impl<'a> Validator<'a> {
         let Some(mut fields) = self.mapping(value, path) else {
             return ProxySection::default();
         };
+        let upstream_defaults = UpstreamTimeouts::default();
+        let upstream_timeouts = UpstreamTimeouts {
+            connect: fields
+                .take("connect_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p))
+                .unwrap_or(upstream_defaults.connect),
+            response_header: fields
+                .take("response_header_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p))
+                .unwrap_or(upstream_defaults.response_header),
+        };
         let defaults = Limits::default();
         let limits = Limits {
             header_read_timeout: fields
@@ -430,19 +444,14 @@ impl<'a> Validator<'a> {
             .map(PathBuf::from);
         self.finish(
             fields,
-            &[
-                "preserve_host",
-                "connect_timeout",
-                "response_header_timeout",
-                "idle_timeout",
-                "max_connections",
-            ],
+            &["preserve_host", "idle_timeout", "max_connections"],
         );
         ProxySection {
             drain,
             workers,
             upstream_ca_file,
             limits,
+            upstream_timeouts,
         }
     }
 
@@ -935,6 +944,7 @@ struct ProxySection {
     workers: usize,
     upstream_ca_file: Option<PathBuf>,
     limits: Limits,
+    upstream_timeouts: UpstreamTimeouts,
 }
 
 impl Default for ProxySection {
@@ -944,6 +954,7 @@ impl Default for ProxySection {
             workers: default_workers(),
             upstream_ca_file: None,
             limits: Limits::default(),
+            upstream_timeouts: UpstreamTimeouts::default(),
         }
     }
 }

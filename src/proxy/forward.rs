@@ -32,8 +32,23 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Idle connections kept per upstream.
 const POOL_MAX_IDLE: usize = 256;
 
-/// How long connecting to an upstream may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the forward phase waits on an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// Connecting (TCP, and TLS for `https`), `proxy.connect_timeout`.
+    pub connect: Duration,
+    /// From the request sent to the response's headers, `proxy.response_header_timeout`.
+    pub response_header: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(5),
+            response_header: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
 /// too: upgrades are not proxied yet.
@@ -82,6 +97,9 @@ pub enum ForwardError {
     /// The connection was made but the exchange failed (reset, bad response, ...).
     #[error("the upstream failed: {0}")]
     Exchange(String),
+    /// The upstream took too long to answer.
+    #[error("the upstream sent no response within {}s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 /// The upstream connection pool of one proxy worker: HTTP/1.1 connections kept per
@@ -92,6 +110,8 @@ pub struct Forwarder {
     pool: Arc<Mutex<Pool>>,
     /// TLS for `https` upstreams (shared by every worker).
     tls: TlsConnector,
+    /// How long to wait on upstreams.
+    timeouts: UpstreamTimeouts,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -182,10 +202,11 @@ impl Lease {
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new(tls: TlsConnector) -> Forwarder {
+    pub fn new(tls: TlsConnector, timeouts: UpstreamTimeouts) -> Forwarder {
         Forwarder {
             pool: Arc::default(),
             tls,
+            timeouts,
         }
     }
 
@@ -213,13 +234,15 @@ impl Forwarder {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
         let stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+            match tokio::time::timeout(self.timeouts.connect, TcpStream::connect((host, port)))
+                .await
+            {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => return Err(ForwardError::Connect(format!("{address}: {error}"))),
                 Err(_) => {
                     return Err(ForwardError::Connect(format!(
                         "{address}: no connection after {}s",
-                        CONNECT_TIMEOUT.as_secs()
+                        self.timeouts.connect.as_secs()
                     )));
                 }
             };
@@ -229,10 +252,11 @@ impl Forwarder {
         }
         let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, self.tls.connect(server_name, stream))
-            .await
-            .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
-            .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
+        let tls =
+            tokio::time::timeout(self.timeouts.connect, self.tls.connect(server_name, stream))
+                .await
+                .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
+                .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
         handshake(tls, address).await
     }
 
@@ -284,7 +308,13 @@ impl Forwarder {
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => (Box::pin(self.connect(upstream)).await?, false),
             };
-            match sender.try_send_request(request).await {
+            let sent = tokio::time::timeout(
+                self.timeouts.response_header,
+                sender.try_send_request(request),
+            )
+            .await
+            .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?;
+            match sent {
                 Ok(response) => break (response, sender),
                 Err(mut error) => match error.take_message() {
                     // A reused connection the upstream closed before taking the request:

@@ -116,6 +116,10 @@ impl ProxyError {
                 ..
             } => StatusCode::BAD_GATEWAY,
             ProxyError::Wake { .. } | ProxyError::Ignored { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream {
+                error: ForwardError::Timeout(_),
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -138,6 +142,10 @@ impl ProxyError {
                 error: WakeError::NoUpstream,
                 ..
             } => "no_upstream",
+            ProxyError::Upstream {
+                error: ForwardError::Timeout(_),
+                ..
+            } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::Ignored { .. } => "app_asleep",
         }
@@ -196,6 +204,8 @@ pub struct Proxy {
     activity: crate::config::Activity,
     /// Client-side limits (slowloris, header size).
     limits: crate::config::Limits,
+    /// How long to wait on upstreams.
+    timeouts: forward::UpstreamTimeouts,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -224,6 +234,7 @@ impl Proxy {
         tls: tokio_rustls::TlsConnector,
         activity: crate::config::Activity,
         limits: crate::config::Limits,
+        timeouts: forward::UpstreamTimeouts,
     ) -> Proxy {
         Proxy {
             lifecycle,
@@ -231,6 +242,7 @@ impl Proxy {
             tls,
             activity,
             limits,
+            timeouts,
         }
     }
 
@@ -258,7 +270,7 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
-                    let forwarder = Forwarder::new(proxy.tls.clone());
+                    let forwarder = Forwarder::new(proxy.tls.clone(), proxy.timeouts);
                     let worker = Arc::new(Worker { proxy, forwarder });
                     runtime.block_on(worker.serve(connections, drain));
                     let _ = done_tx.send(());
