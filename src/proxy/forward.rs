@@ -231,6 +231,15 @@ impl Forwarder {
         &self,
         upstream: &Upstream,
     ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
+        self.connect_with(upstream, false).await
+    }
+
+    /// A new connection; `upgrades`: its task hands the socket over after a 101.
+    async fn connect_with(
+        &self,
+        upstream: &Upstream,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
         let stream =
@@ -248,7 +257,7 @@ impl Forwarder {
             };
         let _ = stream.set_nodelay(true);
         if upstream.scheme != http::uri::Scheme::HTTPS {
-            return handshake(stream, address).await;
+            return handshake(stream, address, upgrades).await;
         }
         let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
@@ -257,17 +266,16 @@ impl Forwarder {
                 .await
                 .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
                 .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
-        handshake(tls, address).await
+        handshake(tls, address, upgrades).await
     }
 
-    /// Sends the request to `upstream` and returns its response, headers cleaned, with the
-    /// connection lease to hand to the response body.
-    pub async fn forward(
-        &self,
+    /// The request as it goes upstream: origin-form target, HTTP/1.1, hop-by-hop headers
+    /// removed, `X-Forwarded-*`, `Via` and the upstream's `Host` set.
+    fn prepare(
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-    ) -> Result<(Response<Incoming>, Lease), ForwardError> {
+    ) -> Request<Incoming> {
         let (mut parts, body) = request.into_parts();
         // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
         // carry it in the target).
@@ -300,8 +308,64 @@ impl Forwarder {
         }
         headers.append(header::VIA, via);
         headers.insert(header::HOST, upstream.host_header().clone());
+        Request::from_parts(parts, body)
+    }
 
-        let mut request = Request::from_parts(parts, body);
+    /// Sends an upgrade request (WebSocket and the like) on a connection of its own. A 101
+    /// answer comes with the [`Tunnel`] that joins both sides once the caller has answered
+    /// the client; any other answer is a plain response.
+    pub async fn forward_upgrade(
+        &self,
+        mut request: Request<Incoming>,
+        upstream: &Upstream,
+        client: &ClientSide,
+    ) -> Result<(Response<Incoming>, Option<Tunnel>), ForwardError> {
+        let client_side = hyper::upgrade::on(&mut request);
+        let protocol = request.headers().get(header::UPGRADE).cloned();
+        let mut request = Self::prepare(request, upstream, client);
+        if let Some(protocol) = protocol {
+            let headers = request.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
+        let mut sender = Box::pin(self.connect_with(upstream, true)).await?;
+        let mut response =
+            tokio::time::timeout(self.timeouts.response_header, sender.send_request(request))
+                .await
+                .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?
+                .map_err(|error| ForwardError::Exchange(error_chain(&error)))?;
+        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        let protocol = response.headers().get(header::UPGRADE).cloned();
+        let via = via_value(response.version());
+        let headers = response.headers_mut();
+        remove_hop_by_hop(headers);
+        headers.append(header::VIA, via);
+        if !switching {
+            return Ok((response, None));
+        }
+        if let Some(protocol) = protocol {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
+        let upstream_side = hyper::upgrade::on(&mut response);
+        Ok((
+            response,
+            Some(Tunnel {
+                client: client_side,
+                upstream: upstream_side,
+            }),
+        ))
+    }
+
+    /// Sends the request to `upstream` and returns its response, headers cleaned, with the
+    /// connection lease to hand to the response body.
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+        upstream: &Upstream,
+        client: &ClientSide,
+    ) -> Result<(Response<Incoming>, Lease), ForwardError> {
+        let mut request = Self::prepare(request, upstream, client);
         let (mut response, sender) = loop {
             let (mut sender, reused) = match self.checkout(&upstream.authority).await {
                 Some(sender) => (sender, true),
@@ -340,7 +404,11 @@ impl Forwarder {
 }
 
 /// HTTP/1.1 over `io`, its connection driven by a task of its own.
-async fn handshake<T>(io: T, address: &str) -> Result<http1::SendRequest<Incoming>, ForwardError>
+async fn handshake<T>(
+    io: T,
+    address: &str,
+    upgrades: bool,
+) -> Result<http1::SendRequest<Incoming>, ForwardError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -349,11 +417,62 @@ where
         .await
         .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        let ended = if upgrades {
+            connection.with_upgrades().await
+        } else {
+            connection.await
+        };
+        if let Err(error) = ended {
             tracing::debug!(error = %error, "upstream connection ended with an error");
         }
     });
     Ok(sender)
+}
+
+/// Whether a request asks to switch protocols: an `Upgrade` header named by `Connection`.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Both halves of an upgraded exchange, joined once the client has its 101.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The client's connection, once hyper hands it over.
+    client: hyper::upgrade::OnUpgrade,
+    /// The upstream's connection, likewise.
+    upstream: hyper::upgrade::OnUpgrade,
+}
+
+impl Tunnel {
+    /// Copies bytes both ways until either side closes. `in_flight` keeps the app from being
+    /// stopped under the open connection; dropped at the end, it counts as activity.
+    pub async fn run(self, in_flight: InFlight) {
+        let (client, upstream) = tokio::join!(self.client, self.upstream);
+        match (client, upstream) {
+            (Ok(client), Ok(upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                {
+                    tracing::debug!(%error, "upgraded connection ended with an error");
+                }
+            }
+            (client, upstream) => {
+                tracing::debug!(
+                    client_ok = client.is_ok(),
+                    upstream_ok = upstream.is_ok(),
+                    "upgrade did not complete"
+                );
+            }
+        }
+        drop(in_flight);
+    }
 }
 
 fn via_value(version: Version) -> HeaderValue {
@@ -425,19 +544,19 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 pub struct TrackedBody {
     /// The upstream's body, streamed as it comes.
     inner: Incoming,
-    /// Released with the body.
-    _in_flight: InFlight,
+    /// Released with the body (`None` when a tunnel holds it instead).
+    _in_flight: Option<InFlight>,
     /// The connection, until the body ends (a body dropped early takes it down with it).
     lease: Option<Lease>,
 }
 
 impl TrackedBody {
     /// Wraps an upstream body.
-    pub fn new(inner: Incoming, in_flight: InFlight, lease: Lease) -> TrackedBody {
+    pub fn new(inner: Incoming, in_flight: Option<InFlight>, lease: Option<Lease>) -> TrackedBody {
         let mut body = TrackedBody {
             inner,
             _in_flight: in_flight,
-            lease: Some(lease),
+            lease,
         };
         if body.inner.is_end_stream() {
             body.release();

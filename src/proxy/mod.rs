@@ -352,7 +352,7 @@ impl Worker {
                 async move { Ok::<_, Infallible>(worker.handle(request, &client).await) }
             });
             let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
@@ -447,6 +447,24 @@ impl Worker {
 
         // forward
         let html = pages::wants_html(request.headers());
+        if forward::is_upgrade(request.headers()) {
+            let (response, tunnel) = self
+                .forwarder
+                .forward_upgrade(request, &upstream, client)
+                .await
+                .map_err(|error| {
+                    let app = app.key.name.to_string();
+                    (ProxyError::Upstream { app, error }, html)
+                })?;
+            let in_flight = match tunnel {
+                Some(tunnel) => {
+                    tokio::spawn(tunnel.run(in_flight));
+                    None
+                }
+                None => Some(in_flight),
+            };
+            return Ok(response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None))));
+        }
         let (response, lease) = self
             .forwarder
             .forward(request, &upstream, client)
@@ -455,7 +473,7 @@ impl Worker {
                 let app = app.key.name.to_string();
                 (ProxyError::Upstream { app, error }, html)
             })?;
-        Ok(response.map(|body| Either::Left(TrackedBody::new(body, in_flight, lease))))
+        Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), Some(lease)))))
     }
 
     /// Phase **route**: the app this request is for.
