@@ -133,6 +133,7 @@ impl Engine {
             self.config.activity.clone(),
             self.config.limits,
             self.config.upstream_timeouts,
+            self.config.preserve_host,
         ));
         let served = proxy
             .serve(

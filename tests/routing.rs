@@ -243,3 +243,53 @@ async fn an_upstream_slower_than_its_timeout_gets_504() {
     assert_eq!(answer.text(), "slow 300");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_origins_and_upstream_locations_are_rewritten_foreign_ones_are_not() {
+    let dir = TempDir::new("rewrites");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&config(&marker, "[]")).await;
+    let client = TestClient::new(engine.addr);
+
+    let seen = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("origin", "http://hello.localhost")],
+            Default::default(),
+        )
+        .await
+        .json();
+    let origin = seen["origin"][0].as_str().unwrap_or_default().to_owned();
+    assert!(origin.starts_with("http://127.0.0.1:"), "{seen}");
+    let seen = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("origin", "http://evil.example")],
+            Default::default(),
+        )
+        .await
+        .json();
+    assert_eq!(seen["origin"][0], "http://evil.example");
+
+    let answer = client.get("hello.localhost", "/redirect").await;
+    assert_eq!(answer.status, 302);
+    assert_eq!(answer.headers["location"], "http://hello.localhost/target");
+    engine.stop().await;
+
+    // preserve_host: the app sees the client's Host, and builds its URLs with it.
+    let engine = TestEngine::start(&format!(
+        "proxy: {{preserve_host: true}}\n{}",
+        config(&marker, "[]")
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let seen = client.get("hello.localhost", "/headers").await.json();
+    assert_eq!(seen["host"][0], "hello.localhost");
+    let answer = client.get("hello.localhost", "/redirect").await;
+    assert_eq!(answer.headers["location"], "http://hello.localhost/target");
+    engine.stop().await;
+}

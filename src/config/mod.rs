@@ -46,6 +46,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long the proxy waits on upstreams.
     pub upstream_timeouts: crate::proxy::forward::UpstreamTimeouts,
+    /// Send the client's `Host` upstream instead of the upstream's (`proxy.preserve_host`).
+    pub preserve_host: bool,
 }
 
 /// Limits that protect the proxy from slow or oversized clients.

@@ -128,6 +128,7 @@ impl<'a> Validator<'a> {
             upstream_ca_file,
             limits,
             upstream_timeouts,
+            preserve_host,
         } = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
@@ -155,6 +156,7 @@ impl<'a> Validator<'a> {
                 activity,
                 limits,
                 upstream_timeouts,
+                preserve_host,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -408,6 +410,14 @@ impl<'a> Validator<'a> {
         let Some(mut fields) = self.mapping(value, path) else {
             return ProxySection::default();
         };
+        let preserve_host = match fields.take("preserve_host") {
+            None => false,
+            Some((Value::Bool(b), _)) => *b,
+            Some((other, p)) => {
+                self.error(&p, format!("expected true or false, found {}", kind(other)));
+                false
+            }
+        };
         let upstream_defaults = UpstreamTimeouts::default();
         let upstream_timeouts = UpstreamTimeouts {
             connect: fields
@@ -452,6 +462,7 @@ impl<'a> Validator<'a> {
             upstream_ca_file,
             limits,
             upstream_timeouts,
+            preserve_host,
         }
     }
 
@@ -945,6 +956,7 @@ struct ProxySection {
     upstream_ca_file: Option<PathBuf>,
     limits: Limits,
     upstream_timeouts: UpstreamTimeouts,
+    preserve_host: bool,
 }
 
 impl Default for ProxySection {
@@ -955,6 +967,7 @@ impl Default for ProxySection {
             upstream_ca_file: None,
             limits: Limits::default(),
             upstream_timeouts: UpstreamTimeouts::default(),
+            preserve_host: false,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct Forwarder {
     tls: TlsConnector,
     /// How long to wait on upstreams.
     timeouts: UpstreamTimeouts,
+    /// Send the client's `Host` upstream instead of the upstream's own.
+    preserve_host: bool,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -202,11 +204,12 @@ impl Lease {
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new(tls: TlsConnector, timeouts: UpstreamTimeouts) -> Forwarder {
+    pub fn new(tls: TlsConnector, timeouts: UpstreamTimeouts, preserve_host: bool) -> Forwarder {
         Forwarder {
             pool: Arc::default(),
             tls,
             timeouts,
+            preserve_host,
         }
     }
 
@@ -272,10 +275,11 @@ impl Forwarder {
     /// The request as it goes upstream: origin-form target, HTTP/1.1, hop-by-hop headers
     /// removed, `X-Forwarded-*`, `Via` and the upstream's `Host` set.
     fn prepare(
+        &self,
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-    ) -> Request<Incoming> {
+    ) -> (Request<Incoming>, Option<HeaderValue>) {
         let (mut parts, body) = request.into_parts();
         // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
         // carry it in the target).
@@ -303,12 +307,56 @@ impl Forwarder {
         ) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
         }
-        if let Some(host) = forwarded_host {
-            headers.insert(X_FORWARDED_HOST, host);
+        if let Some(host) = &forwarded_host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+            // `Origin` is rewritten only when it is the request's own origin (a browser
+            // talking to this host): any other origin passes as it is, so no CORS hole opens.
+            let own = headers
+                .get(header::ORIGIN)
+                .is_some_and(|origin| same_origin(origin, client.proto, host));
+            if own && !self.preserve_host {
+                if let Ok(origin) = HeaderValue::from_str(&upstream.to_string()) {
+                    headers.insert(header::ORIGIN, origin);
+                }
+            }
         }
         headers.append(header::VIA, via);
-        headers.insert(header::HOST, upstream.host_header().clone());
-        Request::from_parts(parts, body)
+        match (&forwarded_host, self.preserve_host) {
+            (Some(host), true) => headers.insert(header::HOST, host.clone()),
+            _ => headers.insert(header::HOST, upstream.host_header().clone()),
+        };
+        (Request::from_parts(parts, body), forwarded_host)
+    }
+
+    /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
+    /// `Location` / `Content-Location` pointing at the upstream's own URL moved to the host
+    /// the client used.
+    fn clean_response(
+        &self,
+        response: &mut Response<Incoming>,
+        upstream: &Upstream,
+        client: &ClientSide,
+        client_host: Option<&HeaderValue>,
+    ) {
+        let via = via_value(response.version());
+        let headers = response.headers_mut();
+        remove_hop_by_hop(headers);
+        headers.append(header::VIA, via);
+        let Some(client_host) = client_host.and_then(|h| h.to_str().ok()) else {
+            return;
+        };
+        let upstream_origin = upstream.to_string();
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let rewritten = headers
+                .get(&name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|location| {
+                    rewrite_location(location, &upstream_origin, client.proto, client_host)
+                });
+            if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, value);
+            }
+        }
     }
 
     /// Sends an upgrade request (WebSocket and the like) on a connection of its own. A 101
@@ -322,7 +370,7 @@ impl Forwarder {
     ) -> Result<(Response<Incoming>, Option<Tunnel>), ForwardError> {
         let client_side = hyper::upgrade::on(&mut request);
         let protocol = request.headers().get(header::UPGRADE).cloned();
-        let mut request = Self::prepare(request, upstream, client);
+        let (mut request, client_host) = self.prepare(request, upstream, client);
         if let Some(protocol) = protocol {
             let headers = request.headers_mut();
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -336,10 +384,8 @@ impl Forwarder {
                 .map_err(|error| ForwardError::Exchange(error_chain(&error)))?;
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let protocol = response.headers().get(header::UPGRADE).cloned();
-        let via = via_value(response.version());
+        self.clean_response(&mut response, upstream, client, client_host.as_ref());
         let headers = response.headers_mut();
-        remove_hop_by_hop(headers);
-        headers.append(header::VIA, via);
         if !switching {
             return Ok((response, None));
         }
@@ -365,7 +411,7 @@ impl Forwarder {
         upstream: &Upstream,
         client: &ClientSide,
     ) -> Result<(Response<Incoming>, Lease), ForwardError> {
-        let mut request = Self::prepare(request, upstream, client);
+        let (mut request, client_host) = self.prepare(request, upstream, client);
         let (mut response, sender) = loop {
             let (mut sender, reused) = match self.checkout(&upstream.authority).await {
                 Some(sender) => (sender, true),
@@ -390,10 +436,7 @@ impl Forwarder {
                 },
             }
         };
-        let via = via_value(response.version());
-        let headers = response.headers_mut();
-        remove_hop_by_hop(headers);
-        headers.append(header::VIA, via);
+        self.clean_response(&mut response, upstream, client, client_host.as_ref());
         let lease = Lease {
             pool: Arc::clone(&self.pool),
             authority: upstream.authority.clone(),
@@ -427,6 +470,35 @@ where
         }
     });
     Ok(sender)
+}
+
+/// Whether `origin` is `<proto>://<host>`: the origin of the request itself.
+fn same_origin(origin: &HeaderValue, proto: &str, host: &HeaderValue) -> bool {
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    origin
+        .strip_prefix(proto)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// `location` with the upstream's origin replaced by the client's, when it starts with it.
+fn rewrite_location(
+    location: &str,
+    upstream_origin: &str,
+    proto: &str,
+    host: &str,
+) -> Option<String> {
+    let head = location.get(..upstream_origin.len())?;
+    if !head.eq_ignore_ascii_case(upstream_origin) {
+        return None;
+    }
+    let rest = &location[upstream_origin.len()..];
+    if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+        return None;
+    }
+    Some(format!("{proto}://{host}{rest}"))
 }
 
 /// Whether a request asks to switch protocols: an `Upgrade` header named by `Connection`.
@@ -627,6 +699,49 @@ mod tests {
         plain.insert("x-kept", HeaderValue::from_static("yes"));
         remove_hop_by_hop(&mut plain);
         assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn locations_and_origins() {
+        let up = "https://app-1.cleverapps.io";
+        assert_eq!(
+            rewrite_location(
+                "https://app-1.cleverapps.io/login?x=1",
+                up,
+                "http",
+                "api.localhost:3000"
+            ),
+            Some("http://api.localhost:3000/login?x=1".to_owned())
+        );
+        assert_eq!(
+            rewrite_location("HTTPS://APP-1.cleverapps.io", up, "http", "a.localhost"),
+            Some("http://a.localhost".to_owned())
+        );
+        assert_eq!(
+            rewrite_location("https://app-1.cleverapps.io.evil.com/", up, "http", "a"),
+            None
+        );
+        assert_eq!(
+            rewrite_location("https://elsewhere.com/", up, "http", "a"),
+            None
+        );
+        assert_eq!(rewrite_location("/relative", up, "http", "a"), None);
+        let host = HeaderValue::from_static("api.localhost:3000");
+        assert!(same_origin(
+            &HeaderValue::from_static("http://api.localhost:3000"),
+            "http",
+            &host
+        ));
+        assert!(!same_origin(
+            &HeaderValue::from_static("https://api.localhost:3000"),
+            "http",
+            &host
+        ));
+        assert!(!same_origin(
+            &HeaderValue::from_static("http://evil.com"),
+            "http",
+            &host
+        ));
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub struct Proxy {
     limits: crate::config::Limits,
     /// How long to wait on upstreams.
     timeouts: forward::UpstreamTimeouts,
+    /// Send the client's `Host` upstream (`proxy.preserve_host`).
+    preserve_host: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -235,6 +237,7 @@ impl Proxy {
         activity: crate::config::Activity,
         limits: crate::config::Limits,
         timeouts: forward::UpstreamTimeouts,
+        preserve_host: bool,
     ) -> Proxy {
         Proxy {
             lifecycle,
@@ -243,6 +246,7 @@ impl Proxy {
             activity,
             limits,
             timeouts,
+            preserve_host,
         }
     }
 
@@ -270,7 +274,8 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
-                    let forwarder = Forwarder::new(proxy.tls.clone(), proxy.timeouts);
+                    let forwarder =
+                        Forwarder::new(proxy.tls.clone(), proxy.timeouts, proxy.preserve_host);
                     let worker = Arc::new(Worker { proxy, forwarder });
                     runtime.block_on(worker.serve(connections, drain));
                     let _ = done_tx.send(());

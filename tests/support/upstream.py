@@ -11,6 +11,7 @@ Routes:
   GET  /conn        the client port of this connection (tells connections apart)
   GET  /headers     the request headers as JSON
   GET  /slow?ms=N   answers after N milliseconds
+  GET  /redirect    302 to its own absolute URL (http://<Host>/target), as apps often do
   POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
 """
 import hashlib
@@ -37,6 +38,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/pid":
             self.answer(200, str(os.getpid()))
+        elif url.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", f"http://{self.headers.get('Host')}/target")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif url.path == "/conn":
             self.answer(200, str(self.client_address[1]))
         elif url.path == "/headers":
