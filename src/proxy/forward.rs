@@ -314,10 +314,11 @@ impl Forwarder {
             let own = headers
                 .get(header::ORIGIN)
                 .is_some_and(|origin| same_origin(origin, client.proto, host));
-            if own && !self.preserve_host {
-                if let Ok(origin) = HeaderValue::from_str(&upstream.to_string()) {
-                    headers.insert(header::ORIGIN, origin);
-                }
+            if own
+                && !self.preserve_host
+                && let Ok(origin) = HeaderValue::from_str(&upstream.to_string())
+            {
+                headers.insert(header::ORIGIN, origin);
             }
         }
         headers.append(header::VIA, via);
