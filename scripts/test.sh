@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v sh >/dev/null 2>&1 || need_apt+=(dash)
+# Some tests drive the proxy with curl (HTTP/1.1 and HTTP/2 prior knowledge).
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The platform clients load the system's CA store when they start.
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if ((${#need_apt[@]})); then

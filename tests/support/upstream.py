@@ -11,6 +11,7 @@ Routes:
   GET  /conn        the client port of this connection (tells connections apart)
   GET  /headers     the request headers as JSON
   GET  /slow?ms=N   answers after N milliseconds
+  GET  /sse?n=N&gap_ms=M  N server-sent events, M ms apart (chunked, flushed one by one)
   GET  /redirect    302 to its own absolute URL (http://<Host>/target), as apps often do
   POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
 """
@@ -38,6 +39,21 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/pid":
             self.answer(200, str(os.getpid()))
+        elif url.path == "/sse":
+            query = parse_qs(url.query)
+            count = int(query.get("n", ["3"])[0])
+            gap = int(query.get("gap_ms", ["300"])[0]) / 1000
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for n in range(count):
+                event = f"data: event {n}\n\n".encode()
+                self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                self.wfile.flush()
+                time.sleep(gap)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
         elif url.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", f"http://{self.headers.get('Host')}/target")
