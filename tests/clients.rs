@@ -145,3 +145,80 @@ async fn server_sent_events_arrive_one_by_one() {
     assert!(arrivals[0] < Duration::from_millis(300), "{arrivals:?}");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_download_streams_in_bounded_memory() {
+    let dir = TempDir::new("big");
+    let file = dir.path("paastis.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - id: local\n    type: process\n    apps:\n      - {{name: hello, command: \"{}\"}}\n",
+            upstream_command()
+        ),
+    )
+    .expect("write config");
+    let mut served = support::serve(&file, &[]).await;
+    let url = format!("http://{}/bytes?mib=1024", served.addr);
+    let (out, _) = curl(&[
+        "-H",
+        "Host: hello.localhost",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &url,
+    ])
+    .await;
+    assert_eq!(out, (1024u64 * 1024 * 1024).to_string());
+    let pid = served.child.id().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    let _ = served.child.start_kill();
+    let _ = served.child.wait().await;
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak RSS {peak_kib} KiB while streaming 1 GiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_attempts_are_refused_and_others_unaffected() {
+    let engine = engine().await;
+    let addr = engine.addr;
+    for raw in [
+        // Conflicting framing.
+        "POST /echo HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        // Two different lengths.
+        "POST /echo HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 4\r\nContent-Length: 10\r\n\r\nabcd",
+        // An encoding that is not chunked last.
+        "POST /echo HTTP/1.1\r\nHost: hello.localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    ] {
+        let answer = support::raw_exchange(addr, raw.as_bytes()).await;
+        // Refused (400), or read as chunked (Transfer-Encoding wins, RFC 9112 6.3) and the
+        // connection closed after it: never a second request taken from the body.
+        let refused = answer.starts_with("HTTP/1.1 400");
+        let closed = answer.starts_with("HTTP/1.1 200")
+            && answer.to_ascii_lowercase().contains("connection: close")
+            && answer.contains(r#""length": 0"#);
+        assert!(refused || closed, "{raw:?} -> {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{raw:?} -> {answer}"
+        );
+    }
+    // An Upgrade header that Connection does not name is not an upgrade: plain request.
+    let answer = support::raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello from hello"), "{answer}");
+    engine.stop().await;
+}

@@ -12,6 +12,7 @@ Routes:
   GET  /headers     the request headers as JSON
   GET  /slow?ms=N   answers after N milliseconds
   GET  /sse?n=N&gap_ms=M  N server-sent events, M ms apart (chunked, flushed one by one)
+  GET  /bytes?mib=N N MiB of zeros, streamed with a Content-Length
   GET  /redirect    302 to its own absolute URL (http://<Host>/target), as apps often do
   POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
 """
@@ -54,6 +55,15 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(gap)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+        elif url.path == "/bytes":
+            mib = int(parse_qs(url.query).get("mib", ["1"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(mib * 1024 * 1024))
+            self.end_headers()
+            chunk = bytes(1024 * 1024)
+            for _ in range(mib):
+                self.wfile.write(chunk)
         elif url.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", f"http://{self.headers.get('Host')}/target")
