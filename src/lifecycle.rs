@@ -106,6 +106,8 @@ pub struct Phase {
     pub state: State,
     /// Why the app is `Failed` (the provider's or the readiness check's words).
     pub reason: Option<Arc<str>>,
+    /// When the app entered this state.
+    pub since: Instant,
 }
 
 /// Why a request could not be given an awake app.
@@ -194,6 +196,13 @@ impl App {
         lock(&self.start_durations).iter().copied().collect()
     }
 
+    /// How long a start usually takes: the mean of the recent ones.
+    pub fn eta(&self) -> Option<Duration> {
+        let durations = lock(&self.start_durations);
+        let count = u32::try_from(durations.len()).ok().filter(|n| *n > 0)?;
+        Some(durations.iter().sum::<Duration>() / count)
+    }
+
     /// Requests in progress.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
@@ -205,6 +214,7 @@ impl App {
             if from.contains(&phase.state) {
                 phase.state = to;
                 phase.reason = reason;
+                phase.since = Instant::now();
                 self.state.store(to as u8, Ordering::SeqCst);
                 self.transitions.fetch_add(1, Ordering::SeqCst);
                 true
@@ -351,6 +361,14 @@ impl Lifecycle {
             app: Arc::clone(app),
             clock: self.clock,
             activity: false,
+        }
+    }
+
+    /// Starts waking the app if it is asleep (or its last wake failed), without waiting.
+    pub fn request_wake(self: &Arc<Self>, app: &Arc<App>, cause: impl FnOnce() -> WakeCause) {
+        if app.transition(&[State::Asleep, State::Failed], State::Waking, None) {
+            self.runtime
+                .spawn(Arc::clone(self).run_wake(Arc::clone(app), Some(cause())));
         }
     }
 
@@ -646,6 +664,7 @@ impl Lifecycle {
                     phase: watch::Sender::new(Phase {
                         state,
                         reason: None,
+                        since: Instant::now(),
                     }),
                     state: AtomicU8::new(state as u8),
                     last_activity: AtomicU64::new(now),

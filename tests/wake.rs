@@ -104,7 +104,7 @@ providers:
 async fn failed_wakes_answer_503_and_other_apps_keep_working() {
     let engine = TestEngine::start(&format!(
         r#"
-defaults: {{wake_timeout: 2s}}
+defaults: {{wake_timeout: 2s, strategy: hold}}
 providers:
   - id: local
     type: process
@@ -296,5 +296,85 @@ providers:
         "{message}"
     );
     drop(squatter);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_a_waiting_page_that_turns_into_the_app() {
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{max_idle: 1s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "{command}"
+        env: {{APP_NAME: hello, STARTUP_DELAY_MS: "1200"}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let browser = [("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")];
+
+    // The first navigation gets the page at once, and starts the wake.
+    let started = tokio::time::Instant::now();
+    let page = client
+        .send("GET", "hello.localhost", "/", &browser, Bytes::new())
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(page.status, 503);
+    assert!(page.headers.contains_key("retry-after"));
+    let html = page.text();
+    assert!(html.contains("Waking up hello"), "{html}");
+    assert!(html.contains(r#"http-equiv="refresh""#), "{html}");
+    assert!(html.contains(r#"role="status""#), "{html}");
+    assert_eq!(engine.state("hello"), State::Waking);
+
+    // Reloading as the page does lands on the app once it is up.
+    let mut reloads = 0;
+    let answer = loop {
+        let answer = client
+            .send("GET", "hello.localhost", "/", &browser, Bytes::new())
+            .await;
+        if answer.status == 200 {
+            break answer;
+        }
+        assert_eq!(answer.status, 503);
+        reloads += 1;
+        assert!(reloads < 100, "the app never came up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(answer.text(), "hello from hello");
+    assert_eq!(
+        engine.count("hello", |k| matches!(k, EventKind::WakeRequested { .. })),
+        1
+    );
+
+    // Asleep again; a program (no HTML wanted) is held and served, no page.
+    engine
+        .wait_state("hello", State::Asleep, Duration::from_secs(5))
+        .await;
+    let answer = client.get("hello.localhost", "/").await;
+    assert_eq!(answer.status, 200);
+
+    // Next time, the page knows how long a start takes.
+    engine
+        .wait_state("hello", State::Asleep, Duration::from_secs(5))
+        .await;
+    let page = client
+        .send("GET", "hello.localhost", "/", &browser, Bytes::new())
+        .await;
+    assert_eq!(page.status, 503);
+    assert!(
+        page.text().contains("it usually takes about"),
+        "{}",
+        page.text()
+    );
     engine.stop().await;
 }

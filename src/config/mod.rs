@@ -111,7 +111,7 @@ impl Default for Policy {
         Policy {
             max_idle: Some(Duration::from_secs(15 * 60)),
             wake_timeout: Duration::from_secs(120),
-            strategy: Strategy::Hold,
+            strategy: Strategy::Auto,
             health_path: None,
         }
     }
@@ -157,12 +157,31 @@ impl Policy {
 pub enum Strategy {
     /// The request is held until the app is awake or `wake_timeout` runs out (then 503).
     Hold,
+    /// Browser navigations get a waiting page at once (503, refreshing itself); other
+    /// requests hold.
+    Page,
+    /// The default: `page` for browser navigations, `hold` for everything else.
+    Auto,
+}
+
+impl Strategy {
+    /// Whether a request with this method and `Accept` gets the waiting page.
+    pub fn shows_page(self, method: &http::Method, accepts_html: bool) -> bool {
+        let navigation =
+            accepts_html && (method == http::Method::GET || method == http::Method::HEAD);
+        match self {
+            Strategy::Hold => false,
+            Strategy::Page | Strategy::Auto => navigation,
+        }
+    }
 }
 
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Strategy::Hold => f.write_str("hold"),
+            Strategy::Page => f.write_str("page"),
+            Strategy::Auto => f.write_str("auto"),
         }
     }
 }

@@ -326,15 +326,13 @@ impl<'a> Validator<'a> {
         let text = self.string(value, path)?;
         match text.as_str() {
             "hold" => Some(Strategy::Hold),
-            "page" | "auto" => {
+            "page" => Some(Strategy::Page),
+            "auto" => Some(Strategy::Auto),
+            _ => {
                 self.error(
                     path,
-                    format!("`{text}` is not supported by this version of paastis yet (use hold)"),
+                    format!("`{text}` is not a strategy (expected auto, hold or page)"),
                 );
-                None
-            }
-            _ => {
-                self.error(path, format!("`{text}` is not a strategy (expected hold)"));
                 None
             }
         }

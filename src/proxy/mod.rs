@@ -440,6 +440,35 @@ impl Worker {
             return Err(fail(ProxyError::Ignored { app }, &request));
         }
 
+        // A browser opening a sleeping app gets the waiting page at once, while it wakes.
+        if app.state() != crate::lifecycle::State::Awake
+            && app
+                .policy
+                .strategy
+                .shows_page(request.method(), pages::wants_html(request.headers()))
+        {
+            let peer = client.peer;
+            let before = app.phase();
+            self.proxy
+                .lifecycle
+                .request_wake(&app, || wake::cause(&request, peer));
+            let phase = app.phase();
+            let last_failure = (before.state == crate::lifecycle::State::Failed)
+                .then_some(before.reason)
+                .flatten();
+            let waiting_for = match phase.state {
+                crate::lifecycle::State::Waking => phase.since.elapsed(),
+                _ => Duration::ZERO,
+            };
+            let page = pages::waiting(
+                &app.key.name,
+                waiting_for,
+                app.eta(),
+                last_failure.as_deref(),
+            );
+            return Ok(page.map(Either::Right));
+        }
+
         // awake? / wake -> hold
         let upstream =
             match wake::upstream(&self.proxy.lifecycle, &app, &request, client.peer).await {

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use std::time::Duration;
+
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
@@ -85,6 +87,85 @@ small{{display:block;margin-top:1.5rem;color:#5b6475}}
     }
 }
 
+/// The page a browser gets while its app wakes: 503, refreshing itself every few seconds
+/// until the app answers instead. `Retry-After` is the expected remaining time.
+pub fn waiting(
+    app: &str,
+    waiting_for: Duration,
+    eta: Option<Duration>,
+    last_failure: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let remaining = eta.map(|eta| eta.saturating_sub(waiting_for));
+    let retry_after = remaining.map_or(5, |r| r.as_secs().clamp(1, 30));
+    let refresh = retry_after.min(3);
+    let app = escape(app);
+    let progress = match eta {
+        Some(eta) => {
+            let percent =
+                (waiting_for.as_secs_f64() / eta.as_secs_f64().max(0.1) * 100.0).min(95.0);
+            format!(
+                r#"<progress max="100" value="{percent:.0}" aria-label="Estimated progress">{percent:.0}%</progress>
+<p>Started {}s ago; it usually takes about {}s.</p>"#,
+                waiting_for.as_secs(),
+                eta.as_secs().max(1)
+            )
+        }
+        None => format!(
+            "<p>Started {}s ago. This is its first start here, so there is no estimate yet.</p>",
+            waiting_for.as_secs()
+        ),
+    };
+    let failure = last_failure
+        .map(|reason| {
+            format!(
+                "<p class=\"note\">The previous attempt failed ({}); trying again.</p>",
+                escape(reason)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{refresh}">
+<title>Waking up {app}…</title>
+<style>
+body{{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}}
+main{{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+h1{{font-size:1.25rem;margin:0 0 .75rem}}
+p{{line-height:1.5;margin:.5rem 0}}
+progress{{width:100%;height:.75rem}}
+.note{{color:#8a4b00}}
+small{{display:block;margin-top:1.5rem;color:#5b6475}}
+</style>
+</head>
+<body>
+<main role="status" aria-live="polite">
+<h1>Waking up {app}…</h1>
+<p>This app sleeps when nobody uses it, to save money and energy. It is starting now; this page
+reloads by itself and shows the app as soon as it is up.</p>
+{progress}
+{failure}
+<small>paastis</small>
+</main>
+</body>
+</html>
+"#
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -123,6 +204,20 @@ mod tests {
                 .contains("no app for &lt;script&gt;&quot;x&quot;")
         );
         assert!(!page.html().contains("<script>"));
+    }
+
+    #[test]
+    fn the_waiting_page_says_what_is_happening() {
+        let page = waiting(
+            "shop<1>",
+            Duration::from_secs(4),
+            Some(Duration::from_secs(10)),
+            Some("exited with status 1"),
+        );
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.headers()[RETRY_AFTER], "6");
+        let first = waiting("shop", Duration::from_secs(2), None, None);
+        assert_eq!(first.headers()[RETRY_AFTER], "5");
     }
 
     #[test]

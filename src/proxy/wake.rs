@@ -32,7 +32,7 @@ pub async fn upstream<B>(
 }
 
 /// What the wake event records about the request that caused it (never its query string).
-fn cause<B>(request: &Request<B>, peer: SocketAddr) -> WakeCause {
+pub(crate) fn cause<B>(request: &Request<B>, peer: SocketAddr) -> WakeCause {
     WakeCause::Request {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
