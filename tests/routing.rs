@@ -293,3 +293,57 @@ async fn own_origins_and_upstream_locations_are_rewritten_foreign_ones_are_not()
     assert_eq!(answer.headers["location"], "http://hello.localhost/target");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("max-connections");
+    let marker = dir.path("started");
+    let engine = TestEngine::start(&format!(
+        "proxy: {{max_connections: 2}}\n{}",
+        config(&marker, "[]")
+    ))
+    .await;
+    // Wake the app first.
+    assert_eq!(
+        TestClient::new(engine.addr)
+            .get("hello.localhost", "/")
+            .await
+            .status,
+        200
+    );
+
+    // Two idle keep-alive connections take both slots.
+    let request = b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(engine.addr)
+            .await
+            .expect("connect");
+        stream.write_all(request).await.expect("write");
+        let mut buffer = [0u8; 512];
+        let n = stream.read(&mut buffer).await.expect("read");
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // A third client waits...
+    let mut third = tokio::net::TcpStream::connect(engine.addr)
+        .await
+        .expect("connect");
+    third.write_all(request).await.expect("write");
+    let mut buffer = [0u8; 512];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        third.read(&mut buffer),
+    )
+    .await;
+    assert!(early.is_err(), "served beyond max_connections");
+    // ...and is served as soon as a slot frees.
+    drop(held.pop());
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buffer))
+        .await
+        .expect("served after a slot freed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+    engine.stop().await;
+}

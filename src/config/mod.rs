@@ -58,6 +58,8 @@ pub struct Limits {
     /// Largest request head (request line and headers) accepted; larger gets 431,
     /// `proxy.max_header_bytes`.
     pub max_header_bytes: usize,
+    /// Open client connections at most; more wait to be accepted, `proxy.max_connections`.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +67,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
         }
     }
 }

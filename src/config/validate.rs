@@ -437,6 +437,10 @@ impl<'a> Validator<'a> {
                 .take("max_header_bytes")
                 .and_then(|(v, p)| self.count(v, &p, 8192..=16 * 1024 * 1024))
                 .unwrap_or(defaults.max_header_bytes),
+            max_connections: fields
+                .take("max_connections")
+                .and_then(|(v, p)| self.count(v, &p, 1..=10_000_000))
+                .unwrap_or(defaults.max_connections),
         };
         let drain = fields
             .take("drain_timeout")
@@ -450,10 +454,7 @@ impl<'a> Validator<'a> {
             .take("upstream_ca_file")
             .and_then(|(v, p)| self.non_empty_string(v, &p))
             .map(PathBuf::from);
-        self.finish(
-            fields,
-            &["preserve_host", "idle_timeout", "max_connections"],
-        );
+        self.finish(fields, &["idle_timeout"]);
         ProxySection {
             drain,
             workers,

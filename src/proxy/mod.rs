@@ -285,7 +285,17 @@ impl Proxy {
         }
         tokio::pin!(shutdown);
         let mut next = 0;
+        // At most `max_connections` open client connections: beyond, new ones wait in the
+        // listen backlog until one closes.
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         loop {
+            let slot = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -301,7 +311,7 @@ impl Proxy {
             match stream.into_std() {
                 Ok(stream) => {
                     if let Some(queue) = queues.get(next) {
-                        let _ = queue.send((stream, peer));
+                        let _ = queue.send((stream, peer, slot));
                     }
                     next = (next + 1) % queues.len();
                 }
@@ -318,8 +328,12 @@ impl Proxy {
     }
 }
 
-/// A connection accepted by the engine, on its way to a worker.
-type Accepted = (std::net::TcpStream, SocketAddr);
+/// A connection accepted by the engine, on its way to a worker, with its connection slot.
+type Accepted = (
+    std::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 impl Worker {
     /// Serves the connections dealt to this worker until the queue closes, then drains.
@@ -340,7 +354,7 @@ impl Worker {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let graceful = GracefulShutdown::new();
-        while let Some((stream, peer)) = connections.recv().await {
+        while let Some((stream, peer, slot)) = connections.recv().await {
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -364,6 +378,7 @@ impl Worker {
                 if let Err(error) = connection.await {
                     tracing::debug!(%peer, error = %error, "connection ended with an error");
                 }
+                drop(slot);
             });
         }
         if tokio::time::timeout(drain, graceful.shutdown())
