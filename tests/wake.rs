@@ -378,3 +378,50 @@ providers:
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_right_after_a_wake_is_retried() {
+    // An app that accepts the readiness probe, stops listening for 700 ms, then serves:
+    // like a platform that says "running" a moment before the app listens.
+    let dir = TempDir::new("flaky-start");
+    let script = dir.path("flaky.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+import os, socket, time
+port = int(os.environ["PORT"])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(1)
+c, _ = s.accept()
+c.close()
+s.close()
+time.sleep(0.7)
+os.execvp("python3", ["python3", "{}"])
+"#,
+            support::upstream_script().display()
+        ),
+    )
+    .expect("write script");
+    let engine = TestEngine::start(&format!(
+        r#"
+defaults: {{wake_timeout: 10s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: flaky
+        command: "exec python3 {}"
+        env: {{APP_NAME: flaky}}
+"#,
+        script.display()
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("flaky.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from flaky");
+    engine.stop().await;
+}
