@@ -237,29 +237,6 @@ impl Forwarder {
         self.connect_with(upstream, false).await
     }
 
-    /// [`Forwarder::connect`], tried again on failure until `until` (when given).
-    async fn connect_retrying(
-        &self,
-        upstream: &Upstream,
-        until: &impl Fn() -> Option<Instant>,
-    ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.connect(upstream).await {
-                Ok(sender) => return Ok(sender),
-                // Asked only on failure: the common path reads nothing more.
-                Err(error) => match until() {
-                    Some(until) if Instant::now() + pause < until => {
-                        tracing::debug!(%error, "upstream not listening yet, retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
-                    }
-                    _ => return Err(error),
-                },
-            }
-        }
-    }
-
     /// A new connection; `upgrades`: its task hands the socket over after a 101.
     async fn connect_with(
         &self,
@@ -429,25 +406,18 @@ impl Forwarder {
 
     /// Sends the request to `upstream` and returns its response, headers cleaned, with the
     /// connection lease to hand to the response body.
-    /// Until `retry_connect_until()` (some time just after a wake), a refused connection is tried
-    /// again with a growing pause: a platform may say "running" a moment before the app
-    /// listens. Nothing of the request is sent before a connection exists.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-        retry_connect_until: impl Fn() -> Option<Instant>,
     ) -> Result<(Response<Incoming>, Lease), ForwardError> {
         let (mut request, client_host) = self.prepare(request, upstream, client);
         let (mut response, sender) = loop {
             let (mut sender, reused) = match self.checkout(&upstream.authority).await {
                 Some(sender) => (sender, true),
                 // New connections are rare: boxed, so the common path's future stays small.
-                None => (
-                    Box::pin(self.connect_retrying(upstream, &retry_connect_until)).await?,
-                    false,
-                ),
+                None => (Box::pin(self.connect(upstream)).await?, false),
             };
             let sent = tokio::time::timeout(
                 self.timeouts.response_header,

@@ -514,15 +514,9 @@ impl Worker {
             };
             return Ok(response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None))));
         }
-        // Just after a wake (within its wake_timeout), a refused connection is retried.
-        let retry_connect_until = || {
-            let phase = app.phase();
-            (phase.state == crate::lifecycle::State::Awake)
-                .then(|| phase.since + app.policy.wake_timeout)
-        };
         let (response, lease) = self
             .forwarder
-            .forward(request, &upstream, client, retry_connect_until)
+            .forward(request, &upstream, client)
             .await
             .map_err(|error| {
                 let app = app.key.name.to_string();
