@@ -1079,6 +1079,17 @@ fn is_host_name(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Every expected message starts one of `errors`, and nothing else is reported.
+    fn assert_exactly(errors: &[String], expected: &[&str]) {
+        for needle in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(needle)),
+                "missing {needle:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
     fn validate(yaml: &str) -> Result<Config, Vec<String>> {
         let tree: Value = super::super::load::parse_yaml(yaml).expect("test yaml parses");
         let provenance = Provenance::default();
@@ -1182,13 +1193,7 @@ providers:
             "providers[2].type: `nope` is not a provider type",
             "providers[3].type: `fly` providers are not supported by this version",
         ];
-        for needle in expected {
-            assert!(
-                errors.iter().any(|e| e.starts_with(needle)),
-                "missing {needle:?} in {errors:#?}"
-            );
-        }
-        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        assert_exactly(&errors, &expected);
     }
 
     #[test]
@@ -1278,13 +1283,7 @@ providers:
             "providers[4].token_file: cannot read /nonexistent/paastis-token",
             "providers[5].api_url: serves one region",
         ];
-        for needle in expected {
-            assert!(
-                errors.iter().any(|e| e.starts_with(needle)),
-                "missing {needle:?} in {errors:#?}"
-            );
-        }
-        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        assert_exactly(&errors, &expected);
     }
 
     #[test]

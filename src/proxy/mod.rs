@@ -427,13 +427,13 @@ impl Worker {
         request: Request<Incoming>,
         client: &ClientSide,
     ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
-        let fail = |error: ProxyError, request: &Request<Incoming>| {
-            (error, pages::wants_html(request.headers()))
-        };
+        // Whether the client wants HTML: read once, for error pages and the waiting page.
+        let html = pages::wants_html(request.headers());
+        let fail = |error: ProxyError| (error, html);
         // route
         let app = match self.route(&request) {
             Ok(app) => app,
-            Err(error) => return Err(fail(error, &request)),
+            Err(error) => return Err(fail(error)),
         };
 
         // admit: monitors and health checks configured as not counting never wake an app.
@@ -452,15 +452,12 @@ impl Worker {
         };
         if ignored && app.state() != crate::lifecycle::State::Awake {
             let app = app.key.name.to_string();
-            return Err(fail(ProxyError::Ignored { app }, &request));
+            return Err(fail(ProxyError::Ignored { app }));
         }
 
         // A browser opening a sleeping app gets the waiting page at once, while it wakes.
         if app.state() != crate::lifecycle::State::Awake
-            && app
-                .policy
-                .strategy
-                .shows_page(request.method(), pages::wants_html(request.headers()))
+            && app.policy.strategy.shows_page(request.method(), html)
         {
             let peer = client.peer;
             let before = app.phase();
@@ -490,12 +487,11 @@ impl Worker {
                 Ok(upstream) => upstream,
                 Err(error) => {
                     let app = app.key.name.to_string();
-                    return Err(fail(ProxyError::Wake { app, error }, &request));
+                    return Err(fail(ProxyError::Wake { app, error }));
                 }
             };
 
         // forward
-        let html = pages::wants_html(request.headers());
         if forward::is_upgrade(request.headers()) {
             let (response, tunnel) = self
                 .forwarder
