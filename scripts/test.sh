@@ -11,6 +11,10 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v sh >/dev/null 2>&1 || need_apt+=(dash)
 # Some tests drive the proxy with curl (HTTP/1.1 and HTTP/2 prior knowledge).
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# HTTP/2 load with many streams (h2load), and the waiting page in a real headless browser.
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # The platform clients load the system's CA store when they start.
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if ((${#need_apt[@]})); then
