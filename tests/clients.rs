@@ -222,3 +222,72 @@ async fn smuggling_attempts_are_refused_and_others_unaffected() {
     assert!(answer.ends_with("hello from hello"), "{answer}");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_silent_mid_body_for_longer_than_idle_timeout_is_cut_off() {
+    let engine = TestEngine::start(&format!(
+        r#"
+proxy: {{idle_timeout: 1s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: hello
+        command: "{}"
+        env: {{APP_NAME: hello}}
+"#,
+        upstream_command()
+    ))
+    .await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let get = |path: &str| {
+        http::Request::get(format!("http://{}{path}", engine.addr))
+            .header("host", "hello.localhost")
+            .body(Empty::new())
+            .expect("request")
+    };
+
+    // Events 300 ms apart: never silent for 1 s, so the whole stream arrives.
+    let body = client
+        .request(get("/sse?n=5&gap_ms=300"))
+        .await
+        .expect("response")
+        .into_body()
+        .collect()
+        .await
+        .expect("whole stream")
+        .to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body).matches("data: ").count(), 5);
+
+    // 3 s of silence after the first event: the response is cut off after about 1 s,
+    // with an error (not a clean end that would pass for a complete body).
+    let started = tokio::time::Instant::now();
+    let mut body = client
+        .request(get("/sse?n=2&gap_ms=3000"))
+        .await
+        .expect("response")
+        .into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("first frame")
+        .expect("first event");
+    assert_eq!(
+        first.data_ref().map(|d| d.as_ref()),
+        Some(b"data: event 0\n\n".as_slice())
+    );
+    let cut = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("cut off before the upstream's next event");
+    assert!(
+        matches!(cut, Some(Err(_))),
+        "expected an error, got {cut:?}"
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(2800), "{elapsed:?}");
+
+    // The app still answers, and was not stopped for it.
+    let answer = client.request(get("/")).await.expect("next request");
+    assert_eq!(answer.status(), 200);
+    engine.stop().await;
+}

@@ -426,6 +426,10 @@ impl<'a> Validator<'a> {
                 .take("response_header_timeout")
                 .and_then(|(v, p)| self.positive_duration(v, &p))
                 .unwrap_or(upstream_defaults.response_header),
+            idle: fields
+                .take("idle_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p))
+                .unwrap_or(upstream_defaults.idle),
         };
         let defaults = Limits::default();
         let limits = Limits {
@@ -454,7 +458,7 @@ impl<'a> Validator<'a> {
             .take("upstream_ca_file")
             .and_then(|(v, p)| self.non_empty_string(v, &p))
             .map(PathBuf::from);
-        self.finish(fields, &["idle_timeout"]);
+        self.finish(fields, &[]);
         ProxySection {
             drain,
             workers,

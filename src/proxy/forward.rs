@@ -4,6 +4,7 @@
 //! never buffered. This module does not decide where to forward: it is given the upstream.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,10 @@ pub struct UpstreamTimeouts {
     pub connect: Duration,
     /// From the request sent to the response's headers, `proxy.response_header_timeout`.
     pub response_header: Duration,
+    /// Longest wait for the next piece of a response body, `proxy.idle_timeout`: an
+    /// upstream silent for longer is cut off (server-sent event streams send heartbeats
+    /// more often than that). Upgraded connections (WebSockets) are not bounded by it.
+    pub idle: Duration,
 }
 
 impl Default for UpstreamTimeouts {
@@ -46,6 +51,7 @@ impl Default for UpstreamTimeouts {
         UpstreamTimeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
+            idle: Duration::from_secs(90),
         }
     }
 }
@@ -610,9 +616,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why a response body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream connection failed mid-body.
+    #[error("the upstream failed mid-response: {0}")]
+    Upstream(#[from] hyper::Error),
+    /// The upstream sent nothing for `proxy.idle_timeout`.
+    #[error("the upstream sent nothing for {}s", .0.as_secs())]
+    Idle(Duration),
+}
+
 /// An upstream response body that keeps its request counted as in progress until the body
-/// is done or dropped (so an app is never stopped under a response being streamed), and
-/// gives its upstream connection back to the pool once fully read.
+/// is done or dropped (so an app is never stopped under a response being streamed), gives
+/// its upstream connection back to the pool once fully read, and cuts off an upstream that
+/// stays silent for longer than `proxy.idle_timeout`.
 #[derive(Debug)]
 pub struct TrackedBody {
     /// The upstream's body, streamed as it comes.
@@ -621,15 +639,30 @@ pub struct TrackedBody {
     _in_flight: Option<InFlight>,
     /// The connection, until the body ends (a body dropped early takes it down with it).
     lease: Option<Lease>,
+    /// Longest silence allowed between two pieces of the body.
+    idle: Duration,
+    /// Armed the first time the upstream keeps the body waiting (most bodies never do, so
+    /// most responses never touch the timer).
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A piece arrived since the timer was last armed: re-arm before waiting again.
+    progressed: bool,
 }
 
 impl TrackedBody {
     /// Wraps an upstream body.
-    pub fn new(inner: Incoming, in_flight: Option<InFlight>, lease: Option<Lease>) -> TrackedBody {
+    pub fn new(
+        inner: Incoming,
+        in_flight: Option<InFlight>,
+        lease: Option<Lease>,
+        idle: Duration,
+    ) -> TrackedBody {
         let mut body = TrackedBody {
             inner,
             _in_flight: in_flight,
             lease,
+            idle,
+            silence: None,
+            progressed: false,
         };
         if body.inner.is_end_stream() {
             body.release();
@@ -642,24 +675,61 @@ impl TrackedBody {
             lease.release();
         }
     }
+
+    /// Called when the upstream has nothing yet: whether it has been silent too long.
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = Instant::now() + self.idle;
+        let progressed = std::mem::take(&mut self.progressed);
+        let silence = match &mut self.silence {
+            Some(silence) => {
+                if progressed {
+                    silence.as_mut().reset(deadline);
+                }
+                silence
+            }
+            None => self
+                .silence
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        silence.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
-            Poll::Ready(Some(Err(_))) => self.lease = None,
-            _ => {}
+        match polled {
+            Poll::Ready(None) => {
+                self.release();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if self.inner.is_end_stream() {
+                    self.release();
+                }
+                self.progressed = true;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.lease = None;
+                Poll::Ready(Some(Err(BodyError::Upstream(error))))
+            }
+            Poll::Pending => {
+                if self.silent_too_long(cx) {
+                    // The connection goes down with the lease: it is mid-response.
+                    self.lease = None;
+                    tracing::debug!(idle = ?self.idle, "upstream silent too long; response cut off");
+                    return Poll::Ready(Some(Err(BodyError::Idle(self.idle))));
+                }
+                Poll::Pending
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -508,7 +508,10 @@ impl Worker {
                 }
                 None => Some(in_flight),
             };
-            return Ok(response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None))));
+            let idle = self.proxy.timeouts.idle;
+            return Ok(
+                response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None, idle)))
+            );
         }
         let (response, lease) = self
             .forwarder
@@ -518,7 +521,9 @@ impl Worker {
                 let app = app.key.name.to_string();
                 (ProxyError::Upstream { app, error }, html)
             })?;
-        Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), Some(lease)))))
+        let idle = self.proxy.timeouts.idle;
+        Ok(response
+            .map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), Some(lease), idle))))
     }
 
     /// Phase **route**: the app this request is for.
