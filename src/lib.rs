@@ -75,7 +75,7 @@ pub struct Engine {
     /// Apps, routes and wakes.
     lifecycle: Arc<Lifecycle>,
     /// TLS settings for `https` upstreams, checked at start.
-    tls: tokio_rustls::TlsConnector,
+    tls: proxy::forward::UpstreamTls,
 }
 
 impl std::fmt::Debug for Engine {

@@ -473,7 +473,7 @@ async fn https_upstreams_are_verified_and_reached_with_their_host() {
 
     // Trusting the test CA: the request goes through TLS to the app.
     let trusted = format!(
-        "proxy: {{upstream_ca_file: '{}'}}\n{}",
+        "proxy: {{upstream_ca_file: '{}', workers: 1}}\n{}",
         ca.display(),
         config("15m", &[scalingo_provider(&fake)])
     );
@@ -482,6 +482,24 @@ async fn https_upstreams_are_verified_and_reached_with_their_host() {
     let answer = client.get("secure.localhost", "/").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.text(), "hello from secure");
+    // The front offers HTTP/2 by ALPN: the proxy speaks it, whatever the client spoke.
+    assert_eq!(answer.headers["x-front-protocol"], "HTTP/2.0");
+    assert_eq!(answer.headers["via"], "2 paastis");
+    assert_eq!(
+        answer.headers["x-front-host"],
+        front.trim_start_matches("https://")
+    );
+    // Concurrent requests share that one connection (one proxy worker here).
+    let answers =
+        futures_util::future::join_all((0..20).map(|_| client.get("secure.localhost", "/"))).await;
+    let connections: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 200, "{}", a.text());
+            a.headers["x-front-connection"].clone()
+        })
+        .collect();
+    assert_eq!(connections.len(), 1, "{connections:?}");
     engine.stop().await;
 
     // Without it, the certificate is refused: 502, and nothing reaches the app.

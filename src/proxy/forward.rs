@@ -1,7 +1,9 @@
 //! Phase **forward**: streams the request to the upstream and the response back, through a
-//! pool of upstream connections. Hop-by-hop headers are removed both ways; `X-Forwarded-*`
-//! and `Via` are set; `Host` becomes the upstream's (PaaS routers route by Host). Bodies are
-//! never buffered. This module does not decide where to forward: it is given the upstream.
+//! pool of upstream connections: HTTP/1.1, or HTTP/2 when an `https` upstream offers it by
+//! ALPN (one multiplexed connection per upstream, shared by every request of the worker).
+//! Hop-by-hop headers are removed both ways; `X-Forwarded-*` and `Via` are set; `Host`
+//! becomes the upstream's (PaaS routers route by Host). Bodies are never buffered. This
+//! module does not decide where to forward: it is given the upstream.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,8 +19,8 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
@@ -32,6 +34,11 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Idle connections kept per upstream.
 const POOL_MAX_IDLE: usize = 256;
+
+/// An HTTP/2 upstream connection unused for this long is replaced rather than reused
+/// (HTTP/2 servers keep connections much longer than HTTP/1.1 ones, and say so with GOAWAY
+/// before closing, which is handled on its own).
+const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the forward phase waits on an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +116,16 @@ pub enum ForwardError {
 }
 
 /// The upstream connection pool of one proxy worker: HTTP/1.1 connections kept per
-/// upstream, each driven by its own task, reused once their last response is fully read.
+/// upstream, each driven by its own task, reused once their last response is fully read;
+/// and one HTTP/2 connection per upstream that negotiated it, shared by concurrent requests.
 #[derive(Clone)]
 pub struct Forwarder {
     /// Idle connections by upstream authority, newest last.
     pool: Arc<Mutex<Pool>>,
+    /// Open HTTP/2 connections by upstream authority.
+    multiplexed: Arc<Mutex<Multiplexed>>,
     /// TLS for `https` upstreams (shared by every worker).
-    tls: TlsConnector,
+    tls: UpstreamTls,
     /// How long to wait on upstreams.
     timeouts: UpstreamTimeouts,
     /// Send the client's `Host` upstream instead of the upstream's own.
@@ -133,9 +143,24 @@ impl std::fmt::Debug for Forwarder {
 #[error("upstream TLS: {0}")]
 pub struct TlsError(String);
 
+/// TLS client settings for upstreams, one per ALPN offer.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// Offers `h2` then `http/1.1`: ordinary requests.
+    any: TlsConnector,
+    /// Offers `http/1.1` only: upgrades (WebSockets), which need an HTTP/1.1 connection.
+    http1: TlsConnector,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls").finish_non_exhaustive()
+    }
+}
+
 /// TLS client settings for upstreams: the webpki roots, plus the certificates of
-/// `extra_ca_file` (PEM) when given; HTTP/1.1 by ALPN.
-pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<TlsConnector, TlsError> {
+/// `extra_ca_file` (PEM) when given.
+pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<UpstreamTls, TlsError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -162,12 +187,37 @@ pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<TlsConnec
         .map_err(|error| TlsError(error.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    let mut http1 = config.clone();
+    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(UpstreamTls {
+        any: TlsConnector::from(Arc::new(config)),
+        http1: TlsConnector::from(Arc::new(http1)),
+    })
 }
 
 /// Idle connections by upstream authority.
 type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;
+
+/// HTTP/2 connections by upstream authority.
+type Multiplexed = HashMap<Box<str>, SharedConnection, foldhash::fast::RandomState>;
+
+/// An HTTP/2 connection: any number of requests at once.
+#[derive(Debug)]
+struct SharedConnection {
+    /// Sends requests on it (cloned for each request).
+    sender: http2::SendRequest<Incoming>,
+    /// When a request last went on it.
+    used: Instant,
+}
+
+/// A fresh upstream connection, in the protocol the upstream chose.
+enum Connection {
+    /// HTTP/1.1: one request at a time.
+    Http1(http1::SendRequest<Incoming>),
+    /// HTTP/2 (negotiated by ALPN): shared.
+    Http2(http2::SendRequest<Incoming>),
+}
 
 /// A connection ready for its next request.
 #[derive(Debug)]
@@ -178,7 +228,8 @@ struct IdleConnection {
     since: Instant,
 }
 
-/// A connection in use, returned to the pool when its response body ends.
+/// An HTTP/1.1 connection in use, returned to the pool when its response body ends
+/// (HTTP/2 connections are shared and never leased).
 #[derive(Debug)]
 pub struct Lease {
     /// The pool it goes back to.
@@ -210,9 +261,10 @@ impl Lease {
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new(tls: TlsConnector, timeouts: UpstreamTimeouts, preserve_host: bool) -> Forwarder {
+    pub fn new(tls: UpstreamTls, timeouts: UpstreamTimeouts, preserve_host: bool) -> Forwarder {
         Forwarder {
             pool: Arc::default(),
+            multiplexed: Arc::default(),
             tls,
             timeouts,
             preserve_host,
@@ -236,19 +288,52 @@ impl Forwarder {
         }
     }
 
-    async fn connect(
-        &self,
-        upstream: &Upstream,
-    ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
-        self.connect_with(upstream, false).await
+    /// The open HTTP/2 connection to `authority`, if there is a usable one.
+    fn shared(&self, authority: &Authority) -> Option<http2::SendRequest<Incoming>> {
+        let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = multiplexed.get_mut(authority.as_str())?;
+        if shared.sender.is_closed() || shared.used.elapsed() >= H2_IDLE_TIMEOUT {
+            multiplexed.remove(authority.as_str());
+            return None;
+        }
+        shared.used = Instant::now();
+        Some(shared.sender.clone())
     }
 
-    /// A new connection; `upgrades`: its task hands the socket over after a 101.
+    /// Forgets `authority`'s HTTP/2 connection if it is still `sender`'s (it failed).
+    fn forget_shared(&self, authority: &Authority, sender: &http2::SendRequest<Incoming>) {
+        let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+        if multiplexed
+            .get(authority.as_str())
+            .is_some_and(|shared| shared.sender.is_closed() || sender.is_closed())
+        {
+            multiplexed.remove(authority.as_str());
+        }
+    }
+
+    /// A new connection for ordinary requests; an HTTP/2 one is shared from now on.
+    async fn connect(&self, upstream: &Upstream) -> Result<Connection, ForwardError> {
+        let connection = self.connect_with(upstream, false).await?;
+        if let Connection::Http2(sender) = &connection {
+            let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+            multiplexed.insert(
+                upstream.authority.as_str().into(),
+                SharedConnection {
+                    sender: sender.clone(),
+                    used: Instant::now(),
+                },
+            );
+        }
+        Ok(connection)
+    }
+
+    /// A new connection; `upgrades`: HTTP/1.1 only, and its task hands the socket over
+    /// after a 101.
     async fn connect_with(
         &self,
         upstream: &Upstream,
         upgrades: bool,
-    ) -> Result<http1::SendRequest<Incoming>, ForwardError> {
+    ) -> Result<Connection, ForwardError> {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
         let stream =
@@ -266,16 +351,30 @@ impl Forwarder {
             };
         let _ = stream.set_nodelay(true);
         if upstream.scheme != http::uri::Scheme::HTTPS {
-            return handshake(stream, address, upgrades).await;
+            return handshake(stream, address, upgrades)
+                .await
+                .map(Connection::Http1);
         }
         let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|error| ForwardError::Connect(format!("{address}: {error}")))?;
-        let tls =
-            tokio::time::timeout(self.timeouts.connect, self.tls.connect(server_name, stream))
-                .await
-                .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
-                .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
-        handshake(tls, address, upgrades).await
+        let connector = if upgrades {
+            &self.tls.http1
+        } else {
+            &self.tls.any
+        };
+        let tls = tokio::time::timeout(
+            self.timeouts.connect,
+            connector.connect(server_name, stream),
+        )
+        .await
+        .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
+        .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            return handshake_h2(tls, address).await.map(Connection::Http2);
+        }
+        handshake(tls, address, upgrades)
+            .await
+            .map(Connection::Http1)
     }
 
     /// The request as it goes upstream: origin-form target, HTTP/1.1, hop-by-hop headers
@@ -383,7 +482,13 @@ impl Forwarder {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        let mut sender = Box::pin(self.connect_with(upstream, true)).await?;
+        let Connection::Http1(mut sender) = Box::pin(self.connect_with(upstream, true)).await?
+        else {
+            return Err(ForwardError::Connect(format!(
+                "{}: HTTP/2 chosen for an upgrade",
+                upstream.authority
+            )));
+        };
         let mut response =
             tokio::time::timeout(self.timeouts.response_header, sender.send_request(request))
                 .await
@@ -411,19 +516,48 @@ impl Forwarder {
     }
 
     /// Sends the request to `upstream` and returns its response, headers cleaned, with the
-    /// connection lease to hand to the response body.
+    /// connection lease to hand to the response body (none for HTTP/2).
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-    ) -> Result<(Response<Incoming>, Lease), ForwardError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
         let (mut request, client_host) = self.prepare(request, upstream, client);
+        // Fresh connections made for this request: an upstream that keeps closing them
+        // before taking the request is given up on.
+        let mut fresh = 0;
         let (mut response, sender) = loop {
+            if fresh > 2 {
+                return Err(ForwardError::Exchange(format!(
+                    "{}: every new connection closed before taking the request",
+                    upstream.authority
+                )));
+            }
+            // An upstream that chose HTTP/2 has one connection for everything.
+            if let Some(mut shared) = self.shared(&upstream.authority) {
+                let sent = self.send_h2(&mut shared, request, upstream).await?;
+                match sent {
+                    Ok(response) => break (response, None),
+                    // Closed (GOAWAY) before taking the request: nothing was sent.
+                    Err(unsent) => {
+                        self.forget_shared(&upstream.authority, &shared);
+                        request = unsent;
+                        continue;
+                    }
+                }
+            }
             let (mut sender, reused) = match self.checkout(&upstream.authority).await {
                 Some(sender) => (sender, true),
                 // New connections are rare: boxed, so the common path's future stays small.
-                None => (Box::pin(self.connect(upstream)).await?, false),
+                None => {
+                    fresh += 1;
+                    match Box::pin(self.connect(upstream)).await? {
+                        Connection::Http1(sender) => (sender, false),
+                        // Shared from now on: the next turn sends on it.
+                        Connection::Http2(_) => continue,
+                    }
+                }
             };
             let sent = tokio::time::timeout(
                 self.timeouts.response_header,
@@ -432,7 +566,7 @@ impl Forwarder {
             .await
             .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?;
             match sent {
-                Ok(response) => break (response, sender),
+                Ok(response) => break (response, Some(sender)),
                 Err(mut error) => match error.take_message() {
                     // A reused connection the upstream closed before taking the request:
                     // nothing was sent, so any request can go on a fresh connection.
@@ -444,13 +578,81 @@ impl Forwarder {
             }
         };
         self.clean_response(&mut response, upstream, client, client_host.as_ref());
-        let lease = Lease {
+        let lease = sender.map(|sender| Lease {
             pool: Arc::clone(&self.pool),
             authority: upstream.authority.clone(),
             sender,
-        };
+        });
         Ok((response, lease))
     }
+
+    /// Sends on an HTTP/2 connection. The request goes in HTTP/2 form (the upstream's
+    /// authority in the target, no `Host` header); a request the connection refused before
+    /// taking it comes back, in HTTP/1.1 form again, to go elsewhere.
+    async fn send_h2(
+        &self,
+        sender: &mut http2::SendRequest<Incoming>,
+        mut request: Request<Incoming>,
+        upstream: &Upstream,
+    ) -> Result<Result<Response<Incoming>, Request<Incoming>>, ForwardError> {
+        let host = request.headers_mut().remove(header::HOST);
+        let authority = host
+            .as_ref()
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| upstream.authority.clone());
+        let mut target = http::uri::Parts::default();
+        target.scheme = Some(upstream.scheme.clone());
+        target.authority = Some(authority);
+        target.path_and_query = request.uri().path_and_query().cloned();
+        match Uri::from_parts(target) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(error) => return Err(ForwardError::Exchange(format!("bad target: {error}"))),
+        }
+        *request.version_mut() = Version::HTTP_2;
+        let sent = tokio::time::timeout(
+            self.timeouts.response_header,
+            sender.try_send_request(request),
+        )
+        .await
+        .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?;
+        match sent {
+            Ok(response) => Ok(Ok(response)),
+            Err(mut error) => match error.take_message() {
+                Some(mut unsent) if sender.is_closed() => {
+                    *unsent.version_mut() = Version::HTTP_11;
+                    let path = unsent
+                        .uri()
+                        .path_and_query()
+                        .cloned()
+                        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                    *unsent.uri_mut() = Uri::from(path);
+                    if let Some(host) = host {
+                        unsent.headers_mut().insert(header::HOST, host);
+                    }
+                    Ok(Err(unsent))
+                }
+                _ => Err(ForwardError::Exchange(error_chain(error.error()))),
+            },
+        }
+    }
+}
+
+/// HTTP/2 over `io` (negotiated by ALPN), its connection driven by a task of its own.
+async fn handshake_h2<T>(io: T, address: &str) -> Result<http2::SendRequest<Incoming>, ForwardError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|error| ForwardError::Connect(format!("{address}: HTTP/2: {error}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// HTTP/1.1 over `io`, its connection driven by a task of its own.

@@ -199,7 +199,7 @@ pub struct Proxy {
     /// Base domains of the default space.
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
-    tls: tokio_rustls::TlsConnector,
+    tls: forward::UpstreamTls,
     /// Requests that never wake an app nor count as activity.
     activity: crate::config::Activity,
     /// Client-side limits (slowloris, header size).
@@ -233,7 +233,7 @@ impl Proxy {
     pub fn new(
         lifecycle: Arc<Lifecycle>,
         domains: Vec<String>,
-        tls: tokio_rustls::TlsConnector,
+        tls: forward::UpstreamTls,
         activity: crate::config::Activity,
         limits: crate::config::Limits,
         timeouts: forward::UpstreamTimeouts,
@@ -522,8 +522,7 @@ impl Worker {
                 (ProxyError::Upstream { app, error }, html)
             })?;
         let idle = self.proxy.timeouts.idle;
-        Ok(response
-            .map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), Some(lease), idle))))
+        Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
     }
 
     /// Phase **route**: the app this request is for.

@@ -82,9 +82,15 @@ impl AppServer {
 }
 
 /// An HTTPS front for `server`, as a platform's router terminates TLS: a certificate for
-/// `localhost` signed by the test CA (`tests/support/tls/ca.pem`). Returns
-/// `https://localhost:PORT`.
+/// `localhost` signed by the test CA (`tests/support/tls/ca.pem`), HTTP/2 or HTTP/1.1 as the
+/// client chooses by ALPN (like the platforms' routers). Each response says which protocol
+/// the front was spoken to in `x-front-protocol`, the host asked for in `x-front-host`, and
+/// the client's connection in `x-front-connection`.
+/// Returns `https://localhost:PORT`.
 pub async fn tls_front(server: &AppServer) -> String {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls");
@@ -95,28 +101,75 @@ pub async fn tls_front(server: &AppServer) -> String {
             .expect("test certificate");
     let key = PrivateKeyDer::from_pem_file(dir.join("localhost.key")).expect("test key");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocols")
         .with_no_client_auth()
         .with_single_cert(certificates, key)
         .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
     let port = listener.local_addr().expect("front addr").port();
-    let backend = server.url.trim_start_matches("http://").to_owned();
+    let backend = server.url.clone();
+    let client: Client<_, hyper::body::Incoming> =
+        Client::builder(TokioExecutor::new()).build_http();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let backend = backend.clone();
+            let client = client.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
+                let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                    let backend = backend.clone();
+                    let client = client.clone();
+                    async move {
+                        let version = format!("{:?}", request.version());
+                        let (mut parts, body) = request.into_parts();
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned();
+                        if let Some(authority) = parts.uri.authority()
+                            && !parts.headers.contains_key(http::header::HOST)
+                        {
+                            let host = http::HeaderValue::from_str(authority.as_str())
+                                .expect("authority is a header value");
+                            parts.headers.insert(http::header::HOST, host);
+                        }
+                        let host = parts.headers.get(http::header::HOST).cloned();
+                        parts.uri = format!("{backend}{path}").parse().expect("backend uri");
+                        parts.version = http::Version::HTTP_11;
+                        let response = client
+                            .request(http::Request::from_parts(parts, body))
+                            .await
+                            .expect("backend answers");
+                        let (mut parts, body) = response.into_parts();
+                        parts.headers.insert(
+                            "x-front-protocol",
+                            http::HeaderValue::from_str(&version).expect("version"),
+                        );
+                        if let Some(host) = host {
+                            parts.headers.insert("x-front-host", host);
+                        }
+                        parts.headers.insert(
+                            "x-front-connection",
+                            http::HeaderValue::from_str(&peer.port().to_string()).expect("port"),
+                        );
+                        let body = body.collect().await.expect("backend body").to_bytes();
+                        Ok::<_, std::convert::Infallible>(http::Response::from_parts(
+                            parts,
+                            http_body_util::Full::new(body),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
             });
         }
     });
