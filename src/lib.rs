@@ -47,6 +47,8 @@ pub const DEFAULT_SPACE: &str = "default";
 pub struct Listeners {
     /// The proxy listener.
     pub proxy: TcpListener,
+    /// The TLS proxy listener (`tls.listen`); served only when the config has `tls`.
+    pub tls: Option<TcpListener>,
 }
 
 /// Why the engine could not run.
@@ -58,6 +60,9 @@ pub enum RunError {
     /// The TLS settings for upstreams are unusable.
     #[error(transparent)]
     Tls(#[from] proxy::forward::TlsError),
+    /// The TLS listener's certificate or key is unusable.
+    #[error(transparent)]
+    ServerTls(#[from] proxy::tls::ServerTlsError),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -76,6 +81,8 @@ pub struct Engine {
     lifecycle: Arc<Lifecycle>,
     /// TLS settings for `https` upstreams, checked at start.
     tls: proxy::forward::UpstreamTls,
+    /// The TLS listener's certificate, read at start and again on SIGHUP.
+    server_tls: Option<Arc<proxy::tls::ServerTls>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -91,6 +98,13 @@ impl Engine {
     /// as events and do not prevent starting.
     pub async fn start(config: Config) -> Result<Engine, RunError> {
         let tls = proxy::forward::upstream_tls(config.upstream_ca_file.as_deref())?;
+        let server_tls = match &config.tls {
+            Some(listener) => Some(Arc::new(proxy::tls::ServerTls::load(
+                &listener.cert,
+                &listener.key,
+            )?)),
+            None => None,
+        };
         let mut providers = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             providers.push(provider.build().map_err(|error| RunError::Provider {
@@ -104,12 +118,22 @@ impl Engine {
             config,
             lifecycle,
             tls,
+            server_tls,
         })
     }
 
     /// The lifecycle (registry, routes, events).
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// Reads the TLS listener's certificate and key again (what SIGHUP does); on failure
+    /// the certificate in use stays.
+    pub fn reload_tls(&self) -> Result<(), proxy::tls::ServerTlsError> {
+        match &self.server_tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The managed apps as a table.
@@ -126,27 +150,55 @@ impl Engine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
         let scheduler = Scheduler::start(&self.lifecycle, self.config.discovery.every);
+        let reloader = self
+            .server_tls
+            .clone()
+            .map(|tls| tokio::spawn(reload_on_sighup(tls)));
+        if listeners.tls.is_some() && self.server_tls.is_none() {
+            tracing::warn!("a TLS listener was given but the config has no `tls`: not served");
+        }
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&self.lifecycle),
-            self.config.domains.clone(),
+            &self.config,
             self.tls.clone(),
-            self.config.activity.clone(),
-            self.config.limits,
-            self.config.upstream_timeouts,
-            self.config.preserve_host,
+            self.server_tls.clone(),
         ));
         let served = proxy
             .serve(
                 listeners.proxy,
+                listeners.tls.filter(|_| self.server_tls.is_some()),
                 shutdown,
                 self.config.shutdown_timeout,
                 self.config.workers,
             )
             .await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         scheduler.stop().await;
         self.lifecycle.shutdown().await;
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
+    }
+}
+
+/// Reads the TLS listener's certificate again on every SIGHUP (certificate renewals).
+async fn reload_on_sighup(tls: Arc<proxy::tls::ServerTls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP: the TLS certificate will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use");
+            }
+        }
     }
 }
 

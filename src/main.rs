@@ -96,10 +96,24 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = proxy.local_addr().context("listener address")?;
+    let tls = match config.tls.as_ref().map(|tls| tls.listen) {
+        Some(listen) => Some(
+            TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} (tls.listen)"))?,
+        ),
+        None => None,
+    };
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
     tracing::info!(%addr, "proxy listening on http://{addr}");
-    engine.serve(Listeners { proxy }, shutdown_signal()).await?;
+    if let Some(tls) = &tls {
+        let addr = tls.local_addr().context("TLS listener address")?;
+        tracing::info!(%addr, "proxy listening on https://{addr}");
+    }
+    engine
+        .serve(Listeners { proxy, tls }, shutdown_signal())
+        .await?;
     Ok(())
 }
 

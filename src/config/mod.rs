@@ -48,6 +48,19 @@ pub struct Config {
     pub upstream_timeouts: crate::proxy::forward::UpstreamTimeouts,
     /// Send the client's `Host` upstream instead of the upstream's (`proxy.preserve_host`).
     pub preserve_host: bool,
+    /// The optional HTTPS listener (`tls`).
+    pub tls: Option<TlsListener>,
+}
+
+/// `tls`: a second proxy listener that terminates TLS (HTTP/2 or HTTP/1.1 by ALPN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    /// Where it listens (`tls.listen`, default `0.0.0.0:3443`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first (`tls.cert`); read again on SIGHUP.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (`tls.key`); read again on SIGHUP.
+    pub key: std::path::PathBuf,
 }
 
 /// Limits that protect the proxy from slow or oversized clients.

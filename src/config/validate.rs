@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::parse_duration;
 use super::{
     Activity, Config, ConfigError, ConfigErrors, Discovery, Limits, Policy, PolicyOverride,
-    Strategy,
+    Strategy, TlsListener,
 };
 use crate::patterns::{Pattern, Plain};
 use crate::providers::ProviderConfig;
@@ -25,7 +25,6 @@ use crate::secret::Secret;
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "tls",
     "admin",
     "registry",
     "database",
@@ -141,6 +140,7 @@ impl<'a> Validator<'a> {
             .take("activity")
             .map(|(v, p)| self.activity(v, &p))
             .unwrap_or_default();
+        let tls = top.take("tls").and_then(|(v, p)| self.tls(v, &p));
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -157,6 +157,7 @@ impl<'a> Validator<'a> {
                 limits,
                 upstream_timeouts,
                 preserve_host,
+                tls,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -401,6 +402,37 @@ impl<'a> Validator<'a> {
         }
         self.finish(fields, &["include", "exclude", "self_app"]);
         discovery
+    }
+
+    /// `tls`: the HTTPS listener. The files are read when the engine starts (and on
+    /// SIGHUP), not here.
+    fn tls(&mut self, value: &Value, path: &str) -> Option<TlsListener> {
+        if value.is_null() {
+            return None;
+        }
+        let mut fields = self.mapping(value, path)?;
+        let listen = fields
+            .take("listen")
+            .and_then(|(v, p)| self.socket_addr(v, &p))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3443)));
+        let mut file = |name: &str| match fields.take(name) {
+            Some((v, p)) => self.non_empty_string(v, &p).map(PathBuf::from),
+            None => {
+                self.error(
+                    &format!("{path}.{name}"),
+                    "is required (path of a PEM file)",
+                );
+                None
+            }
+        };
+        let cert = file("cert");
+        let key = file("key");
+        self.finish(fields, &[]);
+        Some(TlsListener {
+            listen,
+            cert: cert?,
+            key: key?,
+        })
     }
 
     /// `proxy`: drain timeout, worker threads, upstream CA file, client limits.

@@ -4,7 +4,8 @@
 //! accept -> route -> admit -> touch -> (awake? forward : wake -> hold -> forward) -> account
 //! ```
 //!
-//! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections, drained at shutdown.
+//! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections on the plain listener,
+//!   and on the optional TLS one ([`tls`]) either of them by ALPN; drained at shutdown.
 //! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown, 409 ambiguous.
 //! * **admit**: nothing is refused yet (plan limits and ignore rules come later).
 //! * **touch**: the request counts as activity and as in progress (never stopped under it).
@@ -19,6 +20,7 @@
 pub mod forward;
 pub mod pages;
 pub mod route;
+pub mod tls;
 pub mod wake;
 
 use std::convert::Infallible;
@@ -208,6 +210,8 @@ pub struct Proxy {
     timeouts: forward::UpstreamTimeouts,
     /// Send the client's `Host` upstream (`proxy.preserve_host`).
     preserve_host: bool,
+    /// The certificate of the TLS listener, when there is one.
+    server_tls: Option<Arc<tls::ServerTls>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -229,35 +233,36 @@ struct Worker {
 }
 
 impl Proxy {
-    /// A proxy over this lifecycle.
+    /// A proxy over this lifecycle, set up from the config's `domains`, `activity` and
+    /// `proxy` keys; `tls` for upstreams, `server_tls` for the TLS listener.
     pub fn new(
         lifecycle: Arc<Lifecycle>,
-        domains: Vec<String>,
+        config: &crate::Config,
         tls: forward::UpstreamTls,
-        activity: crate::config::Activity,
-        limits: crate::config::Limits,
-        timeouts: forward::UpstreamTimeouts,
-        preserve_host: bool,
+        server_tls: Option<Arc<tls::ServerTls>>,
     ) -> Proxy {
         Proxy {
             lifecycle,
-            domains,
+            domains: config.domains.clone(),
             tls,
-            activity,
-            limits,
-            timeouts,
-            preserve_host,
+            activity: config.activity.clone(),
+            limits: config.limits,
+            timeouts: config.upstream_timeouts,
+            preserve_host: config.preserve_host,
+            server_tls,
         }
     }
 
-    /// Serves connections from `listener` on `workers` threads (each with its own
-    /// single-threaded runtime and upstream pool: no request crosses threads) until
-    /// `shutdown` completes, then lets in-flight requests finish for at most `drain`.
-    /// Connections are accepted here and dealt to the workers in turn, so the load is spread
-    /// evenly (workers racing on one listener leave most connections to one of them).
+    /// Serves connections from `listener` (and `tls_listener`, with TLS, when the proxy has
+    /// a certificate) on `workers` threads (each with its own single-threaded runtime and
+    /// upstream pool: no request crosses threads) until `shutdown` completes, then lets
+    /// in-flight requests finish for at most `drain`. Connections are accepted here and dealt
+    /// to the workers in turn, so the load is spread evenly (workers racing on one listener
+    /// leave most connections to one of them).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
         workers: usize,
@@ -296,22 +301,29 @@ impl Proxy {
                 },
                 () = &mut shutdown => break,
             };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: pause instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let (accepted, secure) = tokio::select! {
+                accepted = listener.accept() => (accepted, false),
+                accepted = accept_tls(tls_listener.as_ref()) => (accepted, true),
                 () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             match stream.into_std() {
                 Ok(stream) => {
                     if let Some(queue) = queues.get(next) {
-                        let _ = queue.send((stream, peer, slot));
+                        let _ = queue.send(Accepted {
+                            stream,
+                            peer,
+                            secure,
+                            slot,
+                        });
                     }
                     next = (next + 1) % queues.len();
                 }
@@ -319,6 +331,7 @@ impl Proxy {
             }
         }
         drop(listener);
+        drop(tls_listener);
         tracing::info!("proxy stopped accepting; draining in-flight requests");
         drop(queues);
         for done in finished {
@@ -328,12 +341,25 @@ impl Proxy {
     }
 }
 
-/// A connection accepted by the engine, on its way to a worker, with its connection slot.
-type Accepted = (
-    std::net::TcpStream,
-    SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-);
+/// A connection accepted by the engine, on its way to a worker.
+struct Accepted {
+    /// The socket (a std one: it changes runtime).
+    stream: std::net::TcpStream,
+    /// The client's address.
+    peer: SocketAddr,
+    /// Whether it came to the TLS listener (the worker does the handshake).
+    secure: bool,
+    /// Its place among `proxy.max_connections`, freed when it closes.
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The next connection on the TLS listener; never, without one.
+async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
 
 impl Worker {
     /// Serves the connections dealt to this worker until the queue closes, then drains.
@@ -354,7 +380,13 @@ impl Worker {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let graceful = GracefulShutdown::new();
-        while let Some((stream, peer, slot)) = connections.recv().await {
+        while let Some(Accepted {
+            stream,
+            peer,
+            secure,
+            slot,
+        }) = connections.recv().await
+        {
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -364,18 +396,49 @@ impl Worker {
             };
             let _ = stream.set_nodelay(true);
             let worker = Arc::clone(&self);
-            let client = Arc::new(ClientSide::new(peer, "http"));
+            let client = Arc::new(ClientSide::new(peer, if secure { "https" } else { "http" }));
             let service = service_fn(move |request| {
                 let worker = Arc::clone(&worker);
                 let client = Arc::clone(&client);
                 async move { Ok::<_, Infallible>(worker.handle(request, &client).await) }
             });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
+            let server_tls = self.proxy.server_tls.as_ref().filter(|_| secure);
+            let Some(server_tls) = server_tls else {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, error = %error, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+                continue;
+            };
+            // TLS: the handshake is part of reading the request head, so it has the same
+            // deadline (a client that never finishes it holds nothing for long).
+            let acceptor = server_tls.acceptor();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
+                let stream =
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection).await {
                     tracing::debug!(%peer, error = %error, "connection ended with an error");
                 }
                 drop(slot);

@@ -71,6 +71,8 @@ impl Drop for TempDir {
 /// The engine, in-process, serving on 127.0.0.1:0.
 pub struct TestEngine {
     pub addr: SocketAddr,
+    /// The TLS listener, when the config has `tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub lifecycle: Arc<Lifecycle>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -82,14 +84,25 @@ impl TestEngine {
             .unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let tls = match loaded.config.tls {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind tls")),
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|l| l.local_addr().expect("tls addr"));
         let engine = Engine::start(loaded.config).await.expect("engine starts");
         let lifecycle = Arc::clone(engine.lifecycle());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = engine
-                .serve(Listeners { proxy: listener }, async move {
-                    let _ = rx.await;
-                })
+                .serve(
+                    Listeners {
+                        proxy: listener,
+                        tls,
+                    },
+                    async move {
+                        let _ = rx.await;
+                    },
+                )
                 .await;
             if let Err(error) = served {
                 panic!("engine failed: {error}");
@@ -97,6 +110,7 @@ impl TestEngine {
         });
         TestEngine {
             addr,
+            tls_addr,
             lifecycle,
             shutdown: Some(tx),
             task: Some(task),
