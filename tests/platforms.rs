@@ -544,3 +544,43 @@ async fn heroku_apps_started_elsewhere_are_found_running_and_stopped_when_idle()
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_right_after_a_wake_is_retried_within_the_wake_deadline() {
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let server = fake.add_app("late", &[("web", 1)], false).await;
+    // The platform says "running" 1.5 s before the app's port accepts connections.
+    server.set_listen_late(Duration::from_millis(1500));
+    let engine = TestEngine::start(&config("15m", &[scalingo_provider(&fake)])).await;
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("late.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from late");
+    assert_eq!(server.hits(), 1);
+    engine.stop().await;
+
+    // Outside the wake deadline (the app has been awake for long), a refused connection
+    // is not retried: 502 at once.
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let server = fake.add_app("down", &[("web", 1)], true).await;
+    let engine = TestEngine::start(&format!(
+        "defaults: {{wake_timeout: 1s}}\nproviders:\n  - {}\n",
+        scalingo_provider(&fake)
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.set_listen_late(Duration::from_secs(30));
+    server.set_up(false);
+    server.set_up(true);
+    let started = tokio::time::Instant::now();
+    let answer = TestClient::new(engine.addr)
+        .get("down.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    engine.stop().await;
+}

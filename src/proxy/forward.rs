@@ -517,18 +517,25 @@ impl Forwarder {
 
     /// Sends the request to `upstream` and returns its response, headers cleaned, with the
     /// connection lease to hand to the response body (none for HTTP/2).
+    ///
+    /// Until `retry_until()` (some time just after a wake), a new connection that is refused,
+    /// or closed before it takes the request, is tried again after a growing pause: a
+    /// platform may say "running" a moment before the app listens. Nothing of the request
+    /// has been sent when that happens, so any request can be retried.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
+        retry_until: impl Fn() -> Option<Instant>,
     ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
         let (mut request, client_host) = self.prepare(request, upstream, client);
         // Fresh connections made for this request: an upstream that keeps closing them
-        // before taking the request is given up on.
+        // before taking the request is given up on (outside the time just after a wake).
         let mut fresh = 0;
+        let mut pause = RetryPause::new(retry_until);
         let (mut response, sender) = loop {
-            if fresh > 2 {
+            if fresh > 2 && !pause.wait().await {
                 return Err(ForwardError::Exchange(format!(
                     "{}: every new connection closed before taking the request",
                     upstream.authority
@@ -552,10 +559,17 @@ impl Forwarder {
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => {
                     fresh += 1;
-                    match Box::pin(self.connect(upstream)).await? {
-                        Connection::Http1(sender) => (sender, false),
+                    match Box::pin(self.connect(upstream)).await {
+                        Ok(Connection::Http1(sender)) => (sender, false),
                         // Shared from now on: the next turn sends on it.
-                        Connection::Http2(_) => continue,
+                        Ok(Connection::Http2(_)) => continue,
+                        Err(error) => {
+                            if pause.wait().await {
+                                tracing::debug!(%error, "upstream not ready yet, retrying");
+                                continue;
+                            }
+                            return Err(error);
+                        }
                     }
                 }
             };
@@ -571,6 +585,8 @@ impl Forwarder {
                     // A reused connection the upstream closed before taking the request:
                     // nothing was sent, so any request can go on a fresh connection.
                     Some(unsent) if reused => request = unsent,
+                    // A fresh one closed before taking it, just after a wake.
+                    Some(unsent) if pause.wait().await => request = unsent,
                     _ => {
                         return Err(ForwardError::Exchange(error_chain(error.error())));
                     }
@@ -633,6 +649,36 @@ impl Forwarder {
                 }
                 _ => Err(ForwardError::Exchange(error_chain(error.error()))),
             },
+        }
+    }
+}
+
+/// The growing pauses between attempts to reach an upstream that is not listening yet.
+struct RetryPause<F> {
+    /// Until when retrying may help; asked only on failure, so the common path reads
+    /// nothing more.
+    until: F,
+    /// The next pause: 50 ms, doubling up to 1 s.
+    next: Duration,
+}
+
+impl<F: Fn() -> Option<Instant>> RetryPause<F> {
+    fn new(until: F) -> Self {
+        RetryPause {
+            until,
+            next: Duration::from_millis(50),
+        }
+    }
+
+    /// Waits before the next attempt, if it would still start within the deadline.
+    async fn wait(&mut self) -> bool {
+        match (self.until)() {
+            Some(until) if Instant::now() + self.next < until => {
+                tokio::time::sleep(self.next).await;
+                self.next = (self.next * 2).min(Duration::from_secs(1));
+                true
+            }
+            _ => false,
         }
     }
 }

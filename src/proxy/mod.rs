@@ -576,9 +576,16 @@ impl Worker {
                 response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None, idle)))
             );
         }
+        // Just after a wake (within its wake_timeout), an upstream not listening yet is
+        // tried again.
+        let retry_until = || {
+            let phase = app.phase();
+            (phase.state == crate::lifecycle::State::Awake)
+                .then(|| phase.since + app.policy.wake_timeout)
+        };
         let (response, lease) = self
             .forwarder
-            .forward(request, &upstream, client)
+            .forward(request, &upstream, client, retry_until)
             .await
             .map_err(|error| {
                 let app = app.key.name.to_string();

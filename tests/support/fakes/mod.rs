@@ -40,6 +40,15 @@ pub struct AppServer {
     up: Arc<AtomicBool>,
     /// Requests answered 200.
     hits: Arc<AtomicUsize>,
+    /// Where it listens (again, after refusing for a while).
+    addr: SocketAddr,
+    /// What it serves.
+    router: Router,
+    /// The accepting task: aborted, the port refuses connections.
+    accepting: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Each time the app comes up, its port first refuses connections for this long (a
+    /// platform that says "running" a moment before the app listens).
+    listen_late: Arc<Mutex<Option<Duration>>>,
 }
 
 impl AppServer {
@@ -64,12 +73,54 @@ impl AppServer {
                 }
             })
         };
-        let url = serve(router).await;
-        AppServer { url, up, hits }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        let addr = listener.local_addr().expect("app addr");
+        let accepting = {
+            let router = router.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            })
+        };
+        AppServer {
+            url: format!("http://{addr}"),
+            up,
+            hits,
+            addr,
+            router,
+            accepting: Arc::new(Mutex::new(Some(accepting))),
+            listen_late: Arc::default(),
+        }
     }
 
     pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
+        let was_up = self.up.swap(up, Ordering::SeqCst);
+        let late = *self.listen_late.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(late) = late
+            && up
+            && !was_up
+        {
+            self.refuse_for(late);
+        }
+    }
+
+    /// From now on, each time the app comes up its port refuses connections for `late`.
+    pub fn set_listen_late(&self, late: Duration) {
+        *self.listen_late.lock().unwrap_or_else(|p| p.into_inner()) = Some(late);
+    }
+
+    /// Closes the port now and opens it again after `pause`.
+    fn refuse_for(&self, pause: Duration) {
+        let mut accepting = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = accepting.take() {
+            task.abort();
+        }
+        let addr = self.addr;
+        let router = self.router.clone();
+        *accepting = Some(tokio::spawn(async move {
+            tokio::time::sleep(pause).await;
+            let listener = TcpListener::bind(addr).await.expect("bind the app again");
+            let _ = axum::serve(listener, router).await;
+        }));
     }
 
     pub fn is_up(&self) -> bool {
