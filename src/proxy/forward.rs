@@ -107,6 +107,10 @@ pub enum ForwardError {
     /// No connection could be made to the upstream.
     #[error("cannot connect to the upstream: {0}")]
     Connect(String),
+    /// Nothing listens at the upstream's address (refused or reset at once): an app just
+    /// woken may not listen yet, so retrying can help.
+    #[error("nothing listens at the upstream's address: {0}")]
+    NotListening(String),
     /// The connection was made but the exchange failed (reset, bad response, ...).
     #[error("the upstream failed: {0}")]
     Exchange(String),
@@ -341,7 +345,16 @@ impl Forwarder {
                 .await
             {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return Err(ForwardError::Connect(format!("{address}: {error}"))),
+                Ok(Err(error)) => {
+                    let message = format!("{address}: {error}");
+                    return Err(match error.kind() {
+                        std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset => {
+                            ForwardError::NotListening(message)
+                        }
+                        _ => ForwardError::Connect(message),
+                    });
+                }
                 Err(_) => {
                     return Err(ForwardError::Connect(format!(
                         "{address}: no connection after {}s",
@@ -558,18 +571,24 @@ impl Forwarder {
                 Some(sender) => (sender, true),
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => {
-                    fresh += 1;
                     match Box::pin(self.connect(upstream)).await {
-                        Ok(Connection::Http1(sender)) => (sender, false),
+                        Ok(Connection::Http1(sender)) => {
+                            fresh += 1;
+                            (sender, false)
+                        }
                         // Shared from now on: the next turn sends on it.
-                        Ok(Connection::Http2(_)) => continue,
-                        Err(error) => {
+                        Ok(Connection::Http2(_)) => {
+                            fresh += 1;
+                            continue;
+                        }
+                        Err(error @ ForwardError::NotListening(_)) => {
                             if pause.wait().await {
                                 tracing::debug!(%error, "upstream not ready yet, retrying");
                                 continue;
                             }
                             return Err(error);
                         }
+                        Err(error) => return Err(error),
                     }
                 }
             };
