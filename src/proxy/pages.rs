@@ -99,21 +99,23 @@ pub fn waiting(
     let retry_after = remaining.map_or(5, |r| r.as_secs().clamp(1, 30));
     let refresh = retry_after.min(3);
     let app = escape(app);
+    let started = match waiting_for.as_secs() {
+        0 => "Started just now".to_owned(),
+        seconds => format!("Started {seconds}s ago"),
+    };
     let progress = match eta {
         Some(eta) => {
             let percent =
                 (waiting_for.as_secs_f64() / eta.as_secs_f64().max(0.1) * 100.0).min(95.0);
             format!(
                 r#"<progress max="100" value="{percent:.0}" aria-label="Estimated progress">{percent:.0}%</progress>
-<p>Started {}s ago; it usually takes about {}s.</p>"#,
-                waiting_for.as_secs(),
+<p>{started}; it usually takes about {}s.</p>"#,
                 eta.as_secs().max(1)
             )
         }
-        None => format!(
-            "<p>Started {}s ago. This is its first start here, so there is no estimate yet.</p>",
-            waiting_for.as_secs()
-        ),
+        None => {
+            format!("<p>{started}. This is its first start here, so there is no estimate yet.</p>")
+        }
     };
     let failure = last_failure
         .map(|reason| {
