@@ -29,6 +29,11 @@ pub enum WakeCause {
         /// The client's address as seen by the engine.
         client_ip: IpAddr,
     },
+    /// An app it is linked to (`rules[].linked_apps`) was woken.
+    Linked {
+        /// The app that was woken.
+        app: String,
+    },
 }
 
 impl fmt::Display for WakeCause {
@@ -40,6 +45,7 @@ impl fmt::Display for WakeCause {
                 client_ip,
                 ..
             } => write!(f, "request {method} {path} from {client_ip}"),
+            WakeCause::Linked { app } => write!(f, "linked to {app}, which was woken"),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! * [`lifecycle`]: the registry of managed apps and their state machine (Asleep, Waking,
 //!   Awake, Stopping, Failed); the only place that starts and stops apps.
 //! * [`patterns`]: globs and `re:` regexes from the config.
+//! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
+//!   from `rules:` (policy, aliases, linked apps, formation).
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
 //! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
 //! * [`events`]: typed records of every transition.
@@ -24,6 +26,7 @@ pub mod lifecycle;
 pub mod patterns;
 pub mod providers;
 pub mod proxy;
+pub mod rules;
 pub mod scheduler;
 pub mod secret;
 pub mod table;
@@ -112,7 +115,14 @@ impl Engine {
                 error,
             })?);
         }
-        let lifecycle = Lifecycle::new(providers, config.defaults.clone());
+        let lifecycle = Lifecycle::new(
+            providers,
+            lifecycle::Settings {
+                defaults: config.defaults.clone(),
+                rules: config.rules.clone(),
+                filter: config.discovery.filter.clone(),
+            },
+        );
         lifecycle.discover().await;
         Ok(Engine {
             config,

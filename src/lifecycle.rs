@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -26,6 +26,21 @@ use crate::config::Policy;
 use crate::events::{EventKind, EventLog, StopCause, WakeCause};
 use crate::providers::{AppExited, AppInfo, AppStatus, Formation, Provider, Upstream};
 use crate::proxy::route::RouteTable;
+use crate::rules::{Filter, Rules};
+
+/// What decides which apps are managed and with which policy.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Policy for apps that do not override it.
+    pub defaults: Policy,
+    /// Per-app rules (policy, aliases, linked apps, formation).
+    pub rules: Rules,
+    /// Which listed apps are managed at all.
+    pub filter: Filter,
+}
+
+/// On-demand discoveries (for a host no app answers to) are at most this frequent.
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(10);
 
 /// Identifies an app: which space, which provider account, which name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,6 +183,12 @@ pub struct App {
     /// Registered as asleep from a listing that did not tell its state (Heroku): the
     /// scheduler asks the provider, a few apps per tick.
     unverified: std::sync::atomic::AtomicBool,
+    /// The formation a rule gives, started when none is remembered.
+    default_formation: Option<Formation>,
+    /// Names of the apps woken and kept awake with this one (`rules[].linked_apps`).
+    pub linked_names: Vec<String>,
+    /// Those apps, resolved whenever the set of apps changes (weak: apps come and go).
+    linked: ArcSwap<Vec<Weak<App>>>,
 }
 
 impl App {
@@ -201,6 +222,15 @@ impl App {
         let durations = lock(&self.start_durations);
         let count = u32::try_from(durations.len()).ok().filter(|n| *n > 0)?;
         Some(durations.iter().sum::<Duration>() / count)
+    }
+
+    /// The linked apps that exist now.
+    pub fn linked(&self) -> Vec<Arc<App>> {
+        self.linked
+            .load()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Requests in progress.
@@ -286,8 +316,11 @@ pub struct Lifecycle {
     clock: Clock,
     /// Every provider account, in config order.
     providers: Vec<Arc<dyn Provider>>,
-    /// Policy for apps that do not override it.
-    defaults: Policy,
+    /// Defaults, rules and the discovery filter.
+    settings: Settings,
+    /// When the last on-demand discovery ran; held while one runs, so concurrent callers
+    /// wait for it instead of starting their own.
+    rediscovered: tokio::sync::Mutex<Option<Instant>>,
     /// Managed apps; changed only by discovery.
     apps: Mutex<BTreeMap<AppKey, Arc<App>>>,
     /// Route key -> app, rebuilt when the set of apps changes; read by every request.
@@ -304,7 +337,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// A lifecycle over these providers, with no app known yet (see [`Lifecycle::discover`]).
     /// Must be called within the engine's runtime.
-    pub fn new(providers: Vec<Arc<dyn Provider>>, defaults: Policy) -> Arc<Lifecycle> {
+    pub fn new(providers: Vec<Arc<dyn Provider>>, settings: Settings) -> Arc<Lifecycle> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let probe = Client::builder(TokioExecutor::new())
@@ -313,7 +346,8 @@ impl Lifecycle {
         Arc::new(Lifecycle {
             clock: Clock::new(),
             providers,
-            defaults,
+            settings,
+            rediscovered: tokio::sync::Mutex::new(None),
             apps: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             events: EventLog::new(1000),
@@ -345,7 +379,13 @@ impl Lifecycle {
     /// Marks a request in progress and counts it as activity. Call before reading the state.
     pub fn begin_request(&self, app: &Arc<App>) -> InFlight {
         app.in_flight.fetch_add(1, Ordering::SeqCst);
-        touch(app, self.clock.now_ms());
+        let now = self.clock.now_ms();
+        touch(app, now);
+        if !app.linked_names.is_empty() {
+            for linked in app.linked.load().iter().filter_map(Weak::upgrade) {
+                touch(&linked, now);
+            }
+        }
         InFlight {
             app: Arc::clone(app),
             clock: self.clock,
@@ -421,6 +461,12 @@ impl Lifecycle {
             self.events
                 .emit(&app.key, EventKind::WakeRequested { cause });
         }
+        // Linked apps wake with it, each on its own (this wake does not wait for them).
+        for linked in app.linked() {
+            self.request_wake(&linked, || WakeCause::Linked {
+                app: app.key.name.to_string(),
+            });
+        }
         let deadline = started + app.policy.wake_timeout;
         match self.bring_up(&app, deadline).await {
             Ok(()) => {
@@ -468,7 +514,9 @@ impl Lifecycle {
         let wake_timeout = app.policy.wake_timeout;
         let timed_out =
             |what: &str| format!("not ready after {}s ({what})", wake_timeout.as_secs());
-        let formation = lock(&app.formation).clone();
+        let formation = lock(&app.formation)
+            .clone()
+            .or_else(|| app.default_formation.clone());
         match timeout_at(deadline, app.provider.start(name, formation.as_ref())).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(format!("start failed: {error}")),
@@ -646,6 +694,9 @@ impl Lifecycle {
         let mut seen = HashSet::new();
         let mut changed = false;
         for info in listing {
+            if !self.settings.filter.manages(&info.name, &info.aliases) {
+                continue;
+            }
             let key = AppKey::new(crate::DEFAULT_SPACE, provider.id(), &info.name);
             seen.insert(key.clone());
             let running = info.status == AppStatus::Running;
@@ -656,11 +707,18 @@ impl Lifecycle {
                     .values()
                     .any(|n| *n > 0)
                     .then(|| info.formation.clone());
+                // Defaults, then the matching rules, then the app's own keys.
+                let resolved = self.settings.rules.resolve(&info.name);
+                let mut aliases = info.aliases.clone();
+                aliases.extend(resolved.alias);
                 let app = Arc::new(App {
                     key: key.clone(),
                     provider: Arc::clone(provider),
-                    aliases: info.aliases.clone(),
-                    policy: self.defaults.with(&info.policy),
+                    aliases,
+                    policy: self
+                        .settings
+                        .defaults
+                        .with(&resolved.policy.then(&info.policy)),
                     phase: watch::Sender::new(Phase {
                         state,
                         reason: None,
@@ -677,6 +735,9 @@ impl Lifecycle {
                     unverified: std::sync::atomic::AtomicBool::new(
                         info.status == AppStatus::Unknown,
                     ),
+                    default_formation: resolved.formation,
+                    linked_names: resolved.linked_apps,
+                    linked: ArcSwap::from_pointee(Vec::new()),
                 });
                 apps.insert(key.clone(), app);
                 self.events.emit(&key, EventKind::Discovered { running });
@@ -787,7 +848,47 @@ impl Lifecycle {
 
     fn rebuild_routes(&self) {
         let apps = self.apps();
+        // Linked apps: the same provider first, else the one app of that name elsewhere.
+        let find = |app: &App, name: &str| -> Option<Weak<App>> {
+            let mut named = apps.iter().filter(|other| &*other.key.name == name);
+            let found = match named
+                .clone()
+                .find(|other| other.key.provider == app.key.provider)
+            {
+                Some(same_provider) => Some(same_provider),
+                None => match (named.next(), named.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                },
+            };
+            found.map(Arc::downgrade)
+        };
+        for app in apps.iter().filter(|app| !app.linked_names.is_empty()) {
+            let linked = app
+                .linked_names
+                .iter()
+                .filter_map(|name| find(app, name))
+                .collect();
+            app.linked.store(Arc::new(linked));
+        }
         self.routes.store(Arc::new(RouteTable::build(&apps)));
+    }
+
+    /// Discovery on demand, for a host no app answers to (an app created a moment ago):
+    /// at most once per [`REDISCOVER_EVERY`], one at a time (callers arriving meanwhile
+    /// wait for it). Runs on the engine's runtime, whoever asks. Returns whether it ran.
+    pub async fn rediscover(self: &Arc<Self>) -> bool {
+        let mut last = self.rediscovered.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REDISCOVER_EVERY) {
+            return false;
+        }
+        let lifecycle = Arc::clone(self);
+        let _ = self
+            .runtime
+            .spawn(async move { lifecycle.discover().await })
+            .await;
+        *last = Some(Instant::now());
+        true
     }
 
     /// Engine shutdown: each provider stops what must not outlive the engine.
@@ -818,7 +919,13 @@ mod tests {
     ) -> (Arc<Lifecycle>, Arc<FakeProvider>) {
         let fake = Arc::new(FakeProvider::new("fake", apps));
         let provider: Arc<dyn Provider> = fake.clone();
-        let lifecycle = Lifecycle::new(vec![provider], policy(max_idle));
+        let lifecycle = Lifecycle::new(
+            vec![provider],
+            Settings {
+                defaults: policy(max_idle),
+                ..Settings::default()
+            },
+        );
         lifecycle.discover().await;
         (lifecycle, fake)
     }
@@ -1086,7 +1193,7 @@ mod tests {
             Arc::new(FakeProvider::new("one", &[("shop", AppStatus::Stopped)]));
         let second: Arc<dyn Provider> =
             Arc::new(FakeProvider::new("two", &[("shop", AppStatus::Stopped)]));
-        let lifecycle = Lifecycle::new(vec![first, second], Policy::default());
+        let lifecycle = Lifecycle::new(vec![first, second], Settings::default());
         lifecycle.discover().await;
         let routes = lifecycle.routes();
         match routes.get("shop") {

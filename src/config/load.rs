@@ -145,13 +145,30 @@ fn load_source(
     provenance.reported = errors.iter().map(|e| e.path.clone()).collect();
     let validated = Validator::new(&provenance).config(&tree);
     match validated {
-        Ok(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
+        Ok(mut config) if errors.is_empty() => {
+            if config.discovery.filter.self_app.is_none() {
+                config.discovery.filter.self_app = own_app(env);
+            }
+            Ok(Loaded { config, warnings })
+        }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) => {
             errors.extend(more);
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// The engine's own app when it runs on a platform, from the variables each platform sets
+/// (Scalingo `APP`, Heroku `HEROKU_APP_NAME` with dyno metadata, Clever Cloud `APP_ID`): it
+/// is never managed, or it would put itself to sleep.
+fn own_app(env: &HashMap<String, String>) -> Option<String> {
+    ["APP", "HEROKU_APP_NAME", "APP_ID"]
+        .iter()
+        .filter_map(|name| env.get(*name))
+        .map(|value| value.trim())
+        .find(|value| !value.is_empty())
+        .map(str::to_owned)
 }
 
 /// YAML 1.2 core schema for booleans: `yes`, `no`, `y`, `on` stay strings (a command named
@@ -316,6 +333,32 @@ mod tests {
         assert_eq!(
             loaded.config.defaults.health_path.as_deref(),
             Some("/a${b}")
+        );
+    }
+
+    #[test]
+    fn the_engines_own_app_is_detected_unless_configured() {
+        let load = |yaml: &str, vars: &[(&str, &str)]| {
+            load_str(yaml, &env(vars), &Overrides::default())
+                .expect("valid")
+                .config
+                .discovery
+                .filter
+                .self_app
+        };
+        assert_eq!(load("", &[]), None);
+        assert_eq!(
+            load("", &[("APP", "my-paastis")]),
+            Some("my-paastis".into())
+        );
+        assert_eq!(
+            load("", &[("HEROKU_APP_NAME", "proxy")]),
+            Some("proxy".into())
+        );
+        assert_eq!(load("", &[("APP_ID", "app_123")]), Some("app_123".into()));
+        assert_eq!(
+            load("discovery: {self_app: mine}", &[("APP", "other")]),
+            Some("mine".into())
         );
     }
 

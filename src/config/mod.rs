@@ -50,6 +50,8 @@ pub struct Config {
     pub preserve_host: bool,
     /// The optional HTTPS listener (`tls`).
     pub tls: Option<TlsListener>,
+    /// Per-app rules (`rules`), in file order.
+    pub rules: crate::rules::Rules,
 }
 
 /// `tls`: a second proxy listener that terminates TLS (HTTP/2 or HTTP/1.1 by ALPN).
@@ -146,6 +148,21 @@ pub struct PolicyOverride {
     pub health_path: Option<String>,
 }
 
+impl PolicyOverride {
+    /// These overrides, then `later` ones on top (key by key).
+    pub fn then(&self, later: &PolicyOverride) -> PolicyOverride {
+        PolicyOverride {
+            max_idle: later.max_idle.or(self.max_idle),
+            wake_timeout: later.wake_timeout.or(self.wake_timeout),
+            strategy: later.strategy.or(self.strategy),
+            health_path: later
+                .health_path
+                .clone()
+                .or_else(|| self.health_path.clone()),
+        }
+    }
+}
+
 impl Policy {
     /// This policy with an app's overrides applied.
     pub fn with(&self, overrides: &PolicyOverride) -> Policy {
@@ -203,10 +220,21 @@ impl fmt::Display for Strategy {
 }
 
 /// Discovery settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Discovery {
     /// Period of the discovery tick.
     pub every: Duration,
+    /// Which apps are managed (`include`, `exclude`, `self_app`).
+    pub filter: crate::rules::Filter,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            every: Duration::from_secs(60),
+            filter: crate::rules::Filter::default(),
+        }
+    }
 }
 
 /// One configuration error, with the place it was found.

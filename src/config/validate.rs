@@ -29,7 +29,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "registry",
     "database",
     "events",
-    "rules",
     "schedules",
     "hooks",
     "savings",
@@ -118,9 +117,7 @@ impl<'a> Validator<'a> {
         let discovery = top
             .take("discovery")
             .map(|(v, p)| self.discovery(v, &p))
-            .unwrap_or(Discovery {
-                every: Duration::from_secs(60),
-            });
+            .unwrap_or_default();
         let ProxySection {
             drain: shutdown_timeout,
             workers,
@@ -141,6 +138,10 @@ impl<'a> Validator<'a> {
             .map(|(v, p)| self.activity(v, &p))
             .unwrap_or_default();
         let tls = top.take("tls").and_then(|(v, p)| self.tls(v, &p));
+        let rules = top
+            .take("rules")
+            .map(|(v, p)| self.rules(v, &p))
+            .unwrap_or_default();
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -158,6 +159,7 @@ impl<'a> Validator<'a> {
                 upstream_timeouts,
                 preserve_host,
                 tls,
+                rules,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -388,9 +390,7 @@ impl<'a> Validator<'a> {
     }
 
     fn discovery(&mut self, value: &Value, path: &str) -> Discovery {
-        let mut discovery = Discovery {
-            every: Duration::from_secs(60),
-        };
+        let mut discovery = Discovery::default();
         let Some(mut fields) = self.mapping(value, path) else {
             return discovery;
         };
@@ -400,8 +400,106 @@ impl<'a> Validator<'a> {
         {
             discovery.every = every;
         }
-        self.finish(fields, &["include", "exclude", "self_app"]);
+        if let Some((v, p)) = fields.take("include") {
+            discovery.filter.include = self.patterns(v, &p, Plain::Whole);
+            // `*` alone is every app: the same as no include list (and cheaper).
+            if discovery
+                .filter
+                .include
+                .iter()
+                .any(|pattern| pattern.as_str() == "*")
+            {
+                discovery.filter.include.clear();
+            }
+        }
+        if let Some((v, p)) = fields.take("exclude") {
+            discovery.filter.exclude = self.patterns(v, &p, Plain::Whole);
+        }
+        discovery.filter.self_app = match fields.take("self_app") {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.non_empty_string(v, &p),
+        };
+        self.finish(fields, &[]);
         discovery
+    }
+
+    /// `rules`: a list of per-app rules, each with a regex `pattern` (whole name).
+    fn rules(&mut self, value: &Value, path: &str) -> crate::rules::Rules {
+        let Some(items) = self.list(value, path) else {
+            return crate::rules::Rules::default();
+        };
+        let mut rules = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let rule = match fields.take("pattern") {
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::rules::Rule::new(&text)
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+                None => {
+                    self.error(
+                        &format!("{item_path}.pattern"),
+                        "is required (a regex matched against the whole app name)",
+                    );
+                    None
+                }
+            };
+            let policy = self.policy_fields(&mut fields);
+            let linked_apps = fields.take("linked_apps").map(|(v, p)| self.names(v, &p));
+            let alias = fields
+                .take("alias")
+                .and_then(|(v, p)| self.non_empty_string(v, &p));
+            let formation = fields
+                .take("formation")
+                .and_then(|(v, p)| self.formation(v, &p));
+            self.finish(fields, &["hooks"]);
+            if let Some(mut rule) = rule {
+                rule.policy = policy;
+                rule.linked_apps = linked_apps;
+                rule.alias = alias;
+                rule.formation = formation;
+                rules.push(rule);
+            }
+        }
+        crate::rules::Rules(rules)
+    }
+
+    /// A list of non-empty strings.
+    fn names(&mut self, value: &Value, path: &str) -> Vec<String> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| self.non_empty_string(item, &format!("{path}[{index}]")))
+            .collect()
+    }
+
+    /// `{process type: count}`, e.g. `{web: 1, worker: 2}`.
+    fn formation(&mut self, value: &Value, path: &str) -> Option<crate::providers::Formation> {
+        let Value::Object(map) = value else {
+            self.error(
+                path,
+                format!(
+                    "expected a mapping of process types to counts (e.g. {{web: 1}}), found {}",
+                    kind(value)
+                ),
+            );
+            return None;
+        };
+        let mut formation = crate::providers::Formation::new();
+        for (process, count) in map {
+            let count_path = format!("{path}.{process}");
+            if let Some(count) = self.count(count, &count_path, 0..=1000) {
+                formation.insert(process.clone(), u32::try_from(count).unwrap_or(u32::MAX));
+            }
+        }
+        Some(formation)
     }
 
     /// `tls`: the HTTPS listener. The files are read when the engine starts (and on
@@ -1193,7 +1291,7 @@ providers:
 listen: nowhere
 lisen: 1
 defaults: {max_idle: 15, strategy: fast}
-rules: []
+rules: [{max_idle: 5m}, {pattern: '(', alias: ''}]
 providers:
   - id: local
     type: process
@@ -1216,7 +1314,9 @@ providers:
             "defaults.max_idle: `15` is not a duration",
             "defaults.strategy: `fast` is not a strategy",
             "lisen: unknown key (expected one of:",
-            "rules: is not supported by this version of paastis yet",
+            "rules[0].pattern: is required",
+            "rules[1].pattern: `(` is not a valid regex",
+            "rules[1].alias: ",
             "providers[0].apps[0].port: must be 1..65535",
             "providers[0].apps[1].name: duplicate app name `a` (first at providers[0].apps[0].name)",
             "providers[0].apps[1].command: missing",
@@ -1320,6 +1420,44 @@ providers:
             "providers[5].api_url: serves one region",
         ];
         assert_exactly(&errors, &expected);
+    }
+
+    #[test]
+    fn discovery_filter_and_rules_are_typed() {
+        let config = validate(
+            r#"
+discovery: {include: ["*"], exclude: ['tmp-*', 're:^old-\d+$'], self_app: paastis}
+rules:
+  - {pattern: 'review-(\d+)', linked_apps: ['db-$1'], alias: 'r$1', max_idle: never, formation: {web: 2}}
+"#,
+        )
+        .expect("valid");
+        let filter = &config.discovery.filter;
+        assert!(filter.include.is_empty());
+        assert!(filter.manages("review-1", &[]));
+        assert!(!filter.manages("tmp-1", &[]));
+        assert!(!filter.manages("old-12", &[]));
+        assert!(!filter.manages("paastis", &[]));
+        let resolved = config.rules.resolve("review-12");
+        assert_eq!(resolved.linked_apps, vec!["db-12"]);
+        assert_eq!(resolved.alias.as_deref(), Some("r12"));
+        assert_eq!(resolved.policy.max_idle, Some(None));
+        assert_eq!(resolved.formation, Some([("web".to_owned(), 2)].into()));
+
+        let errors = validate(
+            "discovery: {include: ['[']}\nrules: [{pattern: x, formation: {web: -1}, linked_apps: [''], hooks: {}}, 3]",
+        )
+        .expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &[
+                "discovery.include[0]: `[` is not a valid glob",
+                "rules[0].formation.web: ",
+                "rules[0].linked_apps[0]: ",
+                "rules[0].hooks: is not supported by this version of paastis yet",
+                "rules[1]: ",
+            ],
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections on the plain listener,
 //!   and on the optional TLS one ([`tls`]) either of them by ALPN; drained at shutdown.
-//! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown, 409 ambiguous.
+//! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown (after one
+//!   on-demand discovery, at most every 10 s), 409 ambiguous.
 //! * **admit**: nothing is refused yet (plan limits and ignore rules come later).
 //! * **touch**: the request counts as activity and as in progress (never stopped under it).
 //! * **wake** ([`wake`]): a sleeping app is woken once, whoever asks; the request is held
@@ -493,9 +494,16 @@ impl Worker {
         // Whether the client wants HTML: read once, for error pages and the waiting page.
         let html = pages::wants_html(request.headers());
         let fail = |error: ProxyError| (error, html);
-        // route
+        // route; a host no app answers to may be an app created a moment ago: one
+        // discovery (at most every 10 s, shared by everyone asking) before the 404.
         let app = match self.route(&request) {
             Ok(app) => app,
+            Err(ProxyError::UnknownApp { host }) => {
+                if !self.proxy.lifecycle.rediscover().await {
+                    return Err(fail(ProxyError::UnknownApp { host }));
+                }
+                self.route(&request).map_err(fail)?
+            }
             Err(error) => return Err(fail(error)),
         };
 

@@ -48,7 +48,6 @@ pub(crate) fn cause<B>(request: &Request<B>, peer: SocketAddr) -> WakeCause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Policy;
     use crate::providers::fake::FakeProvider;
     use crate::providers::{AppStatus, Provider};
 
@@ -56,7 +55,7 @@ mod tests {
     async fn an_awake_app_is_forwarded_without_any_provider_call() {
         let fake = Arc::new(FakeProvider::new("fake", &[("web", AppStatus::Running)]));
         let provider: Arc<dyn Provider> = fake.clone();
-        let lifecycle = Lifecycle::new(vec![provider], Policy::default());
+        let lifecycle = Lifecycle::new(vec![provider], Default::default());
         lifecycle.discover().await;
         let app = lifecycle.apps().remove(0);
         let calls = fake.with(|s| s.calls);
