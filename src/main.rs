@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -52,8 +52,14 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    // Like the original engine: a `.env` file in the working directory, under the real
+    // environment.
+    if let Err(errors) = config::dotenv::load(Path::new(".env"), &mut env) {
+        eprint!("paastis: {errors}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    init_logging(&env);
     let overrides = Overrides {
         listen: cli.listen.clone(),
     };
@@ -179,16 +185,16 @@ async fn shutdown_signal() {
 
 /// Logs go to stderr: human-readable on a terminal, JSON otherwise (`LOG_FORMAT=text|json`
 /// forces one). Level from `LOG_LEVEL` or `RUST_LOG` (default `info`).
-fn init_logging() {
+fn init_logging(env: &HashMap<String, String>) {
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
+    let filter = env
+        .get("LOG_LEVEL")
+        .or_else(|| env.get("RUST_LOG"))
         .and_then(|level| EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let json = match std::env::var("LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("text") => false,
+    let json = match env.get("LOG_FORMAT").map(String::as_str) {
+        Some("json") => true,
+        Some("text") => false,
         _ => !std::io::stderr().is_terminal(),
     };
     let builder = tracing_subscriber::fmt()

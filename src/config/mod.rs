@@ -6,6 +6,7 @@
 //! only a tree without errors becomes a [`Config`]. This module never starts anything: it only
 //! reads text and environment variables and returns values or errors.
 
+pub mod dotenv;
 mod duration;
 mod load;
 mod validate;
