@@ -16,15 +16,9 @@ use tokio::net::TcpListener;
 #[derive(Debug, Parser)]
 #[command(name = "paastis", version, about)]
 struct Cli {
-    /// Configuration file.
-    #[arg(
-        short,
-        long,
-        env = "PAASTIS_CONFIG",
-        default_value = "paastis.yml",
-        global = true
-    )]
-    config: PathBuf,
+    /// Configuration file [default: paastis.yml].
+    #[arg(short, long, env = "PAASTIS_CONFIG", global = true)]
+    config: Option<PathBuf>,
 
     /// Address of the proxy listener (overrides `listen` and PAASTIS_LISTEN).
     #[arg(long, global = true)]
@@ -63,7 +57,21 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         listen: cli.listen.clone(),
     };
-    let loaded = match config::load(&cli.config, &env, &overrides) {
+    let explicit = cli
+        .config
+        .clone()
+        .or_else(|| env.get("PAASTIS_CONFIG").map(PathBuf::from));
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("paastis.yml"));
+    // The original engine ran from its environment alone; so does paastis when it finds
+    // the original's variables and no configuration file.
+    let loaded = if explicit.is_none() && !path.exists() && config::uses_original_env(&env) {
+        config::load_str("", &env, &overrides)
+    } else {
+        config::load(&path, &env, &overrides)
+    };
+    let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprint!("paastis: {errors}");
@@ -72,6 +80,13 @@ fn main() -> ExitCode {
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    let check_only = matches!(cli.command, Some(Command::Check));
+    for notice in loaded.compat.notices.iter().filter(|_| !check_only) {
+        match notice.level {
+            config::Level::Warning => tracing::warn!("{}", notice.message),
+            config::Level::Info => tracing::info!("{}", notice.message),
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::compat::{self, Compat};
 use super::validate::{Provenance, Validator};
 use super::{Config, ConfigError, ConfigErrors};
 
@@ -43,6 +44,8 @@ pub struct Loaded {
     pub config: Config,
     /// Environment variables that look like overrides but set nothing.
     pub warnings: Vec<String>,
+    /// What the original engine's variables and rules file set, and notices about them.
+    pub compat: Compat,
 }
 
 /// Loads and validates the configuration file at `path`, with `env` (usually the process
@@ -94,6 +97,8 @@ fn load_source(
             message: format!("{name}: invalid YAML: {first}"),
         }])
     })?;
+    // The original engine's rules file is converted below, not read as a new-style file.
+    let original_rules = compat::take_original_rules(&mut tree);
     let mut errors = Vec::new();
     let mut provenance = Provenance::default();
     interpolate(&mut tree, "", env, &mut errors, &mut provenance.from_env);
@@ -142,6 +147,10 @@ fn load_source(
             .insert("listen".to_owned(), "--listen".to_owned());
     }
 
+    // The original engine's settings fill only what the above leaves unset.
+    let mapped = compat::map(env, original_rules.as_ref());
+    let compat = compat::apply(&mut tree, mapped, &mut provenance, &mut errors);
+
     provenance.reported = errors.iter().map(|e| e.path.clone()).collect();
     let validated = Validator::new(&provenance).config(&tree);
     match validated {
@@ -149,7 +158,11 @@ fn load_source(
             if config.discovery.filter.self_app.is_none() {
                 config.discovery.filter.self_app = own_app(env);
             }
-            Ok(Loaded { config, warnings })
+            Ok(Loaded {
+                config,
+                warnings,
+                compat,
+            })
         }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) => {

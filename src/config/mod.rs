@@ -6,6 +6,7 @@
 //! only a tree without errors becomes a [`Config`]. This module never starts anything: it only
 //! reads text and environment variables and returns values or errors.
 
+mod compat;
 pub mod dotenv;
 mod duration;
 mod load;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use compat::{Compat, Level, Notice, is_original_rules, uses_original_env};
 pub use duration::{format_duration, parse_duration};
 pub use load::{Loaded, Overrides, Source, load, load_str};
 
