@@ -100,7 +100,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(loaded.config)),
-        Command::Check => runtime.block_on(check(loaded.config)),
+        Command::Check => runtime.block_on(check(loaded.config, &loaded.compat)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,7 +138,7 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check(config: paastis::Config) -> anyhow::Result<()> {
+async fn check(config: paastis::Config, compat: &config::Compat) -> anyhow::Result<()> {
     let engine = Engine::start(config).await?;
     let lifecycle = engine.lifecycle();
     let errors: HashMap<String, String> = lifecycle
@@ -169,6 +169,21 @@ async fn check(config: paastis::Config) -> anyhow::Result<()> {
     }
     println!();
     print!("{}", engine.apps_table());
+    if compat.is_used() {
+        println!("\nFrom the original engine's settings (secrets redacted):");
+        print!("{}", compat.render());
+    }
+    let names: Vec<String> = apps.iter().map(|app| app.key.name.to_string()).collect();
+    let changes = compat.pattern_changes(names.iter().map(String::as_str));
+    if !compat.notices.is_empty() || !changes.is_empty() {
+        println!();
+    }
+    for notice in &compat.notices {
+        println!("{notice}");
+    }
+    for change in changes {
+        println!("warning: {change}");
+    }
     if !errors.is_empty() {
         anyhow::bail!(
             "{} of {} providers could not be reached",
