@@ -149,6 +149,9 @@ async fn check_with_the_original_settings_prints_them_mapped_and_redacted() {
     assert_eq!(row(stdout, "shop-pr1-front")[3], "awake", "{stdout}");
     // START_AND_STOP_MAX_IDLE_TIME: minutes.
     assert_eq!(row(stdout, "billing")[4], "25m", "{stdout}");
+    // The converted rule applies to the whole name only.
+    assert_eq!(row(stdout, "shop-pr1-front")[4], "30m", "{stdout}");
+    assert_eq!(row(stdout, "old-shop-pr2-front")[4], "25m", "{stdout}");
 
     // The mapped configuration, annotated with its sources.
     for line in [
