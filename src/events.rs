@@ -10,12 +10,14 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::lifecycle::AppKey;
 
 /// What started a wake.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum WakeCause {
     /// A proxied request for the sleeping app. The path carries no query string (queries
     /// may hold secrets).
@@ -51,11 +53,13 @@ impl fmt::Display for WakeCause {
 }
 
 /// What started a stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum StopCause {
     /// No activity for longer than the app's `max_idle`.
     Idle {
         /// How long the app had been idle.
+        #[serde(rename = "idle_for_ms", with = "duration_ms")]
         idle_for: Duration,
     },
     /// A wake that could not complete; the half-started app is stopped again.
@@ -72,7 +76,12 @@ impl fmt::Display for StopCause {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialised (for the store and the API) as an object tagged by `kind`, the variant's name
+/// in snake_case (`wake_requested`), with its fields beside it; durations are whole
+/// milliseconds in fields ending in `_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// Seen for the first time by discovery.
     Discovered {
@@ -90,6 +99,7 @@ pub enum EventKind {
     /// The app is up and requests flow.
     Started {
         /// From the wake request to ready.
+        #[serde(rename = "duration_ms", with = "duration_ms")]
         duration: Duration,
     },
     /// The wake failed; held requests got 503.
@@ -184,6 +194,22 @@ impl EventLog {
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.feed.subscribe()
+    }
+}
+
+/// A [`Duration`] as whole milliseconds (sub-millisecond parts are dropped) in serialised
+/// events.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 

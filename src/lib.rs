@@ -15,6 +15,8 @@
 //! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
 //! * [`events`]: typed records of every transition.
 //! * [`secret`]: the redacting string type every credential is held in.
+//! * [`store`]: the durable catalog and event history (SQLite file or PostgreSQL), behind
+//!   one trait; it stores and answers, never decides.
 //! * [`table`]: the plain-text table of managed apps.
 //!
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
@@ -29,6 +31,7 @@ pub mod proxy;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;
+pub mod store;
 pub mod table;
 
 use std::future::Future;

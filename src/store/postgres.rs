@@ -1,0 +1,388 @@
+//! The PostgreSQL store: a server shared by several engine instances.
+//!
+//! Opening connects once by hand before building the pool, so that an unreachable server or
+//! refused credentials are reported at once and in plain words (the pool would retry until
+//! its timeout and say only that it timed out). Messages never carry the URL's password.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use super::codec::{self, AppRow, EventRow, StartRow};
+use super::redact::{redact_url, scrub, url_secrets};
+use super::{CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError};
+use crate::events::Event;
+use crate::lifecycle::AppKey;
+use crate::providers::Formation;
+
+/// How long opening waits for the server to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections per engine instance.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Rows deleted per statement when pruning (row locks only: writers are not held up, this
+/// only bounds each statement's work).
+pub const PRUNE_BATCH: i64 = 5_000;
+
+/// The schema, embedded.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A PostgreSQL database.
+pub struct PgStore {
+    /// The URL with its password redacted, for messages.
+    url: String,
+    /// The URL's secrets, scrubbed from every error message.
+    secrets: Vec<String>,
+    /// The connections.
+    pool: PgPool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `postgres://…` (or `postgresql://…`) and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let secrets = url_secrets(url);
+        let options = PgConnectOptions::from_str(url).map_err(|error| StoreError::Open {
+            path: redact_url(url),
+            reason: scrub(&error.to_string(), &secrets),
+        })?;
+        let address = match options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => format!("{}:{}", options.get_host(), options.get_port()),
+        };
+        let failure = |error: sqlx::Error| connect_failure(&address, &secrets, error);
+        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+            Ok(Err(error)) => return Err(failure(error)),
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    address,
+                    reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                });
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(failure)?;
+        if let Err(error) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(match error {
+                MigrateError::Execute(error) => failure(error),
+                other => StoreError::Migrate(scrub(&other.to_string(), &secrets)),
+            });
+        }
+        Ok(PgStore {
+            url: redact_url(url),
+            secrets,
+            pool,
+        })
+    }
+
+    fn db_error(&self, error: sqlx::Error) -> StoreError {
+        StoreError::Database(scrub(&error.to_string(), &self.secrets))
+    }
+}
+
+/// What a failed connection means: nothing answers, or the server said no.
+fn connect_failure(address: &str, secrets: &[String], error: sqlx::Error) -> StoreError {
+    let address = address.to_owned();
+    match &error {
+        sqlx::Error::Io(io) => StoreError::Unreachable {
+            address,
+            reason: scrub(&io.to_string(), secrets),
+        },
+        sqlx::Error::PoolTimedOut => StoreError::Unreachable {
+            address,
+            reason: "no connection within the timeout".to_owned(),
+        },
+        sqlx::Error::Database(db) => StoreError::Refused {
+            address,
+            reason: scrub(db.message(), secrets),
+        },
+        _ => StoreError::Refused {
+            address,
+            reason: scrub(&error.to_string(), secrets),
+        },
+    }
+}
+
+fn unknown(key: &AppKey) -> StoreError {
+    StoreError::UnknownApp(key.to_string())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn app_seen(
+        &self,
+        key: &AppKey,
+        seen: &SeenApp,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let at = codec::millis(at);
+        sqlx::query(
+            "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (space, provider, name) DO UPDATE SET \
+             upstream = excluded.upstream, running = excluded.running, \
+             last_seen = excluded.last_seen, deleted_at = NULL",
+        )
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .bind(seen.upstream.as_deref())
+        .bind(seen.running)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE apps SET deleted_at = coalesce(deleted_at, $1) \
+             WHERE space = $2 AND provider = $3 AND name = $4",
+        )
+        .bind(codec::millis(at))
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn set_formation(
+        &self,
+        key: &AppKey,
+        formation: Option<&Formation>,
+    ) -> Result<(), StoreError> {
+        let json = codec::formation_json(formation)?;
+        let done = sqlx::query(
+            "UPDATE apps SET formation = $1 WHERE space = $2 AND provider = $3 AND name = $4",
+        )
+        .bind(json)
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn record_start(
+        &self,
+        key: &AppKey,
+        duration: Duration,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        // Locks the app's row: two starts recorded at once keep exactly the newest ones.
+        let done = sqlx::query(
+            "INSERT INTO app_starts (space, provider, name, at, duration_ms) \
+             SELECT space, provider, name, $1, $2 FROM apps \
+             WHERE space = $3 AND provider = $4 AND name = $5 FOR UPDATE",
+        )
+        .bind(codec::millis(at))
+        .bind(codec::duration_millis(duration))
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        sqlx::query(
+            "DELETE FROM app_starts WHERE space = $1 AND provider = $2 AND name = $3 \
+             AND id NOT IN (SELECT id FROM app_starts \
+             WHERE space = $1 AND provider = $2 AND name = $3 ORDER BY id DESC LIMIT $4)",
+        )
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .bind(START_HISTORY as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        tx.commit().await.map_err(|e| self.db_error(e))
+    }
+
+    async fn record_state(
+        &self,
+        key: &AppKey,
+        asleep: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let sql = if asleep {
+            "UPDATE apps SET asleep_since = coalesce(asleep_since, $1) \
+             WHERE space = $2 AND provider = $3 AND name = $4"
+        } else {
+            "UPDATE apps SET asleep_total = asleep_total + \
+             CASE WHEN asleep_since IS NULL THEN 0 ELSE GREATEST(0, $1 - asleep_since) END, \
+             asleep_since = NULL \
+             WHERE space = $2 AND provider = $3 AND name = $4"
+        };
+        let done = sqlx::query(sql)
+            .bind(codec::millis(at))
+            .bind(&*key.space)
+            .bind(&*key.provider)
+            .bind(&*key.name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {
+        if activity.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        let mut written = 0;
+        for (key, at) in activity {
+            written += sqlx::query(
+                "UPDATE apps SET last_activity = GREATEST(last_activity, $1) \
+                 WHERE space = $2 AND provider = $3 AND name = $4",
+            )
+            .bind(codec::millis(*at))
+            .bind(&*key.space)
+            .bind(&*key.provider)
+            .bind(&*key.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_error(e))?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(|e| self.db_error(e))?;
+        Ok(written)
+    }
+
+    async fn catalog(&self, space: Option<&str>) -> Result<Vec<CatalogEntry>, StoreError> {
+        // One snapshot for both queries.
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        let apps = sqlx::query_as::<_, AppRow>(
+            "SELECT space, provider, name, upstream, running, first_seen, last_seen, \
+             deleted_at, formation, asleep_since, asleep_total, last_activity FROM apps \
+             WHERE $1::text IS NULL OR space = $1",
+        )
+        .bind(space)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        let starts = sqlx::query_as::<_, StartRow>(
+            "SELECT space, provider, name, duration_ms FROM app_starts \
+             WHERE $1::text IS NULL OR space = $1 ORDER BY id",
+        )
+        .bind(space)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        tx.commit().await.map_err(|e| self.db_error(e))?;
+        Ok(codec::catalog(apps, starts))
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded = events
+            .iter()
+            .map(codec::encode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        for chunk in encoded.chunks(codec::INSERT_CHUNK) {
+            codec::insert_events::<sqlx::Postgres>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db_error(e))
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let mut builder = codec::events_query::<sqlx::Postgres>(
+            "SELECT id, at, space, provider, app, kind, details FROM events",
+            query,
+        )?;
+        let rows = builder
+            .build_query_as::<EventRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        Ok(codec::page(rows, query.page_size()))
+    }
+
+    async fn prune_events(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        let older_than = codec::millis(older_than);
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(
+                "DELETE FROM events WHERE id IN \
+                 (SELECT id FROM events WHERE at < $1 LIMIT $2)",
+            )
+            .bind(older_than)
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?
+            .rows_affected();
+            deleted += batch;
+            if batch < PRUNE_BATCH as u64 {
+                return Ok(deleted);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

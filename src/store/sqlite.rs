@@ -1,0 +1,476 @@
+//! The SQLite store: one local file in WAL mode (readers never wait for the writer), the
+//! default `database.url`. Also `sqlite::memory:`, a private in-memory database for tests.
+//!
+//! SQLite has one writer at a time. This process's writes queue on a fair lock (first come,
+//! first served) rather than on SQLite's busy handler, which polls with growing sleeps: so a
+//! single append waits at most for the statement in progress, never for a whole prune.
+//! Other processes on the same file are waited for up to the busy timeout.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::Mutex;
+
+use super::codec::{self, AppRow, EventRow, StartRow};
+use super::{CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError};
+use crate::events::Event;
+use crate::lifecycle::AppKey;
+use crate::providers::Formation;
+
+/// The URL of a private in-memory database.
+pub const MEMORY_URL: &str = "sqlite::memory:";
+
+/// How long a statement waits for another process holding the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file database (readers run side by side in WAL mode).
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Rows deleted per statement when pruning: each statement holds the write lock for a few
+/// milliseconds (see `docs/benchmarks.md`, Store).
+pub const PRUNE_BATCH: i64 = 2_000;
+
+/// The schema, embedded.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A SQLite database.
+pub struct SqliteStore {
+    /// The file (or `:memory:`), for messages.
+    path: String,
+    /// The connections.
+    pool: SqlitePool,
+    /// Queues this process's writes, fairly (see the module doc).
+    write: Mutex<()>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folders when missing) the database file at `path`, relative
+    /// to the working directory, and brings its schema up to date.
+    pub async fn open_file(path: &str) -> Result<SqliteStore, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        if path.is_empty() {
+            return Err(open_error(
+                "no file name after sqlite:// (e.g. sqlite://paastis.db)".to_owned(),
+            ));
+        }
+        let file = Path::new(path);
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.map_err(|error| {
+                open_error(format!(
+                    "cannot create the folder {}: {}",
+                    parent.display(),
+                    io_reason(&error)
+                ))
+            })?;
+        }
+        // Opened once by hand first: the operating system says plainly what SQLite reports
+        // as "unable to open database file".
+        tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(file)
+            .await
+            .map_err(|error| open_error(io_reason(&error)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|error| open_failure(path, error))?;
+        SqliteStore::migrated(path, pool).await
+    }
+
+    /// A private in-memory database: one connection, kept open for the store's life (the
+    /// database goes with it).
+    pub async fn open_memory() -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(MEMORY_URL)
+            .map_err(|error| StoreError::Database(error.to_string()))?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|error| open_failure(":memory:", error))?;
+        SqliteStore::migrated(":memory:", pool).await
+    }
+
+    async fn migrated(path: &str, pool: SqlitePool) -> Result<SqliteStore, StoreError> {
+        if let Err(error) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(match error {
+                MigrateError::Execute(error) => open_failure(path, error),
+                other => StoreError::Migrate(other.to_string()),
+            });
+        }
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            pool,
+            write: Mutex::new(()),
+        })
+    }
+}
+
+/// What an open or migration failure means for the person who configured the path.
+fn open_failure(path: &str, error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // SQLITE_NOTADB, SQLITE_CORRUPT
+            Some("26") | Some("11") => StoreError::NotSqlite {
+                path: path.to_owned(),
+                reason: db.message().to_owned(),
+            },
+            // SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_PERM, SQLITE_IOERR and their extended codes
+            Some(code) if [14, 8, 3, 10].contains(&(code.parse::<i32>().unwrap_or(0) & 0xff)) => {
+                StoreError::Open {
+                    path: path.to_owned(),
+                    reason: db.message().to_owned(),
+                }
+            }
+            _ => StoreError::Database(error.to_string()),
+        },
+        sqlx::Error::Io(io) => StoreError::Open {
+            path: path.to_owned(),
+            reason: io_reason(io),
+        },
+        _ => StoreError::Database(error.to_string()),
+    }
+}
+
+/// An I/O error in words a person configuring a path understands.
+fn io_reason(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        io::ErrorKind::NotADirectory => "a part of the path is a file, not a folder".to_owned(),
+        io::ErrorKind::IsADirectory => "it is a folder, not a file".to_owned(),
+        io::ErrorKind::ReadOnlyFilesystem => "read-only file system".to_owned(),
+        io::ErrorKind::StorageFull => "no space left on the device".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// The catalog's columns, as [`AppRow`] reads them.
+macro_rules! apps_select {
+    () => {
+        "SELECT space, provider, name, upstream, running, first_seen, last_seen, deleted_at, \
+         formation, asleep_since, asleep_total, last_activity FROM apps"
+    };
+}
+
+fn db_error(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn unknown(key: &AppKey) -> StoreError {
+    StoreError::UnknownApp(key.to_string())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn app_seen(
+        &self,
+        key: &AppKey,
+        seen: &SeenApp,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let at = codec::millis(at);
+        let _write = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (space, provider, name) DO UPDATE SET \
+             upstream = excluded.upstream, running = excluded.running, \
+             last_seen = excluded.last_seen, deleted_at = NULL",
+        )
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .bind(seen.upstream.as_deref())
+        .bind(seen.running)
+        .bind(at)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
+        let done = sqlx::query(
+            "UPDATE apps SET deleted_at = coalesce(deleted_at, ?) \
+             WHERE space = ? AND provider = ? AND name = ?",
+        )
+        .bind(codec::millis(at))
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn set_formation(
+        &self,
+        key: &AppKey,
+        formation: Option<&Formation>,
+    ) -> Result<(), StoreError> {
+        let json = codec::formation_json(formation)?;
+        let _write = self.write.lock().await;
+        let done = sqlx::query(
+            "UPDATE apps SET formation = ? WHERE space = ? AND provider = ? AND name = ?",
+        )
+        .bind(json)
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn record_start(
+        &self,
+        key: &AppKey,
+        duration: Duration,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let done = sqlx::query(
+            "INSERT INTO app_starts (space, provider, name, at, duration_ms) \
+             SELECT space, provider, name, ?, ? FROM apps \
+             WHERE space = ? AND provider = ? AND name = ?",
+        )
+        .bind(codec::millis(at))
+        .bind(codec::duration_millis(duration))
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        sqlx::query(
+            "DELETE FROM app_starts WHERE space = ? AND provider = ? AND name = ? \
+             AND id NOT IN (SELECT id FROM app_starts \
+             WHERE space = ? AND provider = ? AND name = ? ORDER BY id DESC LIMIT ?)",
+        )
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+        .bind(START_HISTORY as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn record_state(
+        &self,
+        key: &AppKey,
+        asleep: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let sql = if asleep {
+            "UPDATE apps SET asleep_since = coalesce(asleep_since, ?) \
+             WHERE space = ? AND provider = ? AND name = ?"
+        } else {
+            "UPDATE apps SET asleep_total = asleep_total + \
+             CASE WHEN asleep_since IS NULL THEN 0 ELSE max(0, ? - asleep_since) END, \
+             asleep_since = NULL \
+             WHERE space = ? AND provider = ? AND name = ?"
+        };
+        let _write = self.write.lock().await;
+        let done = sqlx::query(sql)
+            .bind(codec::millis(at))
+            .bind(&*key.space)
+            .bind(&*key.provider)
+            .bind(&*key.name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(unknown(key));
+        }
+        Ok(())
+    }
+
+    async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {
+        if activity.is_empty() {
+            return Ok(0);
+        }
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut written = 0;
+        for (key, at) in activity {
+            let at = codec::millis(*at);
+            written += sqlx::query(
+                "UPDATE apps SET last_activity = max(coalesce(last_activity, ?), ?) \
+                 WHERE space = ? AND provider = ? AND name = ?",
+            )
+            .bind(at)
+            .bind(at)
+            .bind(&*key.space)
+            .bind(&*key.provider)
+            .bind(&*key.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(written)
+    }
+
+    async fn catalog(&self, space: Option<&str>) -> Result<Vec<CatalogEntry>, StoreError> {
+        // One read transaction: both queries see the same snapshot.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let (apps, starts) = match space {
+            Some(space) => (
+                sqlx::query_as::<_, AppRow>(concat!(apps_select!(), " WHERE space = ?"))
+                    .bind(space)
+                    .fetch_all(&mut *tx)
+                    .await,
+                sqlx::query_as::<_, StartRow>(
+                    "SELECT space, provider, name, duration_ms FROM app_starts \
+                     WHERE space = ? ORDER BY id",
+                )
+                .bind(space)
+                .fetch_all(&mut *tx)
+                .await,
+            ),
+            None => (
+                sqlx::query_as::<_, AppRow>(apps_select!())
+                    .fetch_all(&mut *tx)
+                    .await,
+                sqlx::query_as::<_, StartRow>(
+                    "SELECT space, provider, name, duration_ms FROM app_starts ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await,
+            ),
+        };
+        let (apps, starts) = (apps.map_err(db_error)?, starts.map_err(db_error)?);
+        tx.commit().await.map_err(db_error)?;
+        Ok(codec::catalog(apps, starts))
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded = events
+            .iter()
+            .map(codec::encode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for chunk in encoded.chunks(codec::INSERT_CHUNK) {
+            codec::insert_events::<sqlx::Sqlite>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let mut builder = codec::events_query::<sqlx::Sqlite>(
+            "SELECT id, at, space, provider, app, kind, details FROM events",
+            query,
+        )?;
+        let rows = builder
+            .build_query_as::<EventRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(codec::page(rows, query.page_size()))
+    }
+
+    async fn prune_events(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        let older_than = codec::millis(older_than);
+        let mut deleted = 0;
+        loop {
+            let batch = {
+                let _write = self.write.lock().await;
+                sqlx::query(
+                    "DELETE FROM events WHERE id IN \
+                     (SELECT id FROM events WHERE at < ? LIMIT ?)",
+                )
+                .bind(older_than)
+                .bind(PRUNE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+            };
+            deleted += batch;
+            if batch < PRUNE_BATCH as u64 {
+                return Ok(deleted);
+            }
+            // Writers queued meanwhile go first.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
