@@ -17,10 +17,29 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # The platform clients load the system's CA store when they start.
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+# The store tests start a throwaway PostgreSQL server of their own (initdb + postgres; as the
+# `postgres` user, which the package creates, when run as root). Debian's server binaries
+# live in /usr/lib/postgresql/<version>/bin.
+if { ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } ||
+  { [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; }; then
+  need_apt+=(postgresql)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    # Install without starting services (the postgresql package would start a server on
+    # port 5432): policy-rc.d answering 101 forbids it, for the time of the install.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod +x "$policy"
+      own_policy=1
+    fi
+    installed=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" && installed=1
+    if ((own_policy)); then rm -f "$policy"; fi
+    ((installed)) || exit 1
   else
     echo "missing: ${need_apt[*]} (install them, or run as root)" >&2
     exit 1
