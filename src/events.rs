@@ -154,6 +154,18 @@ pub struct EventLog {
     capacity: usize,
     /// Live feed for whoever wants events as they happen.
     feed: broadcast::Sender<Event>,
+    /// Called with every event, in order, before anyone else sees it (the durable history
+    /// writer: it must only queue the event, never block).
+    sink: std::sync::OnceLock<Sink>,
+}
+
+/// A function every emitted event is handed to.
+pub struct Sink(pub Box<dyn Fn(&Event) + Send + Sync>);
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 impl EventLog {
@@ -164,6 +176,7 @@ impl EventLog {
             recent: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             capacity,
             feed,
+            sink: std::sync::OnceLock::new(),
         }
     }
 
@@ -175,6 +188,9 @@ impl EventLog {
             kind,
         };
         log(&event);
+        if let Some(sink) = self.sink.get() {
+            (sink.0)(&event);
+        }
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == self.capacity {
@@ -183,6 +199,12 @@ impl EventLog {
             recent.push_back(event.clone());
         }
         let _ = self.feed.send(event);
+    }
+
+    /// Hands every event from now on to `sink` (once; later calls are ignored and return
+    /// false).
+    pub fn set_sink(&self, sink: Sink) -> bool {
+        self.sink.set(sink).is_ok()
     }
 
     /// The kept events, oldest first.

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! * [`catalog`]: the engine's durable memory: what the store remembers goes to the
+//!   lifecycle at start; what happens is written back in the background.
 //! * [`config`]: the `paastis.yml` file model, its sources and its validation into typed
 //!   values (every error collected, with its path).
 //! * [`providers`]: one trait for every platform account, one module per platform
@@ -22,6 +24,7 @@
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
 //! port 0 and the binary stays thin.
 
+pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod lifecycle;
@@ -69,6 +72,9 @@ pub enum RunError {
     /// The TLS listener's certificate or key is unusable.
     #[error(transparent)]
     ServerTls(#[from] proxy::tls::ServerTlsError),
+    /// The database cannot be opened or read.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -89,6 +95,8 @@ pub struct Engine {
     tls: proxy::forward::UpstreamTls,
     /// The TLS listener's certificate, read at start and again on SIGHUP.
     server_tls: Option<Arc<proxy::tls::ServerTls>>,
+    /// Writes the catalog and the events in the background.
+    catalog: catalog::Catalog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -126,12 +134,15 @@ impl Engine {
                 filter: config.discovery.filter.clone(),
             },
         );
+        let store = store::open(config.database_url.expose()).await?;
+        let catalog = catalog::Catalog::start(store, &lifecycle, config.events_retention).await?;
         lifecycle.discover().await;
         Ok(Engine {
             config,
             lifecycle,
             tls,
             server_tls,
+            catalog,
         })
     }
 
@@ -190,6 +201,7 @@ impl Engine {
         }
         scheduler.stop().await;
         self.lifecycle.shutdown().await;
+        self.catalog.finish().await;
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -27,6 +27,32 @@ use crate::events::{EventKind, EventLog, StopCause, WakeCause};
 use crate::providers::{AppExited, AppInfo, AppStatus, Formation, Provider, Upstream};
 use crate::proxy::route::RouteTable;
 use crate::rules::{Filter, Rules};
+use crate::store::{CatalogEntry, SeenApp};
+
+/// What the lifecycle hands to the durable catalog (besides events), in order.
+#[derive(Debug)]
+pub enum Record {
+    /// Discovery listed the app (sent before any event about it).
+    Seen {
+        /// Which app.
+        key: AppKey,
+        /// What was seen.
+        seen: SeenApp,
+        /// When.
+        at: SystemTime,
+    },
+    /// The formation to restore on the next wake changed.
+    Formation {
+        /// Which app.
+        key: AppKey,
+        /// The new one.
+        formation: Option<Formation>,
+    },
+    /// An event (from the event log's sink).
+    Event(crate::events::Event),
+    /// Answered once everything queued before it is written.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
 
 /// What decides which apps are managed and with which policy.
 #[derive(Debug, Clone, Default)]
@@ -189,6 +215,8 @@ pub struct App {
     pub linked_names: Vec<String>,
     /// Those apps, resolved whenever the set of apps changes (weak: apps come and go).
     linked: ArcSwap<Vec<Weak<App>>>,
+    /// `last_activity` as last written to the catalog (only changes are written).
+    flushed_activity: AtomicU64,
 }
 
 impl App {
@@ -276,6 +304,10 @@ impl Drop for InFlight {
     }
 }
 
+/// Engine-clock readings start this far from zero, so activity remembered from before the
+/// engine started (the catalog) fits on the same clock (about 31 years).
+const CLOCK_OFFSET_MS: u64 = 1_000_000_000_000;
+
 /// Milliseconds since the engine started, from tokio's clock (so tests can pause time).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -290,9 +322,26 @@ impl Clock {
         }
     }
 
-    /// Milliseconds since the epoch.
+    /// Milliseconds since the epoch, plus [`CLOCK_OFFSET_MS`].
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(CLOCK_OFFSET_MS)
+    }
+
+    /// The wall-clock time of an engine-clock reading.
+    pub fn wall(&self, ms: u64) -> SystemTime {
+        let ago = Duration::from_millis(self.now_ms().saturating_sub(ms));
+        SystemTime::now()
+            .checked_sub(ago)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The engine-clock reading of a wall-clock time (at most now).
+    pub fn from_wall(&self, at: SystemTime) -> u64 {
+        let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+        self.now_ms()
+            .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX))
     }
 }
 
@@ -321,6 +370,11 @@ pub struct Lifecycle {
     /// When the last on-demand discovery ran; held while one runs, so concurrent callers
     /// wait for it instead of starting their own.
     rediscovered: tokio::sync::Mutex<Option<Instant>>,
+    /// What the catalog remembers of apps not registered yet (formation, start durations,
+    /// last activity), taken when discovery registers them.
+    remembered: Mutex<HashMap<AppKey, CatalogEntry>>,
+    /// Where records for the durable catalog go (none without a store).
+    records: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Record>>,
     /// Managed apps; changed only by discovery.
     apps: Mutex<BTreeMap<AppKey, Arc<App>>>,
     /// Route key -> app, rebuilt when the set of apps changes; read by every request.
@@ -348,12 +402,52 @@ impl Lifecycle {
             providers,
             settings,
             rediscovered: tokio::sync::Mutex::new(None),
+            remembered: Mutex::new(HashMap::new()),
+            records: std::sync::OnceLock::new(),
             apps: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             events: EventLog::new(1000),
             probe,
             runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Remembers what the catalog knows of these apps, for when discovery registers them
+    /// (call before the first discovery).
+    pub fn remember(&self, entries: Vec<CatalogEntry>) {
+        let mut remembered = lock(&self.remembered);
+        for entry in entries.into_iter().filter(|e| e.deleted_at.is_none()) {
+            remembered.insert(entry.key.clone(), entry);
+        }
+    }
+
+    /// Sends catalog records (and every event) to `records` from now on (once).
+    pub fn record_to(&self, records: tokio::sync::mpsc::UnboundedSender<Record>) {
+        let events = records.clone();
+        if self.records.set(records).is_ok() {
+            self.events
+                .set_sink(crate::events::Sink(Box::new(move |event| {
+                    let _ = events.send(Record::Event(event.clone()));
+                })));
+        }
+    }
+
+    fn record(&self, record: impl FnOnce() -> Record) {
+        if let Some(records) = self.records.get() {
+            let _ = records.send(record());
+        }
+    }
+
+    /// Apps whose last activity changed since the previous call, with its wall-clock time.
+    pub fn activity_changes(&self) -> Vec<(AppKey, SystemTime)> {
+        self.apps()
+            .iter()
+            .filter_map(|app| {
+                let last = app.last_activity.load(Ordering::SeqCst);
+                let flushed = app.flushed_activity.swap(last, Ordering::SeqCst);
+                (last != flushed).then(|| (app.key.clone(), self.clock.wall(last)))
+            })
+            .collect()
     }
 
     /// The event log.
@@ -488,7 +582,7 @@ impl Lifecycle {
                 // so the next wake starts from a clean state (and with the same formation).
                 match app.provider.stop(&app.key.name).await {
                     Ok(Some(formation)) if formation.values().any(|n| *n > 0) => {
-                        *lock(&app.formation) = Some(formation);
+                        self.remember_formation(&app, formation);
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -621,7 +715,7 @@ impl Lifecycle {
         match app.provider.stop(&app.key.name).await {
             Ok(formation) => {
                 if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
-                    *lock(&app.formation) = Some(formation);
+                    self.remember_formation(&app, formation);
                 }
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
@@ -640,6 +734,18 @@ impl Lifecycle {
                     );
                 }
             }
+        }
+    }
+
+    /// Keeps `formation` as the one to restore on the app's next wake (and in the catalog).
+    fn remember_formation(&self, app: &App, formation: Formation) {
+        let mut current = lock(&app.formation);
+        if current.as_ref() != Some(&formation) {
+            self.record(|| Record::Formation {
+                key: app.key.clone(),
+                formation: Some(formation.clone()),
+            });
+            *current = Some(formation);
         }
     }
 
@@ -700,13 +806,46 @@ impl Lifecycle {
             let key = AppKey::new(crate::DEFAULT_SPACE, provider.id(), &info.name);
             seen.insert(key.clone());
             let running = info.status == AppStatus::Running;
+            self.record(|| Record::Seen {
+                key: key.clone(),
+                seen: SeenApp {
+                    upstream: info.upstream.as_ref().map(ToString::to_string),
+                    running,
+                },
+                at: SystemTime::now(),
+            });
             let Some(app) = apps.get(&key) else {
                 let state = if running { State::Awake } else { State::Asleep };
-                let formation = info
+                // What the catalog remembers from before (an earlier run of the engine).
+                let remembered = lock(&self.remembered).remove(&key);
+                let listed = info
                     .formation
                     .values()
                     .any(|n| *n > 0)
                     .then(|| info.formation.clone());
+                if let Some(listed) = &listed
+                    && remembered.as_ref().and_then(|r| r.formation.as_ref()) != Some(listed)
+                {
+                    self.record(|| Record::Formation {
+                        key: key.clone(),
+                        formation: Some(listed.clone()),
+                    });
+                }
+                let formation =
+                    listed.or_else(|| remembered.as_ref().and_then(|r| r.formation.clone()));
+                let start_durations: VecDeque<Duration> = remembered
+                    .as_ref()
+                    .map(|r| {
+                        let skip = r.start_durations.len().saturating_sub(START_HISTORY);
+                        r.start_durations.iter().skip(skip).copied().collect()
+                    })
+                    .unwrap_or_default();
+                // An app awake before a restart keeps its idle time: it is stopped when it
+                // would have been.
+                let last_activity = remembered
+                    .as_ref()
+                    .and_then(|r| r.last_activity)
+                    .map_or(now, |at| self.clock.from_wall(at));
                 // Defaults, then the matching rules, then the app's own keys.
                 let resolved = self.settings.rules.resolve(&info.name);
                 let mut aliases = info.aliases.clone();
@@ -725,11 +864,11 @@ impl Lifecycle {
                         since: Instant::now(),
                     }),
                     state: AtomicU8::new(state as u8),
-                    last_activity: AtomicU64::new(now),
+                    last_activity: AtomicU64::new(last_activity),
                     in_flight: AtomicUsize::new(0),
                     upstream: ArcSwapOption::from(info.upstream.map(Arc::new)),
                     formation: Mutex::new(formation),
-                    start_durations: Mutex::new(VecDeque::new()),
+                    start_durations: Mutex::new(start_durations),
                     stop_retry_at: AtomicU64::new(0),
                     transitions: AtomicU64::new(0),
                     unverified: std::sync::atomic::AtomicBool::new(
@@ -738,6 +877,7 @@ impl Lifecycle {
                     default_formation: resolved.formation,
                     linked_names: resolved.linked_apps,
                     linked: ArcSwap::from_pointee(Vec::new()),
+                    flushed_activity: AtomicU64::new(last_activity),
                 });
                 apps.insert(key.clone(), app);
                 self.events.emit(&key, EventKind::Discovered { running });
@@ -750,7 +890,7 @@ impl Lifecycle {
                 app.upstream.store(Some(Arc::new(upstream)));
             }
             if running && info.formation.values().any(|n| *n > 0) {
-                *lock(&app.formation) = Some(info.formation.clone());
+                self.remember_formation(app, info.formation.clone());
             }
             if before.get(&key) != Some(&app.transitions.load(Ordering::SeqCst)) {
                 continue;

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
-use support::{TempDir, TestEngine, upstream_command};
+use support::{TempDir, TestEngine, curl, upstream_command};
 
 async fn engine() -> TestEngine {
     TestEngine::start(&format!(
@@ -26,24 +26,6 @@ providers:
         upstream_command()
     ))
     .await
-}
-
-async fn curl(args: &[&str]) -> (String, String) {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

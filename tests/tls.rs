@@ -13,25 +13,14 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use support::{TempDir, TestEngine, upstream_command};
 
+async fn curl(args: &[&str]) -> String {
+    support::curl(args).await.0
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/support/tls")
         .join(name)
-}
-
-async fn curl(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

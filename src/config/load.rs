@@ -27,7 +27,15 @@ pub struct Overrides {
 }
 
 /// Top-level keys an environment variable `PAASTIS_<KEY>[__<SUBKEY>...]` may set.
-const ENV_SETTABLE: &[&str] = &["listen", "domains", "defaults", "discovery", "proxy"];
+const ENV_SETTABLE: &[&str] = &[
+    "listen",
+    "domains",
+    "defaults",
+    "discovery",
+    "proxy",
+    "database",
+    "events",
+];
 
 /// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).
 const ENV_RESERVED: &[&str] = &[
@@ -194,9 +202,14 @@ pub(super) fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
 
 /// An environment value is read as YAML (so `[a, b]` is a list and `3` a number), or taken
 /// as plain text when it is not valid YAML.
+/// An override's value: YAML, so lists and mappings can be written in flow style
+/// (`[a, b]`, `{web: 1}`); anything else that YAML would read as a mapping or a list
+/// (`sqlite::memory:` reads as `{sqlite: ":memory:"}`) stays the string it was written as.
 fn env_value(raw: &str) -> Value {
+    let flow = raw.trim_start().starts_with(['{', '[']);
     match parse_yaml(raw) {
         Ok(Value::Null) | Err(_) => Value::String(raw.to_owned()),
+        Ok(Value::Object(_) | Value::Array(_)) if !flow => Value::String(raw.to_owned()),
         Ok(value) => value,
     }
 }
@@ -347,6 +360,19 @@ mod tests {
             loaded.config.defaults.health_path.as_deref(),
             Some("/a${b}")
         );
+    }
+
+    #[test]
+    fn override_values_are_yaml_in_flow_style_only() {
+        assert_eq!(
+            env_value("sqlite::memory:"),
+            Value::String("sqlite::memory:".into())
+        );
+        assert_eq!(env_value("- a"), Value::String("- a".into()));
+        assert_eq!(env_value("[a, b]"), serde_json::json!(["a", "b"]));
+        assert_eq!(env_value("{web: 1}"), serde_json::json!({"web": 1}));
+        assert_eq!(env_value("90s"), Value::String("90s".into()));
+        assert_eq!(env_value("true"), Value::Bool(true));
     }
 
     #[test]

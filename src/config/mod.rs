@@ -55,7 +55,18 @@ pub struct Config {
     pub tls: Option<TlsListener>,
     /// Per-app rules (`rules`), in file order.
     pub rules: crate::rules::Rules,
+    /// Where the catalog and the event history live (`database.url`, default
+    /// `sqlite://paastis.db`); held as a secret (it may carry a password).
+    pub database_url: crate::secret::Secret,
+    /// How long events are kept (`events.retention`, default 90 days).
+    pub events_retention: Duration,
 }
+
+/// The default `database.url`: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://paastis.db";
+
+/// The default `events.retention`.
+pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `tls`: a second proxy listener that terminates TLS (HTTP/2 or HTTP/1.1 by ALPN).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,8 +27,6 @@ use crate::secret::Secret;
 const NOT_YET_SUPPORTED: &[&str] = &[
     "admin",
     "registry",
-    "database",
-    "events",
     "schedules",
     "hooks",
     "savings",
@@ -142,6 +140,14 @@ impl<'a> Validator<'a> {
             .take("rules")
             .map(|(v, p)| self.rules(v, &p))
             .unwrap_or_default();
+        let database_url = top
+            .take("database")
+            .and_then(|(v, p)| self.database(v, &p))
+            .unwrap_or_else(|| super::DEFAULT_DATABASE_URL.to_owned());
+        let events_retention = top
+            .take("events")
+            .and_then(|(v, p)| self.events(v, &p))
+            .unwrap_or(super::DEFAULT_EVENTS_RETENTION);
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -160,6 +166,8 @@ impl<'a> Validator<'a> {
                 preserve_host,
                 tls,
                 rules,
+                database_url: Secret::new(database_url),
+                events_retention,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -421,6 +429,27 @@ impl<'a> Validator<'a> {
         };
         self.finish(fields, &[]);
         discovery
+    }
+
+    /// `database`: where the catalog and events live. The URL is checked when the engine
+    /// opens it (the error then names what is wrong, password hidden).
+    fn database(&mut self, value: &Value, path: &str) -> Option<String> {
+        let mut fields = self.mapping(value, path)?;
+        let url = fields
+            .take("url")
+            .and_then(|(v, p)| self.non_empty_string(v, &p));
+        self.finish(fields, &[]);
+        url
+    }
+
+    /// `events`: how long they are kept.
+    fn events(&mut self, value: &Value, path: &str) -> Option<Duration> {
+        let mut fields = self.mapping(value, path)?;
+        let retention = fields
+            .take("retention")
+            .and_then(|(v, p)| self.positive_duration(v, &p));
+        self.finish(fields, &[]);
+        retention
     }
 
     /// `rules`: a list of per-app rules, each with a regex `pattern` (whole name).

@@ -81,8 +81,12 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn start(yaml: &str) -> TestEngine {
-        let loaded = load_str(yaml, &HashMap::new(), &Overrides::default())
+        let mut loaded = load_str(yaml, &HashMap::new(), &Overrides::default())
             .unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
+        // Each engine its own history, unless the test names a database.
+        if loaded.config.database_url.expose() == paastis::config::DEFAULT_DATABASE_URL {
+            loaded.config.database_url = paastis::secret::Secret::new("sqlite::memory:");
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let tls = match loaded.config.tls {
@@ -261,7 +265,8 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `paastis` binary, with no `PAASTIS_*` or log settings inherited.
+/// The `paastis` binary, with no `PAASTIS_*` or log settings inherited, and an in-memory
+/// database (tests that need a file set `PAASTIS_DATABASE__URL` again, or remove it).
 pub fn paastis() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_paastis"));
     for (name, _) in std::env::vars() {
@@ -269,6 +274,7 @@ pub fn paastis() -> Command {
             command.env_remove(name);
         }
     }
+    command.env("PAASTIS_DATABASE__URL", "sqlite::memory:");
     command.kill_on_drop(true);
     command
 }
@@ -352,4 +358,23 @@ pub fn process_running(pid: i32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Runs curl (silent, 20 s at most) and returns its stdout and stderr; panics if it fails.
+pub async fn curl(args: &[&str]) -> (String, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
