@@ -371,3 +371,96 @@ async fn env_files_and_missing_config_files() {
         outcome.stderr
     );
 }
+
+/// Managed apps with what decides their fate: name, idle time, linked apps.
+fn managed(engine: &support::TestEngine) -> Vec<(String, Option<Duration>, Vec<String>)> {
+    let mut apps: Vec<_> = engine
+        .lifecycle
+        .apps()
+        .iter()
+        .map(|app| {
+            (
+                app.key.name.to_string(),
+                app.policy.max_idle,
+                app.linked_names.clone(),
+            )
+        })
+        .collect();
+    apps.sort();
+    apps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_settings_run_the_same_scenario_as_their_new_style_twin() {
+    // One platform account each, with the same apps, all asleep.
+    let mut fakes = Vec::new();
+    for _ in 0..2 {
+        let fake = FakeScalingo::start(TOKEN).await;
+        for name in ["shop-pr1-front", "shop-pr1-back", "shop-old", "docs"] {
+            fake.add_app(name, &[("web", 1)], false).await;
+        }
+        fakes.push(fake);
+    }
+    let original_env: std::collections::HashMap<String, String> = [
+        ("PROVIDER_NAME", "scalingo"),
+        ("PROVIDER_SCALINGO_API_TOKEN", TOKEN),
+        ("PROVIDER_SCALINGO_API_URL", fakes[0].url.as_str()),
+        ("PROVIDER_SCALINGO_AUTH_URL", fakes[0].url.as_str()),
+        ("START_AND_STOP_MAX_IDLE_TIME", "20"),
+        ("REGISTRY_IGNORED_APPS", "shop-old"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let original_rules = "rules:\n  - pattern: '^shop-pr(\\d+)-front$'\n    linked_apps: ['shop-pr$1-back']\n    app_max_idle_time: 30\n";
+    let twin = format!(
+        r#"
+defaults: {{max_idle: 20m}}
+discovery: {{exclude: [shop-old]}}
+rules:
+  - {{pattern: 'shop-pr(\d+)-front', linked_apps: ['shop-pr$1-back'], max_idle: 30m}}
+providers:
+  - {{id: scalingo, type: scalingo, token: {TOKEN}, api_url: '{0}', auth_url: '{0}'}}
+"#,
+        fakes[1].url
+    );
+
+    let original = support::TestEngine::start_with_env(original_rules, &original_env).await;
+    let new_style = support::TestEngine::start(&twin).await;
+    assert_eq!(managed(&original), managed(&new_style));
+    assert_eq!(
+        managed(&new_style),
+        vec![
+            ("docs".to_owned(), Some(Duration::from_secs(1200)), vec![]),
+            (
+                "shop-pr1-back".to_owned(),
+                Some(Duration::from_secs(1200)),
+                vec![]
+            ),
+            (
+                "shop-pr1-front".to_owned(),
+                Some(Duration::from_secs(1800)),
+                vec!["shop-pr1-back".to_owned()]
+            ),
+        ]
+    );
+
+    // The same request wakes the same apps in both.
+    for (engine, fake) in [(&original, &fakes[0]), (&new_style, &fakes[1])] {
+        let answer = support::TestClient::new(engine.addr)
+            .get("shop-pr1-front.localhost", "/")
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        engine
+            .wait_state(
+                "shop-pr1-back",
+                paastis::lifecycle::State::Awake,
+                Duration::from_secs(15),
+            )
+            .await;
+        assert_eq!(fake.formation("shop-pr1-back"), vec![("web".to_owned(), 1)]);
+        assert_eq!(fake.formation("docs"), vec![("web".to_owned(), 0)]);
+    }
+    original.stop().await;
+    new_style.stop().await;
+}

@@ -81,7 +81,13 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn start(yaml: &str) -> TestEngine {
-        let mut loaded = load_str(yaml, &HashMap::new(), &Overrides::default())
+        TestEngine::start_with_env(yaml, &HashMap::new()).await
+    }
+
+    /// [`TestEngine::start`] with these environment variables (for `${VAR}`, `PAASTIS_*`
+    /// and the original engine's variables).
+    pub async fn start_with_env(yaml: &str, env: &HashMap<String, String>) -> TestEngine {
+        let mut loaded = load_str(yaml, env, &Overrides::default())
             .unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
         // Each engine its own history, unless the test names a database.
         if loaded.config.database_url.expose() == paastis::config::DEFAULT_DATABASE_URL {
