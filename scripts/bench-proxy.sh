@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Proxy overhead benchmark: wrk against a small nginx upstream (a) directly, (b) through
 # paastis with the app awake, (c) through nginx as a keepalive reverse proxy, all on
-# 127.0.0.1. Prints req/s, p50 and p99 for each, then paastis vs nginx. See
-# docs/benchmarks.md. Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s),
-# BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1),
-# BENCH_VERBOSE (0).
+# 127.0.0.1. Prints req/s, p50 and p99 for each, then paastis vs nginx. Then the same over
+# HTTP/2: h2load, cleartext with prior knowledge (h2c), many streams per connection, against
+# (d) paastis and (e) nginx as a reverse proxy listening with http2; both still forward to
+# the upstream over HTTP/1.1 keepalive. See docs/benchmarks.md.
+# Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
+# BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0);
+# HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams
+# in flight per connection), BENCH_H2_THREADS (BENCH_THREADS, at most BENCH_H2_CONNECTIONS).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +22,10 @@ THREADS=${BENCH_THREADS:-2}
 WORKERS=${BENCH_WORKERS:-$(nproc)}
 BUILD=${BENCH_BUILD:-1}
 VERBOSE=${BENCH_VERBOSE:-0}
+H2=${BENCH_H2:-1}
+H2_CONNECTIONS=${BENCH_H2_CONNECTIONS:-8}
+H2_STREAMS=${BENCH_H2_STREAMS:-4}
+H2_THREADS=${BENCH_H2_THREADS:-$((THREADS < H2_CONNECTIONS ? THREADS : H2_CONNECTIONS))}
 PAASTIS_BIN=${PAASTIS_BIN:-$ROOT/target/release/paastis}
 HOST_HEADER="Host: up.localhost"
 
@@ -37,6 +45,10 @@ DURATION_S=$(seconds "$DURATION")
 WARMUP_S=$(seconds "$WARMUP")
 [[ "$DURATION_S" =~ ^[0-9]+$ && "$WARMUP_S" =~ ^[0-9]+$ ]] \
     || die "BENCH_DURATION and BENCH_WARMUP must be whole seconds (e.g. 10s)"
+[[ "$H2" =~ ^[01]$ ]] || die "BENCH_H2 must be 0 or 1"
+[[ "$H2_CONNECTIONS" =~ ^[1-9][0-9]*$ && "$H2_STREAMS" =~ ^[1-9][0-9]*$ && "$H2_THREADS" =~ ^[1-9][0-9]*$ ]] \
+    || die "BENCH_H2_CONNECTIONS, BENCH_H2_STREAMS and BENCH_H2_THREADS must be positive integers"
+((H2_THREADS <= H2_CONNECTIONS)) || die "BENCH_H2_THREADS must not exceed BENCH_H2_CONNECTIONS"
 
 # --- tools -------------------------------------------------------------------------------
 missing=()
@@ -44,14 +56,17 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+if [[ $H2 == 1 ]]; then command -v h2load >/dev/null || missing+=(h2load); fi
 if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install wrk nginx-light curl python3)"
+    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install wrk nginx-light curl python3 nghttp2-client)"
     log "installing ${missing[*]}"
     apt-get update -qq
     packages=()
     for tool in "${missing[@]}"; do
         if [[ $tool == nginx ]]; then
             if apt-cache show nginx-light >/dev/null 2>&1; then packages+=(nginx-light); else packages+=(nginx); fi
+        elif [[ $tool == h2load ]]; then
+            packages+=(nghttp2-client)
         else
             packages+=("$tool")
         fi
@@ -71,7 +86,7 @@ PIDS=()
 
 cleanup() {
     local status=$? pid i
-    if [[ -n ${WRK_PID:-} ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
+    if [[ -n ${LOAD_PID:-} ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[i]}
         kill -TERM "$pid" 2>/dev/null || continue
@@ -102,6 +117,18 @@ NGINX=$(command -v nginx)
 UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 PROXY_PORT=$(free_port)
+PROXY_H2_PORT=$(free_port)
+
+# nginx >= 1.25.1 enables HTTP/2 with `http2 on;` and deprecates `listen ... http2`, which
+# older versions need. `reuseport` (one listening socket per worker, the kernel spreads
+# connections over them): without it, the few long-lived HTTP/2 connections of a run often
+# all land on one nginx worker, and the run measures that rather than the request path.
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9][0-9.]*\).*|\1|p')
+if [[ $(printf '%s\n' "$NGINX_VERSION" 1.25.1 | sort -V | head -n 1) == 1.25.1 ]]; then
+    H2_LISTEN="listen 127.0.0.1:@PORT@ default_server reuseport; http2 on;"
+else
+    H2_LISTEN="listen 127.0.0.1:@PORT@ default_server reuseport http2;"
+fi
 
 # render TEMPLATE OUT DIR PORT
 render() {
@@ -110,6 +137,7 @@ render() {
     sed -e "s|@USER_LINE@|$user_line|" \
         -e "s|@WORKERS@|$WORKERS|" \
         -e "s|@NGINX@|$NGINX|" \
+        -e "s|@H2_LISTEN@|$H2_LISTEN|" \
         -e "s|@DIR@|$3|g" \
         -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" \
         -e "s|@PORT@|$4|g" \
@@ -126,17 +154,18 @@ nginx_conf() {
         || die "$1: invalid nginx config"
 }
 
-# wait_ok NAME URL PID: until URL answers 200 (at most 60 s).
+# wait_ok NAME URL PID [CURL_ARGS...]: until URL answers 200 (at most 60 s).
 wait_ok() {
-    local code=""
+    local code="" name=$1 url=$2 pid=$3
+    shift 3
     for _ in $(seq 600); do
-        kill -0 "$3" 2>/dev/null || { tail -n 20 "$WORK/$1"/*.log >&2 || true; die "$1 exited"; }
-        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "$HOST_HEADER" "$2" || true)
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$WORK/$name"/*.log >&2 || true; die "$name exited"; }
+        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$@" -H "$HOST_HEADER" "$url" || true)
         [[ $code == 200 ]] && return 0
         sleep 0.1
     done
-    tail -n 20 "$WORK/$1"/*.log >&2 || true
-    die "$1 did not answer 200 at $2 (last: $code)"
+    tail -n 20 "$WORK/$name"/*.log >&2 || true
+    die "$name did not answer 200 at $url (last: $code)"
 }
 
 # The upstream is paastis's app: paastis starts it on the first request (it refuses an app
@@ -159,6 +188,25 @@ PROXY_PID=$!
 PIDS+=("$PROXY_PID")
 wait_ok nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
 
+# speaks_h2 NAME URL: the server answers HTTP/2 with prior knowledge (h2c), not HTTP/1.1.
+speaks_h2() {
+    local version
+    version=$(curl -s -o /dev/null -m 5 -w '%{http_version}' --http2-prior-knowledge \
+        -H "$HOST_HEADER" "$2" || true)
+    [[ $version == 2 ]] || die "$1 does not answer HTTP/2 with prior knowledge at $2 (got: '$version')"
+}
+
+if [[ $H2 == 1 ]]; then
+    speaks_h2 paastis "http://127.0.0.1:$PAASTIS_PORT/"
+    nginx_conf nginx-proxy-h2 "$TEMPLATES/nginx-proxy-h2.conf" "$PROXY_H2_PORT"
+    "$NGINX" -p "$WORK/nginx-proxy-h2" -c "$WORK/nginx-proxy-h2/nginx.conf" \
+        -e "$WORK/nginx-proxy-h2/error.log" >"$WORK/nginx-proxy-h2/stdout.log" 2>&1 &
+    PROXY_H2_PID=$!
+    PIDS+=("$PROXY_H2_PID")
+    wait_ok nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/" "$PROXY_H2_PID" --http2-prior-knowledge
+    speaks_h2 nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/"
+fi
+
 # --- runs --------------------------------------------------------------------------------
 # wrk latency value (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds.
 to_ms() {
@@ -178,25 +226,57 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-# wrk ARGS...: in the background and waited for, so that a signal to this script acts at once.
-WRK_PID=""
-wrk_bounded() {
-    timeout "$((DURATION_S + WARMUP_S + 60))" wrk "$@" &
-    WRK_PID=$!
-    wait "$WRK_PID"
-    WRK_PID=""
+# CPU time (clock ticks) of each worker of a server, one "worker ticks" line each: paastis's
+# proxy threads, or nginx's worker processes.
+worker_ticks() {
+    local task comm child
+    for task in /proc/"$1"/task/*; do
+        comm=$(cat "$task/comm" 2>/dev/null || true)
+        [[ $comm == paastis-proxy-* ]] || continue
+        awk -v n="$comm" '{ sub(/^.*\) /, ""); print n, $12 + $13 }' "$task/stat" 2>/dev/null || true
+    done
+    if [[ ! -d /proc/$1/task/$1 || $(cat "/proc/$1/comm") != paastis* ]]; then
+        for child in $(ps -o pid= --ppid "$1"); do
+            awk -v n="$child" '{ sub(/^.*\) /, ""); print n, $12 + $13 }' "/proc/$child/stat" 2>/dev/null || true
+        done
+    fi
 }
 
-declare -A RPS P50 P99 CPU ISSUES
+# worker_split BEFORE AFTER: each worker's share of the CPU time used between two
+# worker_ticks, largest first ("52/48"): connections dealt unevenly show here.
+worker_split() {
+    awk 'NR == FNR { before[$1] = $2; next }
+        { d = $2 - before[$1]; used[++n] = d; total += d }
+        END {
+            if (total <= 0) { print "-"; exit }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (used[j] > used[i]) { t = used[i]; used[i] = used[j]; used[j] = t }
+            for (i = 1; i <= n; i++) out = out (i > 1 ? "/" : "") sprintf("%.0f", 100 * used[i] / total)
+            print out
+        }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
+
+# bounded TOOL ARGS...: the load generator in the background and waited for, so that a
+# signal to this script acts at once.
+LOAD_PID=""
+bounded() {
+    timeout "$((DURATION_S + WARMUP_S + 60))" "$@" &
+    LOAD_PID=$!
+    wait "$LOAD_PID"
+    LOAD_PID=""
+}
+
+declare -A RPS P50 P99 CPU SPLIT ISSUES
 # bench NAME URL SERVER_PID: SERVER_PID is the server whose CPU time per request is reported.
 bench() {
-    local name=$1 url=$2 out="$WORK/wrk-$1.txt" before after
+    local name=$1 url=$2 out="$WORK/wrk-$1.txt" before after workers_before
     log "$name: warm-up ${WARMUP_S}s, then ${DURATION_S}s with $CONNECTIONS connections"
-    wrk_bounded -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP_S}s" -H "$HOST_HEADER" "$url" >/dev/null
+    bounded wrk -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP_S}s" -H "$HOST_HEADER" "$url" >/dev/null
     before=$(cpu_ticks "$3")
-    wrk_bounded -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION_S}s" --latency \
+    workers_before=$(worker_ticks "$3")
+    bounded wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION_S}s" --latency \
         -H "$HOST_HEADER" "$url" >"$out"
     after=$(cpu_ticks "$3")
+    SPLIT[$name]=$(worker_split "$workers_before" "$(worker_ticks "$3")")
     if [[ $VERBOSE == 1 ]]; then sed "s/^/  [$name] /" "$out" >&2; fi
     RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     P50[$name]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -206,25 +286,78 @@ bench() {
     ISSUES[$name]=$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | paste -sd ';' - || true)
 }
 
+# bench_h2 NAME URL SERVER_PID: as bench, with h2load over h2c prior knowledge. h2load
+# prints no percentiles: p50 and p99 come from its per-request log.
+bench_h2() {
+    local name=$1 url=$2 out="$WORK/h2load-$1.txt" requests="$WORK/h2load-$1.log" before after workers_before
+    local args=(-t "$H2_THREADS" -c "$H2_CONNECTIONS" -m "$H2_STREAMS" -H ":authority: up.localhost")
+    log "$name: warm-up ${WARMUP_S}s, then ${DURATION_S}s with $H2_CONNECTIONS connections x $H2_STREAMS streams (h2c)"
+    bounded h2load "${args[@]}" -D "${WARMUP_S}s" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "$name: h2load failed"; }
+    before=$(cpu_ticks "$3")
+    workers_before=$(worker_ticks "$3")
+    bounded h2load "${args[@]}" -D "${DURATION_S}s" --log-file "$requests" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "$name: h2load failed"; }
+    after=$(cpu_ticks "$3")
+    SPLIT[$name]=$(worker_split "$workers_before" "$(worker_ticks "$3")")
+    if [[ $VERBOSE == 1 ]]; then grep -v '^progress:' "$out" | sed "s/^/  [$name] /" >&2; fi
+    grep -q '^Application protocol: h2c$' "$out" || { cat "$out" >&2; die "$name: h2load did not speak h2c"; }
+    # "finished in 10.00s, 51234.50 req/s, 2.91MB/s"
+    RPS[$name]=$(awk '/^finished in / { sub(/,$/, "", $4); print $4 }' "$out")
+    # Column 3 of the log: microseconds from a request's start to the end of its response.
+    local p50 p99
+    read -r p50 p99 < <(awk -F'\t' '$2 != -1 { print $3 }' "$requests" | sort -n \
+        | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "nan nan"; exit }
+            p50 = int(NR * 0.50); if (p50 < 1) p50 = 1
+            p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+            printf "%.3f %.3f\n", v[p50] / 1000, v[p99] / 1000 }')
+    P50[$name]=$p50
+    P99[$name]=$p99
+    # "requests: 512345 total, 512345 started, 512345 done, 512345 succeeded, 0 failed, ..."
+    CPU[$name]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" '/^requests: / {
+        printf "%.1f", t / hz * 1e6 / $6 }' "$out")
+    ISSUES[$name]=$(awk '
+        /^requests: / { for (i = 2; i < NF; i += 2) if ($(i + 1) ~ /^(failed|errored|timeout)/ && $i > 0) print $i, $(i + 1) }
+        /^status codes: / { for (i = 3; i < NF; i += 2) if ($(i + 1) !~ /^2xx/ && $i > 0) print $i, $(i + 1) }' "$out" \
+        | tr -d ',' | paste -sd ';' - || true)
+}
+
 bench direct "http://127.0.0.1:$UPSTREAM_PORT/" "$UPSTREAM_PID"
 bench paastis "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
 bench nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
+if [[ $H2 == 1 ]]; then
+    bench_h2 paastis-h2 "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
+    bench_h2 nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/" "$PROXY_H2_PID"
+fi
 
 # --- report ------------------------------------------------------------------------------
+# warnings NAME...: wrk/h2load issues, and a worker split far from even (a worker with more
+# than 1.3 times its fair share of the CPU time).
+warnings() {
+    local name top
+    for name in "$@"; do
+        if [[ -n ${ISSUES[$name]} ]]; then echo "WARNING $name: ${ISSUES[$name]}"; fi
+        top=${SPLIT[$name]%%/*}
+        if [[ $WORKERS -gt 1 && $top =~ ^[0-9]+$ ]] && ((top * WORKERS * 10 > 1300)); then
+            echo "WARNING $name: its workers' CPU split is ${SPLIT[$name]}: connections landed unevenly on them"
+        fi
+    done
+}
+
 echo
 echo "paastis proxy benchmark: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo))"
 echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up); paastis proxy workers = nginx workers = $WORKERS"
 echo
-printf '%-12s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req'
+printf '%-12s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
 for name in direct paastis nginx-proxy; do
-    printf '%-12s %12.0f %10.3f %10.3f %11s us\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}"
+    printf '%-12s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
 done
 echo "(server CPU/req: CPU time of the server under test alone, i.e. the upstream for direct"
-echo " and the proxy without its upstream otherwise, divided by the requests served)"
+echo " and the proxy without its upstream otherwise, divided by the requests served;"
+echo " worker CPU split: each worker's share of that time, largest first)"
 echo
-for name in direct paastis nginx-proxy; do
-    if [[ -n ${ISSUES[$name]} ]]; then echo "WARNING $name: ${ISSUES[$name]}"; fi
-done
+warnings direct paastis nginx-proxy
 
 awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" \
     -v d99="${P99[direct]}" -v p99="${P99[paastis]}" -v n99="${P99[nginx-proxy]}" \
@@ -235,3 +368,23 @@ awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" \
     printf "added p99 vs direct: paastis %+.3f ms (target < 1 ms: %s), nginx-proxy %+.3f ms\n",
         p99 - d99, ((p99 - d99) < 1) ? "met" : "NOT met", n99 - d99
 }'
+
+if [[ $H2 == 1 ]]; then
+    echo
+    echo "HTTP/2 (h2c, prior knowledge): h2load -t $H2_THREADS -c $H2_CONNECTIONS -m $H2_STREAMS -D ${DURATION_S}s (after ${WARMUP_S}s warm-up);"
+    echo "both proxies forward to the same upstream over HTTP/1.1 keepalive"
+    echo
+    printf '%-15s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
+    for name in paastis-h2 nginx-proxy-h2; do
+        printf '%-15s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
+    done
+    echo "(p50, p99: from h2load's per-request log, start of the request to the end of its response)"
+    echo
+    warnings paastis-h2 nginx-proxy-h2
+    awk -v pr="${RPS[paastis-h2]}" -v nr="${RPS[nginx-proxy-h2]}" \
+        -v p50="${P50[paastis-h2]}" -v n50="${P50[nginx-proxy-h2]}" \
+        -v p99="${P99[paastis-h2]}" -v n99="${P99[nginx-proxy-h2]}" 'BEGIN {
+        printf "paastis-h2 req/s / nginx-proxy-h2 req/s: %.3f\n", pr / nr
+        printf "p50 paastis-h2 - nginx-proxy-h2: %+.3f ms; p99: %+.3f ms\n", p50 - n50, p99 - n99
+    }'
+fi
