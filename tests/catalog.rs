@@ -28,13 +28,24 @@ async fn eventually(what: &str, within: Duration, check: impl Fn() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loses_no_formation_eta_event_or_idle_time() {
+async fn a_crash_loses_no_formation_eta_event_or_idle_time_sqlite() {
+    let dir = TempDir::new("catalog");
+    let database = format!("sqlite://{}", dir.path("state/paastis.db").display());
+    crash_and_restart(&dir, &database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_no_formation_eta_event_or_idle_time_postgres() {
+    let dir = TempDir::new("catalog-pg");
+    let database = support::postgres::database().await;
+    crash_and_restart(&dir, &database.url).await;
+}
+
+async fn crash_and_restart(dir: &TempDir, database: &str) {
     let fake = FakeScalingo::start(TOKEN).await;
     fake.add_app("shop", &[("web", 2), ("worker", 1)], true)
         .await;
     fake.add_app("busy", &[("web", 1)], true).await;
-    let dir = TempDir::new("catalog");
-    let database = format!("sqlite://{}", dir.path("state/paastis.db").display());
     let config = dir.path("paastis.yml");
     std::fs::write(
         &config,
@@ -51,7 +62,7 @@ providers:
         ),
     )
     .expect("write config");
-    let env = [("PAASTIS_DATABASE__URL", database.as_str())];
+    let env = [("PAASTIS_DATABASE__URL", database)];
 
     // First run: shop sleeps (its formation remembered), wakes once (a start duration),
     // sleeps again; busy gets a request.
