@@ -36,6 +36,16 @@ pub enum WakeCause {
         /// The app that was woken.
         app: String,
     },
+    /// A schedule's `wake` time (pre-warming before people arrive).
+    Schedule {
+        /// Which schedule (its `apps` pattern).
+        schedule: String,
+    },
+    /// The admin API or the CLI.
+    Api {
+        /// Who asked (the token's name), when known.
+        by: Option<String>,
+    },
 }
 
 impl fmt::Display for WakeCause {
@@ -48,6 +58,9 @@ impl fmt::Display for WakeCause {
                 ..
             } => write!(f, "request {method} {path} from {client_ip}"),
             WakeCause::Linked { app } => write!(f, "linked to {app}, which was woken"),
+            WakeCause::Schedule { schedule } => write!(f, "schedule {schedule}"),
+            WakeCause::Api { by: Some(by) } => write!(f, "API request by {by}"),
+            WakeCause::Api { by: None } => f.write_str("API request"),
         }
     }
 }
@@ -64,6 +77,22 @@ pub enum StopCause {
     },
     /// A wake that could not complete; the half-started app is stopped again.
     WakeFailed,
+    /// A schedule's `sleep` time.
+    Schedule {
+        /// Which schedule (its `apps` pattern).
+        schedule: String,
+    },
+    /// The admin API or the CLI.
+    Api {
+        /// Who asked (the token's name), when known.
+        by: Option<String>,
+    },
+    /// The space's plan allows fewer running apps: the least recently active one makes
+    /// room for another (`on_limit: evict_lru`).
+    PlanLimit {
+        /// The app that needed the room.
+        for_app: String,
+    },
 }
 
 impl fmt::Display for StopCause {
@@ -71,6 +100,10 @@ impl fmt::Display for StopCause {
         match self {
             StopCause::Idle { idle_for } => write!(f, "idle for {}s", idle_for.as_secs()),
             StopCause::WakeFailed => f.write_str("wake failed"),
+            StopCause::Schedule { schedule } => write!(f, "schedule {schedule}"),
+            StopCause::Api { by: Some(by) } => write!(f, "API request by {by}"),
+            StopCause::Api { by: None } => f.write_str("API request"),
+            StopCause::PlanLimit { for_app } => write!(f, "plan limit, to make room for {for_app}"),
         }
     }
 }
@@ -114,6 +147,12 @@ pub enum EventKind {
     },
     /// The app is stopped.
     Stopped,
+    /// A `before_stop` hook refused the stop (non-zero exit): the app stays awake and the
+    /// stop is tried again later.
+    StopVetoed {
+        /// What the hook said (its exit status and the end of its output).
+        reason: String,
+    },
     /// The provider could not stop the app; it stays awake and the stop is retried later.
     StopFailed {
         /// The provider's error.
@@ -250,6 +289,7 @@ fn log(event: &Event) {
         EventKind::StopRequested { cause } => tracing::info!(%app, %cause, "stopping"),
         EventKind::Stopped => tracing::info!(%app, "asleep"),
         EventKind::StopFailed { reason } => tracing::warn!(%app, %reason, "stop failed"),
+        EventKind::StopVetoed { reason } => tracing::info!(%app, %reason, "stop vetoed"),
         EventKind::Exited { reason } => tracing::warn!(%app, %reason, "stopped on its own"),
         EventKind::Deleted => tracing::info!(%app, "deleted on its provider"),
         EventKind::ProviderError { message } => {

@@ -387,6 +387,35 @@ fn every_kind() -> Vec<EventKind> {
             },
         },
         EventKind::WakeRequested {
+            cause: WakeCause::Schedule {
+                schedule: "review-*".into(),
+            },
+        },
+        EventKind::WakeRequested {
+            cause: WakeCause::Api {
+                by: Some("ops".into()),
+            },
+        },
+        EventKind::WakeRequested {
+            cause: WakeCause::Api { by: None },
+        },
+        EventKind::StopRequested {
+            cause: StopCause::Schedule {
+                schedule: "review-*".into(),
+            },
+        },
+        EventKind::StopRequested {
+            cause: StopCause::Api { by: None },
+        },
+        EventKind::StopRequested {
+            cause: StopCause::PlanLimit {
+                for_app: "shop".into(),
+            },
+        },
+        EventKind::StopVetoed {
+            reason: "exit status 1: jobs running".into(),
+        },
+        EventKind::WakeRequested {
             cause: WakeCause::Linked { app: "api".into() },
         },
         EventKind::Started {
@@ -421,14 +450,24 @@ fn every_kind() -> Vec<EventKind> {
             EventKind::Discovered { .. }
             | EventKind::Registered
             | EventKind::WakeRequested {
-                cause: WakeCause::Request { .. } | WakeCause::Linked { .. },
+                cause:
+                    WakeCause::Request { .. }
+                    | WakeCause::Linked { .. }
+                    | WakeCause::Schedule { .. }
+                    | WakeCause::Api { .. },
             }
             | EventKind::Started { .. }
             | EventKind::StartFailed { .. }
             | EventKind::StopRequested {
-                cause: StopCause::Idle { .. } | StopCause::WakeFailed,
+                cause:
+                    StopCause::Idle { .. }
+                    | StopCause::WakeFailed
+                    | StopCause::Schedule { .. }
+                    | StopCause::Api { .. }
+                    | StopCause::PlanLimit { .. },
             }
             | EventKind::Stopped
+            | EventKind::StopVetoed { .. }
             | EventKind::StopFailed { .. }
             | EventKind::Exited { .. }
             | EventKind::Deleted
