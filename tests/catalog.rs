@@ -132,7 +132,7 @@ providers:
     let _ = tokio::time::timeout(Duration::from_secs(20), second.child.wait()).await;
 
     // Both runs' events are in the database, newest first.
-    let store = paastis::store::open(&database)
+    let store = paastis::store::open(database)
         .await
         .expect("open the database");
     let page = store
