@@ -173,7 +173,7 @@ impl Engine {
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
-        let scheduler = Scheduler::start(&self.lifecycle, self.config.discovery.every);
+        let scheduler = Scheduler::start(&self.lifecycle, &self.config.discovery);
         let reloader = self
             .server_tls
             .clone()

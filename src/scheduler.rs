@@ -27,18 +27,26 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the loops. The first discovery tick comes one period from now (the engine
-    /// discovers once before serving).
-    pub fn start(lifecycle: &Arc<Lifecycle>, discovery_every: Duration) -> Scheduler {
+    /// Starts the loops. The first discovery tick comes one period from now, or at the
+    /// cron's next time (the engine discovers once before serving).
+    pub fn start(lifecycle: &Arc<Lifecycle>, discovery: &crate::config::Discovery) -> Scheduler {
         let mut tasks = JoinSet::new();
 
-        let discovery = Arc::clone(lifecycle);
+        let lifecycle_for_discovery = Arc::clone(lifecycle);
+        let every = discovery.every;
+        let cron = discovery.cron.clone();
         tasks.spawn(async move {
-            let mut ticks = tokio::time::interval(discovery_every);
+            let discovery = lifecycle_for_discovery;
+            let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
-                ticks.tick().await;
+                match &cron {
+                    Some(cron) => tokio::time::sleep(until_next(cron)).await,
+                    None => {
+                        ticks.tick().await;
+                    }
+                }
                 discovery.discover().await;
                 discovery.verify_unknown(VERIFY_PER_TICK).await;
             }
@@ -78,5 +86,33 @@ impl Scheduler {
     pub async fn stop(mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// How long until the cron's next time (UTC); an hour when it has none (a date in the past).
+fn until_next(cron: &croner::Cron) -> Duration {
+    let now = chrono::Utc::now();
+    cron.find_next_occurrence(&now, false)
+        .ok()
+        .and_then(|next| (next - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(3600))
+        // At least a little: a cron every second must not spin on rounding.
+        .max(Duration::from_millis(200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_waits_until_its_next_time() {
+        let every_second = croner::parser::CronParser::new()
+            .parse("* * * * * *")
+            .expect("cron");
+        assert!(until_next(&every_second) <= Duration::from_secs(1));
+        let yearly = croner::parser::CronParser::new()
+            .parse("0 0 1 1 *")
+            .expect("cron");
+        assert!(until_next(&yearly) > Duration::from_secs(60));
     }
 }

@@ -238,6 +238,8 @@ impl fmt::Display for Strategy {
 pub struct Discovery {
     /// Period of the discovery tick.
     pub every: Duration,
+    /// Or the times of the discovery tick (`discovery.cron`, UTC), instead of `every`.
+    pub cron: Option<croner::Cron>,
     /// Which apps are managed (`include`, `exclude`, `self_app`).
     pub filter: crate::rules::Filter,
 }
@@ -246,6 +248,7 @@ impl Default for Discovery {
     fn default() -> Self {
         Discovery {
             every: Duration::from_secs(60),
+            cron: None,
             filter: crate::rules::Filter::default(),
         }
     }

@@ -402,11 +402,26 @@ impl<'a> Validator<'a> {
         let Some(mut fields) = self.mapping(value, path) else {
             return discovery;
         };
-        if let Some(every) = fields
-            .take("every")
-            .and_then(|(v, p)| self.positive_duration(v, &p))
-        {
+        let every = fields.take("every");
+        let every_given = every.is_some();
+        if let Some(every) = every.and_then(|(v, p)| self.positive_duration(v, &p)) {
             discovery.every = every;
+        }
+        if let Some((v, p)) = fields.take("cron") {
+            if every_given {
+                self.error(&p, "give `every` or `cron`, not both");
+            } else if let Some(text) = self.string(v, &p) {
+                match croner::parser::CronParser::new().parse(&text) {
+                    Ok(cron) => discovery.cron = Some(cron),
+                    Err(error) => self.error(
+                        &p,
+                        format!(
+                            "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
+                             with seconds first, e.g. \"*/30 * * * * *\")"
+                        ),
+                    ),
+                }
+            }
         }
         if let Some((v, p)) = fields.take("include") {
             discovery.filter.include = self.patterns(v, &p, Plain::Whole);
@@ -1449,6 +1464,24 @@ providers:
             "providers[5].api_url: serves one region",
         ];
         assert_exactly(&errors, &expected);
+    }
+
+    #[test]
+    fn discovery_runs_every_period_or_on_a_cron() {
+        let config = validate("discovery: {cron: '*/30 * * * * *'}").expect("valid");
+        assert!(config.discovery.cron.is_some());
+        let config = validate("discovery: {cron: '0 * * * *'}").expect("valid");
+        assert!(config.discovery.cron.is_some());
+        let errors = validate("discovery: {every: 10s, cron: '* * * * *'}").expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &["discovery.cron: give `every` or `cron`, not both"],
+        );
+        let errors = validate("discovery: {cron: 'every minute'}").expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &["discovery.cron: `every minute` is not a cron expression"],
+        );
     }
 
     #[test]
