@@ -922,6 +922,49 @@ async fn reopening_a_file_keeps_everything() {
     assert_eq!(plain(&page.events), newest_first(&events));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_writes_keep_the_write_ahead_log_small() {
+    // Writes without a pause, so background checkpoints never catch up whole: the log is
+    // still kept under its limit (64 MiB) by a checkpoint in the write queue.
+    let dir = TempDir::new("store-wal");
+    let path = dir.path("paastis.db");
+    let store = store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open");
+    let old: Vec<Event> = (0..10_000u64)
+        .map(|n| Event {
+            at: t(n),
+            app: key("default", "local", "old"),
+            kind: EventKind::Stopped,
+        })
+        .collect();
+    store.append_events(&old).await.expect("append");
+    assert_eq!(store.prune_events(t(10_000)).await.expect("prune"), 10_000);
+    let app = key("default", "local", "web");
+    for n in 0..6_000u64 {
+        let event = Event {
+            at: t(20_000 + n),
+            app: app.clone(),
+            kind: EventKind::Stopped,
+        };
+        store.append_events(&[event]).await.expect("append");
+    }
+    let wal = std::fs::metadata(dir.path("paastis.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    // About 25 kB per append: without checkpoints the log would hold all 6,000 (~150 MB).
+    assert!(wal < 96 << 20, "the write-ahead log grew to {wal} bytes");
+    let page = store
+        .events(&EventQuery {
+            limit: Some(1),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(page.events[0].event.at, t(25_999));
+    store.close().await;
+}
+
 #[tokio::test]
 async fn relative_paths_are_relative_to_the_working_directory() {
     // The test's working directory is the package root: open there, in target/.

@@ -5,11 +5,22 @@
 //! first served) rather than on SQLite's busy handler, which polls with growing sleeps: so a
 //! single append waits at most for the statement in progress, never for a whole prune.
 //! Other processes on the same file are waited for up to the busy timeout.
+//!
+//! Checkpoints (copying the write-ahead log into the database file and syncing it to disk)
+//! run outside that queue too: SQLite's automatic checkpoint would run inside the write that
+//! sets it off, and on a busy disk its sync can take seconds, during which every queued
+//! writer would wait. So automatic checkpoints are off; every [`CHECKPOINT_EVERY`] writes
+//! start a passive one in the background (writers go on meanwhile), and pruning runs one
+//! after each batch. The log starts over at the first write after a checkpoint that caught
+//! up; should writes never pause long enough for that, a write checkpoints inside the queue
+//! once the log passes [`WAL_LIMIT`] pages.
 
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,7 +28,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::codec::{self, AppRow, EventRow, StartRow};
 use super::{CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError};
@@ -38,6 +49,13 @@ const MAX_CONNECTIONS: u32 = 4;
 /// milliseconds (see `docs/benchmarks.md`, Store).
 pub const PRUNE_BATCH: i64 = 2_000;
 
+/// Writes between two background checkpoints.
+pub const CHECKPOINT_EVERY: u32 = 100;
+
+/// Pages of write-ahead log beyond which a write checkpoints inside the write queue (64 MiB
+/// with 4 KiB pages).
+pub const WAL_LIMIT: i64 = 16_384;
+
 /// The schema, embedded.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -49,6 +67,77 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Queues this process's writes, fairly (see the module doc).
     write: Mutex<()>,
+    /// Writes since the last background checkpoint was started.
+    writes: AtomicU32,
+    /// Whether a background checkpoint is running (one at a time).
+    checkpointing: Arc<AtomicBool>,
+    /// Pages in the write-ahead log at the last checkpoint (-1: not in WAL mode; 0 after a
+    /// checkpoint in the write queue that copied it whole).
+    wal_pages: Arc<AtomicI64>,
+}
+
+/// This process's turn to write (it holds the write queue); when it ends, it may start a
+/// checkpoint in the background.
+struct Turn<'a> {
+    /// The store written to.
+    store: &'a SqliteStore,
+    /// The head of the queue.
+    _queue: MutexGuard<'a, ()>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let store = self.store;
+        if store.writes.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY
+            || store.checkpointing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        store.writes.store(0, Ordering::Relaxed);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            store.checkpointing.store(false, Ordering::Release);
+            return;
+        };
+        let pool = store.pool.clone();
+        let checkpointing = Arc::clone(&store.checkpointing);
+        let wal_pages = Arc::clone(&store.wal_pages);
+        runtime.spawn(async move {
+            // Writes during a checkpoint leave a tail behind: a few more rounds catch up.
+            for _ in 0..5 {
+                let (whole, log) = checkpoint(&pool).await;
+                wal_pages.store(log, Ordering::Relaxed);
+                if whole || pool.is_closed() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            checkpointing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// A passive checkpoint: copies the write-ahead log into the database file as far as
+/// readers allow, without blocking writers. Returns whether it copied the whole log, and
+/// how long the log is (pages; -1 when not in WAL mode). The log starts over at the next
+/// write only if no write came in meanwhile.
+async fn checkpoint(pool: &SqlitePool) -> (bool, i64) {
+    // fetch_all, not fetch_one: the statement must run to its end, or the connection keeps
+    // a read snapshot, which stops the log from starting over.
+    match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => match rows.first() {
+            Some(&(busy, log, copied)) => (busy == 0 && log == copied, log),
+            None => (false, 0),
+        },
+        Err(error) => {
+            if !pool.is_closed() {
+                tracing::warn!(%error, "SQLite checkpoint failed; another one follows later writes");
+            }
+            (false, 0)
+        }
+    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -98,7 +187,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run outside the write queue (see the module doc).
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -137,7 +228,28 @@ impl SqliteStore {
             path: path.to_owned(),
             pool,
             write: Mutex::new(()),
+            writes: AtomicU32::new(0),
+            checkpointing: Arc::new(AtomicBool::new(false)),
+            wal_pages: Arc::new(AtomicI64::new(0)),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Waits for this process's turn to write.
+    async fn turn(&self) -> Turn<'_> {
+        let queue = self.write.lock().await;
+        if self.wal_pages.load(Ordering::Relaxed) > WAL_LIMIT {
+            // Writes came in during every background checkpoint, so the log never started
+            // over: this one runs in the queue, and this write starts it over.
+            let (whole, log) = checkpoint(&self.pool).await;
+            self.wal_pages
+                .store(if whole { 0 } else { log }, Ordering::Relaxed);
+        }
+        Turn {
+            store: self,
+            _queue: queue,
+        }
     }
 }
 
@@ -208,7 +320,7 @@ impl Store for SqliteStore {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         let at = codec::millis(at);
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         sqlx::query(
             "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
              VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -230,7 +342,7 @@ impl Store for SqliteStore {
     }
 
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let done = sqlx::query(
             "UPDATE apps SET deleted_at = coalesce(deleted_at, ?) \
              WHERE space = ? AND provider = ? AND name = ?",
@@ -254,7 +366,7 @@ impl Store for SqliteStore {
         formation: Option<&Formation>,
     ) -> Result<(), StoreError> {
         let json = codec::formation_json(formation)?;
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let done = sqlx::query(
             "UPDATE apps SET formation = ? WHERE space = ? AND provider = ? AND name = ?",
         )
@@ -277,7 +389,7 @@ impl Store for SqliteStore {
         duration: Duration,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "INSERT INTO app_starts (space, provider, name, at, duration_ms) \
@@ -328,7 +440,7 @@ impl Store for SqliteStore {
              asleep_since = NULL \
              WHERE space = ? AND provider = ? AND name = ?"
         };
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let done = sqlx::query(sql)
             .bind(codec::millis(at))
             .bind(&*key.space)
@@ -347,7 +459,7 @@ impl Store for SqliteStore {
         if activity.is_empty() {
             return Ok(0);
         }
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut written = 0;
         for (key, at) in activity {
@@ -411,7 +523,7 @@ impl Store for SqliteStore {
             .iter()
             .map(codec::encode_event)
             .collect::<Result<Vec<_>, _>>()?;
-        let _write = self.write.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         for chunk in encoded.chunks(codec::INSERT_CHUNK) {
             codec::insert_events::<sqlx::Sqlite>(chunk)
@@ -441,7 +553,7 @@ impl Store for SqliteStore {
         let mut deleted = 0;
         loop {
             let batch = {
-                let _write = self.write.lock().await;
+                let _turn = self.turn().await;
                 sqlx::query(
                     "DELETE FROM events WHERE id IN \
                      (SELECT id FROM events WHERE at < ? LIMIT ?)",
@@ -454,6 +566,9 @@ impl Store for SqliteStore {
                 .rows_affected()
             };
             deleted += batch;
+            // Outside the write queue: writers go on meanwhile.
+            let (_, log) = checkpoint(&self.pool).await;
+            self.wal_pages.store(log, Ordering::Relaxed);
             if batch < PRUNE_BATCH as u64 {
                 return Ok(deleted);
             }
