@@ -14,6 +14,8 @@
 //! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
 //!   from `rules:` (policy, aliases, linked apps, formation).
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
+//! * [`registry`]: what several instances share (leader lease, per-app leases, state
+//!   changes, activity): nothing for one instance, Redis for several.
 //! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
 //! * [`events`]: typed records of every transition.
 //! * [`secret`]: the redacting string type every credential is held in.
@@ -31,6 +33,7 @@ pub mod lifecycle;
 pub mod patterns;
 pub mod providers;
 pub mod proxy;
+pub mod registry;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;
@@ -75,6 +78,9 @@ pub enum RunError {
     /// The database cannot be opened or read.
     #[error("database: {0}")]
     Store(#[from] store::StoreError),
+    /// The registry's settings are unusable.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -97,6 +103,8 @@ pub struct Engine {
     server_tls: Option<Arc<proxy::tls::ServerTls>>,
     /// Writes the catalog and the events in the background.
     catalog: catalog::Catalog,
+    /// The registry's background work (connection, leader lease, notices).
+    registry_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -126,16 +134,27 @@ impl Engine {
                 error,
             })?);
         }
-        let lifecycle = Lifecycle::new(
+        let registry = config.registry.build()?;
+        if registry.is_shared() && providers.iter().any(|p| p.is_local()) {
+            tracing::info!(
+                "registry: `process` apps are each instance's own; only platform apps are shared"
+            );
+        }
+        let registry_task = tokio::spawn(Arc::clone(&registry).run());
+        let lifecycle = Lifecycle::with_registry(
             providers,
             lifecycle::Settings {
                 defaults: config.defaults.clone(),
                 rules: config.rules.clone(),
                 filter: config.discovery.filter.clone(),
             },
+            Arc::clone(&registry),
         );
         let store = store::open(config.database_url.expose()).await?;
         let catalog = catalog::Catalog::start(store, &lifecycle, config.events_retention).await?;
+        // A moment for the registry to connect and settle who leads, so the first
+        // discovery is the leader's (it never waits long for a Redis that is not there).
+        registry.settle(registry::SETTLE_WITHIN).await;
         lifecycle.discover().await;
         Ok(Engine {
             config,
@@ -143,6 +162,7 @@ impl Engine {
             tls,
             server_tls,
             catalog,
+            registry_task,
         })
     }
 
@@ -174,6 +194,7 @@ impl Engine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
         let scheduler = Scheduler::start(&self.lifecycle, &self.config.discovery);
+        tracing::info!(registry = %self.lifecycle.registry().health().detail, "registry");
         let reloader = self
             .server_tls
             .clone()
@@ -200,6 +221,8 @@ impl Engine {
             reloader.abort();
         }
         scheduler.stop().await;
+        self.lifecycle.registry().release().await;
+        self.registry_task.abort();
         self.lifecycle.shutdown().await;
         self.catalog.finish().await;
         tracing::info!("stopped");

@@ -19,13 +19,14 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::config::Policy;
 use crate::events::{EventKind, EventLog, StopCause, WakeCause};
 use crate::providers::{AppExited, AppInfo, AppStatus, Formation, Provider, Upstream};
 use crate::proxy::route::RouteTable;
+use crate::registry::{Claim, Lease, MemoryRegistry, Notice, Registry, Shared};
 use crate::rules::{Filter, Rules};
 use crate::store::{CatalogEntry, SeenApp};
 
@@ -217,6 +218,18 @@ pub struct App {
     linked: ArcSwap<Vec<Weak<App>>>,
     /// `last_activity` as last written to the catalog (only changes are written).
     flushed_activity: AtomicU64,
+    /// Whether other instances share this app (a Redis registry and a platform provider;
+    /// local processes are each instance's own).
+    coordinated: bool,
+    /// The shared state's change counter this copy reflects.
+    remote_seq: AtomicU64,
+    /// True while this instance wakes or stops the app: its own copy is the truth then, and
+    /// announcements from other instances are not applied to it.
+    busy: std::sync::atomic::AtomicBool,
+    /// A change made while the shared state was unreachable, to announce once it is back.
+    unpublished: std::sync::atomic::AtomicBool,
+    /// `last_activity` as the shared state has it (written or read back), engine clock.
+    shared_activity: AtomicU64,
 }
 
 impl App {
@@ -266,6 +279,11 @@ impl App {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Whether other instances share this app's state.
+    pub fn coordinated(&self) -> bool {
+        self.coordinated
+    }
+
     /// Atomically moves from one of `from` to `to`; false (and nothing changed) otherwise.
     fn transition(&self, from: &[State], to: State, reason: Option<Arc<str>>) -> bool {
         self.phase.send_if_modified(|phase| {
@@ -303,6 +321,37 @@ impl Drop for InFlight {
         self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Marks an app as being woken or stopped by this instance, until dropped.
+struct Busy<'a>(&'a App);
+
+impl<'a> Busy<'a> {
+    fn mark(app: &'a App) -> Busy<'a> {
+        app.busy.store(true, Ordering::SeqCst);
+        Busy(app)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Who brings an app up, as the registry decided.
+enum Waker {
+    /// This instance (with the app's lease, or alone while the shared state is unreachable).
+    Us(Option<Lease>),
+    /// Another instance did: the app is awake.
+    Other,
+    /// Another instance tried and failed, for this reason.
+    OtherFailed(String),
+    /// Another instance held the app past this wake's deadline.
+    Timeout,
+}
+
+/// How often a wake held by another instance is checked besides its announcements.
+const REMOTE_WAKE_POLL: Duration = Duration::from_millis(250);
 
 /// Engine-clock readings start this far from zero, so activity remembered from before the
 /// engine started (the catalog) fits on the same clock (about 31 years).
@@ -386,12 +435,23 @@ pub struct Lifecycle {
     /// The engine's runtime: wakes and stops run there, whichever thread asked for them
     /// (proxy workers have runtimes of their own that end before the engine's).
     runtime: tokio::runtime::Handle,
+    /// What this instance shares with the others (leases, leadership, activity).
+    registry: Arc<dyn Registry>,
 }
 
 impl Lifecycle {
     /// A lifecycle over these providers, with no app known yet (see [`Lifecycle::discover`]).
     /// Must be called within the engine's runtime.
     pub fn new(providers: Vec<Arc<dyn Provider>>, settings: Settings) -> Arc<Lifecycle> {
+        Lifecycle::with_registry(providers, settings, Arc::new(MemoryRegistry::default()))
+    }
+
+    /// [`Lifecycle::new`] sharing its state through `registry`.
+    pub fn with_registry(
+        providers: Vec<Arc<dyn Provider>>,
+        settings: Settings,
+        registry: Arc<dyn Registry>,
+    ) -> Arc<Lifecycle> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let probe = Client::builder(TokioExecutor::new())
@@ -409,6 +469,7 @@ impl Lifecycle {
             events: EventLog::new(1000),
             probe,
             runtime: tokio::runtime::Handle::current(),
+            registry,
         })
     }
 
@@ -468,6 +529,11 @@ impl Lifecycle {
     /// The provider accounts.
     pub fn providers(&self) -> &[Arc<dyn Provider>] {
         &self.providers
+    }
+
+    /// The registry's shared side.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
     }
 
     /// Marks a request in progress and counts it as activity. Call before reading the state.
@@ -538,6 +604,17 @@ impl Lifecycle {
                     continue;
                 }
                 State::Waking => saw_wake = true,
+                // Another instance is stopping it: this one wakes it as soon as that stop
+                // is over (the wake waits for the app's lease).
+                State::Stopping if app.coordinated && !app.busy.load(Ordering::SeqCst) => {
+                    if app.transition(&[State::Stopping], State::Waking, None) {
+                        let cause = cause.take().map(|make| make());
+                        self.runtime
+                            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
+                    }
+                    saw_wake = true;
+                    continue;
+                }
                 State::Stopping => {}
             }
             match timeout_at(deadline, phases.changed()).await {
@@ -550,6 +627,7 @@ impl Lifecycle {
     }
 
     async fn run_wake(self: Arc<Self>, app: Arc<App>, cause: Option<WakeCause>) {
+        let _busy = Busy::mark(&app);
         let started = Instant::now();
         if let Some(cause) = cause {
             self.events
@@ -562,10 +640,34 @@ impl Lifecycle {
             });
         }
         let deadline = started + app.policy.wake_timeout;
-        match self.bring_up(&app, deadline).await {
+        let lease = match self.waker(&app, deadline).await {
+            Waker::Us(lease) => lease,
+            Waker::Other => {
+                touch(&app, self.clock.now_ms());
+                if app.transition(&[State::Waking], State::Awake, None) {
+                    tracing::debug!(app = %app.key, "woken by another instance");
+                }
+                return;
+            }
+            Waker::OtherFailed(reason) => {
+                app.transition(&[State::Waking], State::Failed, Some(reason.into()));
+                return;
+            }
+            Waker::Timeout => {
+                let reason = format!(
+                    "not ready after {}s (another instance was starting it)",
+                    app.policy.wake_timeout.as_secs()
+                );
+                app.transition(&[State::Waking], State::Failed, Some(reason.into()));
+                return;
+            }
+        };
+        let outcome = self.bring_up(&app, deadline).await;
+        match outcome {
             Ok(()) => {
                 let duration = started.elapsed();
-                touch(&app, self.clock.now_ms());
+                let now = self.clock.now_ms();
+                touch(&app, now);
                 {
                     let mut durations = lock(&app.start_durations);
                     if durations.len() == START_HISTORY {
@@ -576,6 +678,7 @@ impl Lifecycle {
                 if app.transition(&[State::Waking], State::Awake, None) {
                     self.events.emit(&app.key, EventKind::Started { duration });
                 }
+                self.finish(&app, lease, State::Awake, None).await;
             }
             Err(reason) => {
                 // Whatever was half-started is stopped again before the failure is announced,
@@ -598,7 +701,85 @@ impl Lifecycle {
                         },
                     );
                 }
+                self.finish(&app, lease, State::Failed, Some(&reason)).await;
             }
+        }
+    }
+
+    /// Decides who brings the app up: this instance when it gets the app's lease (or the
+    /// shared state is unreachable), else it waits for the instance that holds it.
+    async fn waker(&self, app: &App, deadline: Instant) -> Waker {
+        if !app.coordinated {
+            return Waker::Us(None);
+        }
+        let mut notices = self.registry.notices();
+        // The change counter when another instance was first found holding the app.
+        let mut busy_since: Option<u64> = None;
+        loop {
+            match self.registry.claim_wake(&app.key).await {
+                Claim::Granted(lease) => {
+                    app.remote_seq.fetch_max(lease.seq, Ordering::SeqCst);
+                    return Waker::Us(Some(lease));
+                }
+                Claim::AlreadyAwake => return Waker::Other,
+                Claim::Unavailable => {
+                    // Alone: started here, announced once the shared state is back.
+                    app.unpublished.store(true, Ordering::SeqCst);
+                    return Waker::Us(None);
+                }
+                Claim::Busy | Claim::Active(_) => {}
+            }
+            if let Some(shared) = self.registry.shared(&app.key).await {
+                match (shared.state, busy_since) {
+                    (Some(State::Awake), _) => return Waker::Other,
+                    (Some(State::Failed), Some(seq)) if shared.seq > seq => {
+                        return Waker::OtherFailed(
+                            shared.reason.unwrap_or_else(|| "start failed".to_owned()),
+                        );
+                    }
+                    (_, None) => busy_since = Some(shared.seq),
+                    _ => {}
+                }
+            }
+            // Until an announcement about this app, or the next poll.
+            let poll = Instant::now() + REMOTE_WAKE_POLL;
+            let wait = async {
+                match notices.as_mut() {
+                    Some(notices) => loop {
+                        match notices.recv().await {
+                            Ok(Notice::State { key, .. }) if key == app.key => break,
+                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    },
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let _ = timeout_at(poll.min(deadline), wait).await;
+            if Instant::now() >= deadline {
+                return Waker::Timeout;
+            }
+        }
+    }
+
+    /// Announces the outcome of a wake or stop to the other instances (later, if the shared
+    /// state cannot be reached now).
+    async fn finish(&self, app: &App, lease: Option<Lease>, state: State, reason: Option<&str>) {
+        if !app.coordinated {
+            return;
+        }
+        let activity = Some(self.clock.wall(app.last_activity.load(Ordering::SeqCst)));
+        let written = match lease {
+            Some(lease) => self.registry.finish(lease, state, reason, activity).await,
+            None => None,
+        };
+        match written {
+            Some(seq) => {
+                app.remote_seq.fetch_max(seq, Ordering::SeqCst);
+            }
+            None => app.unpublished.store(true, Ordering::SeqCst),
         }
     }
 
@@ -673,11 +854,16 @@ impl Lifecycle {
     /// in progress). Returns how many stops began.
     pub fn check_idle(self: &Arc<Self>) -> usize {
         let now = self.clock.now_ms();
+        let leader = self.registry.is_leader();
         let mut begun = 0;
         for app in self.apps() {
             let Some(max_idle) = app.policy.max_idle else {
                 continue;
             };
+            // Shared apps are stopped by the leader only (none while no instance leads).
+            if app.coordinated && !leader {
+                continue;
+            }
             let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
             let idle_ms = now.saturating_sub(app.last_activity.load(Ordering::SeqCst));
             if app.state() != State::Awake
@@ -710,6 +896,18 @@ impl Lifecycle {
     }
 
     async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {
+        let _busy = Busy::mark(&app);
+        let lease = if app.coordinated {
+            match self.claim_stop(&app).await {
+                Some(lease) => Some(lease),
+                None => {
+                    app.transition(&[State::Stopping], State::Awake, None);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
         match app.provider.stop(&app.key.name).await {
@@ -720,6 +918,7 @@ impl Lifecycle {
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
                 }
+                self.finish(&app, lease, State::Asleep, None).await;
             }
             Err(error) => {
                 let retry_at = self.clock.now_ms()
@@ -733,7 +932,38 @@ impl Lifecycle {
                         },
                     );
                 }
+                self.finish(&app, lease, State::Awake, None).await;
             }
+        }
+    }
+
+    /// The lease to stop a shared app: only while this instance is still the leader (asked
+    /// of the shared state, not remembered), and only if no instance saw activity within
+    /// the app's `max_idle`. `None`: not now.
+    async fn claim_stop(&self, app: &App) -> Option<Lease> {
+        if !self.registry.confirm_leader().await {
+            tracing::debug!(app = %app.key, "stop skipped: not the leader");
+            return None;
+        }
+        let max_idle = app.policy.max_idle?;
+        let idle_before = SystemTime::now().checked_sub(max_idle)?;
+        match self.registry.claim_stop(&app.key, idle_before).await {
+            Claim::Granted(lease) => {
+                app.remote_seq.fetch_max(lease.seq, Ordering::SeqCst);
+                Some(lease)
+            }
+            Claim::Active(at) => {
+                let at = self.clock.from_wall(at);
+                touch(app, at);
+                app.shared_activity.fetch_max(at, Ordering::SeqCst);
+                tracing::debug!(app = %app.key, "stop skipped: active on another instance");
+                None
+            }
+            Claim::AlreadyAwake | Claim::Busy => {
+                tracing::debug!(app = %app.key, "stop skipped: another instance holds the app");
+                None
+            }
+            Claim::Unavailable => None,
         }
     }
 
@@ -753,6 +983,12 @@ impl Lifecycle {
     /// apps found running are awake (activity = now), apps found stopped are asleep, vanished
     /// apps are dropped. A provider that fails keeps its apps as they were.
     pub async fn discover(self: &Arc<Self>) {
+        self.discover_with(false).await;
+    }
+
+    /// [`Lifecycle::discover`], asking every provider itself even when this instance is
+    /// not the leader (on-demand discovery for a host no app answers to yet).
+    async fn discover_with(self: &Arc<Self>, ask_providers: bool) {
         // What each app's state was when the listings were asked for: an app that changed
         // since (a wake or stop of ours finished) is not corrected by a stale listing.
         let before: HashMap<AppKey, u64> = self
@@ -760,21 +996,44 @@ impl Lifecycle {
             .iter()
             .map(|app| (app.key.clone(), app.transitions.load(Ordering::SeqCst)))
             .collect();
+        let leader = self.registry.is_leader();
+        let shared = self.registry.is_shared();
         let mut listings = tokio::task::JoinSet::new();
         for provider in &self.providers {
             let provider = Arc::clone(provider);
+            let registry = Arc::clone(&self.registry);
+            // Shared providers: the leader lists them and stores the listing; the other
+            // instances read it (and list themselves only when there is none yet).
+            let follow = shared && !provider.is_local() && !leader;
             listings.spawn(async move {
+                if follow
+                    && !ask_providers
+                    && let Some(listing) = registry.listing(provider.id()).await
+                {
+                    return (provider, Ok(listing), false);
+                }
                 let listing = provider.list_apps().await;
-                (provider, listing)
+                if shared
+                    && leader
+                    && !provider.is_local()
+                    && let Ok(listing) = &listing
+                {
+                    registry.put_listing(provider.id(), listing).await;
+                }
+                (provider, listing, !follow)
             });
         }
         let mut changed = false;
+        let mut announce = Vec::new();
         while let Some(joined) = listings.join_next().await {
-            let Ok((provider, listing)) = joined else {
+            let Ok((provider, listing, authority)) = joined else {
                 continue;
             };
             match listing {
-                Ok(apps) => changed |= self.apply_listing(&provider, apps, &before),
+                Ok(apps) => {
+                    changed |=
+                        self.apply_listing(&provider, apps, &before, authority, &mut announce)
+                }
                 Err(error) => self.events.emit(
                     &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
                     EventKind::ProviderError {
@@ -786,15 +1045,43 @@ impl Lifecycle {
         if changed {
             self.rebuild_routes();
         }
+        self.announce(announce).await;
+    }
+
+    /// Tells the other instances what discovery found: states it corrected (`Some`) and
+    /// apps that vanished (`None`).
+    async fn announce(&self, changes: Vec<(Arc<App>, Option<State>)>) {
+        for (app, state) in changes {
+            match state {
+                Some(state) => {
+                    let activity = Some(self.clock.wall(app.last_activity.load(Ordering::SeqCst)));
+                    match self.registry.publish(&app.key, state, activity).await {
+                        Some(seq) => {
+                            app.remote_seq.fetch_max(seq, Ordering::SeqCst);
+                        }
+                        None => app.unpublished.store(true, Ordering::SeqCst),
+                    }
+                }
+                None => self.registry.forget(&app.key).await,
+            }
+        }
     }
 
     /// Applies one provider's listing; true when the set of apps changed.
+    ///
+    /// Without `authority` (an instance that follows the leader's listing of a shared
+    /// provider), apps are added and removed silently and states are left to the shared
+    /// state: the leader records and announces what changed. Changes to announce go to
+    /// `announce`.
     fn apply_listing(
         &self,
         provider: &Arc<dyn Provider>,
         listing: Vec<AppInfo>,
         before: &HashMap<AppKey, u64>,
+        authority: bool,
+        announce: &mut Vec<(Arc<App>, Option<State>)>,
     ) -> bool {
+        let coordinated = self.registry.is_shared() && !provider.is_local();
         let now = self.clock.now_ms();
         let mut apps = lock(&self.apps);
         let mut seen = HashSet::new();
@@ -806,14 +1093,16 @@ impl Lifecycle {
             let key = AppKey::new(crate::DEFAULT_SPACE, provider.id(), &info.name);
             seen.insert(key.clone());
             let running = info.status == AppStatus::Running;
-            self.record(|| Record::Seen {
-                key: key.clone(),
-                seen: SeenApp {
-                    upstream: info.upstream.as_ref().map(ToString::to_string),
-                    running,
-                },
-                at: SystemTime::now(),
-            });
+            if authority {
+                self.record(|| Record::Seen {
+                    key: key.clone(),
+                    seen: SeenApp {
+                        upstream: info.upstream.as_ref().map(ToString::to_string),
+                        running,
+                    },
+                    at: SystemTime::now(),
+                });
+            }
             let Some(app) = apps.get(&key) else {
                 let state = if running { State::Awake } else { State::Asleep };
                 // What the catalog remembers from before (an earlier run of the engine).
@@ -823,7 +1112,8 @@ impl Lifecycle {
                     .values()
                     .any(|n| *n > 0)
                     .then(|| info.formation.clone());
-                if let Some(listed) = &listed
+                if authority
+                    && let Some(listed) = &listed
                     && remembered.as_ref().and_then(|r| r.formation.as_ref()) != Some(listed)
                 {
                     self.record(|| Record::Formation {
@@ -878,9 +1168,16 @@ impl Lifecycle {
                     linked_names: resolved.linked_apps,
                     linked: ArcSwap::from_pointee(Vec::new()),
                     flushed_activity: AtomicU64::new(last_activity),
+                    coordinated,
+                    remote_seq: AtomicU64::new(0),
+                    busy: std::sync::atomic::AtomicBool::new(false),
+                    unpublished: std::sync::atomic::AtomicBool::new(false),
+                    shared_activity: AtomicU64::new(0),
                 });
                 apps.insert(key.clone(), app);
-                self.events.emit(&key, EventKind::Discovered { running });
+                if authority {
+                    self.events.emit(&key, EventKind::Discovered { running });
+                }
                 changed = true;
                 continue;
             };
@@ -889,10 +1186,15 @@ impl Lifecycle {
             {
                 app.upstream.store(Some(Arc::new(upstream)));
             }
+            if !authority {
+                continue;
+            }
             if running && info.formation.values().any(|n| *n > 0) {
                 self.remember_formation(app, info.formation.clone());
             }
-            if before.get(&key) != Some(&app.transitions.load(Ordering::SeqCst)) {
+            if before.get(&key) != Some(&app.transitions.load(Ordering::SeqCst))
+                || app.busy.load(Ordering::SeqCst)
+            {
                 continue;
             }
             match info.status {
@@ -901,6 +1203,9 @@ impl Lifecycle {
                         touch(app, now);
                         if app.transition(&[State::Asleep, State::Failed], State::Awake, None) {
                             self.events.emit(&key, EventKind::Registered);
+                            if coordinated {
+                                announce.push((Arc::clone(app), Some(State::Awake)));
+                            }
                         }
                     }
                 }
@@ -911,6 +1216,9 @@ impl Lifecycle {
                     };
                     if app.transition(&[State::Awake], State::Asleep, None) {
                         self.events.emit(&key, EventKind::Exited { reason });
+                        if coordinated {
+                            announce.push((Arc::clone(app), Some(State::Asleep)));
+                        }
                     }
                 }
                 AppStatus::Starting | AppStatus::Unknown => {}
@@ -922,8 +1230,14 @@ impl Lifecycle {
             .cloned()
             .collect();
         for key in vanished {
-            apps.remove(&key);
-            self.events.emit(&key, EventKind::Deleted);
+            if let Some(app) = apps.remove(&key)
+                && authority
+            {
+                self.events.emit(&key, EventKind::Deleted);
+                if coordinated {
+                    announce.push((app, None));
+                }
+            }
             changed = true;
         }
         changed
@@ -954,6 +1268,10 @@ impl Lifecycle {
                         touch(app, self.clock.now_ms());
                         if app.transition(&[State::Asleep], State::Awake, None) {
                             self.events.emit(&app.key, EventKind::Registered);
+                            if app.coordinated {
+                                self.announce(vec![(Arc::clone(app), Some(State::Awake))])
+                                    .await;
+                            }
                         }
                     }
                 }
@@ -1025,10 +1343,144 @@ impl Lifecycle {
         let lifecycle = Arc::clone(self);
         let _ = self
             .runtime
-            .spawn(async move { lifecycle.discover().await })
+            .spawn(async move { lifecycle.discover_with(true).await })
             .await;
         *last = Some(Instant::now());
         true
+    }
+
+    /// Writes this instance's activity to the shared state (max semantics; apps with a
+    /// request or connection open count as active now) and brings its copies of shared
+    /// apps in line with what the other instances announced, in one round trip. Changes
+    /// made while the shared state was unreachable are announced first; the leader fills
+    /// in apps the shared state does not know (after Redis lost its data).
+    pub async fn sync_registry(&self) {
+        let apps: Vec<Arc<App>> = self.apps().into_iter().filter(|a| a.coordinated).collect();
+        if apps.is_empty() {
+            return;
+        }
+        for app in apps.iter().filter(|a| a.unpublished.load(Ordering::SeqCst)) {
+            if app.busy.load(Ordering::SeqCst) {
+                continue;
+            }
+            let state = app.state();
+            if matches!(state, State::Waking | State::Stopping) {
+                continue;
+            }
+            let activity = Some(self.clock.wall(app.last_activity.load(Ordering::SeqCst)));
+            match self.registry.publish(&app.key, state, activity).await {
+                Some(seq) => {
+                    app.remote_seq.fetch_max(seq, Ordering::SeqCst);
+                    app.unpublished.store(false, Ordering::SeqCst);
+                }
+                None => return,
+            }
+        }
+        let now = self.clock.now_ms();
+        let sent: Vec<u64> = apps
+            .iter()
+            .map(|app| {
+                let last = app.last_activity.load(Ordering::SeqCst);
+                if app.in_flight() > 0 {
+                    now.max(last)
+                } else {
+                    last
+                }
+            })
+            .collect();
+        let updates: Vec<crate::registry::ActivityUpdate> = apps
+            .iter()
+            .zip(&sent)
+            .map(|(app, &last)| {
+                let dirty = last > app.shared_activity.load(Ordering::SeqCst);
+                (app.key.clone(), dirty.then(|| self.clock.wall(last)))
+            })
+            .collect();
+        let Some(shared) = self.registry.sync(&updates).await else {
+            return;
+        };
+        let leader = self.registry.is_leader();
+        let mut fill = Vec::new();
+        for ((app, shared), (sent, update)) in
+            apps.iter().zip(shared).zip(sent.iter().zip(&updates))
+        {
+            if update.1.is_some() {
+                app.shared_activity.fetch_max(*sent, Ordering::SeqCst);
+            }
+            if shared.state.is_none() {
+                let state = app.state();
+                if leader
+                    && !app.busy.load(Ordering::SeqCst)
+                    && matches!(state, State::Asleep | State::Awake)
+                {
+                    fill.push((Arc::clone(app), Some(state)));
+                }
+            }
+            self.mirror(app, &shared);
+        }
+        self.announce(fill).await;
+    }
+
+    /// Applies what another instance announced about an app to this instance's copy.
+    fn mirror(&self, app: &App, shared: &Shared) {
+        if let Some(at) = shared.activity {
+            let at = self.clock.from_wall(at);
+            touch(app, at);
+            app.shared_activity.fetch_max(at, Ordering::SeqCst);
+        }
+        let Some(state) = shared.state else {
+            return;
+        };
+        if app.busy.load(Ordering::SeqCst)
+            || app.unpublished.load(Ordering::SeqCst)
+            || shared.seq <= app.remote_seq.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        app.remote_seq.store(shared.seq, Ordering::SeqCst);
+        let changed = match state {
+            State::Awake => app.transition(
+                &[State::Asleep, State::Failed, State::Stopping],
+                State::Awake,
+                None,
+            ),
+            State::Asleep => app.transition(
+                &[State::Awake, State::Stopping, State::Failed],
+                State::Asleep,
+                None,
+            ),
+            State::Stopping => app.transition(&[State::Awake], State::Stopping, None),
+            State::Waking | State::Failed => false,
+        };
+        if changed {
+            tracing::debug!(app = %app.key, %state, "state from another instance");
+        }
+    }
+
+    /// Handles an announcement from the registry.
+    pub async fn apply_notice(self: &Arc<Self>, notice: Notice) {
+        match notice {
+            Notice::State { key, shared, own } => {
+                if own {
+                    return;
+                }
+                let app = lock(&self.apps).get(&key).cloned();
+                if let Some(app) = app.filter(|a| a.coordinated) {
+                    self.mirror(&app, &shared);
+                }
+            }
+            Notice::Listing { .. } => {
+                if !self.registry.is_leader() {
+                    self.discover().await;
+                }
+            }
+            Notice::Reset => {
+                for app in self.apps() {
+                    app.remote_seq.store(0, Ordering::SeqCst);
+                }
+                self.sync_registry().await;
+            }
+        }
     }
 
     /// Engine shutdown: each provider stops what must not outlive the engine.

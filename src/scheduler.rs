@@ -1,7 +1,10 @@
 //! The scheduler: background loops that keep the registry in line with the providers and
 //! stop idle apps. Discovery every `discovery.every`, the idle check every second, and a
-//! listener per provider for apps that stop on their own. It only calls the lifecycle; it
-//! never talks to a provider directly.
+//! listener per provider for apps that stop on their own. With a shared registry: the
+//! activity write-behind and state sync every `registry.flush_every`, announcements from
+//! other instances, and a discovery at once when this instance becomes the leader (only
+//! the leader lists shared providers and stops their apps). It only calls the lifecycle;
+//! it never talks to a provider directly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,9 +51,54 @@ impl Scheduler {
                     }
                 }
                 discovery.discover().await;
-                discovery.verify_unknown(VERIFY_PER_TICK).await;
+                if discovery.registry().is_leader() {
+                    discovery.verify_unknown(VERIFY_PER_TICK).await;
+                }
             }
         });
+
+        let registry = Arc::clone(lifecycle.registry());
+        if registry.is_shared() {
+            let syncing = Arc::clone(lifecycle);
+            let every = registry.flush_every();
+            tasks.spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    syncing.sync_registry().await;
+                }
+            });
+
+            if let Some(mut notices) = registry.notices() {
+                let listening = Arc::clone(lifecycle);
+                tasks.spawn(async move {
+                    loop {
+                        match notices.recv().await {
+                            Ok(notice) => listening.apply_notice(notice).await,
+                            // Missed some: the next sync compares everything.
+                            Err(RecvError::Lagged(_)) => {
+                                listening.apply_notice(crate::registry::Notice::Reset).await
+                            }
+                            Err(RecvError::Closed) => break,
+                        }
+                    }
+                });
+            }
+
+            let mut leadership = registry.leadership();
+            let leading = Arc::clone(lifecycle);
+            tasks.spawn(async move {
+                while leadership.changed().await.is_ok() {
+                    if *leadership.borrow_and_update() {
+                        // A new leader starts from the providers' word, not from what the
+                        // previous one left (it may have died mid-way, or Redis lost it).
+                        leading.discover().await;
+                        leading.sync_registry().await;
+                    }
+                }
+            });
+        }
 
         let idle = Arc::clone(lifecycle);
         tasks.spawn(async move {

@@ -60,6 +60,8 @@ pub struct Config {
     pub database_url: crate::secret::Secret,
     /// How long events are kept (`events.retention`, default 90 days).
     pub events_retention: Duration,
+    /// Where the hot state is shared between instances (`registry`, default `memory`).
+    pub registry: crate::registry::RegistryConfig,
 }
 
 /// The default `database.url`: a SQLite file in the working directory.

@@ -290,4 +290,10 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Called once at engine shutdown: stop what this provider started and must not outlive
     /// the engine (local processes). Platforms keep their apps as they are.
     async fn shutdown(&self) {}
+
+    /// True when its apps belong to this engine instance alone (local processes): with
+    /// several instances, each manages its own and shares nothing about them.
+    fn is_local(&self) -> bool {
+        false
+    }
 }

@@ -181,6 +181,10 @@ impl Provider for ProcessProvider {
         "process"
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps.values() {

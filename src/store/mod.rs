@@ -17,7 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 
 mod codec;
-mod redact;
+pub(crate) mod redact;
 
 use std::fmt;
 use std::sync::Arc;
