@@ -1172,7 +1172,8 @@ impl Lifecycle {
                     remote_seq: AtomicU64::new(0),
                     busy: std::sync::atomic::AtomicBool::new(false),
                     unpublished: std::sync::atomic::AtomicBool::new(false),
-                    shared_activity: AtomicU64::new(0),
+                    // Being registered is not activity to share: only requests are.
+                    shared_activity: AtomicU64::new(last_activity),
                 });
                 apps.insert(key.clone(), app);
                 if authority {

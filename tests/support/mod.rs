@@ -5,6 +5,7 @@
 
 pub mod fakes;
 pub mod postgres;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -233,6 +234,32 @@ impl TestClient {
 
     pub async fn get(&self, host: &str, path: &str) -> Answer {
         self.send("GET", host, path, &[], Bytes::new()).await
+    }
+
+    /// A GET that reports a failed exchange (connection refused, reset, cut body) instead of
+    /// panicking, for tests that count failures.
+    pub async fn try_get(&self, host: &str, path: &str) -> Result<Answer, String> {
+        let request = Request::builder()
+            .uri(format!("http://{}{path}", self.addr))
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     pub async fn send(
