@@ -15,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# The cluster tests start throwaway Redis servers of their own (redis-server on a free port).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The platform clients load the system's CA store when they start.
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 # The store tests start a throwaway PostgreSQL server of their own (initdb + postgres; as the

@@ -167,6 +167,10 @@ async fn check(config: paastis::Config, compat: &config::Compat) -> anyhow::Resu
             count
         );
     }
+    let registry = lifecycle.registry().health();
+    println!("\nregistry: {}", registry.detail);
+    // `check` never keeps the leader lease from the instances that serve.
+    lifecycle.registry().release().await;
     println!();
     print!("{}", engine.apps_table());
     if compat.is_used() {
@@ -183,6 +187,9 @@ async fn check(config: paastis::Config, compat: &config::Compat) -> anyhow::Resu
     }
     for change in changes {
         println!("warning: {change}");
+    }
+    if !registry.ok {
+        anyhow::bail!("the registry cannot be reached: {}", registry.detail);
     }
     if !errors.is_empty() {
         anyhow::bail!(

@@ -395,3 +395,91 @@ async fn an_engine_started_before_redis_serves_then_connects() {
     }
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_stays_out_of_logs_errors_and_check() {
+    const PASSWORD: &str = "redis-pw-Secret-0077";
+    let redis = RedisServer::start_with(&["--requirepass", PASSWORD]).await;
+    let fake = FakeScalingo::start(TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], false).await;
+    let dir = TempDir::new("cluster-secret");
+    let write = |name: &str, password: &str| {
+        let url = format!("redis://:{password}@127.0.0.1:{}", redis.port);
+        let path = dir.path(name);
+        let yaml = config(&fake, &redis, "10m", "1s").replace(&redis.url(), &url);
+        std::fs::write(&path, yaml).expect("write config");
+        path
+    };
+    let good = write("good.yml", PASSWORD);
+    let bad = write("bad.yml", "wrong-pw-Secret-0078");
+
+    let check = |path: std::path::PathBuf| async move {
+        support::paastis()
+            .args(["check", "--config", &path.to_string_lossy()])
+            .env("LOG_LEVEL", "trace")
+            .output()
+            .await
+            .expect("paastis check runs")
+    };
+    let out = check(good.clone()).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("registry: redis: connected"), "{stdout}");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+    // `check` gave the leader lease back.
+    assert_eq!(
+        redis_get_auth(&redis, PASSWORD, &format!("{PREFIX}:leader")).await,
+        None
+    );
+
+    let out = check(bad).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("registry cannot be reached"), "{stderr}");
+    assert!(
+        stdout.to_lowercase().contains("pass") || stderr.to_lowercase().contains("pass"),
+        "the error says the password was refused: {stdout}\n{stderr}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("wrong-pw-Secret-0078") && !text.contains(PASSWORD),
+            "{text}"
+        );
+    }
+
+    // Serving at trace level, with a wake through the shared state: no password either.
+    let served = support::serve(&good, &[("LOG_LEVEL", "trace")]).await;
+    let answer = TestClient::new(served.addr)
+        .get("shop.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let mut served = served;
+    let _ = served.child.kill().await;
+    let logs = served.logs();
+    assert!(logs.contains("this instance is the leader"), "{logs}");
+    assert!(
+        !logs.contains(PASSWORD),
+        "the Redis password reached the logs"
+    );
+    assert!(!logs.contains(TOKEN));
+}
+
+async fn redis_get_auth(redis: &RedisServer, password: &str, key: &str) -> Option<String> {
+    let client = ::redis::Client::open(format!("redis://:{password}@127.0.0.1:{}", redis.port))
+        .expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    ::redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET")
+}

@@ -35,6 +35,7 @@ const ENV_SETTABLE: &[&str] = &[
     "proxy",
     "database",
     "events",
+    "registry",
 ];
 
 /// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).

@@ -1473,6 +1473,63 @@ providers:
     }
 
     #[test]
+    fn registry_settings_are_checked_together() {
+        let config = validate("registry: {type: redis}").expect("valid");
+        let RegistryConfig::Redis(redis) = config.registry else {
+            panic!("expected redis, got {:?}", config.registry);
+        };
+        assert_eq!(redis.url.expose(), registry_defaults::URL);
+        assert_eq!(redis.prefix, "paastis");
+        assert_eq!(redis.flush_every, Duration::from_secs(1));
+        assert_eq!(redis.lease, Duration::from_secs(10));
+
+        let config = validate(
+            "registry: {type: redis, url: 'redis://:pw@10.0.0.9:6380/2', prefix: 'team:', flush_every: 250ms, lease: 3s}",
+        )
+        .expect("valid");
+        let RegistryConfig::Redis(redis) = config.registry else {
+            panic!("expected redis");
+        };
+        assert_eq!(redis.prefix, "team", "a trailing colon is not doubled");
+        assert_eq!(redis.flush_every, Duration::from_millis(250));
+        assert_eq!(redis.lease, Duration::from_secs(3));
+        assert!(!format!("{redis:?}").contains("pw@"), "the URL is a secret");
+        assert!(matches!(
+            validate("registry: {type: memory}")
+                .expect("valid")
+                .registry,
+            RegistryConfig::Memory
+        ));
+
+        let errors = validate(
+            "registry: {type: redis, url: 'http://x', prefix: 'a b', flush_every: 0s, lease: 100ms, pool: 3}",
+        )
+        .expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &[
+                "registry.url: must be a redis://",
+                "registry.prefix: must not hold spaces or glob characters",
+                "registry.flush_every: must be longer than 0s",
+                "registry.lease: must be at least 300ms",
+                "registry.pool: unknown key",
+            ],
+        );
+        let errors = validate(
+            "registry: {type: mongo}
+",
+        )
+        .expect_err("invalid");
+        assert_exactly(&errors, &["registry.type: `mongo` is not a registry type"]);
+        let errors = validate(
+            "registry: {type: memory, url: 'redis://x'}
+",
+        )
+        .expect_err("invalid");
+        assert_exactly(&errors, &["registry.url: is only used with `type: redis`"]);
+    }
+
+    #[test]
     fn wrong_shapes_are_named() {
         let errors = validate("providers: {id: x}\ndomains: example.com\n").expect_err("invalid");
         assert!(errors.contains(&"domains: expected a list, found a string".to_owned()));

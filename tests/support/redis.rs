@@ -12,14 +12,25 @@ use tokio::process::{Child, Command};
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// [`RedisServer::start`] with extra `redis-server` arguments.
+    pub async fn start_with(extra: &[&str]) -> RedisServer {
         let port = free_port().await;
-        let mut server = RedisServer { port, child: None };
+        let mut server = RedisServer {
+            port,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
         server.resume().await;
         server
     }
@@ -28,6 +39,7 @@ impl RedisServer {
     pub async fn not_started() -> RedisServer {
         RedisServer {
             port: free_port().await,
+            extra: Vec::new(),
             child: None,
         }
     }
@@ -57,6 +69,7 @@ impl RedisServer {
                 "--loglevel",
                 "warning",
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,13 +78,13 @@ impl RedisServer {
             .expect("redis-server runs (scripts/test.sh installs it)");
         self.child = Some(child);
         for _ in 0..200 {
-            if let Ok(mut conn) = self.connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return;
+            // Up once it answers (NOAUTH counts: it is there).
+            if let Ok(mut conn) = self.connection().await {
+                match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                    Ok(_) => return,
+                    Err(error) if error.to_string().contains("NOAUTH") => return,
+                    Err(_) => {}
+                }
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
