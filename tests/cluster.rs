@@ -37,6 +37,24 @@ fn scales(fake: &FakeScalingo, app: &str) -> usize {
     fake.calls.count(&format!("POST /v1/apps/{app}/scale"))
 }
 
+/// A fresh Redis and a fake Scalingo account holding one app, `shop` (web=1).
+async fn setup(running: bool) -> (RedisServer, FakeScalingo) {
+    let redis = RedisServer::start().await;
+    let fake = FakeScalingo::start(TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], running).await;
+    (redis, fake)
+}
+
+/// App leases left in Redis.
+async fn locks(redis: &RedisServer) -> Vec<String> {
+    redis
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{PREFIX}:lock:")))
+        .collect()
+}
+
 /// Waits until `check` holds, or panics with `what` after `within`.
 async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -69,9 +87,7 @@ async fn leader(engines: &[&TestEngine]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_wake_a_sleeping_app_exactly_once() {
-    let redis = RedisServer::start().await;
-    let fake = FakeScalingo::start(TOKEN).await;
-    fake.add_app("shop", &[("web", 1)], false).await;
+    let (redis, fake) = setup(false).await;
     fake.set_boot_time(Duration::from_millis(800));
     let yaml = config(&fake, &redis, "10m", "2s");
     let a = TestEngine::start(&yaml).await;
@@ -129,9 +145,7 @@ async fn three_instances_wake_a_sleeping_app_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_on_a_follower_keeps_the_app_awake_and_the_leader_stops_it_once() {
-    let redis = RedisServer::start().await;
-    let fake = FakeScalingo::start(TOKEN).await;
-    fake.add_app("shop", &[("web", 1)], true).await;
+    let (redis, fake) = setup(true).await;
     let yaml = config(&fake, &redis, "3s", "2s");
     let a = TestEngine::start(&yaml).await;
     let b = TestEngine::start(&yaml).await;
@@ -174,12 +188,7 @@ async fn activity_on_a_follower_keeps_the_app_awake_and_the_leader_stops_it_once
     assert_eq!(stopped_by(engines[lead]), 1);
     assert_eq!(stopped_by(follower), 0, "the follower stops nothing");
     // No lease left behind.
-    let locks: Vec<String> = redis
-        .keys()
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with(&format!("{PREFIX}:lock:")))
-        .collect();
+    let locks = locks(&redis).await;
     assert!(locks.is_empty(), "{locks:?}");
 
     // The next request on the follower wakes it (the follower holds the lease).
@@ -192,9 +201,7 @@ async fn activity_on_a_follower_keeps_the_app_awake_and_the_leader_stops_it_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_leader_dies_another_instance_takes_over_and_stops_idle_apps_on_time() {
-    let redis = RedisServer::start().await;
-    let fake = FakeScalingo::start(TOKEN).await;
-    fake.add_app("shop", &[("web", 1)], true).await;
+    let (redis, fake) = setup(true).await;
     let dir = TempDir::new("cluster-failover");
     let path = dir.path("paastis.yml");
     std::fs::write(&path, config(&fake, &redis, "3s", "1s")).expect("write config");
@@ -259,9 +266,7 @@ async fn when_the_leader_dies_another_instance_takes_over_and_stops_idle_apps_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_lost_under_load_fails_no_request_and_converges_when_back() {
-    let mut redis = RedisServer::start().await;
-    let fake = FakeScalingo::start(TOKEN).await;
-    fake.add_app("shop", &[("web", 1)], true).await;
+    let (mut redis, fake) = setup(true).await;
     let yaml = config(&fake, &redis, "4s", "1s");
     let a = TestEngine::start(&yaml).await;
     let b = TestEngine::start(&yaml).await;
@@ -331,12 +336,7 @@ async fn redis_lost_under_load_fails_no_request_and_converges_when_back() {
         .await;
     sleep(Duration::from_secs(2)).await;
     assert_eq!(scales(&fake, "shop"), 1, "one stop, no duplicate");
-    let locks: Vec<String> = redis
-        .keys()
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with(&format!("{PREFIX}:lock:")))
-        .collect();
+    let locks = locks(&redis).await;
     assert!(locks.is_empty(), "no stuck lease: {locks:?}");
     // And it wakes again through either instance.
     let answer = TestClient::new(engines[1 - lead].addr)
