@@ -67,6 +67,11 @@ impl Catalog {
         })
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
     /// Writes what is queued and the last activity (bounded by a few seconds for a
     /// database that does not answer), then stops.
     pub async fn finish(self) {

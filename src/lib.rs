@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! * [`admin`]: the admin API, dashboard and `/metrics` on their own listener.
 //! * [`catalog`]: the engine's durable memory: what the store remembers goes to the
 //!   lifecycle at start; what happens is written back in the background.
 //! * [`config`]: the `paastis.yml` file model, its sources and its validation into typed
@@ -10,6 +11,7 @@
 //!   ([`providers::process`]: local commands, the embedded default).
 //! * [`lifecycle`]: the registry of managed apps and their state machine (Asleep, Waking,
 //!   Awake, Stopping, Failed); the only place that starts and stops apps.
+//! * [`metrics`]: counters and histograms for `/metrics` (Prometheus text format).
 //! * [`patterns`]: globs and `re:` regexes from the config.
 //! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
 //!   from `rules:` (policy, aliases, linked apps, formation).
@@ -26,10 +28,12 @@
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
 //! port 0 and the binary stays thin.
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod lifecycle;
+pub mod metrics;
 pub mod patterns;
 pub mod providers;
 pub mod proxy;
@@ -61,6 +65,8 @@ pub struct Listeners {
     pub proxy: TcpListener,
     /// The TLS proxy listener (`tls.listen`); served only when the config has `tls`.
     pub tls: Option<TcpListener>,
+    /// The admin API, dashboard and metrics listener (`admin.listen`); none: not served.
+    pub admin: Option<TcpListener>,
 }
 
 /// Why the engine could not run.
@@ -180,6 +186,17 @@ impl Engine {
         }
     }
 
+    /// What the admin API works with.
+    pub fn admin_state(&self) -> admin::AdminState {
+        admin::AdminState {
+            lifecycle: Arc::clone(&self.lifecycle),
+            store: self.catalog.store(),
+            domains: Arc::new(self.config.domains.clone()),
+            token: self.config.admin.token.clone(),
+            metrics_auth: self.config.admin.metrics_auth,
+        }
+    }
+
     /// The managed apps as a table.
     pub fn apps_table(&self) -> String {
         table::apps_table(&self.lifecycle.apps(), &self.config.domains)
@@ -202,6 +219,18 @@ impl Engine {
         if listeners.tls.is_some() && self.server_tls.is_none() {
             tracing::warn!("a TLS listener was given but the config has no `tls`: not served");
         }
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = listeners.admin.map(|listener| {
+            let state = self.admin_state();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = admin_stopped.await;
+                };
+                if let Err(error) = admin::serve(listener, state, shutdown).await {
+                    tracing::error!(%error, "the admin listener failed");
+                }
+            })
+        });
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&self.lifecycle),
             &self.config,
@@ -219,6 +248,10 @@ impl Engine {
             .await;
         if let Some(reloader) = reloader {
             reloader.abort();
+        }
+        let _ = admin_stop.send(());
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
         }
         scheduler.stop().await;
         self.lifecycle.registry().release().await;

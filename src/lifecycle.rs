@@ -230,6 +230,13 @@ pub struct App {
     unpublished: std::sync::atomic::AtomicBool,
     /// `last_activity` as the shared state has it (written or read back), engine clock.
     shared_activity: AtomicU64,
+    /// Requests answered, by status class (`/metrics`).
+    requests: crate::metrics::RequestCounts,
+    /// Engine-clock milliseconds until which the app is kept awake (`PUT .../pin`); 0: not
+    /// pinned, `u64::MAX`: until unpinned.
+    pinned_until: AtomicU64,
+    /// Why and when its latest wake was asked for.
+    last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
 }
 
 impl App {
@@ -282,6 +289,39 @@ impl App {
     /// Whether other instances share this app's state.
     pub fn coordinated(&self) -> bool {
         self.coordinated
+    }
+
+    /// Requests answered for it, by status class.
+    pub fn requests(&self) -> &crate::metrics::RequestCounts {
+        &self.requests
+    }
+
+    /// Its effective policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The formation its next wake starts (remembered, or the rule's).
+    pub fn formation(&self) -> Option<Formation> {
+        lock(&self.formation)
+            .clone()
+            .or_else(|| self.default_formation.clone())
+    }
+
+    /// Why and when its latest wake was asked for.
+    pub fn last_wake(&self) -> Option<(SystemTime, WakeCause)> {
+        lock(&self.last_wake).clone()
+    }
+
+    /// Engine-clock milliseconds of its last activity.
+    pub fn last_activity_ms(&self) -> u64 {
+        self.last_activity.load(Ordering::SeqCst)
+    }
+
+    /// Engine-clock milliseconds until which it is pinned awake (`u64::MAX`: until
+    /// unpinned), if it is.
+    pub fn pinned_until_ms(&self) -> Option<u64> {
+        Some(self.pinned_until.load(Ordering::SeqCst)).filter(|ms| *ms > 0)
     }
 
     /// Atomically moves from one of `from` to `to`; false (and nothing changed) otherwise.
@@ -348,6 +388,17 @@ enum Waker {
     OtherFailed(String),
     /// Another instance held the app past this wake's deadline.
     Timeout,
+}
+
+/// The `reason` label of a stop.
+fn stop_reason(cause: &StopCause) -> &'static str {
+    match cause {
+        StopCause::Idle { .. } => "idle",
+        StopCause::WakeFailed => "wake_failed",
+        StopCause::Schedule { .. } => "schedule",
+        StopCause::Api { .. } => "api",
+        StopCause::PlanLimit { .. } => "plan_limit",
+    }
 }
 
 /// How often a wake held by another instance is checked besides its announcements.
@@ -437,6 +488,8 @@ pub struct Lifecycle {
     runtime: tokio::runtime::Handle,
     /// What this instance shares with the others (leases, leadership, activity).
     registry: Arc<dyn Registry>,
+    /// Counters and histograms for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Lifecycle {
@@ -470,6 +523,7 @@ impl Lifecycle {
             probe,
             runtime: tokio::runtime::Handle::current(),
             registry,
+            metrics: Arc::default(),
         })
     }
 
@@ -534,6 +588,55 @@ impl Lifecycle {
     /// The registry's shared side.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.registry
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The app with this provider id and name.
+    pub fn app(&self, provider: &str, name: &str) -> Option<Arc<App>> {
+        lock(&self.apps)
+            .get(&AppKey::new(crate::DEFAULT_SPACE, provider, name))
+            .cloned()
+    }
+
+    /// Keeps the app awake until `until` (`None`: until unpinned): the idle check leaves
+    /// it alone. Pinning does not wake it.
+    pub fn pin(&self, app: &App, until: Option<SystemTime>) {
+        let ms = match until {
+            None => u64::MAX,
+            Some(at) => {
+                let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+                self.clock
+                    .now_ms()
+                    .saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
+                    .max(1)
+            }
+        };
+        app.pinned_until.store(ms, Ordering::SeqCst);
+    }
+
+    /// Lets the idle check stop the app again.
+    pub fn unpin(&self, app: &App) {
+        app.pinned_until.store(0, Ordering::SeqCst);
+    }
+
+    /// Stops an awake app now, whatever its idle time (the admin API). False when it is not
+    /// awake (asleep, or already waking or stopping).
+    pub fn stop_now(self: &Arc<Self>, app: &Arc<App>, cause: StopCause) -> bool {
+        if !app.transition(&[State::Awake], State::Stopping, None) {
+            return false;
+        }
+        self.runtime
+            .spawn(Arc::clone(self).run_stop(Arc::clone(app), cause));
+        true
     }
 
     /// Marks a request in progress and counts it as activity. Call before reading the state.
@@ -630,6 +733,7 @@ impl Lifecycle {
         let _busy = Busy::mark(&app);
         let started = Instant::now();
         if let Some(cause) = cause {
+            *lock(&app.last_wake) = Some((SystemTime::now(), cause.clone()));
             self.events
                 .emit(&app.key, EventKind::WakeRequested { cause });
         }
@@ -643,6 +747,8 @@ impl Lifecycle {
         let lease = match self.waker(&app, deadline).await {
             Waker::Us(lease) => lease,
             Waker::Other => {
+                self.metrics
+                    .wake(crate::metrics::WakeResult::Elsewhere, None);
                 touch(&app, self.clock.now_ms());
                 if app.transition(&[State::Waking], State::Awake, None) {
                     tracing::debug!(app = %app.key, "woken by another instance");
@@ -678,6 +784,8 @@ impl Lifecycle {
                 if app.transition(&[State::Waking], State::Awake, None) {
                     self.events.emit(&app.key, EventKind::Started { duration });
                 }
+                self.metrics
+                    .wake(crate::metrics::WakeResult::Started, Some(duration));
                 self.finish(&app, lease, State::Awake, None).await;
             }
             Err(reason) => {
@@ -701,6 +809,7 @@ impl Lifecycle {
                         },
                     );
                 }
+                self.metrics.wake(crate::metrics::WakeResult::Failed, None);
                 self.finish(&app, lease, State::Failed, Some(&reason)).await;
             }
         }
@@ -792,7 +901,16 @@ impl Lifecycle {
         let formation = lock(&app.formation)
             .clone()
             .or_else(|| app.default_formation.clone());
-        match timeout_at(deadline, app.provider.start(name, formation.as_ref())).await {
+        let started = timeout_at(deadline, app.provider.start(name, formation.as_ref())).await;
+        if let Ok(result) = &started {
+            self.metrics
+                .provider_call(app.provider.id(), "start", result.is_ok());
+            if let Err(error) = result {
+                self.metrics
+                    .provider_error(app.provider.id(), format!("start {name}: {error}"));
+            }
+        }
+        match started {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(format!("start failed: {error}")),
             Err(_) => return Err(timed_out("the start call did not return")),
@@ -802,7 +920,12 @@ impl Lifecycle {
         let mut wait = intervals.first;
         let mut last = "starting".to_owned();
         loop {
-            match timeout_at(deadline, app.provider.status(name)).await {
+            let status = timeout_at(deadline, app.provider.status(name)).await;
+            if let Ok(result) = &status {
+                self.metrics
+                    .provider_call(app.provider.id(), "status", result.is_ok());
+            }
+            match status {
                 Ok(Ok(AppStatus::Running)) => break,
                 Ok(Ok(AppStatus::Starting | AppStatus::Unknown)) => {
                     last = "still starting".to_owned()
@@ -868,6 +991,7 @@ impl Lifecycle {
             let idle_ms = now.saturating_sub(app.last_activity.load(Ordering::SeqCst));
             if app.state() != State::Awake
                 || app.in_flight() > 0
+                || app.pinned_until.load(Ordering::SeqCst) > now
                 || idle_ms < max_idle_ms
                 || now < app.stop_retry_at.load(Ordering::SeqCst)
             {
@@ -897,8 +1021,10 @@ impl Lifecycle {
 
     async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {
         let _busy = Busy::mark(&app);
+        let forced = matches!(cause, StopCause::Api { .. });
+        let reason = stop_reason(&cause);
         let lease = if app.coordinated {
-            match self.claim_stop(&app).await {
+            match self.claim_stop(&app, forced).await {
                 Some(lease) => Some(lease),
                 None => {
                     app.transition(&[State::Stopping], State::Awake, None);
@@ -910,13 +1036,21 @@ impl Lifecycle {
         };
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
-        match app.provider.stop(&app.key.name).await {
+        let stopped = app.provider.stop(&app.key.name).await;
+        self.metrics
+            .provider_call(app.provider.id(), "stop", stopped.is_ok());
+        if let Err(error) = &stopped {
+            self.metrics
+                .provider_error(app.provider.id(), format!("stop {}: {error}", app.key.name));
+        }
+        match stopped {
             Ok(formation) => {
                 if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
                     self.remember_formation(&app, formation);
                 }
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
+                    self.metrics.stop(reason);
                 }
                 self.finish(&app, lease, State::Asleep, None).await;
             }
@@ -940,13 +1074,19 @@ impl Lifecycle {
     /// The lease to stop a shared app: only while this instance is still the leader (asked
     /// of the shared state, not remembered), and only if no instance saw activity within
     /// the app's `max_idle`. `None`: not now.
-    async fn claim_stop(&self, app: &App) -> Option<Lease> {
-        if !self.registry.confirm_leader().await {
-            tracing::debug!(app = %app.key, "stop skipped: not the leader");
-            return None;
-        }
-        let max_idle = app.policy.max_idle?;
-        let idle_before = SystemTime::now().checked_sub(max_idle)?;
+    ///
+    /// A `forced` stop (asked through the API) may be done by any instance, whatever the
+    /// app's activity; it still waits for no other instance to hold the app.
+    async fn claim_stop(&self, app: &App, forced: bool) -> Option<Lease> {
+        let idle_before = if forced {
+            SystemTime::now() + Duration::from_secs(86_400)
+        } else {
+            if !self.registry.confirm_leader().await {
+                tracing::debug!(app = %app.key, "stop skipped: not the leader");
+                return None;
+            }
+            SystemTime::now().checked_sub(app.policy.max_idle?)?
+        };
         match self.registry.claim_stop(&app.key, idle_before).await {
             Claim::Granted(lease) => {
                 app.remote_seq.fetch_max(lease.seq, Ordering::SeqCst);
@@ -1029,17 +1169,23 @@ impl Lifecycle {
             let Ok((provider, listing, authority)) = joined else {
                 continue;
             };
+            if authority || !shared || provider.is_local() {
+                self.metrics
+                    .provider_call(provider.id(), "list", listing.is_ok());
+            }
             match listing {
                 Ok(apps) => {
                     changed |=
                         self.apply_listing(&provider, apps, &before, authority, &mut announce)
                 }
-                Err(error) => self.events.emit(
-                    &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
-                    EventKind::ProviderError {
-                        message: format!("listing apps failed: {error}"),
-                    },
-                ),
+                Err(error) => {
+                    let message = format!("listing apps failed: {error}");
+                    self.metrics.provider_error(provider.id(), message.clone());
+                    self.events.emit(
+                        &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
+                        EventKind::ProviderError { message },
+                    )
+                }
             }
         }
         if changed {
@@ -1174,6 +1320,9 @@ impl Lifecycle {
                     unpublished: std::sync::atomic::AtomicBool::new(false),
                     // Being registered is not activity to share: only requests are.
                     shared_activity: AtomicU64::new(last_activity),
+                    requests: crate::metrics::RequestCounts::default(),
+                    pinned_until: AtomicU64::new(0),
+                    last_wake: Mutex::new(None),
                 });
                 apps.insert(key.clone(), app);
                 if authority {

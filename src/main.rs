@@ -125,15 +125,28 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let admin_listen = config.admin.listen;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {admin_listen} (admin.listen)"))?;
+    let admin_addr = admin.local_addr().context("admin listener address")?;
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
-    tracing::info!(%addr, "proxy listening on http://{addr}");
     if let Some(tls) = &tls {
         let addr = tls.local_addr().context("TLS listener address")?;
         tracing::info!(%addr, "proxy listening on https://{addr}");
     }
+    tracing::info!(admin_addr = %admin_addr, "admin API and dashboard on http://{admin_addr}");
+    tracing::info!(%addr, "proxy listening on http://{addr}");
     engine
-        .serve(Listeners { proxy, tls }, shutdown_signal())
+        .serve(
+            Listeners {
+                proxy,
+                tls,
+                admin: Some(admin),
+            },
+            shutdown_signal(),
+        )
         .await?;
     Ok(())
 }

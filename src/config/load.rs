@@ -36,6 +36,7 @@ const ENV_SETTABLE: &[&str] = &[
     "database",
     "events",
     "registry",
+    "admin",
 ];
 
 /// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).
@@ -161,6 +162,11 @@ fn load_source(
     let compat = compat::apply(&mut tree, mapped, &mut provenance, &mut errors);
 
     provenance.reported = errors.iter().map(|e| e.path.clone()).collect();
+    provenance.admin_token = env
+        .get("PAASTIS_ADMIN_TOKEN")
+        .map(|token| token.trim())
+        .filter(|token| !token.is_empty())
+        .map(crate::secret::Secret::new);
     let validated = Validator::new(&provenance).config(&tree);
     match validated {
         Ok(mut config) if errors.is_empty() => {

@@ -62,6 +62,34 @@ pub struct Config {
     pub events_retention: Duration,
     /// Where the hot state is shared between instances (`registry`, default `memory`).
     pub registry: crate::registry::RegistryConfig,
+    /// The admin API (`admin`).
+    pub admin: Admin,
+}
+
+/// `admin`: the admin API, dashboard and metrics listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where it listens (`admin.listen`, default `127.0.0.1:3001`).
+    pub listen: SocketAddr,
+    /// Bearer token every API call must carry (`admin.token`, or `PAASTIS_ADMIN_TOKEN`);
+    /// none: open, which only a loopback `listen` allows.
+    pub token: Option<crate::secret::Secret>,
+    /// Whether `/metrics` needs the token too (`admin.metrics_auth`).
+    pub metrics_auth: bool,
+    /// The original engine's header-routed system API on the proxy port, with its token
+    /// (`admin.system_api`); `None`: off.
+    pub system_api: Option<crate::secret::Secret>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            token: None,
+            metrics_auth: false,
+            system_api: None,
+        }
+    }
 }
 
 /// The default `database.url`: a SQLite file in the working directory.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::parse_duration;
 use super::{
-    Activity, Config, ConfigError, ConfigErrors, Discovery, Limits, Policy, PolicyOverride,
+    Activity, Admin, Config, ConfigError, ConfigErrors, Discovery, Limits, Policy, PolicyOverride,
     Strategy, TlsListener,
 };
 use crate::patterns::{Pattern, Plain};
@@ -26,7 +26,6 @@ use crate::secret::Secret;
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "admin",
     "schedules",
     "hooks",
     "savings",
@@ -54,6 +53,8 @@ pub(super) struct Provenance {
     pub reported: HashSet<String>,
     /// Path -> its value, for values that came from the environment.
     pub from_env: HashMap<String, String>,
+    /// `PAASTIS_ADMIN_TOKEN`, used when `admin.token` is not set.
+    pub admin_token: Option<Secret>,
 }
 
 /// Values shorter than this are not hidden in messages (hiding `1` would garble them; such a
@@ -152,6 +153,10 @@ impl<'a> Validator<'a> {
             .take("registry")
             .map(|(v, p)| self.registry(v, &p))
             .unwrap_or_default();
+        let admin = match top.take("admin") {
+            Some((v, p)) => self.admin(v, &p),
+            None => self.admin(&Value::Object(Map::new()), "admin"),
+        };
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -173,6 +178,7 @@ impl<'a> Validator<'a> {
                 database_url: Secret::new(database_url),
                 events_retention,
                 registry,
+                admin,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -551,6 +557,68 @@ impl<'a> Validator<'a> {
         };
         self.finish(fields, &[]);
         config
+    }
+
+    /// `admin`: the admin API's listener and token, and the original engine's system API.
+    fn admin(&mut self, value: &Value, path: &str) -> Admin {
+        let mut admin = Admin::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return admin;
+        };
+        let listen_path = format!("{path}.listen");
+        if let Some(listen) = fields
+            .take("listen")
+            .and_then(|(v, p)| self.socket_addr(v, &p))
+        {
+            admin.listen = listen;
+        }
+        admin.token = self.secret(&mut fields, "token", path);
+        if admin.token.is_none()
+            && let Some(token) = self.provenance.admin_token.clone()
+        {
+            admin.token = Some(token);
+        }
+        admin.metrics_auth = match fields.take("metrics_auth") {
+            None => false,
+            Some((Value::Bool(b), _)) => *b,
+            Some((other, p)) => {
+                self.error(&p, format!("expected true or false, found {}", kind(other)));
+                false
+            }
+        };
+        if let Some((value, system_path)) = fields.take("system_api")
+            && let Some(mut system) = self.mapping(value, &system_path)
+        {
+            let enabled = match system.take("enabled") {
+                None => false,
+                Some((Value::Bool(b), _)) => *b,
+                Some((other, p)) => {
+                    self.error(&p, format!("expected true or false, found {}", kind(other)));
+                    false
+                }
+            };
+            let token = self.secret(&mut system, "token", &system_path);
+            if enabled && token.is_none() {
+                self.error(
+                    &format!("{system_path}.token"),
+                    "is required when the system API is enabled (or token_file)",
+                );
+            }
+            self.finish(system, &[]);
+            admin.system_api = token.filter(|_| enabled);
+        }
+        if admin.token.is_none() && !admin.listen.ip().is_loopback() {
+            self.error(
+                &listen_path,
+                format!(
+                    "{} is not a loopback address: set admin.token (or PAASTIS_ADMIN_TOKEN), \
+                     the admin API must not be open to the network without one",
+                    admin.listen
+                ),
+            );
+        }
+        self.finish(fields, &[]);
+        admin
     }
 
     /// `events`: how long they are kept.

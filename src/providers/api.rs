@@ -50,6 +50,19 @@ impl RateLimiter {
         }
     }
 
+    /// The limit and the calls counted in the current window.
+    pub fn usage(&self) -> (usize, usize) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while sent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= self.window)
+        {
+            sent.pop_front();
+        }
+        (self.limit, sent.len())
+    }
+
     /// Waits until one more call fits in the window, and counts it.
     pub async fn acquire(&self) {
         loop {
@@ -95,6 +108,11 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// The account's limit per minute and the calls made in the last minute.
+    pub fn rate_limit(&self) -> (usize, usize) {
+        self.limiter.usage()
+    }
+
     /// A client sending at most `per_minute` calls a minute.
     pub fn new(per_minute: usize) -> Result<ApiClient, ProviderError> {
         let http = reqwest::Client::builder()

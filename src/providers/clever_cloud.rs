@@ -254,6 +254,10 @@ impl Provider for CleverCloud {
         &self.id
     }
 
+    fn rate_limit(&self) -> Option<(usize, usize)> {
+        Some(self.api.rate_limit())
+    }
+
     fn kind(&self) -> &'static str {
         "clever-cloud"
     }

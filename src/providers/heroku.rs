@@ -147,6 +147,10 @@ impl Provider for Heroku {
         &self.id
     }
 
+    fn rate_limit(&self) -> Option<(usize, usize)> {
+        Some(self.api.rate_limit())
+    }
+
     fn kind(&self) -> &'static str {
         "heroku"
     }

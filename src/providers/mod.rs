@@ -296,4 +296,10 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn is_local(&self) -> bool {
         false
     }
+
+    /// The account's calls per minute and the calls of the last minute, when the engine
+    /// limits them.
+    fn rate_limit(&self) -> Option<(usize, usize)> {
+        None
+    }
 }

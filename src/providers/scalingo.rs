@@ -403,6 +403,10 @@ impl Provider for Scalingo {
         &self.id
     }
 
+    fn rate_limit(&self) -> Option<(usize, usize)> {
+        Some(self.api.rate_limit())
+    }
+
     fn kind(&self) -> &'static str {
         "scalingo"
     }

@@ -458,23 +458,28 @@ impl Worker {
 
     /// One request through every phase.
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
+        let started = Instant::now();
+        // The app the request went to, once routed (for the metrics).
+        let mut routed = None;
         if !tracing::enabled!(tracing::Level::DEBUG) {
-            return match self.proxy(request, client).await {
+            let response = match self.proxy(request, client, &mut routed).await {
                 Ok(response) => response,
                 Err((error, html)) => error.response(html),
             };
+            self.account(routed.as_deref(), response.status(), started);
+            return response;
         }
         // account: one line per request, never header values or query strings.
-        let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match self.proxy(request, client).await {
+        let response = match self.proxy(request, client, &mut routed).await {
             Ok(response) => response,
             Err((error, html)) => {
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
                 error.response(html)
             }
         };
+        self.account(routed.as_deref(), response.status(), started);
         tracing::debug!(
             %method,
             %path,
@@ -485,11 +490,20 @@ impl Worker {
         response
     }
 
+    /// account: the request in the metrics (its app's counter, the duration histogram).
+    fn account(&self, app: Option<&App>, status: StatusCode, started: Instant) {
+        self.proxy
+            .lifecycle
+            .metrics()
+            .request(app, status.as_u16(), started.elapsed());
+    }
+
     /// The phases; an error comes with whether the client wants HTML.
     async fn proxy(
         &self,
         request: Request<Incoming>,
         client: &ClientSide,
+        routed: &mut Option<Arc<App>>,
     ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
         // Whether the client wants HTML: read once, for error pages and the waiting page.
         let html = pages::wants_html(request.headers());
@@ -506,6 +520,7 @@ impl Worker {
             }
             Err(error) => return Err(fail(error)),
         };
+        *routed = Some(Arc::clone(&app));
 
         // admit: monitors and health checks configured as not counting never wake an app.
         let ignored = !self.proxy.activity.is_empty() && {

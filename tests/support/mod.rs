@@ -73,6 +73,8 @@ impl Drop for TempDir {
 /// The engine, in-process, serving on 127.0.0.1:0.
 pub struct TestEngine {
     pub addr: SocketAddr,
+    /// The admin API's listener.
+    pub admin_addr: SocketAddr,
     /// The TLS listener, when the config has `tls`.
     pub tls_addr: Option<SocketAddr>,
     pub lifecycle: Arc<Lifecycle>,
@@ -101,6 +103,8 @@ impl TestEngine {
             None => None,
         };
         let tls_addr = tls.as_ref().map(|l| l.local_addr().expect("tls addr"));
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let admin_addr = admin.local_addr().expect("admin addr");
         let engine = Engine::start(loaded.config).await.expect("engine starts");
         let lifecycle = Arc::clone(engine.lifecycle());
         let (tx, rx) = oneshot::channel::<()>();
@@ -110,6 +114,7 @@ impl TestEngine {
                     Listeners {
                         proxy: listener,
                         tls,
+                        admin: Some(admin),
                     },
                     async move {
                         let _ = rx.await;
@@ -122,6 +127,7 @@ impl TestEngine {
         });
         TestEngine {
             addr,
+            admin_addr,
             tls_addr,
             lifecycle,
             shutdown: Some(tx),
@@ -308,6 +314,8 @@ pub fn paastis() -> Command {
         }
     }
     command.env("PAASTIS_DATABASE__URL", "sqlite::memory:");
+    // Every engine its own admin port (the default, 3001, is one for the whole machine).
+    command.env("PAASTIS_ADMIN__LISTEN", "127.0.0.1:0");
     command.kill_on_drop(true);
     command
 }

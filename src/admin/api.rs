@@ -1,0 +1,738 @@
+//! The JSON endpoints of the admin API, their views, and the OpenAPI document generated from
+//! them (`/api/openapi.json`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::{AdminState, ApiError, ErrorBody, authorized, rfc3339};
+use crate::config::Strategy;
+use crate::events::{StopCause, WakeCause};
+use crate::lifecycle::{App, State as AppState};
+use crate::store::EventQuery;
+
+/// The OpenAPI document of the admin API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Paastis admin API",
+        description = "See and steer the apps Paastis puts to sleep and wakes up.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    paths(
+        health, ready, metrics, apps_index, apps_show, apps_start, apps_stop, apps_pin,
+        apps_unpin, events_index, providers_index
+    ),
+    components(schemas(
+        ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
+        PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer token scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok` while the process answers.
+    pub status: String,
+}
+
+/// Liveness: the process answers (no auth).
+#[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = HealthView)))]
+pub async fn health() -> Json<HealthView> {
+    Json(HealthView {
+        status: "ok".to_owned(),
+    })
+}
+
+/// Readiness and its checks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadyView {
+    /// `ready`, or `degraded` when a check fails.
+    pub status: String,
+    /// Each dependency.
+    pub checks: Vec<CheckView>,
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckView {
+    /// `database`, `registry`, or `provider:<id>`.
+    pub name: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// What it is, or what is wrong.
+    pub detail: String,
+}
+
+/// Readiness: the database, the registry and each provider (no auth). 503 when one fails.
+#[utoipa::path(get, path = "/ready", security(()), responses(
+    (status = 200, body = ReadyView), (status = 503, body = ReadyView)
+))]
+pub async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<ReadyView>) {
+    let mut checks = Vec::new();
+    let database = tokio::time::timeout(Duration::from_secs(3), state.store.health()).await;
+    checks.push(CheckView {
+        name: "database".to_owned(),
+        ok: matches!(database, Ok(Ok(()))),
+        detail: match database {
+            Ok(Ok(())) => state.store.backend().to_owned(),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer within 3 s".to_owned(),
+        },
+    });
+    let registry = state.lifecycle.registry().health();
+    checks.push(CheckView {
+        name: "registry".to_owned(),
+        ok: registry.ok,
+        detail: registry.detail,
+    });
+    let errors = state.lifecycle.metrics().provider_errors();
+    for provider in state.lifecycle.providers() {
+        let last = errors.get(provider.id());
+        let ok = last.is_none_or(|error| !error.current);
+        checks.push(CheckView {
+            name: format!("provider:{}", provider.id()),
+            ok,
+            detail: match last {
+                Some(error) if error.current => error.message.clone(),
+                _ => provider.kind().to_owned(),
+            },
+        });
+    }
+    let ok = checks.iter().all(|check| check.ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let view = ReadyView {
+        status: if ok { "ready" } else { "degraded" }.to_owned(),
+        checks,
+    };
+    (status, Json(view))
+}
+
+/// Metrics in the Prometheus text format (token needed with `admin.metrics_auth`).
+#[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])), responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+    (status = 401, body = ErrorBody)
+))]
+pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if state.metrics_auth && !authorized(&state, &headers, false) {
+        return ApiError::unauthorized().into_response();
+    }
+    let text = state.lifecycle.metrics().render(&state.lifecycle.apps());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Filters of `GET /api/v1/apps`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppsQuery {
+    /// Only this provider id.
+    pub provider: Option<String>,
+    /// Only apps in this state: asleep, waking, awake, stopping, failed.
+    pub state: Option<String>,
+    /// Only names matching this glob (`review-*`) or `re:` regex.
+    pub name: Option<String>,
+}
+
+/// A list of apps.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppList {
+    /// The apps, by provider then name.
+    pub apps: Vec<AppView>,
+}
+
+/// One managed app.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppView {
+    /// The provider id.
+    pub provider: String,
+    /// The app's name on its provider.
+    pub name: String,
+    /// Its state: asleep, waking, awake, stopping, failed.
+    pub state: String,
+    /// Why it is failed.
+    pub reason: Option<String>,
+    /// Hosts that reach it (the first domain's, or `<key>.*` without domains).
+    pub hosts: Vec<String>,
+    /// Its idle and wake policy.
+    pub policy: PolicyView,
+    /// Its last activity (RFC 3339).
+    pub last_activity: String,
+    /// Seconds since its last activity.
+    pub idle_seconds: u64,
+    /// Seconds until the idle check stops it, for an awake app that can be stopped.
+    pub sleeps_in_seconds: Option<u64>,
+    /// Kept awake until this time (RFC 3339), or `forever`.
+    pub pinned_until: Option<String>,
+    /// Its latest wake.
+    pub last_wake: Option<WakeView>,
+    /// The formation its next wake starts.
+    pub formation: BTreeMap<String, u32>,
+    /// How long a start usually takes, in seconds (mean of the recent ones).
+    pub eta_seconds: Option<f64>,
+    /// Requests in progress.
+    pub in_flight: usize,
+}
+
+/// An app's policy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyView {
+    /// `15m`, `2h`, or `never`.
+    pub max_idle: String,
+    /// Seconds, or none for never.
+    pub max_idle_seconds: Option<u64>,
+    /// Seconds a wake may take.
+    pub wake_timeout_seconds: u64,
+    /// hold, page or auto.
+    pub strategy: String,
+    /// Probed before requests are released.
+    pub health_path: Option<String>,
+}
+
+/// A wake's cause.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WakeView {
+    /// When it was asked for (RFC 3339).
+    pub at: String,
+    /// request, linked, schedule or api.
+    pub cause: String,
+    /// In words.
+    pub description: String,
+}
+
+impl AppView {
+    fn of(state: &AdminState, app: &App) -> AppView {
+        let clock = state.lifecycle.clock();
+        let now = clock.now_ms();
+        let last = app.last_activity_ms();
+        let idle_ms = now.saturating_sub(last);
+        let pinned = app.pinned_until_ms().filter(|until| *until > now);
+        let policy = app.policy();
+        let sleeps_in_seconds = match (app.state(), policy.max_idle, pinned) {
+            (AppState::Awake, Some(max_idle), None) => Some(
+                u64::try_from(max_idle.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .saturating_sub(idle_ms)
+                    / 1000,
+            ),
+            _ => None,
+        };
+        let mut keys = vec![app.key.name.to_string()];
+        keys.extend(app.aliases.iter().cloned());
+        keys.push(crate::proxy::route::qualified(app));
+        let hosts = keys
+            .into_iter()
+            .map(|key| match state.domains.first() {
+                Some(domain) => format!("{key}.{domain}"),
+                None => format!("{key}.*"),
+            })
+            .collect();
+        let phase = app.phase();
+        AppView {
+            provider: app.key.provider.to_string(),
+            name: app.key.name.to_string(),
+            state: phase.state.to_string(),
+            reason: phase.reason.map(|r| r.to_string()),
+            hosts,
+            policy: PolicyView {
+                max_idle: policy.max_idle_text(),
+                max_idle_seconds: policy.max_idle.map(|d| d.as_secs()),
+                wake_timeout_seconds: policy.wake_timeout.as_secs(),
+                strategy: match policy.strategy {
+                    Strategy::Hold => "hold",
+                    Strategy::Page => "page",
+                    Strategy::Auto => "auto",
+                }
+                .to_owned(),
+                health_path: policy.health_path.clone(),
+            },
+            last_activity: rfc3339(clock.wall(last)),
+            idle_seconds: idle_ms / 1000,
+            sleeps_in_seconds,
+            pinned_until: pinned.map(|until| {
+                if until == u64::MAX {
+                    "forever".to_owned()
+                } else {
+                    rfc3339(SystemTime::now() + Duration::from_millis(until - now))
+                }
+            }),
+            last_wake: app.last_wake().map(|(at, cause)| WakeView {
+                at: rfc3339(at),
+                cause: match &cause {
+                    WakeCause::Request { .. } => "request",
+                    WakeCause::Linked { .. } => "linked",
+                    WakeCause::Schedule { .. } => "schedule",
+                    WakeCause::Api { .. } => "api",
+                }
+                .to_owned(),
+                description: cause.to_string(),
+            }),
+            formation: app.formation().unwrap_or_default(),
+            eta_seconds: app
+                .eta()
+                .map(|eta| (eta.as_secs_f64() * 10.0).round() / 10.0),
+            in_flight: app.in_flight(),
+        }
+    }
+}
+
+fn find(state: &AdminState, provider: &str, name: &str) -> Result<Arc<App>, ApiError> {
+    state
+        .lifecycle
+        .app(provider, name)
+        .ok_or_else(|| ApiError::unknown_app(provider, name))
+}
+
+/// Every managed app, filtered.
+#[utoipa::path(get, path = "/api/v1/apps", params(AppsQuery), responses(
+    (status = 200, body = AppList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)
+))]
+pub async fn apps_index(
+    State(state): State<AdminState>,
+    Query(query): Query<AppsQuery>,
+) -> Result<Json<AppList>, ApiError> {
+    let wanted_state = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(word) => Some(parse_state(word).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state `{word}` is not one of asleep, waking, awake, stopping, failed"
+            ))
+        })?),
+    };
+    let pattern = match query.name.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            crate::patterns::Pattern::parse(text, crate::patterns::Plain::Whole)
+                .map_err(|message| ApiError::bad_request(format!("name: {message}")))?,
+        ),
+    };
+    let apps = state
+        .lifecycle
+        .apps()
+        .into_iter()
+        .filter(|app| {
+            query
+                .provider
+                .as_deref()
+                .is_none_or(|p| p.is_empty() || app.provider_id() == p)
+        })
+        .filter(|app| wanted_state.is_none_or(|s| app.state() == s))
+        .filter(|app| pattern.as_ref().is_none_or(|p| p.matches(&app.key.name)))
+        .map(|app| AppView::of(&state, &app))
+        .collect();
+    Ok(Json(AppList { apps }))
+}
+
+fn parse_state(word: &str) -> Option<AppState> {
+    Some(match word {
+        "asleep" => AppState::Asleep,
+        "waking" => AppState::Waking,
+        "awake" => AppState::Awake,
+        "stopping" => AppState::Stopping,
+        "failed" => AppState::Failed,
+        _ => return None,
+    })
+}
+
+/// One app.
+#[utoipa::path(get, path = "/api/v1/apps/{provider}/{app}",
+    params(("provider" = String, Path, description = "provider id"), ("app" = String, Path, description = "app name")),
+    responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn apps_show(
+    State(state): State<AdminState>,
+    Path((provider, name)): Path<(String, String)>,
+) -> Result<Json<AppView>, ApiError> {
+    let app = find(&state, &provider, &name)?;
+    Ok(Json(AppView::of(&state, &app)))
+}
+
+/// Options of `POST .../start`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StartQuery {
+    /// Answer once the app is awake (or its wake failed) instead of at once.
+    pub wait: Option<bool>,
+}
+
+/// Wakes an app (as a request would, cause `api`). 202 at once, or 200 once awake with
+/// `?wait=true`; 503 when the wake fails.
+#[utoipa::path(post, path = "/api/v1/apps/{provider}/{app}/start",
+    params(("provider" = String, Path, description = "provider id"), ("app" = String, Path, description = "app name"), StartQuery),
+    responses(
+        (status = 200, description = "awake", body = AppView),
+        (status = 202, description = "waking", body = AppView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)
+    )
+)]
+pub async fn apps_start(
+    State(state): State<AdminState>,
+    Path((provider, name)): Path<(String, String)>,
+    Query(query): Query<StartQuery>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let app = find(&state, &provider, &name)?;
+    let cause = || WakeCause::Api { by: None };
+    if query.wait.unwrap_or(false) {
+        let deadline = tokio::time::Instant::now() + app.policy().wake_timeout;
+        state
+            .lifecycle
+            .ensure_awake(&app, cause, deadline)
+            .await
+            .map_err(|error| ApiError::unavailable(format!("{name}: {error}")))?;
+        return Ok((StatusCode::OK, Json(AppView::of(&state, &app))));
+    }
+    if app.state() == AppState::Stopping {
+        return Err(ApiError::conflict(format!(
+            "{name} is being stopped; try again"
+        )));
+    }
+    state.lifecycle.request_wake(&app, cause);
+    let status = if app.state() == AppState::Awake {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(AppView::of(&state, &app))))
+}
+
+/// Stops an awake app now, whatever its idle time (cause `api`). 202; 409 when it is not
+/// awake.
+#[utoipa::path(post, path = "/api/v1/apps/{provider}/{app}/stop",
+    params(("provider" = String, Path, description = "provider id"), ("app" = String, Path, description = "app name")),
+    responses(
+        (status = 202, description = "stopping", body = AppView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+    )
+)]
+pub async fn apps_stop(
+    State(state): State<AdminState>,
+    Path((provider, name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let app = find(&state, &provider, &name)?;
+    if !state.lifecycle.stop_now(&app, StopCause::Api { by: None }) {
+        return Err(ApiError::conflict(format!(
+            "{name} is {}: only an awake app can be stopped",
+            app.state()
+        )));
+    }
+    Ok((StatusCode::ACCEPTED, Json(AppView::of(&state, &app))))
+}
+
+/// Body of `PUT .../pin`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct PinRequest {
+    /// Keep it awake until this time (RFC 3339); absent or null: until unpinned.
+    pub until: Option<String>,
+}
+
+/// Keeps an app awake (the idle check leaves it alone) until a time or until unpinned.
+#[utoipa::path(put, path = "/api/v1/apps/{provider}/{app}/pin",
+    params(("provider" = String, Path, description = "provider id"), ("app" = String, Path, description = "app name")),
+    request_body(content = PinRequest, description = "optional"),
+    responses(
+        (status = 200, body = AppView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn apps_pin(
+    State(state): State<AdminState>,
+    Path((provider, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<AppView>, ApiError> {
+    let app = find(&state, &provider, &name)?;
+    let request: PinRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PinRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::bad_request(format!("body: {error}")))?
+    };
+    let until = match request.until.as_deref() {
+        None => None,
+        Some(text) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "until: `{text}` is not an RFC 3339 time (e.g. 2026-12-24T18:00:00Z)"
+                ))
+            })?;
+            let at = SystemTime::from(at.with_timezone(&chrono::Utc));
+            if at <= SystemTime::now() {
+                return Err(ApiError::bad_request("until: must be in the future"));
+            }
+            Some(at)
+        }
+    };
+    state.lifecycle.pin(&app, until);
+    Ok(Json(AppView::of(&state, &app)))
+}
+
+/// Lets the idle check stop the app again.
+#[utoipa::path(delete, path = "/api/v1/apps/{provider}/{app}/pin",
+    params(("provider" = String, Path, description = "provider id"), ("app" = String, Path, description = "app name")),
+    responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn apps_unpin(
+    State(state): State<AdminState>,
+    Path((provider, name)): Path<(String, String)>,
+) -> Result<Json<AppView>, ApiError> {
+    let app = find(&state, &provider, &name)?;
+    state.lifecycle.unpin(&app);
+    Ok(Json(AppView::of(&state, &app)))
+}
+
+/// Filters of `GET /api/v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this provider id.
+    pub provider: Option<String>,
+    /// Only this app name.
+    pub app: Option<String>,
+    /// Only these kinds, comma-separated (`wake_requested,stopped`).
+    pub kind: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Page size (1..=500, default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    /// The events.
+    pub events: Vec<EventView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// One event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Unique, increasing.
+    pub id: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The tenant.
+    pub space: String,
+    /// The provider id.
+    pub provider: String,
+    /// The app (empty for provider-wide events).
+    pub app: String,
+    /// discovered, registered, wake_requested, started, start_failed, stop_requested,
+    /// stopped, stop_vetoed, stop_failed, exited, deleted, provider_error.
+    pub kind: String,
+    /// The kind's own fields (cause, duration_ms, reason, ...).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<SystemTime>, ApiError> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|at| Some(SystemTime::from(at.with_timezone(&chrono::Utc))))
+            .map_err(|_| {
+                ApiError::bad_request(format!("{field}: `{text}` is not an RFC 3339 time"))
+            }),
+    }
+}
+
+/// The event history (durable), filtered, newest first, by pages.
+#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery), responses(
+    (status = 200, body = EventList), (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)
+))]
+pub async fn events_index(
+    State(state): State<AdminState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let kinds: Vec<String> = query
+        .kind
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(limit) = query.limit
+        && !(1..=crate::store::MAX_EVENTS_LIMIT).contains(&limit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be 1..={}",
+            crate::store::MAX_EVENTS_LIMIT
+        )));
+    }
+    let store_query = EventQuery {
+        space: None,
+        provider: query.provider.filter(|p| !p.is_empty()),
+        app: query.app.filter(|a| !a.is_empty()),
+        kinds,
+        since: parse_time("since", query.since.as_deref())?,
+        until: parse_time("until", query.until.as_deref())?,
+        limit: query.limit,
+        cursor: query.cursor.filter(|c| !c.is_empty()),
+    };
+    let page = state
+        .store
+        .events(&store_query)
+        .await
+        .map_err(|error| match error {
+            crate::store::StoreError::BadCursor | crate::store::StoreError::BadQuery(_) => {
+                ApiError::bad_request(error.to_string())
+            }
+            other => ApiError::unavailable(other.to_string()),
+        })?;
+    let events = page
+        .events
+        .into_iter()
+        .map(|stored| {
+            let mut details =
+                serde_json::to_value(&stored.event.kind).unwrap_or_else(|_| serde_json::json!({}));
+            let kind = details
+                .as_object_mut()
+                .and_then(|map| map.remove("kind"))
+                .and_then(|kind| kind.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            EventView {
+                id: stored.id,
+                at: rfc3339(stored.event.at),
+                space: stored.event.app.space.to_string(),
+                provider: stored.event.app.provider.to_string(),
+                app: stored.event.app.name.to_string(),
+                kind,
+                details,
+            }
+        })
+        .collect();
+    Ok(Json(EventList {
+        events,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// The provider accounts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    /// In config order.
+    pub providers: Vec<ProviderView>,
+}
+
+/// One provider account's health.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    /// Its id.
+    pub id: String,
+    /// Its platform (`type`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Managed apps.
+    pub apps: usize,
+    /// False when its last call failed.
+    pub healthy: bool,
+    /// Its last error, if any.
+    pub last_error: Option<String>,
+    /// When (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Calls made, by operation and result.
+    pub calls: Vec<CallCount>,
+    /// Calls per minute the account allows, when the engine limits them.
+    pub rate_limit_per_minute: Option<usize>,
+    /// Calls made in the last minute, under that limit.
+    pub calls_last_minute: Option<usize>,
+}
+
+/// Calls of one operation with one result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CallCount {
+    /// list, status, start or stop.
+    pub op: String,
+    /// ok or error.
+    pub result: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// Every provider account: apps, health, last error, calls and rate-limit state.
+#[utoipa::path(get, path = "/api/v1/providers", responses(
+    (status = 200, body = ProviderList), (status = 401, body = ErrorBody)
+))]
+pub async fn providers_index(State(state): State<AdminState>) -> Json<ProviderList> {
+    let apps = state.lifecycle.apps();
+    let metrics = state.lifecycle.metrics();
+    let errors = metrics.provider_errors();
+    let calls = metrics.provider_call_counts();
+    let providers = state
+        .lifecycle
+        .providers()
+        .iter()
+        .map(|provider| {
+            let id = provider.id();
+            let error = errors.get(id);
+            let limit = provider.rate_limit();
+            ProviderView {
+                id: id.to_owned(),
+                kind: provider.kind().to_owned(),
+                apps: apps.iter().filter(|app| app.provider_id() == id).count(),
+                healthy: error.is_none_or(|e| !e.current),
+                last_error: error.map(|e| e.message.clone()),
+                last_error_at: error.map(|e| rfc3339(e.at)),
+                calls: calls
+                    .iter()
+                    .filter(|((provider, _, _), _)| provider == id)
+                    .map(|((_, op, result), count)| CallCount {
+                        op: (*op).to_owned(),
+                        result: (*result).to_owned(),
+                        count: *count,
+                    })
+                    .collect(),
+                rate_limit_per_minute: limit.map(|(limit, _)| limit),
+                calls_last_minute: limit.map(|(_, used)| used),
+            }
+        })
+        .collect();
+    Json(ProviderList { providers })
+}

@@ -1,0 +1,372 @@
+//! The dashboard: one server-rendered page (no JS framework) with every app, its state,
+//! time until sleep and last wake cause, start/stop/pin buttons (plain forms), and recent
+//! events. Behind the admin token: a login form stores it in an HttpOnly, SameSite=Strict
+//! cookie. It acts through the same lifecycle functions as the API.
+
+use std::fmt::Write;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::api::{AppView, EventList, EventsQuery};
+use super::{AdminState, COOKIE, authorized, constant_time_eq};
+use crate::events::{StopCause, WakeCause};
+use crate::proxy::pages::escape;
+
+const STYLE: &str = r#"
+:root { color-scheme: light dark; --fg: #1d2330; --muted: #667085; --bg: #f6f7f9; --card: #fff;
+  --line: #e3e6ea; --accent: #2f6fed; --ok: #0f8a4b; --warn: #b76e00; --bad: #c2341f; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e8eaed; --muted: #9aa3af; --bg: #15181d;
+  --card: #1e2228; --line: #2e333b; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+  color: var(--fg); background: var(--bg); }
+header { display: flex; align-items: center; justify-content: space-between; gap: 1rem;
+  padding: .8rem 1.2rem; background: var(--card); border-bottom: 1px solid var(--line); }
+header h1 { font-size: 1.1rem; margin: 0; }
+main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
+.totals { display: flex; gap: .6rem; flex-wrap: wrap; margin: 0 0 1rem; }
+.total { background: var(--card); border: 1px solid var(--line); border-radius: .6rem;
+  padding: .5rem .9rem; } .total b { font-size: 1.2rem; margin-right: .3rem; }
+table { width: 100%; border-collapse: collapse; background: var(--card);
+  border: 1px solid var(--line); border-radius: .6rem; overflow: hidden; }
+th, td { text-align: left; padding: .55rem .7rem; border-bottom: 1px solid var(--line);
+  vertical-align: middle; }
+th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
+tr:last-child td { border-bottom: 0; }
+.state { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; font-size: .85rem;
+  font-weight: 600; border: 1px solid currentColor; }
+.awake { color: var(--ok); } .asleep { color: var(--muted); } .waking, .stopping { color: var(--warn); }
+.failed { color: var(--bad); }
+.muted { color: var(--muted); font-size: .9rem; }
+form.inline { display: inline; margin: 0; }
+button { font: inherit; font-size: .85rem; padding: .3rem .7rem; border-radius: .4rem;
+  border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
+button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
+h2 { font-size: 1rem; margin: 1.6rem 0 .6rem; }
+ul.events { list-style: none; padding: 0; margin: 0; background: var(--card);
+  border: 1px solid var(--line); border-radius: .6rem; }
+ul.events li { padding: .45rem .7rem; border-bottom: 1px solid var(--line); }
+ul.events li:last-child { border-bottom: 0; }
+.login { max-width: 22rem; margin: 4rem auto; background: var(--card); padding: 1.4rem;
+  border: 1px solid var(--line); border-radius: .8rem; }
+.login input { width: 100%; font: inherit; padding: .5rem; margin: .4rem 0 1rem;
+  border: 1px solid var(--line); border-radius: .4rem; background: var(--bg); color: var(--fg); }
+.error { color: var(--bad); }
+@media (max-width: 640px) {
+  table, tbody, tr, td { display: block; width: 100%; } thead { display: none; }
+  tr { border-bottom: 1px solid var(--line); padding: .4rem 0; }
+  td { border: 0; padding: .2rem .8rem; }
+  td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); font-size: .85rem; }
+}
+"#;
+
+/// Refreshes the page every few seconds, unless the user is typing in it.
+const REFRESH: &str = r#"<script>
+setInterval(function () {
+  if (!document.querySelector('input:focus')) { location.replace(location.pathname); }
+}, 5000);
+</script>"#;
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /login`.
+pub async fn login_page() -> Response {
+    no_store(Html(login_html(None)).into_response())
+}
+
+fn login_html(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    layout(
+        "Paastis — sign in",
+        &format!(
+            "<form class=\"login\" method=\"post\" action=\"/login\">\
+             <h1>Paastis</h1>{error}\
+             <label for=\"token\">Admin token</label>\
+             <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+             <button class=\"primary\" type=\"submit\">Sign in</button></form>"
+        ),
+    )
+}
+
+/// The login form's fields.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    /// The admin token.
+    token: String,
+}
+
+/// `POST /login`: a right token becomes the session cookie.
+pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>) -> Response {
+    let right = match &state.token {
+        Some(token) => constant_time_eq(form.token.trim().as_bytes(), token.expose().as_bytes()),
+        None => true,
+    };
+    if !right {
+        let mut response =
+            Html(login_html(Some("That token is not the admin token."))).into_response();
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return no_store(response);
+    }
+    let mut response = Redirect::to("/").into_response();
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
+        form.token.trim()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    no_store(response)
+}
+
+/// `POST /logout`: forgets the cookie.
+pub async fn logout() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("paastis_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// `POST /dashboard/apps/{provider}/{app}/{action}`: start, stop, pin or unpin, then back
+/// to the page.
+pub async fn act(
+    State(state): State<AdminState>,
+    Path((provider, name, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers, true) {
+        return Redirect::to("/login").into_response();
+    }
+    let Some(app) = state.lifecycle.app(&provider, &name) else {
+        return (StatusCode::NOT_FOUND, "no such app").into_response();
+    };
+    match action.as_str() {
+        "start" => state.lifecycle.request_wake(&app, || WakeCause::Api {
+            by: Some("dashboard".to_owned()),
+        }),
+        "stop" => {
+            state.lifecycle.stop_now(
+                &app,
+                StopCause::Api {
+                    by: Some("dashboard".to_owned()),
+                },
+            );
+        }
+        "pin" => state.lifecycle.pin(&app, None),
+        "unpin" => state.lifecycle.unpin(&app),
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    }
+    Redirect::to("/").into_response()
+}
+
+/// `GET /`: the dashboard, or the login form.
+pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers, true) {
+        return Redirect::to("/login").into_response();
+    }
+    let apps = match super::api::apps_index(
+        State(state.clone()),
+        axum::extract::Query(super::api::AppsQuery {
+            provider: None,
+            state: None,
+            name: None,
+        }),
+    )
+    .await
+    {
+        Ok(axum::Json(list)) => list.apps,
+        Err(_) => Vec::new(),
+    };
+    let events = super::api::events_index(
+        State(state.clone()),
+        axum::extract::Query(EventsQuery {
+            provider: None,
+            app: None,
+            kind: None,
+            since: None,
+            until: None,
+            limit: Some(15),
+            cursor: None,
+        }),
+    )
+    .await
+    .map(|axum::Json(list)| list)
+    .unwrap_or(EventList {
+        events: Vec::new(),
+        next_cursor: None,
+    });
+    no_store(Html(render(&apps, &events, state.token.is_some())).into_response())
+}
+
+fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
+    let count = |state: &str| apps.iter().filter(|a| a.state == state).count();
+    let mut body = String::new();
+    let logout = if signed_in {
+        "<form class=\"inline\" method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        body,
+        "<header><h1>Paastis</h1>{logout}</header><main>\
+         <div class=\"totals\">\
+         <span class=\"total\" id=\"total-awake\"><b>{}</b>awake</span>\
+         <span class=\"total\" id=\"total-asleep\"><b>{}</b>asleep</span>\
+         <span class=\"total\"><b>{}</b>apps</span></div>",
+        count("awake") + count("waking"),
+        count("asleep"),
+        apps.len()
+    );
+    body.push_str(
+        "<table><thead><tr><th>App</th><th>Provider</th><th>State</th><th>Sleeps in</th>\
+         <th>Last wake</th><th></th></tr></thead><tbody>",
+    );
+    if apps.is_empty() {
+        body.push_str("<tr><td colspan=\"6\" class=\"muted\">No app is managed.</td></tr>");
+    }
+    for app in apps {
+        let id = format!("{}--{}", app.name, app.provider);
+        let sleeps = match (&app.pinned_until, app.sleeps_in_seconds, app.state.as_str()) {
+            (Some(until), _, _) if until == "forever" => "pinned".to_owned(),
+            (Some(until), _, _) => format!("pinned until {until}"),
+            (None, Some(seconds), _) => human(seconds),
+            (None, None, "awake") => "never".to_owned(),
+            _ => "—".to_owned(),
+        };
+        let wake = app
+            .last_wake
+            .as_ref()
+            .map(|w| {
+                format!(
+                    "{} <span class=\"muted\">{}</span>",
+                    escape(&w.description),
+                    escape(&w.at)
+                )
+            })
+            .unwrap_or_else(|| "<span class=\"muted\">—</span>".to_owned());
+        let action = |action: &str, label: &str, primary: bool| {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/dashboard/apps/{}/{}/{action}\">\
+                 <button type=\"submit\" name=\"{action}\" data-app=\"{}\"{}>{label}</button></form> ",
+                escape(&app.provider),
+                escape(&app.name),
+                escape(&id),
+                if primary { " class=\"primary\"" } else { "" }
+            )
+        };
+        let mut buttons = String::new();
+        match app.state.as_str() {
+            "awake" => buttons.push_str(&action("stop", "Stop", false)),
+            "asleep" | "failed" => buttons.push_str(&action("start", "Start", true)),
+            _ => {}
+        }
+        if app.pinned_until.is_some() {
+            buttons.push_str(&action("unpin", "Unpin", false));
+        } else {
+            buttons.push_str(&action("pin", "Pin", false));
+        }
+        let reason = app
+            .reason
+            .as_ref()
+            .map(|r| format!(" <span class=\"muted\">{}</span>", escape(r)))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr id=\"app-{id}\"><td data-label=\"App\"><b>{}</b><br><span class=\"muted\">{}</span></td>\
+             <td data-label=\"Provider\">{}</td>\
+             <td data-label=\"State\"><span class=\"state {}\" data-state=\"{}\">{}</span>{reason}</td>\
+             <td data-label=\"Sleeps in\">{}</td><td data-label=\"Last wake\">{wake}</td>\
+             <td>{buttons}</td></tr>",
+            escape(&app.name),
+            escape(app.hosts.first().map(String::as_str).unwrap_or("")),
+            escape(&app.provider),
+            escape(&app.state),
+            escape(&app.state),
+            escape(&capitalize(&app.state)),
+            escape(&sleeps),
+            id = escape(&id),
+        );
+    }
+    body.push_str("</tbody></table><h2>Recent events</h2><ul class=\"events\">");
+    if events.events.is_empty() {
+        body.push_str("<li class=\"muted\">Nothing yet.</li>");
+    }
+    for event in &events.events {
+        let _ = write!(
+            body,
+            "<li><span class=\"muted\">{}</span> <b>{}</b> {} <span class=\"muted\">{}</span></li>",
+            escape(&event.at),
+            escape(if event.app.is_empty() {
+                &event.provider
+            } else {
+                &event.app
+            }),
+            escape(&event.kind.replace('_', " ")),
+            escape(&summary(&event.details)),
+        );
+    }
+    body.push_str("</ul></main>");
+    body.push_str(REFRESH);
+    layout("Paastis", &body)
+}
+
+/// A few words from an event's details.
+fn summary(details: &serde_json::Value) -> String {
+    let Some(map) = details.as_object() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for (key, value) in map {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(inner) => inner
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_owned(),
+            other => other.to_string(),
+        };
+        if !text.is_empty() {
+            parts.push(format!("{key}: {text}"));
+        }
+    }
+    parts.join(", ")
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `90` -> `1m 30s`.
+fn human(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}

@@ -1,0 +1,289 @@
+//! The admin API, dashboard and metrics, on their own listener (`admin.listen`).
+//!
+//! [`router`] builds every route over an [`AdminState`], so tests drive it with `oneshot`
+//! and the engine serves it with [`serve`]. Bearer-token auth (constant-time comparison) on
+//! everything but `/health`, `/ready`, the OpenAPI document and the login page; the
+//! dashboard keeps the token in an HttpOnly, SameSite=Strict cookie. Errors are
+//! [`ApiError`]s, one JSON shape: `{"error": {"code", "message"}}`.
+//!
+//! It reads the lifecycle and the store, and acts only through the lifecycle's functions
+//! (the same ones requests and the scheduler use); it never calls a provider itself.
+
+pub mod api;
+pub mod dashboard;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::lifecycle::Lifecycle;
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// Name of the dashboard's session cookie (it holds the token).
+pub const COOKIE: &str = "paastis_token";
+
+/// What the handlers work with.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Apps, routes, wakes, stops, pins, metrics.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The durable event history.
+    pub store: Arc<dyn Store>,
+    /// Base domains, for the apps' hosts.
+    pub domains: Arc<Vec<String>>,
+    /// The token every call needs; `None`: open (loopback only, checked by the config).
+    pub token: Option<Secret>,
+    /// Whether `/metrics` needs the token.
+    pub metrics_auth: bool,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("token", &self.token)
+            .field("metrics_auth", &self.metrics_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error answer of the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// A stable machine-readable code (`unauthorized`, `unknown_app`, ...).
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// The JSON body of an error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `unauthorized`, `unknown_app`, `bad_request`, `conflict`,
+    /// `unavailable`, `not_found`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with this message.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    /// 404: no such app.
+    pub fn unknown_app(provider: &str, app: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_app",
+            message: format!("no app `{app}` on provider `{provider}`"),
+        }
+    }
+
+    /// 401: missing or wrong token.
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "missing or invalid token (send Authorization: Bearer <admin.token>)"
+                .to_owned(),
+        }
+    }
+
+    /// 409 with this message.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
+    /// 503 with this message.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"paastis\""),
+            );
+        }
+        response
+    }
+}
+
+/// Every route of the admin listener.
+pub fn router(state: AdminState) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/apps", get(api::apps_index))
+        .route("/api/v1/apps/{provider}/{app}", get(api::apps_show))
+        .route("/api/v1/apps/{provider}/{app}/start", post(api::apps_start))
+        .route("/api/v1/apps/{provider}/{app}/stop", post(api::apps_stop))
+        .route(
+            "/api/v1/apps/{provider}/{app}/pin",
+            put(api::apps_pin).delete(api::apps_unpin),
+        )
+        .route("/api/v1/events", get(api::events_index))
+        .route("/api/v1/providers", get(api::providers_index))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/health", get(api::health))
+        .route("/ready", get(api::ready))
+        .route("/metrics", get(api::metrics))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/", get(dashboard::page))
+        .route("/login", get(dashboard::login_page).post(dashboard::login))
+        .route("/logout", post(dashboard::logout))
+        .route(
+            "/dashboard/apps/{provider}/{app}/{action}",
+            post(dashboard::act),
+        )
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such endpoint (see /api/openapi.json)".to_owned(),
+    }
+}
+
+/// Refuses a request without the right bearer token.
+async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if authorized(&state, request.headers(), false) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Whether the request carries the token: `Authorization: Bearer <token>`, or (with
+/// `cookie`) the dashboard's cookie. Always true when no token is configured.
+pub fn authorized(state: &AdminState, headers: &HeaderMap, cookie: bool) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    let expected = token.expose().as_bytes();
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.strip_prefix("Bearer "))
+        .any(|given| constant_time_eq(given.trim().as_bytes(), expected));
+    bearer
+        || (cookie
+            && cookie_value(headers, COOKIE)
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), expected)))
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guess was right.
+pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (index, byte) in expected.iter().enumerate() {
+        diff |= byte ^ given.get(index).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// RFC 3339, UTC, milliseconds.
+pub fn rfc3339(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Serves the admin router on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret-and-more", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"sec", b"secret"));
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            header::HeaderValue::from_static("a=1; paastis_token=tok; b=2"),
+        );
+        assert_eq!(cookie_value(&headers, COOKIE), Some("tok"));
+        assert_eq!(cookie_value(&headers, "c"), None);
+    }
+}

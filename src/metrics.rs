@@ -1,0 +1,346 @@
+//! Prometheus metrics: counters and histograms the engine updates as it works, rendered in
+//! the text exposition format for `/metrics`.
+//!
+//! One set per engine (several engines in one process, as in tests, do not mix), atomics
+//! only on the request path. Label values are bounded: `app` is a managed app (requests no
+//! app answers to count under `app=""`, whatever their host), `status` a status class
+//! (`2xx`...), `provider` a configured provider id, the rest fixed words.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::lifecycle::{App, State};
+
+/// Upper bounds of `paastis_request_duration_seconds`.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Upper bounds of `paastis_wake_duration_seconds`.
+const WAKE_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+
+/// Status classes, as label values.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Requests answered, by status class (one per app, one for requests no app answers to).
+#[derive(Debug, Default)]
+pub struct RequestCounts([AtomicU64; 5]);
+
+impl RequestCounts {
+    /// Counts one answer with this status code.
+    pub fn add(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, class: usize) -> u64 {
+        self.0[class].load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram with fixed buckets.
+#[derive(Debug)]
+struct Histogram {
+    /// Upper bounds, ascending.
+    bounds: &'static [f64],
+    /// Observations at or under each bound (not cumulative; summed when rendered).
+    buckets: Vec<AtomicU64>,
+    /// Sum of observations, in microseconds.
+    sum_us: AtomicU64,
+    /// Number of observations.
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        if let Some(index) = self.bounds.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// How a wake ended, as the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WakeResult {
+    /// The app became ready.
+    Started,
+    /// The start failed or timed out.
+    Failed,
+    /// Another instance woke it.
+    Elsewhere,
+}
+
+impl WakeResult {
+    fn label(self) -> &'static str {
+        match self {
+            WakeResult::Started => "started",
+            WakeResult::Failed => "failed",
+            WakeResult::Elsewhere => "elsewhere",
+        }
+    }
+}
+
+/// The engine's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests no app answered to (bad or unknown host), by status class.
+    unrouted: RequestCounts,
+    /// Time from the request's arrival to its response head, every request.
+    request_duration: Histogram,
+    /// Wakes by result.
+    wakes: Mutex<BTreeMap<WakeResult, u64>>,
+    /// Time from the wake request to ready, successful wakes.
+    wake_duration: Histogram,
+    /// Completed stops by reason (`idle`, `api`, ...).
+    stops: Mutex<BTreeMap<&'static str, u64>>,
+    /// Provider calls by (provider, operation, result).
+    provider_calls: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// Each provider's last error (for `/ready` and `/api/v1/providers`).
+    provider_errors: Mutex<BTreeMap<String, ProviderFailure>>,
+}
+
+/// A provider's last failed call.
+#[derive(Debug, Clone)]
+pub struct ProviderFailure {
+    /// What it said.
+    pub message: String,
+    /// When.
+    pub at: std::time::SystemTime,
+    /// True while no call to it has succeeded since.
+    pub current: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            unrouted: RequestCounts::default(),
+            request_duration: Histogram::new(REQUEST_BUCKETS),
+            wakes: Mutex::new(BTreeMap::new()),
+            wake_duration: Histogram::new(WAKE_BUCKETS),
+            stops: Mutex::new(BTreeMap::new()),
+            provider_calls: Mutex::new(BTreeMap::new()),
+            provider_errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Metrics {
+    /// Counts one answered request: for `app`, or none when no app answers to its host.
+    pub fn request(&self, app: Option<&App>, status: u16, took: Duration) {
+        match app {
+            Some(app) => app.requests().add(status),
+            None => self.unrouted.add(status),
+        }
+        self.request_duration.observe(took);
+    }
+
+    /// Counts a wake that ended (with its duration when it started the app).
+    pub fn wake(&self, result: WakeResult, took: Option<Duration>) {
+        *lock(&self.wakes).entry(result).or_default() += 1;
+        if let Some(took) = took {
+            self.wake_duration.observe(took);
+        }
+    }
+
+    /// Counts a completed stop.
+    pub fn stop(&self, reason: &'static str) {
+        *lock(&self.stops).entry(reason).or_default() += 1;
+    }
+
+    /// Counts a provider call; a success clears the provider's current error.
+    pub fn provider_call(&self, provider: &str, op: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        *lock(&self.provider_calls)
+            .entry((provider.to_owned(), op, result))
+            .or_default() += 1;
+        if ok && let Some(failure) = lock(&self.provider_errors).get_mut(provider) {
+            failure.current = false;
+        }
+    }
+
+    /// Remembers a provider's failed call (its message never holds a credential).
+    pub fn provider_error(&self, provider: &str, message: String) {
+        lock(&self.provider_errors).insert(
+            provider.to_owned(),
+            ProviderFailure {
+                message,
+                at: std::time::SystemTime::now(),
+                current: true,
+            },
+        );
+    }
+
+    /// Each provider's last error.
+    pub fn provider_errors(&self) -> BTreeMap<String, ProviderFailure> {
+        lock(&self.provider_errors).clone()
+    }
+
+    /// Provider calls by (provider, operation, result).
+    pub fn provider_call_counts(&self) -> BTreeMap<(String, &'static str, &'static str), u64> {
+        lock(&self.provider_calls).clone()
+    }
+
+    /// Every metric, in the Prometheus text format (0.0.4), for these apps.
+    pub fn render(&self, apps: &[std::sync::Arc<App>]) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP paastis_requests_total Requests answered, by app and status class.\n");
+        out.push_str("# TYPE paastis_requests_total counter\n");
+        for app in apps {
+            let name = label(&app.key.to_string());
+            for (class, word) in CLASSES.iter().enumerate() {
+                let n = app.requests().get(class);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "paastis_requests_total{{app=\"{name}\",status=\"{word}\"}} {n}"
+                    );
+                }
+            }
+        }
+        for (class, word) in CLASSES.iter().enumerate() {
+            let n = self.unrouted.get(class);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "paastis_requests_total{{app=\"\",status=\"{word}\"}} {n}"
+                );
+            }
+        }
+        self.request_duration.render(
+            &mut out,
+            "paastis_request_duration_seconds",
+            "Time from a request's arrival to its response's head.",
+        );
+
+        out.push_str("# HELP paastis_wakes_total Wakes, by result.\n");
+        out.push_str("# TYPE paastis_wakes_total counter\n");
+        let wakes = lock(&self.wakes).clone();
+        for result in [
+            WakeResult::Started,
+            WakeResult::Failed,
+            WakeResult::Elsewhere,
+        ] {
+            let n = wakes.get(&result).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "paastis_wakes_total{{result=\"{}\"}} {n}",
+                result.label()
+            );
+        }
+        self.wake_duration.render(
+            &mut out,
+            "paastis_wake_duration_seconds",
+            "Time from a wake request to the app being ready.",
+        );
+
+        out.push_str("# HELP paastis_apps Managed apps, by state.\n");
+        out.push_str("# TYPE paastis_apps gauge\n");
+        for state in [
+            State::Asleep,
+            State::Waking,
+            State::Awake,
+            State::Stopping,
+            State::Failed,
+        ] {
+            let n = apps.iter().filter(|app| app.state() == state).count();
+            let _ = writeln!(out, "paastis_apps{{state=\"{state}\"}} {n}");
+        }
+
+        out.push_str("# HELP paastis_provider_calls_total Provider API calls, by provider, operation and result.\n");
+        out.push_str("# TYPE paastis_provider_calls_total counter\n");
+        for ((provider, op, result), n) in lock(&self.provider_calls).iter() {
+            let _ = writeln!(
+                out,
+                "paastis_provider_calls_total{{provider=\"{}\",op=\"{op}\",result=\"{result}\"}} {n}",
+                label(provider)
+            );
+        }
+
+        out.push_str("# HELP paastis_stops_total Completed stops, by reason.\n");
+        out.push_str("# TYPE paastis_stops_total counter\n");
+        let stops = lock(&self.stops).clone();
+        for reason in ["idle", "api", "schedule", "plan_limit", "wake_failed"] {
+            let n = stops.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(out, "paastis_stops_total{{reason=\"{reason}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// A label value, escaped as the text format wants.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let histogram = Histogram::new(&[0.1, 1.0]);
+        histogram.observe(Duration::from_millis(50));
+        histogram.observe(Duration::from_millis(500));
+        histogram.observe(Duration::from_secs(5));
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "help");
+        assert!(out.contains("h_bucket{le=\"0.1\"} 1\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"1\"} 2\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("h_count 3\n"), "{out}");
+        assert!(out.contains("h_sum 5.55\n"), "{out}");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn statuses_fall_in_their_class() {
+        let counts = RequestCounts::default();
+        for status in [100, 200, 204, 302, 404, 503, 999, 0] {
+            counts.add(status);
+        }
+        assert_eq!(
+            (0..5).map(|c| counts.get(c)).collect::<Vec<_>>(),
+            vec![2, 2, 1, 1, 2]
+        );
+    }
+}

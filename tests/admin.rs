@@ -1,0 +1,594 @@
+//! The admin API: the router driven with `oneshot` over a real engine (real `process` apps),
+//! every endpoint, auth failures included; `/metrics` parsed with a Prometheus text-format
+//! parser while requests, wakes and stops happen through the served engine.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use paastis::config::{Overrides, load_str};
+use paastis::lifecycle::State;
+use serde_json::{Value, json};
+use support::{TestClient, TestEngine, upstream_command};
+use tower::ServiceExt;
+
+const TOKEN: &str = "admin-tok-Secret-0099";
+
+fn config(max_idle: &str) -> String {
+    format!(
+        r#"
+defaults: {{max_idle: {max_idle}}}
+admin: {{token: {TOKEN}}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: web
+        command: "{command}"
+        env: {{APP_NAME: web}}
+      - name: api
+        command: "{command}"
+        env: {{APP_NAME: api}}
+      - name: review-pr1
+        command: "{command}"
+        env: {{APP_NAME: review-pr1}}
+"#,
+        command = upstream_command(),
+    )
+}
+
+/// A started engine (not serving) and its admin router's state.
+async fn engine(max_idle: &str) -> paastis::Engine {
+    let mut loaded = load_str(
+        &config(max_idle),
+        &std::collections::HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect("config");
+    loaded.config.database_url = paastis::secret::Secret::new("sqlite::memory:");
+    paastis::Engine::start(loaded.config)
+        .await
+        .expect("engine starts")
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn call(
+    engine: &paastis::Engine,
+    method: &str,
+    uri: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = paastis::admin::router(engine.admin_state())
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("answer");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body")
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+const BEARER: Option<(&str, &str)> = Some(("authorization", "Bearer admin-tok-Secret-0099"));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_a_missing_wrong_or_misplaced_token() {
+    let engine = engine("15m").await;
+    let endpoints = [
+        ("GET", "/api/v1/apps"),
+        ("GET", "/api/v1/apps/local/web"),
+        ("POST", "/api/v1/apps/local/web/start"),
+        ("POST", "/api/v1/apps/local/web/stop"),
+        ("PUT", "/api/v1/apps/local/web/pin"),
+        ("DELETE", "/api/v1/apps/local/web/pin"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/providers"),
+    ];
+    let wrong: [Option<(&str, &str)>; 6] = [
+        None,
+        Some(("authorization", "Bearer not-the-token")),
+        Some(("authorization", "Bearer admin-tok-Secret-009")),
+        Some(("authorization", "admin-tok-Secret-0099")),
+        Some(("x-api-key", TOKEN)),
+        Some(("cookie", "paastis_token=admin-tok-Secret-0099")),
+    ];
+    for (method, uri) in endpoints {
+        for auth in wrong {
+            let reply = call(&engine, method, uri, auth, None).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {auth:?}"
+            );
+            assert_eq!(reply.json()["error"]["code"], "unauthorized");
+            assert!(reply.headers.contains_key("www-authenticate"));
+            assert!(!reply.text().contains(TOKEN));
+        }
+    }
+    // Nothing was started or stopped by those.
+    assert!(
+        engine
+            .lifecycle()
+            .apps()
+            .iter()
+            .all(|a| a.state() == State::Asleep)
+    );
+    // Health, readiness and the OpenAPI document need no token.
+    for uri in ["/health", "/ready", "/api/openapi.json", "/metrics"] {
+        let reply = call(&engine, "GET", uri, None, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+    }
+    assert_eq!(
+        call(&engine, "GET", "/health", None, None).await.json(),
+        json!({"status": "ok"})
+    );
+    let ready = call(&engine, "GET", "/ready", None, None).await.json();
+    assert_eq!(ready["status"], "ready");
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["database", "registry", "provider:local"]);
+    // Unknown endpoints: the same error shape.
+    let reply = call(&engine, "GET", "/api/v1/nothing", BEARER, None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.json()["error"]["code"], "not_found");
+    engine.lifecycle().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_listed_filtered_shown_started_stopped_and_pinned() {
+    let engine = engine("2s").await;
+    let list = call(&engine, "GET", "/api/v1/apps", BEARER, None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let names = |value: &Value| -> Vec<String> {
+        value["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .map(|a| a["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&list.json()), ["api", "review-pr1", "web"]);
+    let review = call(&engine, "GET", "/api/v1/apps?name=review-*", BEARER, None).await;
+    assert_eq!(names(&review.json()), ["review-pr1"]);
+    let none = call(&engine, "GET", "/api/v1/apps?provider=other", BEARER, None).await;
+    assert_eq!(names(&none.json()), Vec::<String>::new());
+    let bad = call(&engine, "GET", "/api/v1/apps?state=dancing", BEARER, None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["error"]["code"], "bad_request");
+
+    let web = call(&engine, "GET", "/api/v1/apps/local/web", BEARER, None)
+        .await
+        .json();
+    assert_eq!(web["state"], "asleep");
+    assert_eq!(web["policy"]["max_idle"], "2s");
+    assert_eq!(web["hosts"][0], "web.*");
+    assert_eq!(web["hosts"][1], "web--local.*");
+    let missing = call(&engine, "GET", "/api/v1/apps/local/nope", BEARER, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["error"]["code"], "unknown_app");
+
+    // start?wait=true answers once the app is awake.
+    let started = call(
+        &engine,
+        "POST",
+        "/api/v1/apps/local/web/start?wait=true",
+        BEARER,
+        None,
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let started = started.json();
+    assert_eq!(started["state"], "awake");
+    assert_eq!(started["last_wake"]["cause"], "api");
+    assert!(
+        started["sleeps_in_seconds"]
+            .as_u64()
+            .is_some_and(|s| s <= 2)
+    );
+    // Without wait: 202 while it wakes.
+    let waking = call(
+        &engine,
+        "POST",
+        "/api/v1/apps/local/api/start",
+        BEARER,
+        None,
+    )
+    .await;
+    assert_eq!(waking.status, StatusCode::ACCEPTED, "{}", waking.text());
+
+    // Pinned: not stopped after max_idle.
+    let pinned = call(
+        &engine,
+        "PUT",
+        "/api/v1/apps/local/web/pin",
+        BEARER,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(pinned.status, StatusCode::OK, "{}", pinned.text());
+    assert_eq!(pinned.json()["pinned_until"], "forever");
+    let until = chrono::Utc::now() + chrono::Duration::hours(2);
+    let timed = call(
+        &engine,
+        "PUT",
+        "/api/v1/apps/local/api/pin",
+        BEARER,
+        Some(json!({"until": until.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(timed.status, StatusCode::OK, "{}", timed.text());
+    assert!(
+        timed.json()["pinned_until"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&until.format("%Y-%m-%dT%H").to_string()))
+    );
+    for bad in [
+        json!({"until": "tomorrow"}),
+        json!({"until": "2001-01-01T00:00:00Z"}),
+        json!([1]),
+    ] {
+        let reply = call(
+            &engine,
+            "PUT",
+            "/api/v1/apps/local/web/pin",
+            BEARER,
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text()
+        );
+    }
+    let scheduler = paastis::scheduler::Scheduler::start(
+        engine.lifecycle(),
+        &paastis::config::Discovery::default(),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        engine.lifecycle().app("local", "web").expect("web").state(),
+        State::Awake
+    );
+    // Unpinned: stopped by the idle check.
+    let unpinned = call(
+        &engine,
+        "DELETE",
+        "/api/v1/apps/local/web/pin",
+        BEARER,
+        None,
+    )
+    .await;
+    assert_eq!(unpinned.json()["pinned_until"], Value::Null);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while engine.lifecycle().app("local", "web").expect("web").state() != State::Asleep {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unpinned web never slept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // stop: 202 on an awake app, 409 on an asleep one.
+    let stop = call(&engine, "POST", "/api/v1/apps/local/api/stop", BEARER, None).await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.text());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while engine.lifecycle().app("local", "api").expect("api").state() != State::Asleep {
+        assert!(tokio::time::Instant::now() < deadline, "api never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = call(&engine, "POST", "/api/v1/apps/local/api/stop", BEARER, None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.json()["error"]["code"], "conflict");
+    scheduler.stop().await;
+
+    // Events: what happened, by kind, newest first, by pages.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let page = call(
+        &engine,
+        "GET",
+        "/api/v1/events?app=api&kind=stop_requested,stopped",
+        BEARER,
+        None,
+    )
+    .await
+    .json();
+    let kinds: Vec<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["stopped", "stop_requested"], "{page}");
+    assert_eq!(page["events"][1]["details"]["cause"]["type"], "api");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let uri = match &cursor {
+            Some(c) => format!("/api/v1/events?limit=2&cursor={c}"),
+            None => "/api/v1/events?limit=2".to_owned(),
+        };
+        let page = call(&engine, "GET", &uri, BEARER, None).await.json();
+        for event in page["events"].as_array().expect("events") {
+            seen.push(event["id"].as_i64().expect("id"));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(seen, sorted, "every event once, newest first");
+    assert!(seen.len() >= 8, "{seen:?}");
+    for bad in [
+        "/api/v1/events?since=yesterday",
+        "/api/v1/events?limit=0",
+        "/api/v1/events?cursor=zzz",
+    ] {
+        let reply = call(&engine, "GET", bad, BEARER, None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text()
+        );
+    }
+
+    // Providers: the account and its calls.
+    let providers = call(&engine, "GET", "/api/v1/providers", BEARER, None)
+        .await
+        .json();
+    let local = &providers["providers"][0];
+    assert_eq!(local["id"], "local");
+    assert_eq!(local["type"], "process");
+    assert_eq!(local["apps"], 3);
+    assert_eq!(local["healthy"], true);
+    let starts: u64 = local["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter(|c| c["op"] == "start" && c["result"] == "ok")
+        .filter_map(|c| c["count"].as_u64())
+        .sum();
+    assert_eq!(starts, 2);
+    engine.lifecycle().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let engine = engine("15m").await;
+    let doc = call(&engine, "GET", "/api/openapi.json", None, None)
+        .await
+        .json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/v1/apps",
+        "/api/v1/apps/{provider}/{app}",
+        "/api/v1/apps/{provider}/{app}/start",
+        "/api/v1/apps/{provider}/{app}/stop",
+        "/api/v1/apps/{provider}/{app}/pin",
+        "/api/v1/events",
+        "/api/v1/providers",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    engine.lifecycle().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_with_requests_wakes_and_stops() {
+    let engine = TestEngine::start(&config("1s").replace(
+        &format!("admin: {{token: {TOKEN}}}"),
+        &format!("admin: {{token: {TOKEN}, metrics_auth: true}}"),
+    ))
+    .await;
+    let admin = TestClient::new(engine.admin_addr);
+    let proxy = TestClient::new(engine.addr);
+    let scrape = || async {
+        let answer = admin
+            .send(
+                "GET",
+                "admin.localhost",
+                "/metrics",
+                &[("authorization", "Bearer admin-tok-Secret-0099")],
+                bytes::Bytes::new(),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let lines = answer
+            .text()
+            .lines()
+            .map(|l| Ok(l.to_owned()))
+            .collect::<Vec<_>>();
+        prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text format")
+    };
+    let value = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    // metrics_auth: the token is needed.
+    let open = admin.get("admin.localhost", "/metrics").await;
+    assert_eq!(open.status, 401);
+
+    let before = scrape().await;
+    assert_eq!(value(&before, "paastis_apps", &[("state", "asleep")]), 3.0);
+    assert_eq!(
+        value(&before, "paastis_wakes_total", &[("result", "started")]),
+        0.0
+    );
+
+    for _ in 0..5 {
+        assert_eq!(proxy.get("web.localhost", "/").await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            proxy.get("random-host-123.localhost", "/").await.status,
+            404
+        );
+    }
+    let during = scrape().await;
+    assert_eq!(
+        value(
+            &during,
+            "paastis_requests_total",
+            &[("app", "local/web"), ("status", "2xx")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        value(
+            &during,
+            "paastis_requests_total",
+            &[("app", ""), ("status", "4xx")]
+        ),
+        3.0
+    );
+    assert!(
+        !during
+            .samples
+            .iter()
+            .any(|s| s.labels.values().any(|v| v.contains("random-host"))),
+        "unknown hosts never become labels"
+    );
+    assert_eq!(
+        value(&during, "paastis_wakes_total", &[("result", "started")]),
+        1.0
+    );
+    assert_eq!(value(&during, "paastis_apps", &[("state", "awake")]), 1.0);
+    assert_eq!(
+        value(
+            &during,
+            "paastis_provider_calls_total",
+            &[("provider", "local"), ("op", "start"), ("result", "ok")]
+        ),
+        1.0
+    );
+    let count = during
+        .samples
+        .iter()
+        .find(|s| s.metric == "paastis_request_duration_seconds")
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            _ => 0.0,
+        })
+        .expect("request duration histogram");
+    assert_eq!(count, 8.0);
+
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(6))
+        .await;
+    let after = scrape().await;
+    assert_eq!(
+        value(&after, "paastis_stops_total", &[("reason", "idle")]),
+        1.0
+    );
+    assert_eq!(value(&after, "paastis_apps", &[("state", "asleep")]), 3.0);
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_network_admin_listener_needs_a_token() {
+    let env = std::collections::HashMap::new();
+    let errors = load_str(
+        "admin: {listen: '0.0.0.0:3001'}\n",
+        &env,
+        &Overrides::default(),
+    )
+    .expect_err("refused");
+    let text = errors.to_string();
+    assert!(
+        text.contains("admin.listen: 0.0.0.0:3001 is not a loopback address"),
+        "{text}"
+    );
+    assert!(
+        load_str(
+            "admin: {listen: '0.0.0.0:3001', token: t0k3n-long}\n",
+            &env,
+            &Overrides::default()
+        )
+        .is_ok()
+    );
+    let mut with_env = std::collections::HashMap::new();
+    with_env.insert(
+        "PAASTIS_ADMIN_TOKEN".to_owned(),
+        "from-env-token".to_owned(),
+    );
+    let loaded = load_str(
+        "admin: {listen: '0.0.0.0:3001'}\n",
+        &with_env,
+        &Overrides::default(),
+    )
+    .expect("PAASTIS_ADMIN_TOKEN is the token");
+    assert_eq!(
+        loaded
+            .config
+            .admin
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
+        Some("from-env-token".to_owned())
+    );
+    assert!(!format!("{:?}", loaded.config).contains("from-env-token"));
+}
