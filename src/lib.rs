@@ -231,12 +231,25 @@ impl Engine {
                 }
             })
         });
-        let proxy = Arc::new(Proxy::new(
-            Arc::clone(&self.lifecycle),
-            &self.config,
-            self.tls.clone(),
-            self.server_tls.clone(),
-        ));
+        let system_api =
+            self.config
+                .admin
+                .system_api
+                .clone()
+                .map(|token| proxy::system::SystemApi {
+                    token,
+                    lifecycle: Arc::clone(&self.lifecycle),
+                    store: self.catalog.store(),
+                });
+        let proxy = Arc::new(
+            Proxy::new(
+                Arc::clone(&self.lifecycle),
+                &self.config,
+                self.tls.clone(),
+                self.server_tls.clone(),
+            )
+            .with_system_api(system_api),
+        );
         let served = proxy
             .serve(
                 listeners.proxy,

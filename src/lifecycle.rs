@@ -1633,6 +1633,21 @@ impl Lifecycle {
         }
     }
 
+    /// Forgets every managed app (the original engine's `DELETE /apps`), then lists the
+    /// providers again: apps come back as they are now (running ones with activity = now).
+    /// The apps themselves are not touched.
+    pub async fn clear(self: &Arc<Self>) {
+        let removed: Vec<Arc<App>> = std::mem::take(&mut *lock(&self.apps))
+            .into_values()
+            .collect();
+        self.rebuild_routes();
+        for app in removed.iter().filter(|app| app.coordinated) {
+            self.registry.forget(&app.key).await;
+        }
+        tracing::info!(apps = removed.len(), "registry cleared");
+        self.discover().await;
+    }
+
     /// Engine shutdown: each provider stops what must not outlive the engine.
     pub async fn shutdown(&self) {
         for provider in &self.providers {

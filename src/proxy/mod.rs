@@ -21,6 +21,7 @@
 pub mod forward;
 pub mod pages;
 pub mod route;
+pub mod system;
 pub mod tls;
 pub mod wake;
 
@@ -213,6 +214,8 @@ pub struct Proxy {
     preserve_host: bool,
     /// The certificate of the TLS listener, when there is one.
     server_tls: Option<Arc<tls::ServerTls>>,
+    /// The original engine's system API (`admin.system_api`), when enabled.
+    system: Option<system::SystemApi>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -251,7 +254,14 @@ impl Proxy {
             timeouts: config.upstream_timeouts,
             preserve_host: config.preserve_host,
             server_tls,
+            system: None,
         }
+    }
+
+    /// Serves the original engine's system API to requests that ask for it.
+    pub fn with_system_api(mut self, system: Option<system::SystemApi>) -> Proxy {
+        self.system = system;
+        self
     }
 
     /// Serves connections from `listener` (and `tls_listener`, with TLS, when the proxy has
@@ -505,6 +515,12 @@ impl Worker {
         client: &ClientSide,
         routed: &mut Option<Arc<App>>,
     ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
+        // The original engine's system API, on the proxy port, when enabled.
+        if let Some(system) = &self.proxy.system
+            && system::is_system(&request)
+        {
+            return Ok(system.handle(&request).await.map(Either::Right));
+        }
         // Whether the client wants HTML: read once, for error pages and the waiting page.
         let html = pages::wants_html(request.headers());
         let fail = |error: ProxyError| (error, html);
