@@ -221,6 +221,58 @@ impl Browser {
         .await
     }
 
+    /// The first element matching a CSS selector.
+    async fn find(&self, selector: &str) -> Result<String, String> {
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": selector })),
+            )
+            .await?;
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|id| id.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{selector}: no element id in {found}"))
+    }
+
+    /// Types into an element.
+    async fn type_into(&self, selector: &str, text: &str) {
+        let element = self.find(selector).await.expect("element to type into");
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("typing into {selector}: {error}"));
+    }
+
+    /// Clicks an element.
+    async fn click(&self, selector: &str) {
+        let element = self.find(selector).await.expect("element to click");
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("clicking {selector}: {error}"));
+    }
+
+    /// Resizes the window (a phone's screen, say).
+    async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("resizing: {error}"));
+    }
+
     /// The visible page as PNG.
     async fn screenshot(&self) -> Vec<u8> {
         let encoded = self
@@ -471,6 +523,120 @@ providers:
         "{:?}",
         engine.events()
     );
+
+    drop(browser);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
+    require_browser();
+    const TOKEN: &str = "dash-token-Secret-0042";
+    let engine = TestEngine::start(&format!(
+        r#"
+admin: {{token: {TOKEN}}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: web
+        command: "{command}"
+        env: {{APP_NAME: web}}
+      - name: docs
+        command: "{command}"
+        env: {{APP_NAME: docs}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    // web is awake (a request woke it), docs asleep.
+    let proxy = support::TestClient::new(engine.addr);
+    assert_eq!(proxy.get("web.localhost", "/").await.status, 200);
+    assert_eq!(engine.state("web"), State::Awake);
+    let browser_dir = TempDir::new("dash");
+    let browser = Browser::start(&browser_dir).await;
+    let base = format!("http://127.0.0.1:{}", engine.admin_addr.port());
+
+    // Not signed in: the login form.
+    browser.navigate(&format!("{base}/")).await;
+    assert_eq!(
+        browser.text("/url").await.as_deref(),
+        Ok(format!("{base}/login").as_str())
+    );
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("button[type=submit]").await;
+    let source = browser.text("/source").await.expect("page source");
+    assert!(
+        source.contains("That token is not the admin token"),
+        "{source}"
+    );
+    browser.type_into("#token", TOKEN).await;
+    browser.click("button[type=submit]").await;
+
+    // Signed in: every app with its state.
+    let source = browser.text("/source").await.expect("page source");
+    assert!(source.contains(r#"id="app-web--local""#), "{source}");
+    assert!(source.contains(r#"id="app-docs--local""#), "{source}");
+    assert!(!source.contains(TOKEN), "the token is not in the page");
+    let web_state = |source: &str| -> Option<String> {
+        let row = source.split(r#"id="app-web--local""#).nth(1)?;
+        let state = row.split(r#"data-state=""#).nth(1)?;
+        Some(state.split('"').next()?.to_owned())
+    };
+    assert_eq!(web_state(&source).as_deref(), Some("awake"), "{source}");
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    std::fs::write(artifacts_dir().join("dashboard.png"), &png).expect("save the screenshot");
+
+    // The session cookie: HttpOnly, SameSite=Strict.
+    let cookies = browser.get("/cookie").await.expect("cookies");
+    let cookie = cookies
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "paastis_token"))
+        .unwrap_or_else(|| panic!("no session cookie in {cookies}"))
+        .clone();
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+
+    // Stop the awake app from the page; it becomes Asleep there.
+    browser
+        .click(r#"button[name=stop][data-app="web--local"]"#)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let source = browser.text("/source").await.unwrap_or_default();
+        if web_state(&source).as_deref() == Some("asleep") {
+            assert!(source.contains(">Asleep<"), "{source}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web never shown asleep: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        browser.navigate(&format!("{base}/")).await;
+    }
+    assert_eq!(engine.state("web"), State::Asleep);
+    assert_eq!(
+        engine.count("web", |kind| matches!(kind, EventKind::Stopped)),
+        1
+    );
+    std::fs::write(
+        artifacts_dir().join("dashboard-stopped.png"),
+        browser.screenshot().await,
+    )
+    .expect("save the screenshot");
+
+    // On a phone-sized screen: still usable (one card per app), screenshot kept.
+    browser.resize(390, 844).await;
+    browser.navigate(&format!("{base}/")).await;
+    let source = browser.text("/source").await.expect("page source");
+    assert!(source.contains(r#"id="app-docs--local""#), "{source}");
+    std::fs::write(
+        artifacts_dir().join("dashboard-phone.png"),
+        browser.screenshot().await,
+    )
+    .expect("save the screenshot");
 
     drop(browser);
     engine.stop().await;
