@@ -48,4 +48,11 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
+# The admin API is checked against its OpenAPI document by schemathesis (PyPI).
+if ! command -v schemathesis >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis did not install" >&2; exit 1; }
+fi
+
 cargo test --locked "$@"

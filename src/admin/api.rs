@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::{AdminState, ApiError, ErrorBody, authorized, rfc3339};
+use super::{
+    AdminState, ApiError, ApiPath as Path, ApiQuery as Query, ErrorBody, authorized, rfc3339,
+};
 use crate::config::Strategy;
 use crate::events::{StopCause, WakeCause};
 use crate::lifecycle::{App, State as AppState};
@@ -167,7 +169,8 @@ pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Res
 pub struct AppsQuery {
     /// Only this provider id.
     pub provider: Option<String>,
-    /// Only apps in this state: asleep, waking, awake, stopping, failed.
+    /// Only apps in this state.
+    #[param(value_type = Option<String>, pattern = "^(asleep|waking|awake|stopping|failed)?$")]
     pub state: Option<String>,
     /// Only names matching this glob (`review-*`) or `re:` regex.
     pub name: Option<String>,
@@ -530,10 +533,13 @@ pub struct EventsQuery {
     /// Only these kinds, comma-separated (`wake_requested,stopped`).
     pub kind: Option<String>,
     /// Only events at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Only events before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
-    /// Page size (1..=500, default 50).
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -187,7 +187,7 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
     }
     let apps = match super::api::apps_index(
         State(state.clone()),
-        axum::extract::Query(super::api::AppsQuery {
+        super::ApiQuery(super::api::AppsQuery {
             provider: None,
             state: None,
             name: None,
@@ -200,7 +200,7 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
     };
     let events = super::api::events_index(
         State(state.clone()),
-        axum::extract::Query(EventsQuery {
+        super::ApiQuery(EventsQuery {
             provider: None,
             app: None,
             kind: None,

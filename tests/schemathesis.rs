@@ -1,0 +1,77 @@
+//! The live admin API against its own OpenAPI document: schemathesis (from PyPI; installed by
+//! `scripts/test.sh`) generates requests for every operation from `/api/openapi.json` and
+//! checks that no answer is a 5xx and that every answer (status, content type, headers,
+//! body) is what the document says. Fails, never skips, when schemathesis is missing.
+
+mod support;
+
+use support::{TempDir, TestEngine, upstream_command};
+
+const TOKEN: &str = "schema-token-0001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_of_the_live_api_matches_its_openapi_document() {
+    let found = std::process::Command::new("schemathesis")
+        .arg("--version")
+        .output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "schemathesis is missing: run ./scripts/test.sh, which installs it (pip install schemathesis)"
+    );
+    let engine = TestEngine::start(&format!(
+        r#"
+admin: {{token: {TOKEN}}}
+defaults: {{max_idle: 10m, wake_timeout: 20s}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: web
+        command: "{command}"
+        env: {{APP_NAME: web}}
+      - name: api
+        command: "{command}"
+        env: {{APP_NAME: api}}
+"#,
+        command = upstream_command(),
+    ))
+    .await;
+    let dir = TempDir::new("schemathesis");
+    let schema = format!("http://{}/api/openapi.json", engine.admin_addr);
+    let output = tokio::process::Command::new("schemathesis")
+        .current_dir(&dir.0)
+        .args(["run", &schema, "--header"])
+        .arg(format!("Authorization: Bearer {TOKEN}"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance",
+            "--max-examples",
+            "40",
+            "--seed",
+            "20261201",
+            "--workers",
+            "2",
+            "--no-color",
+            "--generation-database",
+            "none",
+        ])
+        .env("HOME", &dir.0)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("11 selected"),
+        "not every operation was tested:\n{stdout}"
+    );
+    assert!(!stdout.contains(TOKEN), "the token was printed");
+    println!("{stdout}");
+    engine.stop().await;
+}
