@@ -608,11 +608,29 @@ impl Lifecycle {
     }
 
     /// Keeps the app awake until `until` (`None`: until unpinned): the idle check leaves
-    /// it alone. Pinning does not wake it.
-    pub fn pin(&self, app: &App, until: Option<SystemTime>) {
-        let ms = match until {
-            None => u64::MAX,
-            Some(at) => {
+    /// it alone. Pinning does not wake it. Shared with the other instances (the leader is
+    /// the one that would stop it).
+    pub async fn pin(&self, app: &App, until: Option<SystemTime>) {
+        self.set_pin(app, Some(until));
+        if app.coordinated && !self.registry.set_pin(&app.key, Some(until)).await {
+            tracing::warn!(app = %app.key, "pin not shared: the registry cannot be reached");
+        }
+    }
+
+    /// Lets the idle check stop the app again.
+    pub async fn unpin(&self, app: &App) {
+        self.set_pin(app, None);
+        if app.coordinated && !self.registry.set_pin(&app.key, None).await {
+            tracing::warn!(app = %app.key, "unpin not shared: the registry cannot be reached");
+        }
+    }
+
+    /// This instance's copy of a pin (`None`: not pinned; `Some(None)`: until unpinned).
+    fn set_pin(&self, app: &App, pinned: Option<Option<SystemTime>>) {
+        let ms = match pinned {
+            None => 0,
+            Some(None) => u64::MAX,
+            Some(Some(at)) => {
                 let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
                 self.clock
                     .now_ms()
@@ -621,11 +639,6 @@ impl Lifecycle {
             }
         };
         app.pinned_until.store(ms, Ordering::SeqCst);
-    }
-
-    /// Lets the idle check stop the app again.
-    pub fn unpin(&self, app: &App) {
-        app.pinned_until.store(0, Ordering::SeqCst);
     }
 
     /// Stops an awake app now, whatever its idle time (the admin API). False when it is not
@@ -1566,13 +1579,19 @@ impl Lifecycle {
                     fill.push((Arc::clone(app), Some(state)));
                 }
             }
-            self.mirror(app, &shared);
+            self.mirror(app, &shared, true);
         }
         self.announce(fill).await;
     }
 
     /// Applies what another instance announced about an app to this instance's copy.
-    fn mirror(&self, app: &App, shared: &Shared) {
+    ///
+    /// With `pin` (a read of the whole shared record, not an announcement), the shared pin
+    /// replaces this instance's.
+    fn mirror(&self, app: &App, shared: &Shared, pin: bool) {
+        if pin && shared.state.is_some() {
+            self.set_pin(app, shared.pinned);
+        }
         if let Some(at) = shared.activity {
             let at = self.clock.from_wall(at);
             touch(app, at);
@@ -1616,7 +1635,7 @@ impl Lifecycle {
                 }
                 let app = lock(&self.apps).get(&key).cloned();
                 if let Some(app) = app.filter(|a| a.coordinated) {
-                    self.mirror(&app, &shared);
+                    self.mirror(&app, &shared, false);
                 }
             }
             Notice::Listing { .. } => {

@@ -483,3 +483,50 @@ async fn redis_get_auth(redis: &RedisServer, password: &str, key: &str) -> Optio
         .await
         .expect("GET")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_set_through_a_follower_keeps_the_leader_from_stopping_the_app() {
+    let (redis, fake) = setup(true).await;
+    let yaml = config(&fake, &redis, "2s", "1s");
+    let a = TestEngine::start(&yaml).await;
+    let b = TestEngine::start(&yaml).await;
+    let engines = [&a, &b];
+    let lead = leader(&engines).await;
+    let follower = engines[1 - lead];
+    let admin = TestClient::new(follower.admin_addr);
+    let pinned = admin
+        .send(
+            "PUT",
+            "admin.localhost",
+            "/api/v1/apps/scalingo/shop/pin",
+            &[("content-type", "application/json")],
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await;
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    // Well past max_idle: the leader left it awake.
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(scales(&fake, "shop"), 0, "a pinned app was stopped");
+    assert_eq!(engines[lead].state("shop"), State::Awake);
+    assert!(
+        engines[lead].app("shop").pinned_until_ms().is_some(),
+        "the leader knows the pin"
+    );
+    // Unpinned on the follower: the leader stops it.
+    let unpinned = admin
+        .send(
+            "DELETE",
+            "admin.localhost",
+            "/api/v1/apps/scalingo/shop/pin",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text());
+    engines[lead]
+        .wait_state("shop", State::Asleep, Duration::from_secs(10))
+        .await;
+    assert_eq!(scales(&fake, "shop"), 1);
+    a.stop().await;
+    b.stop().await;
+}

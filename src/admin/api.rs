@@ -504,7 +504,7 @@ pub async fn apps_pin(
             Some(at)
         }
     };
-    state.lifecycle.pin(&app, until);
+    state.lifecycle.pin(&app, until).await;
     Ok(Json(AppView::of(&state, &app)))
 }
 
@@ -518,7 +518,7 @@ pub async fn apps_unpin(
     Path((provider, name)): Path<(String, String)>,
 ) -> Result<Json<AppView>, ApiError> {
     let app = find(&state, &provider, &name)?;
-    state.lifecycle.unpin(&app);
+    state.lifecycle.unpin(&app).await;
     Ok(Json(AppView::of(&state, &app)))
 }
 

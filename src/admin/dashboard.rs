@@ -173,8 +173,8 @@ pub async fn act(
                 },
             );
         }
-        "pin" => state.lifecycle.pin(&app, None),
-        "unpin" => state.lifecycle.unpin(&app),
+        "pin" => state.lifecycle.pin(&app, None).await,
+        "unpin" => state.lifecycle.unpin(&app).await,
         _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
     }
     Redirect::to("/").into_response()

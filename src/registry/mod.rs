@@ -166,6 +166,9 @@ pub struct Shared {
     pub reason: Option<String>,
     /// The latest activity any instance saw.
     pub activity: Option<SystemTime>,
+    /// Kept awake until this time (`PUT .../pin`); `Some(None)`: until unpinned; `None`:
+    /// not pinned.
+    pub pinned: Option<Option<SystemTime>>,
 }
 
 /// A state change announced by an instance.
@@ -257,6 +260,9 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Merges these activities (max semantics) and reads back every listed app's shared
     /// state, in one round trip. `None` when unreachable.
     async fn sync(&self, apps: &[ActivityUpdate]) -> Option<Vec<Shared>>;
+
+    /// Shares an app's pin (see [`Shared::pinned`]); false when it could not be written.
+    async fn set_pin(&self, key: &AppKey, pinned: Option<Option<SystemTime>>) -> bool;
 
     /// Forgets an app that vanished from its provider.
     async fn forget(&self, key: &AppKey);
@@ -360,6 +366,10 @@ impl Registry for MemoryRegistry {
 
     async fn sync(&self, _apps: &[ActivityUpdate]) -> Option<Vec<Shared>> {
         None
+    }
+
+    async fn set_pin(&self, _key: &AppKey, _pinned: Option<Option<SystemTime>>) -> bool {
+        true
     }
 
     async fn forget(&self, _key: &AppKey) {}

@@ -121,11 +121,12 @@ for i = 2, #KEYS do
   if activity > 0 and activity > tonumber(redis.call('HGET', KEYS[i], 'activity') or '0') then
     redis.call('HSET', KEYS[i], 'activity', ARGV[i])
   end
-  local v = redis.call('HMGET', KEYS[i], 'state', 'seq', 'activity', 'reason')
+  local v = redis.call('HMGET', KEYS[i], 'state', 'seq', 'activity', 'reason', 'pin')
   out[#out + 1] = v[1] or ''
   out[#out + 1] = v[2] or '0'
   out[#out + 1] = v[3] or '0'
   out[#out + 1] = v[4] or ''
+  out[#out + 1] = v[5] or '0'
 end
 return out
 ";
@@ -615,26 +616,34 @@ impl Registry for RedisRegistry {
 
     async fn shared(&self, key: &AppKey) -> Option<Shared> {
         let mut conn = self.connection()?;
-        let values: Option<(Option<String>, Option<u64>, Option<u64>, Option<String>)> = self
-            .outcome(
-                timeout(
-                    CALL_TIMEOUT,
-                    redis::cmd("HMGET")
-                        .arg(self.app_key(key))
-                        .arg("state")
-                        .arg("seq")
-                        .arg("activity")
-                        .arg("reason")
-                        .query_async(&mut conn),
-                )
-                .await,
-            );
-        let (state, seq, activity, reason) = values?;
+        type Fields = (
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<String>,
+            Option<String>,
+        );
+        let values: Option<Fields> = self.outcome(
+            timeout(
+                CALL_TIMEOUT,
+                redis::cmd("HMGET")
+                    .arg(self.app_key(key))
+                    .arg("state")
+                    .arg("seq")
+                    .arg("activity")
+                    .arg("reason")
+                    .arg("pin")
+                    .query_async(&mut conn),
+            )
+            .await,
+        );
+        let (state, seq, activity, reason, pin) = values?;
         Some(Shared {
             state: state.as_deref().and_then(parse_state),
             seq: seq.unwrap_or(0),
             reason: reason.filter(|r| !r.is_empty()),
             activity: activity.filter(|a| *a > 0).map(from_unix_ms),
+            pinned: pin.as_deref().and_then(parse_pin),
         })
     }
 
@@ -663,9 +672,13 @@ impl Registry for RedisRegistry {
             let _ = self.notices.send(Notice::Reset);
         }
         let mut shared = Vec::with_capacity(apps.len());
-        while let (Some(state), Some(seq), Some(activity), Some(reason)) =
-            (values.next(), values.next(), values.next(), values.next())
-        {
+        while let (Some(state), Some(seq), Some(activity), Some(reason), Some(pin)) = (
+            values.next(),
+            values.next(),
+            values.next(),
+            values.next(),
+            values.next(),
+        ) {
             shared.push(Shared {
                 state: parse_state(&state),
                 seq: seq.parse().unwrap_or(0),
@@ -675,9 +688,24 @@ impl Registry for RedisRegistry {
                     .ok()
                     .filter(|a| *a > 0)
                     .map(from_unix_ms),
+                pinned: parse_pin(&pin),
             });
         }
         (shared.len() == apps.len()).then_some(shared)
+    }
+
+    async fn set_pin(&self, key: &AppKey, pinned: Option<Option<SystemTime>>) -> bool {
+        let Some(mut conn) = self.connection() else {
+            return false;
+        };
+        let value = match pinned {
+            None => "0".to_owned(),
+            Some(None) => "forever".to_owned(),
+            Some(Some(until)) => unix_ms(until).to_string(),
+        };
+        let written: Option<i64> =
+            self.outcome(timeout(CALL_TIMEOUT, conn.hset(self.app_key(key), "pin", value)).await);
+        written.is_some()
     }
 
     async fn forget(&self, key: &AppKey) {
@@ -837,9 +865,22 @@ fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned),
             activity: None,
+            pinned: None,
         },
         own: value.get("b").and_then(|b| b.as_str()) == Some(instance),
     })
+}
+
+/// A stored pin: `forever`, a time in unix milliseconds, or `0` (not pinned).
+fn parse_pin(text: &str) -> Option<Option<SystemTime>> {
+    match text {
+        "forever" => Some(None),
+        text => text
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| Some(from_unix_ms(ms))),
+    }
 }
 
 fn parse_state(word: &str) -> Option<State> {
@@ -902,6 +943,7 @@ mod tests {
                     seq: 7,
                     reason: None,
                     activity: None,
+                    pinned: None,
                 },
                 own: true,
             })
