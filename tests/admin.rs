@@ -592,3 +592,54 @@ async fn a_network_admin_listener_needs_a_token() {
     );
     assert!(!format!("{:?}", loaded.config).contains("from-env-token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_says_degraded_while_redis_cannot_be_reached() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let yaml = format!(
+        "registry: {{type: redis, url: 'redis://127.0.0.1:{port}'}}\n{}",
+        config("15m")
+    );
+    let mut loaded = load_str(
+        &yaml,
+        &std::collections::HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect("config");
+    loaded.config.database_url = paastis::secret::Secret::new("sqlite::memory:");
+    let engine = paastis::Engine::start(loaded.config)
+        .await
+        .expect("the engine starts without Redis");
+    let reply = call(&engine, "GET", "/ready", None, None).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    let ready = reply.json();
+    assert_eq!(ready["status"], "degraded");
+    let registry = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "registry")
+        .expect("a registry check")
+        .clone();
+    assert_eq!(registry["ok"], false, "{registry}");
+    assert!(
+        registry["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("degraded")),
+        "{registry}"
+    );
+    // Liveness does not depend on it.
+    assert_eq!(
+        call(&engine, "GET", "/health", None, None).await.status,
+        StatusCode::OK
+    );
+    engine.lifecycle().shutdown().await;
+}
