@@ -643,3 +643,59 @@ async fn ready_says_degraded_while_redis_cannot_be_reached() {
     );
     engine.lifecycle().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_never_reaches_the_logs() {
+    let dir = support::TempDir::new("admin-secret");
+    let path = dir.path("paastis.yml");
+    std::fs::write(&path, config("15m")).expect("write config");
+    let mut served = support::serve(&path, &[("LOG_LEVEL", "trace")]).await;
+    // The admin listener's address, from its log line.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let admin_addr: std::net::SocketAddr = loop {
+        let logs = served.logs();
+        if let Some(addr) = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|l| l["admin_addr"].as_str().map(str::to_owned))
+        {
+            break addr.parse().expect("address");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no admin address in {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let admin = TestClient::new(admin_addr);
+    for auth in [format!("Bearer {TOKEN}"), "Bearer wrong".to_owned()] {
+        let answer = admin
+            .send(
+                "POST",
+                "admin.localhost",
+                "/api/v1/apps/local/web/start?wait=true",
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            )
+            .await;
+        assert!(
+            answer.status == 200 || answer.status == 401,
+            "{}",
+            answer.text()
+        );
+    }
+    let login = admin
+        .send(
+            "POST",
+            "admin.localhost",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            bytes::Bytes::from(format!("token={TOKEN}")),
+        )
+        .await;
+    assert_eq!(login.status, 303);
+    let _ = served.child.kill().await;
+    let logs = served.logs();
+    assert!(logs.contains("admin API and dashboard on"), "{logs}");
+    assert!(!logs.contains(TOKEN), "the admin token reached the logs");
+}
