@@ -53,14 +53,18 @@ impl RateLimiter {
     /// The limit and the calls counted in the current window.
     pub fn usage(&self) -> (usize, usize) {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
+        self.forget_old(&mut sent, Instant::now());
+        (self.limit, sent.len())
+    }
+
+    /// Drops the calls that left the window.
+    fn forget_old(&self, sent: &mut VecDeque<Instant>, now: Instant) {
         while sent
             .front()
             .is_some_and(|at| now.duration_since(*at) >= self.window)
         {
             sent.pop_front();
         }
-        (self.limit, sent.len())
     }
 
     /// Waits until one more call fits in the window, and counts it.
@@ -69,12 +73,7 @@ impl RateLimiter {
             let wait = {
                 let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                while sent
-                    .front()
-                    .is_some_and(|at| now.duration_since(*at) >= self.window)
-                {
-                    sent.pop_front();
-                }
+                self.forget_old(&mut sent, now);
                 if sent.len() < self.limit {
                     sent.push_back(now);
                     return;

@@ -98,15 +98,19 @@ impl SystemApi {
         }
     }
 
-    /// `GET /apps`: every managed app, as the original listed them.
-    fn apps(&self) -> Value {
-        let clock = self.lifecycle.clock();
-        let kinds: std::collections::HashMap<&str, &str> = self
-            .lifecycle
+    /// Provider id -> platform (`scalingo`), as the original named providers.
+    fn provider_kinds(&self) -> std::collections::HashMap<&str, &'static str> {
+        self.lifecycle
             .providers()
             .iter()
             .map(|p| (p.id(), p.kind()))
-            .collect();
+            .collect()
+    }
+
+    /// `GET /apps`: every managed app, as the original listed them.
+    fn apps(&self) -> Value {
+        let clock = self.lifecycle.clock();
+        let kinds = self.provider_kinds();
         let apps: Vec<Value> = self
             .lifecycle
             .apps()
@@ -151,12 +155,7 @@ impl SystemApi {
             })
             .await
             .map_err(|error| error.to_string())?;
-        let kinds: std::collections::HashMap<&str, &str> = self
-            .lifecycle
-            .providers()
-            .iter()
-            .map(|p| (p.id(), p.kind()))
-            .collect();
+        let kinds = self.provider_kinds();
         let mut events: Vec<Value> = page
             .events
             .iter()
