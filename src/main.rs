@@ -1,5 +1,6 @@
 //! The `paastis` binary: parses the command line, loads the configuration, binds the
-//! listeners and hands over to [`paastis::run`].
+//! listeners and hands over to [`paastis::run`]. The admin API's clients (`apps`, `events`,
+//! `providers`) need no configuration: they go to [`paastis::cli::run`] first.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 
 /// Puts idle PaaS apps to sleep and wakes them on the first request.
 #[derive(Debug, Parser)]
-#[command(name = "paastis", version, about)]
+#[command(name = "paastis", version, about, after_help = paastis::cli::EXIT_CODES)]
 struct Cli {
     /// Configuration file [default: paastis.yml].
     #[arg(short, long, env = "PAASTIS_CONFIG", global = true)]
@@ -34,6 +35,9 @@ enum Command {
     Serve,
     /// Validate the configuration and print the managed apps.
     Check,
+    /// The clients of a running engine's admin API (no configuration file needed).
+    #[command(flatten)]
+    Client(paastis::cli::ClientCommand),
 }
 
 /// mimalloc: the request path allocates small, short-lived buffers on every thread, where it
@@ -46,6 +50,12 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check_only = match cli.command {
+        // Before the configuration and `.env`: the API's clients need only their flags.
+        Some(Command::Client(command)) => return client(command),
+        Some(Command::Check) => true,
+        Some(Command::Serve) | None => false,
+    };
     let mut env: HashMap<String, String> = std::env::vars().collect();
     // Like the original engine: a `.env` file in the working directory, under the real
     // environment.
@@ -81,7 +91,6 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let check_only = matches!(cli.command, Some(Command::Check));
     for notice in loaded.compat.notices.iter().filter(|_| !check_only) {
         match notice.level {
             config::Level::Warning => tracing::warn!("{}", notice.message),
@@ -98,15 +107,37 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => runtime.block_on(serve(loaded.config)),
-        Command::Check => runtime.block_on(check(loaded.config, &loaded.compat)),
+    let result = if check_only {
+        runtime.block_on(check(loaded.config, &loaded.compat))
+    } else {
+        runtime.block_on(serve(loaded.config))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("paastis: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an admin API client subcommand; its error's exit code is the process's.
+fn client(command: paastis::cli::ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paastis: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(paastis::cli::run(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paastis: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

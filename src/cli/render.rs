@@ -1,0 +1,391 @@
+//! What the API-client subcommands print for people: plain-text tables (like
+//! [`crate::table`]), `key: value` lines, local times and short durations.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::admin::api::{AppView, EventView, ProviderView};
+
+/// Rows in columns two spaces apart, the last column unpadded.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `42s`, `14m 3s`, `2h 5m`, `3d 4h`.
+pub fn short_duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) if s == 0 => format!("{m}m"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) if m == 0 => format!("{h}h"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ if h == 0 => format!("{d}d"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// An RFC 3339 time from the API as a `SystemTime`.
+fn parse(at: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|at| SystemTime::from(at.with_timezone(&chrono::Utc)))
+}
+
+/// An RFC 3339 time from the API in local time (`2026-01-02 15:04:05`); as given when it does
+/// not parse.
+pub fn local_time(at: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(at) {
+        Ok(at) => at
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => at.to_owned(),
+    }
+}
+
+/// `3m 2s ago` (`just now` for a time ahead of this machine's clock).
+fn ago(at: &str, now: SystemTime) -> String {
+    match parse(at).map(|at| now.duration_since(at)) {
+        Some(Ok(elapsed)) if elapsed >= Duration::from_secs(1) => {
+            format!("{} ago", short_duration(elapsed.as_secs()))
+        }
+        Some(_) => "just now".to_owned(),
+        None => at.to_owned(),
+    }
+}
+
+/// When the idle check will stop the app: a duration, `pinned`, `never`, or `-`.
+pub fn sleeps_in(app: &AppView) -> String {
+    if app.pinned_until.is_some() {
+        return "pinned".to_owned();
+    }
+    match app.sleeps_in_seconds {
+        Some(seconds) => short_duration(seconds),
+        None if app.state == "awake" && app.policy.max_idle_seconds.is_none() => "never".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+/// `3m ago (api)`, or `-`.
+fn last_wake(app: &AppView, now: SystemTime) -> String {
+    match &app.last_wake {
+        Some(wake) => format!("{} ({})", ago(&wake.at, now), wake.cause),
+        None => "-".to_owned(),
+    }
+}
+
+/// `paastis apps list`: APP, PROVIDER, STATE, SLEEPS IN, LAST WAKE.
+pub fn apps_table(apps: &[AppView], now: SystemTime) -> String {
+    let mut rows = vec![
+        ["APP", "PROVIDER", "STATE", "SLEEPS IN", "LAST WAKE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for app in apps {
+        rows.push(vec![
+            app.name.clone(),
+            app.provider.clone(),
+            app.state.clone(),
+            sleeps_in(app),
+            last_wake(app, now),
+        ]);
+    }
+    let mut out = table(&rows);
+    if apps.is_empty() {
+        out.push_str("(no app)\n");
+    }
+    out
+}
+
+/// `paastis apps show`: one `key: value` line per fact.
+pub fn app_details(app: &AppView, now: SystemTime) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("app", app.name.clone()),
+        ("provider", app.provider.clone()),
+        ("state", app.state.clone()),
+    ];
+    if let Some(reason) = &app.reason {
+        lines.push(("reason", reason.clone()));
+    }
+    lines.push(("hosts", app.hosts.join(", ")));
+    lines.push(("max idle", app.policy.max_idle.clone()));
+    lines.push(("sleeps in", sleeps_in(app)));
+    lines.push((
+        "pinned until",
+        match app.pinned_until.as_deref() {
+            None => "-".to_owned(),
+            Some("forever") => "forever (until unpinned)".to_owned(),
+            Some(at) => local_time(at),
+        },
+    ));
+    lines.push((
+        "last activity",
+        format!(
+            "{} ({})",
+            local_time(&app.last_activity),
+            ago(&app.last_activity, now)
+        ),
+    ));
+    lines.push((
+        "last wake",
+        match &app.last_wake {
+            Some(wake) => format!("{}: {}", local_time(&wake.at), wake.description),
+            None => "-".to_owned(),
+        },
+    ));
+    lines.push(("strategy", app.policy.strategy.clone()));
+    lines.push((
+        "wake timeout",
+        short_duration(app.policy.wake_timeout_seconds),
+    ));
+    lines.push((
+        "health path",
+        app.policy
+            .health_path
+            .clone()
+            .unwrap_or_else(|| "-".to_owned()),
+    ));
+    lines.push((
+        "formation",
+        if app.formation.is_empty() {
+            "-".to_owned()
+        } else {
+            app.formation
+                .iter()
+                .map(|(kind, count)| format!("{kind}={count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    ));
+    lines.push((
+        "start eta",
+        app.eta_seconds
+            .map_or_else(|| "-".to_owned(), |eta| format!("{eta:.1}s")),
+    ));
+    lines.push(("in flight", app.in_flight.to_string()));
+    let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (key, value) in lines {
+        out.push_str(&format!("{:<width$} {value}\n", format!("{key}:")));
+    }
+    out
+}
+
+/// `paastis providers`: ID, TYPE, APPS, HEALTH, LAST ERROR.
+pub fn providers_table(providers: &[ProviderView]) -> String {
+    let mut rows = vec![
+        ["ID", "TYPE", "APPS", "HEALTH", "LAST ERROR"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for provider in providers {
+        rows.push(vec![
+            provider.id.clone(),
+            provider.kind.clone(),
+            provider.apps.to_string(),
+            if provider.healthy { "ok" } else { "failing" }.to_owned(),
+            match (&provider.last_error, &provider.last_error_at) {
+                (Some(error), Some(at)) => format!("{error} ({})", local_time(at)),
+                (Some(error), None) => error.clone(),
+                (None, _) => "-".to_owned(),
+            },
+        ]);
+    }
+    let mut out = table(&rows);
+    if providers.is_empty() {
+        out.push_str("(no provider)\n");
+    }
+    out
+}
+
+/// An event's details as `key=value` pairs: nested values under dotted keys, a tagged one
+/// (`{"type": "api", ...}`) as its type, strings with spaces quoted, nulls left out.
+fn details(details: &Value) -> String {
+    let mut pairs = Vec::new();
+    flatten("", details, &mut pairs);
+    pairs.join(" ")
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<String>) {
+    let word = |text: &str| {
+        if !text.is_empty() && !text.contains(char::is_whitespace) && !text.contains('"') {
+            text.to_owned()
+        } else {
+            Value::String(text.to_owned()).to_string()
+        }
+    };
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            let tag = map
+                .get("type")
+                .and_then(Value::as_str)
+                .filter(|_| !prefix.is_empty());
+            if let Some(tag) = tag {
+                out.push(format!("{prefix}={}", word(tag)));
+            }
+            for (key, value) in map {
+                if tag.is_some() && key == "type" {
+                    continue;
+                }
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&name, value, out);
+            }
+        }
+        Value::String(text) if !prefix.is_empty() => out.push(format!("{prefix}={}", word(text))),
+        other if !prefix.is_empty() => out.push(format!("{prefix}={other}")),
+        other => out.push(other.to_string()),
+    }
+}
+
+/// Prints events as they come: TIME, APP, KIND, DETAILS in columns that keep their width
+/// from one batch to the next (`--follow`), or one JSON document per line.
+#[derive(Debug)]
+pub struct EventPrinter {
+    /// One compact JSON event per line instead of columns.
+    json: bool,
+    /// The APP column's width so far (it only grows, so a follow stays aligned).
+    app_width: usize,
+}
+
+/// The KIND column's width: the longest kind (`wake_requested`, `provider_error`).
+const KIND_WIDTH: usize = 14;
+
+/// The TIME column's width (`2026-01-02 15:04:05`).
+const TIME_WIDTH: usize = 19;
+
+impl EventPrinter {
+    /// A printer of columns, or of JSON lines.
+    pub fn new(json: bool) -> EventPrinter {
+        EventPrinter {
+            json,
+            app_width: 12,
+        }
+    }
+
+    /// `events` (oldest first) as text; with `header`, the column names first.
+    pub fn print(&mut self, events: &[EventView], header: bool) -> String {
+        let mut out = String::new();
+        if self.json {
+            for event in events {
+                if let Ok(line) = serde_json::to_string(event) {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            return out;
+        }
+        let app = |event: &EventView| {
+            if event.app.is_empty() {
+                event.provider.clone()
+            } else {
+                format!("{}/{}", event.provider, event.app)
+            }
+        };
+        for event in events {
+            self.app_width = self.app_width.max(app(event).chars().count());
+        }
+        let width = self.app_width;
+        if header {
+            out.push_str(&format!(
+                "{:<TIME_WIDTH$}  {:<width$}  {:<KIND_WIDTH$}  DETAILS\n",
+                "TIME", "APP", "KIND"
+            ));
+        }
+        for event in events {
+            let line = format!(
+                "{:<TIME_WIDTH$}  {:<width$}  {:<KIND_WIDTH$}  {}",
+                local_time(&event.at),
+                app(event),
+                event.kind,
+                details(&event.details)
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        if header && events.is_empty() {
+            out.push_str("(no event)\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(0), "0s");
+        assert_eq!(short_duration(42), "42s");
+        assert_eq!(short_duration(60), "1m");
+        assert_eq!(short_duration(843), "14m 3s");
+        assert_eq!(short_duration(7_500), "2h 5m");
+        assert_eq!(short_duration(7_200), "2h");
+        assert_eq!(short_duration(3 * 86_400 + 4 * 3_600 + 5), "3d 4h");
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "C".to_owned()],
+            vec!["long".to_owned(), "x".to_owned(), String::new()],
+        ];
+        assert_eq!(table(&rows), "A     BB  C\nlong  x\n");
+    }
+
+    #[test]
+    fn details_are_key_value_pairs() {
+        let value = json!({"cause": "api", "duration_ms": 120, "reason": "exit 1", "by": null});
+        assert_eq!(
+            details(&value),
+            "cause=api duration_ms=120 reason=\"exit 1\""
+        );
+        let nested = json!({"cause": {"type": "request", "host": "web.localhost", "by": null},
+            "formation": {"web": 1}});
+        assert_eq!(
+            details(&nested),
+            "cause=request cause.host=web.localhost formation.web=1"
+        );
+    }
+
+    #[test]
+    fn times_in_the_future_are_just_now() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(ago("2023-11-14T22:13:20.000Z", now), "just now");
+        assert_eq!(ago("2023-11-14T22:10:20.000Z", now), "3m ago");
+        assert_eq!(ago("garbage", now), "garbage");
+    }
+}
