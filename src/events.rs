@@ -153,6 +153,13 @@ pub enum EventKind {
         /// What the hook said (its exit status and the end of its output).
         reason: String,
     },
+    /// A hook failed (other than a vetoing `before_stop`); what it was part of went on.
+    HookFailed {
+        /// Which hook (`before_start`, `after_start`, `after_stop`).
+        hook: String,
+        /// How it ended and the end of its output.
+        reason: String,
+    },
     /// The provider could not stop the app; it stays awake and the stop is retried later.
     StopFailed {
         /// The provider's error.
@@ -289,6 +296,9 @@ fn log(event: &Event) {
         EventKind::StopRequested { cause } => tracing::info!(%app, %cause, "stopping"),
         EventKind::Stopped => tracing::info!(%app, "asleep"),
         EventKind::StopFailed { reason } => tracing::warn!(%app, %reason, "stop failed"),
+        EventKind::HookFailed { hook, reason } => {
+            tracing::warn!(%app, %hook, %reason, "hook failed")
+        }
         EventKind::StopVetoed { reason } => tracing::info!(%app, %reason, "stop vetoed"),
         EventKind::Exited { reason } => tracing::warn!(%app, %reason, "stopped on its own"),
         EventKind::Deleted => tracing::info!(%app, "deleted on its provider"),

@@ -10,6 +10,8 @@
 //!   values (every error collected, with its path).
 //! * [`providers`]: one trait for every platform account, one module per platform
 //!   ([`providers::process`]: local commands, the embedded default).
+//! * [`hooks`]: the user's shell commands around starts and stops (run and reported here,
+//!   decided on by the lifecycle).
 //! * [`lifecycle`]: the registry of managed apps and their state machine (Asleep, Waking,
 //!   Awake, Stopping, Failed); the only place that starts and stops apps.
 //! * [`metrics`]: counters and histograms for `/metrics` (Prometheus text format).
@@ -34,6 +36,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod hooks;
 pub mod lifecycle;
 pub mod metrics;
 pub mod patterns;
@@ -155,6 +158,7 @@ impl Engine {
                 defaults: config.defaults.clone(),
                 rules: config.rules.clone(),
                 filter: config.discovery.filter.clone(),
+                hooks: config.hooks.clone(),
             },
             Arc::clone(&registry),
         );

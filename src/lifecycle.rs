@@ -64,6 +64,8 @@ pub struct Settings {
     pub rules: Rules,
     /// Which listed apps are managed at all.
     pub filter: Filter,
+    /// Global hooks (rules override them per app).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// On-demand discoveries (for a host no app answers to) are at most this frequent.
@@ -237,6 +239,8 @@ pub struct App {
     pinned_until: AtomicU64,
     /// Why and when its latest wake was asked for.
     last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
+    /// Its hooks (global ones, then its rules').
+    hooks: crate::hooks::Hooks,
 }
 
 impl App {
@@ -745,6 +749,7 @@ impl Lifecycle {
     async fn run_wake(self: Arc<Self>, app: Arc<App>, cause: Option<WakeCause>) {
         let _busy = Busy::mark(&app);
         let started = Instant::now();
+        let cause_text = cause.as_ref().map(ToString::to_string).unwrap_or_default();
         if let Some(cause) = cause {
             *lock(&app.last_wake) = Some((SystemTime::now(), cause.clone()));
             self.events
@@ -781,9 +786,14 @@ impl Lifecycle {
                 return;
             }
         };
+        // Hooks run on the instance that holds the lease: once per wake.
+        self.hook(&app, crate::hooks::Hook::BeforeStart, &cause_text)
+            .await;
         let outcome = self.bring_up(&app, deadline).await;
         match outcome {
             Ok(()) => {
+                self.hook(&app, crate::hooks::Hook::AfterStart, &cause_text)
+                    .await;
                 let duration = started.elapsed();
                 let now = self.clock.now_ms();
                 touch(&app, now);
@@ -1047,6 +1057,30 @@ impl Lifecycle {
         } else {
             None
         };
+        let cause_text = cause.to_string();
+        if let Some(run) = crate::hooks::run(
+            &app.hooks,
+            crate::hooks::Hook::BeforeStop,
+            &app.key,
+            &cause_text,
+        )
+        .await
+            && !run.succeeded()
+        {
+            // Vetoed: the app stays awake; the idle check tries again at its next tick.
+            let retry_at = self.clock.now_ms()
+                + u64::try_from(crate::scheduler::IDLE_CHECK_EVERY.as_millis()).unwrap_or(1000);
+            app.stop_retry_at.store(retry_at, Ordering::SeqCst);
+            app.transition(&[State::Stopping], State::Awake, None);
+            self.events.emit(
+                &app.key,
+                EventKind::StopVetoed {
+                    reason: format!("before_stop {}", run.reason()),
+                },
+            );
+            self.finish(&app, lease, State::Awake, None).await;
+            return;
+        }
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
         let stopped = app.provider.stop(&app.key.name).await;
@@ -1061,6 +1095,8 @@ impl Lifecycle {
                 if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
                     self.remember_formation(&app, formation);
                 }
+                self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text)
+                    .await;
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(&app.key, EventKind::Stopped);
                     self.metrics.stop(reason);
@@ -1081,6 +1117,21 @@ impl Lifecycle {
                 }
                 self.finish(&app, lease, State::Awake, None).await;
             }
+        }
+    }
+
+    /// Runs a hook whose failure is recorded and does not stop what it is part of.
+    async fn hook(&self, app: &App, hook: crate::hooks::Hook, cause: &str) {
+        if let Some(run) = crate::hooks::run(&app.hooks, hook, &app.key, cause).await
+            && !run.succeeded()
+        {
+            self.events.emit(
+                &app.key,
+                EventKind::HookFailed {
+                    hook: hook.name().to_owned(),
+                    reason: run.reason(),
+                },
+            );
         }
     }
 
@@ -1336,6 +1387,7 @@ impl Lifecycle {
                     requests: crate::metrics::RequestCounts::default(),
                     pinned_until: AtomicU64::new(0),
                     last_wake: Mutex::new(None),
+                    hooks: self.settings.hooks.then(&resolved.hooks),
                 });
                 apps.insert(key.clone(), app);
                 if authority {

@@ -56,6 +56,8 @@ pub struct Rule {
     pub alias: Option<String>,
     /// The formation to start when none is remembered.
     pub formation: Option<Formation>,
+    /// Hooks for the matching apps, over the global ones.
+    pub hooks: Option<crate::hooks::Hooks>,
 }
 
 impl fmt::Debug for Rule {
@@ -66,6 +68,7 @@ impl fmt::Debug for Rule {
             .field("linked_apps", &self.linked_apps)
             .field("alias", &self.alias)
             .field("formation", &self.formation)
+            .field("hooks", &self.hooks)
             .finish()
     }
 }
@@ -82,6 +85,7 @@ impl Rule {
             linked_apps: None,
             alias: None,
             formation: None,
+            hooks: None,
         })
     }
 }
@@ -97,6 +101,8 @@ pub struct Resolved {
     pub alias: Option<String>,
     /// Formation to start when none is remembered.
     pub formation: Option<Formation>,
+    /// Hooks set by the matching rules (later rules win, key by key).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// The `rules:` list.
@@ -130,6 +136,9 @@ impl Rules {
             }
             if let Some(formation) = &rule.formation {
                 resolved.formation = Some(formation.clone());
+            }
+            if let Some(hooks) = &rule.hooks {
+                resolved.hooks = resolved.hooks.then(hooks);
             }
         }
         resolved

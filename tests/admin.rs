@@ -11,31 +11,15 @@ use http::{Request, StatusCode};
 use paastis::config::{Overrides, load_str};
 use paastis::lifecycle::State;
 use serde_json::{Value, json};
-use support::{TestClient, TestEngine, upstream_command};
+use support::{TestClient, TestEngine};
 use tower::ServiceExt;
 
 const TOKEN: &str = "admin-tok-Secret-0099";
 
 fn config(max_idle: &str) -> String {
     format!(
-        r#"
-defaults: {{max_idle: {max_idle}}}
-admin: {{token: {TOKEN}}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: web
-        command: "{command}"
-        env: {{APP_NAME: web}}
-      - name: api
-        command: "{command}"
-        env: {{APP_NAME: api}}
-      - name: review-pr1
-        command: "{command}"
-        env: {{APP_NAME: review-pr1}}
-"#,
-        command = upstream_command(),
+        "defaults: {{max_idle: {max_idle}}}\nadmin: {{token: {TOKEN}}}\n{}",
+        support::local_apps(&[("web", ""), ("api", ""), ("review-pr1", "")])
     )
 }
 

@@ -533,20 +533,8 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     require_browser();
     const TOKEN: &str = "dash-token-Secret-0042";
     let engine = TestEngine::start(&format!(
-        r#"
-admin: {{token: {TOKEN}}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: web
-        command: "{command}"
-        env: {{APP_NAME: web}}
-      - name: docs
-        command: "{command}"
-        env: {{APP_NAME: docs}}
-"#,
-        command = upstream_command(),
+        "admin: {{token: {TOKEN}}}\n{}",
+        support::local_apps(&[("web", ""), ("docs", "")])
     ))
     .await;
     // web is awake (a request woke it), docs asleep.

@@ -530,3 +530,56 @@ async fn a_pin_set_through_a_follower_keeps_the_leader_from_stopping_the_app() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_instances_each_hook_runs_once_per_transition() {
+    let (redis, fake) = setup(false).await;
+    fake.set_boot_time(Duration::from_millis(500));
+    let dir = TempDir::new("cluster-hooks");
+    let log = dir.path("hooks.log");
+    let hook = |name: &str| format!("echo {name} $PAASTIS_APP >> {}", log.display());
+    let yaml = format!(
+        "{}hooks: {{before_start: '{}', after_start: '{}', before_stop: '{}', after_stop: '{}'}}\n",
+        config(&fake, &redis, "2s", "1s"),
+        hook("before_start"),
+        hook("after_start"),
+        hook("before_stop"),
+        hook("after_stop"),
+    );
+    let a = TestEngine::start(&yaml).await;
+    let b = TestEngine::start(&yaml).await;
+    let c = TestEngine::start(&yaml).await;
+    let engines = [&a, &b, &c];
+    leader(&engines).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..90 {
+        let client = TestClient::new(engines[i % 3].addr);
+        requests.spawn(async move { client.get("shop.localhost", "/").await.status });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.expect("task"), 200);
+    }
+    // Quiet: stopped by the leader after max_idle.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while scales(&fake, "shop") < 2 {
+        assert!(Instant::now() < deadline, "never stopped");
+        sleep(Duration::from_millis(50)).await;
+    }
+    sleep(Duration::from_secs(1)).await;
+    let text = std::fs::read_to_string(&log).expect("hooks ran");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "after_start shop",
+            "after_stop shop",
+            "before_start shop",
+            "before_stop shop"
+        ],
+        "each hook once for one wake and one stop across three instances"
+    );
+    for engine in [a, b, c] {
+        engine.stop().await;
+    }
+}

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{TempDir, TestEngine, upstream_command};
+use support::{TempDir, TestEngine};
 
 const TOKEN: &str = "schema-token-0001";
 
@@ -19,21 +19,8 @@ async fn every_answer_of_the_live_api_matches_its_openapi_document() {
         "schemathesis is missing: run ./scripts/test.sh, which installs it (pip install schemathesis)"
     );
     let engine = TestEngine::start(&format!(
-        r#"
-admin: {{token: {TOKEN}}}
-defaults: {{max_idle: 10m, wake_timeout: 20s}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: web
-        command: "{command}"
-        env: {{APP_NAME: web}}
-      - name: api
-        command: "{command}"
-        env: {{APP_NAME: api}}
-"#,
-        command = upstream_command(),
+        "admin: {{token: {TOKEN}}}\ndefaults: {{max_idle: 10m, wake_timeout: 20s}}\n{}",
+        support::local_apps(&[("web", ""), ("api", "")])
     ))
     .await;
     let dir = TempDir::new("schemathesis");

@@ -443,6 +443,10 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::ProviderError {
             message: "401 Unauthorized".into(),
         },
+        EventKind::HookFailed {
+            hook: "after_start".into(),
+            reason: "exited with status 4: boom".into(),
+        },
     ];
     for kind in &kinds {
         // Exhaustive on purpose: add the new variant to the list above.
@@ -471,7 +475,8 @@ fn every_kind() -> Vec<EventKind> {
             | EventKind::StopFailed { .. }
             | EventKind::Exited { .. }
             | EventKind::Deleted
-            | EventKind::ProviderError { .. } => {}
+            | EventKind::ProviderError { .. }
+            | EventKind::HookFailed { .. } => {}
         }
     }
     kinds

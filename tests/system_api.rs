@@ -12,24 +12,12 @@ use paastis::lifecycle::State;
 use serde_json::Value;
 use support::fakes::scalingo::FakeScalingo;
 use support::redis::RedisServer;
-use support::{TestClient, TestEngine, upstream_command};
+use support::{TestClient, TestEngine};
 
 const TOKEN: &str = "abcd-1234-EFGH-5678";
 
 fn apps() -> String {
-    format!(
-        r#"
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: web
-        command: "{command}"
-        env: {{APP_NAME: web}}
-        max_idle: 30m
-"#,
-        command = upstream_command()
-    )
+    support::local_apps(&[("web", "max_idle: 30m")])
 }
 
 fn original_env() -> HashMap<String, String> {

@@ -64,6 +64,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// The admin API (`admin`).
     pub admin: Admin,
+    /// Global hooks (`hooks`); rules may override them per app.
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// `admin`: the admin API, dashboard and metrics listener.

@@ -25,14 +25,7 @@ use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
-const NOT_YET_SUPPORTED: &[&str] = &[
-    "schedules",
-    "hooks",
-    "savings",
-    "plan",
-    "on_limit",
-    "spaces",
-];
+const NOT_YET_SUPPORTED: &[&str] = &["schedules", "savings", "plan", "on_limit", "spaces"];
 
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
@@ -153,6 +146,10 @@ impl<'a> Validator<'a> {
             .take("registry")
             .map(|(v, p)| self.registry(v, &p))
             .unwrap_or_default();
+        let hooks = top
+            .take("hooks")
+            .map(|(v, p)| self.hooks(v, &p))
+            .unwrap_or_default();
         let admin = match top.take("admin") {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
@@ -179,6 +176,7 @@ impl<'a> Validator<'a> {
                 events_retention,
                 registry,
                 admin,
+                hooks,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -621,6 +619,27 @@ impl<'a> Validator<'a> {
         admin
     }
 
+    /// `hooks` (global or a rule's): shell commands around transitions, and their timeout.
+    fn hooks(&mut self, value: &Value, path: &str) -> crate::hooks::Hooks {
+        let mut hooks = crate::hooks::Hooks::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return hooks;
+        };
+        let mut command = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.non_empty_string(v, &p),
+        };
+        hooks.before_start = command(&mut fields, "before_start");
+        hooks.after_start = command(&mut fields, "after_start");
+        hooks.before_stop = command(&mut fields, "before_stop");
+        hooks.after_stop = command(&mut fields, "after_stop");
+        hooks.timeout = fields
+            .take("timeout")
+            .and_then(|(v, p)| self.positive_duration(v, &p));
+        self.finish(fields, &[]);
+        hooks
+    }
+
     /// `events`: how long they are kept.
     fn events(&mut self, value: &Value, path: &str) -> Option<Duration> {
         let mut fields = self.mapping(value, path)?;
@@ -664,12 +683,14 @@ impl<'a> Validator<'a> {
             let formation = fields
                 .take("formation")
                 .and_then(|(v, p)| self.formation(v, &p));
-            self.finish(fields, &["hooks"]);
+            let hooks = fields.take("hooks").map(|(v, p)| self.hooks(v, &p));
+            self.finish(fields, &[]);
             if let Some(mut rule) = rule {
                 rule.policy = policy;
                 rule.linked_apps = linked_apps;
                 rule.alias = alias;
                 rule.formation = formation;
+                rule.hooks = hooks;
                 rules.push(rule);
             }
         }
@@ -1728,7 +1749,7 @@ rules:
         assert_eq!(resolved.formation, Some([("web".to_owned(), 2)].into()));
 
         let errors = validate(
-            "discovery: {include: ['[']}\nrules: [{pattern: x, formation: {web: -1}, linked_apps: [''], hooks: {}}, 3]",
+            "discovery: {include: ['[']}\nrules: [{pattern: x, formation: {web: -1}, linked_apps: [''], hooks: {before_stop: 3, after_stop: '', timeout: 0s, nope: x}}, 3]",
         )
         .expect_err("invalid");
         assert_exactly(
@@ -1737,7 +1758,9 @@ rules:
                 "discovery.include[0]: `[` is not a valid glob",
                 "rules[0].formation.web: ",
                 "rules[0].linked_apps[0]: ",
-                "rules[0].hooks: is not supported by this version of paastis yet",
+                "rules[0].hooks.after_stop: must not be empty",
+                "rules[0].hooks.timeout: must be longer than 0s",
+                "rules[0].hooks.nope: unknown key",
                 "rules[1]: ",
             ],
         );

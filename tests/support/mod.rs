@@ -42,6 +42,25 @@ pub fn upstream_command() -> String {
     format!("exec python3 {}", upstream_script().display())
 }
 
+/// A `providers:` section: one `process` provider, `local`, running the upstream script for
+/// each app (named by `APP_NAME`, so it answers `hello from <name>`), each with its `extra`
+/// keys (YAML flow-mapping entries such as `max_idle: 30m`, or empty).
+pub fn local_apps(apps: &[(&str, &str)]) -> String {
+    let mut yaml = String::from("providers:\n  - id: local\n    type: process\n    apps:\n");
+    for (name, extra) in apps {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        };
+        yaml.push_str(&format!(
+            "      - {{name: {name}, command: \"{}\", env: {{APP_NAME: {name}}}{extra}}}\n",
+            upstream_command()
+        ));
+    }
+    yaml
+}
+
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
