@@ -273,6 +273,23 @@ impl Browser {
         .unwrap_or_else(|error| panic!("resizing: {error}"));
     }
 
+    /// The page source once `ready` holds for it (a click's navigation may still be under
+    /// way when the click returns).
+    async fn source_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let source = self.text("/source").await.unwrap_or_default();
+            if ready(&source) {
+                return source;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} within 20 s; page: {source}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The visible page as PNG.
     async fn screenshot(&self) -> Vec<u8> {
         let encoded = self
@@ -553,17 +570,18 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     );
     browser.type_into("#token", "not-the-token").await;
     browser.click("button[type=submit]").await;
-    let source = browser.text("/source").await.expect("page source");
-    assert!(
-        source.contains("That token is not the admin token"),
-        "{source}"
-    );
+    browser
+        .source_when("the wrong token refused", |s| {
+            s.contains("That token is not the admin token")
+        })
+        .await;
     browser.type_into("#token", TOKEN).await;
     browser.click("button[type=submit]").await;
 
     // Signed in: every app with its state.
-    let source = browser.text("/source").await.expect("page source");
-    assert!(source.contains(r#"id="app-web--local""#), "{source}");
+    let source = browser
+        .source_when("the dashboard", |s| s.contains(r#"id="app-web--local""#))
+        .await;
     assert!(source.contains(r#"id="app-docs--local""#), "{source}");
     assert!(!source.contains(TOKEN), "the token is not in the page");
     let web_state = |source: &str| -> Option<String> {
@@ -590,7 +608,12 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     browser
         .click(r#"button[name=stop][data-app="web--local"]"#)
         .await;
+    // The form was sent once the engine has begun the stop.
     let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.state("web") == State::Awake {
+        assert!(Instant::now() < deadline, "the Stop button did nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     loop {
         let source = browser.text("/source").await.unwrap_or_default();
         if web_state(&source).as_deref() == Some("asleep") {
