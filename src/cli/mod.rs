@@ -328,6 +328,27 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
 }
 
 /// Writes to stdout now (`--follow` prints as events come).
+/// Sends `method` to `.../{action}` of the named app. With `json`, prints the answer and
+/// gives `None`; otherwise gives the app's provider, name and view.
+async fn act(
+    api: &Api,
+    app: &AppRef,
+    method: reqwest::Method,
+    action: &str,
+    body: Option<Value>,
+    json: bool,
+) -> Result<Option<(String, String, AppView)>, CliError> {
+    let (provider, name, _) = resolve(api, app).await?;
+    let (_, answer) = api
+        .send(method, &["apps", &provider, &name, action], &[], body, None)
+        .await?;
+    if json {
+        emit_json(&answer)?;
+        return Ok(None);
+    }
+    Ok(Some((provider, name, view(answer)?)))
+}
+
 fn emit(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
@@ -424,20 +445,11 @@ async fn apps(api: &Api, command: &AppsCommand, json: bool) -> Result<(), CliErr
             ))
         }
         AppsCommand::Stop { app } => {
-            let (provider, name, _) = resolve(api, app).await?;
-            let (_, answer) = api
-                .send(
-                    reqwest::Method::POST,
-                    &["apps", &provider, &name, "stop"],
-                    &[],
-                    None,
-                    None,
-                )
-                .await?;
-            if json {
-                return emit_json(&answer);
-            }
-            let app: AppView = view(answer)?;
+            let Some((provider, name, app)) =
+                act(api, app, reqwest::Method::POST, "stop", None, json).await?
+            else {
+                return Ok(());
+            };
             emit(&format!("{provider}/{name} is {}\n", app.state))
         }
         AppsCommand::Pin { app, until } => {
@@ -445,24 +457,15 @@ async fn apps(api: &Api, command: &AppsCommand, json: bool) -> Result<(), CliErr
                 .as_deref()
                 .map(|text| pin_until(text, SystemTime::now()))
                 .transpose()?;
-            let (provider, name, _) = resolve(api, app).await?;
             let body = match until {
                 Some(until) => json!({ "until": until }),
                 None => json!({}),
             };
-            let (_, answer) = api
-                .send(
-                    reqwest::Method::PUT,
-                    &["apps", &provider, &name, "pin"],
-                    &[],
-                    Some(body),
-                    None,
-                )
-                .await?;
-            if json {
-                return emit_json(&answer);
-            }
-            let app: AppView = view(answer)?;
+            let Some((provider, name, app)) =
+                act(api, app, reqwest::Method::PUT, "pin", Some(body), json).await?
+            else {
+                return Ok(());
+            };
             let until = match app.pinned_until.as_deref() {
                 None => "(not pinned)".to_owned(),
                 Some("forever") => "until unpinned".to_owned(),
@@ -471,20 +474,11 @@ async fn apps(api: &Api, command: &AppsCommand, json: bool) -> Result<(), CliErr
             emit(&format!("{provider}/{name} is pinned {until}\n"))
         }
         AppsCommand::Unpin { app } => {
-            let (provider, name, _) = resolve(api, app).await?;
-            let (_, answer) = api
-                .send(
-                    reqwest::Method::DELETE,
-                    &["apps", &provider, &name, "pin"],
-                    &[],
-                    None,
-                    None,
-                )
-                .await?;
-            if json {
-                return emit_json(&answer);
-            }
-            let app: AppView = view(answer)?;
+            let Some((provider, name, app)) =
+                act(api, app, reqwest::Method::DELETE, "pin", None, json).await?
+            else {
+                return Ok(());
+            };
             let sleeps = render::sleeps_in(&app);
             emit(&format!(
                 "{provider}/{name} is unpinned (sleeps in: {sleeps})\n"
