@@ -64,8 +64,13 @@ ul.events li:last-child { border-bottom: 0; }
 }
 "#;
 
-/// Refreshes the page every few seconds, unless the user is typing in it.
+/// Shows times in the reader's time zone, and refreshes the page every few seconds unless
+/// the user is typing in it.
 const REFRESH: &str = r#"<script>
+document.querySelectorAll('time[datetime]').forEach(function (t) {
+  var d = new Date(t.getAttribute('datetime'));
+  if (!isNaN(d)) { t.textContent = d.toLocaleString(); t.title = t.getAttribute('datetime'); }
+});
 setInterval(function () {
   if (!document.querySelector('input:focus')) { location.replace(location.pathname); }
 }, 5000);
@@ -261,7 +266,7 @@ fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
                 format!(
                     "{} <span class=\"muted\">{}</span>",
                     escape(&w.description),
-                    escape(&w.at)
+                    time(&w.at)
                 )
             })
             .unwrap_or_else(|| "<span class=\"muted\">—</span>".to_owned());
@@ -316,7 +321,7 @@ fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
         let _ = write!(
             body,
             "<li><span class=\"muted\">{}</span> <b>{}</b> {} <span class=\"muted\">{}</span></li>",
-            escape(&event.at),
+            time(&event.at),
             escape(if event.app.is_empty() {
                 &event.provider
             } else {
@@ -329,6 +334,13 @@ fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
     body.push_str("</ul></main>");
     body.push_str(REFRESH);
     layout("Paastis", &body)
+}
+
+/// A time, shown in the reader's own time zone once the page's script has run (UTC
+/// before, and without JavaScript).
+fn time(rfc3339: &str) -> String {
+    let text = escape(rfc3339);
+    format!("<time datetime=\"{text}\">{text}</time>")
 }
 
 /// A few words from an event's details.
