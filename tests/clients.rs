@@ -10,22 +10,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
-use support::{TempDir, TestEngine, curl, upstream_command};
+use support::{TempDir, TestEngine, curl};
 
 async fn engine() -> TestEngine {
-    TestEngine::start(&format!(
-        r#"
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: hello
-        command: "{}"
-        env: {{APP_NAME: hello}}
-"#,
-        upstream_command()
-    ))
-    .await
+    TestEngine::start(&support::local_apps(&[("hello", "")])).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,14 +120,7 @@ async fn server_sent_events_arrive_one_by_one() {
 async fn a_1_gib_download_streams_in_bounded_memory() {
     let dir = TempDir::new("big");
     let file = dir.path("paastis.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "providers:\n  - id: local\n    type: process\n    apps:\n      - {{name: hello, command: \"{}\"}}\n",
-            upstream_command()
-        ),
-    )
-    .expect("write config");
+    std::fs::write(&file, support::local_apps(&[("hello", "")])).expect("write config");
     let mut served = support::serve(&file, &[]).await;
     let url = format!("http://{}/bytes?mib=1024", served.addr);
     let (out, _) = curl(&[
@@ -208,17 +189,8 @@ async fn smuggling_attempts_are_refused_and_others_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_silent_mid_body_for_longer_than_idle_timeout_is_cut_off() {
     let engine = TestEngine::start(&format!(
-        r#"
-proxy: {{idle_timeout: 1s}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: hello
-        command: "{}"
-        env: {{APP_NAME: hello}}
-"#,
-        upstream_command()
+        "proxy: {{idle_timeout: 1s}}\n{}",
+        support::local_apps(&[("hello", "")])
     ))
     .await;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();

@@ -12,21 +12,8 @@ use support::{TestClient, TestEngine, process_running, upstream_command};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_apps_are_stopped_and_woken_again_but_never_means_never() {
     let engine = TestEngine::start(&format!(
-        r#"
-defaults: {{max_idle: 1s}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: napper
-        command: "{command}"
-        env: {{APP_NAME: napper}}
-      - name: insomniac
-        command: "{command}"
-        env: {{APP_NAME: insomniac}}
-        max_idle: never
-"#,
-        command = upstream_command(),
+        "defaults: {{max_idle: 1s}}\n{}",
+        support::local_apps(&[("napper", ""), ("insomniac", "max_idle: never")])
     ))
     .await;
     let client = TestClient::new(engine.addr);
@@ -80,17 +67,8 @@ providers:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_is_not_stopped_under_a_request_in_progress() {
     let engine = TestEngine::start(&format!(
-        r#"
-defaults: {{max_idle: 1s}}
-providers:
-  - id: local
-    type: process
-    apps:
-      - name: slow
-        command: "{command}"
-        env: {{APP_NAME: slow}}
-"#,
-        command = upstream_command(),
+        "defaults: {{max_idle: 1s}}\n{}",
+        support::local_apps(&[("slow", "")])
     ))
     .await;
     let client = TestClient::new(engine.addr);
