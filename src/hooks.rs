@@ -101,18 +101,6 @@ impl Hooks {
         }
         .filter(|command| !command.trim().is_empty())
     }
-
-    /// Whether no hook is set.
-    pub fn is_empty(&self) -> bool {
-        [
-            Hook::BeforeStart,
-            Hook::AfterStart,
-            Hook::BeforeStop,
-            Hook::AfterStop,
-        ]
-        .into_iter()
-        .all(|hook| self.command(hook).is_none())
-    }
 }
 
 /// How a hook run ended.
@@ -381,6 +369,5 @@ mod tests {
         assert_eq!(merged.command(Hook::BeforeStop), Some("rule-stop"));
         assert_eq!(merged.command(Hook::AfterStart), Some("global-start"));
         assert_eq!(merged.timeout, Some(Duration::from_secs(10)));
-        assert!(Hooks::default().is_empty());
     }
 }

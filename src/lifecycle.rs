@@ -300,11 +300,6 @@ impl App {
         &self.requests
     }
 
-    /// Its effective policy.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// The formation its next wake starts (remembered, or the rule's).
     pub fn formation(&self) -> Option<Formation> {
         lock(&self.formation)

@@ -97,15 +97,8 @@ fn main() -> ExitCode {
             config::Level::Info => tracing::info!("{}", notice.message),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("paastis: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     let result = if check_only {
         runtime.block_on(check(loaded.config, &loaded.compat))
@@ -121,17 +114,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an admin API client subcommand; its error's exit code is the process's.
-fn client(command: paastis::cli::ClientCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The runtime from `builder`, or `None` after saying why it cannot be made.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("paastis: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        .map_err(|error| eprintln!("paastis: cannot start the runtime: {error}"))
+        .ok()
+}
+
+/// Runs an admin API client subcommand; its error's exit code is the process's.
+fn client(command: paastis::cli::ClientCommand) -> ExitCode {
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(paastis::cli::run(command)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! Plain-text table of managed apps, for the startup log and `paastis check`. Rendering
-//! only: it reads apps, changes nothing.
+//! Plain-text tables: the managed apps, for the startup log and `paastis check`, and the
+//! layout the CLI's tables share. Rendering only: it reads apps, changes nothing.
 
 use std::sync::Arc;
 
@@ -27,16 +27,27 @@ pub fn apps_table(apps: &[Arc<App>], domains: &[String]) -> String {
             app.policy.max_idle_text(),
         ]);
     }
-    let mut widths = [0usize; 5];
-    for row in &rows {
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    let mut out = render(&rows);
+    if apps.is_empty() {
+        out.push_str("(no app)\n");
+    }
+    out
+}
+
+/// Rows in columns two spaces apart, the last column unpadded, trailing spaces trimmed.
+pub fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
-        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if index + 1 == row.len() {
                 line.push_str(cell);
             } else {
@@ -45,9 +56,6 @@ pub fn apps_table(apps: &[Arc<App>], domains: &[String]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-    if apps.is_empty() {
-        out.push_str("(no app)\n");
     }
     out
 }

@@ -106,6 +106,30 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Runs `paastis events --follow <args>`, runs `command` after `settle`, lets the follow
+/// print for 2 s more, then kills it and returns what it printed.
+async fn follow_while(
+    engine: &TestEngine,
+    args: &[&str],
+    settle: Duration,
+    command: &[&str],
+) -> std::process::Output {
+    let follow = paastis()
+        .args(["events", "--follow"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn paastis events --follow");
+    tokio::time::sleep(settle).await;
+    ok(engine, command).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut follow = follow;
+    follow.start_kill().expect("kill follow");
+    follow.wait_with_output().await.expect("follow output")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_list_prints_a_table_and_the_api_json() {
     let engine = TestEngine::start(&config()).await;
@@ -259,28 +283,13 @@ async fn start_wait_stop_and_the_events_they_leave() {
 async fn events_follow_prints_what_happens_meanwhile() {
     let engine = TestEngine::start(&config()).await;
     let url = api_url(&engine);
-    let follow = paastis()
-        .args([
-            "events",
-            "--follow",
-            "--app",
-            "api",
-            "--api-url",
-            &url,
-            "--token",
-            TOKEN,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn paastis events --follow");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    ok(&engine, &["apps", "start", "api", "--wait"]).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let mut follow = follow;
-    follow.start_kill().expect("kill follow");
-    let output = follow.wait_with_output().await.expect("follow output");
+    let output = follow_while(
+        &engine,
+        &["--app", "api", "--api-url", &url, "--token", TOKEN],
+        Duration::from_millis(700),
+        &["apps", "start", "api", "--wait"],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("TIME"), "{stdout}");
@@ -314,10 +323,9 @@ async fn events_follow_prints_what_happens_meanwhile() {
 async fn events_follow_json_prints_one_event_per_line() {
     let engine = TestEngine::start(&config()).await;
     let url = api_url(&engine);
-    let follow = paastis()
-        .args([
-            "events",
-            "--follow",
+    let output = follow_while(
+        &engine,
+        &[
             "--json",
             "--kind",
             "started",
@@ -325,18 +333,11 @@ async fn events_follow_json_prints_one_event_per_line() {
             &url,
             "--token",
             TOKEN,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn paastis events --follow");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    ok(&engine, &["apps", "start", "web", "--wait"]).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let mut follow = follow;
-    follow.start_kill().expect("kill follow");
-    let output = follow.wait_with_output().await.expect("follow output");
+        ],
+        Duration::from_millis(500),
+        &["apps", "start", "web", "--wait"],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let events: Vec<Value> = stdout
         .lines()

@@ -249,7 +249,7 @@ impl AppView {
         let last = app.last_activity_ms();
         let idle_ms = now.saturating_sub(last);
         let pinned = app.pinned_until_ms().filter(|until| *until > now);
-        let policy = app.policy();
+        let policy = &app.policy;
         let sleeps_in_seconds = match (app.state(), policy.max_idle, pinned) {
             (AppState::Awake, Some(max_idle), None) => Some(
                 u64::try_from(max_idle.as_millis())
@@ -416,7 +416,7 @@ pub async fn apps_start(
     let app = find(&state, &provider, &name)?;
     let cause = || WakeCause::Api { by: None };
     if query.wait.unwrap_or(false) {
-        let deadline = tokio::time::Instant::now() + app.policy().wake_timeout;
+        let deadline = tokio::time::Instant::now() + app.policy.wake_timeout;
         state
             .lifecycle
             .ensure_awake(&app, cause, deadline)

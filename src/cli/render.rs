@@ -7,30 +7,7 @@ use serde_json::Value;
 
 use crate::admin::api::{AppView, EventView, ProviderView};
 
-/// Rows in columns two spaces apart, the last column unpadded.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; columns];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if index + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
+use crate::table::render as table;
 
 /// `42s`, `14m 3s`, `2h 5m`, `3d 4h`.
 pub fn short_duration(seconds: u64) -> String {

@@ -536,7 +536,8 @@ impl Worker {
             }
             Err(error) => return Err(fail(error)),
         };
-        *routed = Some(Arc::clone(&app));
+        // Kept for the metrics; the phases below borrow it from there (no extra clone).
+        let app: &Arc<App> = routed.insert(app);
 
         // admit: monitors and health checks configured as not counting never wake an app.
         let ignored = !self.proxy.activity.is_empty() && {
@@ -548,9 +549,9 @@ impl Worker {
         };
         // touch
         let in_flight = if ignored {
-            self.proxy.lifecycle.begin_quiet_request(&app)
+            self.proxy.lifecycle.begin_quiet_request(app)
         } else {
-            self.proxy.lifecycle.begin_request(&app)
+            self.proxy.lifecycle.begin_request(app)
         };
         if ignored && app.state() != crate::lifecycle::State::Awake {
             let app = app.key.name.to_string();
@@ -565,7 +566,7 @@ impl Worker {
             let before = app.phase();
             self.proxy
                 .lifecycle
-                .request_wake(&app, || wake::cause(&request, peer));
+                .request_wake(app, || wake::cause(&request, peer));
             let phase = app.phase();
             let last_failure = (before.state == crate::lifecycle::State::Failed)
                 .then_some(before.reason)
@@ -584,14 +585,14 @@ impl Worker {
         }
 
         // awake? / wake -> hold
-        let upstream =
-            match wake::upstream(&self.proxy.lifecycle, &app, &request, client.peer).await {
-                Ok(upstream) => upstream,
-                Err(error) => {
-                    let app = app.key.name.to_string();
-                    return Err(fail(ProxyError::Wake { app, error }));
-                }
-            };
+        let upstream = match wake::upstream(&self.proxy.lifecycle, app, &request, client.peer).await
+        {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                let app = app.key.name.to_string();
+                return Err(fail(ProxyError::Wake { app, error }));
+            }
+        };
 
         // forward
         if forward::is_upgrade(request.headers()) {

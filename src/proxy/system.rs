@@ -137,7 +137,7 @@ impl SystemApi {
                     "sticky_session": Value::Null,
                     "is_monitored": true,
                     "provider": kinds.get(app.provider_id()).copied().unwrap_or("unknown"),
-                    "max_idle_time": app.policy().max_idle.map(|d| d.as_secs() / 60),
+                    "max_idle_time": app.policy.max_idle.map(|d| d.as_secs() / 60),
                     "last_accessed_at": crate::admin::rfc3339(clock.wall(app.last_activity_ms())),
                 })
             })

@@ -199,9 +199,6 @@ pub type ActivityUpdate = (AppKey, Option<SystemTime>);
 /// The shared side of the registry.
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync + fmt::Debug {
-    /// `memory` or `redis`.
-    fn kind(&self) -> &'static str;
-
     /// True when several instances may run (state, leases and activity are shared).
     fn is_shared(&self) -> bool;
 
@@ -298,10 +295,6 @@ impl Default for MemoryRegistry {
 
 #[async_trait::async_trait]
 impl Registry for MemoryRegistry {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-
     fn is_shared(&self) -> bool {
         false
     }

@@ -224,11 +224,6 @@ impl RedisRegistry {
         })
     }
 
-    /// This instance's id.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     fn app_key(&self, key: &AppKey) -> String {
         format!(
             "{}app:{}/{}/{}",
@@ -525,10 +520,6 @@ impl RedisRegistry {
 
 #[async_trait::async_trait]
 impl Registry for RedisRegistry {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
     fn is_shared(&self) -> bool {
         true
     }
