@@ -21,7 +21,9 @@
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
 //! * [`registry`]: what several instances share (leader lease, per-app leases, state
 //!   changes, activity): nothing for one instance, Redis for several.
-//! * [`scheduler`]: discovery, the idle check, and exits reported by providers.
+//! * [`scheduler`]: discovery, the idle check, schedules, and exits reported by providers.
+//! * [`schedules`]: `schedules:` entries and where each stands at a given wall time (sleep
+//!   windows, keep-awake windows, wake times); it tells, the lifecycle acts.
 //! * [`events`]: typed records of every transition.
 //! * [`secret`]: the redacting string type every credential is held in.
 //! * [`store`]: the durable catalog and event history (SQLite file or PostgreSQL), behind
@@ -45,6 +47,7 @@ pub mod proxy;
 pub mod registry;
 pub mod rules;
 pub mod scheduler;
+pub mod schedules;
 pub mod secret;
 pub mod store;
 pub mod table;
@@ -159,6 +162,8 @@ impl Engine {
                 rules: config.rules.clone(),
                 filter: config.discovery.filter.clone(),
                 hooks: config.hooks.clone(),
+                schedules: config.schedules.clone(),
+                ..lifecycle::Settings::default()
             },
             Arc::clone(&registry),
         );

@@ -66,6 +66,11 @@ pub struct Settings {
     pub filter: Filter,
     /// Global hooks (rules override them per app).
     pub hooks: crate::hooks::Hooks,
+    /// Sleep, wake and keep-awake times.
+    pub schedules: Vec<crate::schedules::Schedule>,
+    /// The wall-clock time the engine's clock starts at, instead of the system's: wall
+    /// time then follows tokio's clock, so tests can run a simulated week with paused time.
+    pub wall_start: Option<SystemTime>,
 }
 
 /// On-demand discoveries (for a host no app answers to) are at most this frequent.
@@ -241,6 +246,8 @@ pub struct App {
     last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
     /// Its hooks (global ones, then its rules').
     hooks: crate::hooks::Hooks,
+    /// Indices of the schedules that apply to it (matched once, at registration).
+    schedules: Vec<usize>,
 }
 
 impl App {
@@ -412,12 +419,23 @@ const CLOCK_OFFSET_MS: u64 = 1_000_000_000_000;
 pub struct Clock {
     /// The engine's start.
     epoch: Instant,
+    /// The wall time at `epoch` when simulated (tests); `None`: the system's time.
+    wall_start: Option<SystemTime>,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    fn new(wall_start: Option<SystemTime>) -> Clock {
         Clock {
             epoch: Instant::now(),
+            wall_start,
+        }
+    }
+
+    /// The wall-clock time now (the system's, or the simulated one).
+    pub fn wall_now(&self) -> SystemTime {
+        match self.wall_start {
+            Some(start) => start + self.epoch.elapsed(),
+            None => SystemTime::now(),
         }
     }
 
@@ -431,17 +449,24 @@ impl Clock {
     /// The wall-clock time of an engine-clock reading.
     pub fn wall(&self, ms: u64) -> SystemTime {
         let ago = Duration::from_millis(self.now_ms().saturating_sub(ms));
-        SystemTime::now()
+        self.wall_now()
             .checked_sub(ago)
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     /// The engine-clock reading of a wall-clock time (at most now).
     pub fn from_wall(&self, at: SystemTime) -> u64 {
-        let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+        let ago = self.wall_now().duration_since(at).unwrap_or_default();
         self.now_ms()
             .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX))
     }
+}
+
+/// Whether one of the app's schedules is inside a keep-awake window.
+fn kept_awake(app: &App, snapshot: &crate::schedules::Snapshot) -> bool {
+    app.schedules
+        .iter()
+        .any(|index| snapshot.get(*index).is_some_and(|now| now.keep_awake))
 }
 
 fn touch(app: &App, now: u64) {
@@ -489,6 +514,8 @@ pub struct Lifecycle {
     registry: Arc<dyn Registry>,
     /// Counters and histograms for `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The schedules and where each stands.
+    schedules: crate::schedules::Tracker,
 }
 
 impl Lifecycle {
@@ -510,7 +537,8 @@ impl Lifecycle {
             .pool_max_idle_per_host(0)
             .build(connector);
         Arc::new(Lifecycle {
-            clock: Clock::new(),
+            clock: Clock::new(settings.wall_start),
+            schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
             providers,
             settings,
             rediscovered: tokio::sync::Mutex::new(None),
@@ -630,7 +658,7 @@ impl Lifecycle {
             None => 0,
             Some(None) => u64::MAX,
             Some(Some(at)) => {
-                let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+                let ahead = at.duration_since(self.clock.wall_now()).unwrap_or_default();
                 self.clock
                     .now_ms()
                     .saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
@@ -991,16 +1019,112 @@ impl Lifecycle {
         }
     }
 
+    /// Applies the schedules at the clock's wall time: wakes the apps whose `wake` time
+    /// came or whose keep-awake window opened (their linked apps with them), and stops the
+    /// awake apps inside a sleep window that saw no activity since it began — unless
+    /// pinned, kept awake by another window, or serving a request. An app used after the
+    /// window began (a night request, an API start) is left to its idle timer. Shared apps
+    /// are acted on by the leader only. Returns how many wakes and stops began.
+    pub fn apply_schedules(self: &Arc<Self>) -> usize {
+        use crate::schedules::Fired;
+        if self.schedules.is_empty() {
+            return 0;
+        }
+        let fired = self.schedules.tick(self.clock.wall_now().into());
+        let snapshot = self.schedules.snapshot();
+        let schedules = self.schedules.schedules();
+        let leader = self.registry.is_leader();
+        let now = self.clock.now_ms();
+        let mut begun = 0;
+        for app in self.apps() {
+            if app.schedules.is_empty() || (app.coordinated && !leader) {
+                continue;
+            }
+            let woken_by = fired.iter().find_map(|fired| match fired {
+                Fired::Wake(index) if app.schedules.contains(index) => Some(*index),
+                _ => None,
+            });
+            if let Some(index) = woken_by {
+                if matches!(app.state(), State::Asleep | State::Failed) {
+                    let schedule = schedules[index].label.clone();
+                    self.request_wake(&app, || WakeCause::Schedule { schedule });
+                    begun += 1;
+                }
+                continue;
+            }
+            if app.state() != State::Awake
+                || app.in_flight() > 0
+                || app.pinned_until.load(Ordering::SeqCst) > now
+                || now < app.stop_retry_at.load(Ordering::SeqCst)
+                || kept_awake(&app, &snapshot)
+            {
+                continue;
+            }
+            let Some((index, since)) = app.schedules.iter().find_map(|index| {
+                let window = snapshot.get(*index)?.sleeping?;
+                Some((*index, self.clock.from_wall(window.since.into())))
+            }) else {
+                continue;
+            };
+            if app.last_activity.load(Ordering::SeqCst) >= since
+                || !app.transition(&[State::Awake], State::Stopping, None)
+            {
+                continue;
+            }
+            // As in the idle check: a request that began meanwhile keeps it awake.
+            if app.in_flight() > 0 || app.last_activity.load(Ordering::SeqCst) >= since {
+                app.transition(&[State::Stopping], State::Awake, None);
+                continue;
+            }
+            begun += 1;
+            let cause = StopCause::Schedule {
+                schedule: schedules[index].label.clone(),
+            };
+            self.runtime.spawn(Arc::clone(self).run_stop(app, cause));
+        }
+        begun
+    }
+
+    /// Why a request must not wake this app now: it is asleep by a schedule with
+    /// `wake_on_request: false`, and neither a pin nor a keep-awake window overrides it.
+    pub fn wake_refused(&self, app: &App) -> Option<crate::schedules::Refusal> {
+        if app.schedules.is_empty() || app.pinned_until.load(Ordering::SeqCst) > self.clock.now_ms()
+        {
+            return None;
+        }
+        let snapshot = self.schedules.snapshot();
+        if kept_awake(app, &snapshot) {
+            return None;
+        }
+        let schedules = self.schedules.schedules();
+        app.schedules.iter().find_map(|index| {
+            let schedule = schedules.get(*index)?;
+            if schedule.wake_on_request {
+                return None;
+            }
+            let window = snapshot.get(*index)?.sleeping?;
+            Some(crate::schedules::Refusal {
+                schedule: schedule.label.clone(),
+                until: window.until,
+                timezone: schedule.timezone,
+            })
+        })
+    }
+
     /// Stops every awake app idle for longer than its `max_idle` (never one with a request
-    /// in progress). Returns how many stops began.
+    /// in progress, a pin, or inside a keep-awake window). Returns how many stops began.
     pub fn check_idle(self: &Arc<Self>) -> usize {
         let now = self.clock.now_ms();
         let leader = self.registry.is_leader();
+        let snapshot = self.schedules.snapshot();
         let mut begun = 0;
         for app in self.apps() {
             let Some(max_idle) = app.policy.max_idle else {
                 continue;
             };
+            if kept_awake(&app, &snapshot) {
+                continue;
+            }
             // Shared apps are stopped by the leader only (none while no instance leads).
             if app.coordinated && !leader {
                 continue;
@@ -1039,10 +1163,9 @@ impl Lifecycle {
 
     async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {
         let _busy = Busy::mark(&app);
-        let forced = matches!(cause, StopCause::Api { .. });
         let reason = stop_reason(&cause);
         let lease = if app.coordinated {
-            match self.claim_stop(&app, forced).await {
+            match self.claim_stop(&app, &cause).await {
                 Some(lease) => Some(lease),
                 None => {
                     app.transition(&[State::Stopping], State::Awake, None);
@@ -1134,17 +1257,29 @@ impl Lifecycle {
     /// of the shared state, not remembered), and only if no instance saw activity within
     /// the app's `max_idle`. `None`: not now.
     ///
-    /// A `forced` stop (asked through the API) may be done by any instance, whatever the
-    /// app's activity; it still waits for no other instance to hold the app.
-    async fn claim_stop(&self, app: &App, forced: bool) -> Option<Lease> {
-        let idle_before = if forced {
-            SystemTime::now() + Duration::from_secs(86_400)
+    /// A stop asked through the API may be done by any instance, whatever the app's
+    /// activity; it still waits for no other instance to hold the app. A schedule's stop
+    /// needs no activity since its sleep window began.
+    async fn claim_stop(&self, app: &App, cause: &StopCause) -> Option<Lease> {
+        let now = self.clock.wall_now();
+        let idle_before = if let StopCause::Api { .. } = cause {
+            now + Duration::from_secs(86_400)
         } else {
             if !self.registry.confirm_leader().await {
                 tracing::debug!(app = %app.key, "stop skipped: not the leader");
                 return None;
             }
-            SystemTime::now().checked_sub(app.policy.max_idle?)?
+            match cause {
+                StopCause::Schedule { .. } => {
+                    let snapshot = self.schedules.snapshot();
+                    let window = app
+                        .schedules
+                        .iter()
+                        .find_map(|index| snapshot.get(*index)?.sleeping)?;
+                    window.since.into()
+                }
+                _ => now.checked_sub(app.policy.max_idle?)?,
+            }
         };
         match self.registry.claim_stop(&app.key, idle_before).await {
             Claim::Granted(lease) => {
@@ -1383,6 +1518,7 @@ impl Lifecycle {
                     pinned_until: AtomicU64::new(0),
                     last_wake: Mutex::new(None),
                     hooks: self.settings.hooks.then(&resolved.hooks),
+                    schedules: self.schedules.matching(&info.name),
                 });
                 apps.insert(key.clone(), app);
                 if authority {

@@ -1,5 +1,6 @@
 //! The scheduler: background loops that keep the registry in line with the providers and
-//! stop idle apps. Discovery every `discovery.every`, the idle check every second, and a
+//! stop idle apps. Discovery every `discovery.every`, the schedules and the idle check
+//! every second, and a
 //! listener per provider for apps that stop on their own. With a shared registry: the
 //! activity write-behind and state sync every `registry.flush_every`, announcements from
 //! other instances, and a discovery at once when this instance becomes the leader (only
@@ -19,7 +20,8 @@ use crate::lifecycle::Lifecycle;
 /// (two provider calls each: bounded so a large account stays under its rate limit).
 pub const VERIFY_PER_TICK: usize = 10;
 
-/// Period of the idle check: an app sleeps at most this long after its `max_idle`.
+/// Period of the idle check and of the schedules: an app sleeps at most this long after
+/// its `max_idle` or its schedule's `sleep` time.
 pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The running background loops; dropping it (or [`Scheduler::stop`]) ends them.
@@ -106,6 +108,7 @@ impl Scheduler {
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
+                idle.apply_schedules();
                 idle.check_idle();
             }
         });

@@ -66,6 +66,8 @@ pub struct Config {
     pub admin: Admin,
     /// Global hooks (`hooks`); rules may override them per app.
     pub hooks: crate::hooks::Hooks,
+    /// Sleep, wake and keep-awake times (`schedules`).
+    pub schedules: Vec<crate::schedules::Schedule>,
 }
 
 /// `admin`: the admin API, dashboard and metrics listener.

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
-const NOT_YET_SUPPORTED: &[&str] = &["schedules", "savings", "plan", "on_limit", "spaces"];
+const NOT_YET_SUPPORTED: &[&str] = &["savings", "plan", "on_limit", "spaces"];
 
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
@@ -150,6 +150,10 @@ impl<'a> Validator<'a> {
             .take("hooks")
             .map(|(v, p)| self.hooks(v, &p))
             .unwrap_or_default();
+        let schedules = top
+            .take("schedules")
+            .map(|(v, p)| self.schedules(v, &p))
+            .unwrap_or_default();
         let admin = match top.take("admin") {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
@@ -177,6 +181,7 @@ impl<'a> Validator<'a> {
                 registry,
                 admin,
                 hooks,
+                schedules,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -638,6 +643,181 @@ impl<'a> Validator<'a> {
             .and_then(|(v, p)| self.positive_duration(v, &p));
         self.finish(fields, &[]);
         hooks
+    }
+
+    /// `schedules`: a list of sleep / wake / keep-awake entries.
+    fn schedules(&mut self, value: &Value, path: &str) -> Vec<crate::schedules::Schedule> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut schedules = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let errors_before = self.errors.len();
+            let (apps, label) = match fields.take("apps") {
+                Some((Value::String(text), p)) => (
+                    self.patterns(
+                        &Value::Array(vec![Value::String(text.clone())]),
+                        &p,
+                        Plain::Whole,
+                    ),
+                    text.clone(),
+                ),
+                Some((v, p)) => {
+                    let patterns = self.patterns(v, &p, Plain::Whole);
+                    let label = patterns
+                        .iter()
+                        .map(|pattern| pattern.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (patterns, label)
+                }
+                None => {
+                    self.error(
+                        &format!("{item_path}.apps"),
+                        "is required (app names: a glob such as `review-*`, `re:` for a regex, or a list)",
+                    );
+                    (Vec::new(), String::new())
+                }
+            };
+            let sleep = fields.take("sleep").and_then(|(v, p)| self.cron(v, &p));
+            let wake = fields.take("wake").and_then(|(v, p)| self.cron(v, &p));
+            let keep_awake = fields
+                .take("keep_awake")
+                .map(|(v, p)| self.windows(v, &p))
+                .unwrap_or_default();
+            let timezone = match fields.take("timezone") {
+                None | Some((Value::Null, _)) => chrono_tz::Tz::UTC,
+                Some((v, p)) => self
+                    .string(v, &p)
+                    .and_then(|text| match text.trim().parse::<chrono_tz::Tz>() {
+                        Ok(tz) => Some(tz),
+                        Err(_) => {
+                            self.error(
+                                &p,
+                                format!(
+                                    "`{text}` is not a time zone (expected an IANA name such as \
+                                     Europe/Paris or America/New_York, or UTC)"
+                                ),
+                            );
+                            None
+                        }
+                    })
+                    .unwrap_or(chrono_tz::Tz::UTC),
+            };
+            let wake_on_request = match fields.take("wake_on_request") {
+                None | Some((Value::Null, _)) => true,
+                Some((Value::Bool(b), _)) => *b,
+                Some((v, p)) => {
+                    self.error(&p, format!("expected true or false, found {}", kind(v)));
+                    true
+                }
+            };
+            if sleep.is_none()
+                && wake.is_none()
+                && keep_awake.is_empty()
+                && self.errors.len() == errors_before
+            {
+                self.error(
+                    &item_path,
+                    "does nothing: give `sleep`, `wake` or `keep_awake`",
+                );
+            }
+            self.finish(fields, &[]);
+            if self.errors.len() == errors_before {
+                schedules.push(crate::schedules::Schedule {
+                    apps,
+                    label,
+                    sleep,
+                    wake,
+                    keep_awake,
+                    timezone,
+                    wake_on_request,
+                });
+            }
+        }
+        schedules
+    }
+
+    /// A cron expression: 5 fields, or 6 with seconds first.
+    fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
+        let text = self.string(value, path)?;
+        match croner::parser::CronParser::new().parse(&text) {
+            Ok(cron) => Some(cron),
+            Err(error) => {
+                self.error(
+                    path,
+                    format!(
+                        "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
+                         with seconds first, e.g. \"0 20 * * 1-5\")"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `keep_awake`: a list of `{from: "08:00", to: "19:00", days: mon-fri}`.
+    fn windows(&mut self, value: &Value, path: &str) -> Vec<crate::schedules::Window> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut windows = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let mut time = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::schedules::time_of_day(&text, key == "to")
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+                None => {
+                    self.error(
+                        &format!("{item_path}.{key}"),
+                        "is required (HH:MM, local time)",
+                    );
+                    None
+                }
+            };
+            let from = time(&mut fields, "from");
+            let to = time(&mut fields, "to");
+            let days = match fields.take("days") {
+                None | Some((Value::Null, _)) => Some(crate::schedules::Days::ALL),
+                Some((Value::Array(items), p)) => {
+                    let names: Vec<String> = items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_owned))
+                        .collect();
+                    if names.len() != items.len() {
+                        self.error(&p, "expected day names such as mon, tue or a range mon-fri");
+                        None
+                    } else {
+                        crate::schedules::Days::parse(&names.join(","))
+                            .map_err(|message| self.error(&p, message))
+                            .ok()
+                    }
+                }
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::schedules::Days::parse(&text)
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+            };
+            self.finish(fields, &[]);
+            if let (Some(from), Some(to), Some(days)) = (from, to, days) {
+                match crate::schedules::Window::from_minutes(from, to, days) {
+                    Ok(window) => windows.push(window),
+                    Err(message) => self.error(&item_path, message),
+                }
+            }
+        }
+        windows
     }
 
     /// `events`: how long they are kept.
@@ -1800,5 +1980,48 @@ rules:
         let errors = validate("defaults: {wake_timeout: 0s, max_idle: 0s}").expect_err("invalid");
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|e| e.ends_with("must be longer than 0s")));
+    }
+
+    #[test]
+    fn schedules_are_read_and_every_mistake_is_reported() {
+        let config = validate(
+            "schedules:\n\
+             \x20 - {apps: 'review-*', sleep: '0 20 * * 1-5', wake: '0 8 * * 1-5', timezone: Europe/Paris,\n\
+             \x20    keep_awake: [{from: '08:00', to: '19:00', days: mon-fri}], wake_on_request: false}\n\
+             \x20 - {apps: [demo, 're:^qa-'], keep_awake: [{from: '22:00', to: '02:00', days: [fri, sat]}]}\n",
+        )
+        .expect("valid");
+        assert_eq!(config.schedules.len(), 2);
+        let office = &config.schedules[0];
+        assert_eq!(office.timezone, chrono_tz::Europe::Paris);
+        assert!(!office.wake_on_request);
+        assert!(office.matches("review-pr1") && !office.matches("demo"));
+        assert_eq!(office.keep_awake.len(), 1);
+        let other = &config.schedules[1];
+        assert!(other.matches("demo") && other.matches("qa-7") && other.wake_on_request);
+        assert_eq!(other.timezone, chrono_tz::UTC);
+
+        let errors = validate(
+            "schedules:\n\
+             \x20 - {sleep: 'every night', timezone: Mars/Olympus}\n\
+             \x20 - {apps: x, keep_awake: [{from: '8h', to: '19:00', days: someday}], wake_on_request: 1}\n\
+             \x20 - {apps: y}\n\
+             \x20 - {apps: z, wake: '0 8 * * *', bogus: 1}\n",
+        )
+        .expect_err("invalid");
+        let expected = [
+            "schedules[0].apps: is required",
+            "schedules[0].sleep: `every night` is not a cron expression",
+            "schedules[0].timezone: `Mars/Olympus` is not a time zone",
+            "schedules[1].keep_awake[0].from: `8h` is not a time of day",
+            "schedules[1].keep_awake[0].days: `someday` is not a day",
+            "schedules[1].wake_on_request: expected true or false",
+            "schedules[2]: does nothing",
+            "schedules[3].bogus: unknown key",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, start) in errors.iter().zip(expected) {
+            assert!(error.starts_with(start), "{error} / {start}");
+        }
     }
 }

@@ -90,6 +90,19 @@ pub enum ProxyError {
         /// The app's name.
         app: String,
     },
+    /// The app is asleep by a schedule whose requests do not wake it
+    /// (`wake_on_request: false`).
+    #[error("{app} is asleep by its schedule ({schedule}) {}, and requests do not wake it", .until.as_deref().map_or_else(|| "until it is started".to_owned(), |until| format!("until {until}")))]
+    Scheduled {
+        /// The app's name.
+        app: String,
+        /// The schedule (its `apps`).
+        schedule: String,
+        /// When it is back, in the schedule's time zone.
+        until: Option<String>,
+        /// Seconds until then.
+        retry_after: Option<u64>,
+    },
     /// The app could not be woken in time, or its wake failed.
     #[error("{app} is not available: {error}")]
     Wake {
@@ -119,7 +132,9 @@ impl ProxyError {
                 error: WakeError::NoUpstream,
                 ..
             } => StatusCode::BAD_GATEWAY,
-            ProxyError::Wake { .. } | ProxyError::Ignored { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Wake { .. } | ProxyError::Ignored { .. } | ProxyError::Scheduled { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Upstream {
                 error: ForwardError::Timeout(_),
                 ..
@@ -152,6 +167,7 @@ impl ProxyError {
             } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::Ignored { .. } => "app_asleep",
+            ProxyError::Scheduled { .. } => "asleep_by_schedule",
         }
     }
 
@@ -161,7 +177,8 @@ impl ProxyError {
             ProxyError::BadHost(_) => Side::Client,
             ProxyError::UnknownApp { .. }
             | ProxyError::Ambiguous { .. }
-            | ProxyError::Ignored { .. } => Side::Engine,
+            | ProxyError::Ignored { .. }
+            | ProxyError::Scheduled { .. } => Side::Engine,
             ProxyError::Wake { .. } => Side::Provider,
             ProxyError::Upstream { .. } => Side::Upstream,
         }
@@ -179,6 +196,7 @@ impl ProxyError {
                 ..
             } => Some(30),
             ProxyError::Ignored { .. } => Some(60),
+            ProxyError::Scheduled { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -556,6 +574,27 @@ impl Worker {
         if ignored && app.state() != crate::lifecycle::State::Awake {
             let app = app.key.name.to_string();
             return Err(fail(ProxyError::Ignored { app }));
+        }
+
+        // A schedule may keep requests from waking it (`wake_on_request: false`).
+        if matches!(
+            app.state(),
+            crate::lifecycle::State::Asleep | crate::lifecycle::State::Failed
+        ) && let Some(refusal) = self.proxy.lifecycle.wake_refused(app)
+        {
+            let now = self.proxy.lifecycle.clock().wall_now();
+            return Err(fail(ProxyError::Scheduled {
+                app: app.key.name.to_string(),
+                schedule: refusal.schedule,
+                until: refusal
+                    .until
+                    .map(|until| crate::schedules::local_text(until, refusal.timezone)),
+                retry_after: refusal.until.map(|until| {
+                    crate::schedules::system_time(until)
+                        .duration_since(now)
+                        .map_or(1, |left| left.as_secs().max(1))
+                }),
+            }));
         }
 
         // A browser opening a sleeping app gets the waiting page at once, while it wakes.
