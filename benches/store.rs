@@ -44,7 +44,10 @@ fn kind(n: usize) -> EventKind {
                 idle_for: Duration::from_secs(900),
             },
         },
-        3 => EventKind::Stopped,
+        3 => EventKind::Stopped {
+            formation: None,
+            sizes: Default::default(),
+        },
         4 => EventKind::Discovered { running: false },
         _ => EventKind::Exited {
             reason: "exit status: 0".into(),
@@ -194,7 +197,10 @@ async fn main() {
         let event = Event {
             at: now + Duration::from_millis(n as u64),
             app: app.clone(),
-            kind: EventKind::Stopped,
+            kind: EventKind::Stopped {
+                formation: None,
+                sizes: Default::default(),
+            },
         };
         let started = Instant::now();
         store.append_events(&[event]).await.expect("append");
@@ -216,7 +222,10 @@ async fn main() {
                 let event = Event {
                     at: now + Duration::from_secs(1) + Duration::from_millis(n),
                     app: app.clone(),
-                    kind: EventKind::Stopped,
+                    kind: EventKind::Stopped {
+                        formation: None,
+                        sizes: Default::default(),
+                    },
                 };
                 let started = Instant::now();
                 store.append_events(&[event]).await.expect("append");

@@ -135,7 +135,7 @@ async fn append(store: &dyn Store, events: &mut Vec<Event>) {
             EventKind::Discovered { running } => {
                 retry("state", || store.record_state(key, !running, at)).await;
             }
-            EventKind::Stopped | EventKind::Exited { .. } => {
+            EventKind::Stopped { .. } | EventKind::Exited { .. } => {
                 retry("state", || store.record_state(key, true, at)).await;
             }
             EventKind::Deleted => retry("deletion", || store.app_deleted(key, at)).await,

@@ -4,7 +4,7 @@
 //! (newest last); live subscribers get them as they happen. This module only records: it
 //! never acts on an event.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -145,8 +145,16 @@ pub enum EventKind {
         /// Why.
         cause: StopCause,
     },
-    /// The app is stopped.
-    Stopped,
+    /// The app is stopped (savings count from here).
+    Stopped {
+        /// The process types and amounts that were running (what would run but for the
+        /// stop), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        formation: Option<crate::providers::Formation>,
+        /// Their sizes as the platform names them, where known.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        sizes: BTreeMap<String, String>,
+    },
     /// A `before_stop` hook refused the stop (non-zero exit): the app stays awake and the
     /// stop is tried again later.
     StopVetoed {
@@ -294,7 +302,7 @@ fn log(event: &Event) {
         }
         EventKind::StartFailed { reason } => tracing::warn!(%app, %reason, "wake failed"),
         EventKind::StopRequested { cause } => tracing::info!(%app, %cause, "stopping"),
-        EventKind::Stopped => tracing::info!(%app, "asleep"),
+        EventKind::Stopped { .. } => tracing::info!(%app, "asleep"),
         EventKind::StopFailed { reason } => tracing::warn!(%app, %reason, "stop failed"),
         EventKind::HookFailed { hook, reason } => {
             tracing::warn!(%app, %hook, %reason, "hook failed")

@@ -46,6 +46,7 @@ pub mod providers;
 pub mod proxy;
 pub mod registry;
 pub mod rules;
+pub mod savings;
 pub mod scheduler;
 pub mod schedules;
 pub mod secret;
@@ -205,6 +206,7 @@ impl Engine {
             domains: Arc::new(self.config.domains.clone()),
             token: self.config.admin.token.clone(),
             metrics_auth: self.config.admin.metrics_auth,
+            savings: Arc::new(self.config.savings.clone()),
         }
     }
 

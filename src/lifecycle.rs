@@ -838,7 +838,10 @@ impl Lifecycle {
                 // Whatever was half-started is stopped again before the failure is announced,
                 // so the next wake starts from a clean state (and with the same formation).
                 match app.provider.stop(&app.key.name).await {
-                    Ok(Some(formation)) if formation.values().any(|n| *n > 0) => {
+                    Ok(crate::providers::Stopped {
+                        formation: Some(formation),
+                        ..
+                    }) if formation.values().any(|n| *n > 0) => {
                         self.remember_formation(&app, formation);
                     }
                     Ok(_) => {}
@@ -1209,14 +1212,24 @@ impl Lifecycle {
                 .provider_error(app.provider.id(), format!("stop {}: {error}", app.key.name));
         }
         match stopped {
-            Ok(formation) => {
-                if let Some(formation) = formation.filter(|f| f.values().any(|n| *n > 0)) {
-                    self.remember_formation(&app, formation);
+            Ok(stopped) => {
+                let formation = stopped.formation.filter(|f| f.values().any(|n| *n > 0));
+                if let Some(formation) = &formation {
+                    self.remember_formation(&app, formation.clone());
                 }
+                // What would run but for the stop (savings count it): what the platform
+                // said, else what is known of the app.
+                let formation = formation.or_else(|| app.formation());
                 self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text)
                     .await;
                 if app.transition(&[State::Stopping], State::Asleep, None) {
-                    self.events.emit(&app.key, EventKind::Stopped);
+                    self.events.emit(
+                        &app.key,
+                        EventKind::Stopped {
+                            formation,
+                            sizes: stopped.sizes,
+                        },
+                    );
                     self.metrics.stop(reason);
                 }
                 self.finish(&app, lease, State::Asleep, None).await;
@@ -1949,7 +1962,7 @@ mod tests {
                 EventKind::StopRequested {
                     cause: StopCause::Idle { .. }
                 },
-                EventKind::Stopped
+                EventKind::Stopped { .. }
             ]
         ));
         // Asleep apps are not stopped again.

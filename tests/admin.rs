@@ -103,6 +103,7 @@ async fn every_endpoint_refuses_a_missing_wrong_or_misplaced_token() {
         ("DELETE", "/api/v1/apps/local/web/pin"),
         ("GET", "/api/v1/events"),
         ("GET", "/api/v1/providers"),
+        ("GET", "/api/v1/savings"),
     ];
     let wrong: [Option<(&str, &str)>; 6] = [
         None,
@@ -399,6 +400,7 @@ async fn the_openapi_document_describes_every_route() {
         "/api/v1/apps/{provider}/{app}/pin",
         "/api/v1/events",
         "/api/v1/providers",
+        "/api/v1/savings",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }

@@ -629,7 +629,7 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     }
     assert_eq!(engine.state("web"), State::Asleep);
     assert_eq!(
-        engine.count("web", |kind| matches!(kind, EventKind::Stopped)),
+        engine.count("web", |kind| matches!(kind, EventKind::Stopped { .. })),
         1
     );
     std::fs::write(

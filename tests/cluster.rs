@@ -183,7 +183,9 @@ async fn activity_on_a_follower_keeps_the_app_awake_and_the_leader_stops_it_once
     sleep(Duration::from_secs(2)).await;
     assert_eq!(scales(&fake, "shop"), 1, "one stop call");
     let stopped_by = |engine: &TestEngine| {
-        engine.count("shop", |k| matches!(k, paastis::events::EventKind::Stopped))
+        engine.count("shop", |k| {
+            matches!(k, paastis::events::EventKind::Stopped { .. })
+        })
     };
     assert_eq!(stopped_by(engines[lead]), 1);
     assert_eq!(stopped_by(follower), 0, "the follower stops nothing");

@@ -35,7 +35,7 @@ async fn idle_apps_are_stopped_and_woken_again_but_never_means_never() {
         1
     );
     assert_eq!(
-        engine.count("napper", |k| matches!(k, EventKind::Stopped)),
+        engine.count("napper", |k| matches!(k, EventKind::Stopped { .. })),
         1
     );
 

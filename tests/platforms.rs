@@ -361,7 +361,10 @@ async fn short_lived_jwts_are_exchanged_only_when_needed_and_never_fail_a_call()
     });
     assert_eq!(failures, 0, "{:?}", engine.events());
     assert!(
-        engine.count("shop", |k| matches!(k, paastis::events::EventKind::Stopped)) >= 1,
+        engine.count("shop", |k| matches!(
+            k,
+            paastis::events::EventKind::Stopped { .. }
+        )) >= 1,
         "the run saw no idle stop"
     );
     // A 3 s token, renewed with a fifth of its life left (and `exp` in whole seconds):

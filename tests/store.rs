@@ -432,7 +432,10 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::StopRequested {
             cause: StopCause::WakeFailed,
         },
-        EventKind::Stopped,
+        EventKind::Stopped {
+            formation: None,
+            sizes: Default::default(),
+        },
         EventKind::StopFailed {
             reason: "HTTP 503".into(),
         },
@@ -470,7 +473,7 @@ fn every_kind() -> Vec<EventKind> {
                     | StopCause::Api { .. }
                     | StopCause::PlanLimit { .. },
             }
-            | EventKind::Stopped
+            | EventKind::Stopped { .. }
             | EventKind::StopVetoed { .. }
             | EventKind::StopFailed { .. }
             | EventKind::Exited { .. }
@@ -655,7 +658,10 @@ async fn event_filters(store: Arc<dyn Store>) {
                 &*e.app.space == "default"
                     && &*e.app.provider == "local"
                     && &*e.app.name == "web"
-                    && matches!(e.kind, EventKind::WakeRequested { .. } | EventKind::Stopped)
+                    && matches!(
+                        e.kind,
+                        EventKind::WakeRequested { .. } | EventKind::Stopped { .. }
+                    )
                     && e.at >= t(30_000)
                     && e.at < t(180_000)
             }),
@@ -683,7 +689,13 @@ async fn event_filters(store: Arc<dyn Store>) {
         }
     }
     // The kind names are the serialised tags.
-    assert_eq!(kind_name(&EventKind::Stopped), "stopped");
+    assert_eq!(
+        kind_name(&EventKind::Stopped {
+            formation: None,
+            sizes: Default::default()
+        }),
+        "stopped"
+    );
 }
 
 async fn pagination_gives_every_event_once(store: Arc<dyn Store>) {
@@ -765,7 +777,10 @@ async fn malformed_cursor_and_limits(store: Arc<dyn Store>) {
         .map(|n| Event {
             at: t(n),
             app: app.clone(),
-            kind: EventKind::Stopped,
+            kind: EventKind::Stopped {
+                formation: None,
+                sizes: Default::default(),
+            },
         })
         .collect();
     store.append_events(&events).await.expect("append");
@@ -818,7 +833,10 @@ async fn pruning_deletes_only_older_events(store: Arc<dyn Store>) {
         .map(|n| Event {
             at: t(n),
             app: app.clone(),
-            kind: EventKind::Stopped,
+            kind: EventKind::Stopped {
+                formation: None,
+                sizes: Default::default(),
+            },
         })
         .collect();
     store.append_events(&events).await.expect("append");
@@ -940,7 +958,10 @@ async fn many_small_writes_keep_the_write_ahead_log_small() {
         .map(|n| Event {
             at: t(n),
             app: key("default", "local", "old"),
-            kind: EventKind::Stopped,
+            kind: EventKind::Stopped {
+                formation: None,
+                sizes: Default::default(),
+            },
         })
         .collect();
     store.append_events(&old).await.expect("append");
@@ -950,7 +971,10 @@ async fn many_small_writes_keep_the_write_ahead_log_small() {
         let event = Event {
             at: t(20_000 + n),
             app: app.clone(),
-            kind: EventKind::Stopped,
+            kind: EventKind::Stopped {
+                formation: None,
+                sizes: Default::default(),
+            },
         };
         store.append_events(&[event]).await.expect("append");
     }

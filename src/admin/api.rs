@@ -30,11 +30,12 @@ use crate::store::EventQuery;
     ),
     paths(
         health, ready, metrics, apps_index, apps_show, apps_start, apps_stop, apps_pin,
-        apps_unpin, events_index, providers_index
+        apps_unpin, events_index, providers_index, savings_index
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
-        PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount
+        PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
+        crate::savings::Report, crate::savings::Saved, crate::savings::Money
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -584,6 +585,103 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<Option<SystemTime>, Api
                 ApiError::bad_request(format!("{field}: `{text}` is not an RFC 3339 time"))
             }),
     }
+}
+
+/// Period and grouping of `GET /api/v1/savings`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SavingsQuery {
+    /// Start of the period (RFC 3339; default: 30 days before `to`).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// End of the period (RFC 3339; default: now).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// `app` (default) or `provider`.
+    pub group_by: Option<String>,
+}
+
+/// Hours asleep, and the money and CO2e they saved, as estimates.
+#[utoipa::path(get, path = "/api/v1/savings", params(SavingsQuery), responses(
+    (status = 200, body = crate::savings::Report), (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)
+))]
+pub async fn savings_index(
+    State(state): State<AdminState>,
+    Query(query): Query<SavingsQuery>,
+) -> Result<Json<crate::savings::Report>, ApiError> {
+    let group_by = match query.group_by.as_deref() {
+        None | Some("") | Some("app") => crate::savings::GroupBy::App,
+        Some("provider") => crate::savings::GroupBy::Provider,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "group_by: `{other}` is not one of: app, provider"
+            )));
+        }
+    };
+    let now = state.lifecycle.clock().wall_now();
+    let to = parse_time("to", query.to.as_deref())?.unwrap_or(now);
+    let from = parse_time("from", query.from.as_deref())?.unwrap_or_else(|| {
+        to.checked_sub(SAVINGS_PERIOD)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    });
+    if from >= to {
+        return Err(ApiError::bad_request("from: must be before `to`"));
+    }
+    let report = savings_report(&state, from, to, now, group_by).await?;
+    Ok(Json(report))
+}
+
+/// The default savings period.
+pub const SAVINGS_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+
+/// The savings report over `[from, to)` from the stored events.
+pub async fn savings_report(
+    state: &AdminState,
+    from: SystemTime,
+    to: SystemTime,
+    now: SystemTime,
+    group_by: crate::savings::GroupBy,
+) -> Result<crate::savings::Report, ApiError> {
+    let apps = savings_intervals(state, to).await?;
+    Ok(crate::savings::report(
+        &state.savings,
+        &apps,
+        from,
+        to,
+        now,
+        group_by,
+    ))
+}
+
+/// Every app's intervals asleep up to `to`, with its provider's type.
+pub async fn savings_intervals(
+    state: &AdminState,
+    to: SystemTime,
+) -> Result<Vec<(crate::savings::AppRef, Vec<crate::savings::Interval>)>, ApiError> {
+    let by_app = crate::savings::collect(state.store.as_ref(), to)
+        .await
+        .map_err(|error| ApiError::unavailable(error.to_string()))?;
+    let kinds: std::collections::HashMap<&str, &str> = state
+        .lifecycle
+        .providers()
+        .iter()
+        .map(|provider| (provider.id(), provider.kind()))
+        .collect();
+    Ok(by_app
+        .into_iter()
+        .map(|((provider, app), intervals)| {
+            let provider_type = kinds.get(provider.as_str()).copied().unwrap_or_default();
+            (
+                crate::savings::AppRef {
+                    provider_type: provider_type.to_owned(),
+                    provider,
+                    app,
+                },
+                intervals,
+            )
+        })
+        .collect())
 }
 
 /// The event history (durable), filtered, newest first, by pages.

@@ -1,6 +1,6 @@
 //! The dashboard: one server-rendered page (no JS framework) with every app, its state,
-//! time until sleep and last wake cause, start/stop/pin buttons (plain forms), and recent
-//! events. Behind the admin token: a login form stores it in an HttpOnly, SameSite=Strict
+//! time until sleep and last wake cause, start/stop/pin buttons (plain forms), the savings
+//! of the last 30 days (totals, a bar per day per app), and recent events. Behind the admin token: a login form stores it in an HttpOnly, SameSite=Strict
 //! cookie. It acts through the same lifecycle functions as the API.
 
 use std::fmt::Write;
@@ -56,6 +56,9 @@ ul.events li:last-child { border-bottom: 0; }
 .login input { width: 100%; font: inherit; padding: .5rem; margin: .4rem 0 1rem;
   border: 1px solid var(--line); border-radius: .4rem; background: var(--bg); color: var(--fg); }
 .error { color: var(--bad); }
+svg.days { display: block; } svg.days rect { fill: var(--accent); }
+svg.days rect.none { fill: var(--line); }
+.estimate { margin: .4rem 0 0; }
 @media (max-width: 640px) {
   table, tbody, tr, td { display: block; width: 100%; } thead { display: none; }
   tr { border-bottom: 1px solid var(--line); padding: .4rem 0; }
@@ -221,10 +224,151 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         events: Vec::new(),
         next_cursor: None,
     });
-    no_store(Html(render(&apps, &events, state.token.is_some())).into_response())
+    let savings = savings(&state).await;
+    no_store(
+        Html(render(
+            &apps,
+            &events,
+            savings.as_ref(),
+            state.token.is_some(),
+        ))
+        .into_response(),
+    )
 }
 
-fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
+/// The last 30 days: the report, and each app's hours asleep per day.
+struct Savings {
+    /// Totals and per-app figures.
+    report: crate::savings::Report,
+    /// (provider, app) -> hours asleep per day, oldest first.
+    days: Vec<((String, String), Vec<f64>)>,
+}
+
+/// Days in the dashboard's savings chart.
+const SAVINGS_DAYS: u32 = 30;
+
+async fn savings(state: &AdminState) -> Option<Savings> {
+    let now = state.lifecycle.clock().wall_now();
+    let from = now.checked_sub(super::api::SAVINGS_PERIOD)?;
+    let apps = super::api::savings_intervals(state, now).await.ok()?;
+    let report = crate::savings::report(
+        &state.savings,
+        &apps,
+        from,
+        now,
+        now,
+        crate::savings::GroupBy::App,
+    );
+    let days = apps
+        .iter()
+        .map(|(app, intervals)| {
+            (
+                (app.provider.clone(), app.app.clone()),
+                crate::savings::daily_hours(intervals, SAVINGS_DAYS, now),
+            )
+        })
+        .collect();
+    Some(Savings { report, days })
+}
+
+/// One bar per day, 24 h tall at most.
+fn day_bars(hours: &[f64]) -> String {
+    let (width, height) = (4usize, 24.0);
+    let mut svg = format!(
+        "<svg class=\"days\" width=\"{}\" height=\"24\" viewBox=\"0 0 {} 24\" role=\"img\" \
+         aria-label=\"hours asleep per day, last {} days\">",
+        hours.len() * width,
+        hours.len() * width,
+        hours.len()
+    );
+    for (index, value) in hours.iter().enumerate() {
+        let bar = (value.clamp(0.0, 24.0) / 24.0 * height).max(1.0);
+        let _ = write!(
+            svg,
+            "<rect{} x=\"{}\" y=\"{:.1}\" width=\"{}\" height=\"{bar:.1}\"><title>{value:.1} h</title></rect>",
+            if *value > 0.0 { "" } else { " class=\"none\"" },
+            index * width,
+            height - bar,
+            width - 1,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn savings_section(body: &mut String, savings: &Savings) {
+    let total = &savings.report.total;
+    let money = if total.money.is_empty() {
+        "no price known".to_owned()
+    } else {
+        total
+            .money
+            .iter()
+            .map(|m| format!("{:.2} {}", m.amount, m.currency))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let _ = write!(
+        body,
+        "<h2>Savings, last 30 days <span class=\"muted\">(estimates)</span></h2>\
+         <div class=\"totals\" id=\"savings\">\
+         <span class=\"total\"><b>{:.0}</b>hours asleep</span>\
+         <span class=\"total\"><b>{:.0}</b>container-hours</span>\
+         <span class=\"total\" id=\"savings-money\"><b>{}</b>saved</span>\
+         <span class=\"total\"><b>{}</b>CO2e avoided</span></div>",
+        total.hours_asleep,
+        total.container_hours,
+        escape(&money),
+        escape(&crate::savings::grams(total.gco2e)),
+    );
+    body.push_str(
+        "<table><thead><tr><th>App</th><th>Provider</th><th>Asleep</th><th>Saved</th>\
+         <th>Per day</th></tr></thead><tbody>",
+    );
+    if savings.report.items.is_empty() {
+        body.push_str("<tr><td colspan=\"5\" class=\"muted\">No app has slept yet.</td></tr>");
+    }
+    for item in &savings.report.items {
+        let app = item.app.as_deref().unwrap_or("");
+        let days = savings
+            .days
+            .iter()
+            .find(|((provider, name), _)| *provider == item.provider && name == app)
+            .map(|(_, days)| day_bars(days))
+            .unwrap_or_default();
+        let money = if item.money.is_empty() {
+            "—".to_owned()
+        } else {
+            item.money
+                .iter()
+                .map(|m| format!("{:.2} {}", m.amount, m.currency))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"saving\"><td data-label=\"App\"><b>{}</b></td><td data-label=\"Provider\">{}</td>\
+             <td data-label=\"Asleep\">{:.1} h</td><td data-label=\"Saved\">{}</td>\
+             <td data-label=\"Per day\">{days}</td></tr>",
+            escape(app),
+            escape(&item.provider),
+            item.hours_asleep,
+            escape(&money),
+        );
+    }
+    body.push_str(
+        "</tbody></table><p class=\"muted estimate\">Hours asleep × what ran before each stop × \
+         the configured or published hourly prices; CO2e counts operational energy only. \
+         Unknown prices count hours only.</p>",
+    );
+}
+
+fn render(
+    apps: &[AppView],
+    events: &EventList,
+    savings: Option<&Savings>,
+    signed_in: bool,
+) -> String {
     let count = |state: &str| apps.iter().filter(|a| a.state == state).count();
     let mut body = String::new();
     let logout = if signed_in {
@@ -313,7 +457,11 @@ fn render(apps: &[AppView], events: &EventList, signed_in: bool) -> String {
             id = escape(&id),
         );
     }
-    body.push_str("</tbody></table><h2>Recent events</h2><ul class=\"events\">");
+    body.push_str("</tbody></table>");
+    if let Some(savings) = savings {
+        savings_section(&mut body, savings);
+    }
+    body.push_str("<h2>Recent events</h2><ul class=\"events\">");
     if events.events.is_empty() {
         body.push_str("<li class=\"muted\">Nothing yet.</li>");
     }

@@ -45,6 +45,8 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Whether `/metrics` needs the token.
     pub metrics_auth: bool,
+    /// Prices and carbon figures for `/api/v1/savings` and the dashboard.
+    pub savings: Arc<crate::savings::SavingsConfig>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -207,6 +209,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/events", get(api::events_index))
         .route("/api/v1/providers", get(api::providers_index))
+        .route("/api/v1/savings", get(api::savings_index))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -1,5 +1,5 @@
 //! The subcommands that talk to a running engine's admin API (`paastis apps`, `events`,
-//! `providers`): arguments, what each one asks the API, and what it prints.
+//! `providers`, `savings`): arguments, what each one asks the API, and what it prints.
 //!
 //! They need no configuration file, only the API's URL and its token (`--api-url`,
 //! `--token`, or `PAASTIS_API_URL`, `PAASTIS_ADMIN_TOKEN`). Tables for people, the API's own
@@ -23,7 +23,7 @@ use client::Api;
 
 /// The exit codes of the API-client subcommands, for `--help`.
 pub const EXIT_CODES: &str = "\
-Exit codes (apps, events, providers):
+Exit codes (apps, events, providers, savings):
   0  success
   1  the API answered an error (a failed wake, a conflict such as stopping an asleep app)
   2  usage or settings error (bad arguments, ambiguous app name)
@@ -46,6 +46,9 @@ pub enum ClientCommand {
     /// The provider accounts: apps, health, last error.
     #[command(after_help = EXIT_CODES)]
     Providers(ProvidersArgs),
+    /// Hours asleep, and the money and CO2e they saved (estimates; see docs/savings.md).
+    #[command(after_help = EXIT_CODES)]
+    Savings(SavingsArgs),
 }
 
 /// Where the admin API is, how to authenticate, and how to print.
@@ -193,6 +196,26 @@ pub struct ProvidersArgs {
     pub api: ApiArgs,
 }
 
+/// `paastis savings`.
+#[derive(Debug, Args)]
+pub struct SavingsArgs {
+    /// Where the API is and how to print.
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// Start of the period: an RFC 3339 time, or this long ago (7d, 24h). Default: 30d.
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub from: Option<String>,
+
+    /// End of the period: an RFC 3339 time, or this long ago. Default: now.
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub to: Option<String>,
+
+    /// One line per app or per provider account.
+    #[arg(long, value_name = "app|provider", default_value = "app", value_parser = ["app", "provider"])]
+    pub by: String,
+}
+
 /// An app as named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRef {
@@ -304,6 +327,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Apps(args) => &args.api,
         ClientCommand::Events(args) => &args.api,
         ClientCommand::Providers(args) => &args.api,
+        ClientCommand::Savings(args) => &args.api,
     };
     let token = api
         .token
@@ -317,6 +341,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             ClientCommand::Apps(args) => apps(&client, &args.command, json).await,
             ClientCommand::Events(args) => events(&client, args, json).await,
             ClientCommand::Providers(_) => providers(&client, json).await,
+            ClientCommand::Savings(args) => savings(&client, args, json).await,
         }
     }
     .await;
@@ -541,6 +566,11 @@ fn pin_until(text: &str, now: SystemTime) -> Result<String, CliError> {
 
 /// `--since` as the API wants it: RFC 3339 as given, or `now - DURATION`.
 fn since_time(text: &str, now: SystemTime) -> Result<String, CliError> {
+    time_arg("--since", text, now)
+}
+
+/// A time option as the API wants it: RFC 3339 as given, or `now - DURATION`.
+fn time_arg(flag: &str, text: &str, now: SystemTime) -> Result<String, CliError> {
     let text = text.trim();
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.to_rfc3339());
@@ -551,7 +581,7 @@ fn since_time(text: &str, now: SystemTime) -> Result<String, CliError> {
         .map(rfc3339)
         .ok_or_else(|| {
             CliError::Usage(format!(
-                "--since: `{text}` is neither an RFC 3339 time (2026-12-24T18:00:00Z) nor a duration (1h, 30m)"
+                "{flag}: `{text}` is neither an RFC 3339 time (2026-12-24T18:00:00Z) nor a duration (1h, 30m)"
             ))
         })
 }
@@ -760,6 +790,23 @@ async fn providers(api: &Api, json: bool) -> Result<(), CliError> {
     }
     let list: ProviderList = view(answer)?;
     emit(&render::providers_table(&list.providers))
+}
+
+async fn savings(api: &Api, args: &SavingsArgs, json: bool) -> Result<(), CliError> {
+    let now = SystemTime::now();
+    let mut query = vec![("group_by", args.by.clone())];
+    if let Some(from) = &args.from {
+        query.push(("from", time_arg("--from", from, now)?));
+    }
+    if let Some(to) = &args.to {
+        query.push(("to", time_arg("--to", to, now)?));
+    }
+    let answer = api.get(&["savings"], &query).await?;
+    if json {
+        return emit_json(&answer);
+    }
+    let report: crate::savings::Report = view(answer)?;
+    emit(&render::savings_table(&report))
 }
 
 #[cfg(test)]

@@ -202,6 +202,58 @@ pub fn providers_table(providers: &[ProviderView]) -> String {
     out
 }
 
+/// The savings report: one line per app (or provider), a total, and what the figures are.
+pub fn savings_table(report: &crate::savings::Report) -> String {
+    let by_app = report.group_by == "app";
+    let mut header = vec!["PROVIDER"];
+    if by_app {
+        header.push("APP");
+    }
+    header.extend(["ASLEEP", "CONTAINER-HOURS", "SAVED", "CO2E"]);
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    let line = |saved: &crate::savings::Saved, provider: &str, app: Option<&str>| {
+        let mut row = vec![provider.to_owned()];
+        if by_app {
+            row.push(app.unwrap_or("").to_owned());
+        }
+        row.push(format!("{:.1} h", saved.hours_asleep));
+        row.push(format!("{:.1}", saved.container_hours));
+        row.push(money(&saved.money));
+        row.push(crate::savings::grams(saved.gco2e));
+        row
+    };
+    for saved in &report.items {
+        rows.push(line(saved, &saved.provider, saved.app.as_deref()));
+    }
+    rows.push(line(&report.total, "TOTAL", Some("")));
+    let mut out = table(&rows);
+    out.push_str(&format!(
+        "\nEstimates from {} to {}: hours asleep × what ran before each stop × prices \
+         (savings.prices, or a cited built-in table); CO2e counts energy only.\n",
+        local_time(&report.from),
+        local_time(&report.to)
+    ));
+    if report.total.unpriced_container_hours > 0.0 {
+        out.push_str(&format!(
+            "{:.1} container-hours have no known price (not in SAVED): set savings.prices.\n",
+            report.total.unpriced_container_hours
+        ));
+    }
+    out
+}
+
+/// `0.80 EUR + 0.14 USD`, or `-` when nothing is priced.
+fn money(money: &[crate::savings::Money]) -> String {
+    if money.is_empty() {
+        return "-".to_owned();
+    }
+    money
+        .iter()
+        .map(|m| format!("{:.2} {}", m.amount, m.currency))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// An event's details as `key=value` pairs: nested values under dotted keys, a tagged one
 /// (`{"type": "api", ...}`) as its type, strings with spaces quoted, nulls left out.
 fn details(details: &Value) -> String {

@@ -68,6 +68,8 @@ pub struct Config {
     pub hooks: crate::hooks::Hooks,
     /// Sleep, wake and keep-awake times (`schedules`).
     pub schedules: Vec<crate::schedules::Schedule>,
+    /// Prices and carbon figures for the savings estimates (`savings`).
+    pub savings: crate::savings::SavingsConfig,
 }
 
 /// `admin`: the admin API, dashboard and metrics listener.

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
-const NOT_YET_SUPPORTED: &[&str] = &["savings", "plan", "on_limit", "spaces"];
+const NOT_YET_SUPPORTED: &[&str] = &["plan", "on_limit", "spaces"];
 
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
@@ -154,6 +154,10 @@ impl<'a> Validator<'a> {
             .take("schedules")
             .map(|(v, p)| self.schedules(v, &p))
             .unwrap_or_default();
+        let savings = top
+            .take("savings")
+            .map(|(v, p)| self.savings(v, &p))
+            .unwrap_or_default();
         let admin = match top.take("admin") {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
@@ -182,6 +186,7 @@ impl<'a> Validator<'a> {
                 admin,
                 hooks,
                 schedules,
+                savings,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -740,6 +745,84 @@ impl<'a> Validator<'a> {
             }
         }
         schedules
+    }
+
+    /// `savings`: price tables, their currency, and gCO2e per container-hour.
+    fn savings(&mut self, value: &Value, path: &str) -> crate::savings::SavingsConfig {
+        let mut savings = crate::savings::SavingsConfig::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return savings;
+        };
+        if let Some((v, p)) = fields.take("prices") {
+            match v {
+                Value::Object(providers) => {
+                    for (provider, sizes) in providers {
+                        let provider_path = format!("{p}.{provider}");
+                        let Value::Object(sizes) = sizes else {
+                            self.error(
+                                &provider_path,
+                                format!(
+                                    "expected a mapping of sizes to prices per container-hour \
+                                     (e.g. {{M: 0.02}}), found {}",
+                                    kind(sizes)
+                                ),
+                            );
+                            continue;
+                        };
+                        let mut table = std::collections::BTreeMap::new();
+                        for (size, price) in sizes {
+                            if let Some(price) =
+                                self.amount(price, &format!("{provider_path}.{size}"))
+                            {
+                                table.insert(size.clone(), price);
+                            }
+                        }
+                        savings.prices.insert(provider.clone(), table);
+                    }
+                }
+                other => self.error(
+                    &p,
+                    format!(
+                        "expected a mapping of provider types or ids to price tables, found {}",
+                        kind(other)
+                    ),
+                ),
+            }
+        }
+        if let Some((v, p)) = fields.take("currency")
+            && let Some(text) = self.string(v, &p)
+        {
+            let code = text.trim().to_ascii_uppercase();
+            if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+                savings.currency = code;
+            } else {
+                self.error(
+                    &p,
+                    format!("`{text}` is not a currency code (ISO 4217, e.g. EUR, USD)"),
+                );
+            }
+        }
+        savings.gco2e_per_container_hour = match fields.take("gco2e_per_container_hour") {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.amount(v, &p),
+        };
+        self.finish(fields, &[]);
+        savings
+    }
+
+    /// A number >= 0 (a price, a mass).
+    fn amount(&mut self, value: &Value, path: &str) -> Option<f64> {
+        match value.as_f64() {
+            Some(number) if number.is_finite() && number >= 0.0 => Some(number),
+            Some(_) => {
+                self.error(path, "must be a number >= 0");
+                None
+            }
+            None => {
+                self.error(path, format!("expected a number, found {}", kind(value)));
+                None
+            }
+        }
     }
 
     /// A cron expression: 5 fields, or 6 with seconds first.
@@ -2022,6 +2105,37 @@ rules:
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
         for (error, start) in errors.iter().zip(expected) {
             assert!(error.starts_with(start), "{error} / {start}");
+        }
+    }
+
+    #[test]
+    fn savings_are_read_and_checked() {
+        let config = validate(
+            "savings: {prices: {scalingo: {M: 0.02, L: 0.04}, my-heroku: {'*': 0.01}}, currency: usd, gco2e_per_container_hour: 0.5}",
+        )
+        .expect("valid");
+        assert_eq!(config.savings.currency, "USD");
+        assert_eq!(config.savings.prices["scalingo"]["L"], 0.04);
+        assert_eq!(config.savings.prices["my-heroku"]["*"], 0.01);
+        assert_eq!(config.savings.gco2e_per_container_hour, Some(0.5));
+        let errors = validate(
+            "savings: {prices: {scalingo: {M: -1, L: cheap}, heroku: 3}, currency: euro, gco2e_per_container_hour: lots, extra: 1}",
+        )
+        .expect_err("invalid");
+        let expected = [
+            "savings.prices.scalingo.M: must be a number >= 0",
+            "savings.prices.scalingo.L: expected a number",
+            "savings.prices.heroku: expected a mapping of sizes",
+            "savings.currency: `euro` is not a currency code",
+            "savings.gco2e_per_container_hour: expected a number",
+            "savings.extra: unknown key",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for start in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(start)),
+                "{start}: {errors:#?}"
+            );
         }
     }
 }

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
-use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use super::{
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
 
@@ -347,7 +349,7 @@ impl Provider for CleverCloud {
         Ok(())
     }
 
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let path = format!("{}/instances", self.app_path(app)?);
         let response = self
             .api
@@ -358,7 +360,8 @@ impl Provider for CleverCloud {
         check(response, &format!("stopping {app}"))
             .await
             .map_err(|error| self.explain(error))?;
-        Ok(None)
+        // The platform keeps the app's scaling settings: nothing to remember.
+        Ok(Stopped::default())
     }
 
     fn poll_intervals(&self) -> PollIntervals {

@@ -144,7 +144,7 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+    async fn stop(&self, app: &str) -> Result<super::Stopped, ProviderError> {
         self.call(|state| {
             assert!(state.allow_stop, "unexpected stop of {app}");
             state.stops += 1;
@@ -156,7 +156,10 @@ impl Provider for FakeProvider {
                 .get_mut(app)
                 .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
             *entry = (AppStatus::Stopped, 0);
-            Ok(Some(Formation::from([("web".to_owned(), 2)])))
+            Ok(super::Stopped {
+                formation: Some(Formation::from([("web".to_owned(), 2)])),
+                sizes: [("web".to_owned(), "M".to_owned())].into(),
+            })
         })
     }
 }

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
-use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use super::{
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
 
@@ -68,6 +70,8 @@ struct FormationEntry {
     kind: String,
     #[serde(default)]
     quantity: u32,
+    #[serde(default)]
+    size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,19 +240,24 @@ impl Provider for Heroku {
         self.update_formation(app, &updates).await
     }
 
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let entries = self.formation(app).await?;
-        let formation: Formation = entries
-            .iter()
-            .filter(|entry| entry.quantity > 0)
+        let running = || entries.iter().filter(|entry| entry.quantity > 0);
+        let formation: Formation = running()
             .map(|entry| (entry.kind.clone(), entry.quantity))
             .collect();
         if formation.is_empty() {
-            return Ok(None);
+            return Ok(Stopped::default());
         }
+        let sizes = running()
+            .filter_map(|entry| Some((entry.kind.clone(), entry.size.clone()?)))
+            .collect();
         let zero: Vec<(String, u32)> = entries.iter().map(|e| (e.kind.clone(), 0)).collect();
         self.update_formation(app, &zero).await?;
-        Ok(Some(formation))
+        Ok(Stopped {
+            formation: Some(formation),
+            sizes,
+        })
     }
 
     fn poll_intervals(&self) -> PollIntervals {

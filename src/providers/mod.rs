@@ -64,6 +64,17 @@ impl ProviderConfig {
 /// Process types and their amounts (`web: 2, worker: 1`), restored exactly on wake.
 pub type Formation = BTreeMap<String, u32>;
 
+/// What ran until a stop: kept to restore on wake, and to price the time asleep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// The process types and amounts that ran, when the platform forgets them on a stop
+    /// (`None`: nothing to remember, or not known).
+    pub formation: Option<Formation>,
+    /// Each process type's size as the platform names it (`M`, `Standard-1X`), where the
+    /// platform says.
+    pub sizes: BTreeMap<String, String>,
+}
+
 /// What a provider says about one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppStatus {
@@ -270,8 +281,8 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError>;
 
     /// Stops the app (scale to zero); returns once it is stopped or the platform accepted it,
-    /// with the formation it had (to restore on wake) when the platform forgets it.
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError>;
+    /// with what ran (to restore on wake, and to price the time asleep).
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError>;
 
     /// How often to poll a starting app.
     fn poll_intervals(&self) -> PollIntervals {

@@ -23,7 +23,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
 use super::{
-    AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream,
+    AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped,
+    Upstream,
 };
 use crate::config::PolicyOverride;
 
@@ -311,11 +312,11 @@ impl Provider for ProcessProvider {
         Ok(())
     }
 
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let local = self.app(app)?;
         stop_local(local).await?;
-        // A local app's formation is its command: nothing to remember.
-        Ok(None)
+        // A local app's formation is its command (one process): nothing to remember.
+        Ok(Stopped::default())
     }
 
     fn poll_intervals(&self) -> PollIntervals {

@@ -19,7 +19,9 @@ use serde_json::json;
 use tokio::time::{Instant, sleep};
 
 use super::api::{ApiClient, Idempotent, check, read_json};
-use super::{AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Upstream};
+use super::{
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+};
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
 
@@ -366,6 +368,8 @@ struct Container {
     name: String,
     #[serde(default)]
     amount: u32,
+    #[serde(default)]
+    size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -486,20 +490,23 @@ impl Provider for Scalingo {
         self.scale(&api, app, &wanted).await
     }
 
-    async fn stop(&self, app: &str) -> Result<Option<Formation>, ProviderError> {
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let api = self.api_for(app)?;
         let containers = self.formation_of(&api, app).await?;
-        let formation: Formation = containers
-            .iter()
-            .filter(|c| c.amount > 0)
-            .map(|c| (c.name.clone(), c.amount))
-            .collect();
+        let running = || containers.iter().filter(|c| c.amount > 0);
+        let formation: Formation = running().map(|c| (c.name.clone(), c.amount)).collect();
         if formation.is_empty() {
-            return Ok(None);
+            return Ok(Stopped::default());
         }
+        let sizes = running()
+            .filter_map(|c| Some((c.name.clone(), c.size.clone()?)))
+            .collect();
         let zero: Vec<(String, u32)> = containers.iter().map(|c| (c.name.clone(), 0)).collect();
         self.scale(&api, app, &zero).await?;
-        Ok(Some(formation))
+        Ok(Stopped {
+            formation: Some(formation),
+            sizes,
+        })
     }
 
     fn poll_intervals(&self) -> PollIntervals {

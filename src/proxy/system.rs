@@ -167,7 +167,7 @@ impl SystemApi {
                         cause: WakeCause::Request { .. },
                     } => "app_accessed",
                     EventKind::Started { .. } => "app_restarted",
-                    EventKind::Stopped => "app_paused",
+                    EventKind::Stopped { .. } => "app_paused",
                     EventKind::Deleted => "app_removed",
                     _ => return None,
                 };
