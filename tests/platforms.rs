@@ -59,6 +59,33 @@ fn formation(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
     pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
 }
 
+/// `web` and `worker` of one size.
+fn sizes(size: &str) -> Vec<(String, String)> {
+    ["web", "worker"]
+        .map(|kind| (kind.to_owned(), size.to_owned()))
+        .to_vec()
+}
+
+/// The formation and sizes the latest `stopped` event of `shop` recorded.
+fn stopped_with(engine: &TestEngine) -> (Vec<(String, u32)>, Vec<(String, String)>) {
+    engine
+        .events()
+        .into_iter()
+        .rev()
+        .find_map(|event| match event.kind {
+            paastis::events::EventKind::Stopped { formation, sizes }
+                if &*event.app.name == "shop" =>
+            {
+                Some((
+                    formation.unwrap_or_default().into_iter().collect(),
+                    sizes.into_iter().collect(),
+                ))
+            }
+            _ => None,
+        })
+        .expect("a stopped event")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalingo_apps_sleep_when_idle_and_wake_with_their_formation() {
     let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
@@ -77,6 +104,11 @@ async fn scalingo_apps_sleep_when_idle_and_wake_with_their_formation() {
         formation(&[("web", 0), ("worker", 0)])
     );
     assert!(!shop.is_up());
+    // The stop recorded what ran, sizes included (the savings price them).
+    assert_eq!(
+        stopped_with(&engine),
+        (formation(&[("web", 2), ("worker", 1)]), sizes("M"))
+    );
 
     let client = TestClient::new(engine.addr);
     let answer = client.get("shop.localhost", "/").await;
@@ -115,6 +147,10 @@ async fn heroku_apps_sleep_when_idle_and_wake_with_their_formation() {
         formation(&[("web", 0), ("worker", 0)])
     );
     assert!(!shop.is_up());
+    assert_eq!(
+        stopped_with(&engine),
+        (formation(&[("web", 2), ("worker", 1)]), sizes("Basic"))
+    );
 
     let answer = client.get("shop.localhost", "/").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
