@@ -232,7 +232,7 @@ pub struct Report {
     pub group_by: String,
     /// Always true: these are estimates (see docs/savings.md).
     pub estimate: bool,
-    /// One line per app or provider, most hours first.
+    /// One line per app or provider that slept in the period, most hours first.
     pub items: Vec<Saved>,
     /// Everything together.
     pub total: Saved,
@@ -378,7 +378,11 @@ pub fn report(
             .or_insert_with(|| empty(&key.0, key.1.clone()));
         add(group, &saved);
     }
-    let mut items: Vec<Saved> = groups.into_values().map(rounded).collect();
+    let mut items: Vec<Saved> = groups
+        .into_values()
+        .filter(|saved| saved.hours_asleep > 0.0)
+        .map(rounded)
+        .collect();
     items.sort_by(|a, b| {
         b.hours_asleep
             .total_cmp(&a.hours_asleep)
@@ -417,7 +421,7 @@ pub fn daily_hours(intervals: &[Interval], days: u32, now: SystemTime) -> Vec<f6
             intervals
                 .iter()
                 .map(|interval| overlap(interval, start, end, now).as_secs_f64() / 3600.0)
-                .sum()
+                .fold(0.0, |sum, hours| sum + hours)
         })
         .collect()
 }

@@ -685,3 +685,49 @@ async fn the_admin_token_never_reaches_the_logs() {
     assert!(logs.contains("admin API and dashboard on"), "{logs}");
     assert!(!logs.contains(TOKEN), "the admin token reached the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_savings_of_the_last_30_days() {
+    let engine = engine("15m").await;
+    let cookie = Some(("cookie", "paastis_token=admin-tok-Secret-0099"));
+    let empty = call(&engine, "GET", "/", cookie, None).await.text();
+    assert!(empty.contains("Savings, last 30 days"), "{empty}");
+    assert!(empty.contains("No app has slept yet."), "{empty}");
+
+    let started = call(
+        &engine,
+        "POST",
+        "/api/v1/apps/local/web/start?wait=true",
+        BEARER,
+        None,
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let stopped = call(&engine, "POST", "/api/v1/apps/local/web/stop", BEARER, None).await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED, "{}", stopped.text());
+    // Once the stop is in the history, the report counts web's sleep.
+    let mut hours = 0.0;
+    for _ in 0..100 {
+        let report = call(&engine, "GET", "/api/v1/savings", BEARER, None)
+            .await
+            .json();
+        hours = report["total"]["hours_asleep"].as_f64().unwrap_or(0.0);
+        if hours > 0.0 {
+            assert_eq!(report["items"][0]["app"], "web", "{report}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hours > 0.0, "web's sleep never counted");
+    let page = call(&engine, "GET", "/", cookie, None).await.text();
+    assert!(
+        page.contains("<tr class=\"saving\"><td data-label=\"App\"><b>web</b>"),
+        "{page}"
+    );
+    // 30 daily bars, today's with some sleep in it.
+    let bars = page.matches("<rect").count();
+    assert_eq!(bars, 30, "{page}");
+    assert_eq!(page.matches("<rect class=\"none\"").count(), 29, "{page}");
+    assert!(page.contains("(estimates)"));
+    engine.lifecycle().shutdown().await;
+}

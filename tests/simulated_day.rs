@@ -25,7 +25,10 @@ fn a_compressed_day_of_review_apps_sleeps_on_time_and_reports_its_savings() {
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
     let figures: serde_json::Value = serde_json::from_str(&stdout).expect("JSON figures");
     assert_eq!(figures["failed_requests"], 0, "{figures}");
     assert_eq!(figures["late_samples"], 0, "{figures}");
@@ -33,5 +36,8 @@ fn a_compressed_day_of_review_apps_sleeps_on_time_and_reports_its_savings() {
     // The trace did something: visits, sleeps, and states checked while idle.
     assert!(figures["requests"].as_u64().unwrap_or(0) > 100, "{figures}");
     assert!(figures["sleeps"].as_u64().unwrap_or(0) >= 10, "{figures}");
-    assert!(figures["state_samples_checked"].as_u64().unwrap_or(0) > 100, "{figures}");
+    assert!(
+        figures["state_samples_checked"].as_u64().unwrap_or(0) > 100,
+        "{figures}"
+    );
 }
