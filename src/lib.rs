@@ -16,6 +16,8 @@
 //!   Awake, Stopping, Failed); the only place that starts and stops apps.
 //! * [`metrics`]: counters and histograms for `/metrics` (Prometheus text format).
 //! * [`patterns`]: globs and `re:` regexes from the config.
+//! * [`plan`]: a space's limits (provider accounts, running apps per account) and what a
+//!   wake beyond them does.
 //! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
 //!   from `rules:` (policy, aliases, linked apps, formation).
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
@@ -42,6 +44,7 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod metrics;
 pub mod patterns;
+pub mod plan;
 pub mod providers;
 pub mod proxy;
 pub mod registry;
@@ -164,6 +167,8 @@ impl Engine {
                 filter: config.discovery.filter.clone(),
                 hooks: config.hooks.clone(),
                 schedules: config.schedules.clone(),
+                plan: config.plan.clone(),
+                on_limit: config.on_limit,
                 ..lifecycle::Settings::default()
             },
             Arc::clone(&registry),

@@ -68,6 +68,10 @@ pub struct Settings {
     pub hooks: crate::hooks::Hooks,
     /// Sleep, wake and keep-awake times.
     pub schedules: Vec<crate::schedules::Schedule>,
+    /// How many apps of each provider may run at once.
+    pub plan: crate::plan::Plan,
+    /// What a wake beyond the plan does.
+    pub on_limit: crate::plan::OnLimit,
     /// The wall-clock time the engine's clock starts at, instead of the system's: wall
     /// time then follows tokio's clock, so tests can run a simulated week with paused time.
     pub wall_start: Option<SystemTime>,
@@ -171,6 +175,10 @@ pub enum WakeError {
     /// The app is awake but its provider gave no address to forward to.
     #[error("the provider gives no address for this app")]
     NoUpstream,
+    /// The plan allows no more running apps on this provider (and none could be stopped
+    /// to make room).
+    #[error("{0}")]
+    Limit(Arc<str>),
 }
 
 /// Start durations kept per app (for ETAs).
@@ -516,6 +524,9 @@ pub struct Lifecycle {
     metrics: Arc<crate::metrics::Metrics>,
     /// The schedules and where each stands.
     schedules: crate::schedules::Tracker,
+    /// Held while a wake is checked against the plan and begun, so two wakes cannot both
+    /// take the last place.
+    wake_gate: Mutex<()>,
 }
 
 impl Lifecycle {
@@ -539,6 +550,7 @@ impl Lifecycle {
         Arc::new(Lifecycle {
             clock: Clock::new(settings.wall_start),
             schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
+            wake_gate: Mutex::new(()),
             providers,
             settings,
             rediscovered: tokio::sync::Mutex::new(None),
@@ -708,11 +720,96 @@ impl Lifecycle {
     }
 
     /// Starts waking the app if it is asleep (or its last wake failed), without waiting.
-    pub fn request_wake(self: &Arc<Self>, app: &Arc<App>, cause: impl FnOnce() -> WakeCause) {
-        if app.transition(&[State::Asleep, State::Failed], State::Waking, None) {
+    /// Err when the plan allows no more running apps on its provider.
+    pub fn request_wake(
+        self: &Arc<Self>,
+        app: &Arc<App>,
+        cause: impl FnOnce() -> WakeCause,
+    ) -> Result<(), WakeError> {
+        self.begin_wake(app, &[State::Asleep, State::Failed], || Some(cause()))
+            .map(|_| ())
+    }
+
+    /// Moves the app from one of `from` to Waking and starts the wake, within the plan:
+    /// beyond `running_apps_per_provider` the wake is refused, or (`on_limit: evict_lru`)
+    /// the least recently active awake app of the provider is stopped first. Ok(true): this
+    /// call began the wake; Ok(false): the app was not in `from`.
+    fn begin_wake(
+        self: &Arc<Self>,
+        app: &Arc<App>,
+        from: &[State],
+        cause: impl FnOnce() -> Option<WakeCause>,
+    ) -> Result<bool, WakeError> {
+        let Some(limit) = self.settings.plan.running_apps_per_provider else {
+            if !app.transition(from, State::Waking, None) {
+                return Ok(false);
+            }
             self.runtime
-                .spawn(Arc::clone(self).run_wake(Arc::clone(app), Some(cause())));
+                .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
+            return Ok(true);
+        };
+        let _gate = lock(&self.wake_gate);
+        if !from.contains(&app.state()) {
+            return Ok(false);
         }
+        let provider = app.provider.id();
+        let running: Vec<Arc<App>> = self
+            .apps()
+            .into_iter()
+            .filter(|other| {
+                other.provider.id() == provider
+                    && !Arc::ptr_eq(other, app)
+                    && matches!(other.state(), State::Awake | State::Waking)
+            })
+            .collect();
+        if running.len() >= limit {
+            let refused = || {
+                WakeError::Limit(
+                    format!(
+                        "the plan {} allows {limit} running apps on `{provider}`, and {} are \
+                         running: stop one, or wait until one sleeps",
+                        self.settings.plan,
+                        running.len()
+                    )
+                    .into(),
+                )
+            };
+            if self.settings.on_limit == crate::plan::OnLimit::Reject {
+                return Err(refused());
+            }
+            // Room is made by stopping the least recently active apps that can be stopped
+            // now (awake, not pinned, no request in progress).
+            let now = self.clock.now_ms();
+            let mut candidates: Vec<&Arc<App>> = running
+                .iter()
+                .filter(|other| {
+                    other.state() == State::Awake
+                        && other.in_flight() == 0
+                        && other.pinned_until.load(Ordering::SeqCst) <= now
+                })
+                .collect();
+            candidates.sort_by_key(|other| other.last_activity.load(Ordering::SeqCst));
+            let needed = running.len() + 1 - limit;
+            let victims: Vec<&Arc<App>> = candidates.into_iter().take(needed).collect();
+            if victims.len() < needed {
+                return Err(refused());
+            }
+            for victim in victims {
+                if victim.transition(&[State::Awake], State::Stopping, None) {
+                    let cause = StopCause::PlanLimit {
+                        for_app: app.key.name.to_string(),
+                    };
+                    self.runtime
+                        .spawn(Arc::clone(self).run_stop(Arc::clone(victim), cause));
+                }
+            }
+        }
+        if !app.transition(from, State::Waking, None) {
+            return Ok(false);
+        }
+        self.runtime
+            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
+        Ok(true)
     }
 
     /// Returns the app's upstream once it is awake, waking it if needed (one wake at a time
@@ -738,11 +835,9 @@ impl Lifecycle {
                     ));
                 }
                 State::Asleep | State::Failed => {
-                    if app.transition(&[State::Asleep, State::Failed], State::Waking, None) {
-                        let cause = cause.take().map(|make| make());
-                        self.runtime
-                            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
-                    }
+                    self.begin_wake(app, &[State::Asleep, State::Failed], || {
+                        cause.take().map(|make| make())
+                    })?;
                     saw_wake = true;
                     continue;
                 }
@@ -750,11 +845,7 @@ impl Lifecycle {
                 // Another instance is stopping it: this one wakes it as soon as that stop
                 // is over (the wake waits for the app's lease).
                 State::Stopping if app.coordinated && !app.busy.load(Ordering::SeqCst) => {
-                    if app.transition(&[State::Stopping], State::Waking, None) {
-                        let cause = cause.take().map(|make| make());
-                        self.runtime
-                            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
-                    }
+                    self.begin_wake(app, &[State::Stopping], || cause.take().map(|make| make()))?;
                     saw_wake = true;
                     continue;
                 }
@@ -780,9 +871,11 @@ impl Lifecycle {
         }
         // Linked apps wake with it, each on its own (this wake does not wait for them).
         for linked in app.linked() {
-            self.request_wake(&linked, || WakeCause::Linked {
+            if let Err(error) = self.request_wake(&linked, || WakeCause::Linked {
                 app: app.key.name.to_string(),
-            });
+            }) {
+                tracing::warn!(app = %linked.key, %error, "linked app not woken");
+            }
         }
         let deadline = started + app.policy.wake_timeout;
         let lease = match self.waker(&app, deadline).await {
@@ -1050,8 +1143,12 @@ impl Lifecycle {
             if let Some(index) = woken_by {
                 if matches!(app.state(), State::Asleep | State::Failed) {
                     let schedule = schedules[index].label.clone();
-                    self.request_wake(&app, || WakeCause::Schedule { schedule });
-                    begun += 1;
+                    match self.request_wake(&app, || WakeCause::Schedule { schedule }) {
+                        Ok(()) => begun += 1,
+                        Err(error) => {
+                            tracing::warn!(app = %app.key, %error, "scheduled wake not done")
+                        }
+                    }
                 }
                 continue;
             }
@@ -1270,12 +1367,13 @@ impl Lifecycle {
     /// of the shared state, not remembered), and only if no instance saw activity within
     /// the app's `max_idle`. `None`: not now.
     ///
-    /// A stop asked through the API may be done by any instance, whatever the app's
-    /// activity; it still waits for no other instance to hold the app. A schedule's stop
+    /// A stop asked through the API, or making room within the plan, may be done by any
+    /// instance, whatever the app's activity; it still waits for no other instance to hold
+    /// the app. A schedule's stop
     /// needs no activity since its sleep window began.
     async fn claim_stop(&self, app: &App, cause: &StopCause) -> Option<Lease> {
         let now = self.clock.wall_now();
-        let idle_before = if let StopCause::Api { .. } = cause {
+        let idle_before = if let StopCause::Api { .. } | StopCause::PlanLimit { .. } = cause {
             now + Duration::from_secs(86_400)
         } else {
             if !self.registry.confirm_leader().await {

@@ -66,8 +66,11 @@ fn sizes(size: &str) -> Vec<(String, String)> {
         .to_vec()
 }
 
+/// A formation and its sizes, as lists.
+type Recorded = (Vec<(String, u32)>, Vec<(String, String)>);
+
 /// The formation and sizes the latest `stopped` event of `shop` recorded.
-fn stopped_with(engine: &TestEngine) -> (Vec<(String, u32)>, Vec<(String, String)>) {
+fn stopped_with(engine: &TestEngine) -> Recorded {
     engine
         .events()
         .into_iter()

@@ -406,7 +406,8 @@ pub struct StartQuery {
         (status = 200, description = "awake", body = AppView),
         (status = 202, description = "waking", body = AppView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)
     )
 )]
 pub async fn apps_start(
@@ -422,7 +423,7 @@ pub async fn apps_start(
             .lifecycle
             .ensure_awake(&app, cause, deadline)
             .await
-            .map_err(|error| ApiError::unavailable(format!("{name}: {error}")))?;
+            .map_err(|error| ApiError::wake(&name, &error))?;
         return Ok((StatusCode::OK, Json(AppView::of(&state, &app))));
     }
     if app.state() == AppState::Stopping {
@@ -430,7 +431,10 @@ pub async fn apps_start(
             "{name} is being stopped; try again"
         )));
     }
-    state.lifecycle.request_wake(&app, cause);
+    state
+        .lifecycle
+        .request_wake(&app, cause)
+        .map_err(|error| ApiError::wake(&name, &error))?;
     let status = if app.state() == AppState::Awake {
         StatusCode::OK
     } else {

@@ -170,9 +170,13 @@ pub async fn act(
         return (StatusCode::NOT_FOUND, "no such app").into_response();
     };
     match action.as_str() {
-        "start" => state.lifecycle.request_wake(&app, || WakeCause::Api {
-            by: Some("dashboard".to_owned()),
-        }),
+        "start" => {
+            if let Err(error) = state.lifecycle.request_wake(&app, || WakeCause::Api {
+                by: Some("dashboard".to_owned()),
+            }) {
+                return (StatusCode::TOO_MANY_REQUESTS, format!("{name}: {error}")).into_response();
+            }
+        }
         "stop" => {
             state.lifecycle.stop_now(
                 &app,

@@ -124,6 +124,25 @@ impl ApiError {
         }
     }
 
+    /// 429: the plan allows no more running apps.
+    pub fn plan_limit(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "plan_limit",
+            message: message.into(),
+        }
+    }
+
+    /// The answer for a failed wake: 429 beyond the plan, else 503.
+    pub fn wake(app: &str, error: &crate::lifecycle::WakeError) -> ApiError {
+        match error {
+            crate::lifecycle::WakeError::Limit(_) => {
+                ApiError::plan_limit(format!("{app}: {error}"))
+            }
+            _ => ApiError::unavailable(format!("{app}: {error}")),
+        }
+    }
+
     /// 503 with this message.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -70,6 +70,10 @@ pub struct Config {
     pub schedules: Vec<crate::schedules::Schedule>,
     /// Prices and carbon figures for the savings estimates (`savings`).
     pub savings: crate::savings::SavingsConfig,
+    /// The limits of the (default) space (`plan`, default `unlimited`).
+    pub plan: crate::plan::Plan,
+    /// What a wake beyond the plan's running apps does (`on_limit`, default `reject`).
+    pub on_limit: crate::plan::OnLimit,
 }
 
 /// `admin`: the admin API, dashboard and metrics listener.

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
-const NOT_YET_SUPPORTED: &[&str] = &["plan", "on_limit", "spaces"];
+const NOT_YET_SUPPORTED: &[&str] = &["spaces"];
 
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
@@ -158,6 +158,33 @@ impl<'a> Validator<'a> {
             .take("savings")
             .map(|(v, p)| self.savings(v, &p))
             .unwrap_or_default();
+        let plan = top
+            .take("plan")
+            .and_then(|(v, p)| self.plan(v, &p))
+            .unwrap_or_default();
+        if let Some(allowed) = plan.providers
+            && providers.len() > allowed
+        {
+            self.error(
+                "providers",
+                format!(
+                    "{} provider accounts, but the plan {plan} allows {allowed}",
+                    providers.len()
+                ),
+            );
+        }
+        let on_limit = match top.take("on_limit") {
+            None => crate::plan::OnLimit::default(),
+            Some((v, p)) => match self.string(v, &p).as_deref().map(str::trim) {
+                Some("reject") => crate::plan::OnLimit::Reject,
+                Some("evict_lru") => crate::plan::OnLimit::EvictLru,
+                Some(other) => {
+                    self.error(&p, format!("`{other}` is not one of: reject, evict_lru"));
+                    crate::plan::OnLimit::default()
+                }
+                None => crate::plan::OnLimit::default(),
+            },
+        };
         let admin = match top.take("admin") {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
@@ -187,6 +214,8 @@ impl<'a> Validator<'a> {
                 hooks,
                 schedules,
                 savings,
+                plan,
+                on_limit,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -808,6 +837,49 @@ impl<'a> Validator<'a> {
         };
         self.finish(fields, &[]);
         savings
+    }
+
+    /// `plan`: a built-in plan's name, or `{providers: N, running_apps_per_provider: M}`.
+    fn plan(&mut self, value: &Value, path: &str) -> Option<crate::plan::Plan> {
+        if let Value::Object(_) = value {
+            let mut fields = self.mapping(value, path)?;
+            let mut count = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+                None => None,
+                Some((v, p)) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n >= 1 => Some(n),
+                    _ => {
+                        self.error(
+                            &p,
+                            "must be a whole number >= 1 (leave it out for no limit)",
+                        );
+                        None
+                    }
+                },
+            };
+            let providers = count(&mut fields, "providers");
+            let running_apps_per_provider = count(&mut fields, "running_apps_per_provider");
+            self.finish(fields, &[]);
+            return Some(crate::plan::Plan {
+                name: "custom".to_owned(),
+                providers,
+                running_apps_per_provider,
+            });
+        }
+        let name = self.string(value, path)?;
+        match crate::plan::Plan::named(name.trim()) {
+            Some(plan) => Some(plan),
+            None => {
+                self.error(
+                    path,
+                    format!(
+                        "`{name}` is not a plan (expected one of: {}, or {{providers: N, \
+                         running_apps_per_provider: M}})",
+                        crate::plan::Plan::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// A number >= 0 (a price, a mass).

@@ -132,6 +132,10 @@ impl ProxyError {
                 error: WakeError::NoUpstream,
                 ..
             } => StatusCode::BAD_GATEWAY,
+            ProxyError::Wake {
+                error: WakeError::Limit(_),
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Wake { .. } | ProxyError::Ignored { .. } | ProxyError::Scheduled { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -161,6 +165,10 @@ impl ProxyError {
                 error: WakeError::NoUpstream,
                 ..
             } => "no_upstream",
+            ProxyError::Wake {
+                error: WakeError::Limit(_),
+                ..
+            } => "plan_limit",
             ProxyError::Upstream {
                 error: ForwardError::Timeout(_),
                 ..
@@ -178,7 +186,11 @@ impl ProxyError {
             ProxyError::UnknownApp { .. }
             | ProxyError::Ambiguous { .. }
             | ProxyError::Ignored { .. }
-            | ProxyError::Scheduled { .. } => Side::Engine,
+            | ProxyError::Scheduled { .. }
+            | ProxyError::Wake {
+                error: WakeError::Limit(_),
+                ..
+            } => Side::Engine,
             ProxyError::Wake { .. } => Side::Provider,
             ProxyError::Upstream { .. } => Side::Upstream,
         }
@@ -196,6 +208,10 @@ impl ProxyError {
                 ..
             } => Some(30),
             ProxyError::Ignored { .. } => Some(60),
+            ProxyError::Wake {
+                error: WakeError::Limit(_),
+                ..
+            } => Some(60),
             ProxyError::Scheduled { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -603,9 +619,14 @@ impl Worker {
         {
             let peer = client.peer;
             let before = app.phase();
-            self.proxy
+            if let Err(error) = self
+                .proxy
                 .lifecycle
-                .request_wake(app, || wake::cause(&request, peer));
+                .request_wake(app, || wake::cause(&request, peer))
+            {
+                let app = app.key.name.to_string();
+                return Err(fail(ProxyError::Wake { app, error }));
+            }
             let phase = app.phase();
             let last_failure = (before.state == crate::lifecycle::State::Failed)
                 .then_some(before.reason)
