@@ -53,7 +53,7 @@ impl Catalog {
         lifecycle: &Arc<Lifecycle>,
         retention: Duration,
     ) -> Result<Catalog, StoreError> {
-        lifecycle.remember(store.catalog(Some(crate::DEFAULT_SPACE)).await?);
+        lifecycle.remember(store.catalog(Some(lifecycle.space())).await?);
         let (records, queue) = mpsc::unbounded_channel();
         lifecycle.record_to(records.clone());
         let writer = tokio::spawn(write(Arc::clone(&store), queue));

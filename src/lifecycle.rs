@@ -68,6 +68,8 @@ pub struct Settings {
     pub hooks: crate::hooks::Hooks,
     /// Sleep, wake and keep-awake times.
     pub schedules: Vec<crate::schedules::Schedule>,
+    /// The space these apps belong to (empty: `default`).
+    pub space: String,
     /// How many apps of each provider may run at once.
     pub plan: crate::plan::Plan,
     /// What a wake beyond the plan does.
@@ -527,6 +529,8 @@ pub struct Lifecycle {
     /// Held while a wake is checked against the plan and begun, so two wakes cannot both
     /// take the last place.
     wake_gate: Mutex<()>,
+    /// The space of every app here (keys, events, registry entries carry it).
+    space: Arc<str>,
 }
 
 impl Lifecycle {
@@ -551,6 +555,11 @@ impl Lifecycle {
             clock: Clock::new(settings.wall_start),
             schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
             wake_gate: Mutex::new(()),
+            space: if settings.space.is_empty() {
+                crate::DEFAULT_SPACE.into()
+            } else {
+                settings.space.as_str().into()
+            },
             providers,
             settings,
             rediscovered: tokio::sync::Mutex::new(None),
@@ -624,6 +633,11 @@ impl Lifecycle {
         &self.providers
     }
 
+    /// The space its apps belong to.
+    pub fn space(&self) -> &str {
+        &self.space
+    }
+
     /// The registry's shared side.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.registry
@@ -642,7 +656,7 @@ impl Lifecycle {
     /// The app with this provider id and name.
     pub fn app(&self, provider: &str, name: &str) -> Option<Arc<App>> {
         lock(&self.apps)
-            .get(&AppKey::new(crate::DEFAULT_SPACE, provider, name))
+            .get(&AppKey::new(&self.space, provider, name))
             .cloned()
     }
 
@@ -1447,13 +1461,14 @@ impl Lifecycle {
         for provider in &self.providers {
             let provider = Arc::clone(provider);
             let registry = Arc::clone(&self.registry);
+            let space = Arc::clone(&self.space);
             // Shared providers: the leader lists them and stores the listing; the other
             // instances read it (and list themselves only when there is none yet).
             let follow = shared && !provider.is_local() && !leader;
             listings.spawn(async move {
                 if follow
                     && !ask_providers
-                    && let Some(listing) = registry.listing(provider.id()).await
+                    && let Some(listing) = registry.listing(&space, provider.id()).await
                 {
                     return (provider, Ok(listing), false);
                 }
@@ -1463,7 +1478,7 @@ impl Lifecycle {
                     && !provider.is_local()
                     && let Ok(listing) = &listing
                 {
-                    registry.put_listing(provider.id(), listing).await;
+                    registry.put_listing(&space, provider.id(), listing).await;
                 }
                 (provider, listing, !follow)
             });
@@ -1487,7 +1502,7 @@ impl Lifecycle {
                     let message = format!("listing apps failed: {error}");
                     self.metrics.provider_error(provider.id(), message.clone());
                     self.events.emit(
-                        &AppKey::new(crate::DEFAULT_SPACE, provider.id(), ""),
+                        &AppKey::new(&self.space, provider.id(), ""),
                         EventKind::ProviderError { message },
                     )
                 }
@@ -1541,7 +1556,7 @@ impl Lifecycle {
             if !self.settings.filter.manages(&info.name, &info.aliases) {
                 continue;
             }
-            let key = AppKey::new(crate::DEFAULT_SPACE, provider.id(), &info.name);
+            let key = AppKey::new(&self.space, provider.id(), &info.name);
             seen.insert(key.clone());
             let running = info.status == AppStatus::Running;
             if authority {
@@ -1747,7 +1762,7 @@ impl Lifecycle {
     /// An app's process ended on its own: an awake app is now asleep. A waking app is left to
     /// its wake, which sees the exit through the provider's status.
     pub fn app_exited(&self, provider_id: &str, exit: AppExited) {
-        let key = AppKey::new(crate::DEFAULT_SPACE, provider_id, &exit.app);
+        let key = AppKey::new(&self.space, provider_id, &exit.app);
         let Some(app) = lock(&self.apps).get(&key).cloned() else {
             return;
         };
@@ -1932,8 +1947,8 @@ impl Lifecycle {
                     self.mirror(&app, &shared, false);
                 }
             }
-            Notice::Listing { .. } => {
-                if !self.registry.is_leader() {
+            Notice::Listing { space, .. } => {
+                if *space == *self.space && !self.registry.is_leader() {
                     self.discover().await;
                 }
             }

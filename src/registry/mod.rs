@@ -185,6 +185,8 @@ pub enum Notice {
     },
     /// The leader stored a new listing of this provider.
     Listing {
+        /// The provider's space.
+        space: String,
         /// The provider's id.
         provider: String,
     },
@@ -269,10 +271,10 @@ pub trait Registry: Send + Sync + fmt::Debug {
     async fn confirm_leader(&self) -> bool;
 
     /// Stores the leader's listing of a provider for the other instances.
-    async fn put_listing(&self, provider: &str, listing: &[AppInfo]);
+    async fn put_listing(&self, space: &str, provider: &str, listing: &[AppInfo]);
 
     /// The leader's latest listing of a provider, if there is one and it is readable.
-    async fn listing(&self, provider: &str) -> Option<Vec<AppInfo>>;
+    async fn listing(&self, space: &str, provider: &str) -> Option<Vec<AppInfo>>;
 
     /// Gives up what this instance holds (leader lease) at shutdown.
     async fn release(&self);
@@ -371,9 +373,9 @@ impl Registry for MemoryRegistry {
         true
     }
 
-    async fn put_listing(&self, _provider: &str, _listing: &[AppInfo]) {}
+    async fn put_listing(&self, _space: &str, _provider: &str, _listing: &[AppInfo]) {}
 
-    async fn listing(&self, _provider: &str) -> Option<Vec<AppInfo>> {
+    async fn listing(&self, _space: &str, _provider: &str) -> Option<Vec<AppInfo>> {
         None
     }
 

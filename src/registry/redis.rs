@@ -238,8 +238,8 @@ impl RedisRegistry {
         )
     }
 
-    fn listing_key(&self, provider: &str) -> String {
-        format!("{}listing:{}/{provider}", self.prefix, crate::DEFAULT_SPACE)
+    fn listing_key(&self, space: &str, provider: &str) -> String {
+        format!("{}listing:{space}/{provider}", self.prefix)
     }
 
     fn channel(&self) -> String {
@@ -723,7 +723,7 @@ impl Registry for RedisRegistry {
         confirmed
     }
 
-    async fn put_listing(&self, provider: &str, listing: &[AppInfo]) {
+    async fn put_listing(&self, space: &str, provider: &str, listing: &[AppInfo]) {
         let Some(mut conn) = self.connection() else {
             return;
         };
@@ -731,20 +731,20 @@ impl Registry for RedisRegistry {
         let Ok(json) = serde_json::to_string(&wire) else {
             return;
         };
-        let notice = serde_json::json!({ "l": provider }).to_string();
+        let notice = serde_json::json!({ "l": provider, "ls": space }).to_string();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .set(self.listing_key(provider), json)
+            .set(self.listing_key(space, provider), json)
             .ignore()
             .publish(self.channel(), notice)
             .ignore();
         let _: Option<()> = self.outcome(timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await);
     }
 
-    async fn listing(&self, provider: &str) -> Option<Vec<AppInfo>> {
+    async fn listing(&self, space: &str, provider: &str) -> Option<Vec<AppInfo>> {
         let mut conn = self.connection()?;
         let json: Option<String> = self
-            .outcome(timeout(CALL_TIMEOUT, conn.get(self.listing_key(provider))).await)
+            .outcome(timeout(CALL_TIMEOUT, conn.get(self.listing_key(space, provider))).await)
             .flatten();
         let wire: Vec<WireApp> = serde_json::from_str(&json?).ok()?;
         Some(wire.into_iter().filter_map(WireApp::into_info).collect())
@@ -837,7 +837,9 @@ impl WireApp {
 fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
     if let Some(provider) = value.get("l").and_then(|l| l.as_str()) {
+        let space = value.get("ls").and_then(|s| s.as_str());
         return Some(Notice::Listing {
+            space: space.unwrap_or(crate::DEFAULT_SPACE).to_owned(),
             provider: provider.to_owned(),
         });
     }
@@ -942,6 +944,7 @@ mod tests {
         assert_eq!(
             parse_notice(r#"{"l":"heroku"}"#, "me"),
             Some(Notice::Listing {
+                space: "default".to_owned(),
                 provider: "heroku".to_owned()
             })
         );
