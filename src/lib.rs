@@ -109,12 +109,36 @@ pub enum RunError {
     },
 }
 
+/// One space besides the default one, running: its apps and its durable memory.
+pub struct Space {
+    /// Its config (domains, discovery, activity, tokens).
+    config: config::SpaceConfig,
+    /// Its apps, routes and wakes.
+    lifecycle: Arc<Lifecycle>,
+    /// Writes its catalog and events in the background.
+    catalog: catalog::Catalog,
+}
+
+impl Space {
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Its lifecycle.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+}
+
 /// A started engine: providers built, apps discovered once, not serving yet.
 pub struct Engine {
     /// The configuration it runs.
     config: Config,
-    /// Apps, routes and wakes.
+    /// Apps, routes and wakes of the default space.
     lifecycle: Arc<Lifecycle>,
+    /// The other spaces (`spaces:`), in config order.
+    spaces: Vec<Space>,
     /// TLS settings for `https` upstreams, checked at start.
     tls: proxy::forward::UpstreamTls,
     /// The TLS listener's certificate, read at start and again on SIGHUP.
@@ -174,14 +198,53 @@ impl Engine {
             Arc::clone(&registry),
         );
         let store = store::open(config.database_url.expose()).await?;
-        let catalog = catalog::Catalog::start(store, &lifecycle, config.events_retention).await?;
+        let catalog =
+            catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
+                .await?;
+        let mut spaces = Vec::with_capacity(config.spaces.len());
+        for space in &config.spaces {
+            let mut providers = Vec::with_capacity(space.providers.len());
+            for provider in &space.providers {
+                providers.push(provider.build().map_err(|error| RunError::Provider {
+                    id: format!("{}/{}", space.id, provider.id()),
+                    error,
+                })?);
+            }
+            let lifecycle = Lifecycle::with_registry(
+                providers,
+                lifecycle::Settings {
+                    defaults: space.defaults.clone(),
+                    rules: space.rules.clone(),
+                    filter: space.discovery.filter.clone(),
+                    hooks: space.hooks.clone(),
+                    schedules: space.schedules.clone(),
+                    plan: space.plan.clone(),
+                    on_limit: space.on_limit,
+                    space: space.id.clone(),
+                    ..lifecycle::Settings::default()
+                },
+                Arc::clone(&registry),
+            );
+            let catalog =
+                catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
+                    .await?;
+            spaces.push(Space {
+                config: space.clone(),
+                lifecycle,
+                catalog,
+            });
+        }
         // A moment for the registry to connect and settle who leads, so the first
         // discovery is the leader's (it never waits long for a Redis that is not there).
         registry.settle(registry::SETTLE_WITHIN).await;
         lifecycle.discover().await;
+        for space in &spaces {
+            space.lifecycle.discover().await;
+        }
         Ok(Engine {
             config,
             lifecycle,
+            spaces,
             tls,
             server_tls,
             catalog,
@@ -189,9 +252,14 @@ impl Engine {
         })
     }
 
-    /// The lifecycle (registry, routes, events).
+    /// The default space's lifecycle (registry, routes, events).
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// The other spaces.
+    pub fn spaces(&self) -> &[Space] {
+        &self.spaces
     }
 
     /// Reads the TLS listener's certificate and key again (what SIGHUP does); on failure
@@ -217,7 +285,15 @@ impl Engine {
 
     /// The managed apps as a table.
     pub fn apps_table(&self) -> String {
-        table::apps_table(&self.lifecycle.apps(), &self.config.domains)
+        let mut out = table::apps_table(&self.lifecycle.apps(), &self.config.domains);
+        for space in &self.spaces {
+            out.push_str(&format!("\nspace {}:\n", space.config.id));
+            out.push_str(&table::apps_table(
+                &space.lifecycle.apps(),
+                &space.config.domains,
+            ));
+        }
+        out
     }
 
     /// Serves until `shutdown` completes: stops accepting, drains in-flight requests (at most
@@ -229,6 +305,11 @@ impl Engine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
         let scheduler = Scheduler::start(&self.lifecycle, &self.config.discovery);
+        let space_schedulers: Vec<Scheduler> = self
+            .spaces
+            .iter()
+            .map(|space| Scheduler::start(&space.lifecycle, &space.config.discovery))
+            .collect();
         tracing::info!(registry = %self.lifecycle.registry().health().detail, "registry");
         let reloader = self
             .server_tls
@@ -266,7 +347,18 @@ impl Engine {
                 self.tls.clone(),
                 self.server_tls.clone(),
             )
-            .with_system_api(system_api),
+            .with_system_api(system_api)
+            .with_spaces(
+                self.spaces
+                    .iter()
+                    .map(|space| proxy::SpaceRoute {
+                        id: space.config.id.clone(),
+                        domains: space.config.domains.clone(),
+                        lifecycle: Arc::clone(&space.lifecycle),
+                        activity: space.config.activity.clone(),
+                    })
+                    .collect(),
+            ),
         );
         let served = proxy
             .serve(
@@ -285,10 +377,17 @@ impl Engine {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
         }
         scheduler.stop().await;
+        for scheduler in space_schedulers {
+            scheduler.stop().await;
+        }
         self.lifecycle.registry().release().await;
         self.registry_task.abort();
         self.lifecycle.shutdown().await;
         self.catalog.finish().await;
+        for space in self.spaces {
+            space.lifecycle.shutdown().await;
+            space.catalog.finish().await;
+        }
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
     }

@@ -74,6 +74,38 @@ pub struct Config {
     pub plan: crate::plan::Plan,
     /// What a wake beyond the plan's running apps does (`on_limit`, default `reject`).
     pub on_limit: crate::plan::OnLimit,
+    /// Tenants besides the default space (`spaces`), each with its own domains and apps.
+    pub spaces: Vec<SpaceConfig>,
+}
+
+/// One `spaces:` entry: a tenant's domains, provider accounts, rules, schedules and plan.
+#[derive(Debug, Clone)]
+pub struct SpaceConfig {
+    /// Its id (a DNS label, unique, never `default`).
+    pub id: String,
+    /// Its base domains (lowercased): a host under one of them is routed to this space
+    /// only (the longest matching domain of every space decides).
+    pub domains: Vec<String>,
+    /// Its provider accounts.
+    pub providers: Vec<crate::providers::ProviderConfig>,
+    /// Its per-app rules.
+    pub rules: crate::rules::Rules,
+    /// Its schedules.
+    pub schedules: Vec<crate::schedules::Schedule>,
+    /// How its providers are listed.
+    pub discovery: Discovery,
+    /// Its apps' default policy.
+    pub defaults: Policy,
+    /// Its requests that do not count as activity.
+    pub activity: Activity,
+    /// Its hooks.
+    pub hooks: crate::hooks::Hooks,
+    /// Its limits.
+    pub plan: crate::plan::Plan,
+    /// What a wake beyond its limits does.
+    pub on_limit: crate::plan::OnLimit,
+    /// API tokens scoped to this space.
+    pub tokens: Vec<crate::secret::Secret>,
 }
 
 /// `admin`: the admin API, dashboard and metrics listener.

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
-const NOT_YET_SUPPORTED: &[&str] = &["spaces"];
+const NOT_YET_SUPPORTED: &[&str] = &[];
 
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
@@ -175,16 +175,12 @@ impl<'a> Validator<'a> {
         }
         let on_limit = match top.take("on_limit") {
             None => crate::plan::OnLimit::default(),
-            Some((v, p)) => match self.string(v, &p).as_deref().map(str::trim) {
-                Some("reject") => crate::plan::OnLimit::Reject,
-                Some("evict_lru") => crate::plan::OnLimit::EvictLru,
-                Some(other) => {
-                    self.error(&p, format!("`{other}` is not one of: reject, evict_lru"));
-                    crate::plan::OnLimit::default()
-                }
-                None => crate::plan::OnLimit::default(),
-            },
+            Some((v, p)) => self.on_limit(v, &p),
         };
+        let spaces = top
+            .take("spaces")
+            .map(|(v, p)| self.spaces(v, &p, &domains))
+            .unwrap_or_default();
         let admin = match top.take("admin") {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
@@ -216,6 +212,7 @@ impl<'a> Validator<'a> {
                 savings,
                 plan,
                 on_limit,
+                spaces,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -837,6 +834,192 @@ impl<'a> Validator<'a> {
         };
         self.finish(fields, &[]);
         savings
+    }
+
+    /// `spaces`: tenants, each with its own domains (unique across spaces and the top-level
+    /// `domains`), providers, rules, schedules, plan and tokens.
+    fn spaces(
+        &mut self,
+        value: &Value,
+        path: &str,
+        top_domains: &[String],
+    ) -> Vec<super::SpaceConfig> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut spaces: Vec<super::SpaceConfig> = Vec::new();
+        let mut domain_owners: std::collections::HashMap<String, String> = top_domains
+            .iter()
+            .map(|d| (d.clone(), "the top-level `domains`".to_owned()))
+            .collect();
+        let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let errors_before = self.errors.len();
+            let id = match fields.take("id") {
+                Some((v, p)) => self.string(v, &p).and_then(|id| {
+                    let id = id.trim().to_owned();
+                    if id == crate::DEFAULT_SPACE {
+                        self.error(&p, "`default` is the top-level configuration's space");
+                        None
+                    } else if !is_label(&id) {
+                        self.error(
+                            &p,
+                            format!("`{id}` is not a space id (lowercase letters, digits, `-`)"),
+                        );
+                        None
+                    } else if let Some(first) = ids.get(&id) {
+                        self.error(&p, format!("duplicate space id `{id}` (first at {first})"));
+                        None
+                    } else {
+                        ids.insert(id.clone(), p.clone());
+                        Some(id)
+                    }
+                }),
+                None => {
+                    self.error(
+                        &format!("{item_path}.id"),
+                        "is required (a DNS label, e.g. acme)",
+                    );
+                    None
+                }
+            };
+            let domains = match fields.take("domains") {
+                Some((v, p)) => {
+                    let domains = self.domains(v, &p);
+                    if domains.is_empty() && self.errors.len() == errors_before {
+                        self.error(&p, "must list at least one domain (the space's hosts)");
+                    }
+                    for (n, domain) in domains.iter().enumerate() {
+                        let at = format!("{p}[{n}]");
+                        match domain_owners.get(domain) {
+                            Some(owner) => self
+                                .error(&at, format!("`{domain}` is already a domain of {owner}")),
+                            None => {
+                                domain_owners.insert(domain.clone(), format!("`{item_path}`"));
+                            }
+                        }
+                    }
+                    domains
+                }
+                None => {
+                    self.error(
+                        &format!("{item_path}.domains"),
+                        "is required (the space's base domains, e.g. [acme.example.com])",
+                    );
+                    Vec::new()
+                }
+            };
+            let providers = fields
+                .take("providers")
+                .map(|(v, p)| self.providers(v, &p))
+                .unwrap_or_default();
+            let rules = fields
+                .take("rules")
+                .map(|(v, p)| self.rules(v, &p))
+                .unwrap_or_default();
+            let schedules = fields
+                .take("schedules")
+                .map(|(v, p)| self.schedules(v, &p))
+                .unwrap_or_default();
+            let discovery = fields
+                .take("discovery")
+                .map(|(v, p)| self.discovery(v, &p))
+                .unwrap_or_default();
+            let defaults = match fields.take("defaults") {
+                Some((v, p)) => {
+                    let overrides = self.policy_section(v, &p, &[]);
+                    Policy::default().with(&overrides)
+                }
+                None => Policy::default(),
+            };
+            let activity = fields
+                .take("activity")
+                .map(|(v, p)| self.activity(v, &p))
+                .unwrap_or_default();
+            let hooks = fields
+                .take("hooks")
+                .map(|(v, p)| self.hooks(v, &p))
+                .unwrap_or_default();
+            let plan = fields
+                .take("plan")
+                .and_then(|(v, p)| self.plan(v, &p))
+                .unwrap_or_default();
+            if let Some(allowed) = plan.providers
+                && providers.len() > allowed
+            {
+                self.error(
+                    &format!("{item_path}.providers"),
+                    format!(
+                        "{} provider accounts, but the plan {plan} allows {allowed}",
+                        providers.len()
+                    ),
+                );
+            }
+            let on_limit = match fields.take("on_limit") {
+                None => crate::plan::OnLimit::default(),
+                Some((v, p)) => self.on_limit(v, &p),
+            };
+            let tokens = match fields.take("tokens") {
+                None => Vec::new(),
+                Some((v, p)) => self.tokens(v, &p),
+            };
+            self.finish(fields, &[]);
+            if let (Some(id), true) = (id, self.errors.len() == errors_before) {
+                spaces.push(super::SpaceConfig {
+                    id,
+                    domains,
+                    providers,
+                    rules,
+                    schedules,
+                    discovery,
+                    defaults,
+                    activity,
+                    hooks,
+                    plan,
+                    on_limit,
+                    tokens,
+                });
+            }
+        }
+        spaces
+    }
+
+    /// A space's API tokens: secrets of 16 characters or more.
+    fn tokens(&mut self, value: &Value, path: &str) -> Vec<Secret> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut tokens = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            match item.as_str().map(str::trim) {
+                Some(token) if token.len() >= 16 => tokens.push(Secret::new(token)),
+                // The value itself is never repeated: it is a secret.
+                Some(_) => self.error(&item_path, "must be at least 16 characters"),
+                None => self.error(
+                    &item_path,
+                    format!("expected a string, found {}", kind(item)),
+                ),
+            }
+        }
+        tokens
+    }
+
+    /// `on_limit`: `reject` or `evict_lru`.
+    fn on_limit(&mut self, value: &Value, path: &str) -> crate::plan::OnLimit {
+        match self.string(value, path).as_deref().map(str::trim) {
+            Some("reject") => crate::plan::OnLimit::Reject,
+            Some("evict_lru") => crate::plan::OnLimit::EvictLru,
+            Some(other) => {
+                self.error(path, format!("`{other}` is not one of: reject, evict_lru"));
+                crate::plan::OnLimit::default()
+            }
+            None => crate::plan::OnLimit::default(),
+        }
     }
 
     /// `plan`: a built-in plan's name, or `{providers: N, running_apps_per_provider: M}`.
@@ -2209,5 +2392,58 @@ rules:
                 "{start}: {errors:#?}"
             );
         }
+    }
+
+    #[test]
+    fn spaces_are_read_and_every_mistake_is_reported() {
+        let config = validate(
+            "domains: [example.com]\n\
+             spaces:\n\
+             \x20 - {id: acme, domains: [Acme.Example.com.], plan: team, on_limit: evict_lru, tokens: [acme-token-0123456789],\n\
+             \x20    providers: [{id: local, type: process, apps: [{name: web, command: 'true'}]}],\n\
+             \x20    defaults: {max_idle: 5m}, schedules: [{apps: '*', sleep: '0 20 * * *'}]}\n",
+        )
+        .expect("valid");
+        let acme = &config.spaces[0];
+        assert_eq!(acme.id, "acme");
+        assert_eq!(acme.domains, ["acme.example.com"]);
+        assert_eq!(acme.plan.running_apps_per_provider, Some(15));
+        assert_eq!(acme.on_limit, crate::plan::OnLimit::EvictLru);
+        assert_eq!(acme.providers.len(), 1);
+        assert_eq!(acme.defaults.max_idle, Some(Duration::from_secs(300)));
+        assert_eq!(acme.schedules.len(), 1);
+        assert_eq!(acme.tokens.len(), 1);
+
+        let errors = validate(
+            "domains: [example.com]\n\
+             spaces:\n\
+             \x20 - {id: default, domains: [a.test]}\n\
+             \x20 - {id: Bad_Id, domains: [example.com]}\n\
+             \x20 - {id: b}\n\
+             \x20 - {id: c, domains: [c.test], tokens: [short-secret-x], plan: free,\n\
+             \x20    providers: [{id: x, type: process, apps: [{name: a, command: 'true'}]}, {id: y, type: process, apps: [{name: b, command: 'true'}]}]}\n\
+             \x20 - {id: c, domains: [c.test], colour: blue}\n",
+        )
+        .expect_err("invalid");
+        let expected = [
+            "spaces[0].id: `default` is the top-level",
+            "spaces[1].id: `Bad_Id` is not a space id",
+            "spaces[1].domains[0]: `example.com` is already a domain of the top-level `domains`",
+            "spaces[2].domains: is required",
+            "spaces[3].providers: 2 provider accounts, but the plan `free` allows 1",
+            "spaces[3].tokens[0]: must be at least 16 characters",
+            "spaces[4].id: duplicate space id `c`",
+            "spaces[4].domains[0]: `c.test` is already a domain of `spaces[3]`",
+            "spaces[4].colour: unknown key",
+        ];
+        for start in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(start)),
+                "{start}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        // A token is never repeated in an error.
+        assert!(errors.iter().all(|e| !e.contains("short-secret-x")));
     }
 }

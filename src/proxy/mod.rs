@@ -230,10 +230,30 @@ impl ProxyError {
     }
 }
 
+/// What the route phase found: the space (`None`: the default one) and its app, or the
+/// space and why no app answers.
+type Routed = Result<(Option<usize>, Arc<App>), (Option<usize>, ProxyError)>;
+
+/// A space's share of the proxy: the hosts it answers to and its apps.
+#[derive(Debug, Clone)]
+pub struct SpaceRoute {
+    /// The space's id.
+    pub id: String,
+    /// Its base domains: a host under one of them (the longest match over every space)
+    /// goes to this space's apps only.
+    pub domains: Vec<String>,
+    /// Its apps, routes and wakes.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Its requests that never wake an app nor count as activity.
+    pub activity: crate::config::Activity,
+}
+
 /// The proxy: routes, wakes, forwards.
 pub struct Proxy {
-    /// Apps, routes and wakes.
+    /// Apps, routes and wakes of the default space.
     lifecycle: Arc<Lifecycle>,
+    /// The other spaces (`spaces:`).
+    spaces: Vec<SpaceRoute>,
     /// Base domains of the default space.
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
@@ -281,6 +301,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             lifecycle,
+            spaces: Vec::new(),
             domains: config.domains.clone(),
             tls,
             activity: config.activity.clone(),
@@ -289,6 +310,37 @@ impl Proxy {
             preserve_host: config.preserve_host,
             server_tls,
             system: None,
+        }
+    }
+
+    /// Routes the hosts under these spaces' domains to their apps.
+    pub fn with_spaces(mut self, spaces: Vec<SpaceRoute>) -> Proxy {
+        self.spaces = spaces;
+        self
+    }
+
+    /// The space a host belongs to (`None`: the default space) and its route key there:
+    /// the part left of the longest matching domain of any space; for the default space
+    /// only, the first label when no domain matches. No key: the host is a domain itself.
+    fn tenant<'h>(&self, host: &'h str) -> (Option<usize>, Option<&'h str>) {
+        let domains = self
+            .spaces
+            .iter()
+            .enumerate()
+            .flat_map(|(index, space)| space.domains.iter().map(move |d| (Some(index), d.as_str())))
+            .chain(self.domains.iter().map(|d| (None, d.as_str())));
+        match route::under(host, domains) {
+            route::Under::Domain(space) => (space, None),
+            route::Under::Key(space, key) => (space, Some(key)),
+            route::Under::None => (None, route::first_label(host)),
+        }
+    }
+
+    /// The lifecycle and activity settings of a space found by [`Proxy::tenant`].
+    fn space(&self, space: Option<usize>) -> (&Arc<Lifecycle>, &crate::config::Activity) {
+        match space.and_then(|index| self.spaces.get(index)) {
+            Some(space) => (&space.lifecycle, &space.activity),
+            None => (&self.lifecycle, &self.activity),
         }
     }
 
@@ -560,32 +612,35 @@ impl Worker {
         let fail = |error: ProxyError| (error, html);
         // route; a host no app answers to may be an app created a moment ago: one
         // discovery (at most every 10 s, shared by everyone asking) before the 404.
-        let app = match self.route(&request) {
-            Ok(app) => app,
-            Err(ProxyError::UnknownApp { host }) => {
-                if !self.proxy.lifecycle.rediscover().await {
+        let (space, app) = match self.route(&request) {
+            Ok(found) => found,
+            Err((space, ProxyError::UnknownApp { host })) => {
+                let (lifecycle, _) = self.proxy.space(space);
+                if !lifecycle.rediscover().await {
                     return Err(fail(ProxyError::UnknownApp { host }));
                 }
-                self.route(&request).map_err(fail)?
+                self.route(&request).map_err(|(_, error)| fail(error))?
             }
-            Err(error) => return Err(fail(error)),
+            Err((_, error)) => return Err(fail(error)),
         };
         // Kept for the metrics; the phases below borrow it from there (no extra clone).
         let app: &Arc<App> = routed.insert(app);
+        // Everything below acts through the app's own space.
+        let (lifecycle, activity) = self.proxy.space(space);
 
         // admit: monitors and health checks configured as not counting never wake an app.
-        let ignored = !self.proxy.activity.is_empty() && {
+        let ignored = !activity.is_empty() && {
             let agent = request
                 .headers()
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok());
-            self.proxy.activity.ignores(agent, request.uri().path())
+            activity.ignores(agent, request.uri().path())
         };
         // touch
         let in_flight = if ignored {
-            self.proxy.lifecycle.begin_quiet_request(app)
+            lifecycle.begin_quiet_request(app)
         } else {
-            self.proxy.lifecycle.begin_request(app)
+            lifecycle.begin_request(app)
         };
         if ignored && app.state() != crate::lifecycle::State::Awake {
             let app = app.key.name.to_string();
@@ -596,9 +651,9 @@ impl Worker {
         if matches!(
             app.state(),
             crate::lifecycle::State::Asleep | crate::lifecycle::State::Failed
-        ) && let Some(refusal) = self.proxy.lifecycle.wake_refused(app)
+        ) && let Some(refusal) = lifecycle.wake_refused(app)
         {
-            let now = self.proxy.lifecycle.clock().wall_now();
+            let now = lifecycle.clock().wall_now();
             return Err(fail(ProxyError::Scheduled {
                 app: app.key.name.to_string(),
                 schedule: refusal.schedule,
@@ -619,11 +674,7 @@ impl Worker {
         {
             let peer = client.peer;
             let before = app.phase();
-            if let Err(error) = self
-                .proxy
-                .lifecycle
-                .request_wake(app, || wake::cause(&request, peer))
-            {
+            if let Err(error) = lifecycle.request_wake(app, || wake::cause(&request, peer)) {
                 let app = app.key.name.to_string();
                 return Err(fail(ProxyError::Wake { app, error }));
             }
@@ -645,8 +696,7 @@ impl Worker {
         }
 
         // awake? / wake -> hold
-        let upstream = match wake::upstream(&self.proxy.lifecycle, app, &request, client.peer).await
-        {
+        let upstream = match wake::upstream(lifecycle, app, &request, client.peer).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let app = app.key.name.to_string();
@@ -695,24 +745,33 @@ impl Worker {
         Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
     }
 
-    /// Phase **route**: the app this request is for.
-    fn route(&self, request: &Request<Incoming>) -> Result<Arc<App>, ProxyError> {
-        let host = route::request_host(request)?;
-        let routes = self.proxy.lifecycle.routes();
-        let route = route::route_key(&host, &self.proxy.domains)
-            .and_then(|key| routes.get(key).map(|route| (key, route)));
+    /// Phase **route**: the space the host belongs to (`None`: the default one), and the
+    /// app of that space this request is for. A host never reaches another space's apps:
+    /// the space is decided first, then only its routes are looked at.
+    fn route(&self, request: &Request<Incoming>) -> Routed {
+        let host = route::request_host(request).map_err(|error| (None, error.into()))?;
+        let (space, key) = self.proxy.tenant(&host);
+        let (lifecycle, _) = self.proxy.space(space);
+        let routes = lifecycle.routes();
+        let route = key.and_then(|key| routes.get(key).map(|route| (key, route)));
         match route {
-            Some((_, Route::App(app))) => Ok(Arc::clone(app)),
-            None => Err(ProxyError::UnknownApp {
-                host: host.into_owned(),
-            }),
+            Some((_, Route::App(app))) => Ok((space, Arc::clone(app))),
+            None => Err((
+                space,
+                ProxyError::UnknownApp {
+                    host: host.into_owned(),
+                },
+            )),
             Some((key, Route::Ambiguous(keys))) => {
                 let rest = &host[key.len()..];
                 let choices = keys.iter().map(|k| format!("{k}{rest}")).collect();
-                Err(ProxyError::Ambiguous {
-                    host: host.into_owned(),
-                    choices,
-                })
+                Err((
+                    space,
+                    ProxyError::Ambiguous {
+                        host: host.into_owned(),
+                        choices,
+                    },
+                ))
             }
         }
     }

@@ -96,6 +96,9 @@ pub enum HostError {
     /// Several `Host` headers.
     #[error("the request has several Host headers")]
     Duplicate,
+    /// The request target names one host and the `Host` header another.
+    #[error("the request target's host and the Host header differ")]
+    Mismatch,
     /// A host that is not a host name.
     #[error("the Host header is not a valid host name")]
     Malformed,
@@ -108,13 +111,22 @@ pub fn request_host<B>(request: &Request<B>) -> Result<Cow<'_, str>, HostError> 
     if hosts.next().is_some() {
         return Err(HostError::Duplicate);
     }
-    // An absolute-form target (or HTTP/2 :authority) wins over the Host header (RFC 9112 3.2.2).
-    let raw = match (request.uri().authority(), header) {
-        (Some(authority), _) => authority.as_str(),
-        (None, Some(value)) => value.to_str().map_err(|_| HostError::Malformed)?,
-        (None, None) => return Err(HostError::Missing),
-    };
-    normalize_host(raw)
+    // An absolute-form target (or HTTP/2 :authority) names the host (RFC 9112 3.2.2); a
+    // Host header that says otherwise makes the request ambiguous (RFC 9113 8.3.1 calls it
+    // malformed), so it is refused rather than routed by either.
+    match (request.uri().authority(), header) {
+        (Some(authority), Some(value)) => {
+            let target = normalize_host(authority.as_str())?;
+            let header = normalize_host(value.to_str().map_err(|_| HostError::Malformed)?)?;
+            if target != header {
+                return Err(HostError::Mismatch);
+            }
+            Ok(target)
+        }
+        (Some(authority), None) => normalize_host(authority.as_str()),
+        (None, Some(value)) => normalize_host(value.to_str().map_err(|_| HostError::Malformed)?),
+        (None, None) => Err(HostError::Missing),
+    }
 }
 
 /// Strips the port and a trailing dot, lowercases, and checks the characters.
@@ -162,26 +174,55 @@ fn is_port_suffix(text: &str) -> bool {
         .is_some_and(|port| port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The route key of a host: what stands left of the longest matching domain, or the first
-/// label when none matches. `None` when the host is a domain itself.
-pub fn route_key<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
-    let mut best: Option<&str> = None;
-    for domain in domains {
+/// Where a host stands among some owners' domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Under<'h, T> {
+    /// The host is one of `T`'s domains itself (no app is served there).
+    Domain(T),
+    /// The host is under `T`'s domain; the route key is what stands left of it.
+    Key(T, &'h str),
+    /// Under none of them.
+    None,
+}
+
+/// The owner of the longest domain the host is under (a whole-label suffix), and the route
+/// key left of it.
+pub fn under<'h, 'd, T: Copy>(
+    host: &'h str,
+    domains: impl IntoIterator<Item = (T, &'d str)>,
+) -> Under<'h, T> {
+    let mut best: Option<(T, usize)> = None;
+    for (owner, domain) in domains {
         if host == domain {
-            return None;
+            return Under::Domain(owner);
         }
         if host.len() > domain.len()
-            && host.ends_with(domain.as_str())
+            && host.ends_with(domain)
             && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            && best.is_none_or(|b| b.len() < domain.len())
+            && best.is_none_or(|(_, len)| len < domain.len())
         {
-            best = Some(domain);
+            best = Some((owner, domain.len()));
         }
     }
     match best {
-        Some(domain) => Some(&host[..host.len() - domain.len() - 1]),
-        None => host.split('.').next().filter(|label| !label.is_empty()),
+        Some((owner, len)) => Under::Key(owner, &host[..host.len() - len - 1]),
+        None => Under::None,
     }
+}
+
+/// The route key of a host: what stands left of the longest matching domain, or the first
+/// label when none matches. `None` when the host is a domain itself.
+pub fn route_key<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
+    match under(host, domains.iter().map(|d| ((), d.as_str()))) {
+        Under::Domain(()) => None,
+        Under::Key((), key) => Some(key),
+        Under::None => first_label(host),
+    }
+}
+
+/// The first DNS label of a host.
+pub fn first_label(host: &str) -> Option<&str> {
+    host.split('.').next().filter(|label| !label.is_empty())
 }
 
 #[cfg(test)]

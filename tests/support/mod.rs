@@ -97,6 +97,8 @@ pub struct TestEngine {
     /// The TLS listener, when the config has `tls`.
     pub tls_addr: Option<SocketAddr>,
     pub lifecycle: Arc<Lifecycle>,
+    /// The other spaces' ids and lifecycles (`spaces:`).
+    pub spaces: Vec<(String, Arc<Lifecycle>)>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -126,6 +128,11 @@ impl TestEngine {
         let admin_addr = admin.local_addr().expect("admin addr");
         let engine = Engine::start(loaded.config).await.expect("engine starts");
         let lifecycle = Arc::clone(engine.lifecycle());
+        let spaces = engine
+            .spaces()
+            .iter()
+            .map(|space| (space.id().to_owned(), Arc::clone(space.lifecycle())))
+            .collect();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = engine
@@ -149,6 +156,7 @@ impl TestEngine {
             admin_addr,
             tls_addr,
             lifecycle,
+            spaces,
             shutdown: Some(tx),
             task: Some(task),
         }
