@@ -280,6 +280,22 @@ impl Engine {
             token: self.config.admin.token.clone(),
             metrics_auth: self.config.admin.metrics_auth,
             savings: Arc::new(self.config.savings.clone()),
+            space: DEFAULT_SPACE.to_owned(),
+            spaces: Arc::new(
+                std::iter::once(admin::SpaceAccess {
+                    id: DEFAULT_SPACE.to_owned(),
+                    lifecycle: Arc::clone(&self.lifecycle),
+                    domains: Arc::new(self.config.domains.clone()),
+                    tokens: Vec::new(),
+                })
+                .chain(self.spaces.iter().map(|space| admin::SpaceAccess {
+                    id: space.config.id.clone(),
+                    lifecycle: Arc::clone(&space.lifecycle),
+                    domains: Arc::new(space.config.domains.clone()),
+                    tokens: space.config.tokens.clone(),
+                }))
+                .collect(),
+            ),
         }
     }
 

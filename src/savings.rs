@@ -439,10 +439,11 @@ pub fn grams(grams: f64) -> String {
     }
 }
 
-/// Reads from the store the events that make intervals, for every app, up to `to`
-/// (events before `from` too: an app may have been asleep since before it).
+/// Reads from the store the events that make intervals, for every app of `space`, up to
+/// `to` (events before `from` too: an app may have been asleep since before it).
 pub async fn collect(
     store: &dyn Store,
+    space: &str,
     to: SystemTime,
 ) -> Result<BTreeMap<(String, String), Vec<Interval>>, StoreError> {
     let mut by_app: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
@@ -450,6 +451,7 @@ pub async fn collect(
     loop {
         let page = store
             .events(&EventQuery {
+                space: Some(space.to_owned()),
                 kinds: KINDS.iter().map(|kind| (*kind).to_owned()).collect(),
                 until: Some(to),
                 limit: Some(crate::store::MAX_EVENTS_LIMIT),

@@ -572,7 +572,7 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     browser.click("button[type=submit]").await;
     browser
         .source_when("the wrong token refused", |s| {
-            s.contains("That token is not the admin token")
+            s.contains("That token is not a valid token")
         })
         .await;
     browser.type_into("#token", TOKEN).await;

@@ -1,21 +1,29 @@
 //! Spaces on the whole engine: two tenants with an app of the same name each, routed by the
 //! longest domain of any space; no Host trick (case, trailing dot, port, duplicated Host
 //! headers, absolute-form targets, a domain inside another's host) reaches the other
-//! space's app. Each space has its own plan.
+//! space's app. Each space has its own plan. A space's token sees and acts on its own space
+//! only, on every operation of the admin API (taken from its OpenAPI document, so a new
+//! endpoint cannot forget the check): another space is 404, never 403.
 
 mod support;
 
 use paastis::lifecycle::State;
 use support::{TestClient, TestEngine, raw_exchange, upstream_command};
 
+const ADMIN: &str = "admin-token-0123456789";
+const ACME: &str = "acme-token-0123456789";
+const GLOBEX: &str = "globex-token-0123456789";
+
 fn config() -> String {
     let command = upstream_command();
     format!(
         r#"
 domains: [example.test]
+admin: {{token: {ADMIN}}}
 spaces:
   - id: acme
     domains: [acme.test, acme.example.test]
+    tokens: [{ACME}]
     plan: {{running_apps_per_provider: 1}}
     providers:
       - id: local
@@ -25,6 +33,7 @@ spaces:
           - {{name: api, command: "{command}", env: {{APP_NAME: acme-api}}}}
   - id: globex
     domains: [globex.test]
+    tokens: [{GLOBEX}]
     providers:
       - id: local
         type: process
@@ -102,5 +111,158 @@ async fn each_domain_reaches_its_own_space_and_no_host_trick_crosses_over() {
     let refused = client.get("api.acme.test", "/").await;
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert_eq!(client.get("api.globex.test", "/").await.status, 200);
+    engine.stop().await;
+}
+
+async fn call(
+    engine: &TestEngine,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> (u16, serde_json::Value) {
+    let answer = TestClient::new(engine.admin_addr)
+        .send(
+            method,
+            "localhost",
+            path,
+            &[("authorization", &format!("Bearer {token}"))],
+            Default::default(),
+        )
+        .await;
+    let body = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+    (answer.status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_token_reaches_its_own_space_only_on_every_endpoint() {
+    let engine = TestEngine::start(&config()).await;
+    let client = TestClient::new(engine.addr);
+    // Some history in both spaces.
+    assert_eq!(client.get("web.acme.test", "/").await.status, 200);
+    assert_eq!(client.get("web.globex.test", "/").await.status, 200);
+
+    let doc = TestClient::new(engine.admin_addr)
+        .get("localhost", "/api/openapi.json")
+        .await
+        .json();
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for method in ["get", "post", "put", "delete"] {
+            if item.get(method).is_some() {
+                let concrete = path.replace("{provider}", "local").replace("{app}", "web");
+                operations.push((method.to_uppercase(), concrete));
+            }
+        }
+    }
+    assert!(operations.len() >= 9, "{operations:?}");
+    for (method, path) in &operations {
+        // Another space, named: 404 for its token, whatever the operation.
+        let (status, body) = call(&engine, method, &format!("{path}?space=globex"), ACME).await;
+        assert_eq!(status, 404, "{method} {path}?space=globex: {body}");
+        assert_eq!(
+            body["error"]["code"], "unknown_space",
+            "{method} {path}: {body}"
+        );
+        // A space that does not exist: the same answer.
+        let (status, _) = call(&engine, method, &format!("{path}?space=nope"), ACME).await;
+        assert_eq!(status, 404, "{method} {path}?space=nope");
+        // A wrong token: 401 before anything else.
+        let (status, _) = call(
+            &engine,
+            method,
+            &format!("{path}?space=acme"),
+            "wrong-token-0123456789",
+        )
+        .await;
+        assert_eq!(status, 401, "{method} {path}");
+    }
+    // The token's own space, by default or by name.
+    for path in ["/api/v1/apps", "/api/v1/apps?space=acme"] {
+        let (status, list) = call(&engine, "GET", path, ACME).await;
+        assert_eq!(status, 200, "{list}");
+        let names: Vec<&str> = list["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .filter_map(|app| app["name"].as_str())
+            .collect();
+        assert_eq!(names, ["api", "web"], "{list}");
+        assert!(list.to_string().contains("acme.test"), "{list}");
+        assert!(!list.to_string().contains("globex"), "{list}");
+    }
+    let (_, events) = call(&engine, "GET", "/api/v1/events", ACME).await;
+    let spaces: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["space"].as_str())
+        .collect();
+    assert!(
+        !spaces.is_empty() && spaces.iter().all(|s| *s == "acme"),
+        "{events}"
+    );
+    let (status, shown) = call(&engine, "GET", "/api/v1/apps/local/web", GLOBEX).await;
+    assert_eq!(status, 200);
+    assert!(shown.to_string().contains("globex.test"), "{shown}");
+    // A space token acts on its own apps.
+    let (status, _) = call(&engine, "POST", "/api/v1/apps/local/web/stop", GLOBEX).await;
+    assert_eq!(status, 202);
+    let (_, acme_web) = call(&engine, "GET", "/api/v1/apps/local/web", ACME).await;
+    assert_eq!(
+        acme_web["state"], "awake",
+        "globex's stop left acme's web alone"
+    );
+
+    // The admin token: the default space, or any space by name.
+    let (_, default) = call(&engine, "GET", "/api/v1/apps", ADMIN).await;
+    assert_eq!(
+        default["apps"].as_array().map(Vec::len),
+        Some(0),
+        "{default}"
+    );
+    let (status, globex) = call(&engine, "GET", "/api/v1/apps?space=globex", ADMIN).await;
+    assert_eq!(status, 200);
+    assert!(globex.to_string().contains("globex.test"), "{globex}");
+    let (status, _) = call(&engine, "GET", "/api/v1/apps?space=nope", ADMIN).await;
+    assert_eq!(status, 404);
+
+    // Metrics: a space's token sees its own apps only.
+    let metrics = TestClient::new(engine.admin_addr)
+        .send(
+            "GET",
+            "localhost",
+            "/metrics",
+            &[("authorization", &format!("Bearer {ACME}"))],
+            Default::default(),
+        )
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"app="acme:local/web",status="2xx"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paastis_request_duration_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("globex"), "{metrics}");
+
+    // The dashboard signed in with a space's token shows that space.
+    let page = TestClient::new(engine.admin_addr)
+        .send(
+            "GET",
+            "localhost",
+            "/",
+            &[("cookie", &format!("paastis_token={GLOBEX}"))],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("web.globex.test"), "{html}");
+    assert!(!html.contains("acme.test"), "{html}");
     engine.stop().await;
 }

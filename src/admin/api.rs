@@ -5,16 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::{
-    AdminState, ApiError, ApiPath as Path, ApiQuery as Query, ErrorBody, authorized, rfc3339,
-};
+use super::{AdminState, ApiError, ApiPath as Path, ApiQuery as Query, ErrorBody, rfc3339};
 use crate::config::Strategy;
 use crate::events::{StopCause, WakeCause};
 use crate::lifecycle::{App, State as AppState};
@@ -37,7 +35,7 @@ use crate::store::EventQuery;
         PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
         crate::savings::Report, crate::savings::Saved, crate::savings::Money
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -53,6 +51,62 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Declares the `space` query parameter every `/api/v1` operation takes.
+struct SpaceParam;
+
+impl utoipa::Modify for SpaceParam {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let parameter = ParameterBuilder::new()
+            .name("space")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "The space to act on: the caller's own by default (`default` for the admin \
+                 token). Another space than a space token's own is 404.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[a-z0-9-]{1,63}$")),
+            ))
+            .build();
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let unknown_space = ResponseBuilder::new()
+            .description("no such space, or not the caller's (or no such app)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.starts_with("/api/v1/") {
+                item.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(parameter.clone());
+                for operation in [
+                    &mut item.get,
+                    &mut item.post,
+                    &mut item.put,
+                    &mut item.delete,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    operation
+                        .responses
+                        .responses
+                        .entry("404".to_owned())
+                        .or_insert_with(|| unknown_space.clone().into());
+                }
+            }
+        }
     }
 }
 
@@ -150,9 +204,13 @@ pub async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<ReadyVi
     (status = 401, body = ErrorBody)
 ))]
 pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if state.metrics_auth && !authorized(&state, &headers, false) {
-        return ApiError::unauthorized().into_response();
-    }
+    // A space's token sees its space's metrics; without `metrics_auth` anyone may read
+    // the default space's.
+    let state = match state.scoped(&headers, None, false) {
+        Ok(scoped) => scoped,
+        Err(_) if !state.metrics_auth => state,
+        Err(error) => return error.into_response(),
+    };
     let text = state.lifecycle.metrics().render(&state.lifecycle.apps());
     (
         [(
@@ -331,7 +389,7 @@ fn find(state: &AdminState, provider: &str, name: &str) -> Result<Arc<App>, ApiE
     (status = 200, body = AppList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)
 ))]
 pub async fn apps_index(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Query(query): Query<AppsQuery>,
 ) -> Result<Json<AppList>, ApiError> {
     let wanted_state = match query.state.as_deref() {
@@ -383,7 +441,7 @@ fn parse_state(word: &str) -> Option<AppState> {
     responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn apps_show(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Path((provider, name)): Path<(String, String)>,
 ) -> Result<Json<AppView>, ApiError> {
     let app = find(&state, &provider, &name)?;
@@ -411,7 +469,7 @@ pub struct StartQuery {
     )
 )]
 pub async fn apps_start(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Path((provider, name)): Path<(String, String)>,
     Query(query): Query<StartQuery>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
@@ -453,7 +511,7 @@ pub async fn apps_start(
     )
 )]
 pub async fn apps_stop(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Path((provider, name)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
     let app = find(&state, &provider, &name)?;
@@ -483,7 +541,7 @@ pub struct PinRequest {
     )
 )]
 pub async fn apps_pin(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Path((provider, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<AppView>, ApiError> {
@@ -519,7 +577,7 @@ pub async fn apps_pin(
     responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn apps_unpin(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Path((provider, name)): Path<(String, String)>,
 ) -> Result<Json<AppView>, ApiError> {
     let app = find(&state, &provider, &name)?;
@@ -611,7 +669,7 @@ pub struct SavingsQuery {
     (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)
 ))]
 pub async fn savings_index(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Query(query): Query<SavingsQuery>,
 ) -> Result<Json<crate::savings::Report>, ApiError> {
     let group_by = match query.group_by.as_deref() {
@@ -663,7 +721,7 @@ pub async fn savings_intervals(
     state: &AdminState,
     to: SystemTime,
 ) -> Result<Vec<(crate::savings::AppRef, Vec<crate::savings::Interval>)>, ApiError> {
-    let by_app = crate::savings::collect(state.store.as_ref(), to)
+    let by_app = crate::savings::collect(state.store.as_ref(), &state.space, to)
         .await
         .map_err(|error| ApiError::unavailable(error.to_string()))?;
     let kinds: std::collections::HashMap<&str, &str> = state
@@ -694,7 +752,7 @@ pub async fn savings_intervals(
     (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)
 ))]
 pub async fn events_index(
-    State(state): State<AdminState>,
+    Extension(state): Extension<AdminState>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     let kinds: Vec<String> = query
@@ -715,7 +773,7 @@ pub async fn events_index(
         )));
     }
     let store_query = EventQuery {
-        space: None,
+        space: Some(state.space.clone()),
         provider: query.provider.filter(|p| !p.is_empty()),
         app: query.app.filter(|a| !a.is_empty()),
         kinds,
@@ -808,7 +866,7 @@ pub struct CallCount {
 #[utoipa::path(get, path = "/api/v1/providers", responses(
     (status = 200, body = ProviderList), (status = 401, body = ErrorBody)
 ))]
-pub async fn providers_index(State(state): State<AdminState>) -> Json<ProviderList> {
+pub async fn providers_index(Extension(state): Extension<AdminState>) -> Json<ProviderList> {
     let apps = state.lifecycle.apps();
     let metrics = state.lifecycle.metrics();
     let errors = metrics.provider_errors();

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::api::{AppView, EventList, EventsQuery};
-use super::{AdminState, COOKIE, authorized, constant_time_eq};
+use super::{AdminState, COOKIE};
 use crate::events::{StopCause, WakeCause};
 use crate::proxy::pages::escape;
 
@@ -125,13 +125,11 @@ pub struct LoginForm {
 
 /// `POST /login`: a right token becomes the session cookie.
 pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>) -> Response {
-    let right = match &state.token {
-        Some(token) => constant_time_eq(form.token.trim().as_bytes(), token.expose().as_bytes()),
-        None => true,
-    };
+    // The admin token, or a space's (its dashboard then shows that space only).
+    let right = state.caller_of(&form.token).is_some();
     if !right {
         let mut response =
-            Html(login_html(Some("That token is not the admin token."))).into_response();
+            Html(login_html(Some("That token is not a valid token."))).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return no_store(response);
     }
@@ -163,9 +161,9 @@ pub async fn act(
     Path((provider, name, action)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&state, &headers, true) {
+    let Ok(state) = state.scoped(&headers, None, true) else {
         return Redirect::to("/login").into_response();
-    }
+    };
     let Some(app) = state.lifecycle.app(&provider, &name) else {
         return (StatusCode::NOT_FOUND, "no such app").into_response();
     };
@@ -194,11 +192,11 @@ pub async fn act(
 
 /// `GET /`: the dashboard, or the login form.
 pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers, true) {
+    let Ok(state) = state.scoped(&headers, None, true) else {
         return Redirect::to("/login").into_response();
-    }
+    };
     let apps = match super::api::apps_index(
-        State(state.clone()),
+        axum::Extension(state.clone()),
         super::ApiQuery(super::api::AppsQuery {
             provider: None,
             state: None,
@@ -211,7 +209,7 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         Err(_) => Vec::new(),
     };
     let events = super::api::events_index(
-        State(state.clone()),
+        axum::Extension(state.clone()),
         super::ApiQuery(EventsQuery {
             provider: None,
             app: None,

@@ -47,6 +47,126 @@ pub struct AdminState {
     pub metrics_auth: bool,
     /// Prices and carbon figures for `/api/v1/savings` and the dashboard.
     pub savings: Arc<crate::savings::SavingsConfig>,
+    /// The space this state is scoped to (`lifecycle`, `domains` are its own); the
+    /// router's state is the default space's, and each request gets its caller's.
+    pub space: String,
+    /// Every space (the default one first), to scope requests to.
+    pub spaces: Arc<Vec<SpaceAccess>>,
+}
+
+/// A space as the admin API sees it: its apps and the tokens scoped to it.
+#[derive(Clone)]
+pub struct SpaceAccess {
+    /// Its id.
+    pub id: String,
+    /// Its apps.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Its base domains.
+    pub domains: Arc<Vec<String>>,
+    /// Tokens that act on this space only.
+    pub tokens: Vec<Secret>,
+}
+
+/// Who is calling: the admin (every space) or a space's token (that space only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token (or no token configured).
+    Admin,
+    /// A token of the space at this index of [`AdminState::spaces`].
+    Space(usize),
+}
+
+impl AdminState {
+    /// Who a token is: the admin, a space, or nobody.
+    pub fn caller_of(&self, given: &str) -> Option<Caller> {
+        let given = given.trim().as_bytes();
+        if let Some(token) = &self.token
+            && constant_time_eq(given, token.expose().as_bytes())
+        {
+            return Some(Caller::Admin);
+        }
+        // Every token is compared (no early exit), so timing tells nothing of which.
+        let mut found = None;
+        for (index, space) in self.spaces.iter().enumerate() {
+            for token in &space.tokens {
+                if constant_time_eq(given, token.expose().as_bytes()) && found.is_none() {
+                    found = Some(Caller::Space(index));
+                }
+            }
+        }
+        found.or(self.token.is_none().then_some(Caller::Admin))
+    }
+
+    /// Who the request is, from its bearer token (or, with `cookie`, the dashboard's).
+    pub fn caller(&self, headers: &HeaderMap, cookie: bool) -> Option<Caller> {
+        let bearers = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(|value| value.strip_prefix("Bearer "));
+        for given in bearers {
+            if let Some(caller) = self.caller_of(given)
+                && (self.token.is_some() || caller != Caller::Admin)
+            {
+                return Some(caller);
+            }
+        }
+        if cookie
+            && let Some(given) = cookie_value(headers, COOKIE)
+            && let Some(caller) = self.caller_of(given)
+            && (self.token.is_some() || caller != Caller::Admin)
+        {
+            return Some(caller);
+        }
+        self.token.is_none().then_some(Caller::Admin)
+    }
+
+    /// This state scoped to one space: the `space` query parameter's (default: the
+    /// caller's own, `default` for the admin). 401 without a valid token; 404 for a space
+    /// that does not exist or is not the caller's (never 403: other spaces are not there).
+    pub fn scoped(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        cookie: bool,
+    ) -> Result<AdminState, ApiError> {
+        let caller = self
+            .caller(headers, cookie)
+            .ok_or_else(ApiError::unauthorized)?;
+        // Space ids are plain DNS labels: taken as written (an encoded one names no space).
+        let asked = query.and_then(|query| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .find(|(key, _)| *key == "space")
+                .map(|(_, value)| value.to_owned())
+        });
+        let index = match (caller, asked.as_deref()) {
+            (Caller::Space(own), None) => own,
+            (Caller::Space(own), Some(asked)) => {
+                if self.spaces.get(own).is_some_and(|space| space.id == asked) {
+                    own
+                } else {
+                    return Err(ApiError::unknown_space(asked));
+                }
+            }
+            (Caller::Admin, None) => 0,
+            (Caller::Admin, Some(asked)) => self
+                .spaces
+                .iter()
+                .position(|space| space.id == asked)
+                .ok_or_else(|| ApiError::unknown_space(asked))?,
+        };
+        let space = self
+            .spaces
+            .get(index)
+            .ok_or_else(|| ApiError::unknown_space(crate::DEFAULT_SPACE))?;
+        let mut scoped = self.clone();
+        scoped.lifecycle = Arc::clone(&space.lifecycle);
+        scoped.domains = Arc::clone(&space.domains);
+        scoped.space = space.id.clone();
+        Ok(scoped)
+    }
 }
 
 impl std::fmt::Debug for AdminState {
@@ -112,6 +232,15 @@ impl ApiError {
             code: "unauthorized",
             message: "missing or invalid token (send Authorization: Bearer <admin.token>)"
                 .to_owned(),
+        }
+    }
+
+    /// 404: no such space (or not the caller's: the same answer).
+    pub fn unknown_space(space: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_space",
+            message: format!("no space `{space}`"),
         }
     }
 
@@ -258,36 +387,17 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// Refuses a request without the right bearer token.
+/// Refuses a request without a valid token, and hands the handlers the state of the
+/// space it may act on (see [`AdminState::scoped`]): every protected route is scoped here,
+/// so none can forget it.
 async fn require_token(
     State(state): State<AdminState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if authorized(&state, request.headers(), false) {
-        Ok(next.run(request).await)
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
-/// Whether the request carries the token: `Authorization: Bearer <token>`, or (with
-/// `cookie`) the dashboard's cookie. Always true when no token is configured.
-pub fn authorized(state: &AdminState, headers: &HeaderMap, cookie: bool) -> bool {
-    let Some(token) = &state.token else {
-        return true;
-    };
-    let expected = token.expose().as_bytes();
-    let bearer = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.strip_prefix("Bearer "))
-        .any(|given| constant_time_eq(given.trim().as_bytes(), expected));
-    bearer
-        || (cookie
-            && cookie_value(headers, COOKIE)
-                .is_some_and(|given| constant_time_eq(given.as_bytes(), expected)))
+    let scoped = state.scoped(request.headers(), request.uri().query(), false)?;
+    request.extensions_mut().insert(scoped);
+    Ok(next.run(request).await)
 }
 
 /// A cookie's value from the request's `Cookie` headers.

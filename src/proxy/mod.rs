@@ -555,14 +555,14 @@ impl Worker {
     /// One request through every phase.
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
         let started = Instant::now();
-        // The app the request went to, once routed (for the metrics).
-        let mut routed = None;
+        // The space and app the request went to, once routed (for the metrics).
+        let mut routed: Option<(Option<usize>, Arc<App>)> = None;
         if !tracing::enabled!(tracing::Level::DEBUG) {
             let response = match self.proxy(request, client, &mut routed).await {
                 Ok(response) => response,
                 Err((error, html)) => error.response(html),
             };
-            self.account(routed.as_deref(), response.status(), started);
+            self.account(routed.as_ref(), response.status(), started);
             return response;
         }
         // account: one line per request, never header values or query strings.
@@ -575,7 +575,7 @@ impl Worker {
                 error.response(html)
             }
         };
-        self.account(routed.as_deref(), response.status(), started);
+        self.account(routed.as_ref(), response.status(), started);
         tracing::debug!(
             %method,
             %path,
@@ -586,12 +586,20 @@ impl Worker {
         response
     }
 
-    /// account: the request in the metrics (its app's counter, the duration histogram).
-    fn account(&self, app: Option<&App>, status: StatusCode, started: Instant) {
-        self.proxy
-            .lifecycle
-            .metrics()
-            .request(app, status.as_u16(), started.elapsed());
+    /// account: the request in the metrics of its app's space (its app's counter, the
+    /// duration histogram); unrouted requests in the default space's.
+    fn account(
+        &self,
+        routed: Option<&(Option<usize>, Arc<App>)>,
+        status: StatusCode,
+        started: Instant,
+    ) {
+        let (lifecycle, _) = self.proxy.space(routed.and_then(|(space, _)| *space));
+        lifecycle.metrics().request(
+            routed.map(|(_, app)| app.as_ref()),
+            status.as_u16(),
+            started.elapsed(),
+        );
     }
 
     /// The phases; an error comes with whether the client wants HTML.
@@ -599,7 +607,7 @@ impl Worker {
         &self,
         request: Request<Incoming>,
         client: &ClientSide,
-        routed: &mut Option<Arc<App>>,
+        routed: &mut Option<(Option<usize>, Arc<App>)>,
     ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
         // The original engine's system API, on the proxy port, when enabled.
         if let Some(system) = &self.proxy.system
@@ -624,7 +632,8 @@ impl Worker {
             Err((_, error)) => return Err(fail(error)),
         };
         // Kept for the metrics; the phases below borrow it from there (no extra clone).
-        let app: &Arc<App> = routed.insert(app);
+        let (_, app) = routed.insert((space, app));
+        let app: &Arc<App> = app;
         // Everything below acts through the app's own space.
         let (lifecycle, activity) = self.proxy.space(space);
 
