@@ -426,6 +426,18 @@ pub fn daily_hours(intervals: &[Interval], days: u32, now: SystemTime) -> Vec<f6
         .collect()
 }
 
+/// `0.80 EUR + 0.14 USD`, or `none` when nothing is priced.
+pub fn money_text(money: &[Money], none: &str) -> String {
+    if money.is_empty() {
+        return none.to_owned();
+    }
+    money
+        .iter()
+        .map(|m| format!("{:.2} {}", m.amount, m.currency))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// A mass of CO2e: `350 g`, `1.24 kg`, `3.10 t`.
 pub fn grams(grams: f64) -> String {
     if grams >= 1_000_000.0 {

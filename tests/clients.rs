@@ -135,31 +135,25 @@ async fn a_1_gib_download_streams_in_bounded_memory() {
     let pid = served.child.id().expect("pid");
     // A first small download: the app is awake and the engine's pools are warm, so what
     // grows after is the big transfer's doing (not the binary's size, nor start-up).
-    let url = format!("http://{}/bytes?mib=1", served.addr);
-    let (out, _) = curl(&[
-        "-H",
-        "Host: hello.localhost",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{size_download}",
-        &url,
-    ])
-    .await;
-    assert_eq!(out, (1024u64 * 1024).to_string());
+    let download = |mib: u64| {
+        let url = format!("http://{}/bytes?mib={mib}", served.addr);
+        async move {
+            let (out, _) = curl(&[
+                "-H",
+                "Host: hello.localhost",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                &url,
+            ])
+            .await;
+            assert_eq!(out, (mib * 1024 * 1024).to_string());
+        }
+    };
+    download(1).await;
     let before_kib = peak_rss_kib(pid);
-    let url = format!("http://{}/bytes?mib=1024", served.addr);
-    let (out, _) = curl(&[
-        "-H",
-        "Host: hello.localhost",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{size_download}",
-        &url,
-    ])
-    .await;
-    assert_eq!(out, (1024u64 * 1024 * 1024).to_string());
+    download(1024).await;
     let peak_kib = peak_rss_kib(pid);
     let _ = served.child.start_kill();
     let _ = served.child.wait().await;

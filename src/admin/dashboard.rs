@@ -300,16 +300,7 @@ fn day_bars(hours: &[f64]) -> String {
 
 fn savings_section(body: &mut String, savings: &Savings) {
     let total = &savings.report.total;
-    let money = if total.money.is_empty() {
-        "no price known".to_owned()
-    } else {
-        total
-            .money
-            .iter()
-            .map(|m| format!("{:.2} {}", m.amount, m.currency))
-            .collect::<Vec<_>>()
-            .join(" + ")
-    };
+    let money = crate::savings::money_text(&total.money, "no price known");
     let _ = write!(
         body,
         "<h2>Savings, last 30 days <span class=\"muted\">(estimates)</span></h2>\
@@ -338,15 +329,7 @@ fn savings_section(body: &mut String, savings: &Savings) {
             .find(|((provider, name), _)| *provider == item.provider && name == app)
             .map(|(_, days)| day_bars(days))
             .unwrap_or_default();
-        let money = if item.money.is_empty() {
-            "—".to_owned()
-        } else {
-            item.money
-                .iter()
-                .map(|m| format!("{:.2} {}", m.amount, m.currency))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        };
+        let money = crate::savings::money_text(&item.money, "—");
         let _ = write!(
             body,
             "<tr class=\"saving\"><td data-label=\"App\"><b>{}</b></td><td data-label=\"Provider\">{}</td>\

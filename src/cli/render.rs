@@ -218,7 +218,7 @@ pub fn savings_table(report: &crate::savings::Report) -> String {
         }
         row.push(format!("{:.1} h", saved.hours_asleep));
         row.push(format!("{:.1}", saved.container_hours));
-        row.push(money(&saved.money));
+        row.push(crate::savings::money_text(&saved.money, "-"));
         row.push(crate::savings::grams(saved.gco2e));
         row
     };
@@ -240,18 +240,6 @@ pub fn savings_table(report: &crate::savings::Report) -> String {
         ));
     }
     out
-}
-
-/// `0.80 EUR + 0.14 USD`, or `-` when nothing is priced.
-fn money(money: &[crate::savings::Money]) -> String {
-    if money.is_empty() {
-        return "-".to_owned();
-    }
-    money
-        .iter()
-        .map(|m| format!("{:.2} {}", m.amount, m.currency))
-        .collect::<Vec<_>>()
-        .join(" + ")
 }
 
 /// An event's details as `key=value` pairs: nested values under dotted keys, a tagged one

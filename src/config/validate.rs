@@ -99,17 +99,17 @@ impl<'a> Validator<'a> {
             .take("domains")
             .map(|(v, p)| self.domains(v, &p))
             .unwrap_or_default();
-        let defaults = match top.take("defaults") {
-            Some((v, p)) => {
-                let overrides = self.policy_section(v, &p, &[]);
-                Policy::default().with(&overrides)
-            }
-            None => Policy::default(),
-        };
-        let discovery = top
-            .take("discovery")
-            .map(|(v, p)| self.discovery(v, &p))
-            .unwrap_or_default();
+        let Tenant {
+            defaults,
+            discovery,
+            providers,
+            activity,
+            rules,
+            hooks,
+            schedules,
+            plan,
+            on_limit,
+        } = self.tenant(&mut top, "providers");
         let ProxySection {
             drain: shutdown_timeout,
             workers,
@@ -121,19 +121,7 @@ impl<'a> Validator<'a> {
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
             .unwrap_or_default();
-        let providers = top
-            .take("providers")
-            .map(|(v, p)| self.providers(v, &p))
-            .unwrap_or_default();
-        let activity = top
-            .take("activity")
-            .map(|(v, p)| self.activity(v, &p))
-            .unwrap_or_default();
         let tls = top.take("tls").and_then(|(v, p)| self.tls(v, &p));
-        let rules = top
-            .take("rules")
-            .map(|(v, p)| self.rules(v, &p))
-            .unwrap_or_default();
         let database_url = top
             .take("database")
             .and_then(|(v, p)| self.database(v, &p))
@@ -146,37 +134,10 @@ impl<'a> Validator<'a> {
             .take("registry")
             .map(|(v, p)| self.registry(v, &p))
             .unwrap_or_default();
-        let hooks = top
-            .take("hooks")
-            .map(|(v, p)| self.hooks(v, &p))
-            .unwrap_or_default();
-        let schedules = top
-            .take("schedules")
-            .map(|(v, p)| self.schedules(v, &p))
-            .unwrap_or_default();
         let savings = top
             .take("savings")
             .map(|(v, p)| self.savings(v, &p))
             .unwrap_or_default();
-        let plan = top
-            .take("plan")
-            .and_then(|(v, p)| self.plan(v, &p))
-            .unwrap_or_default();
-        if let Some(allowed) = plan.providers
-            && providers.len() > allowed
-        {
-            self.error(
-                "providers",
-                format!(
-                    "{} provider accounts, but the plan {plan} allows {allowed}",
-                    providers.len()
-                ),
-            );
-        }
-        let on_limit = match top.take("on_limit") {
-            None => crate::plan::OnLimit::default(),
-            Some((v, p)) => self.on_limit(v, &p),
-        };
         let spaces = top
             .take("spaces")
             .map(|(v, p)| self.spaces(v, &p, &domains))
@@ -913,56 +874,17 @@ impl<'a> Validator<'a> {
                     Vec::new()
                 }
             };
-            let providers = fields
-                .take("providers")
-                .map(|(v, p)| self.providers(v, &p))
-                .unwrap_or_default();
-            let rules = fields
-                .take("rules")
-                .map(|(v, p)| self.rules(v, &p))
-                .unwrap_or_default();
-            let schedules = fields
-                .take("schedules")
-                .map(|(v, p)| self.schedules(v, &p))
-                .unwrap_or_default();
-            let discovery = fields
-                .take("discovery")
-                .map(|(v, p)| self.discovery(v, &p))
-                .unwrap_or_default();
-            let defaults = match fields.take("defaults") {
-                Some((v, p)) => {
-                    let overrides = self.policy_section(v, &p, &[]);
-                    Policy::default().with(&overrides)
-                }
-                None => Policy::default(),
-            };
-            let activity = fields
-                .take("activity")
-                .map(|(v, p)| self.activity(v, &p))
-                .unwrap_or_default();
-            let hooks = fields
-                .take("hooks")
-                .map(|(v, p)| self.hooks(v, &p))
-                .unwrap_or_default();
-            let plan = fields
-                .take("plan")
-                .and_then(|(v, p)| self.plan(v, &p))
-                .unwrap_or_default();
-            if let Some(allowed) = plan.providers
-                && providers.len() > allowed
-            {
-                self.error(
-                    &format!("{item_path}.providers"),
-                    format!(
-                        "{} provider accounts, but the plan {plan} allows {allowed}",
-                        providers.len()
-                    ),
-                );
-            }
-            let on_limit = match fields.take("on_limit") {
-                None => crate::plan::OnLimit::default(),
-                Some((v, p)) => self.on_limit(v, &p),
-            };
+            let Tenant {
+                defaults,
+                discovery,
+                providers,
+                activity,
+                rules,
+                hooks,
+                schedules,
+                plan,
+                on_limit,
+            } = self.tenant(&mut fields, &format!("{item_path}.providers"));
             let tokens = match fields.take("tokens") {
                 None => Vec::new(),
                 Some((v, p)) => self.tokens(v, &p),
@@ -986,6 +908,73 @@ impl<'a> Validator<'a> {
             }
         }
         spaces
+    }
+
+    /// What the top level (the default space) and each space have alike: their
+    /// providers, rules, schedules, discovery, defaults, activity, hooks and plan. A plan's
+    /// provider count is checked here (its error at `providers_path`).
+    fn tenant(&mut self, fields: &mut Fields<'_>, providers_path: &str) -> Tenant {
+        let defaults = match fields.take("defaults") {
+            Some((v, p)) => {
+                let overrides = self.policy_section(v, &p, &[]);
+                Policy::default().with(&overrides)
+            }
+            None => Policy::default(),
+        };
+        let discovery = fields
+            .take("discovery")
+            .map(|(v, p)| self.discovery(v, &p))
+            .unwrap_or_default();
+        let providers = fields
+            .take("providers")
+            .map(|(v, p)| self.providers(v, &p))
+            .unwrap_or_default();
+        let activity = fields
+            .take("activity")
+            .map(|(v, p)| self.activity(v, &p))
+            .unwrap_or_default();
+        let rules = fields
+            .take("rules")
+            .map(|(v, p)| self.rules(v, &p))
+            .unwrap_or_default();
+        let hooks = fields
+            .take("hooks")
+            .map(|(v, p)| self.hooks(v, &p))
+            .unwrap_or_default();
+        let schedules = fields
+            .take("schedules")
+            .map(|(v, p)| self.schedules(v, &p))
+            .unwrap_or_default();
+        let plan = fields
+            .take("plan")
+            .and_then(|(v, p)| self.plan(v, &p))
+            .unwrap_or_default();
+        if let Some(allowed) = plan.providers
+            && providers.len() > allowed
+        {
+            self.error(
+                providers_path,
+                format!(
+                    "{} provider accounts, but the plan {plan} allows {allowed}",
+                    providers.len()
+                ),
+            );
+        }
+        let on_limit = match fields.take("on_limit") {
+            None => crate::plan::OnLimit::default(),
+            Some((v, p)) => self.on_limit(v, &p),
+        };
+        Tenant {
+            defaults,
+            discovery,
+            providers,
+            activity,
+            rules,
+            hooks,
+            schedules,
+            plan,
+            on_limit,
+        }
     }
 
     /// A space's API tokens: secrets of 16 characters or more.
@@ -1863,6 +1852,28 @@ fn default_workers() -> usize {
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
 /// The keys of one mapping, taken one by one, so that what is left is what nobody expected.
+/// The keys the top level and every space have alike (see [`Validator::tenant`]).
+struct Tenant {
+    /// `defaults`.
+    defaults: Policy,
+    /// `discovery`.
+    discovery: Discovery,
+    /// `providers`.
+    providers: Vec<ProviderConfig>,
+    /// `activity`.
+    activity: Activity,
+    /// `rules`.
+    rules: crate::rules::Rules,
+    /// `hooks`.
+    hooks: crate::hooks::Hooks,
+    /// `schedules`.
+    schedules: Vec<crate::schedules::Schedule>,
+    /// `plan`.
+    plan: crate::plan::Plan,
+    /// `on_limit`.
+    on_limit: crate::plan::OnLimit,
+}
+
 struct Fields<'v> {
     map: &'v Map<String, Value>,
     path: String,
