@@ -250,6 +250,29 @@ async fn a_space_token_reaches_its_own_space_only_on_every_endpoint() {
     );
     assert!(!metrics.contains("globex"), "{metrics}");
 
+    // The CLI: --space for the admin token, and a space's token sees its own space.
+    let url = format!("http://{}", engine.admin_addr);
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(["--api-url".to_owned(), url.clone()]);
+        support::paastis().args(all).output()
+    };
+    let listed = run(&[
+        "apps", "list", "--json", "--token", ADMIN, "--space", "globex",
+    ])
+    .await
+    .expect("run");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("globex.test"));
+    let other = run(&["apps", "list", "--token", ACME, "--space", "globex"])
+        .await
+        .expect("run");
+    assert_eq!(other.status.code(), Some(5), "another space is not found");
+
     // The dashboard signed in with a space's token shows that space.
     let page = TestClient::new(engine.admin_addr)
         .send(

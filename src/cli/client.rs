@@ -27,6 +27,8 @@ pub struct Api {
     base: Url,
     /// `Bearer <token>`, marked sensitive; none: no token was given.
     auth: Option<HeaderValue>,
+    /// `--space`, sent as `?space=` on every call.
+    space: Option<String>,
 }
 
 impl Api {
@@ -68,7 +70,18 @@ impl Api {
         let http = builder
             .build()
             .map_err(|error| CliError::Usage(format!("cannot build the HTTP client: {error}")))?;
-        Ok(Api { http, base, auth })
+        let space = args
+            .space
+            .as_deref()
+            .map(str::trim)
+            .filter(|space| !space.is_empty())
+            .map(str::to_owned);
+        Ok(Api {
+            http,
+            base,
+            auth,
+            space,
+        })
     }
 
     /// The base URL for messages, without any user or password.
@@ -117,6 +130,9 @@ impl Api {
         let mut request = self.http.request(method, url);
         if !query.is_empty() {
             request = request.query(query);
+        }
+        if let Some(space) = &self.space {
+            request = request.query(&[("space", space)]);
         }
         if let Some(auth) = &self.auth {
             request = request.header(AUTHORIZATION, auth.clone());
@@ -229,6 +245,7 @@ mod tests {
             api_url: url.to_owned(),
             token: token.map(Secret::new),
             json: false,
+            space: None,
         })
     }
 

@@ -79,6 +79,11 @@ pub struct ApiArgs {
     /// instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// The space to act on (`spaces[].id`): the token's own by default (`default` for the
+    /// admin token).
+    #[arg(long, value_name = "SPACE", env = "PAASTIS_SPACE", global = true)]
+    pub space: Option<String>,
 }
 
 /// Wraps the token at once, so no `Debug` of the arguments ever shows it.
@@ -898,6 +903,7 @@ mod tests {
                 api_url: DEFAULT_API_URL.to_owned(),
                 token: None,
                 json: false,
+                space: None,
             },
             provider: Some("ignored".to_owned()),
             app: Some("local/web".to_owned()),
