@@ -11,6 +11,11 @@ use paastis::events::{EventKind, StopCause};
 use paastis::lifecycle::State;
 use support::{TestClient, TestEngine};
 
+/// The engines of this file run one at a time: each `process` app gets a free port when its
+/// engine starts, and twenty apps of engines started side by side could be handed a port
+/// another engine's app has taken since.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn apps(count: usize) -> String {
     let names: Vec<String> = (1..=count).map(|i| format!("app{i}")).collect();
     let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
@@ -19,6 +24,7 @@ fn apps(count: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sixth_running_app_of_a_free_plan_is_refused_with_the_limit_named() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let yaml = format!("defaults: {{max_idle: 15m}}\nplan: free\n{}", apps(6));
     let engine = TestEngine::start(&yaml).await;
     let client = TestClient::new(engine.addr);
@@ -81,12 +87,20 @@ async fn the_sixth_running_app_of_a_free_plan_is_refused_with_the_limit_named() 
     engine
         .wait_state("app1", State::Asleep, Duration::from_secs(5))
         .await;
-    assert_eq!(client.get("app6.localhost", "/").await.status, 200);
+    let answer = client.get("app6.localhost", "/").await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{} {:?}",
+        answer.text(),
+        engine.events()
+    );
     engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evict_lru_stops_the_least_recently_active_app_first() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let yaml = format!(
         "defaults: {{max_idle: 15m}}\nplan: {{running_apps_per_provider: 3}}\non_limit: evict_lru\n{}",
         apps(4)
@@ -125,6 +139,7 @@ async fn evict_lru_stops_the_least_recently_active_app_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_wakes_never_exceed_the_limit() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let yaml = format!(
         "defaults: {{max_idle: 15m}}\nplan: {{running_apps_per_provider: 4}}\n{}",
         apps(10)
