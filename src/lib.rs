@@ -169,62 +169,21 @@ impl Engine {
             )?)),
             None => None,
         };
-        let mut providers = Vec::with_capacity(config.providers.len());
-        for provider in &config.providers {
-            providers.push(provider.build().map_err(|error| RunError::Provider {
-                id: provider.id().to_owned(),
-                error,
-            })?);
-        }
         let registry = config.registry.build()?;
-        if registry.is_shared() && providers.iter().any(|p| p.is_local()) {
+        let lifecycle = space_lifecycle(&config.default_space(), &registry)?;
+        if registry.is_shared() && lifecycle.providers().iter().any(|p| p.is_local()) {
             tracing::info!(
                 "registry: `process` apps are each instance's own; only platform apps are shared"
             );
         }
         let registry_task = tokio::spawn(Arc::clone(&registry).run());
-        let lifecycle = Lifecycle::with_registry(
-            providers,
-            lifecycle::Settings {
-                defaults: config.defaults.clone(),
-                rules: config.rules.clone(),
-                filter: config.discovery.filter.clone(),
-                hooks: config.hooks.clone(),
-                schedules: config.schedules.clone(),
-                plan: config.plan.clone(),
-                on_limit: config.on_limit,
-                ..lifecycle::Settings::default()
-            },
-            Arc::clone(&registry),
-        );
         let store = store::open(config.database_url.expose()).await?;
         let catalog =
             catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
                 .await?;
         let mut spaces = Vec::with_capacity(config.spaces.len());
         for space in &config.spaces {
-            let mut providers = Vec::with_capacity(space.providers.len());
-            for provider in &space.providers {
-                providers.push(provider.build().map_err(|error| RunError::Provider {
-                    id: format!("{}/{}", space.id, provider.id()),
-                    error,
-                })?);
-            }
-            let lifecycle = Lifecycle::with_registry(
-                providers,
-                lifecycle::Settings {
-                    defaults: space.defaults.clone(),
-                    rules: space.rules.clone(),
-                    filter: space.discovery.filter.clone(),
-                    hooks: space.hooks.clone(),
-                    schedules: space.schedules.clone(),
-                    plan: space.plan.clone(),
-                    on_limit: space.on_limit,
-                    space: space.id.clone(),
-                    ..lifecycle::Settings::default()
-                },
-                Arc::clone(&registry),
-            );
+            let lifecycle = space_lifecycle(space, &registry)?;
             let catalog =
                 catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
                     .await?;
@@ -407,6 +366,40 @@ impl Engine {
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
     }
+}
+
+/// A space's lifecycle from its config, with its providers built (outside the default
+/// space, a provider's error names it `<space>/<provider>`).
+fn space_lifecycle(
+    space: &config::SpaceConfig,
+    registry: &Arc<dyn registry::Registry>,
+) -> Result<Arc<Lifecycle>, RunError> {
+    let mut providers = Vec::with_capacity(space.providers.len());
+    for provider in &space.providers {
+        providers.push(provider.build().map_err(|error| RunError::Provider {
+            id: if space.id == DEFAULT_SPACE {
+                provider.id().to_owned()
+            } else {
+                format!("{}/{}", space.id, provider.id())
+            },
+            error,
+        })?);
+    }
+    Ok(Lifecycle::with_registry(
+        providers,
+        lifecycle::Settings {
+            defaults: space.defaults.clone(),
+            rules: space.rules.clone(),
+            filter: space.discovery.filter.clone(),
+            hooks: space.hooks.clone(),
+            schedules: space.schedules.clone(),
+            plan: space.plan.clone(),
+            on_limit: space.on_limit,
+            space: space.id.clone(),
+            ..lifecycle::Settings::default()
+        },
+        Arc::clone(registry),
+    ))
 }
 
 /// Reads the TLS listener's certificate again on every SIGHUP (certificate renewals).

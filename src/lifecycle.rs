@@ -754,18 +754,30 @@ impl Lifecycle {
         from: &[State],
         cause: impl FnOnce() -> Option<WakeCause>,
     ) -> Result<bool, WakeError> {
-        let Some(limit) = self.settings.plan.running_apps_per_provider else {
-            if !app.transition(from, State::Waking, None) {
-                return Ok(false);
+        // With a limit, the check and the transition are one step under the gate.
+        let _gate = match self.settings.plan.running_apps_per_provider {
+            Some(limit) => {
+                let gate = lock(&self.wake_gate);
+                if !from.contains(&app.state()) {
+                    return Ok(false);
+                }
+                self.make_room(app, limit)?;
+                Some(gate)
             }
-            self.runtime
-                .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
-            return Ok(true);
+            None => None,
         };
-        let _gate = lock(&self.wake_gate);
-        if !from.contains(&app.state()) {
+        if !app.transition(from, State::Waking, None) {
             return Ok(false);
         }
+        self.runtime
+            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
+        Ok(true)
+    }
+
+    /// Makes sure one more app of `app`'s provider may run within `limit`: refused
+    /// (`on_limit: reject`, or nothing can be stopped), or the least recently active apps
+    /// that can be stopped now are stopped first. Called under the wake gate.
+    fn make_room(self: &Arc<Self>, app: &Arc<App>, limit: usize) -> Result<(), WakeError> {
         let provider = app.provider.id();
         let running: Vec<Arc<App>> = self
             .apps()
@@ -776,54 +788,50 @@ impl Lifecycle {
                     && matches!(other.state(), State::Awake | State::Waking)
             })
             .collect();
-        if running.len() >= limit {
-            let refused = || {
-                WakeError::Limit(
-                    format!(
-                        "the plan {} allows {limit} running apps on `{provider}`, and {} are \
-                         running: stop one, or wait until one sleeps",
-                        self.settings.plan,
-                        running.len()
-                    )
-                    .into(),
+        if running.len() < limit {
+            return Ok(());
+        }
+        let refused = || {
+            WakeError::Limit(
+                format!(
+                    "the plan {} allows {limit} running apps on `{provider}`, and {} are \
+                     running: stop one, or wait until one sleeps",
+                    self.settings.plan,
+                    running.len()
                 )
-            };
-            if self.settings.on_limit == crate::plan::OnLimit::Reject {
-                return Err(refused());
-            }
-            // Room is made by stopping the least recently active apps that can be stopped
-            // now (awake, not pinned, no request in progress).
-            let now = self.clock.now_ms();
-            let mut candidates: Vec<&Arc<App>> = running
-                .iter()
-                .filter(|other| {
-                    other.state() == State::Awake
-                        && other.in_flight() == 0
-                        && other.pinned_until.load(Ordering::SeqCst) <= now
-                })
-                .collect();
-            candidates.sort_by_key(|other| other.last_activity.load(Ordering::SeqCst));
-            let needed = running.len() + 1 - limit;
-            let victims: Vec<&Arc<App>> = candidates.into_iter().take(needed).collect();
-            if victims.len() < needed {
-                return Err(refused());
-            }
-            for victim in victims {
-                if victim.transition(&[State::Awake], State::Stopping, None) {
-                    let cause = StopCause::PlanLimit {
-                        for_app: app.key.name.to_string(),
-                    };
-                    self.runtime
-                        .spawn(Arc::clone(self).run_stop(Arc::clone(victim), cause));
-                }
+                .into(),
+            )
+        };
+        if self.settings.on_limit == crate::plan::OnLimit::Reject {
+            return Err(refused());
+        }
+        // Room is made by stopping the least recently active apps that can be stopped
+        // now (awake, not pinned, no request in progress).
+        let now = self.clock.now_ms();
+        let mut candidates: Vec<&Arc<App>> = running
+            .iter()
+            .filter(|other| {
+                other.state() == State::Awake
+                    && other.in_flight() == 0
+                    && other.pinned_until.load(Ordering::SeqCst) <= now
+            })
+            .collect();
+        candidates.sort_by_key(|other| other.last_activity.load(Ordering::SeqCst));
+        let needed = running.len() + 1 - limit;
+        let victims: Vec<&Arc<App>> = candidates.into_iter().take(needed).collect();
+        if victims.len() < needed {
+            return Err(refused());
+        }
+        for victim in victims {
+            if victim.transition(&[State::Awake], State::Stopping, None) {
+                let cause = StopCause::PlanLimit {
+                    for_app: app.key.name.to_string(),
+                };
+                self.runtime
+                    .spawn(Arc::clone(self).run_stop(Arc::clone(victim), cause));
             }
         }
-        if !app.transition(from, State::Waking, None) {
-            return Ok(false);
-        }
-        self.runtime
-            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
-        Ok(true)
+        Ok(())
     }
 
     /// Returns the app's upstream once it is awake, waking it if needed (one wake at a time
@@ -1144,7 +1152,6 @@ impl Lifecycle {
         let snapshot = self.schedules.snapshot();
         let schedules = self.schedules.schedules();
         let leader = self.registry.is_leader();
-        let now = self.clock.now_ms();
         let mut begun = 0;
         for app in self.apps() {
             if app.schedules.is_empty() || (app.coordinated && !leader) {
@@ -1166,12 +1173,7 @@ impl Lifecycle {
                 }
                 continue;
             }
-            if app.state() != State::Awake
-                || app.in_flight() > 0
-                || app.pinned_until.load(Ordering::SeqCst) > now
-                || now < app.stop_retry_at.load(Ordering::SeqCst)
-                || kept_awake(&app, &snapshot)
-            {
+            if app.state() != State::Awake || kept_awake(&app, &snapshot) {
                 continue;
             }
             let Some((index, since)) = app.schedules.iter().find_map(|index| {
@@ -1180,21 +1182,12 @@ impl Lifecycle {
             }) else {
                 continue;
             };
-            if app.last_activity.load(Ordering::SeqCst) >= since
-                || !app.transition(&[State::Awake], State::Stopping, None)
-            {
-                continue;
-            }
-            // As in the idle check: a request that began meanwhile keeps it awake.
-            if app.in_flight() > 0 || app.last_activity.load(Ordering::SeqCst) >= since {
-                app.transition(&[State::Stopping], State::Awake, None);
-                continue;
-            }
-            begun += 1;
-            let cause = StopCause::Schedule {
+            let cause = || StopCause::Schedule {
                 schedule: schedules[index].label.clone(),
             };
-            self.runtime.spawn(Arc::clone(self).run_stop(app, cause));
+            if self.begin_stop(app, since, cause) {
+                begun += 1;
+            }
         }
         begun
     }
@@ -1244,35 +1237,46 @@ impl Lifecycle {
                 continue;
             }
             let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
-            let idle_ms = now.saturating_sub(app.last_activity.load(Ordering::SeqCst));
-            if app.state() != State::Awake
-                || app.in_flight() > 0
-                || app.pinned_until.load(Ordering::SeqCst) > now
-                || idle_ms < max_idle_ms
-                || now < app.stop_retry_at.load(Ordering::SeqCst)
-            {
-                continue;
+            // Idle for `max_idle` or longer: no activity after `now - max_idle`.
+            let quiet_since = now.saturating_sub(max_idle_ms).saturating_add(1);
+            let idle_for =
+                Duration::from_millis(now.saturating_sub(app.last_activity.load(Ordering::SeqCst)));
+            if self.begin_stop(app, quiet_since, || StopCause::Idle { idle_for }) {
+                begun += 1;
             }
-            if !app.transition(&[State::Awake], State::Stopping, None) {
-                continue;
-            }
-            // A request may have begun between the checks above and the transition: it
-            // increments `in_flight` before reading the state, so one of us sees the other.
-            let idle_ms_now = self
-                .clock
-                .now_ms()
-                .saturating_sub(app.last_activity.load(Ordering::SeqCst));
-            if app.in_flight() > 0 || idle_ms_now < max_idle_ms {
-                app.transition(&[State::Stopping], State::Awake, None);
-                continue;
-            }
-            begun += 1;
-            let cause = StopCause::Idle {
-                idle_for: Duration::from_millis(idle_ms),
-            };
-            self.runtime.spawn(Arc::clone(self).run_stop(app, cause));
         }
         begun
+    }
+
+    /// Begins stopping an awake app that is free to stop and had no activity at or after
+    /// `quiet_since` (engine clock): no request in progress, not pinned, not waiting out a
+    /// failed stop. The state is claimed first and the app checked again, since a request
+    /// may begin in between: it increments `in_flight` before reading the state, so one of
+    /// the two sees the other. True when the stop began.
+    fn begin_stop(
+        self: &Arc<Self>,
+        app: Arc<App>,
+        quiet_since: u64,
+        cause: impl FnOnce() -> StopCause,
+    ) -> bool {
+        let now = self.clock.now_ms();
+        let active = |app: &App| {
+            app.in_flight() > 0 || app.last_activity.load(Ordering::SeqCst) >= quiet_since
+        };
+        if app.state() != State::Awake
+            || active(&app)
+            || app.pinned_until.load(Ordering::SeqCst) > now
+            || now < app.stop_retry_at.load(Ordering::SeqCst)
+            || !app.transition(&[State::Awake], State::Stopping, None)
+        {
+            return false;
+        }
+        if active(&app) {
+            app.transition(&[State::Stopping], State::Awake, None);
+            return false;
+        }
+        self.runtime.spawn(Arc::clone(self).run_stop(app, cause()));
+        true
     }
 
     async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {

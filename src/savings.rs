@@ -221,6 +221,21 @@ pub struct Saved {
     pub gco2e: f64,
 }
 
+impl Saved {
+    /// Nothing saved yet.
+    fn empty(provider: &str, app: Option<String>) -> Saved {
+        Saved {
+            provider: provider.to_owned(),
+            app,
+            hours_asleep: 0.0,
+            container_hours: 0.0,
+            money: Vec::new(),
+            unpriced_container_hours: 0.0,
+            gco2e: 0.0,
+        }
+    }
+}
+
 /// A savings report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
@@ -258,15 +273,7 @@ pub fn app_savings(
     to: SystemTime,
     now: SystemTime,
 ) -> Saved {
-    let mut saved = Saved {
-        provider: app.provider.clone(),
-        app: Some(app.app.clone()),
-        hours_asleep: 0.0,
-        container_hours: 0.0,
-        money: Vec::new(),
-        unpriced_container_hours: 0.0,
-        gco2e: 0.0,
-    };
+    let mut saved = Saved::empty(&app.provider, Some(app.app.clone()));
     let mut money: BTreeMap<String, f64> = BTreeMap::new();
     let gco2e = config.gco2e(&app.provider_type);
     for interval in intervals {
@@ -355,16 +362,7 @@ pub fn report(
     now: SystemTime,
     group_by: GroupBy,
 ) -> Report {
-    let empty = |provider: &str, app: Option<String>| Saved {
-        provider: provider.to_owned(),
-        app,
-        hours_asleep: 0.0,
-        container_hours: 0.0,
-        money: Vec::new(),
-        unpriced_container_hours: 0.0,
-        gco2e: 0.0,
-    };
-    let mut total = empty("", None);
+    let mut total = Saved::empty("", None);
     let mut groups: BTreeMap<(String, Option<String>), Saved> = BTreeMap::new();
     for (app, intervals) in apps {
         let saved = app_savings(config, app, intervals, from, to, now);
@@ -375,7 +373,7 @@ pub fn report(
         };
         let group = groups
             .entry(key.clone())
-            .or_insert_with(|| empty(&key.0, key.1.clone()));
+            .or_insert_with(|| Saved::empty(&key.0, key.1.clone()));
         add(group, &saved);
     }
     let mut items: Vec<Saved> = groups

@@ -12,7 +12,6 @@
 //! stopping is the lifecycle's work (precedence: pin > keep-awake > sleep > idle).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike, Utc};
@@ -54,16 +53,11 @@ impl Schedule {
     /// The start of its latest sleep window still open at `at`, and that window's end
     /// (`None`: no wake time or window ever ends it).
     fn sleep_window(&self, at: DateTime<Utc>) -> Option<SleepWindow> {
-        let sleep = self.sleep.as_ref()?;
-        let local = at.with_timezone(&self.timezone);
-        let since = sleep.find_previous_occurrence(&local, true).ok()?;
-        let until = self.window_end(since.with_timezone(&Utc));
+        let since = self.previous(self.sleep.as_ref(), at)?;
+        let until = self.window_end(since);
         match until {
             Some(until) if until <= at => None,
-            _ => Some(SleepWindow {
-                since: since.with_timezone(&Utc),
-                until,
-            }),
+            _ => Some(SleepWindow { since, until }),
         }
     }
 
@@ -408,11 +402,6 @@ impl Tracker {
     }
 }
 
-/// A UTC time as a [`SystemTime`].
-pub fn system_time(at: DateTime<Utc>) -> SystemTime {
-    SystemTime::from(at)
-}
-
 /// `at` in the schedule's time zone, for people: `Mon 08:00 (Europe/Paris)`.
 pub fn local_text(at: DateTime<Utc>, timezone: Tz) -> String {
     let local = at.with_timezone(&timezone);
@@ -652,7 +641,7 @@ mod week {
     use crate::providers::fake::FakeProvider;
     use crate::providers::{AppStatus, Provider};
     use std::collections::BTreeMap;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     fn entry(apps: &str, sleep: &str, wake: &str, tz: Tz) -> Schedule {
         let cron = |text: &str| croner::parser::CronParser::new().parse(text).expect("cron");

@@ -690,31 +690,19 @@ pub async fn savings_index(
     if from >= to {
         return Err(ApiError::bad_request("from: must be before `to`"));
     }
-    let report = savings_report(&state, from, to, now, group_by).await?;
-    Ok(Json(report))
-}
-
-/// The default savings period.
-pub const SAVINGS_PERIOD: Duration = Duration::from_secs(30 * 86_400);
-
-/// The savings report over `[from, to)` from the stored events.
-pub async fn savings_report(
-    state: &AdminState,
-    from: SystemTime,
-    to: SystemTime,
-    now: SystemTime,
-    group_by: crate::savings::GroupBy,
-) -> Result<crate::savings::Report, ApiError> {
-    let apps = savings_intervals(state, to).await?;
-    Ok(crate::savings::report(
+    let apps = savings_intervals(&state, to).await?;
+    Ok(Json(crate::savings::report(
         &state.savings,
         &apps,
         from,
         to,
         now,
         group_by,
-    ))
+    )))
 }
+
+/// The default savings period.
+pub const SAVINGS_PERIOD: Duration = Duration::from_secs(30 * 86_400);
 
 /// Every app's intervals asleep up to `to`, with its provider's type.
 pub async fn savings_intervals(

@@ -78,6 +78,26 @@ pub struct Config {
     pub spaces: Vec<SpaceConfig>,
 }
 
+impl Config {
+    /// The top-level keys as the default space's.
+    pub fn default_space(&self) -> SpaceConfig {
+        SpaceConfig {
+            id: crate::DEFAULT_SPACE.to_owned(),
+            domains: self.domains.clone(),
+            providers: self.providers.clone(),
+            rules: self.rules.clone(),
+            schedules: self.schedules.clone(),
+            discovery: self.discovery.clone(),
+            defaults: self.defaults.clone(),
+            activity: self.activity.clone(),
+            hooks: self.hooks.clone(),
+            plan: self.plan.clone(),
+            on_limit: self.on_limit,
+            tokens: Vec::new(),
+        }
+    }
+}
+
 /// One `spaces:` entry: a tenant's domains, provider accounts, rules, schedules and plan.
 #[derive(Debug, Clone)]
 pub struct SpaceConfig {

@@ -416,17 +416,8 @@ impl<'a> Validator<'a> {
         if let Some((v, p)) = fields.take("cron") {
             if every_given {
                 self.error(&p, "give `every` or `cron`, not both");
-            } else if let Some(text) = self.string(v, &p) {
-                match croner::parser::CronParser::new().parse(&text) {
-                    Ok(cron) => discovery.cron = Some(cron),
-                    Err(error) => self.error(
-                        &p,
-                        format!(
-                            "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
-                             with seconds first, e.g. \"*/30 * * * * *\")"
-                        ),
-                    ),
-                }
+            } else if let Some(cron) = self.cron(v, &p) {
+                discovery.cron = Some(cron);
             }
         }
         if let Some((v, p)) = fields.take("include") {
@@ -1079,7 +1070,7 @@ impl<'a> Validator<'a> {
                     path,
                     format!(
                         "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
-                         with seconds first, e.g. \"0 20 * * 1-5\")"
+                         with seconds first, e.g. \"0 20 * * 1-5\" or \"*/30 * * * * *\")"
                     ),
                 );
                 None

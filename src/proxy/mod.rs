@@ -670,7 +670,7 @@ impl Worker {
                     .until
                     .map(|until| crate::schedules::local_text(until, refusal.timezone)),
                 retry_after: refusal.until.map(|until| {
-                    crate::schedules::system_time(until)
+                    std::time::SystemTime::from(until)
                         .duration_since(now)
                         .map_or(1, |left| left.as_secs().max(1))
                 }),
