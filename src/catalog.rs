@@ -73,7 +73,8 @@ impl Catalog {
     }
 
     /// Writes what is queued and the last activity (bounded by a few seconds for a
-    /// database that does not answer), then stops.
+    /// database that does not answer), then stops. The store stays open: other spaces
+    /// write to it too (the engine closes it last).
     pub async fn finish(self) {
         self.ticker.abort();
         let _ = self.ticker.await;
@@ -87,7 +88,6 @@ impl Catalog {
         }
         self.writer.abort();
         flush_activity(&*self.store, &self.lifecycle).await;
-        self.store.close().await;
     }
 }
 

@@ -28,6 +28,8 @@
 //!   windows, keep-awake windows, wake times); it tells, the lifecycle acts.
 //! * [`events`]: typed records of every transition.
 //! * [`secret`]: the redacting string type every credential is held in.
+//! * [`spaces`]: the tenants besides the default space, running: from the config file, or
+//!   (hosted mode) from the admin API and the database, secrets sealed, tokens hashed.
 //! * [`store`]: the durable catalog and event history (SQLite file or PostgreSQL), behind
 //!   one trait; it stores and answers, never decides.
 //! * [`table`]: the plain-text table of managed apps.
@@ -53,6 +55,7 @@ pub mod savings;
 pub mod scheduler;
 pub mod schedules;
 pub mod secret;
+pub mod spaces;
 pub mod store;
 pub mod table;
 
@@ -99,6 +102,9 @@ pub enum RunError {
     /// The registry's settings are unusable.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// Hosted mode's master key does not open the database's spaces.
+    #[error("hosted mode: {0}")]
+    MasterKey(String),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -109,36 +115,14 @@ pub enum RunError {
     },
 }
 
-/// One space besides the default one, running: its apps and its durable memory.
-pub struct Space {
-    /// Its config (domains, discovery, activity, tokens).
-    config: config::SpaceConfig,
-    /// Its apps, routes and wakes.
-    lifecycle: Arc<Lifecycle>,
-    /// Writes its catalog and events in the background.
-    catalog: catalog::Catalog,
-}
-
-impl Space {
-    /// Its id.
-    pub fn id(&self) -> &str {
-        &self.config.id
-    }
-
-    /// Its lifecycle.
-    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.lifecycle
-    }
-}
-
 /// A started engine: providers built, apps discovered once, not serving yet.
 pub struct Engine {
     /// The configuration it runs.
     config: Config,
     /// Apps, routes and wakes of the default space.
     lifecycle: Arc<Lifecycle>,
-    /// The other spaces (`spaces:`), in config order.
-    spaces: Vec<Space>,
+    /// The other spaces: the config's, and in hosted mode the stored ones.
+    spaces: Arc<spaces::Spaces>,
     /// TLS settings for `https` upstreams, checked at start.
     tls: proxy::forward::UpstreamTls,
     /// The TLS listener's certificate, read at start and again on SIGHUP.
@@ -170,7 +154,7 @@ impl Engine {
             None => None,
         };
         let registry = config.registry.build()?;
-        let lifecycle = space_lifecycle(&config.default_space(), &registry)?;
+        let lifecycle = spaces::lifecycle(&config.default_space(), &registry)?;
         if registry.is_shared() && lifecycle.providers().iter().any(|p| p.is_local()) {
             tracing::info!(
                 "registry: `process` apps are each instance's own; only platform apps are shared"
@@ -181,25 +165,18 @@ impl Engine {
         let catalog =
             catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
                 .await?;
-        let mut spaces = Vec::with_capacity(config.spaces.len());
-        for space in &config.spaces {
-            let lifecycle = space_lifecycle(space, &registry)?;
-            let catalog =
-                catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
-                    .await?;
-            spaces.push(Space {
-                config: space.clone(),
-                lifecycle,
-                catalog,
-            });
-        }
+        let default = admin::SpaceAccess {
+            id: DEFAULT_SPACE.to_owned(),
+            lifecycle: Arc::clone(&lifecycle),
+            domains: Arc::new(config.domains.clone()),
+            tokens: Vec::new(),
+        };
+        let spaces = Arc::new(spaces::Spaces::start(&config, default, &registry, &store).await?);
         // A moment for the registry to connect and settle who leads, so the first
         // discovery is the leader's (it never waits long for a Redis that is not there).
         registry.settle(registry::SETTLE_WITHIN).await;
         lifecycle.discover().await;
-        for space in &spaces {
-            space.lifecycle.discover().await;
-        }
+        spaces.discover().await;
         Ok(Engine {
             config,
             lifecycle,
@@ -216,9 +193,9 @@ impl Engine {
         &self.lifecycle
     }
 
-    /// The other spaces.
-    pub fn spaces(&self) -> &[Space] {
-        &self.spaces
+    /// The other spaces' ids and lifecycles.
+    pub fn spaces(&self) -> Vec<(String, Arc<Lifecycle>)> {
+        self.spaces.lifecycles()
     }
 
     /// Reads the TLS listener's certificate and key again (what SIGHUP does); on failure
@@ -240,33 +217,17 @@ impl Engine {
             metrics_auth: self.config.admin.metrics_auth,
             savings: Arc::new(self.config.savings.clone()),
             space: DEFAULT_SPACE.to_owned(),
-            spaces: Arc::new(
-                std::iter::once(admin::SpaceAccess {
-                    id: DEFAULT_SPACE.to_owned(),
-                    lifecycle: Arc::clone(&self.lifecycle),
-                    domains: Arc::new(self.config.domains.clone()),
-                    tokens: Vec::new(),
-                })
-                .chain(self.spaces.iter().map(|space| admin::SpaceAccess {
-                    id: space.config.id.clone(),
-                    lifecycle: Arc::clone(&space.lifecycle),
-                    domains: Arc::new(space.config.domains.clone()),
-                    tokens: space.config.tokens.clone(),
-                }))
-                .collect(),
-            ),
+            caller: admin::Caller::Admin,
+            spaces: Arc::clone(&self.spaces),
         }
     }
 
     /// The managed apps as a table.
     pub fn apps_table(&self) -> String {
         let mut out = table::apps_table(&self.lifecycle.apps(), &self.config.domains);
-        for space in &self.spaces {
-            out.push_str(&format!("\nspace {}:\n", space.config.id));
-            out.push_str(&table::apps_table(
-                &space.lifecycle.apps(),
-                &space.config.domains,
-            ));
+        for space in self.spaces.access().iter().skip(1) {
+            out.push_str(&format!("\nspace {}:\n", space.id));
+            out.push_str(&table::apps_table(&space.lifecycle.apps(), &space.domains));
         }
         out
     }
@@ -280,11 +241,8 @@ impl Engine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
         let scheduler = Scheduler::start(&self.lifecycle, &self.config.discovery);
-        let space_schedulers: Vec<Scheduler> = self
-            .spaces
-            .iter()
-            .map(|space| Scheduler::start(&space.lifecycle, &space.config.discovery))
-            .collect();
+        self.spaces.serve().await;
+        let sync = self.spaces.start_sync();
         tracing::info!(registry = %self.lifecycle.registry().health().detail, "registry");
         let reloader = self
             .server_tls
@@ -323,17 +281,7 @@ impl Engine {
                 self.server_tls.clone(),
             )
             .with_system_api(system_api)
-            .with_spaces(
-                self.spaces
-                    .iter()
-                    .map(|space| proxy::SpaceRoute {
-                        id: space.config.id.clone(),
-                        domains: space.config.domains.clone(),
-                        lifecycle: Arc::clone(&space.lifecycle),
-                        activity: space.config.activity.clone(),
-                    })
-                    .collect(),
-            ),
+            .with_spaces(self.spaces.routes()),
         );
         let served = proxy
             .serve(
@@ -351,55 +299,20 @@ impl Engine {
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
         }
-        scheduler.stop().await;
-        for scheduler in space_schedulers {
-            scheduler.stop().await;
+        if let Some(sync) = sync {
+            sync.abort();
         }
+        scheduler.stop().await;
+        self.spaces.shutdown().await;
         self.lifecycle.registry().release().await;
         self.registry_task.abort();
         self.lifecycle.shutdown().await;
+        let store = self.catalog.store();
         self.catalog.finish().await;
-        for space in self.spaces {
-            space.lifecycle.shutdown().await;
-            space.catalog.finish().await;
-        }
+        store.close().await;
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
     }
-}
-
-/// A space's lifecycle from its config, with its providers built (outside the default
-/// space, a provider's error names it `<space>/<provider>`).
-fn space_lifecycle(
-    space: &config::SpaceConfig,
-    registry: &Arc<dyn registry::Registry>,
-) -> Result<Arc<Lifecycle>, RunError> {
-    let mut providers = Vec::with_capacity(space.providers.len());
-    for provider in &space.providers {
-        providers.push(provider.build().map_err(|error| RunError::Provider {
-            id: if space.id == DEFAULT_SPACE {
-                provider.id().to_owned()
-            } else {
-                format!("{}/{}", space.id, provider.id())
-            },
-            error,
-        })?);
-    }
-    Ok(Lifecycle::with_registry(
-        providers,
-        lifecycle::Settings {
-            defaults: space.defaults.clone(),
-            rules: space.rules.clone(),
-            filter: space.discovery.filter.clone(),
-            hooks: space.hooks.clone(),
-            schedules: space.schedules.clone(),
-            plan: space.plan.clone(),
-            on_limit: space.on_limit,
-            space: space.id.clone(),
-            ..lifecycle::Settings::default()
-        },
-        Arc::clone(registry),
-    ))
 }
 
 /// Reads the TLS listener's certificate again on every SIGHUP (certificate renewals).

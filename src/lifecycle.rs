@@ -633,6 +633,16 @@ impl Lifecycle {
         &self.providers
     }
 
+    /// Its space's plan.
+    pub fn plan(&self) -> &crate::plan::Plan {
+        &self.settings.plan
+    }
+
+    /// What a wake beyond the plan does.
+    pub fn on_limit(&self) -> crate::plan::OnLimit {
+        self.settings.on_limit
+    }
+
     /// The space its apps belong to.
     pub fn space(&self) -> &str {
         &self.space

@@ -28,12 +28,18 @@ use crate::store::EventQuery;
     ),
     paths(
         health, ready, metrics, apps_index, apps_show, apps_start, apps_stop, apps_pin,
-        apps_unpin, events_index, providers_index, savings_index
+        apps_unpin, events_index, providers_index, savings_index,
+        super::spaces::spaces_index, super::spaces::spaces_create, super::spaces::spaces_show,
+        super::spaces::spaces_update, super::spaces::spaces_delete,
+        super::spaces::tokens_create, super::spaces::tokens_delete
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
         PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
-        crate::savings::Report, crate::savings::Saved, crate::savings::Money
+        crate::savings::Report, crate::savings::Saved, crate::savings::Money,
+        super::FieldError, super::spaces::SpaceView, super::spaces::SpaceProviderView,
+        super::spaces::TokenView, super::spaces::SpaceList, super::spaces::IssuedTokenView,
+        super::spaces::CreatedSpace
     )),
     modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))
@@ -94,6 +100,7 @@ impl utoipa::Modify for SpaceParam {
                     &mut item.get,
                     &mut item.post,
                     &mut item.put,
+                    &mut item.patch,
                     &mut item.delete,
                 ]
                 .into_iter()

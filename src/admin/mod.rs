@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod dashboard;
+pub mod spaces;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,8 +51,10 @@ pub struct AdminState {
     /// The space this state is scoped to (`lifecycle`, `domains` are its own); the
     /// router's state is the default space's, and each request gets its caller's.
     pub space: String,
-    /// Every space (the default one first), to scope requests to.
-    pub spaces: Arc<Vec<SpaceAccess>>,
+    /// Who the request is (the router's own state: the admin).
+    pub caller: Caller,
+    /// Every space: what requests are scoped to, and the spaces API.
+    pub spaces: Arc<crate::spaces::Spaces>,
 }
 
 /// A space as the admin API sees it: its apps and the tokens scoped to it.
@@ -63,17 +66,17 @@ pub struct SpaceAccess {
     pub lifecycle: Arc<Lifecycle>,
     /// Its base domains.
     pub domains: Arc<Vec<String>>,
-    /// Tokens that act on this space only.
-    pub tokens: Vec<Secret>,
+    /// SHA-256 of each token that acts on this space only.
+    pub tokens: Vec<[u8; 32]>,
 }
 
 /// Who is calling: the admin (every space) or a space's token (that space only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// The admin token (or no token configured).
     Admin,
-    /// A token of the space at this index of [`AdminState::spaces`].
-    Space(usize),
+    /// A token of the space of this id.
+    Space(String),
 }
 
 impl AdminState {
@@ -85,12 +88,14 @@ impl AdminState {
         {
             return Some(Caller::Admin);
         }
-        // Every token is compared (no early exit), so timing tells nothing of which.
+        // Space tokens are kept as hashes: the one given is hashed once, and every hash
+        // is compared (no early exit), so timing tells nothing of which.
+        let hash = crate::spaces::seal::token_hash(&String::from_utf8_lossy(given));
         let mut found = None;
-        for (index, space) in self.spaces.iter().enumerate() {
+        for space in self.spaces.access().iter() {
             for token in &space.tokens {
-                if constant_time_eq(given, token.expose().as_bytes()) && found.is_none() {
-                    found = Some(Caller::Space(index));
+                if constant_time_eq(&hash, token) && found.is_none() {
+                    found = Some(Caller::Space(space.id.clone()));
                 }
             }
         }
@@ -141,30 +146,23 @@ impl AdminState {
                 .find(|(key, _)| *key == "space")
                 .map(|(_, value)| value.to_owned())
         });
-        let index = match (caller, asked.as_deref()) {
-            (Caller::Space(own), None) => own,
-            (Caller::Space(own), Some(asked)) => {
-                if self.spaces.get(own).is_some_and(|space| space.id == asked) {
-                    own
-                } else {
-                    return Err(ApiError::unknown_space(asked));
-                }
-            }
-            (Caller::Admin, None) => 0,
-            (Caller::Admin, Some(asked)) => self
-                .spaces
-                .iter()
-                .position(|space| space.id == asked)
-                .ok_or_else(|| ApiError::unknown_space(asked))?,
+        let spaces = self.spaces.access();
+        let wanted = match (&caller, asked.as_deref()) {
+            (Caller::Space(own), None) => own.as_str(),
+            (Caller::Space(own), Some(asked)) if asked == own => own.as_str(),
+            (Caller::Space(_), Some(asked)) => return Err(ApiError::unknown_space(asked)),
+            (Caller::Admin, None) => crate::DEFAULT_SPACE,
+            (Caller::Admin, Some(asked)) => asked,
         };
-        let space = self
-            .spaces
-            .get(index)
-            .ok_or_else(|| ApiError::unknown_space(crate::DEFAULT_SPACE))?;
+        let space = spaces
+            .iter()
+            .find(|space| space.id == wanted)
+            .ok_or_else(|| ApiError::unknown_space(wanted))?;
         let mut scoped = self.clone();
         scoped.lifecycle = Arc::clone(&space.lifecycle);
         scoped.domains = Arc::clone(&space.domains);
         scoped.space = space.id.clone();
+        scoped.caller = caller;
         Ok(scoped)
     }
 }
@@ -187,6 +185,17 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for people.
     pub message: String,
+    /// Each problem of a refused document, with its path (`invalid_space`).
+    pub errors: Vec<FieldError>,
+}
+
+/// One problem of a refused document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Where, e.g. `providers[0].token` (empty: the document itself).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// The JSON body of an error.
@@ -199,11 +208,15 @@ pub struct ErrorBody {
 /// An error's code and message.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `unauthorized`, `unknown_app`, `bad_request`, `conflict`,
-    /// `unavailable`, `not_found`.
+    /// Stable, machine-readable: `unauthorized`, `unknown_app`, `unknown_space`,
+    /// `bad_request`, `conflict`, `plan_limit`, `unavailable`, `not_found`, `admin_only`,
+    /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`.
     pub code: String,
     /// For people.
     pub message: String,
+    /// Each problem of a refused document, with its path (`invalid_space` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -213,6 +226,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message: message.into(),
+            errors: Vec::new(),
         }
     }
 
@@ -222,6 +236,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "unknown_app",
             message: format!("no app `{app}` on provider `{provider}`"),
+            errors: Vec::new(),
         }
     }
 
@@ -232,6 +247,7 @@ impl ApiError {
             code: "unauthorized",
             message: "missing or invalid token (send Authorization: Bearer <admin.token>)"
                 .to_owned(),
+            errors: Vec::new(),
         }
     }
 
@@ -241,6 +257,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "unknown_space",
             message: format!("no space `{space}`"),
+            errors: Vec::new(),
         }
     }
 
@@ -250,6 +267,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: message.into(),
+            errors: Vec::new(),
         }
     }
 
@@ -259,6 +277,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "plan_limit",
             message: message.into(),
+            errors: Vec::new(),
         }
     }
 
@@ -278,6 +297,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
+            errors: Vec::new(),
         }
     }
 }
@@ -288,6 +308,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                errors: self.errors,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -358,6 +379,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(api::events_index))
         .route("/api/v1/providers", get(api::providers_index))
         .route("/api/v1/savings", get(api::savings_index))
+        .route(
+            "/api/v1/spaces",
+            get(spaces::spaces_index).post(spaces::spaces_create),
+        )
+        .route(
+            "/api/v1/spaces/{id}",
+            get(spaces::spaces_show)
+                .patch(spaces::spaces_update)
+                .delete(spaces::spaces_delete),
+        )
+        .route("/api/v1/spaces/{id}/tokens", post(spaces::tokens_create))
+        .route(
+            "/api/v1/spaces/{id}/tokens/{token}",
+            axum::routing::delete(spaces::tokens_delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -384,6 +420,7 @@ async fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
         message: "no such endpoint (see /api/openapi.json)".to_owned(),
+        errors: Vec::new(),
     }
 }
 

@@ -167,6 +167,10 @@ fn load_source(
         .map(|token| token.trim())
         .filter(|token| !token.is_empty())
         .map(crate::secret::Secret::new);
+    provenance.master_key = env
+        .get("PAASTIS_MASTER_KEY")
+        .filter(|key| !key.trim().is_empty())
+        .map(crate::secret::Secret::new);
     let validated = Validator::new(&provenance).config(&tree);
     match validated {
         Ok(mut config) if errors.is_empty() => {

@@ -19,6 +19,19 @@ use std::time::Duration;
 pub use compat::{Compat, Level, Notice, is_original_rules, uses_original_env};
 pub use duration::{format_duration, parse_duration};
 pub use load::{Loaded, Overrides, Source, load, load_str};
+pub use validate::ApiRules;
+
+/// Reads a space document of the admin API (the shape of a `spaces:` entry) into a
+/// [`SpaceConfig`]; `domains_taken` maps the other spaces' domains to their owner. No
+/// `${VAR}` is expanded, no file is read, and commands (hooks, `process` providers) are
+/// refused.
+pub fn api_space(
+    document: &serde_json::Value,
+    rules: ApiRules,
+    domains_taken: &std::collections::HashMap<String, String>,
+) -> Result<SpaceConfig, ConfigErrors> {
+    validate::api_space(document, rules, domains_taken)
+}
 
 use crate::providers::ProviderConfig;
 
@@ -76,7 +89,36 @@ pub struct Config {
     pub on_limit: crate::plan::OnLimit,
     /// Tenants besides the default space (`spaces`), each with its own domains and apps.
     pub spaces: Vec<SpaceConfig>,
+    /// Hosted mode (`hosted`): spaces created through the admin API, stored in the database
+    /// with their secrets sealed; `None`: spaces come from this file only.
+    pub hosted: Option<Hosted>,
 }
+
+/// `hosted`: spaces managed through the admin API.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    /// Seals provider secrets in the database (`PAASTIS_MASTER_KEY`, required).
+    pub key: crate::spaces::MasterKey,
+    /// Whether API-created spaces may point providers at other API addresses
+    /// (`hosted.custom_api_urls`, default false: the platforms' public APIs only, so a
+    /// tenant cannot make the engine call hosts of its network).
+    pub custom_api_urls: bool,
+    /// How often the stored spaces are read again, for changes made through another
+    /// instance (`hosted.sync_every`, default 5 s).
+    pub sync_every: Duration,
+}
+
+/// The default `hosted.sync_every`.
+pub const DEFAULT_HOSTED_SYNC: Duration = Duration::from_secs(5);
+
+/// Keys of provider entries that hold credentials: sealed at rest, never shown.
+pub const SECRET_KEYS: &[&str] = &[
+    "token",
+    "api_token",
+    "consumer_key",
+    "consumer_secret",
+    "secret",
+];
 
 impl Config {
     /// The top-level keys as the default space's.

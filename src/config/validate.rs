@@ -34,6 +34,16 @@ const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes
 pub(super) struct Validator<'a> {
     errors: Vec<ConfigError>,
     provenance: &'a Provenance,
+    /// Set while a space document from the admin API is read: what a tenant may not ask
+    /// of the engine's host is refused (commands, files, other API addresses).
+    api: Option<ApiRules>,
+}
+
+/// What a space document from the admin API may contain beyond the config file's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiRules {
+    /// Providers may name their own API addresses (`hosted.custom_api_urls`).
+    pub custom_api_urls: bool,
 }
 
 /// Where values came from, so errors point at the real source and never echo what came from
@@ -48,6 +58,8 @@ pub(super) struct Provenance {
     pub from_env: HashMap<String, String>,
     /// `PAASTIS_ADMIN_TOKEN`, used when `admin.token` is not set.
     pub admin_token: Option<Secret>,
+    /// `PAASTIS_MASTER_KEY`, the key of hosted mode (read only when `hosted` is set).
+    pub master_key: Option<Secret>,
 }
 
 /// Values shorter than this are not hidden in messages (hiding `1` would garble them; such a
@@ -59,6 +71,7 @@ impl<'a> Validator<'a> {
         Validator {
             errors: Vec::new(),
             provenance,
+            api: None,
         }
     }
 
@@ -146,6 +159,9 @@ impl<'a> Validator<'a> {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
         };
+        let hosted = top
+            .take("hosted")
+            .and_then(|(v, p)| self.hosted(v, &p, &admin));
         self.finish(top, NOT_YET_SUPPORTED);
 
         if self.errors.is_empty() {
@@ -174,10 +190,76 @@ impl<'a> Validator<'a> {
                 plan,
                 on_limit,
                 spaces,
+                hosted,
             })
         } else {
             Err(ConfigErrors(self.errors))
         }
+    }
+
+    /// `hosted`: `true`, or a mapping of its settings (`false`: off). Needs
+    /// `PAASTIS_MASTER_KEY` and an admin token.
+    fn hosted(&mut self, value: &Value, path: &str, admin: &Admin) -> Option<super::Hosted> {
+        let mut custom_api_urls = false;
+        let mut sync_every = super::DEFAULT_HOSTED_SYNC;
+        match value {
+            Value::Bool(false) => return None,
+            Value::Bool(true) => {}
+            Value::Object(_) => {
+                let mut fields = self.mapping(value, path)?;
+                custom_api_urls = match fields.take("custom_api_urls") {
+                    None => false,
+                    Some((Value::Bool(b), _)) => *b,
+                    Some((other, p)) => {
+                        self.error(&p, format!("expected true or false, found {}", kind(other)));
+                        false
+                    }
+                };
+                if let Some(every) = fields
+                    .take("sync_every")
+                    .and_then(|(v, p)| self.positive_duration(v, &p))
+                {
+                    sync_every = every;
+                }
+                self.finish(fields, &[]);
+            }
+            other => {
+                self.error(
+                    path,
+                    format!("expected true, false or a mapping, found {}", kind(other)),
+                );
+                return None;
+            }
+        }
+        if admin.token.is_none() {
+            self.error(
+                path,
+                "hosted mode needs admin.token (or PAASTIS_ADMIN_TOKEN): only the admin creates spaces",
+            );
+        }
+        let key = match &self.provenance.master_key {
+            None => {
+                self.error(
+                    path,
+                    "hosted mode needs PAASTIS_MASTER_KEY, the key that seals provider secrets \
+                     (32 random bytes in base64: `openssl rand -base64 32`); keep it safe, \
+                     the stored secrets cannot be read without it",
+                );
+                None
+            }
+            Some(text) => match crate::spaces::MasterKey::parse(text.expose()) {
+                Ok(key) => Some(key),
+                Err(message) => {
+                    self.error(path, format!("PAASTIS_MASTER_KEY {message}"));
+                    None
+                }
+            },
+        };
+        Some(super::Hosted {
+            key: key?,
+            custom_api_urls,
+            sync_every,
+        })
     }
 
     /// Reports the keys of a mapping that nothing took.
@@ -610,6 +692,13 @@ impl<'a> Validator<'a> {
     /// `hooks` (global or a rule's): shell commands around transitions, and their timeout.
     fn hooks(&mut self, value: &Value, path: &str) -> crate::hooks::Hooks {
         let mut hooks = crate::hooks::Hooks::default();
+        if self.api.is_some() {
+            self.error(
+                path,
+                "hooks run shell commands on the engine's host: not allowed in spaces created through the API",
+            );
+            return hooks;
+        }
         let Some(mut fields) = self.mapping(value, path) else {
             return hooks;
         };
@@ -807,98 +896,124 @@ impl<'a> Validator<'a> {
         let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (index, item) in items.iter().enumerate() {
             let item_path = format!("{path}[{index}]");
-            let Some(mut fields) = self.mapping(item, &item_path) else {
-                continue;
-            };
-            let errors_before = self.errors.len();
-            let id = match fields.take("id") {
-                Some((v, p)) => self.string(v, &p).and_then(|id| {
-                    let id = id.trim().to_owned();
-                    if id == crate::DEFAULT_SPACE {
-                        self.error(&p, "`default` is the top-level configuration's space");
-                        None
-                    } else if !is_label(&id) {
-                        self.error(
-                            &p,
-                            format!("`{id}` is not a space id (lowercase letters, digits, `-`)"),
-                        );
-                        None
-                    } else if let Some(first) = ids.get(&id) {
-                        self.error(&p, format!("duplicate space id `{id}` (first at {first})"));
-                        None
-                    } else {
-                        ids.insert(id.clone(), p.clone());
-                        Some(id)
-                    }
-                }),
-                None => {
-                    self.error(
-                        &format!("{item_path}.id"),
-                        "is required (a DNS label, e.g. acme)",
-                    );
-                    None
-                }
-            };
-            let domains = match fields.take("domains") {
-                Some((v, p)) => {
-                    let domains = self.domains(v, &p);
-                    if domains.is_empty() && self.errors.len() == errors_before {
-                        self.error(&p, "must list at least one domain (the space's hosts)");
-                    }
-                    for (n, domain) in domains.iter().enumerate() {
-                        let at = format!("{p}[{n}]");
-                        match domain_owners.get(domain) {
-                            Some(owner) => self
-                                .error(&at, format!("`{domain}` is already a domain of {owner}")),
-                            None => {
-                                domain_owners.insert(domain.clone(), format!("`{item_path}`"));
-                            }
-                        }
-                    }
-                    domains
-                }
-                None => {
-                    self.error(
-                        &format!("{item_path}.domains"),
-                        "is required (the space's base domains, e.g. [acme.example.com])",
-                    );
-                    Vec::new()
-                }
-            };
-            let Tenant {
-                defaults,
-                discovery,
-                providers,
-                activity,
-                rules,
-                hooks,
-                schedules,
-                plan,
-                on_limit,
-            } = self.tenant(&mut fields, &format!("{item_path}.providers"));
-            let tokens = match fields.take("tokens") {
-                None => Vec::new(),
-                Some((v, p)) => self.tokens(v, &p),
-            };
-            self.finish(fields, &[]);
-            if let (Some(id), true) = (id, self.errors.len() == errors_before) {
-                spaces.push(super::SpaceConfig {
-                    id,
-                    domains,
-                    providers,
-                    rules,
-                    schedules,
-                    discovery,
-                    defaults,
-                    activity,
-                    hooks,
-                    plan,
-                    on_limit,
-                    tokens,
-                });
+            if let Some(space) = self.space(item, &item_path, &mut ids, &mut domain_owners) {
+                spaces.push(space);
             }
         }
         spaces
+    }
+
+    /// One space entry; `ids` and `domain_owners` hold what earlier entries (or the
+    /// running engine) took, and get this entry's.
+    fn space(
+        &mut self,
+        item: &Value,
+        item_path: &str,
+        ids: &mut HashMap<String, String>,
+        domain_owners: &mut HashMap<String, String>,
+    ) -> Option<super::SpaceConfig> {
+        let mut fields = self.mapping(item, item_path)?;
+        let errors_before = self.errors.len();
+        let owner = if item_path.is_empty() {
+            "this space".to_owned()
+        } else {
+            format!("`{item_path}`")
+        };
+        let id = match fields.take("id") {
+            Some((v, p)) => self.string(v, &p).and_then(|id| {
+                let id = id.trim().to_owned();
+                if id == crate::DEFAULT_SPACE {
+                    self.error(&p, "`default` is the top-level configuration's space");
+                    None
+                } else if !is_label(&id) {
+                    self.error(
+                        &p,
+                        format!("`{id}` is not a space id (lowercase letters, digits, `-`)"),
+                    );
+                    None
+                } else if let Some(first) = ids.get(&id) {
+                    self.error(&p, format!("duplicate space id `{id}` (first at {first})"));
+                    None
+                } else {
+                    ids.insert(id.clone(), p.clone());
+                    Some(id)
+                }
+            }),
+            None => {
+                self.error(
+                    &child(item_path, "id"),
+                    "is required (a DNS label, e.g. acme)",
+                );
+                None
+            }
+        };
+        let domains = match fields.take("domains") {
+            Some((v, p)) => {
+                let domains = self.domains(v, &p);
+                if domains.is_empty() && self.errors.len() == errors_before {
+                    self.error(&p, "must list at least one domain (the space's hosts)");
+                }
+                for (n, domain) in domains.iter().enumerate() {
+                    let at = format!("{p}[{n}]");
+                    match domain_owners.get(domain) {
+                        Some(first) => {
+                            self.error(&at, format!("`{domain}` is already a domain of {first}"))
+                        }
+                        None => {
+                            domain_owners.insert(domain.clone(), owner.clone());
+                        }
+                    }
+                }
+                domains
+            }
+            None => {
+                self.error(
+                    &child(item_path, "domains"),
+                    "is required (the space's base domains, e.g. [acme.example.com])",
+                );
+                Vec::new()
+            }
+        };
+        let Tenant {
+            defaults,
+            discovery,
+            providers,
+            activity,
+            rules,
+            hooks,
+            schedules,
+            plan,
+            on_limit,
+        } = self.tenant(&mut fields, &child(item_path, "providers"));
+        let tokens = match fields.take("tokens") {
+            None => Vec::new(),
+            Some((_, p)) if self.api.is_some() => {
+                self.error(
+                    &p,
+                    "tokens are issued by the engine (POST /api/v1/spaces/{id}/tokens), not given",
+                );
+                Vec::new()
+            }
+            Some((v, p)) => self.tokens(v, &p),
+        };
+        self.finish(fields, &[]);
+        if let (Some(id), true) = (id, self.errors.len() == errors_before) {
+            return Some(super::SpaceConfig {
+                id,
+                domains,
+                providers,
+                rules,
+                schedules,
+                discovery,
+                defaults,
+                activity,
+                hooks,
+                plan,
+                on_limit,
+                tokens,
+            });
+        }
+        None
     }
 
     /// What the top level (the default space) and each space have alike: their
@@ -1390,6 +1505,13 @@ impl<'a> Validator<'a> {
                 continue;
             };
             match kind.as_str() {
+                "process" if self.api.is_some() => {
+                    self.error(
+                        &kind_path,
+                        "`process` providers run commands on the engine's host: not allowed in spaces created through the API",
+                    );
+                    fields.take_all();
+                }
                 "process" => {
                     let apps = match fields.take("apps") {
                         Some((v, p)) => self.process_apps(v, &p),
@@ -1453,6 +1575,13 @@ impl<'a> Validator<'a> {
         let file_key = format!("{key}_file");
         let direct = fields.take(key);
         let file = fields.take(&file_key);
+        if let (Some((_, p)), true) = (&file, self.api.is_some()) {
+            self.error(
+                p,
+                format!("files are not read for spaces created through the API: give {key}"),
+            );
+            return None;
+        }
         match (direct, file) {
             (Some((_, p)), Some(_)) => {
                 self.error(&p, format!("set either {key} or {file_key}, not both"));
@@ -1498,10 +1627,11 @@ impl<'a> Validator<'a> {
     ) -> Option<Secret> {
         let secret = self.secret(fields, key, parent);
         if secret.is_none() && !fields.has(key) && !fields.has(&format!("{key}_file")) {
-            self.error(
-                &format!("{parent}.{key}"),
-                format!("missing (or {key}_file)"),
-            );
+            let message = match self.api {
+                Some(_) => "missing".to_owned(),
+                None => format!("missing (or {key}_file)"),
+            };
+            self.error(&child(parent, key), message);
         }
         secret
     }
@@ -1509,6 +1639,14 @@ impl<'a> Validator<'a> {
     /// An `http(s)://` base URL, without a trailing slash (`{region}` allowed in it).
     fn base_url(&mut self, fields: &mut Fields<'_>, key: &str) -> Option<String> {
         let (value, path) = fields.take(key)?;
+        if self.api.is_some_and(|api| !api.custom_api_urls) {
+            self.error(
+                &path,
+                "spaces created through the API use the platform's own API \
+                 (hosted.custom_api_urls is off)",
+            );
+            return None;
+        }
         let text = self.string(value, &path)?;
         let valid = text
             .replace("{region}", "region")
@@ -1919,6 +2057,42 @@ impl<'v> Fields<'v> {
             .filter(|key| !self.consumed.contains(key.as_str()))
             .map(|key| (key.as_str(), self.child_path(key)))
             .collect()
+    }
+}
+
+/// Reads a space document of the admin API: a `spaces:` entry, without what a tenant may
+/// not ask of the engine's host (see [`ApiRules`]). `domains_taken` maps each domain of
+/// the other spaces to a description of its owner. Every error is collected, with its path
+/// in the document.
+pub(super) fn api_space(
+    document: &Value,
+    rules: ApiRules,
+    domains_taken: &HashMap<String, String>,
+) -> Result<super::SpaceConfig, ConfigErrors> {
+    let provenance = Provenance::default();
+    let mut validator = Validator::new(&provenance);
+    validator.api = Some(rules);
+    let mut ids = HashMap::new();
+    let mut owners = domains_taken.clone();
+    if !document.is_object() {
+        validator.error(
+            "",
+            format!("expected a mapping (a space), found {}", kind(document)),
+        );
+        return Err(ConfigErrors(validator.errors));
+    }
+    match validator.space(document, "", &mut ids, &mut owners) {
+        Some(space) if validator.errors.is_empty() => Ok(space),
+        _ => Err(ConfigErrors(validator.errors)),
+    }
+}
+
+/// `parent.key`, or `key` at the top.
+fn child(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
     }
 }
 

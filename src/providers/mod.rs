@@ -48,6 +48,16 @@ impl ProviderConfig {
         }
     }
 
+    /// Its type as the config names it (`process`, `scalingo`, `heroku`, `clever-cloud`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::Process(_) => "process",
+            ProviderConfig::Scalingo(_) => "scalingo",
+            ProviderConfig::Heroku(_) => "heroku",
+            ProviderConfig::CleverCloud(_) => "clever-cloud",
+        }
+    }
+
     /// Builds the provider client.
     pub fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         match self {

@@ -232,7 +232,7 @@ impl ProxyError {
 
 /// What the route phase found: the space (`None`: the default one) and its app, or the
 /// space and why no app answers.
-type Routed = Result<(Option<usize>, Arc<App>), (Option<usize>, ProxyError)>;
+type Routed = Result<(Option<Arc<SpaceRoute>>, Arc<App>), (Option<Arc<SpaceRoute>>, ProxyError)>;
 
 /// A space's share of the proxy: the hosts it answers to and its apps.
 #[derive(Debug, Clone)]
@@ -252,8 +252,8 @@ pub struct SpaceRoute {
 pub struct Proxy {
     /// Apps, routes and wakes of the default space.
     lifecycle: Arc<Lifecycle>,
-    /// The other spaces (`spaces:`).
-    spaces: Vec<SpaceRoute>,
+    /// The other spaces, as last published (spaces come and go while serving).
+    spaces: Arc<arc_swap::ArcSwap<Vec<Arc<SpaceRoute>>>>,
     /// Base domains of the default space.
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
@@ -301,7 +301,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             lifecycle,
-            spaces: Vec::new(),
+            spaces: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
             domains: config.domains.clone(),
             tls,
             activity: config.activity.clone(),
@@ -313,8 +313,9 @@ impl Proxy {
         }
     }
 
-    /// Routes the hosts under these spaces' domains to their apps.
-    pub fn with_spaces(mut self, spaces: Vec<SpaceRoute>) -> Proxy {
+    /// Routes the hosts under these spaces' domains to their apps (read at every request:
+    /// what is published there applies at once).
+    pub fn with_spaces(mut self, spaces: Arc<arc_swap::ArcSwap<Vec<Arc<SpaceRoute>>>>) -> Proxy {
         self.spaces = spaces;
         self
     }
@@ -322,23 +323,27 @@ impl Proxy {
     /// The space a host belongs to (`None`: the default space) and its route key there:
     /// the part left of the longest matching domain of any space; for the default space
     /// only, the first label when no domain matches. No key: the host is a domain itself.
-    fn tenant<'h>(&self, host: &'h str) -> (Option<usize>, Option<&'h str>) {
-        let domains = self
-            .spaces
+    fn tenant<'h>(&self, host: &'h str) -> (Option<Arc<SpaceRoute>>, Option<&'h str>) {
+        let spaces = self.spaces.load();
+        let domains = spaces
             .iter()
             .enumerate()
             .flat_map(|(index, space)| space.domains.iter().map(move |d| (Some(index), d.as_str())))
             .chain(self.domains.iter().map(|d| (None, d.as_str())));
+        let space = |index: Option<usize>| index.and_then(|index| spaces.get(index)).cloned();
         match route::under(host, domains) {
-            route::Under::Domain(space) => (space, None),
-            route::Under::Key(space, key) => (space, Some(key)),
+            route::Under::Domain(index) => (space(index), None),
+            route::Under::Key(index, key) => (space(index), Some(key)),
             route::Under::None => (None, route::first_label(host)),
         }
     }
 
     /// The lifecycle and activity settings of a space found by [`Proxy::tenant`].
-    fn space(&self, space: Option<usize>) -> (&Arc<Lifecycle>, &crate::config::Activity) {
-        match space.and_then(|index| self.spaces.get(index)) {
+    fn space<'s>(
+        &'s self,
+        space: Option<&'s Arc<SpaceRoute>>,
+    ) -> (&'s Arc<Lifecycle>, &'s crate::config::Activity) {
+        match space {
             Some(space) => (&space.lifecycle, &space.activity),
             None => (&self.lifecycle, &self.activity),
         }
@@ -556,7 +561,7 @@ impl Worker {
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
         let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
-        let mut routed: Option<(Option<usize>, Arc<App>)> = None;
+        let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
         if !tracing::enabled!(tracing::Level::DEBUG) {
             let response = match self.proxy(request, client, &mut routed).await {
                 Ok(response) => response,
@@ -590,11 +595,13 @@ impl Worker {
     /// duration histogram); unrouted requests in the default space's.
     fn account(
         &self,
-        routed: Option<&(Option<usize>, Arc<App>)>,
+        routed: Option<&(Option<Arc<SpaceRoute>>, Arc<App>)>,
         status: StatusCode,
         started: Instant,
     ) {
-        let (lifecycle, _) = self.proxy.space(routed.and_then(|(space, _)| *space));
+        let (lifecycle, _) = self
+            .proxy
+            .space(routed.and_then(|(space, _)| space.as_ref()));
         lifecycle.metrics().request(
             routed.map(|(_, app)| app.as_ref()),
             status.as_u16(),
@@ -607,7 +614,7 @@ impl Worker {
         &self,
         request: Request<Incoming>,
         client: &ClientSide,
-        routed: &mut Option<(Option<usize>, Arc<App>)>,
+        routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
     ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
         // The original engine's system API, on the proxy port, when enabled.
         if let Some(system) = &self.proxy.system
@@ -623,7 +630,7 @@ impl Worker {
         let (space, app) = match self.route(&request) {
             Ok(found) => found,
             Err((space, ProxyError::UnknownApp { host })) => {
-                let (lifecycle, _) = self.proxy.space(space);
+                let (lifecycle, _) = self.proxy.space(space.as_ref());
                 if !lifecycle.rediscover().await {
                     return Err(fail(ProxyError::UnknownApp { host }));
                 }
@@ -632,10 +639,9 @@ impl Worker {
             Err((_, error)) => return Err(fail(error)),
         };
         // Kept for the metrics; the phases below borrow it from there (no extra clone).
-        let (_, app) = routed.insert((space, app));
-        let app: &Arc<App> = app;
+        let (space, app) = &*routed.insert((space, app));
         // Everything below acts through the app's own space.
-        let (lifecycle, activity) = self.proxy.space(space);
+        let (lifecycle, activity) = self.proxy.space(space.as_ref());
 
         // admit: monitors and health checks configured as not counting never wake an app.
         let ignored = !activity.is_empty() && {
@@ -760,7 +766,7 @@ impl Worker {
     fn route(&self, request: &Request<Incoming>) -> Routed {
         let host = route::request_host(request).map_err(|error| (None, error.into()))?;
         let (space, key) = self.proxy.tenant(&host);
-        let (lifecycle, _) = self.proxy.space(space);
+        let (lifecycle, _) = self.proxy.space(space.as_ref());
         let routes = lifecycle.routes();
         let route = key.and_then(|key| routes.get(key).map(|route| (key, route)));
         match route {

@@ -11,7 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::{CatalogEntry, EventPage, EventQuery, MAX_EVENT_KINDS, StoreError, StoredEvent};
+use super::{
+    CatalogEntry, EventPage, EventQuery, MAX_EVENT_KINDS, StoreError, StoredEvent, StoredSpace,
+    StoredToken,
+};
 use crate::events::{Event, EventKind};
 use crate::lifecycle::AppKey;
 use crate::providers::Formation;
@@ -43,6 +46,50 @@ pub(crate) fn duration_millis(duration: Duration) -> i64 {
 /// A stored millisecond count as a duration (negative counts as zero).
 pub(crate) fn duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A row of `spaces`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SpaceRow {
+    id: String,
+    settings: String,
+    providers: String,
+    revision: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A row of `space_tokens`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    space: String,
+    id: String,
+    hash: String,
+    created_at: i64,
+}
+
+/// Stored spaces from their rows and their tokens' rows.
+pub(crate) fn stored_spaces(spaces: Vec<SpaceRow>, tokens: Vec<TokenRow>) -> Vec<StoredSpace> {
+    let mut by_space: HashMap<String, Vec<StoredToken>> = HashMap::new();
+    for token in tokens {
+        by_space.entry(token.space).or_default().push(StoredToken {
+            id: token.id,
+            hash: token.hash,
+            created_at: time(token.created_at),
+        });
+    }
+    spaces
+        .into_iter()
+        .map(|row| StoredSpace {
+            tokens: by_space.remove(&row.id).unwrap_or_default(),
+            id: row.id,
+            settings: row.settings,
+            providers: row.providers,
+            revision: row.revision,
+            created_at: time(row.created_at),
+            updated_at: time(row.updated_at),
+        })
+        .collect()
 }
 
 /// A formation as the JSON text stored in the catalog.

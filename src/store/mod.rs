@@ -129,6 +129,45 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// A space created through the admin API, as stored (hosted mode).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSpace {
+    /// Its id.
+    pub id: String,
+    /// Its document without providers (JSON text, no secret in it).
+    pub settings: String,
+    /// Its providers' document, sealed under the master key (it holds the credentials).
+    pub providers: String,
+    /// Grows by one at every change (other instances compare it).
+    pub revision: i64,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it last changed.
+    pub updated_at: SystemTime,
+    /// Its API tokens, as hashes.
+    pub tokens: Vec<StoredToken>,
+}
+
+impl fmt::Debug for StoredSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSpace")
+            .field("id", &self.id)
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A space token as stored: its public id and its SHA-256 (hex), never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Public id (`tok_…`), to list and revoke it.
+    pub id: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub hash: String,
+    /// When it was issued.
+    pub created_at: SystemTime,
+}
+
 /// Why the store could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -259,6 +298,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes the events older than `older_than`, a few thousand rows per statement so
     /// writers are never held up long; returns how many were deleted.
     async fn prune_events(&self, older_than: SystemTime) -> Result<u64, StoreError>;
+
+    /// The master key check of hosted mode: a known text sealed under the key the first
+    /// time hosted mode ran. Keeps `sealed` when there is none yet; returns the one kept.
+    async fn key_check(&self, sealed: &str) -> Result<String, StoreError>;
+
+    /// Every space created through the admin API, by id, with its tokens.
+    async fn stored_spaces(&self) -> Result<Vec<StoredSpace>, StoreError>;
+
+    /// Creates or replaces a stored space and its tokens (exactly `space.tokens`), in one
+    /// transaction.
+    async fn put_space(&self, space: &StoredSpace) -> Result<(), StoreError>;
+
+    /// Deletes a stored space, its tokens and its catalog rows (its events stay until
+    /// `events.retention`); returns whether it was there.
+    async fn delete_space(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Whether the database answers.
     async fn health(&self) -> Result<(), StoreError>;

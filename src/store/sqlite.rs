@@ -31,7 +31,9 @@ use sqlx::sqlite::{
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::codec::{self, AppRow, EventRow, StartRow};
-use super::{CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError};
+use super::{
+    CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError, StoredSpace,
+};
 use crate::events::Event;
 use crate::lifecycle::AppKey;
 use crate::providers::Formation;
@@ -575,6 +577,95 @@ impl Store for SqliteStore {
             // Writers queued meanwhile go first.
             tokio::task::yield_now().await;
         }
+    }
+
+    async fn key_check(&self, sealed: &str) -> Result<String, StoreError> {
+        let _turn = self.turn().await;
+        sqlx::query(
+            "INSERT INTO master_key_check (id, sealed) VALUES (1, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        sqlx::query_scalar::<_, String>("SELECT sealed FROM master_key_check WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn stored_spaces(&self) -> Result<Vec<StoredSpace>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let spaces = sqlx::query_as::<_, codec::SpaceRow>(
+            "SELECT id, settings, providers, revision, created_at, updated_at FROM spaces ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let tokens = sqlx::query_as::<_, codec::TokenRow>(
+            "SELECT space, id, hash, created_at FROM space_tokens ORDER BY space, created_at, id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(codec::stored_spaces(spaces, tokens))
+    }
+
+    async fn put_space(&self, space: &StoredSpace) -> Result<(), StoreError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO spaces (id, settings, providers, revision, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             settings = excluded.settings, providers = excluded.providers, \
+             revision = excluded.revision, updated_at = excluded.updated_at",
+        )
+        .bind(&space.id)
+        .bind(&space.settings)
+        .bind(&space.providers)
+        .bind(space.revision)
+        .bind(codec::millis(space.created_at))
+        .bind(codec::millis(space.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM space_tokens WHERE space = ?")
+            .bind(&space.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for token in &space.tokens {
+            sqlx::query(
+                "INSERT INTO space_tokens (space, id, hash, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&space.id)
+            .bind(&token.id)
+            .bind(&token.hash)
+            .bind(codec::millis(token.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_space(&self, id: &str) -> Result<bool, StoreError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let deleted = sqlx::query("DELETE FROM spaces WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        sqlx::query("DELETE FROM apps WHERE space = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted > 0)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -128,11 +128,7 @@ impl TestEngine {
         let admin_addr = admin.local_addr().expect("admin addr");
         let engine = Engine::start(loaded.config).await.expect("engine starts");
         let lifecycle = Arc::clone(engine.lifecycle());
-        let spaces = engine
-            .spaces()
-            .iter()
-            .map(|space| (space.id().to_owned(), Arc::clone(space.lifecycle())))
-            .collect();
+        let spaces = engine.spaces();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = engine

@@ -1,0 +1,170 @@
+//! A space's document as the admin API takes it (the shape of a `spaces:` entry, JSON):
+//! split into what is stored in clear and what is sealed, changed by a merge patch, and
+//! shown without its secrets.
+//!
+//! Only the provider entries hold credentials ([`crate::config::SECRET_KEYS`]); they are
+//! sealed as one document and never shown.
+
+use serde_json::{Map, Value};
+
+use crate::config::SECRET_KEYS;
+
+/// The document without its providers (stored in clear), and its providers (sealed).
+pub fn split(document: &Value) -> (Value, Value) {
+    let mut settings = document.clone();
+    let providers = settings
+        .as_object_mut()
+        .and_then(|map| map.remove("providers"))
+        .unwrap_or_else(|| Value::Array(Vec::new()));
+    (settings, providers)
+}
+
+/// The whole document again from its two parts.
+pub fn join(settings: Value, providers: Value) -> Value {
+    let mut document = match settings {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    if providers.as_array().is_none_or(|list| !list.is_empty()) {
+        document.insert("providers".to_owned(), providers);
+    }
+    Value::Object(document)
+}
+
+/// Applies a JSON merge patch (RFC 7396): objects are merged key by key, `null` removes a
+/// key, anything else replaces the value. A provider entry of the patch whose `id` and
+/// `type` are a current provider's keeps that provider's credentials when it leaves them
+/// out (they are write-only: nobody can send them back).
+pub fn patched(current: &Value, patch: &Value) -> Value {
+    let mut next = current.clone();
+    merge(&mut next, patch);
+    if let (Some(old), Some(new)) = (
+        current.get("providers").and_then(Value::as_array),
+        next.get_mut("providers").and_then(Value::as_array_mut),
+    ) {
+        for entry in new.iter_mut() {
+            let Some(entry) = entry.as_object_mut() else {
+                continue;
+            };
+            let same = old.iter().filter_map(Value::as_object).find(|old| {
+                old.get("id") == entry.get("id") && old.get("type") == entry.get("type")
+            });
+            if let Some(same) = same {
+                for key in SECRET_KEYS {
+                    if !entry.contains_key(*key)
+                        && let Some(secret) = same.get(*key)
+                    {
+                        entry.insert((*key).to_owned(), secret.clone());
+                    }
+                }
+            }
+        }
+    }
+    next
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge(map.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// The document as shown: every credential of its providers left out, and named under
+/// `secrets` (so one can tell what is set without seeing it).
+pub fn public(document: &Value) -> Value {
+    let mut shown = document.clone();
+    if let Some(providers) = shown.get_mut("providers").and_then(Value::as_array_mut) {
+        for entry in providers.iter_mut().filter_map(Value::as_object_mut) {
+            let mut set = Vec::new();
+            for key in SECRET_KEYS {
+                if entry.remove(*key).is_some() {
+                    set.push(Value::String((*key).to_owned()));
+                }
+            }
+            entry.insert("secrets".to_owned(), Value::Array(set));
+        }
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn providers_are_split_off_and_joined_back() {
+        let document = json!({"id": "acme", "domains": ["acme.test"],
+            "providers": [{"id": "h", "type": "heroku", "token": "s3cret"}]});
+        let (settings, providers) = split(&document);
+        assert!(!settings.to_string().contains("s3cret"));
+        assert_eq!(providers[0]["token"], "s3cret");
+        assert_eq!(join(settings, providers), document);
+        let bare = json!({"id": "acme", "domains": ["acme.test"]});
+        let (settings, providers) = split(&bare);
+        assert_eq!(join(settings, providers), bare);
+    }
+
+    #[test]
+    fn a_patch_merges_removes_and_keeps_write_only_secrets() {
+        let current = json!({"id": "acme", "domains": ["acme.test"], "plan": "free",
+            "defaults": {"max_idle": "30m", "wake_timeout": "2m"},
+            "providers": [{"id": "h", "type": "heroku", "token": "s3cret"},
+                          {"id": "s", "type": "scalingo", "token": "tk-us-1"}]});
+        let next = patched(
+            &current,
+            &json!({"plan": null, "defaults": {"max_idle": "10m"},
+                "providers": [{"id": "h", "type": "heroku", "rate_limit": 100},
+                              {"id": "s", "type": "heroku"},
+                              {"id": "n", "type": "heroku", "token": "new"}]}),
+        );
+        assert_eq!(next["plan"], Value::Null);
+        assert_eq!(
+            next["defaults"],
+            json!({"max_idle": "10m", "wake_timeout": "2m"})
+        );
+        // Same id and type: the stored token is kept; another type gets none.
+        assert_eq!(next["providers"][0]["token"], "s3cret");
+        assert_eq!(next["providers"][0]["rate_limit"], 100);
+        assert_eq!(next["providers"][1].get("token"), None);
+        assert_eq!(next["providers"][2]["token"], "new");
+        // A token given replaces the stored one.
+        let replaced = patched(
+            &current,
+            &json!({"providers": [{"id": "h", "type": "heroku", "token": "rotated"}]}),
+        );
+        assert_eq!(replaced["providers"][0]["token"], "rotated");
+        assert_eq!(replaced["providers"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn the_public_view_has_no_secret() {
+        let document = json!({"id": "acme", "providers": [
+            {"id": "c", "type": "clever-cloud", "consumer_key": "k1", "consumer_secret": "k2",
+             "token": "k3", "secret": "k4", "organisation": "orga_1"},
+            {"id": "h", "type": "heroku", "api_url": "http://127.0.0.1:1"}]});
+        let shown = public(&document);
+        for secret in ["k1", "k2", "k3", "k4"] {
+            assert!(!shown.to_string().contains(secret), "{shown}");
+        }
+        assert_eq!(
+            shown["providers"][0]["secrets"],
+            json!(["token", "consumer_key", "consumer_secret", "secret"])
+        );
+        assert_eq!(shown["providers"][0]["organisation"], "orga_1");
+        assert_eq!(shown["providers"][1]["secrets"], json!([]));
+    }
+}
