@@ -150,14 +150,18 @@ async fn a_space_token_reaches_its_own_space_only_on_every_endpoint() {
         if !path.starts_with("/api/v1/") {
             continue;
         }
-        for method in ["get", "post", "put", "delete"] {
+        for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_some() {
-                let concrete = path.replace("{provider}", "local").replace("{app}", "web");
+                let concrete = path
+                    .replace("{provider}", "local")
+                    .replace("{app}", "web")
+                    .replace("{id}", "globex")
+                    .replace("{token}", "tok_000000000000");
                 operations.push((method.to_uppercase(), concrete));
             }
         }
     }
-    assert!(operations.len() >= 9, "{operations:?}");
+    assert!(operations.len() >= 16, "{operations:?}");
     for (method, path) in &operations {
         // Another space, named: 404 for its token, whatever the operation.
         let (status, body) = call(&engine, method, &format!("{path}?space=globex"), ACME).await;
