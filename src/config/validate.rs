@@ -955,6 +955,21 @@ impl<'a> Validator<'a> {
                 }
                 for (n, domain) in domains.iter().enumerate() {
                     let at = format!("{p}[{n}]");
+                    // A tenant's domain above or under another space's would take some
+                    // of that space's hosts (the longest domain decides).
+                    if self.api.is_some()
+                        && let Some((other, first)) = domain_owners.iter().find(|(other, first)| {
+                            **first != owner
+                                && (domain.ends_with(&format!(".{other}"))
+                                    || other.ends_with(&format!(".{domain}")))
+                        })
+                    {
+                        let message = format!(
+                            "`{domain}` would share hosts with `{other}`, a domain of {first}"
+                        );
+                        self.error(&at, message);
+                        continue;
+                    }
                     match domain_owners.get(domain) {
                         Some(first) => {
                             self.error(&at, format!("`{domain}` is already a domain of {first}"))

@@ -654,8 +654,8 @@ impl Spaces {
     }
 
     /// Checks a document as a space the API may run: valid, its domains nobody else's
-    /// (nor above or under another space's, which would take that space's hosts), and
-    /// its providers buildable.
+    /// (nor above or under another space's, which would take some of its hosts), and its
+    /// providers buildable.
     fn check(
         &self,
         running: &[Space],
@@ -681,20 +681,6 @@ impl Spaces {
         let config =
             crate::config::api_space(document, rules, &taken).map_err(SpaceError::Invalid)?;
         let mut errors = Vec::new();
-        for (index, domain) in config.domains.iter().enumerate() {
-            for (other, owner) in &taken {
-                let nested = domain.ends_with(&format!(".{other}"))
-                    || other.ends_with(&format!(".{domain}"));
-                if nested {
-                    errors.push(ConfigError {
-                        path: format!("domains[{index}]"),
-                        message: format!(
-                            "`{domain}` would share hosts with `{other}`, a domain of {owner}"
-                        ),
-                    });
-                }
-            }
-        }
         for (index, provider) in config.providers.iter().enumerate() {
             if let Err(error) = provider.build() {
                 errors.push(ConfigError {

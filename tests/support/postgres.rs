@@ -344,6 +344,13 @@ async fn prepare(bin: &Path, run_as: &Option<RunAs>, dir: &Path) -> Result<Strin
     Ok(password)
 }
 
+/// `pg_dump`, beside the server binaries (or on PATH).
+pub fn pg_dump() -> PathBuf {
+    find_binaries()
+        .map(|bin| bin.join("pg_dump"))
+        .unwrap_or_else(|_| PathBuf::from("pg_dump"))
+}
+
 /// The folder holding `initdb` and `postgres`: on PATH, else the newest
 /// `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package).
 fn find_binaries() -> Result<PathBuf, String> {
