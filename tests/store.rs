@@ -14,6 +14,7 @@ use paastis::events::{Event, EventKind, StopCause, WakeCause};
 use paastis::lifecycle::AppKey;
 use paastis::store::{
     self, CatalogEntry, EventQuery, MAX_EVENTS_LIMIT, SeenApp, Store, StoreError, StoredEvent,
+    StoredSpace, StoredToken,
 };
 use support::TempDir;
 
@@ -86,6 +87,8 @@ on_both!(
     pagination_gives_every_event_once,
     malformed_cursor_and_limits,
     pruning_deletes_only_older_events,
+    stored_spaces_round_trip_with_their_tokens,
+    the_first_key_check_is_kept,
     health_answers,
 );
 
@@ -873,6 +876,85 @@ async fn health_answers(store: Arc<dyn Store>) {
     assert!(
         store.health().await.is_err(),
         "closed stores are not healthy"
+    );
+}
+
+fn space(id: &str, revision: i64, tokens: &[&str]) -> StoredSpace {
+    StoredSpace {
+        id: id.to_owned(),
+        settings: format!(r#"{{"id":"{id}","domains":["{id}.test"]}}"#),
+        providers: format!("v1:sealed-{id}-{revision}"),
+        revision,
+        created_at: t(0),
+        updated_at: t(revision as u64 * 1000),
+        tokens: tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| StoredToken {
+                id: format!("tok_{token}"),
+                hash: format!("{token:0>64}"),
+                created_at: t(index as u64),
+            })
+            .collect(),
+    }
+}
+
+async fn stored_spaces_round_trip_with_their_tokens(store: Arc<dyn Store>) {
+    assert_eq!(store.stored_spaces().await.expect("none"), []);
+    store
+        .put_space(&space("globex", 1, &["a"]))
+        .await
+        .expect("put");
+    store
+        .put_space(&space("acme", 1, &["b", "c"]))
+        .await
+        .expect("put");
+    // A catalog row of acme, removed with it; globex's stays.
+    store
+        .app_seen(&key("acme", "hk", "shop"), &seen(None, true), t(5))
+        .await
+        .expect("seen");
+    store
+        .app_seen(&key("globex", "hk", "shop"), &seen(None, true), t(5))
+        .await
+        .expect("seen");
+    assert_eq!(
+        store.stored_spaces().await.expect("list"),
+        [space("acme", 1, &["b", "c"]), space("globex", 1, &["a"])]
+    );
+    // Replaced: settings, revision and exactly the tokens given.
+    store
+        .put_space(&space("acme", 2, &["c", "d"]))
+        .await
+        .expect("put");
+    let spaces = store.stored_spaces().await.expect("list");
+    assert_eq!(spaces[0], space("acme", 2, &["c", "d"]));
+    // A token hash is one space's only.
+    assert!(store.put_space(&space("globex", 2, &["d"])).await.is_err());
+    assert_eq!(
+        store.stored_spaces().await.expect("list")[1],
+        space("globex", 1, &["a"])
+    );
+
+    assert!(store.delete_space("acme").await.expect("delete"));
+    assert!(!store.delete_space("acme").await.expect("again"));
+    assert_eq!(
+        store.stored_spaces().await.expect("list"),
+        [space("globex", 1, &["a"])]
+    );
+    let catalog = store.catalog(None).await.expect("catalog");
+    let spaces: Vec<&str> = catalog.iter().map(|entry| &*entry.key.space).collect();
+    assert_eq!(spaces, ["globex"]);
+}
+
+async fn the_first_key_check_is_kept(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.key_check("v1:first").await.expect("first"),
+        "v1:first"
+    );
+    assert_eq!(
+        store.key_check("v1:second").await.expect("kept"),
+        "v1:first"
     );
 }
 
