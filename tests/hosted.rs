@@ -587,3 +587,107 @@ async fn another_instance_picks_up_changes_from_the_database() {
     one.stop().await;
     two.stop().await;
 }
+
+/// The real binary at trace level: creating, changing and using a space (and a refused
+/// document that carries a credential) logs no credential, token nor key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs() {
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], true).await;
+    let dir = TempDir::new("hosted-logs");
+    let path = dir.path("paastis.yml");
+    std::fs::write(&path, config("sqlite::memory:")).expect("write config");
+    let key = master_key(9);
+    let mut served = support::serve(
+        &path,
+        &[("PAASTIS_MASTER_KEY", &key), ("RUST_LOG", "trace")],
+    )
+    .await;
+    let mut admin = None;
+    for _ in 0..100 {
+        admin = served.logs().lines().find_map(|line| {
+            let json: Value = serde_json::from_str(line).ok()?;
+            json["admin_addr"].as_str().map(str::to_owned)
+        });
+        if admin.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin: std::net::SocketAddr = admin.expect("admin address logged").parse().expect("addr");
+    let api = TestClient::new(admin);
+    let send = |method: &'static str, path: String, token: String, body: Value| {
+        let api = &api;
+        async move {
+            let answer = api
+                .send(
+                    method,
+                    "localhost",
+                    &path,
+                    &[("authorization", &format!("Bearer {token}"))],
+                    bytes::Bytes::from(body.to_string()),
+                )
+                .await;
+            (
+                answer.status.as_u16(),
+                serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, created) = send(
+        "POST",
+        "/api/v1/spaces".to_owned(),
+        ADMIN.to_owned(),
+        acme(&fake, "acme.test"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (status, _) = send(
+        "PATCH",
+        "/api/v1/spaces/acme".to_owned(),
+        ADMIN.to_owned(),
+        json!({"plan": "team"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, second) = send(
+        "POST",
+        "/api/v1/spaces/acme/tokens".to_owned(),
+        ADMIN.to_owned(),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let second = second["token"].as_str().expect("token").to_owned();
+    let (status, _) = send(
+        "POST",
+        "/api/v1/spaces".to_owned(),
+        ADMIN.to_owned(),
+        json!({"id": "bad", "domains": ["bad.test"],
+               "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": 7}]}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        send("GET", "/api/v1/apps".to_owned(), token.clone(), Value::Null)
+            .await
+            .0,
+        200
+    );
+    let client = TestClient::new(served.addr);
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+    support::signal(
+        served.child.id().expect("pid") as i32,
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(20), served.child.wait()).await;
+    let logs = served.logs();
+    assert!(logs.contains("space created"), "the logs are real");
+    for secret in [HEROKU_TOKEN, &token, &second, ADMIN, &key] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
