@@ -572,6 +572,34 @@ async fn another_instance_picks_up_changes_from_the_database() {
     }
     assert!(served, "the other instance serves the new space");
     assert_eq!(call(&two, "GET", "/api/v1/apps", &token, None).await.0, 200);
+
+    // A token issued through one works on the other once synced, without rebuilding the
+    // space there (a pin set on the other stays).
+    let (status, _) = call(
+        &two,
+        "PUT",
+        "/api/v1/apps/hk/shop/pin",
+        &token,
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, issued) = call(&one, "POST", "/api/v1/spaces/acme/tokens", ADMIN, None).await;
+    let issued = issued["token"].as_str().expect("token").to_owned();
+    let mut synced = false;
+    for _ in 0..60 {
+        if call(&two, "GET", "/api/v1/apps", &issued, None).await.0 == 200 {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the other instance takes the new token");
+    let (_, shop) = call(&two, "GET", "/api/v1/apps/hk/shop", &issued, None).await;
+    assert_eq!(
+        shop["pinned_until"], "forever",
+        "not rebuilt for a token: {shop}"
+    );
     let (status, _) = call(&one, "DELETE", "/api/v1/spaces/acme", ADMIN, None).await;
     assert_eq!(status, 204);
     let mut gone = false;

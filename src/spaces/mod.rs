@@ -91,6 +91,9 @@ struct Stored {
     updated_at: SystemTime,
     /// Its tokens, as hashes.
     tokens: Vec<StoredToken>,
+    /// The row's settings and sealed providers as stored: written again as they are when
+    /// only the tokens change, so other instances see that nothing else did.
+    row: (String, String),
 }
 
 impl std::fmt::Debug for Space {
@@ -202,6 +205,9 @@ pub struct Spaces {
     retention: Duration,
     /// Whether the engine serves: spaces installed from then on start their scheduler.
     serving: AtomicBool,
+    /// Stored spaces that could not be started, by id, with the revision that failed: not
+    /// tried (nor logged) again until it changes.
+    refused: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Spaces {
@@ -287,6 +293,7 @@ impl Spaces {
             store: Arc::clone(store),
             retention: config.events_retention,
             serving: AtomicBool::new(false),
+            refused: std::sync::Mutex::new(HashMap::new()),
         };
         if let Some(hosted) = &spaces.hosted {
             let probe = hosted
@@ -307,9 +314,11 @@ impl Spaces {
             *guard = running;
             if spaces.hosted.is_some() {
                 for stored in store.stored_spaces().await? {
-                    let id = stored.id.clone();
-                    if let Err(error) = spaces.install(&mut guard, stored, false).await {
-                        tracing::error!(space = %id, %error, "stored space not started");
+                    let (id, revision) = (stored.id.clone(), stored.revision);
+                    if guard.iter().any(|space| space.config.id == id) {
+                        spaces.refuse(&id, revision, "a space of the config file has its id");
+                    } else if let Err(error) = spaces.install(&mut guard, stored, false).await {
+                        spaces.refuse(&id, revision, &error.to_string());
                     }
                 }
             }
@@ -385,33 +394,56 @@ impl Spaces {
             }
         }
         for stored in stored {
-            let current = running
-                .iter()
-                .find(|space| space.config.id == stored.id)
-                .map(|space| (space.origin, space.stored.as_ref().map(|s| s.revision)));
-            match current {
+            if self.is_refused(&stored.id, stored.revision) {
+                continue;
+            }
+            let (id, revision) = (stored.id.clone(), stored.revision);
+            let row = (stored.settings.clone(), stored.providers.clone());
+            let current = running.iter_mut().find(|space| space.config.id == id);
+            match current.map(|space| (space.origin, space.stored.as_mut())) {
                 Some((Origin::Config, _)) => {
-                    tracing::warn!(space = %stored.id, "a stored space has the id of a config space: the config's runs");
+                    self.refuse(&id, revision, "a space of the config file has its id");
                 }
-                Some((Origin::Api, Some(revision))) if revision >= stored.revision => {}
-                _ => {
-                    let id = stored.id.clone();
-                    match self.install(&mut running, stored, true).await {
-                        Ok(()) => {
-                            changed = true;
-                            tracing::info!(space = %id, "space changed (through another instance)");
-                        }
-                        Err(error) => {
-                            tracing::error!(space = %id, %error, "stored space not started")
-                        }
+                Some((_, Some(ours))) if ours.revision >= revision => {}
+                // Only its tokens changed: no need to rebuild it.
+                Some((_, Some(ours))) if ours.row == row => {
+                    ours.tokens = stored.tokens;
+                    ours.revision = revision;
+                    ours.updated_at = stored.updated_at;
+                    changed = true;
+                }
+                _ => match self.install(&mut running, stored, true).await {
+                    Ok(()) => {
+                        changed = true;
+                        tracing::info!(space = %id, "space changed (through another instance)");
                     }
-                }
+                    Err(error) => self.refuse(&id, revision, &error.to_string()),
+                },
             }
         }
         if changed {
             self.publish(&running);
         }
         Ok(())
+    }
+
+    /// Remembers that this revision of a stored space could not be started, and says why
+    /// (once per revision).
+    fn refuse(&self, id: &str, revision: i64, why: &str) {
+        tracing::error!(space = %id, revision, error = %why, "stored space not started");
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id.to_owned(), revision);
+    }
+
+    /// Whether this revision of a stored space was already refused.
+    fn is_refused(&self, id: &str, revision: i64) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .is_some_and(|refused| *refused == revision)
     }
 
     /// Stops every space: schedulers first, then what providers started, then the last
@@ -482,6 +514,11 @@ impl Spaces {
             .to_owned();
         if id == DEFAULT_SPACE || running.iter().any(|space| space.config.id == id) {
             return Err(SpaceError::Conflict(format!("space `{id}` exists")));
+        }
+        if self.store.stored_spaces().await?.iter().any(|s| s.id == id) {
+            return Err(SpaceError::Conflict(format!(
+                "a stored space `{id}` exists but could not be started (see the logs): delete it first"
+            )));
         }
         self.check(&running, &document, hosted, None)?;
         let (token_id, token) = seal::new_token()?;
@@ -564,10 +601,21 @@ impl Spaces {
     pub async fn delete(&self, id: &str) -> Result<(), SpaceError> {
         self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
         let mut running = self.running.lock().await;
-        if self.find(&running, id)?.origin == Origin::Config {
-            return Err(SpaceError::FromConfig(id.to_owned()));
+        match self.find(&running, id) {
+            Ok(space) if space.origin == Origin::Config => {
+                return Err(SpaceError::FromConfig(id.to_owned()));
+            }
+            Ok(_) => {
+                self.store.delete_space(id).await?;
+            }
+            // Stored but not running (it could not be started): deleted all the same.
+            Err(SpaceError::NotFound(_)) if self.store.delete_space(id).await? => {}
+            Err(error) => return Err(error),
         }
-        self.store.delete_space(id).await?;
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(id);
         if let Some(space) = take(&mut running, id) {
             self.publish(&running);
             tracing::info!(space = %id, "space deleted");
@@ -624,13 +672,15 @@ impl Spaces {
         };
         let mut tokens = stored.tokens.clone();
         change(&mut tokens)?;
-        let row = self.seal(
-            id,
-            &stored.document,
-            stored.revision + 1,
-            stored.created_at,
+        let row = StoredSpace {
+            id: id.to_owned(),
+            settings: stored.row.0.clone(),
+            providers: stored.row.1.clone(),
+            revision: stored.revision + 1,
+            created_at: stored.created_at,
+            updated_at: SystemTime::now(),
             tokens,
-        )?;
+        };
         self.store.put_space(&row).await?;
         if let Some(space) = running.iter_mut().find(|space| space.config.id == id)
             && let Some(stored) = &mut space.stored
@@ -766,6 +816,7 @@ impl Spaces {
                 created_at: stored.created_at,
                 updated_at: stored.updated_at,
                 tokens: stored.tokens,
+                row: (stored.settings, stored.providers),
             }),
         });
         Ok(())
