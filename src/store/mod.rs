@@ -343,3 +343,24 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         url: redact_url(url),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_space_debug_shows_neither_settings_nor_sealed_providers() {
+        let space = StoredSpace {
+            id: "acme".to_owned(),
+            settings: r#"{"domains":["acme.test"]}"#.to_owned(),
+            providers: "v1:c2VhbGVk".to_owned(),
+            revision: 3,
+            created_at: SystemTime::UNIX_EPOCH,
+            updated_at: SystemTime::UNIX_EPOCH,
+            tokens: Vec::new(),
+        };
+        let shown = format!("{space:?}");
+        assert!(shown.contains("acme") && shown.contains('3'), "{shown}");
+        assert!(!shown.contains("v1:") && !shown.contains("domains"), "{shown}");
+    }
+}
