@@ -46,7 +46,9 @@ hosted: {{custom_api_urls: true}}
 }
 
 fn env() -> HashMap<String, String> {
-    let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(7).wrapping_add(3)).collect();
+    let key: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(3))
+        .collect();
     HashMap::from([(
         "PAASTIS_MASTER_KEY".to_owned(),
         base64::engine::general_purpose::STANDARD.encode(key),
@@ -92,7 +94,10 @@ async fn wrk(engine: &TestEngine, host: &str, seconds: u64, connections: u64, th
         .await
         .expect("wrk runs");
     let text = String::from_utf8_lossy(&output.stdout);
-    if text.lines().any(|l| l.contains("Non-2xx") || l.contains("Socket errors")) {
+    if text
+        .lines()
+        .any(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+    {
         eprintln!("wrk reported errors:\n{text}");
     }
     text.lines()

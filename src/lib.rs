@@ -5,7 +5,8 @@
 //! * [`admin`]: the admin API, dashboard and `/metrics` on their own listener.
 //! * [`catalog`]: the engine's durable memory: what the store remembers goes to the
 //!   lifecycle at start; what happens is written back in the background.
-//! * [`cli`]: the `apps`, `events` and `providers` subcommands, clients of the admin API.
+//! * [`cli`]: the `apps`, `events`, `providers`, `savings` and `spaces` subcommands, clients
+//!   of the admin API.
 //! * [`config`]: the `paastis.yml` file model, its sources and its validation into typed
 //!   values (every error collected, with its path).
 //! * [`providers`]: one trait for every platform account, one module per platform

@@ -1,6 +1,7 @@
 //! The `paastis` binary: parses the command line, loads the configuration, binds the
 //! listeners and hands over to [`paastis::run`]. The admin API's clients (`apps`, `events`,
-//! `providers`) need no configuration: they go to [`paastis::cli::run`] first.
+//! `providers`, `savings`, `spaces`) need no configuration: they go to [`paastis::cli::run`]
+//! first.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

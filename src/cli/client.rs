@@ -7,7 +7,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use super::{ApiArgs, CliError};
+use super::{ApiArgs, CliError, FieldProblem};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,6 +153,10 @@ impl Api {
             .await
             .map_err(|error| self.unreachable(&error))?;
         if status.is_success() {
+            // 204 (a deletion), or no body at all: nothing to read.
+            if status == StatusCode::NO_CONTENT || bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok((status, Value::Null));
+            }
             let value = serde_json::from_slice(&bytes).map_err(|error| {
                 CliError::BadAnswer(format!(
                     "{status}, not JSON ({error}); is --api-url the engine's admin.listen?"
@@ -185,7 +189,8 @@ impl Api {
         }
     }
 
-    /// The error an error answer stands for, from its `{"error": {"code", "message"}}`.
+    /// The error an error answer stands for, from its `{"error": {"code", "message",
+    /// "errors"}}`.
     fn error_answer(&self, status: StatusCode, body: &[u8]) -> CliError {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| {
@@ -206,6 +211,19 @@ impl Api {
                 format!("the admin API answered {status}: {excerpt}")
             }
         });
+        let errors = parsed
+            .as_ref()
+            .and_then(|value| value.pointer("/error/errors"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|problem| FieldProblem {
+                        path: text(problem.get("path")),
+                        message: text(problem.get("message")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         match status {
             StatusCode::UNAUTHORIZED => CliError::Unauthorized(if self.auth.is_some() {
                 "the admin API refused the token (from --token or PAASTIS_ADMIN_TOKEN)".to_owned()
@@ -218,9 +236,15 @@ impl Api {
                 status: status.as_u16(),
                 code,
                 message,
+                errors,
             },
         }
     }
+}
+
+/// A string field of an answer, or nothing.
+fn text(value: Option<&Value>) -> String {
+    value.and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 /// Whether the URL's host is this machine.
@@ -289,5 +313,13 @@ mod tests {
         assert_eq!(error.exit_code(), 5);
         let error = client.error_answer(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
         assert!(error.to_string().contains("bad gateway"), "{error}");
+        let body = br#"{"error": {"code": "invalid_space", "message": "invalid space",
+            "errors": [{"path": "domains[0]", "message": "taken"}, {"path": "tokens", "message": "no"}]}}"#;
+        let error = client.error_answer(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert_eq!(error.exit_code(), 1);
+        assert_eq!(
+            error.to_string(),
+            "invalid space (422 invalid_space)\n  domains[0]: taken\n  tokens: no"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The subcommands that talk to a running engine's admin API (`paastis apps`, `events`,
-//! `providers`, `savings`): arguments, what each one asks the API, and what it prints.
+//! `providers`, `savings`, `spaces`): arguments, what each one asks the API, and what it
+//! prints.
 //!
 //! They need no configuration file, only the API's URL and its token (`--api-url`,
 //! `--token`, or `PAASTIS_API_URL`, `PAASTIS_ADMIN_TOKEN`). Tables for people, the API's own
@@ -8,6 +9,7 @@
 
 mod client;
 mod render;
+mod spaces;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -20,16 +22,18 @@ use tokio::time::Instant;
 use crate::admin::api::{AppList, AppView, EventList, EventView, ProviderList};
 use crate::secret::Secret;
 use client::Api;
+pub use spaces::{SpacesArgs, SpacesCommand};
 
 /// The exit codes of the API-client subcommands, for `--help`.
 pub const EXIT_CODES: &str = "\
-Exit codes (apps, events, providers, savings):
+Exit codes (apps, events, providers, savings, spaces):
   0  success
-  1  the API answered an error (a failed wake, a conflict such as stopping an asleep app)
-  2  usage or settings error (bad arguments, ambiguous app name)
+  1  the API refused or failed (a failed wake, a conflict such as stopping an asleep app,
+     an invalid space)
+  2  usage or settings error (bad arguments, ambiguous app name, unreadable file)
   3  the admin API cannot be reached (connection refused, timeout)
   4  unauthorized: missing or wrong token
-  5  not found: unknown app";
+  5  not found: unknown app, space or token";
 
 /// The admin API's default address (`admin.listen`'s default).
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3001";
@@ -49,6 +53,10 @@ pub enum ClientCommand {
     /// Hours asleep, and the money and CO2e they saved (estimates; see docs/savings.md).
     #[command(after_help = EXIT_CODES)]
     Savings(SavingsArgs),
+    /// The spaces (tenants): list and show them; in hosted mode create, delete, and issue
+    /// or revoke their tokens (admin token).
+    #[command(after_help = EXIT_CODES)]
+    Spaces(SpacesArgs),
 }
 
 /// Where the admin API is, how to authenticate, and how to print.
@@ -263,11 +271,12 @@ pub enum CliError {
     /// The API answered 401.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    /// The API answered 404 (an unknown app), or no app has the name given alone.
+    /// The API answered 404 (an unknown app, space or token), or no app has the name given
+    /// alone.
     #[error("{0}")]
     NotFound(String),
-    /// Any other error answer (409 conflict, 503 failed wake, 400, ...).
-    #[error("{message} ({status} {code})")]
+    /// Any other error answer (409 conflict, 422 invalid space, 503 failed wake, 400, ...).
+    #[error("{message} ({status} {code}){}", problem_lines(.errors))]
     Api {
         /// The HTTP status.
         status: u16,
@@ -275,6 +284,9 @@ pub enum CliError {
         code: String,
         /// The API's message.
         message: String,
+        /// The API's `error.errors`: each problem with its path (a 422 lists them all, so
+        /// they are all printed, one per line).
+        errors: Vec<FieldProblem>,
     },
     /// The answer is not what the API sends (not JSON, or not the expected shape).
     #[error("unexpected answer from the admin API: {0}")]
@@ -282,6 +294,26 @@ pub enum CliError {
     /// Stdout could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// One problem of an error answer (`error.errors[]`), at a path of what was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// Where (`domains[0]`, `providers[1].token_file`); empty: the whole document.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// The problems of an error answer, one indented line each (nothing when there is none).
+fn problem_lines(errors: &[FieldProblem]) -> String {
+    errors
+        .iter()
+        .map(|problem| match problem.path.as_str() {
+            "" => format!("\n  {}", problem.message),
+            path => format!("\n  {path}: {}", problem.message),
+        })
+        .collect()
 }
 
 impl CliError {
@@ -315,10 +347,18 @@ impl CliError {
                 status,
                 code,
                 message,
+                errors,
             } => CliError::Api {
                 status,
                 code: mask(code),
                 message: mask(message),
+                errors: errors
+                    .into_iter()
+                    .map(|problem| FieldProblem {
+                        path: mask(problem.path),
+                        message: mask(problem.message),
+                    })
+                    .collect(),
             },
             CliError::BadAnswer(message) => CliError::BadAnswer(mask(message)),
             CliError::Output(error) => CliError::Output(error),
@@ -333,6 +373,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Events(args) => &args.api,
         ClientCommand::Providers(args) => &args.api,
         ClientCommand::Savings(args) => &args.api,
+        ClientCommand::Spaces(args) => &args.api,
     };
     let token = api
         .token
@@ -347,6 +388,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             ClientCommand::Events(args) => events(&client, args, json).await,
             ClientCommand::Providers(_) => providers(&client, json).await,
             ClientCommand::Savings(args) => savings(&client, args, json).await,
+            ClientCommand::Spaces(args) => spaces::run(&client, &args.command, json).await,
         }
     }
     .await;
@@ -871,6 +913,7 @@ mod tests {
             status: 409,
             code: "conflict".to_owned(),
             message: "asleep".to_owned(),
+            errors: Vec::new(),
         };
         let codes = [
             api.exit_code(),
@@ -880,7 +923,13 @@ mod tests {
             CliError::NotFound(String::new()).exit_code(),
         ];
         assert_eq!(codes, [1, 2, 3, 4, 5]);
-        for (code, line) in [(1, "  1  "), (2, "  2  "), (3, "  3  "), (5, "  5  ")] {
+        for (code, line) in [
+            (1, "  1  "),
+            (2, "  2  "),
+            (3, "  3  "),
+            (4, "  4  "),
+            (5, "  5  "),
+        ] {
             assert!(EXIT_CODES.contains(line), "{code} documented");
         }
     }
@@ -891,6 +940,10 @@ mod tests {
             status: 400,
             code: "bad_request".to_owned(),
             message: "got tok-123 twice: tok-123".to_owned(),
+            errors: vec![FieldProblem {
+                path: "token".to_owned(),
+                message: "tok-123 is short".to_owned(),
+            }],
         }
         .redact("tok-123");
         assert!(!error.to_string().contains("tok-123"), "{error}");

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use super::spaces::{IssuedToken, SpaceView};
 use crate::admin::api::{AppView, EventView, ProviderView};
 
 use crate::table::render as table;
@@ -242,6 +243,166 @@ pub fn savings_table(report: &crate::savings::Report) -> String {
     out
 }
 
+/// `paastis spaces list`: ID, ORIGIN, DOMAINS, PLAN, PROVIDERS, APPS, TOKENS.
+pub fn spaces_table(spaces: &[SpaceView], hosted: bool) -> String {
+    let mut rows = vec![
+        [
+            "ID",
+            "ORIGIN",
+            "DOMAINS",
+            "PLAN",
+            "PROVIDERS",
+            "APPS",
+            "TOKENS",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for space in spaces {
+        let providers: Vec<&str> = space.providers.iter().map(|p| p.id.as_str()).collect();
+        rows.push(vec![
+            space.id.clone(),
+            space.origin.clone(),
+            list_or_dash(&space.domains),
+            space.plan.clone(),
+            list_or_dash(&providers),
+            space.apps.to_string(),
+            (space.tokens.len() + space.config_tokens).to_string(),
+        ]);
+    }
+    let mut out = table(&rows);
+    if spaces.is_empty() {
+        out.push_str("(no space)\n");
+    }
+    if !hosted {
+        out.push_str("(hosted mode is off: spaces come from the config file only)\n");
+    }
+    out
+}
+
+/// `a, b`, or `-` for none.
+fn list_or_dash<T: AsRef<str>>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "-".to_owned();
+    }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `key: value` lines, aligned.
+fn key_values(lines: &[(&str, String)]) -> String {
+    let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (key, value) in lines {
+        out.push_str(&format!("{:<width$} {value}\n", format!("{key}:")));
+    }
+    out
+}
+
+/// The names of the credentials set for provider `id`, from the document's `secrets`; none
+/// when the document does not say (a config file space).
+fn secrets_set(document: Option<&Value>, id: &str) -> Option<Vec<String>> {
+    let entry = document?
+        .get("providers")?
+        .as_array()?
+        .iter()
+        .find(|entry| entry.get("id").and_then(Value::as_str) == Some(id))?;
+    let names = entry.get("secrets")?.as_array()?;
+    Some(
+        names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// `paastis spaces show`: its settings, providers, tokens, and its document.
+pub fn space_details(space: &SpaceView) -> String {
+    let limit =
+        |limit: Option<usize>| limit.map_or_else(|| "no limit".to_owned(), |n| n.to_string());
+    let mut lines: Vec<(&str, String)> = vec![
+        ("space", space.id.clone()),
+        ("origin", space.origin.clone()),
+        ("domains", list_or_dash(&space.domains)),
+        ("plan", space.plan.clone()),
+        ("max providers", limit(space.plan_providers)),
+        (
+            "max running apps",
+            format!(
+                "{} per provider",
+                limit(space.plan_running_apps_per_provider)
+            ),
+        ),
+        ("on limit", space.on_limit.clone()),
+        ("apps", space.apps.to_string()),
+    ];
+    if let Some(revision) = space.revision {
+        lines.push(("revision", revision.to_string()));
+    }
+    if let Some(at) = &space.created_at {
+        lines.push(("created", local_time(at)));
+    }
+    if let Some(at) = &space.updated_at {
+        lines.push(("updated", local_time(at)));
+    }
+    if space.config_tokens > 0 {
+        lines.push(("config tokens", space.config_tokens.to_string()));
+    }
+    let mut out = key_values(&lines);
+
+    out.push_str("\nProviders:\n");
+    if space.providers.is_empty() {
+        out.push_str("(no provider)\n");
+    } else {
+        let mut rows = vec![["ID", "TYPE", "SECRETS SET"].map(str::to_owned).to_vec()];
+        for provider in &space.providers {
+            let secrets = match secrets_set(space.document.as_ref(), &provider.id) {
+                Some(names) if names.is_empty() => "none".to_owned(),
+                Some(names) => names.join(", "),
+                None => "-".to_owned(),
+            };
+            rows.push(vec![provider.id.clone(), provider.kind.clone(), secrets]);
+        }
+        out.push_str(&table(&rows));
+    }
+
+    out.push_str("\nTokens:\n");
+    if space.tokens.is_empty() {
+        out.push_str(if space.config_tokens > 0 {
+            "(only the config file's)\n"
+        } else {
+            "(no token)\n"
+        });
+    } else {
+        let mut rows = vec![["ID", "CREATED"].map(str::to_owned).to_vec()];
+        for token in &space.tokens {
+            rows.push(vec![token.id.clone(), local_time(&token.created_at)]);
+        }
+        out.push_str(&table(&rows));
+    }
+
+    if let Some(document) = &space.document
+        && let Ok(text) = serde_json::to_string_pretty(document)
+    {
+        out.push_str("\nDocument (credentials left out):\n");
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+/// A token just issued, and that it is shown this once.
+pub fn issued_token(space: &str, token: &IssuedToken) -> String {
+    format!(
+        "token id: {}\ntoken:    {}\nThis token is shown once: keep it now (`paastis spaces token {space}` issues another).\n",
+        token.id, token.token
+    )
+}
+
 /// An event's details as `key=value` pairs: nested values under dotted keys, a tagged one
 /// (`{"type": "api", ...}`) as its type, strings with spaces quoted, nulls left out.
 fn details(details: &Value) -> String {
@@ -395,6 +556,52 @@ mod tests {
         assert_eq!(
             details(&nested),
             "cause=request cause.host=web.localhost formation.web=1"
+        );
+    }
+
+    fn space(document: Option<Value>) -> SpaceView {
+        serde_json::from_value(json!({
+            "id": "acme", "origin": "api", "domains": ["acme.test"], "plan": "free",
+            "plan_providers": 1, "plan_running_apps_per_provider": null,
+            "on_limit": "reject", "providers": [{"id": "hk", "type": "heroku"}],
+            "apps": 2, "tokens": [{"id": "tok_1", "created_at": "2026-01-02T03:04:05.000Z"}],
+            "config_tokens": 0, "document": document, "revision": 1,
+            "created_at": "2026-01-02T03:04:05.000Z", "updated_at": "2026-01-02T03:04:05.000Z"
+        }))
+        .expect("a space view")
+    }
+
+    #[test]
+    fn spaces_list_and_show() {
+        let document = json!({"id": "acme", "providers": [{"id": "hk", "type": "heroku", "secrets": ["token"]}]});
+        let shown = space(Some(document));
+        let list = spaces_table(std::slice::from_ref(&shown), true);
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["acme", "api", "acme.test", "free", "hk", "2", "1"]
+        );
+        assert!(spaces_table(&[], false).contains("hosted mode is off"));
+        let details = space_details(&shown);
+        assert!(details.contains("max providers:"), "{details}");
+        assert!(details.contains("no limit per provider"), "{details}");
+        let provider = details
+            .lines()
+            .find(|line| line.starts_with("hk "))
+            .expect("provider line");
+        assert_eq!(
+            provider.split_whitespace().collect::<Vec<_>>(),
+            ["hk", "heroku", "token"]
+        );
+        assert!(details.contains("tok_1"), "{details}");
+        assert!(details.contains("\"secrets\""), "{details}");
+        let bare = space_details(&space(None));
+        assert!(!bare.contains("Document"), "{bare}");
+        assert!(
+            bare.lines()
+                .any(|line| line.split_whitespace().collect::<Vec<_>>() == ["hk", "heroku", "-"]),
+            "{bare}"
         );
     }
 

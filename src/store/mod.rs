@@ -361,6 +361,9 @@ mod tests {
         };
         let shown = format!("{space:?}");
         assert!(shown.contains("acme") && shown.contains('3'), "{shown}");
-        assert!(!shown.contains("v1:") && !shown.contains("domains"), "{shown}");
+        assert!(
+            !shown.contains("v1:") && !shown.contains("domains"),
+            "{shown}"
+        );
     }
 }
