@@ -16,6 +16,7 @@ use std::time::Duration;
 use support::TestEngine;
 use support::fakes::scalingo::FakeScalingo;
 use support::redis::RedisServer;
+use support::wrk::requests_per_second as wrk;
 
 const TOKEN: &str = "tk-us-bench-0001";
 
@@ -35,37 +36,6 @@ providers:
 ",
         api = fake.url
     )
-}
-
-/// Runs wrk against the engine and returns its requests per second.
-async fn wrk(engine: &TestEngine, seconds: u64, connections: u64, threads: u64) -> f64 {
-    let output = tokio::process::Command::new("wrk")
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            "-H",
-            "Host: shop.localhost",
-            &format!("http://{}/", engine.addr),
-        ])
-        .output()
-        .await
-        .expect("wrk runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .collect::<Vec<_>>();
-    if !errors.is_empty() {
-        eprintln!("wrk reported: {errors:?}");
-    }
-    text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
 }
 
 fn main() {
@@ -123,14 +93,20 @@ fn main() {
         let mut ratios = Vec::new();
         for round in 1..=rounds {
             // Warm both, then measure in alternating order.
-            wrk(&memory, 1, connections, threads).await;
-            wrk(&shared, 1, connections, threads).await;
+            wrk(memory.addr, "shop.localhost", 1, connections, threads).await;
+            wrk(shared.addr, "shop.localhost", 1, connections, threads).await;
             let (m, r) = if round % 2 == 1 {
-                let m = wrk(&memory, seconds, connections, threads).await;
-                (m, wrk(&shared, seconds, connections, threads).await)
+                let m = wrk(memory.addr, "shop.localhost", seconds, connections, threads).await;
+                (
+                    m,
+                    wrk(shared.addr, "shop.localhost", seconds, connections, threads).await,
+                )
             } else {
-                let r = wrk(&shared, seconds, connections, threads).await;
-                (wrk(&memory, seconds, connections, threads).await, r)
+                let r = wrk(shared.addr, "shop.localhost", seconds, connections, threads).await;
+                (
+                    wrk(memory.addr, "shop.localhost", seconds, connections, threads).await,
+                    r,
+                )
             };
             let ratio = r / m;
             ratios.push(ratio);

@@ -22,6 +22,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use support::fakes::heroku::FakeHeroku;
+use support::wrk::requests_per_second as wrk;
 use support::{TestClient, TestEngine};
 use tokio::time::Instant;
 
@@ -76,36 +77,6 @@ fn with_shop(id: &str, fake: &FakeHeroku) -> Value {
         "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]})
 }
 
-/// Runs wrk against `host` on the engine and returns its requests per second.
-async fn wrk(engine: &TestEngine, host: &str, seconds: u64, connections: u64, threads: u64) -> f64 {
-    let output = tokio::process::Command::new("wrk")
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            "-H",
-            &format!("Host: {host}"),
-            &format!("http://{}/", engine.addr),
-        ])
-        .output()
-        .await
-        .expect("wrk runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    if text
-        .lines()
-        .any(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-    {
-        eprintln!("wrk reported errors:\n{text}");
-    }
-    text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
-}
-
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,11 +85,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let have_wrk = std::process::Command::new("sh")
-            .args(["-c", "command -v wrk"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !have_wrk {
+        if !support::wrk::installed() {
             eprintln!("spaces bench: needs wrk; skipped");
             return;
         }
@@ -156,14 +123,14 @@ fn main() {
         println!("round  1 space req/s  {} spaces req/s  many/one", spaces + 1);
         let mut ratios = Vec::new();
         for round in 1..=rounds {
-            wrk(&one, host, 1, connections, threads).await;
-            wrk(&many, host, 1, connections, threads).await;
+            wrk(one.addr, host, 1, connections, threads).await;
+            wrk(many.addr, host, 1, connections, threads).await;
             let (a, b) = if round % 2 == 1 {
-                let a = wrk(&one, host, seconds, connections, threads).await;
-                (a, wrk(&many, host, seconds, connections, threads).await)
+                let a = wrk(one.addr, host, seconds, connections, threads).await;
+                (a, wrk(many.addr, host, seconds, connections, threads).await)
             } else {
-                let b = wrk(&many, host, seconds, connections, threads).await;
-                (wrk(&one, host, seconds, connections, threads).await, b)
+                let b = wrk(many.addr, host, seconds, connections, threads).await;
+                (wrk(one.addr, host, seconds, connections, threads).await, b)
             };
             let ratio = b / a;
             ratios.push(ratio);

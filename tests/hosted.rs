@@ -92,6 +92,34 @@ fn acme(fake: &FakeHeroku, domain: &str) -> Value {
     })
 }
 
+/// Creates `acme` (on `acme.test`) through the admin API; returns its first token.
+async fn create_acme(engine: &TestEngine, fake: &FakeHeroku) -> String {
+    let (status, created) = call(
+        engine,
+        "POST",
+        "/api/v1/spaces",
+        ADMIN,
+        Some(&acme(fake, "acme.test")),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created["token"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// Waits (at most 6 s) until `check` holds; panics with `what` otherwise.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..60 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 6 s");
+}
+
 fn app_names(list: &Value) -> Vec<String> {
     list["apps"]
         .as_array()
@@ -447,19 +475,7 @@ async fn postgres_holds_no_secret_in_clear() {
     let database = support::postgres::database().await;
     let key = master_key(11);
     let engine = TestEngine::start_with_env(&config(&database.url), &env(&key)).await;
-    let (status, created) = call(
-        &engine,
-        "POST",
-        "/api/v1/spaces",
-        ADMIN,
-        Some(&acme(&fake, "acme.test")),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let token = created["token"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = create_acme(&engine, &fake).await;
     let (_, second) = call(&engine, "POST", "/api/v1/spaces/acme/tokens", ADMIN, None).await;
     let second = second["token"].as_str().expect("token").to_owned();
     let client = TestClient::new(engine.addr);
@@ -548,29 +564,12 @@ async fn another_instance_picks_up_changes_from_the_database() {
     let key = master_key(5);
     let one = TestEngine::start_with_env(&config(&database.url), &env(&key)).await;
     let two = TestEngine::start_with_env(&config(&database.url), &env(&key)).await;
-    let (status, created) = call(
-        &one,
-        "POST",
-        "/api/v1/spaces",
-        ADMIN,
-        Some(&acme(&fake, "acme.test")),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let token = created["token"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = create_acme(&one, &fake).await;
     let other = TestClient::new(two.addr);
-    let mut served = false;
-    for _ in 0..60 {
-        if other.get("shop.acme.test", "/").await.status == 200 {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(served, "the other instance serves the new space");
+    until("the other instance serves the new space", async || {
+        other.get("shop.acme.test", "/").await.status == 200
+    })
+    .await;
     assert_eq!(call(&two, "GET", "/api/v1/apps", &token, None).await.0, 200);
 
     // A token issued through one works on the other once synced, without rebuilding the
@@ -586,15 +585,10 @@ async fn another_instance_picks_up_changes_from_the_database() {
     assert_eq!(status, 200);
     let (_, issued) = call(&one, "POST", "/api/v1/spaces/acme/tokens", ADMIN, None).await;
     let issued = issued["token"].as_str().expect("token").to_owned();
-    let mut synced = false;
-    for _ in 0..60 {
-        if call(&two, "GET", "/api/v1/apps", &issued, None).await.0 == 200 {
-            synced = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(synced, "the other instance takes the new token");
+    until("the other instance takes the new token", async || {
+        call(&two, "GET", "/api/v1/apps", &issued, None).await.0 == 200
+    })
+    .await;
     let (_, shop) = call(&two, "GET", "/api/v1/apps/hk/shop", &issued, None).await;
     assert_eq!(
         shop["pinned_until"], "forever",
@@ -602,15 +596,11 @@ async fn another_instance_picks_up_changes_from_the_database() {
     );
     let (status, _) = call(&one, "DELETE", "/api/v1/spaces/acme", ADMIN, None).await;
     assert_eq!(status, 204);
-    let mut gone = false;
-    for _ in 0..60 {
-        if other.get("shop.acme.test", "/").await.status == 404 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "the other instance stops routing the deleted space");
+    until(
+        "the other instance stops routing the deleted space",
+        async || other.get("shop.acme.test", "/").await.status == 404,
+    )
+    .await;
     assert_eq!(call(&two, "GET", "/api/v1/apps", &token, None).await.0, 401);
     one.stop().await;
     two.stop().await;

@@ -251,20 +251,7 @@ fn read_document(path: &std::path::Path) -> Result<Value, CliError> {
 /// A space document's text (YAML 1.2, of which JSON is a part) as JSON; it must be a
 /// mapping.
 fn parse_document(name: &str, text: &str) -> Result<Value, CliError> {
-    let mut options = serde_saphyr::Options::default();
-    // As the config file: `yes`, `no`, `on` stay strings.
-    options.strict_booleans = true;
-    let value: Value = serde_saphyr::from_str_with_options(text, options).map_err(|error| {
-        // The parser's first line says where and what; the lines after it quote the file,
-        // which may hold a credential.
-        let message = error.to_string();
-        let first = message
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
-        CliError::Usage(format!("{name}: invalid YAML: {first}"))
-    })?;
+    let value = crate::config::read_yaml(name, text).map_err(CliError::Usage)?;
     if !value.is_object() {
         return Err(CliError::Usage(format!(
             "{name}: a space document is a mapping (id, domains, providers, ...)"

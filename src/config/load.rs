@@ -89,22 +89,14 @@ fn load_source(
     env: &HashMap<String, String>,
     overrides: &Overrides,
 ) -> Result<Loaded, ConfigErrors> {
-    let mut tree: Value = parse_yaml(text).map_err(|error| {
-        let name = match source {
-            Source::File(path) => path.display().to_string(),
-            Source::Text(_) => "<config>".to_owned(),
-        };
-        // The parser's message starts with "error: line L column C: ..." followed by a
-        // snippet of the file; keep the first line, which says where and what.
-        let first = error.to_string();
-        let first = first
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
+    let name = match source {
+        Source::File(path) => path.display().to_string(),
+        Source::Text(_) => "<config>".to_owned(),
+    };
+    let mut tree: Value = read_yaml(&name, text).map_err(|message| {
         ConfigErrors(vec![ConfigError {
             path: String::new(),
-            message: format!("{name}: invalid YAML: {first}"),
+            message,
         }])
     })?;
     // The original engine's rules file is converted below, not read as a new-style file.
@@ -205,6 +197,21 @@ fn own_app(env: &HashMap<String, String>) -> Option<String> {
 
 /// YAML 1.2 core schema for booleans: `yes`, `no`, `y`, `on` stay strings (a command named
 /// `y` or a country code `NO` is not a boolean).
+/// YAML text (of `name`, for the message) as a tree; the error says where and what is
+/// wrong, `<name>: invalid YAML: line L column C: ...`, and never quotes the text (the
+/// parser's later lines do; the text may hold a credential).
+pub fn read_yaml(name: &str, text: &str) -> Result<Value, String> {
+    parse_yaml(text).map_err(|error| {
+        let first = error.to_string();
+        let first = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        format!("{name}: invalid YAML: {first}")
+    })
+}
+
 pub(super) fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;

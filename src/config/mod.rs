@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use compat::{Compat, Level, Notice, is_original_rules, uses_original_env};
 pub use duration::{format_duration, parse_duration};
-pub use load::{Loaded, Overrides, Source, load, load_str};
+pub use load::{Loaded, Overrides, Source, load, load_str, read_yaml};
 pub use validate::ApiRules;
 
 /// Reads a space document of the admin API (the shape of a `spaces:` entry) into a

@@ -6,6 +6,7 @@
 pub mod fakes;
 pub mod postgres;
 pub mod redis;
+pub mod wrk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
