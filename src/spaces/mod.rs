@@ -312,7 +312,15 @@ impl Spaces {
         {
             let mut guard = spaces.running.lock().await;
             *guard = running;
-            if spaces.hosted.is_some() {
+            if spaces.hosted.is_none() {
+                let stored = store.stored_spaces().await?.len();
+                if stored > 0 {
+                    tracing::warn!(
+                        stored,
+                        "the database holds spaces created through the API, but hosted mode is off: they are not served"
+                    );
+                }
+            } else {
                 for stored in store.stored_spaces().await? {
                     let (id, revision) = (stored.id.clone(), stored.revision);
                     if guard.iter().any(|space| space.config.id == id) {
