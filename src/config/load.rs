@@ -37,6 +37,7 @@ const ENV_SETTABLE: &[&str] = &[
     "events",
     "registry",
     "admin",
+    "hosted",
 ];
 
 /// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).
@@ -45,6 +46,7 @@ const ENV_RESERVED: &[&str] = &[
     "PAASTIS_API_URL",
     "PAASTIS_MASTER_KEY",
     "PAASTIS_ADMIN_TOKEN",
+    "PAASTIS_SPACE",
 ];
 
 /// The loaded configuration, with what is worth telling the user but not fatal.
@@ -377,6 +379,60 @@ mod tests {
         assert_eq!(
             loaded.config.defaults.health_path.as_deref(),
             Some("/a${b}")
+        );
+    }
+
+    #[test]
+    fn hosted_mode_needs_its_key_and_an_admin_token() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let loaded = load_str(
+            "admin: {token: admin-token-0123456789}\nhosted: true\n",
+            &env(&[("PAASTIS_MASTER_KEY", key)]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let hosted = loaded.config.hosted.expect("hosted");
+        assert!(!hosted.custom_api_urls);
+        assert_eq!(hosted.sync_every, crate::config::DEFAULT_HOSTED_SYNC);
+        assert!(!format!("{hosted:?}").contains(key));
+        // Also from the environment alone, and off with `false`.
+        let loaded = load_str(
+            "",
+            &env(&[
+                ("PAASTIS_MASTER_KEY", key),
+                ("PAASTIS_HOSTED", "{custom_api_urls: true, sync_every: 2s}"),
+                ("PAASTIS_ADMIN_TOKEN", "admin-token-0123456789"),
+                ("PAASTIS_SPACE", "acme"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let hosted = loaded.config.hosted.expect("hosted");
+        assert!(hosted.custom_api_urls);
+        assert_eq!(hosted.sync_every, Duration::from_secs(2));
+        let off = load_str("hosted: false\n", &HashMap::new(), &Overrides::default());
+        assert!(off.expect("valid").config.hosted.is_none());
+        // Every problem at once, the key never repeated.
+        let errors = messages(load_str(
+            "hosted: {custom_api_urls: 1, sync: 2s}\n",
+            &env(&[("PAASTIS_MASTER_KEY", "c2hvcnQta2V5")]),
+            &Overrides::default(),
+        ));
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("hosted.custom_api_urls: expected true or false"));
+        assert!(errors[1].starts_with("hosted.sync: unknown key"));
+        assert!(errors[2].contains("needs admin.token"));
+        assert!(errors[3].contains("PAASTIS_MASTER_KEY must be 32 bytes"));
+        assert!(!errors.join(" ").contains("c2hvcnQta2V5"));
+        let errors = messages(load_str(
+            "admin: {token: admin-token-0123456789}\nhosted: yes-please\n",
+            &env(&[("PAASTIS_MASTER_KEY", key)]),
+            &Overrides::default(),
+        ));
+        assert_eq!(
+            errors,
+            ["hosted: expected true, false or a mapping, found a string"]
         );
     }
 
