@@ -248,12 +248,37 @@ pub struct SpaceRoute {
     pub activity: crate::config::Activity,
 }
 
+/// Every space besides the default one, as the route phase looks them up: by domain, so
+/// a request costs the same with five spaces or five thousand.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceTable {
+    /// The spaces.
+    routes: Vec<Arc<SpaceRoute>>,
+    /// Each domain of every space, to its index in `routes` (foldhash: fast on short keys,
+    /// randomly seeded per process).
+    by_domain: std::collections::HashMap<String, usize, foldhash::fast::RandomState>,
+}
+
+impl SpaceTable {
+    /// The table of these spaces (their domains are distinct: the config and the spaces API
+    /// see to it; should two be equal, the first space keeps it).
+    pub fn new(routes: Vec<Arc<SpaceRoute>>) -> SpaceTable {
+        let mut by_domain = std::collections::HashMap::default();
+        for (index, space) in routes.iter().enumerate() {
+            for domain in &space.domains {
+                by_domain.entry(domain.clone()).or_insert(index);
+            }
+        }
+        SpaceTable { routes, by_domain }
+    }
+}
+
 /// The proxy: routes, wakes, forwards.
 pub struct Proxy {
     /// Apps, routes and wakes of the default space.
     lifecycle: Arc<Lifecycle>,
     /// The other spaces, as last published (spaces come and go while serving).
-    spaces: Arc<arc_swap::ArcSwap<Vec<Arc<SpaceRoute>>>>,
+    spaces: Arc<arc_swap::ArcSwap<SpaceTable>>,
     /// Base domains of the default space.
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
@@ -301,7 +326,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             lifecycle,
-            spaces: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
+            spaces: Arc::new(arc_swap::ArcSwap::from_pointee(SpaceTable::default())),
             domains: config.domains.clone(),
             tls,
             activity: config.activity.clone(),
@@ -315,7 +340,7 @@ impl Proxy {
 
     /// Routes the hosts under these spaces' domains to their apps (read at every request:
     /// what is published there applies at once).
-    pub fn with_spaces(mut self, spaces: Arc<arc_swap::ArcSwap<Vec<Arc<SpaceRoute>>>>) -> Proxy {
+    pub fn with_spaces(mut self, spaces: Arc<arc_swap::ArcSwap<SpaceTable>>) -> Proxy {
         self.spaces = spaces;
         self
     }
@@ -325,15 +350,14 @@ impl Proxy {
     /// only, the first label when no domain matches. No key: the host is a domain itself.
     fn tenant<'h>(&self, host: &'h str) -> (Option<Arc<SpaceRoute>>, Option<&'h str>) {
         let spaces = self.spaces.load();
-        let domains = spaces
-            .iter()
-            .enumerate()
-            .flat_map(|(index, space)| space.domains.iter().map(move |d| (Some(index), d.as_str())))
-            .chain(self.domains.iter().map(|d| (None, d.as_str())));
-        let space = |index: Option<usize>| index.and_then(|index| spaces.get(index)).cloned();
-        match route::under(host, domains) {
-            route::Under::Domain(index) => (space(index), None),
-            route::Under::Key(index, key) => (space(index), Some(key)),
+        // The default space's domains are few: a scan; the spaces' are looked up.
+        let owner_of = |suffix: &str| match spaces.by_domain.get(suffix) {
+            Some(index) => spaces.routes.get(*index).cloned().map(Some),
+            None => self.domains.iter().any(|d| d == suffix).then_some(None),
+        };
+        match route::under(host, owner_of) {
+            route::Under::Domain(space) => (space, None),
+            route::Under::Key(space, key) => (space, Some(key)),
             route::Under::None => (None, route::first_label(host)),
         }
     }

@@ -186,34 +186,29 @@ pub enum Under<'h, T> {
 }
 
 /// The owner of the longest domain the host is under (a whole-label suffix), and the route
-/// key left of it.
-pub fn under<'h, 'd, T: Copy>(
-    host: &'h str,
-    domains: impl IntoIterator<Item = (T, &'d str)>,
-) -> Under<'h, T> {
-    let mut best: Option<(T, usize)> = None;
-    for (owner, domain) in domains {
-        if host == domain {
-            return Under::Domain(owner);
-        }
-        if host.len() > domain.len()
-            && host.ends_with(domain)
-            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            && best.is_none_or(|(_, len)| len < domain.len())
-        {
-            best = Some((owner, domain.len()));
+/// key left of it. `owner_of` names the owner of a domain, if it is one: the host's
+/// suffixes are looked up from the longest (the host itself) to the shortest, so the cost
+/// grows with the host's labels, not with the number of domains.
+pub fn under<'h, T>(host: &'h str, owner_of: impl Fn(&str) -> Option<T>) -> Under<'h, T> {
+    if let Some(owner) = owner_of(host) {
+        return Under::Domain(owner);
+    }
+    let mut start = 0;
+    while let Some(dot) = host[start..].find('.') {
+        start += dot + 1;
+        if let Some(owner) = owner_of(&host[start..]) {
+            return Under::Key(owner, &host[..start - 1]);
         }
     }
-    match best {
-        Some((owner, len)) => Under::Key(owner, &host[..host.len() - len - 1]),
-        None => Under::None,
-    }
+    Under::None
 }
 
 /// The route key of a host: what stands left of the longest matching domain, or the first
 /// label when none matches. `None` when the host is a domain itself.
 pub fn route_key<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
-    match under(host, domains.iter().map(|d| ((), d.as_str()))) {
+    match under(host, |suffix| {
+        domains.iter().any(|d| d == suffix).then_some(())
+    }) {
         Under::Domain(()) => None,
         Under::Key((), key) => Some(key),
         Under::None => first_label(host),
@@ -260,6 +255,60 @@ mod tests {
             ".",
         ] {
             assert_eq!(normalize_host(bad), Err(HostError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_domain_wins_as_a_scan_of_every_domain_would_find() {
+        // A plain scan of every domain, as the reference.
+        fn scan<'h>(host: &'h str, domains: &[(usize, &str)]) -> Under<'h, usize> {
+            let mut best: Option<(usize, usize)> = None;
+            for &(owner, domain) in domains {
+                if host == domain {
+                    return Under::Domain(owner);
+                }
+                if host.len() > domain.len()
+                    && host.ends_with(domain)
+                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+                    && best.is_none_or(|(_, len)| len < domain.len())
+                {
+                    best = Some((owner, domain.len()));
+                }
+            }
+            match best {
+                Some((owner, len)) => Under::Key(owner, &host[..host.len() - len - 1]),
+                None => Under::None,
+            }
+        }
+        let domains = [
+            (0, "example.test"),
+            (1, "acme.example.test"),
+            (2, "eu.acme.example.test"),
+            (3, "globex.test"),
+            (4, "test"),
+            (5, "a.b"),
+        ];
+        let labels = [
+            "a",
+            "b",
+            "test",
+            "example",
+            "acme",
+            "eu",
+            "globex",
+            "x-y",
+            "acmeexample",
+        ];
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..20_000 {
+            let host: Vec<&str> = (0..rng.usize(1..6))
+                .map(|_| labels[rng.usize(..labels.len())])
+                .collect();
+            let host = host.join(".");
+            let indexed = under(&host, |suffix| {
+                domains.iter().find(|(_, d)| *d == suffix).map(|(o, _)| *o)
+            });
+            assert_eq!(indexed, scan(&host, &domains), "{host}");
         }
     }
 

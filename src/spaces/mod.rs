@@ -31,7 +31,7 @@ use crate::admin::SpaceAccess;
 use crate::catalog::Catalog;
 use crate::config::{ApiRules, ConfigError, ConfigErrors, Hosted, SpaceConfig};
 use crate::lifecycle::{self, Lifecycle};
-use crate::proxy::SpaceRoute;
+use crate::proxy::{SpaceRoute, SpaceTable};
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError, StoredSpace, StoredToken};
@@ -190,7 +190,7 @@ pub struct Spaces {
     /// lock makes changes one at a time.
     running: Mutex<Vec<Space>>,
     /// What the proxy routes with (published after every change).
-    routes: Arc<ArcSwap<Vec<Arc<SpaceRoute>>>>,
+    routes: Arc<ArcSwap<SpaceTable>>,
     /// What the admin API scopes with, the default space first (published with `routes`).
     access: ArcSwap<Vec<SpaceAccess>>,
     /// The default space, as the admin API sees it.
@@ -285,7 +285,7 @@ impl Spaces {
         }
         let spaces = Spaces {
             running: Mutex::new(Vec::new()),
-            routes: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            routes: Arc::new(ArcSwap::from_pointee(SpaceTable::default())),
             access: ArcSwap::from_pointee(vec![default.clone()]),
             default,
             hosted: config.hosted.clone(),
@@ -465,7 +465,7 @@ impl Spaces {
     }
 
     /// What the proxy routes with.
-    pub fn routes(&self) -> Arc<ArcSwap<Vec<Arc<SpaceRoute>>>> {
+    pub fn routes(&self) -> Arc<ArcSwap<SpaceTable>> {
         Arc::clone(&self.routes)
     }
 
@@ -866,7 +866,7 @@ impl Spaces {
                 }
             }))
             .collect();
-        self.routes.store(Arc::new(routes));
+        self.routes.store(Arc::new(SpaceTable::new(routes)));
         self.access.store(Arc::new(access));
     }
 
