@@ -36,6 +36,10 @@ enum Command {
     Serve,
     /// Validate the configuration and print the managed apps.
     Check,
+    /// Hosted mode: seal every stored space's credentials under a new master key, given in
+    /// PAASTIS_NEW_MASTER_KEY (the current one in PAASTIS_MASTER_KEY), all or nothing. Then
+    /// restart every instance with the new key.
+    Rekey,
     /// The clients of a running engine's admin API (no configuration file needed).
     #[command(flatten)]
     Client(paastis::cli::ClientCommand),
@@ -51,11 +55,12 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let check_only = match cli.command {
+    let (check_only, rekey) = match cli.command {
         // Before the configuration and `.env`: the API's clients need only their flags.
         Some(Command::Client(command)) => return client(command),
-        Some(Command::Check) => true,
-        Some(Command::Serve) | None => false,
+        Some(Command::Check) => (true, false),
+        Some(Command::Rekey) => (true, true),
+        Some(Command::Serve) | None => (false, false),
     };
     let mut env: HashMap<String, String> = std::env::vars().collect();
     // Like the original engine: a `.env` file in the working directory, under the real
@@ -101,7 +106,9 @@ fn main() -> ExitCode {
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
-    let result = if check_only {
+    let result = if rekey {
+        runtime.block_on(rekey_spaces(loaded.config, &env))
+    } else if check_only {
         runtime.block_on(check(loaded.config, &loaded.compat))
     } else {
         runtime.block_on(serve(loaded.config))
@@ -175,6 +182,25 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
             shutdown_signal(),
         )
         .await?;
+    Ok(())
+}
+
+/// `paastis rekey`: the new key from PAASTIS_NEW_MASTER_KEY.
+async fn rekey_spaces(
+    config: paastis::Config,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let text = env
+        .get("PAASTIS_NEW_MASTER_KEY")
+        .filter(|key| !key.trim().is_empty())
+        .context("set PAASTIS_NEW_MASTER_KEY to the new key (`openssl rand -base64 32`)")?;
+    let new = paastis::spaces::MasterKey::parse(text)
+        .map_err(|message| anyhow::anyhow!("PAASTIS_NEW_MASTER_KEY {message}"))?;
+    let count = paastis::spaces::rekey(&config, &new).await?;
+    println!(
+        "{count} space(s) sealed under the new key; restart every instance with \
+         PAASTIS_MASTER_KEY set to it (until then they serve, but refuse changes)"
+    );
     Ok(())
 }
 

@@ -709,3 +709,114 @@ async fn secrets_never_reach_the_logs() {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
 }
+
+/// `paastis rekey` while an engine serves: every space sealed again under the new key, all
+/// at once; the running engine keeps serving but refuses changes; a restart with the new
+/// key serves every space (tokens unchanged), the old key is refused; a wrong current key
+/// or no new key changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_seals_every_space_under_a_new_key() {
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], true).await;
+    let dir = TempDir::new("hosted-rekey");
+    let database = format!("sqlite://{}", dir.path("paastis.db").display());
+    let path = dir.path("paastis.yml");
+    std::fs::write(&path, config(&database)).expect("write config");
+    let (old, new) = (master_key(21), master_key(22));
+    let engine = TestEngine::start_with_env(&config(&database), &env(&old)).await;
+    let token = create_acme(&engine, &fake).await;
+    let (status, _) = call(
+        &engine,
+        "POST",
+        "/api/v1/spaces",
+        ADMIN,
+        Some(&json!({"id": "initech", "domains": ["initech.test"],
+            "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let rekey = async |current: &str, next: Option<&str>| {
+        let mut command = support::paastis();
+        command
+            .args(["rekey", "--config", &path.to_string_lossy()])
+            .env("PAASTIS_DATABASE__URL", &database)
+            .env("PAASTIS_MASTER_KEY", current);
+        if let Some(next) = next {
+            command.env("PAASTIS_NEW_MASTER_KEY", next);
+        }
+        let output = command.output().await.expect("paastis rekey runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for secret in [current, next.unwrap_or(current), HEROKU_TOKEN, ADMIN] {
+            assert!(!text.contains(secret), "a secret was printed");
+        }
+        (output.status.code(), text)
+    };
+    // Nothing changes without the new key, or with a wrong current one.
+    let (code, text) = rekey(&old, None).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("PAASTIS_NEW_MASTER_KEY"), "{text}");
+    let (code, text) = rekey(&master_key(23), Some(&new)).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("is not the key this database's spaces were sealed with"),
+        "{text}"
+    );
+    let (code, text) = rekey(&old, Some(&new)).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("2 space(s) sealed under the new key"),
+        "{text}"
+    );
+
+    // The running engine serves on, and refuses changes under its old key.
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+    let (status, body) = call(
+        &engine,
+        "PATCH",
+        "/api/v1/spaces/acme",
+        ADMIN,
+        Some(&json!({"plan": "team"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.to_string().contains("master key was replaced"),
+        "{body}"
+    );
+    engine.stop().await;
+
+    let loaded = load_str(&config(&database), &env(&old), &Overrides::default()).expect("valid");
+    let error = paastis::Engine::start(loaded.config)
+        .await
+        .expect_err("the old key");
+    assert!(
+        error
+            .to_string()
+            .contains("PAASTIS_MASTER_KEY is not the key"),
+        "{error}"
+    );
+    let engine = TestEngine::start_with_env(&config(&database), &env(&new)).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+    assert_eq!(client.get("shop.initech.test", "/").await.status, 200);
+    assert_eq!(
+        call(&engine, "GET", "/api/v1/apps", &token, None).await.0,
+        200
+    );
+    let (status, body) = call(
+        &engine,
+        "PATCH",
+        "/api/v1/spaces/acme",
+        ADMIN,
+        Some(&json!({"plan": "team"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    engine.stop().await;
+}

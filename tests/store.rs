@@ -89,6 +89,7 @@ on_both!(
     pruning_deletes_only_older_events,
     stored_spaces_round_trip_with_their_tokens,
     the_first_key_check_is_kept,
+    a_new_key_replaces_every_sealed_value_or_nothing,
     health_answers,
 );
 
@@ -901,12 +902,23 @@ fn space(id: &str, revision: i64, tokens: &[&str]) -> StoredSpace {
 
 async fn stored_spaces_round_trip_with_their_tokens(store: Arc<dyn Store>) {
     assert_eq!(store.stored_spaces().await.expect("none"), []);
+    // No key check yet: nothing is written.
+    assert!(matches!(
+        store
+            .put_space(&space("globex", 1, &["a"]), "v1:check")
+            .await,
+        Err(StoreError::KeyChanged)
+    ));
+    assert_eq!(
+        store.key_check("v1:check").await.expect("check"),
+        "v1:check"
+    );
     store
-        .put_space(&space("globex", 1, &["a"]))
+        .put_space(&space("globex", 1, &["a"]), "v1:check")
         .await
         .expect("put");
     store
-        .put_space(&space("acme", 1, &["b", "c"]))
+        .put_space(&space("acme", 1, &["b", "c"]), "v1:check")
         .await
         .expect("put");
     // A catalog row of acme, removed with it; globex's stays.
@@ -924,13 +936,18 @@ async fn stored_spaces_round_trip_with_their_tokens(store: Arc<dyn Store>) {
     );
     // Replaced: settings, revision and exactly the tokens given.
     store
-        .put_space(&space("acme", 2, &["c", "d"]))
+        .put_space(&space("acme", 2, &["c", "d"]), "v1:check")
         .await
         .expect("put");
     let spaces = store.stored_spaces().await.expect("list");
     assert_eq!(spaces[0], space("acme", 2, &["c", "d"]));
     // A token hash is one space's only.
-    assert!(store.put_space(&space("globex", 2, &["d"])).await.is_err());
+    assert!(
+        store
+            .put_space(&space("globex", 2, &["d"]), "v1:check")
+            .await
+            .is_err()
+    );
     assert_eq!(
         store.stored_spaces().await.expect("list")[1],
         space("globex", 1, &["a"])
@@ -945,6 +962,47 @@ async fn stored_spaces_round_trip_with_their_tokens(store: Arc<dyn Store>) {
     let catalog = store.catalog(None).await.expect("catalog");
     let spaces: Vec<&str> = catalog.iter().map(|entry| &*entry.key.space).collect();
     assert_eq!(spaces, ["globex"]);
+}
+
+async fn a_new_key_replaces_every_sealed_value_or_nothing(store: Arc<dyn Store>) {
+    store.key_check("v1:old").await.expect("check");
+    store
+        .put_space(&space("acme", 4, &["a"]), "v1:old")
+        .await
+        .expect("put");
+    store
+        .put_space(&space("globex", 1, &[]), "v1:old")
+        .await
+        .expect("put");
+    // A revision that is not the stored one: nothing is written.
+    let stale = [
+        ("acme".to_owned(), 4, "v1:new-acme".to_owned()),
+        ("globex".to_owned(), 9, "v1:new-globex".to_owned()),
+    ];
+    assert!(store.rekey("v1:new", &stale).await.is_err());
+    assert_eq!(store.key_check("v1:x").await.expect("check"), "v1:old");
+    assert_eq!(
+        store.stored_spaces().await.expect("list")[0].providers,
+        "v1:sealed-acme-4"
+    );
+    let fresh = [
+        ("acme".to_owned(), 4, "v1:new-acme".to_owned()),
+        ("globex".to_owned(), 1, "v1:new-globex".to_owned()),
+    ];
+    store.rekey("v1:new", &fresh).await.expect("rekey");
+    assert_eq!(store.key_check("v1:x").await.expect("check"), "v1:new");
+    let spaces = store.stored_spaces().await.expect("list");
+    assert_eq!(
+        (spaces[0].providers.as_str(), spaces[0].revision),
+        ("v1:new-acme", 4)
+    );
+    assert_eq!(spaces[0].tokens, space("acme", 4, &["a"]).tokens);
+    assert_eq!(spaces[1].providers, "v1:new-globex");
+    // An instance still on the old key writes nothing.
+    assert!(matches!(
+        store.put_space(&space("acme", 5, &[]), "v1:old").await,
+        Err(StoreError::KeyChanged)
+    ));
 }
 
 async fn the_first_key_check_is_kept(store: Arc<dyn Store>) {

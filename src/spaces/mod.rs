@@ -208,6 +208,9 @@ pub struct Spaces {
     /// Stored spaces that could not be started, by id, with the revision that failed: not
     /// tried (nor logged) again until it changes.
     refused: std::sync::Mutex<HashMap<String, i64>>,
+    /// The master key check as it was when this instance opened it: every write carries it,
+    /// so none happens under an old key after `paastis rekey` (empty: not hosted).
+    key_check: String,
 }
 
 impl std::fmt::Debug for Spaces {
@@ -253,6 +256,62 @@ pub fn lifecycle(
     ))
 }
 
+/// Checks that `key` is the database's master key (sealing the check value the first time
+/// hosted mode runs); returns the check as stored.
+async fn open_key_check(key: &MasterKey, store: &Arc<dyn Store>) -> Result<String, RunError> {
+    let probe = key
+        .seal(KEY_CHECK_CONTEXT, KEY_CHECK)
+        .map_err(|error| RunError::MasterKey(error.to_string()))?;
+    let kept = store.key_check(&probe).await?;
+    if key.open(KEY_CHECK_CONTEXT, &kept).as_deref() != Ok(KEY_CHECK) {
+        return Err(RunError::MasterKey(
+            "PAASTIS_MASTER_KEY is not the key this database's spaces were sealed with; \
+             start with that key (the stored provider secrets cannot be read without it)"
+                .to_owned(),
+        ));
+    }
+    Ok(kept)
+}
+
+/// Replaces the master key (`paastis rekey`): every stored space's providers are opened
+/// with the current key and sealed with `new`, and the key check with them, in one
+/// transaction; a space that does not open, or one changed meanwhile, leaves everything
+/// as it was. Returns how many spaces were sealed again. Running instances keep serving
+/// but refuse changes until restarted with the new key.
+pub async fn rekey(config: &crate::Config, new: &MasterKey) -> Result<usize, RunError> {
+    let hosted = config.hosted.as_ref().ok_or_else(|| {
+        RunError::MasterKey("rekey needs hosted mode (`hosted: true`)".to_owned())
+    })?;
+    let store = crate::store::open(config.database_url.expose()).await?;
+    let result = async {
+        open_key_check(&hosted.key, &store).await?;
+        let mut rows = Vec::new();
+        for space in store.stored_spaces().await? {
+            let providers = hosted
+                .key
+                .open(&context(&space.id), &space.providers)
+                .map_err(|error| {
+                    RunError::MasterKey(format!(
+                        "space `{}` does not open with the current key ({error}): nothing changed",
+                        space.id
+                    ))
+                })?;
+            let sealed = new
+                .seal(&context(&space.id), &providers)
+                .map_err(|error| RunError::MasterKey(error.to_string()))?;
+            rows.push((space.id, space.revision, sealed));
+        }
+        let check = new
+            .seal(KEY_CHECK_CONTEXT, KEY_CHECK)
+            .map_err(|error| RunError::MasterKey(error.to_string()))?;
+        store.rekey(&check, &rows).await?;
+        Ok(rows.len())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// The sealing context of a space's providers: a sealed document opens for its own space
 /// only.
 fn context(id: &str) -> String {
@@ -283,6 +342,10 @@ impl Spaces {
                 stored: None,
             });
         }
+        let key_check = match &config.hosted {
+            Some(hosted) => open_key_check(&hosted.key, store).await?,
+            None => String::new(),
+        };
         let spaces = Spaces {
             running: Mutex::new(Vec::new()),
             routes: Arc::new(ArcSwap::from_pointee(SpaceTable::default())),
@@ -294,21 +357,8 @@ impl Spaces {
             retention: config.events_retention,
             serving: AtomicBool::new(false),
             refused: std::sync::Mutex::new(HashMap::new()),
+            key_check,
         };
-        if let Some(hosted) = &spaces.hosted {
-            let probe = hosted
-                .key
-                .seal(KEY_CHECK_CONTEXT, KEY_CHECK)
-                .map_err(|error| RunError::MasterKey(error.to_string()))?;
-            let kept = store.key_check(&probe).await?;
-            if hosted.key.open(KEY_CHECK_CONTEXT, &kept).as_deref() != Ok(KEY_CHECK) {
-                return Err(RunError::MasterKey(
-                    "PAASTIS_MASTER_KEY is not the key this database's spaces were sealed with; \
-                     start with that key (the stored provider secrets cannot be read without it)"
-                        .to_owned(),
-                ));
-            }
-        }
         {
             let mut guard = spaces.running.lock().await;
             *guard = running;
@@ -542,7 +592,7 @@ impl Spaces {
                 created_at: now,
             }],
         )?;
-        self.store.put_space(&stored).await?;
+        self.store.put_space(&stored, &self.key_check).await?;
         if let Err(error) = self.install(&mut running, stored, true).await {
             // Checked above: only a failure to start (e.g. the database) gets here.
             let _ = self.store.delete_space(&id).await;
@@ -593,7 +643,7 @@ impl Spaces {
         let next = document::patched(&current, patch);
         self.check(&running, &next, hosted, Some(id))?;
         let stored = self.seal(id, &next, revision + 1, created_at, tokens)?;
-        self.store.put_space(&stored).await?;
+        self.store.put_space(&stored, &self.key_check).await?;
         self.install(&mut running, stored, true).await?;
         self.publish(&running);
         tracing::info!(space = %id, "space changed");
@@ -689,7 +739,7 @@ impl Spaces {
             updated_at: SystemTime::now(),
             tokens,
         };
-        self.store.put_space(&row).await?;
+        self.store.put_space(&row, &self.key_check).await?;
         if let Some(space) = running.iter_mut().find(|space| space.config.id == id)
             && let Some(stored) = &mut space.stored
         {

@@ -235,6 +235,11 @@ pub enum StoreError {
     /// The database failed a query (or is unreachable now).
     #[error("database error: {0}")]
     Database(String),
+    /// The master key was replaced (`paastis rekey`) since this instance started.
+    #[error(
+        "the master key was replaced since this instance started (paastis rekey): restart it with PAASTIS_MASTER_KEY set to the new key"
+    )]
+    KeyChanged,
 }
 
 /// The durable catalog and event history. Object-safe: the engine holds `Arc<dyn Store>`.
@@ -307,12 +312,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn stored_spaces(&self) -> Result<Vec<StoredSpace>, StoreError>;
 
     /// Creates or replaces a stored space and its tokens (exactly `space.tokens`), in one
-    /// transaction.
-    async fn put_space(&self, space: &StoredSpace) -> Result<(), StoreError>;
+    /// transaction, provided the master key check is still `key_check` (the one this
+    /// instance opened at start): after `paastis rekey`, an instance still on the old key
+    /// gets [`StoreError::KeyChanged`] and writes nothing.
+    async fn put_space(&self, space: &StoredSpace, key_check: &str) -> Result<(), StoreError>;
 
     /// Deletes a stored space, its tokens and its catalog rows (its events stay until
     /// `events.retention`); returns whether it was there.
     async fn delete_space(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// A new master key: the key check and every stored space's sealed providers replaced,
+    /// in one transaction (all or nothing). `spaces` gives each space's id, the revision
+    /// read (a space changed meanwhile fails the whole transaction: nothing is written) and
+    /// its providers sealed under the new key.
+    async fn rekey(&self, check: &str, spaces: &[(String, i64, String)]) -> Result<(), StoreError>;
 
     /// Whether the database answers.
     async fn health(&self) -> Result<(), StoreError>;

@@ -408,8 +408,18 @@ impl Store for PgStore {
         Ok(codec::stored_spaces(spaces, tokens))
     }
 
-    async fn put_space(&self, space: &StoredSpace) -> Result<(), StoreError> {
+    async fn put_space(&self, space: &StoredSpace, key_check: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        // FOR UPDATE: a rekey (which updates that row) and this write go one after the other.
+        let current = sqlx::query_scalar::<_, String>(
+            "SELECT sealed FROM master_key_check WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        if current.as_deref() != Some(key_check) {
+            return Err(StoreError::KeyChanged);
+        }
         sqlx::query(
             "INSERT INTO spaces (id, settings, providers, revision, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
@@ -460,6 +470,31 @@ impl Store for PgStore {
             .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(deleted > 0)
+    }
+
+    async fn rekey(&self, check: &str, spaces: &[(String, i64, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        sqlx::query("UPDATE master_key_check SET sealed = $1 WHERE id = 1")
+            .bind(check)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        for (id, revision, providers) in spaces {
+            let done =
+                sqlx::query("UPDATE spaces SET providers = $1 WHERE id = $2 AND revision = $3")
+                    .bind(providers)
+                    .bind(id)
+                    .bind(revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_error(e))?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Database(format!(
+                    "space `{id}` changed while the key was being replaced: nothing was written, try again"
+                )));
+            }
+        }
+        tx.commit().await.map_err(|e| self.db_error(e))
     }
 
     async fn health(&self) -> Result<(), StoreError> {

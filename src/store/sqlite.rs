@@ -612,9 +612,17 @@ impl Store for SqliteStore {
         Ok(codec::stored_spaces(spaces, tokens))
     }
 
-    async fn put_space(&self, space: &StoredSpace) -> Result<(), StoreError> {
+    async fn put_space(&self, space: &StoredSpace, key_check: &str) -> Result<(), StoreError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let current =
+            sqlx::query_scalar::<_, String>("SELECT sealed FROM master_key_check WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if current.as_deref() != Some(key_check) {
+            return Err(StoreError::KeyChanged);
+        }
         sqlx::query(
             "INSERT INTO spaces (id, settings, providers, revision, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
@@ -666,6 +674,31 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(deleted > 0)
+    }
+
+    async fn rekey(&self, check: &str, spaces: &[(String, i64, String)]) -> Result<(), StoreError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("UPDATE master_key_check SET sealed = ? WHERE id = 1")
+            .bind(check)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for (id, revision, providers) in spaces {
+            let done = sqlx::query("UPDATE spaces SET providers = ? WHERE id = ? AND revision = ?")
+                .bind(providers)
+                .bind(id)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Database(format!(
+                    "space `{id}` changed while the key was being replaced: nothing was written, try again"
+                )));
+            }
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn health(&self) -> Result<(), StoreError> {
