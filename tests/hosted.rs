@@ -92,18 +92,22 @@ fn acme(fake: &FakeHeroku, domain: &str) -> Value {
     })
 }
 
+/// A space `id` on `<id>.test` with the fake Heroku account.
+fn heroku_space(fake: &FakeHeroku, id: &str) -> Value {
+    json!({"id": id, "domains": [format!("{id}.test")],
+        "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]})
+}
+
+/// Creates a space through the admin API (201); returns the answer.
+async fn create(engine: &TestEngine, document: &Value) -> Value {
+    let (status, created) = call(engine, "POST", "/api/v1/spaces", ADMIN, Some(document)).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
 /// Creates `acme` (on `acme.test`) through the admin API; returns its first token.
 async fn create_acme(engine: &TestEngine, fake: &FakeHeroku) -> String {
-    let (status, created) = call(
-        engine,
-        "POST",
-        "/api/v1/spaces",
-        ADMIN,
-        Some(&acme(fake, "acme.test")),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    created["token"]["token"]
+    create(engine, &acme(fake, "acme.test")).await["token"]["token"]
         .as_str()
         .expect("token")
         .to_owned()
@@ -388,16 +392,7 @@ async fn spaces_created_through_the_api_serve_at_once_and_deleting_one_leaves_th
     assert_eq!(app_names(&globex_apps), ["web"]);
 
     // Stored spaces come back after a restart.
-    let (status, initech) = call(
-        &engine,
-        "POST",
-        "/api/v1/spaces",
-        ADMIN,
-        Some(&json!({"id": "initech", "domains": ["initech.test"],
-            "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{initech}");
+    let initech = create(&engine, &heroku_space(&fake, "initech")).await;
     let initech_token = initech["token"]["token"]
         .as_str()
         .expect("token")
@@ -725,16 +720,7 @@ async fn rekey_seals_every_space_under_a_new_key() {
     let (old, new) = (master_key(21), master_key(22));
     let engine = TestEngine::start_with_env(&config(&database), &env(&old)).await;
     let token = create_acme(&engine, &fake).await;
-    let (status, _) = call(
-        &engine,
-        "POST",
-        "/api/v1/spaces",
-        ADMIN,
-        Some(&json!({"id": "initech", "domains": ["initech.test"],
-            "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    create(&engine, &heroku_space(&fake, "initech")).await;
 
     let rekey = async |current: &str, next: Option<&str>| {
         let mut command = support::paastis();
