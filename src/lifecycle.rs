@@ -1972,6 +1972,8 @@ impl Lifecycle {
                 }
                 self.sync_registry().await;
             }
+            // The spaces read it (see `spaces::Spaces::start_sync`).
+            Notice::Spaces => {}
         }
     }
 

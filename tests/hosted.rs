@@ -806,3 +806,42 @@ async fn rekey_seals_every_space_under_a_new_key() {
     assert_eq!(status, 200, "{body}");
     engine.stop().await;
 }
+
+/// With a shared Redis, other instances follow a change at once (the announcement), not at
+/// their next `hosted.sync_every` (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_other_instances_follow_changes_at_once() {
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], true).await;
+    let redis = support::redis::RedisServer::start().await;
+    let database = support::postgres::database().await;
+    let yaml = config(&database.url).replace(
+        "hosted: {custom_api_urls: true, sync_every: 1s}",
+        &format!(
+            "hosted: {{custom_api_urls: true, sync_every: 1h}}\nregistry: {{type: redis, url: '{}'}}",
+            redis.url()
+        ),
+    );
+    let key = master_key(31);
+    let one = TestEngine::start_with_env(&yaml, &env(&key)).await;
+    let two = TestEngine::start_with_env(&yaml, &env(&key)).await;
+    until("both instances reach Redis", async || {
+        one.lifecycle.registry().health().ok && two.lifecycle.registry().health().ok
+    })
+    .await;
+    let token = create_acme(&one, &fake).await;
+    let other = TestClient::new(two.addr);
+    until("the other instance serves the new space", async || {
+        other.get("shop.acme.test", "/").await.status == 200
+    })
+    .await;
+    assert_eq!(call(&two, "GET", "/api/v1/apps", &token, None).await.0, 200);
+    let (status, _) = call(&one, "DELETE", "/api/v1/spaces/acme", ADMIN, None).await;
+    assert_eq!(status, 204);
+    until("the other instance forgets the deleted space", async || {
+        other.get("shop.acme.test", "/").await.status == 404
+    })
+    .await;
+    one.stop().await;
+    two.stop().await;
+}

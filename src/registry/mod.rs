@@ -193,6 +193,9 @@ pub enum Notice {
     /// The shared state was lost (Redis restarted empty) or reached again: every local
     /// copy must be compared anew.
     Reset,
+    /// An instance changed the spaces stored in the database (hosted mode): read them
+    /// again now rather than at the next `hosted.sync_every`.
+    Spaces,
 }
 
 /// An app's activity to merge into the shared state (max semantics), or `None` to only read.
@@ -275,6 +278,9 @@ pub trait Registry: Send + Sync + fmt::Debug {
 
     /// The leader's latest listing of a provider, if there is one and it is readable.
     async fn listing(&self, space: &str, provider: &str) -> Option<Vec<AppInfo>>;
+
+    /// Tells the other instances that the stored spaces changed ([`Notice::Spaces`]).
+    async fn announce_spaces(&self);
 
     /// Gives up what this instance holds (leader lease) at shutdown.
     async fn release(&self);
@@ -374,6 +380,8 @@ impl Registry for MemoryRegistry {
     }
 
     async fn put_listing(&self, _space: &str, _provider: &str, _listing: &[AppInfo]) {}
+
+    async fn announce_spaces(&self) {}
 
     async fn listing(&self, _space: &str, _provider: &str) -> Option<Vec<AppInfo>> {
         None

@@ -741,6 +741,17 @@ impl Registry for RedisRegistry {
         let _: Option<()> = self.outcome(timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await);
     }
 
+    async fn announce_spaces(&self) {
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        let notice = serde_json::json!({ "sp": 1, "b": self.instance }).to_string();
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(self.channel()).arg(notice);
+        let published = command.query_async::<i64>(&mut conn);
+        let _: Option<i64> = self.outcome(timeout(CALL_TIMEOUT, published).await);
+    }
+
     async fn listing(&self, space: &str, provider: &str) -> Option<Vec<AppInfo>> {
         let mut conn = self.connection()?;
         let json: Option<String> = self
@@ -836,6 +847,11 @@ impl WireApp {
 /// A published notice, from its JSON.
 fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    if value.get("sp").is_some() {
+        // Its own announcement tells this instance nothing new.
+        return (value.get("b").and_then(|b| b.as_str()) != Some(instance))
+            .then_some(Notice::Spaces);
+    }
     if let Some(provider) = value.get("l").and_then(|l| l.as_str()) {
         let space = value.get("ls").and_then(|s| s.as_str());
         return Some(Notice::Listing {
@@ -948,6 +964,12 @@ mod tests {
                 provider: "heroku".to_owned()
             })
         );
+        // Spaces changed: told to the other instances, not to the one that said it.
+        assert_eq!(
+            parse_notice(r#"{"sp":1,"b":"other"}"#, "me"),
+            Some(Notice::Spaces)
+        );
+        assert_eq!(parse_notice(r#"{"sp":1,"b":"me"}"#, "me"), None);
         for bad in [
             "",
             "{}",

@@ -410,17 +410,37 @@ impl Spaces {
         }
     }
 
-    /// Reads the stored spaces again every `hosted.sync_every`, for changes made through
+    /// Reads the stored spaces again every `hosted.sync_every`, and at once when another
+    /// instance announces a change through the registry (Redis), for changes made through
     /// another instance (hosted mode only; `None` otherwise).
     pub fn start_sync(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let every = self.hosted.as_ref()?.sync_every;
         let spaces = Arc::clone(self);
+        let mut notices = self.registry.notices();
         Some(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
-                ticks.tick().await;
+                let announced = async {
+                    match notices.as_mut() {
+                        Some(notices) => notices.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    notice = announced => match notice {
+                        Ok(crate::registry::Notice::Spaces | crate::registry::Notice::Reset) => {}
+                        Ok(_) => continue,
+                        // Missed notices: reading everything again covers them.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            notices = None;
+                            continue;
+                        }
+                    },
+                }
                 if let Err(error) = spaces.sync().await {
                     tracing::warn!(%error, "stored spaces not read again; next try in {every:?}");
                 }
@@ -599,6 +619,7 @@ impl Spaces {
             return Err(error);
         }
         self.publish(&running);
+        self.registry.announce_spaces().await;
         tracing::info!(space = %id, "space created");
         let shown = running
             .iter()
@@ -646,6 +667,7 @@ impl Spaces {
         self.store.put_space(&stored, &self.key_check).await?;
         self.install(&mut running, stored, true).await?;
         self.publish(&running);
+        self.registry.announce_spaces().await;
         tracing::info!(space = %id, "space changed");
         running
             .iter()
@@ -674,6 +696,7 @@ impl Spaces {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(id);
+        self.registry.announce_spaces().await;
         if let Some(space) = take(&mut running, id) {
             self.publish(&running);
             tracing::info!(space = %id, "space deleted");
@@ -748,6 +771,7 @@ impl Spaces {
             stored.updated_at = row.updated_at;
         }
         self.publish(&running);
+        self.registry.announce_spaces().await;
         Ok(())
     }
 
