@@ -124,6 +124,15 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("{what}: not within 6 s");
 }
 
+/// The error of an engine started on `yaml` with this master key (which must fail).
+async fn refused_at_start(yaml: &str, key: &str) -> String {
+    let loaded = load_str(yaml, &env(key), &Overrides::default()).expect("valid config");
+    paastis::Engine::start(loaded.config)
+        .await
+        .expect_err("refused at start")
+        .to_string()
+}
+
 fn app_names(list: &Value) -> Vec<String> {
     list["apps"]
         .as_array()
@@ -434,16 +443,7 @@ async fn spaces_created_through_the_api_serve_at_once_and_deleting_one_leaves_th
     }
 
     // A wrong key is refused at start, and says what to do; no key at all, too.
-    let loaded = load_str(
-        &config(&database),
-        &env(&master_key(8)),
-        &Overrides::default(),
-    )
-    .expect("valid config");
-    let error = paastis::Engine::start(loaded.config)
-        .await
-        .expect_err("a wrong key");
-    let message = error.to_string();
+    let message = refused_at_start(&config(&database), &master_key(8)).await;
     assert!(
         message
             .contains("PAASTIS_MASTER_KEY is not the key this database's spaces were sealed with"),
@@ -777,15 +777,10 @@ async fn rekey_seals_every_space_under_a_new_key() {
     );
     engine.stop().await;
 
-    let loaded = load_str(&config(&database), &env(&old), &Overrides::default()).expect("valid");
-    let error = paastis::Engine::start(loaded.config)
-        .await
-        .expect_err("the old key");
+    let message = refused_at_start(&config(&database), &old).await;
     assert!(
-        error
-            .to_string()
-            .contains("PAASTIS_MASTER_KEY is not the key"),
-        "{error}"
+        message.contains("PAASTIS_MASTER_KEY is not the key"),
+        "{message}"
     );
     let engine = TestEngine::start_with_env(&config(&database), &env(&new)).await;
     let client = TestClient::new(engine.addr);

@@ -105,6 +105,16 @@ impl std::fmt::Debug for Space {
     }
 }
 
+/// A space checked and built, not running yet.
+struct Prepared {
+    /// Its settings, typed.
+    config: SpaceConfig,
+    /// Its runtime, providers built.
+    lifecycle: Arc<Lifecycle>,
+    /// The document it comes from (credentials included): never shown, never logged.
+    document: Value,
+}
+
 /// A space as the admin API shows it (no credential, no token in it).
 #[derive(Debug, Clone)]
 pub struct SpaceInfo {
@@ -598,12 +608,12 @@ impl Spaces {
                 "a stored space `{id}` exists but could not be started (see the logs): delete it first"
             )));
         }
-        self.check(&running, &document, hosted, None)?;
+        let prepared = self.prepare(&running, document, hosted, None)?;
         let (token_id, token) = seal::new_token()?;
         let now = SystemTime::now();
         let stored = self.seal(
             &id,
-            &document,
+            &prepared.document,
             1,
             now,
             vec![StoredToken {
@@ -613,8 +623,8 @@ impl Spaces {
             }],
         )?;
         self.store.put_space(&stored, &self.key_check).await?;
-        if let Err(error) = self.install(&mut running, stored, true).await {
-            // Checked above: only a failure to start (e.g. the database) gets here.
+        if let Err(error) = self.run(&mut running, prepared, stored, true).await {
+            // Checked and built above: only a failure to start (the database) gets here.
             let _ = self.store.delete_space(&id).await;
             return Err(error);
         }
@@ -662,10 +672,10 @@ impl Spaces {
             }])));
         }
         let next = document::patched(&current, patch);
-        self.check(&running, &next, hosted, Some(id))?;
-        let stored = self.seal(id, &next, revision + 1, created_at, tokens)?;
+        let prepared = self.prepare(&running, next, hosted, Some(id))?;
+        let stored = self.seal(id, &prepared.document, revision + 1, created_at, tokens)?;
         self.store.put_space(&stored, &self.key_check).await?;
-        self.install(&mut running, stored, true).await?;
+        self.run(&mut running, prepared, stored, true).await?;
         self.publish(&running);
         self.registry.announce_spaces().await;
         tracing::info!(space = %id, "space changed");
@@ -785,9 +795,8 @@ impl Spaces {
             .ok_or_else(|| SpaceError::NotFound(id.to_owned()))
     }
 
-    /// Checks a document as a space the API may run: valid, its domains nobody else's
-    /// (nor above or under another space's, which would take some of its hosts), and its
-    /// providers buildable.
+    /// Checks a document as a space the API may run: valid, and its domains nobody else's
+    /// (nor above or under another space's, which would take some of its hosts).
     fn check(
         &self,
         running: &[Space],
@@ -810,22 +819,37 @@ impl Spaces {
         let rules = ApiRules {
             custom_api_urls: hosted.custom_api_urls,
         };
-        let config =
-            crate::config::api_space(document, rules, &taken).map_err(SpaceError::Invalid)?;
-        let mut errors = Vec::new();
-        for (index, provider) in config.providers.iter().enumerate() {
-            if let Err(error) = provider.build() {
-                errors.push(ConfigError {
-                    path: format!("providers[{index}]"),
-                    message: error.to_string(),
-                });
-            }
-        }
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(SpaceError::Invalid(ConfigErrors(errors)))
-        }
+        crate::config::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
+    }
+
+    /// A document checked ([`Spaces::check`]) and its runtime built (providers included),
+    /// ready to [`Spaces::run`]: done once per change.
+    fn prepare(
+        &self,
+        running: &[Space],
+        document: Value,
+        hosted: &Hosted,
+        except: Option<&str>,
+    ) -> Result<Prepared, SpaceError> {
+        let config = self.check(running, &document, hosted, except)?;
+        let lifecycle = lifecycle(&config, &self.registry).map_err(|error| {
+            let index = match &error {
+                RunError::Provider { id, .. } => config
+                    .providers
+                    .iter()
+                    .position(|p| *id == format!("{}/{}", config.id, p.id())),
+                _ => None,
+            };
+            SpaceError::Invalid(ConfigErrors(vec![ConfigError {
+                path: index.map_or_else(|| "providers".to_owned(), |i| format!("providers[{i}]")),
+                message: error.to_string(),
+            }]))
+        })?;
+        Ok(Prepared {
+            config,
+            lifecycle,
+            document,
+        })
     }
 
     /// A space's row: its settings in clear, its providers sealed.
@@ -853,8 +877,7 @@ impl Spaces {
     }
 
     /// Starts a stored space (replacing the running one of that id, if any): opened,
-    /// checked, built, its catalog started, and, with `now`, discovered and scheduled (when
-    /// serving). The caller publishes.
+    /// checked, built, then run ([`Spaces::run`]). The caller publishes.
     async fn install(
         &self,
         running: &mut Vec<Space>,
@@ -868,13 +891,25 @@ impl Spaces {
         let providers: Value = serde_json::from_slice(&providers)
             .map_err(|error| SpaceError::Damaged(format!("its providers are not JSON: {error}")))?;
         let document = document::join(settings, providers);
-        let config = self.check(running, &document, hosted, Some(&stored.id))?;
-        let lifecycle = lifecycle(&config, &self.registry).map_err(|error| {
-            SpaceError::Invalid(ConfigErrors(vec![ConfigError {
-                path: "providers".to_owned(),
-                message: error.to_string(),
-            }]))
-        })?;
+        let prepared = self.prepare(running, document, hosted, Some(&stored.id))?;
+        self.run(running, prepared, stored, now).await
+    }
+
+    /// Runs a prepared space as the one stored in `stored` (replacing the running one of
+    /// that id, if any): its catalog started, and, with `now`, discovered and scheduled
+    /// (when serving). The caller publishes.
+    async fn run(
+        &self,
+        running: &mut Vec<Space>,
+        prepared: Prepared,
+        stored: StoredSpace,
+        now: bool,
+    ) -> Result<(), SpaceError> {
+        let Prepared {
+            config,
+            lifecycle,
+            document,
+        } = prepared;
         // The one it replaces stops first: one catalog writer per space at a time.
         if let Some(old) = take(running, &stored.id) {
             self.publish(running);
