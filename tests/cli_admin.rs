@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use paastis::lifecycle::State;
 use serde_json::Value;
-use support::{TestEngine, paastis, upstream_command};
+use support::{Outcome, TestEngine, paastis, upstream_command};
 
 const TOKEN: &str = "cli-tok-Secret-4242";
 
@@ -37,23 +37,6 @@ providers:
     )
 }
 
-/// What a run of the binary left.
-struct Outcome {
-    /// Its exit code (none: killed by a signal).
-    code: Option<i32>,
-    /// What it printed on stdout.
-    stdout: String,
-    /// What it printed on stderr.
-    stderr: String,
-}
-
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
-
 /// Runs `paastis <args>` (20 s at most).
 async fn run(args: &[&str]) -> Outcome {
     let output = tokio::time::timeout(
@@ -63,11 +46,7 @@ async fn run(args: &[&str]) -> Outcome {
     .await
     .unwrap_or_else(|_| panic!("paastis {args:?} did not finish within 20 s"))
     .expect("run paastis");
-    Outcome {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Outcome::from(output)
 }
 
 /// The API URL of the engine's admin listener.

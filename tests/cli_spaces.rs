@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use support::fakes::heroku::FakeHeroku;
-use support::{TempDir, TestClient, TestEngine, paastis};
+use support::{Outcome, TempDir, TestClient, TestEngine, paastis};
 use tokio::io::AsyncWriteExt;
 
 const ADMIN: &str = "admin-token-cli-spaces-0123";
@@ -37,33 +37,6 @@ async fn engine(hosted: bool) -> TestEngine {
     let yaml = format!("admin: {{token: {ADMIN}}}\ndatabase: {{url: 'sqlite::memory:'}}\n{hosted}");
     let env = HashMap::from([("PAASTIS_MASTER_KEY".to_owned(), master_key())]);
     TestEngine::start_with_env(&yaml, &env).await
-}
-
-/// What a run of the binary left.
-#[derive(Debug)]
-struct Outcome {
-    /// Its exit code (none: killed by a signal).
-    code: Option<i32>,
-    /// What it printed on stdout.
-    stdout: String,
-    /// What it printed on stderr.
-    stderr: String,
-}
-
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-
-    /// The value of the stdout line `key: value`.
-    fn line(&self, key: &str) -> String {
-        self.stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{key}:")))
-            .map(|value| value.trim().to_owned())
-            .unwrap_or_else(|| panic!("no `{key}:` line in: {}", self.stdout))
-    }
 }
 
 /// Every run of a test, to check at the end that none printed a secret.
@@ -107,11 +80,7 @@ impl Runs {
             .await
             .unwrap_or_else(|_| panic!("paastis {args:?} did not finish within 20 s"))
             .expect("run paastis");
-        let outcome = Outcome {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let outcome = Outcome::from(output);
         self.0.push((all, outcome));
         &self.0.last().expect("just pushed").1
     }

@@ -443,3 +443,41 @@ pub async fn curl(args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// What a run of the binary left.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Its exit code (none: killed by a signal).
+    pub code: Option<i32>,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Outcome {
+    fn from(output: std::process::Output) -> Outcome {
+        Outcome {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    /// Its stdout as JSON; panics when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// The value of the stdout line `key: value`; panics when there is none.
+    pub fn line(&self, key: &str) -> String {
+        self.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}:")))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_else(|| panic!("no `{key}:` line in: {}", self.stdout))
+    }
+}
