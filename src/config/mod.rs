@@ -223,6 +223,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Open client connections at most; more wait to be accepted, `proxy.max_connections`.
     pub max_connections: usize,
+    /// How a request body must progress (`proxy.request_body_timeout`,
+    /// `proxy.min_request_body_rate`): a trickled body is cut, and its app can sleep.
+    pub body_progress: crate::proxy::body::BodyProgress,
 }
 
 impl Default for Limits {
@@ -231,6 +234,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            body_progress: crate::proxy::body::BodyProgress::default(),
         }
     }
 }

@@ -1432,6 +1432,16 @@ impl<'a> Validator<'a> {
                 .take("max_connections")
                 .and_then(|(v, p)| self.count(v, &p, 1..=10_000_000))
                 .unwrap_or(defaults.max_connections),
+            body_progress: crate::proxy::body::BodyProgress {
+                timeout: fields
+                    .take("request_body_timeout")
+                    .and_then(|(v, p)| self.positive_duration(v, &p))
+                    .unwrap_or(defaults.body_progress.timeout),
+                min_rate: fields
+                    .take("min_request_body_rate")
+                    .and_then(|(v, p)| self.count(v, &p, 0..=1 << 40))
+                    .map_or(defaults.body_progress.min_rate, |n| n as u64),
+            },
         };
         let drain = fields
             .take("drain_timeout")

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::body::{BodyOutcome, BodyProgress, ClientBody, ClientBodyError, Outgoing};
 use crate::lifecycle::InFlight;
 use crate::providers::Upstream;
 
@@ -39,6 +40,29 @@ const POOL_MAX_IDLE: usize = 256;
 /// (HTTP/2 servers keep connections much longer than HTTP/1.1 ones, and say so with GOAWAY
 /// before closing, which is handled on its own).
 const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the request on a fresh upstream connection may stay unacknowledged by the
+/// upstream's TCP stack before the connection is given up (`TCP_USER_TIMEOUT`, until the
+/// first byte of the answer). A server whose listen backlog overflowed (a burst of requests
+/// released by a wake, against an app server with a small backlog) can complete a handshake
+/// and then never take the connection: the request would wait for
+/// `response_header_timeout` and fail. Bytes that were never acknowledged never reached the
+/// app, so such a request (without a body) is sent again on a new connection.
+const FIRST_EXCHANGE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Just after a wake, requests on fresh connections to one upstream at once, per worker:
+/// the held requests are released together, and an app server with a small listen backlog
+/// would drop most of a burst of new connections. Each keeps its place until the first
+/// byte of its answer, or [`RAMP_HOLD`].
+const RAMP_CONNECTIONS: usize = 4;
+
+/// Longest a request keeps its place among [`RAMP_CONNECTIONS`] (a slow answer does not
+/// hold the others back for longer).
+const RAMP_HOLD: Duration = Duration::from_millis(50);
+
+/// Fresh connections one request may use before it fails, outside the time just after a
+/// wake (which retries until its deadline).
+const MAX_FRESH_CONNECTIONS: usize = 3;
 
 /// How long the forward phase waits on an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +141,9 @@ pub enum ForwardError {
     /// The upstream took too long to answer.
     #[error("the upstream sent no response within {}s", .0.as_secs())]
     Timeout(Duration),
+    /// The client's request body failed (malformed, or too slow): the client's fault.
+    #[error("{0}")]
+    ClientBody(ClientBodyError),
 }
 
 /// The upstream connection pool of one proxy worker: HTTP/1.1 connections kept per
@@ -134,6 +161,10 @@ pub struct Forwarder {
     timeouts: UpstreamTimeouts,
     /// Send the client's `Host` upstream instead of the upstream's own.
     preserve_host: bool,
+    /// How a client's request body must progress.
+    body_progress: BodyProgress,
+    /// Places for requests on fresh connections just after a wake, by upstream authority.
+    ramps: Arc<Mutex<HashMap<Box<str>, Arc<tokio::sync::Semaphore>, foldhash::fast::RandomState>>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -210,7 +241,7 @@ type Multiplexed = HashMap<Box<str>, SharedConnection, foldhash::fast::RandomSta
 #[derive(Debug)]
 struct SharedConnection {
     /// Sends requests on it (cloned for each request).
-    sender: http2::SendRequest<Incoming>,
+    sender: http2::SendRequest<Outgoing>,
     /// When a request last went on it.
     used: Instant,
 }
@@ -218,16 +249,16 @@ struct SharedConnection {
 /// A fresh upstream connection, in the protocol the upstream chose.
 enum Connection {
     /// HTTP/1.1: one request at a time.
-    Http1(http1::SendRequest<Incoming>),
+    Http1(http1::SendRequest<Outgoing>),
     /// HTTP/2 (negotiated by ALPN): shared.
-    Http2(http2::SendRequest<Incoming>),
+    Http2(http2::SendRequest<Outgoing>),
 }
 
 /// A connection ready for its next request.
 #[derive(Debug)]
 struct IdleConnection {
     /// Sends requests on the connection.
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<Outgoing>,
     /// When it was put back.
     since: Instant,
 }
@@ -241,7 +272,7 @@ pub struct Lease {
     /// Which upstream.
     authority: Authority,
     /// The connection.
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<Outgoing>,
 }
 
 impl Lease {
@@ -265,18 +296,37 @@ impl Lease {
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new(tls: UpstreamTls, timeouts: UpstreamTimeouts, preserve_host: bool) -> Forwarder {
+    pub fn new(
+        tls: UpstreamTls,
+        timeouts: UpstreamTimeouts,
+        preserve_host: bool,
+        body_progress: BodyProgress,
+    ) -> Forwarder {
         Forwarder {
             pool: Arc::default(),
             multiplexed: Arc::default(),
             tls,
             timeouts,
             preserve_host,
+            body_progress,
+            ramps: Arc::default(),
         }
     }
 
+    /// A place among the requests on fresh connections to `authority` just after a wake.
+    async fn ramp(&self, authority: &Authority) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let ramp = {
+            let mut ramps = self.ramps.lock().unwrap_or_else(|p| p.into_inner());
+            let ramp = ramps
+                .entry(authority.as_str().into())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(RAMP_CONNECTIONS)));
+            Arc::clone(ramp)
+        };
+        ramp.acquire_owned().await.ok()
+    }
+
     /// An idle connection to `authority`, if one is still usable.
-    async fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Incoming>> {
+    async fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Outgoing>> {
         loop {
             let idle = {
                 let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -293,7 +343,7 @@ impl Forwarder {
     }
 
     /// The open HTTP/2 connection to `authority`, if there is a usable one.
-    fn shared(&self, authority: &Authority) -> Option<http2::SendRequest<Incoming>> {
+    fn shared(&self, authority: &Authority) -> Option<http2::SendRequest<Outgoing>> {
         let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
         let shared = multiplexed.get_mut(authority.as_str())?;
         if shared.sender.is_closed() || shared.used.elapsed() >= H2_IDLE_TIMEOUT {
@@ -305,7 +355,7 @@ impl Forwarder {
     }
 
     /// Forgets `authority`'s HTTP/2 connection if it is still `sender`'s (it failed).
-    fn forget_shared(&self, authority: &Authority, sender: &http2::SendRequest<Incoming>) {
+    fn forget_shared(&self, authority: &Authority, sender: &http2::SendRequest<Outgoing>) {
         let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
         if multiplexed
             .get(authority.as_str())
@@ -316,8 +366,14 @@ impl Forwarder {
     }
 
     /// A new connection for ordinary requests; an HTTP/2 one is shared from now on.
-    async fn connect(&self, upstream: &Upstream) -> Result<Connection, ForwardError> {
-        let connection = self.connect_with(upstream, false).await?;
+    /// `replayable`: the request has no body, so its first exchange is guarded by
+    /// [`FIRST_EXCHANGE_ACK_TIMEOUT`].
+    async fn connect(
+        &self,
+        upstream: &Upstream,
+        replayable: bool,
+    ) -> Result<Connection, ForwardError> {
+        let connection = self.connect_with(upstream, false, replayable).await?;
         if let Connection::Http2(sender) = &connection {
             let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
             multiplexed.insert(
@@ -332,11 +388,13 @@ impl Forwarder {
     }
 
     /// A new connection; `upgrades`: HTTP/1.1 only, and its task hands the socket over
-    /// after a 101.
+    /// after a 101; `guarded`: given up when its first request stays unacknowledged
+    /// ([`FIRST_EXCHANGE_ACK_TIMEOUT`]).
     async fn connect_with(
         &self,
         upstream: &Upstream,
         upgrades: bool,
+        guarded: bool,
     ) -> Result<Connection, ForwardError> {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
@@ -363,6 +421,7 @@ impl Forwarder {
                 }
             };
         let _ = stream.set_nodelay(true);
+        let stream = super::io::FreshStream::new(stream, guarded, FIRST_EXCHANGE_ACK_TIMEOUT);
         if upstream.scheme != http::uri::Scheme::HTTPS {
             return handshake(stream, address, upgrades)
                 .await
@@ -397,8 +456,14 @@ impl Forwarder {
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-    ) -> (Request<Incoming>, Option<HeaderValue>) {
+    ) -> (Request<Outgoing>, Option<HeaderValue>, BodyOutcome) {
         let (mut parts, body) = request.into_parts();
+        let outcome = BodyOutcome::default();
+        let body = if body.is_end_stream() {
+            Outgoing::Empty
+        } else {
+            Outgoing::Client(ClientBody::new(body, self.body_progress, outcome.clone()))
+        };
         // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
         // carry it in the target).
         let forwarded_host = match parts.uri.authority() {
@@ -444,7 +509,7 @@ impl Forwarder {
             (Some(host), true) => headers.insert(header::HOST, host.clone()),
             _ => headers.insert(header::HOST, upstream.host_header().clone()),
         };
-        (Request::from_parts(parts, body), forwarded_host)
+        (Request::from_parts(parts, body), forwarded_host, outcome)
     }
 
     /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
@@ -489,13 +554,14 @@ impl Forwarder {
     ) -> Result<(Response<Incoming>, Option<Tunnel>), ForwardError> {
         let client_side = hyper::upgrade::on(&mut request);
         let protocol = request.headers().get(header::UPGRADE).cloned();
-        let (mut request, client_host) = self.prepare(request, upstream, client);
+        let (mut request, client_host, outcome) = self.prepare(request, upstream, client);
         if let Some(protocol) = protocol {
             let headers = request.headers_mut();
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        let Connection::Http1(mut sender) = Box::pin(self.connect_with(upstream, true)).await?
+        let Connection::Http1(mut sender) =
+            Box::pin(self.connect_with(upstream, true, false)).await?
         else {
             return Err(ForwardError::Connect(format!(
                 "{}: HTTP/2 chosen for an upgrade",
@@ -506,7 +572,7 @@ impl Forwarder {
             tokio::time::timeout(self.timeouts.response_header, sender.send_request(request))
                 .await
                 .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?
-                .map_err(|error| ForwardError::Exchange(error_chain(&error)))?;
+                .map_err(|error| exchange_failed(&error, &outcome))?;
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let protocol = response.headers().get(header::UPGRADE).cloned();
         self.clean_response(&mut response, upstream, client, client_host.as_ref());
@@ -542,13 +608,13 @@ impl Forwarder {
         client: &ClientSide,
         retry_until: impl Fn() -> Option<Instant>,
     ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
-        let (mut request, client_host) = self.prepare(request, upstream, client);
+        let (mut request, client_host, outcome) = self.prepare(request, upstream, client);
         // Fresh connections made for this request: an upstream that keeps closing them
         // before taking the request is given up on (outside the time just after a wake).
         let mut fresh = 0;
         let mut pause = RetryPause::new(retry_until);
         let (mut response, sender) = loop {
-            if fresh > 2 && !pause.wait().await {
+            if fresh >= MAX_FRESH_CONNECTIONS && !pause.wait().await {
                 return Err(ForwardError::Exchange(format!(
                     "{}: every new connection closed before taking the request",
                     upstream.authority
@@ -556,7 +622,9 @@ impl Forwarder {
             }
             // An upstream that chose HTTP/2 has one connection for everything.
             if let Some(mut shared) = self.shared(&upstream.authority) {
-                let sent = self.send_h2(&mut shared, request, upstream).await?;
+                let sent = self
+                    .send_h2(&mut shared, request, upstream, &outcome)
+                    .await?;
                 match sent {
                     Ok(response) => break (response, None),
                     // Closed (GOAWAY) before taking the request: nothing was sent.
@@ -567,11 +635,12 @@ impl Forwarder {
                     }
                 }
             }
+            let replayable = matches!(request.body(), Outgoing::Empty);
             let (mut sender, reused) = match self.checkout(&upstream.authority).await {
                 Some(sender) => (sender, true),
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => {
-                    match Box::pin(self.connect(upstream)).await {
+                    match Box::pin(self.connect(upstream, replayable)).await {
                         Ok(Connection::Http1(sender)) => {
                             fresh += 1;
                             (sender, false)
@@ -592,23 +661,57 @@ impl Forwarder {
                     }
                 }
             };
-            let sent = tokio::time::timeout(
-                self.timeouts.response_header,
-                sender.try_send_request(request),
-            )
-            .await
-            .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?;
+            // A fresh connection's request without a body is kept, to be sent again
+            // should the upstream never acknowledge it.
+            let copy = if reused {
+                None
+            } else {
+                super::body::copy_bodiless(&request)
+            };
+            // Just after a wake, new connections go a few at a time.
+            let place = match (reused, pause.active()) {
+                (false, true) => self.ramp(&upstream.authority).await,
+                _ => None,
+            };
+            let exchange = async {
+                let send = sender.try_send_request(request);
+                let Some(place) = place else {
+                    return send.await;
+                };
+                tokio::pin!(send);
+                tokio::select! {
+                    sent = &mut send => sent,
+                    () = tokio::time::sleep(RAMP_HOLD) => {
+                        drop(place);
+                        send.await
+                    }
+                }
+            };
+            let sent = tokio::time::timeout(self.timeouts.response_header, exchange)
+                .await
+                .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))?;
             match sent {
                 Ok(response) => break (response, Some(sender)),
-                Err(mut error) => match error.take_message() {
+                Err(mut error) => match (error.take_message(), copy) {
                     // A reused connection the upstream closed before taking the request:
                     // nothing was sent, so any request can go on a fresh connection.
-                    Some(unsent) if reused => request = unsent,
+                    (Some(unsent), _) if reused => request = unsent,
                     // A fresh one closed before taking it, just after a wake.
-                    Some(unsent) if pause.wait().await => request = unsent,
-                    _ => {
-                        return Err(ForwardError::Exchange(error_chain(error.error())));
+                    (Some(unsent), _) if pause.wait().await => request = unsent,
+                    // Sent, but never acknowledged by the upstream's TCP stack: the app
+                    // never read it.
+                    (None, Some(copy)) if never_acknowledged(error.error()) => {
+                        tracing::debug!(
+                            upstream = %upstream.authority,
+                            "upstream never took the connection; sending the request again"
+                        );
+                        // Requests lost together come back spread out, or they would fill
+                        // the same backlog again.
+                        let spread = 50 << fresh.min(4);
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..spread))).await;
+                        request = copy;
                     }
+                    _ => return Err(exchange_failed(error.error(), &outcome)),
                 },
             }
         };
@@ -626,10 +729,11 @@ impl Forwarder {
     /// taking it comes back, in HTTP/1.1 form again, to go elsewhere.
     async fn send_h2(
         &self,
-        sender: &mut http2::SendRequest<Incoming>,
-        mut request: Request<Incoming>,
+        sender: &mut http2::SendRequest<Outgoing>,
+        mut request: Request<Outgoing>,
         upstream: &Upstream,
-    ) -> Result<Result<Response<Incoming>, Request<Incoming>>, ForwardError> {
+        outcome: &BodyOutcome,
+    ) -> Result<Result<Response<Incoming>, Request<Outgoing>>, ForwardError> {
         let host = request.headers_mut().remove(header::HOST);
         let authority = host
             .as_ref()
@@ -666,7 +770,7 @@ impl Forwarder {
                     }
                     Ok(Err(unsent))
                 }
-                _ => Err(ForwardError::Exchange(error_chain(error.error()))),
+                _ => Err(exchange_failed(error.error(), outcome)),
             },
         }
     }
@@ -689,6 +793,11 @@ impl<F: Fn() -> Option<Instant>> RetryPause<F> {
         }
     }
 
+    /// Whether this is the time just after a wake.
+    fn active(&self) -> bool {
+        (self.until)().is_some_and(|until| Instant::now() < until)
+    }
+
     /// Waits before the next attempt, if it would still start within the deadline.
     async fn wait(&mut self) -> bool {
         match (self.until)() {
@@ -703,7 +812,7 @@ impl<F: Fn() -> Option<Instant>> RetryPause<F> {
 }
 
 /// HTTP/2 over `io` (negotiated by ALPN), its connection driven by a task of its own.
-async fn handshake_h2<T>(io: T, address: &str) -> Result<http2::SendRequest<Incoming>, ForwardError>
+async fn handshake_h2<T>(io: T, address: &str) -> Result<http2::SendRequest<Outgoing>, ForwardError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -725,7 +834,7 @@ async fn handshake<T>(
     io: T,
     address: &str,
     upgrades: bool,
-) -> Result<http1::SendRequest<Incoming>, ForwardError>
+) -> Result<http1::SendRequest<Outgoing>, ForwardError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -869,6 +978,27 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
         None => ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR, value);
+}
+
+/// A failed exchange: the client's fault when its body failed, else the upstream's.
+fn exchange_failed(error: &hyper::Error, outcome: &BodyOutcome) -> ForwardError {
+    match outcome.failure() {
+        Some(failure) => ForwardError::ClientBody(failure),
+        None => ForwardError::Exchange(error_chain(error)),
+    }
+}
+
+/// Whether the exchange failed because the upstream's TCP stack never acknowledged what was
+/// sent ([`FIRST_EXCHANGE_ACK_TIMEOUT`] ran out): then the app never read the request.
+fn never_acknowledged(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The error and its causes, in one line (hyper's top-level message alone says little).

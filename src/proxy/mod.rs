@@ -18,7 +18,9 @@
 //! Every failure is a [`ProxyError`]; [`ProxyError::status`] is the one place that maps them
 //! to status codes. The proxy never calls a provider for an awake app.
 
+pub mod body;
 pub mod forward;
+pub mod io;
 pub mod pages;
 pub mod route;
 pub mod system;
@@ -405,8 +407,12 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
-                    let forwarder =
-                        Forwarder::new(proxy.tls.clone(), proxy.timeouts, proxy.preserve_host);
+                    let forwarder = Forwarder::new(
+                        proxy.tls.clone(),
+                        proxy.timeouts,
+                        proxy.preserve_host,
+                        proxy.limits.body_progress,
+                    );
                     let worker = Arc::new(Worker { proxy, forwarder });
                     runtime.block_on(worker.serve(connections, drain));
                     let _ = done_tx.send(());
