@@ -1,0 +1,88 @@
+//! Wake storms against ordinary app servers: 100 clients at once ask for a sleeping app
+//! whose server is Python's `http.server` (a listen backlog of 5, HTTP/1.0 and close after
+//! each response by default; keep-alive HTTP/1.1 with `--protocol`), on a fixed port, and
+//! again after each idle stop. Every request is answered 200, and each storm starts the app
+//! once. The clients are curl, the servers are not the suite's own.
+
+mod support;
+
+use std::time::Duration;
+
+use paastis::events::EventKind;
+use paastis::lifecycle::State;
+use support::{TempDir, TestEngine};
+
+/// Requests at once in each storm.
+const CLIENTS: usize = 100;
+
+/// Storms in a row, each after an idle stop.
+const STORMS: usize = 3;
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `CLIENTS` parallel curl transfers to the app (each its own connection): their statuses.
+async fn storm(addr: std::net::SocketAddr, host: &str) -> Vec<String> {
+    let url = format!("http://{addr}/");
+    let mut command = tokio::process::Command::new("curl");
+    command
+        .args(["--silent", "--parallel", "--parallel-immediate"])
+        .args(["--parallel-max", &CLIENTS.to_string()])
+        .args(["--max-time", "25", "--header", &format!("Host: {host}")])
+        .args(["--write-out", "%{http_code}\\n"]);
+    for _ in 0..CLIENTS {
+        command.args(["--output", "/dev/null", &url]);
+    }
+    let output = command.output().await.expect("curl runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn storms_are_all_answered(server_args: &str) {
+    let dir = TempDir::new("storm");
+    std::fs::write(dir.path("index.html"), "<p>hello</p>\n").expect("write");
+    let port = free_port();
+    let engine = TestEngine::start(&format!(
+        "defaults: {{max_idle: 1s, wake_timeout: 30s}}\n\
+         providers:\n  - id: local\n    type: process\n    apps:\n\
+         \x20     - name: files\n\
+         \x20       command: python3 -m http.server {port} --bind 127.0.0.1 {server_args} --directory {}\n\
+         \x20       port: {port}\n",
+        dir.0.display()
+    ))
+    .await;
+    for round in 1..=STORMS {
+        engine
+            .wait_state("files", State::Asleep, Duration::from_secs(15))
+            .await;
+        let statuses = storm(engine.addr, "files.localhost").await;
+        let failed: Vec<&String> = statuses.iter().filter(|s| *s != "200").collect();
+        assert_eq!(statuses.len(), CLIENTS, "round {round}: {statuses:?}");
+        assert!(
+            failed.is_empty(),
+            "round {round}: {} of {CLIENTS} requests failed: {failed:?}",
+            failed.len()
+        );
+        assert_eq!(
+            engine.count("files", |k| matches!(k, EventKind::Started { .. })),
+            round,
+            "one start per storm"
+        );
+    }
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_against_python_http_server_http_1_0_are_all_answered() {
+    storms_are_all_answered("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_against_python_http_server_keep_alive_are_all_answered() {
+    storms_are_all_answered("--protocol HTTP/1.1").await;
+}
