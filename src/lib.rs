@@ -38,6 +38,7 @@
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
 //! port 0 and the binary stays thin.
 
+pub mod address;
 pub mod admin;
 pub mod catalog;
 pub mod cli;

@@ -554,7 +554,11 @@ async fn https_upstreams_are_verified_and_reached_with_their_host() {
     let client = TestClient::new(engine.addr);
     let answer = client.get("secure.localhost", "/").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
-    assert!(answer.text().contains("certificate"), "{}", answer.text());
+    assert!(
+        answer.text().contains("TLS certificate"),
+        "{}",
+        answer.text()
+    );
     assert_eq!(server.hits(), hits);
     engine.stop().await;
 }

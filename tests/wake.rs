@@ -122,7 +122,8 @@ providers:
     .await;
     let client = TestClient::new(engine.addr);
 
-    // A command that exits at once: 503 well before the timeout, with the reason.
+    // A command that exits at once: 503 well before the timeout. The visitor is told it
+    // could not be started; why is the operator's (the app's phase and its event).
     let started = tokio::time::Instant::now();
     let answer = client.get("crash.localhost", "/").await;
     assert_eq!(answer.status, 503, "{}", answer.text());
@@ -130,15 +131,35 @@ providers:
     assert!(answer.headers.contains_key("retry-after"));
     let error = answer.json();
     assert_eq!(error["error"]["code"], "wake_failed");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("exited with status 3")),
-        "{error}"
-    );
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("crash could not be started"), "{error}");
+    assert!(!answer.text().contains("exited with status"), "{error}");
     let phase = engine.app("crash").phase();
     assert_eq!(phase.state, State::Failed);
     assert_eq!(phase.reason.as_deref(), Some("exited with status 3"));
+    assert_eq!(
+        engine.count("crash", |k| matches!(
+            k,
+            paastis::events::EventKind::StartFailed { reason } if reason == "exited with status 3"
+        )),
+        1
+    );
+    // Nor does the HTML page of the next attempt.
+    let page = client
+        .send(
+            "GET",
+            "crash.localhost",
+            "/",
+            &[("accept", "text/html")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(page.status, 503);
+    assert!(
+        !page.text().contains("exited with status"),
+        "{}",
+        page.text()
+    );
 
     // A command that never opens its port: 503 once wake_timeout runs out.
     let started = tokio::time::Instant::now();
@@ -287,13 +308,15 @@ providers:
 
     let answer = client.get("squatted.localhost", "/").await;
     assert_eq!(answer.status, 503);
-    let message = answer.json()["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
     assert!(
-        message.contains(&format!("port {busy} is already in use")),
-        "{message}"
+        !answer.text().contains(&busy.to_string()),
+        "{}",
+        answer.text()
+    );
+    let reason = engine.app("squatted").phase().reason.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("port {busy} is already in use")),
+        "{reason}"
     );
     drop(squatter);
     engine.stop().await;

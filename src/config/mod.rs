@@ -64,6 +64,8 @@ pub struct Config {
     pub upstream_timeouts: crate::proxy::forward::UpstreamTimeouts,
     /// Send the client's `Host` upstream instead of the upstream's (`proxy.preserve_host`).
     pub preserve_host: bool,
+    /// Peers whose `X-Forwarded-*` headers are believed (`proxy.trusted_proxies`).
+    pub trusted_proxies: crate::proxy::forwarded::TrustedProxies,
     /// The optional HTTPS listener (`tls`).
     pub tls: Option<TlsListener>,
     /// Per-app rules (`rules`), in file order.
@@ -103,6 +105,9 @@ pub struct Hosted {
     /// (`hosted.custom_api_urls`, default false: the platforms' public APIs only, so a
     /// tenant cannot make the engine call hosts of its network).
     pub custom_api_urls: bool,
+    /// Whether API-created spaces' apps may be at internal addresses (loopback, private,
+    /// link-local, metadata; `hosted.private_upstreams`, default false: public ones only).
+    pub private_upstreams: bool,
     /// How often the stored spaces are read again, for changes made through another
     /// instance (`hosted.sync_every`, default 5 s).
     pub sync_every: Duration,
@@ -223,6 +228,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Open client connections at most; more wait to be accepted, `proxy.max_connections`.
     pub max_connections: usize,
+    /// Connections one client IP (IPv6: its /64) may hold, `proxy.max_connections_per_ip`.
+    pub max_connections_per_ip: usize,
+    /// How long an HTTP/2 connection may stay without a request in progress,
+    /// `proxy.client_idle_timeout`.
+    pub client_idle_timeout: Duration,
     /// How a request body must progress (`proxy.request_body_timeout`,
     /// `proxy.min_request_body_rate`): a trickled body is cut, and its app can sleep.
     pub body_progress: crate::proxy::body::BodyProgress,
@@ -234,6 +244,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 512,
+            client_idle_timeout: Duration::from_secs(60),
             body_progress: crate::proxy::body::BodyProgress::default(),
         }
     }

@@ -130,6 +130,7 @@ impl<'a> Validator<'a> {
             limits,
             upstream_timeouts,
             preserve_host,
+            trusted_proxies,
         } = top
             .take("proxy")
             .map(|(v, p)| self.proxy(v, &p))
@@ -178,6 +179,7 @@ impl<'a> Validator<'a> {
                 limits,
                 upstream_timeouts,
                 preserve_host,
+                trusted_proxies,
                 tls,
                 rules,
                 database_url: Secret::new(database_url),
@@ -201,6 +203,7 @@ impl<'a> Validator<'a> {
     /// `PAASTIS_MASTER_KEY` and an admin token.
     fn hosted(&mut self, value: &Value, path: &str, admin: &Admin) -> Option<super::Hosted> {
         let mut custom_api_urls = false;
+        let mut private_upstreams = false;
         let mut sync_every = super::DEFAULT_HOSTED_SYNC;
         match value {
             Value::Bool(false) => return None,
@@ -208,6 +211,14 @@ impl<'a> Validator<'a> {
             Value::Object(_) => {
                 let mut fields = self.mapping(value, path)?;
                 custom_api_urls = match fields.take("custom_api_urls") {
+                    None => false,
+                    Some((Value::Bool(b), _)) => *b,
+                    Some((other, p)) => {
+                        self.error(&p, format!("expected true or false, found {}", kind(other)));
+                        false
+                    }
+                };
+                private_upstreams = match fields.take("private_upstreams") {
                     None => false,
                     Some((Value::Bool(b), _)) => *b,
                     Some((other, p)) => {
@@ -258,6 +269,7 @@ impl<'a> Validator<'a> {
         Some(super::Hosted {
             key: key?,
             custom_api_urls,
+            private_upstreams,
             sync_every,
         })
     }
@@ -1432,6 +1444,14 @@ impl<'a> Validator<'a> {
                 .take("max_connections")
                 .and_then(|(v, p)| self.count(v, &p, 1..=10_000_000))
                 .unwrap_or(defaults.max_connections),
+            max_connections_per_ip: fields
+                .take("max_connections_per_ip")
+                .and_then(|(v, p)| self.count(v, &p, 1..=10_000_000))
+                .unwrap_or(defaults.max_connections_per_ip),
+            client_idle_timeout: fields
+                .take("client_idle_timeout")
+                .and_then(|(v, p)| self.positive_duration(v, &p))
+                .unwrap_or(defaults.client_idle_timeout),
             body_progress: crate::proxy::body::BodyProgress {
                 timeout: fields
                     .take("request_body_timeout")
@@ -1451,6 +1471,21 @@ impl<'a> Validator<'a> {
             .take("workers")
             .and_then(|(v, p)| self.count(v, &p, 1..=1024))
             .unwrap_or_else(default_workers);
+        let mut trusted = Vec::new();
+        if let Some((value, list_path)) = fields.take("trusted_proxies")
+            && let Some(items) = self.list(value, &list_path)
+        {
+            for (index, item) in items.iter().enumerate() {
+                let item_path = format!("{list_path}[{index}]");
+                let Some(text) = self.string(item, &item_path) else {
+                    continue;
+                };
+                match crate::proxy::forwarded::parse_range(text.trim()) {
+                    Ok(net) => trusted.push(net),
+                    Err(message) => self.error(&item_path, message),
+                }
+            }
+        }
         let upstream_ca_file = fields
             .take("upstream_ca_file")
             .and_then(|(v, p)| self.non_empty_string(v, &p))
@@ -1463,6 +1498,7 @@ impl<'a> Validator<'a> {
             limits,
             upstream_timeouts,
             preserve_host,
+            trusted_proxies: crate::proxy::forwarded::TrustedProxies::new(trusted),
         }
     }
 
@@ -1980,6 +2016,7 @@ struct ProxySection {
     limits: Limits,
     upstream_timeouts: UpstreamTimeouts,
     preserve_host: bool,
+    trusted_proxies: crate::proxy::forwarded::TrustedProxies,
 }
 
 impl Default for ProxySection {
@@ -1991,6 +2028,7 @@ impl Default for ProxySection {
             limits: Limits::default(),
             upstream_timeouts: UpstreamTimeouts::default(),
             preserve_host: false,
+            trusted_proxies: Default::default(),
         }
     }
 }

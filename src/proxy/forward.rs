@@ -87,6 +87,17 @@ impl Default for UpstreamTimeouts {
     }
 }
 
+/// Which addresses an upstream may be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamScope {
+    /// Any (the operator's own spaces).
+    #[default]
+    Any,
+    /// Public addresses only ([`crate::address::is_internal`] refused): a hosted tenant's
+    /// space, unless `hosted.private_upstreams` allows it.
+    Public,
+}
+
 /// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
 /// too: upgrades are not proxied yet.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -114,14 +125,42 @@ pub struct ClientSide {
     pub ip: HeaderValue,
     /// `http` or `https`: how the client reached the engine.
     pub proto: &'static str,
+    /// The peer is a trusted proxy (`proxy.trusted_proxies`): its `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` are kept.
+    pub trusted: bool,
+}
+
+impl ForwardError {
+    /// What a visitor is told: the kind of failure, never an address nor a server's words.
+    pub fn public(&self) -> &'static str {
+        match self {
+            ForwardError::Connect(_) => "no connection could be made to it",
+            ForwardError::NotListening(_) => "it is not listening",
+            ForwardError::Tls(_) => "its TLS certificate or handshake was refused",
+            ForwardError::Internal(_) => "its address is not one this space may reach",
+            ForwardError::Exchange(_) => "its server failed to answer",
+            ForwardError::Timeout(_) => "it sent no response in time",
+            ForwardError::ClientBody(ClientBodyError::Malformed) => {
+                "the request body is malformed or was cut short"
+            }
+            ForwardError::ClientBody(ClientBodyError::TooSlow) => {
+                "the request body was sent too slowly"
+            }
+        }
+    }
 }
 
 impl ClientSide {
-    /// The client side of a connection from `peer`.
-    pub fn new(peer: SocketAddr, proto: &'static str) -> ClientSide {
+    /// The client side of a connection from `peer`, `trusted` when it is a trusted proxy.
+    pub fn new(peer: SocketAddr, proto: &'static str, trusted: bool) -> ClientSide {
         let ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientSide { peer, ip, proto }
+        ClientSide {
+            peer,
+            ip,
+            proto,
+            trusted,
+        }
     }
 }
 
@@ -135,6 +174,12 @@ pub enum ForwardError {
     /// woken may not listen yet, so retrying can help.
     #[error("nothing listens at the upstream's address: {0}")]
     NotListening(String),
+    /// The upstream resolves only to addresses its space may not reach.
+    #[error("{0} resolves only to internal addresses, which this space may not reach")]
+    Internal(String),
+    /// The upstream's TLS handshake failed (its certificate was refused, ...).
+    #[error("the upstream's TLS handshake failed: {0}")]
+    Tls(String),
     /// The connection was made but the exchange failed (reset, bad response, ...).
     #[error("the upstream failed: {0}")]
     Exchange(String),
@@ -372,8 +417,11 @@ impl Forwarder {
         &self,
         upstream: &Upstream,
         replayable: bool,
+        scope: UpstreamScope,
     ) -> Result<Connection, ForwardError> {
-        let connection = self.connect_with(upstream, false, replayable).await?;
+        let connection = self
+            .connect_with(upstream, false, replayable, scope)
+            .await?;
         if let Connection::Http2(sender) = &connection {
             let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
             multiplexed.insert(
@@ -395,31 +443,33 @@ impl Forwarder {
         upstream: &Upstream,
         upgrades: bool,
         guarded: bool,
+        scope: UpstreamScope,
     ) -> Result<Connection, ForwardError> {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
-        let stream =
-            match tokio::time::timeout(self.timeouts.connect, TcpStream::connect((host, port)))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    let message = format!("{address}: {error}");
-                    return Err(match error.kind() {
-                        std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionReset => {
-                            ForwardError::NotListening(message)
-                        }
-                        _ => ForwardError::Connect(message),
-                    });
-                }
-                Err(_) => {
-                    return Err(ForwardError::Connect(format!(
-                        "{address}: no connection after {}s",
-                        self.timeouts.connect.as_secs()
-                    )));
-                }
-            };
+        let stream = match tokio::time::timeout(self.timeouts.connect, open(host, port, scope))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(Opened::Internal)) => {
+                return Err(ForwardError::Internal(address.to_owned()));
+            }
+            Ok(Err(Opened::Failed(error))) => {
+                let message = format!("{address}: {error}");
+                return Err(match error.kind() {
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                        ForwardError::NotListening(message)
+                    }
+                    _ => ForwardError::Connect(message),
+                });
+            }
+            Err(_) => {
+                return Err(ForwardError::Connect(format!(
+                    "{address}: no connection after {}s",
+                    self.timeouts.connect.as_secs()
+                )));
+            }
+        };
         let _ = stream.set_nodelay(true);
         let stream = super::io::FreshStream::new(stream, guarded, FIRST_EXCHANGE_ACK_TIMEOUT);
         if upstream.scheme != http::uri::Scheme::HTTPS {
@@ -440,7 +490,7 @@ impl Forwarder {
         )
         .await
         .map_err(|_| ForwardError::Connect(format!("{address}: TLS handshake timed out")))?
-        .map_err(|error| ForwardError::Connect(format!("{address}: TLS: {error}")))?;
+        .map_err(|error| ForwardError::Tls(format!("{address}: {error}")))?;
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             return handshake_h2(tls, address).await.map(Connection::Http2);
         }
@@ -456,7 +506,11 @@ impl Forwarder {
         request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
-    ) -> (Request<Outgoing>, Option<HeaderValue>, BodyOutcome) {
+    ) -> (
+        Request<Outgoing>,
+        Option<(&'static str, HeaderValue)>,
+        BodyOutcome,
+    ) {
         let (mut parts, body) = request.into_parts();
         let outcome = BodyOutcome::default();
         let body = if body.is_end_stream() {
@@ -484,19 +538,27 @@ impl Forwarder {
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         append_forwarded_for(headers, &client.ip);
-        if !matches!(
-            headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes),
-            Some(b"http" | b"https")
-        ) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
-        }
+        // A trusted proxy says how the client reached it; anyone else is told by the
+        // listener it came to.
+        let proto = match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+            Some(b"https") if client.trusted => "https",
+            Some(b"http") if client.trusted => "http",
+            _ => {
+                headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+                client.proto
+            }
+        };
+        let forwarded_host = match headers.get(&X_FORWARDED_HOST) {
+            Some(host) if client.trusted => Some(host.clone()),
+            _ => forwarded_host,
+        };
         if let Some(host) = &forwarded_host {
             headers.insert(X_FORWARDED_HOST, host.clone());
             // `Origin` is rewritten only when it is the request's own origin (a browser
             // talking to this host): any other origin passes as it is, so no CORS hole opens.
             let own = headers
                 .get(header::ORIGIN)
-                .is_some_and(|origin| same_origin(origin, client.proto, host));
+                .is_some_and(|origin| same_origin(origin, proto, host));
             if own
                 && !self.preserve_host
                 && let Ok(origin) = HeaderValue::from_str(&upstream.to_string())
@@ -509,7 +571,8 @@ impl Forwarder {
             (Some(host), true) => headers.insert(header::HOST, host.clone()),
             _ => headers.insert(header::HOST, upstream.host_header().clone()),
         };
-        (Request::from_parts(parts, body), forwarded_host, outcome)
+        let client_origin = forwarded_host.map(|host| (proto, host));
+        (Request::from_parts(parts, body), client_origin, outcome)
     }
 
     /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
@@ -519,14 +582,15 @@ impl Forwarder {
         &self,
         response: &mut Response<Incoming>,
         upstream: &Upstream,
-        client: &ClientSide,
-        client_host: Option<&HeaderValue>,
+        client_origin: Option<&(&'static str, HeaderValue)>,
     ) {
         let via = via_value(response.version());
         let headers = response.headers_mut();
         remove_hop_by_hop(headers);
         headers.append(header::VIA, via);
-        let Some(client_host) = client_host.and_then(|h| h.to_str().ok()) else {
+        let Some((proto, client_host)) =
+            client_origin.and_then(|(proto, h)| Some((*proto, h.to_str().ok()?)))
+        else {
             return;
         };
         let upstream_origin = upstream.to_string();
@@ -535,7 +599,7 @@ impl Forwarder {
                 .get(&name)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|location| {
-                    rewrite_location(location, &upstream_origin, client.proto, client_host)
+                    rewrite_location(location, &upstream_origin, proto, client_host)
                 });
             if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 headers.insert(name, value);
@@ -551,6 +615,7 @@ impl Forwarder {
         mut request: Request<Incoming>,
         upstream: &Upstream,
         client: &ClientSide,
+        scope: UpstreamScope,
     ) -> Result<(Response<Incoming>, Option<Tunnel>), ForwardError> {
         let client_side = hyper::upgrade::on(&mut request);
         let protocol = request.headers().get(header::UPGRADE).cloned();
@@ -561,7 +626,7 @@ impl Forwarder {
             headers.insert(header::UPGRADE, protocol);
         }
         let Connection::Http1(mut sender) =
-            Box::pin(self.connect_with(upstream, true, false)).await?
+            Box::pin(self.connect_with(upstream, true, false, scope)).await?
         else {
             return Err(ForwardError::Connect(format!(
                 "{}: HTTP/2 chosen for an upgrade",
@@ -575,7 +640,7 @@ impl Forwarder {
                 .map_err(|error| exchange_failed(&error, &outcome))?;
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let protocol = response.headers().get(header::UPGRADE).cloned();
-        self.clean_response(&mut response, upstream, client, client_host.as_ref());
+        self.clean_response(&mut response, upstream, client_host.as_ref());
         let headers = response.headers_mut();
         if !switching {
             return Ok((response, None));
@@ -607,6 +672,7 @@ impl Forwarder {
         upstream: &Upstream,
         client: &ClientSide,
         retry_until: impl Fn() -> Option<Instant>,
+        scope: UpstreamScope,
     ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
         let (mut request, client_host, outcome) = self.prepare(request, upstream, client);
         // Fresh connections made for this request: an upstream that keeps closing them
@@ -640,7 +706,7 @@ impl Forwarder {
                 Some(sender) => (sender, true),
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => {
-                    match Box::pin(self.connect(upstream, replayable)).await {
+                    match Box::pin(self.connect(upstream, replayable, scope)).await {
                         Ok(Connection::Http1(sender)) => {
                             fresh += 1;
                             (sender, false)
@@ -715,7 +781,7 @@ impl Forwarder {
                 },
             }
         };
-        self.clean_response(&mut response, upstream, client, client_host.as_ref());
+        self.clean_response(&mut response, upstream, client_host.as_ref());
         let lease = sender.map(|sender| Lease {
             pool: Arc::clone(&self.pool),
             authority: upstream.authority.clone(),
@@ -809,6 +875,36 @@ impl<F: Fn() -> Option<Instant>> RetryPause<F> {
             _ => false,
         }
     }
+}
+
+/// Why no connection was opened.
+enum Opened {
+    /// Every address of the host is internal, and the scope is public.
+    Internal,
+    /// Resolution or connection failed.
+    Failed(std::io::Error),
+}
+
+/// A TCP connection to `host:port`, to one of its addresses that `scope` allows (resolved
+/// once, here: the check and the connection use the same addresses).
+async fn open(host: &str, port: u16, scope: UpstreamScope) -> Result<TcpStream, Opened> {
+    if scope == UpstreamScope::Any {
+        return TcpStream::connect((host, port))
+            .await
+            .map_err(Opened::Failed);
+    }
+    let resolved = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(Opened::Failed)?;
+    let allowed: Vec<SocketAddr> = resolved
+        .filter(|address| !crate::address::is_internal(address.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Opened::Internal);
+    }
+    TcpStream::connect(&allowed[..])
+        .await
+        .map_err(Opened::Failed)
 }
 
 /// HTTP/2 over `io` (negotiated by ALPN), its connection driven by a task of its own.
@@ -1225,7 +1321,7 @@ mod tests {
     }
 
     fn client(peer: &str) -> ClientSide {
-        ClientSide::new(peer.parse().expect("address"), "http")
+        ClientSide::new(peer.parse().expect("address"), "http", false)
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! to status codes. The proxy never calls a provider for an awake app.
 
 pub mod body;
+pub mod conn;
 pub mod forward;
+pub mod forwarded;
 pub mod io;
 pub mod pages;
 pub mod route;
@@ -27,7 +29,6 @@ pub mod system;
 pub mod tls;
 pub mod wake;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,15 +38,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::lifecycle::{App, Lifecycle, WakeError};
+use body::ClientBodyError;
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
 use route::{HostError, Route};
@@ -113,7 +111,11 @@ pub enum ProxyError {
         /// What happened.
         error: WakeError,
     },
-    /// The upstream could not be reached or failed mid-exchange.
+    /// A method the proxy does not forward (`CONNECT`: the engine is not a forward proxy).
+    #[error("{0} is not allowed here")]
+    MethodNotAllowed(http::Method),
+    /// The upstream could not be reached or failed mid-exchange (or the client's request
+    /// body failed on its way there).
     #[error("{app} did not answer: {error}")]
     Upstream {
         /// The app's name.
@@ -128,6 +130,15 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Upstream {
+                error: ForwardError::ClientBody(ClientBodyError::Malformed),
+                ..
+            } => StatusCode::BAD_REQUEST,
+            ProxyError::Upstream {
+                error: ForwardError::ClientBody(ClientBodyError::TooSlow),
+                ..
+            } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnknownApp { .. } => StatusCode::NOT_FOUND,
             ProxyError::Ambiguous { .. } => StatusCode::CONFLICT,
             ProxyError::Wake {
@@ -153,6 +164,15 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::BadHost(_) => "bad_host",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::Upstream {
+                error: ForwardError::ClientBody(ClientBodyError::Malformed),
+                ..
+            } => "bad_request_body",
+            ProxyError::Upstream {
+                error: ForwardError::ClientBody(ClientBodyError::TooSlow),
+                ..
+            } => "request_body_timeout",
             ProxyError::UnknownApp { .. } => "unknown_app",
             ProxyError::Ambiguous { .. } => "ambiguous_app",
             ProxyError::Wake {
@@ -184,7 +204,12 @@ impl ProxyError {
     /// Which side failed.
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::BadHost(_) => Side::Client,
+            ProxyError::BadHost(_)
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::Upstream {
+                error: ForwardError::ClientBody(_),
+                ..
+            } => Side::Client,
             ProxyError::UnknownApp { .. }
             | ProxyError::Ambiguous { .. }
             | ProxyError::Ignored { .. }
@@ -219,16 +244,55 @@ impl ProxyError {
         }
     }
 
+    /// What a visitor is told: the whole story where it is the visitor's own (a bad host,
+    /// an unknown app), a short reason where the rest belongs to the operator (a
+    /// platform's error, an upstream's address): that is in the events and the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            ProxyError::Wake {
+                app,
+                error: WakeError::Failed(_),
+            } => format!("{app} could not be started; the operator can see why in its events"),
+            ProxyError::Wake {
+                app,
+                error: WakeError::NoUpstream,
+            } => format!("{app} is running but has no address to forward to"),
+            ProxyError::Upstream { app, error } => {
+                format!("{app} did not answer: {}", error.public())
+            }
+            _ => self.to_string(),
+        }
+    }
+
     fn response(&self, html: bool) -> Response<ProxyBody> {
-        let message = self.to_string();
-        ErrorPage {
+        let message = self.public_message();
+        let mut response = ErrorPage {
             status: self.status(),
             code: self.code(),
             message: &message,
             retry_after: self.retry_after(),
         }
         .render(html)
-        .map(Either::Right)
+        .map(Either::Right);
+        if let ProxyError::MethodNotAllowed(_) = self {
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static(
+                    "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE",
+                ),
+            );
+        }
+        response
+    }
+}
+
+/// Logs what the visitor was not told: the details of an upstream's failure (a wake's are in
+/// its `start_failed` event).
+fn log_failure(error: &ProxyError) {
+    if let ProxyError::Upstream { app, error } = error
+        && !matches!(error, ForwardError::ClientBody(_))
+    {
+        tracing::warn!(%app, %error, "upstream failed");
     }
 }
 
@@ -248,6 +312,8 @@ pub struct SpaceRoute {
     pub lifecycle: Arc<Lifecycle>,
     /// Its requests that never wake an app nor count as activity.
     pub activity: crate::config::Activity,
+    /// Which addresses its upstreams may be at (a hosted tenant's: public ones only).
+    pub upstreams: forward::UpstreamScope,
 }
 
 /// Every space besides the default one, as the route phase looks them up: by domain, so
@@ -297,6 +363,8 @@ pub struct Proxy {
     server_tls: Option<Arc<tls::ServerTls>>,
     /// The original engine's system API (`admin.system_api`), when enabled.
     system: Option<system::SystemApi>,
+    /// Peers whose forwarded headers are believed (`proxy.trusted_proxies`).
+    trusted: forwarded::TrustedProxies,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -337,6 +405,7 @@ impl Proxy {
             preserve_host: config.preserve_host,
             server_tls,
             system: None,
+            trusted: config.trusted_proxies.clone(),
         }
     }
 
@@ -398,7 +467,7 @@ impl Proxy {
         let mut queues = Vec::with_capacity(workers);
         let mut finished = Vec::with_capacity(workers);
         for index in 0..workers.max(1) {
-            let (queue, connections) = mpsc::unbounded_channel::<Accepted>();
+            let (queue, connections) = mpsc::unbounded_channel::<conn::Accepted>();
             let proxy = Arc::clone(&self);
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -425,6 +494,7 @@ impl Proxy {
         // At most `max_connections` open client connections: beyond, new ones wait in the
         // listen backlog until one closes.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
+        let per_ip = conn::PerIp::new(self.limits.max_connections_per_ip);
         loop {
             let slot = tokio::select! {
                 slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -447,14 +517,27 @@ impl Proxy {
                     continue;
                 }
             };
+            // One client's share; proxies in front of the engine speak for many.
+            let ip_slot = if self.trusted.contains(peer.ip()) {
+                None
+            } else {
+                match per_ip.take(peer.ip()) {
+                    Some(ip_slot) => Some(ip_slot),
+                    None => {
+                        tracing::debug!(%peer, "connection refused: max_connections_per_ip");
+                        continue;
+                    }
+                }
+            };
             match stream.into_std() {
                 Ok(stream) => {
                     if let Some(queue) = queues.get(next) {
-                        let _ = queue.send(Accepted {
+                        let _ = queue.send(conn::Accepted {
                             stream,
                             peer,
                             secure,
                             slot,
+                            ip_slot,
                         });
                     }
                     next = (next + 1) % queues.len();
@@ -473,18 +556,6 @@ impl Proxy {
     }
 }
 
-/// A connection accepted by the engine, on its way to a worker.
-struct Accepted {
-    /// The socket (a std one: it changes runtime).
-    stream: std::net::TcpStream,
-    /// The client's address.
-    peer: SocketAddr,
-    /// Whether it came to the TLS listener (the worker does the handshake).
-    secure: bool,
-    /// Its place among `proxy.max_connections`, freed when it closes.
-    slot: tokio::sync::OwnedSemaphorePermit,
-}
-
 /// The next connection on the TLS listener; never, without one.
 async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
@@ -494,99 +565,6 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 }
 
 impl Worker {
-    /// Serves the connections dealt to this worker until the queue closes, then drains.
-    async fn serve(
-        self: Arc<Self>,
-        mut connections: mpsc::UnboundedReceiver<Accepted>,
-        drain: Duration,
-    ) {
-        let limits = self.proxy.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let graceful = GracefulShutdown::new();
-        while let Some(Accepted {
-            stream,
-            peer,
-            secure,
-            slot,
-        }) = connections.recv().await
-        {
-            let stream = match TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "worker cannot take a connection");
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let worker = Arc::clone(&self);
-            let client = Arc::new(ClientSide::new(peer, if secure { "https" } else { "http" }));
-            let service = service_fn(move |request| {
-                let worker = Arc::clone(&worker);
-                let client = Arc::clone(&client);
-                async move { Ok::<_, Infallible>(worker.handle(request, &client).await) }
-            });
-            let server_tls = self.proxy.server_tls.as_ref().filter(|_| secure);
-            let Some(server_tls) = server_tls else {
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, error = %error, "connection ended with an error");
-                    }
-                    drop(slot);
-                });
-                continue;
-            };
-            // TLS: the handshake is part of reading the request head, so it has the same
-            // deadline (a client that never finishes it holds nothing for long).
-            let acceptor = server_tls.acceptor();
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let stream =
-                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(error) = watcher.watch(connection).await {
-                    tracing::debug!(%peer, error = %error, "connection ended with an error");
-                }
-                drop(slot);
-            });
-        }
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?drain,
-                "drain timeout reached; closing remaining connections"
-            );
-        }
-    }
-
     /// One request through every phase.
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -595,7 +573,10 @@ impl Worker {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             let response = match self.proxy(request, client, &mut routed).await {
                 Ok(response) => response,
-                Err((error, html)) => error.response(html),
+                Err((error, html)) => {
+                    log_failure(&error);
+                    error.response(html)
+                }
             };
             self.account(routed.as_ref(), response.status(), started);
             return response;
@@ -606,6 +587,7 @@ impl Worker {
         let response = match self.proxy(request, client, &mut routed).await {
             Ok(response) => response,
             Err((error, html)) => {
+                log_failure(&error);
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
                 error.response(html)
             }
@@ -652,9 +634,17 @@ impl Worker {
         {
             return Ok(system.handle(&request).await.map(Either::Right));
         }
+        // The client, behind any trusted proxies (for the wake's cause).
+        let client_ip = self
+            .proxy
+            .trusted
+            .client_ip(client.peer.ip(), request.headers());
         // Whether the client wants HTML: read once, for error pages and the waiting page.
         let html = pages::wants_html(request.headers());
         let fail = |error: ProxyError| (error, html);
+        if request.method() == http::Method::CONNECT {
+            return Err(fail(ProxyError::MethodNotAllowed(http::Method::CONNECT)));
+        }
         // route; a host no app answers to may be an app created a moment ago: one
         // discovery (at most every 10 s, shared by everyone asking) before the 404.
         let (space, app) = match self.route(&request) {
@@ -672,6 +662,9 @@ impl Worker {
         let (space, app) = &*routed.insert((space, app));
         // Everything below acts through the app's own space.
         let (lifecycle, activity) = self.proxy.space(space.as_ref());
+        let scope = space
+            .as_ref()
+            .map_or_else(Default::default, |space| space.upstreams);
 
         // admit: monitors and health checks configured as not counting never wake an app.
         let ignored = !activity.is_empty() && {
@@ -717,31 +710,25 @@ impl Worker {
         if app.state() != crate::lifecycle::State::Awake
             && app.policy.strategy.shows_page(request.method(), html)
         {
-            let peer = client.peer;
             let before = app.phase();
-            if let Err(error) = lifecycle.request_wake(app, || wake::cause(&request, peer)) {
+            if let Err(error) = lifecycle.request_wake(app, || wake::cause(&request, client_ip)) {
                 let app = app.key.name.to_string();
                 return Err(fail(ProxyError::Wake { app, error }));
             }
             let phase = app.phase();
-            let last_failure = (before.state == crate::lifecycle::State::Failed)
-                .then_some(before.reason)
-                .flatten();
+            // The reason itself is the operator's (in the events): the visitor learns that
+            // the last attempt failed.
+            let last_failure = before.state == crate::lifecycle::State::Failed;
             let waiting_for = match phase.state {
                 crate::lifecycle::State::Waking => phase.since.elapsed(),
                 _ => Duration::ZERO,
             };
-            let page = pages::waiting(
-                &app.key.name,
-                waiting_for,
-                app.eta(),
-                last_failure.as_deref(),
-            );
+            let page = pages::waiting(&app.key.name, waiting_for, app.eta(), last_failure);
             return Ok(page.map(Either::Right));
         }
 
         // awake? / wake -> hold
-        let upstream = match wake::upstream(lifecycle, app, &request, client.peer).await {
+        let upstream = match wake::upstream(lifecycle, app, &request, client_ip).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let app = app.key.name.to_string();
@@ -753,7 +740,7 @@ impl Worker {
         if forward::is_upgrade(request.headers()) {
             let (response, tunnel) = self
                 .forwarder
-                .forward_upgrade(request, &upstream, client)
+                .forward_upgrade(request, &upstream, client, scope)
                 .await
                 .map_err(|error| {
                     let app = app.key.name.to_string();
@@ -780,7 +767,7 @@ impl Worker {
         };
         let (response, lease) = self
             .forwarder
-            .forward(request, &upstream, client, retry_until)
+            .forward(request, &upstream, client, retry_until, scope)
             .await
             .map_err(|error| {
                 let app = app.key.name.to_string();

@@ -949,6 +949,13 @@ impl Spaces {
                     domains: space.config.domains.clone(),
                     lifecycle: Arc::clone(&space.lifecycle),
                     activity: space.config.activity.clone(),
+                    // A tenant's upstreams are its own servers, never the engine's network.
+                    upstreams: match (&space.origin, &self.hosted) {
+                        (Origin::Api, Some(hosted)) if !hosted.private_upstreams => {
+                            crate::proxy::forward::UpstreamScope::Public
+                        }
+                        _ => crate::proxy::forward::UpstreamScope::Any,
+                    },
                 })
             })
             .collect();
