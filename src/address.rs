@@ -6,7 +6,28 @@
 //! connect time, on the addresses DNS gave (so a name that changes its answer does not get
 //! around it). This module imports nothing of the crate.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Which addresses an upstream may be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamScope {
+    /// Any (the operator's own spaces).
+    #[default]
+    Any,
+    /// Public addresses only ([`is_internal`] refused): a hosted tenant's space, unless
+    /// `hosted.private_upstreams` allows it.
+    Public,
+}
+
+impl UpstreamScope {
+    /// The addresses of `resolved` this scope allows, in order.
+    pub fn allowed(self, resolved: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+        resolved
+            .into_iter()
+            .filter(|address| self == UpstreamScope::Any || !is_internal(address.ip()))
+            .collect()
+    }
+}
 
 /// Whether a tenant's upstream may not be at `ip`: loopback, private, shared (CGNAT),
 /// link-local (cloud metadata services live there), unspecified, broadcast, multicast,

@@ -156,7 +156,11 @@ impl Engine {
             None => None,
         };
         let registry = config.registry.build()?;
-        let lifecycle = spaces::lifecycle(&config.default_space(), &registry)?;
+        let lifecycle = spaces::lifecycle(
+            &config.default_space(),
+            &registry,
+            address::UpstreamScope::Any,
+        )?;
         if registry.is_shared() && lifecycle.providers().iter().any(|p| p.is_local()) {
             tracing::info!(
                 "registry: `process` apps are each instance's own; only platform apps are shared"

@@ -77,6 +77,9 @@ pub struct Settings {
     /// The wall-clock time the engine's clock starts at, instead of the system's: wall
     /// time then follows tokio's clock, so tests can run a simulated week with paused time.
     pub wall_start: Option<SystemTime>,
+    /// Where the apps' upstreams may be (`health_path` probes included): a hosted tenant's
+    /// at public addresses only.
+    pub upstreams: crate::address::UpstreamScope,
 }
 
 /// On-demand discoveries (for a host no app answers to) are at most this frequent.
@@ -1125,10 +1128,28 @@ impl Lifecycle {
         let upstream = app
             .upstream()
             .ok_or_else(|| "the provider gives no address for this app".to_owned())?;
-        let uri = format!("{upstream}{path}");
+        // A tenant's app is probed at an address its scope allows, the one checked (by
+        // address, with its host name in `Host`, so a name cannot change its answer between
+        // the check and the probe).
+        let uri = match self.settings.upstreams {
+            crate::address::UpstreamScope::Any => format!("{upstream}{path}"),
+            scope => {
+                let (host, port) = upstream.address();
+                let resolved = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|error| format!("health_path {path}: {host}: {error}"))?;
+                let Some(address) = scope.allowed(resolved).into_iter().next() else {
+                    return Err(format!(
+                        "{host} resolves only to internal addresses, which this space may not reach"
+                    ));
+                };
+                format!("{}://{address}{path}", upstream.scheme)
+            }
+        };
         let mut wait = intervals.first;
         loop {
             let request = http::Request::get(&uri)
+                .header(http::header::HOST, upstream.host_header().clone())
                 .header(http::header::USER_AGENT, "paastis-health-check")
                 .body(Empty::new())
                 .map_err(|error| format!("health_path {path}: {error}"))?;

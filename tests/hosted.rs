@@ -42,7 +42,7 @@ fn config(database: &str) -> String {
         r#"
 admin: {{token: {ADMIN}}}
 database: {{url: '{database}'}}
-hosted: {{custom_api_urls: true, sync_every: 1s}}
+hosted: {{custom_api_urls: true, private_upstreams: true, sync_every: 1s}}
 spaces:
   - id: globex
     domains: [globex.test]
@@ -504,7 +504,10 @@ async fn postgres_holds_no_secret_in_clear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_hosted_mode_spaces_are_listed_but_not_changed() {
     let database = "sqlite::memory:";
-    let yaml = config(database).replace("hosted: {custom_api_urls: true, sync_every: 1s}\n", "");
+    let yaml = config(database).replace(
+        "hosted: {custom_api_urls: true, private_upstreams: true, sync_every: 1s}\n",
+        "",
+    );
     let engine = TestEngine::start(&yaml).await;
     let (status, listed) = call(&engine, "GET", "/api/v1/spaces", ADMIN, None).await;
     assert_eq!(status, 200);
@@ -811,9 +814,9 @@ async fn with_redis_other_instances_follow_changes_at_once() {
     let redis = support::redis::RedisServer::start().await;
     let database = support::postgres::database().await;
     let yaml = config(&database.url).replace(
-        "hosted: {custom_api_urls: true, sync_every: 1s}",
+        "hosted: {custom_api_urls: true, private_upstreams: true, sync_every: 1s}",
         &format!(
-            "hosted: {{custom_api_urls: true, sync_every: 1h}}\nregistry: {{type: redis, url: '{}'}}",
+            "hosted: {{custom_api_urls: true, private_upstreams: true, sync_every: 1h}}\nregistry: {{type: redis, url: '{}'}}",
             redis.url()
         ),
     );

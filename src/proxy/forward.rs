@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use super::body::{BodyOutcome, BodyProgress, ClientBody, ClientBodyError, Outgoing};
+pub use crate::address::UpstreamScope;
 use crate::lifecycle::InFlight;
 use crate::providers::Upstream;
 
@@ -85,17 +86,6 @@ impl Default for UpstreamTimeouts {
             idle: Duration::from_secs(90),
         }
     }
-}
-
-/// Which addresses an upstream may be at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpstreamScope {
-    /// Any (the operator's own spaces).
-    #[default]
-    Any,
-    /// Public addresses only ([`crate::address::is_internal`] refused): a hosted tenant's
-    /// space, unless `hosted.private_upstreams` allows it.
-    Public,
 }
 
 /// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
@@ -896,9 +886,7 @@ async fn open(host: &str, port: u16, scope: UpstreamScope) -> Result<TcpStream, 
     let resolved = tokio::net::lookup_host((host, port))
         .await
         .map_err(Opened::Failed)?;
-    let allowed: Vec<SocketAddr> = resolved
-        .filter(|address| !crate::address::is_internal(address.ip()))
-        .collect();
+    let allowed = scope.allowed(resolved);
     if allowed.is_empty() {
         return Err(Opened::Internal);
     }

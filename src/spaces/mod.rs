@@ -237,6 +237,7 @@ impl std::fmt::Debug for Spaces {
 pub fn lifecycle(
     space: &SpaceConfig,
     registry: &Arc<dyn Registry>,
+    upstreams: crate::address::UpstreamScope,
 ) -> Result<Arc<Lifecycle>, RunError> {
     let mut providers = Vec::with_capacity(space.providers.len());
     for provider in &space.providers {
@@ -260,6 +261,7 @@ pub fn lifecycle(
             plan: space.plan.clone(),
             on_limit: space.on_limit,
             space: space.id.clone(),
+            upstreams,
             ..lifecycle::Settings::default()
         },
         Arc::clone(registry),
@@ -340,7 +342,7 @@ impl Spaces {
     ) -> Result<Spaces, RunError> {
         let mut running = Vec::with_capacity(config.spaces.len());
         for space in &config.spaces {
-            let lifecycle = lifecycle(space, registry)?;
+            let lifecycle = lifecycle(space, registry, crate::address::UpstreamScope::Any)?;
             let catalog =
                 Catalog::start(Arc::clone(store), &lifecycle, config.events_retention).await?;
             running.push(Space {
@@ -832,19 +834,21 @@ impl Spaces {
         except: Option<&str>,
     ) -> Result<Prepared, SpaceError> {
         let config = self.check(running, &document, hosted, except)?;
-        let lifecycle = lifecycle(&config, &self.registry).map_err(|error| {
-            let index = match &error {
-                RunError::Provider { id, .. } => config
-                    .providers
-                    .iter()
-                    .position(|p| *id == format!("{}/{}", config.id, p.id())),
-                _ => None,
-            };
-            SpaceError::Invalid(ConfigErrors(vec![ConfigError {
-                path: index.map_or_else(|| "providers".to_owned(), |i| format!("providers[{i}]")),
-                message: error.to_string(),
-            }]))
-        })?;
+        let lifecycle =
+            lifecycle(&config, &self.registry, self.tenant_scope()).map_err(|error| {
+                let index = match &error {
+                    RunError::Provider { id, .. } => config
+                        .providers
+                        .iter()
+                        .position(|p| *id == format!("{}/{}", config.id, p.id())),
+                    _ => None,
+                };
+                SpaceError::Invalid(ConfigErrors(vec![ConfigError {
+                    path: index
+                        .map_or_else(|| "providers".to_owned(), |i| format!("providers[{i}]")),
+                    message: error.to_string(),
+                }]))
+            })?;
         Ok(Prepared {
             config,
             lifecycle,
@@ -939,6 +943,15 @@ impl Spaces {
         Ok(())
     }
 
+    /// Where the apps of API-created spaces may be: public addresses only, unless
+    /// `hosted.private_upstreams`.
+    fn tenant_scope(&self) -> crate::address::UpstreamScope {
+        match &self.hosted {
+            Some(hosted) if hosted.private_upstreams => crate::address::UpstreamScope::Any,
+            _ => crate::address::UpstreamScope::Public,
+        }
+    }
+
     /// Publishes the routing and token tables of these running spaces.
     fn publish(&self, running: &[Space]) {
         let routes = running
@@ -950,11 +963,9 @@ impl Spaces {
                     lifecycle: Arc::clone(&space.lifecycle),
                     activity: space.config.activity.clone(),
                     // A tenant's upstreams are its own servers, never the engine's network.
-                    upstreams: match (&space.origin, &self.hosted) {
-                        (Origin::Api, Some(hosted)) if !hosted.private_upstreams => {
-                            crate::proxy::forward::UpstreamScope::Public
-                        }
-                        _ => crate::proxy::forward::UpstreamScope::Any,
+                    upstreams: match space.origin {
+                        Origin::Api => self.tenant_scope(),
+                        Origin::Config => crate::address::UpstreamScope::Any,
                     },
                 })
             })
