@@ -199,9 +199,10 @@ providers:
     assert_eq!(answer.text(), "hello from good");
     let answer = client.get("crash.localhost", "/").await;
     assert_eq!(answer.status, 503);
+    // The first request, the HTML page above, and this one.
     assert_eq!(
         engine.count("crash", |k| matches!(k, EventKind::WakeRequested { .. })),
-        2
+        3
     );
     engine.stop().await;
 }
