@@ -1,19 +1,19 @@
 //! Hooks: the user's shell commands run around an app's transitions (`before_start`,
 //! `after_start`, `before_stop`, `after_stop`), globally and per rule.
 //!
-//! A hook runs with `sh -c` in a process group of its own, with `PAASTIS_APP`,
-//! `PAASTIS_PROVIDER`, `PAASTIS_SPACE`, `PAASTIS_EVENT` (the hook's name) and
-//! `PAASTIS_CAUSE` in its environment, for at most its timeout (then the whole group is
-//! killed). Its output is logged, line by line, truncated. This module only runs commands
+//! A hook runs with `sh -c` in a process group of its own, for at most its timeout (then the
+//! whole group is killed). Its environment: a few of the engine's ordinary variables
+//! ([`crate::child_env`]), the hooks' `env:`, then `PAASTIS_APP`, `PAASTIS_PROVIDER`,
+//! `PAASTIS_SPACE`, `PAASTIS_EVENT` (the hook's name) and `PAASTIS_CAUSE`. Its output is logged, line by line, truncated. This module only runs commands
 //! and reports how they ended; the lifecycle decides what an outcome means (a `before_stop`
 //! that fails vetoes the stop; other failures are recorded and do not block).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 use crate::lifecycle::AppKey;
 
@@ -68,10 +68,12 @@ pub struct Hooks {
     pub after_stop: Option<String>,
     /// `timeout`; `None`: [`DEFAULT_TIMEOUT`].
     pub timeout: Option<Duration>,
+    /// `env`: variables given to the commands (they inherit only a few of the engine's).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Hooks {
-    /// These hooks with `later`'s keys on top (key by key).
+    /// These hooks with `later`'s keys on top (key by key; `env` variable by variable).
     pub fn then(&self, later: &Hooks) -> Hooks {
         Hooks {
             before_start: later
@@ -88,6 +90,12 @@ impl Hooks {
                 .or_else(|| self.before_stop.clone()),
             after_stop: later.after_stop.clone().or_else(|| self.after_stop.clone()),
             timeout: later.timeout.or(self.timeout),
+            env: self
+                .env
+                .iter()
+                .chain(&later.env)
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
         }
     }
 
@@ -165,13 +173,19 @@ impl Run {
 pub async fn run(hooks: &Hooks, hook: Hook, app: &AppKey, cause: &str) -> Option<Run> {
     let command = hooks.command(hook)?;
     let limit = hooks.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    Some(run_command(command, hook, app, cause, limit).await)
+    Some(run_command(command, &hooks.env, hook, app, cause, limit).await)
 }
 
-async fn run_command(command: &str, hook: Hook, app: &AppKey, cause: &str, limit: Duration) -> Run {
-    let mut child = match Command::new("sh")
-        .arg("-c")
-        .arg(command)
+async fn run_command(
+    command: &str,
+    env: &BTreeMap<String, String>,
+    hook: Hook,
+    app: &AppKey,
+    cause: &str,
+    limit: Duration,
+) -> Run {
+    let mut child = match crate::child_env::shell(command)
+        .envs(env)
         .env("PAASTIS_APP", &*app.name)
         .env("PAASTIS_PROVIDER", &*app.provider)
         .env("PAASTIS_SPACE", &*app.space)
@@ -361,13 +375,28 @@ mod tests {
             timeout: Some(Duration::from_secs(10)),
             ..Hooks::default()
         };
+        let global = Hooks {
+            env: BTreeMap::from([
+                ("CHANNEL".to_owned(), "ops".to_owned()),
+                ("LEVEL".to_owned(), "info".to_owned()),
+            ]),
+            ..global
+        };
         let rule = Hooks {
             before_stop: Some("rule-stop".into()),
+            env: BTreeMap::from([("LEVEL".to_owned(), "debug".to_owned())]),
             ..Hooks::default()
         };
         let merged = global.then(&rule);
         assert_eq!(merged.command(Hook::BeforeStop), Some("rule-stop"));
         assert_eq!(merged.command(Hook::AfterStart), Some("global-start"));
         assert_eq!(merged.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(
+            merged.env,
+            BTreeMap::from([
+                ("CHANNEL".to_owned(), "ops".to_owned()),
+                ("LEVEL".to_owned(), "debug".to_owned()),
+            ])
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! * [`admin`]: the admin API, dashboard and `/metrics` on their own listener.
 //! * [`catalog`]: the engine's durable memory: what the store remembers goes to the
 //!   lifecycle at start; what happens is written back in the background.
+//! * [`child_env`]: what the commands the engine runs (`process` apps, hooks) get of its
+//!   environment: a short allow-list, never a secret.
 //! * [`cli`]: the `apps`, `events`, `providers`, `savings` and `spaces` subcommands, clients
 //!   of the admin API.
 //! * [`config`]: the `paastis.yml` file model, its sources and its validation into typed
@@ -41,6 +43,7 @@
 pub mod address;
 pub mod admin;
 pub mod catalog;
+pub mod child_env;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -147,6 +150,8 @@ impl Engine {
     /// Builds every provider and runs discovery once. Provider listing errors are reported
     /// as events and do not prevent starting.
     pub async fn start(config: Config) -> Result<Engine, RunError> {
+        // No command the engine runs (process apps, hooks) inherits one of these.
+        child_env::withhold(config.secrets());
         let tls = proxy::forward::upstream_tls(config.upstream_ca_file.as_deref())?;
         let server_tls = match &config.tls {
             Some(listener) => Some(Arc::new(proxy::tls::ServerTls::load(

@@ -1059,13 +1059,16 @@ impl Lifecycle {
         let activity = Some(self.clock.wall(app.last_activity.load(Ordering::SeqCst)));
         let written = match lease {
             Some(lease) => self.registry.finish(lease, state, reason, activity).await,
-            None => None,
+            None => crate::registry::Finished::Unavailable,
         };
         match written {
-            Some(seq) => {
+            crate::registry::Finished::Written(seq) => {
                 app.remote_seq.fetch_max(seq, Ordering::SeqCst);
             }
-            None => app.unpublished.store(true, Ordering::SeqCst),
+            // Another instance took the app over: its state stands (this copy follows it at
+            // the next sync), and this outcome is never shared.
+            crate::registry::Finished::LeaseLost => {}
+            crate::registry::Finished::Unavailable => app.unpublished.store(true, Ordering::SeqCst),
         }
     }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use compat::{Compat, Level, Notice, is_original_rules, uses_original_env};
+pub use compat::{Compat, Level, Notice, SECRET_VARIABLES, is_original_rules, uses_original_env};
 pub use duration::{format_duration, parse_duration};
 pub use load::{Loaded, Overrides, Source, load, load_str, read_yaml};
 pub use validate::ApiRules;
@@ -142,6 +142,26 @@ impl Config {
             on_limit: self.on_limit,
             tokens: Vec::new(),
         }
+    }
+
+    /// Every secret this configuration holds: tokens, credentials, and the database and
+    /// Redis URLs (they may carry a password).
+    pub fn secrets(&self) -> Vec<crate::secret::Secret> {
+        let mut secrets = vec![self.database_url.clone()];
+        secrets.extend(self.admin.token.iter().cloned());
+        secrets.extend(self.admin.system_api.iter().cloned());
+        if let crate::registry::RegistryConfig::Redis(redis) = &self.registry {
+            secrets.push(redis.url.clone());
+        }
+        let spaces = std::iter::once((&self.providers, &[][..]))
+            .chain(self.spaces.iter().map(|s| (&s.providers, &s.tokens[..])));
+        for (providers, tokens) in spaces {
+            for provider in providers {
+                secrets.extend(provider.secrets().into_iter().cloned());
+            }
+            secrets.extend(tokens.iter().cloned());
+        }
+        secrets
     }
 }
 

@@ -701,7 +701,8 @@ impl<'a> Validator<'a> {
         admin
     }
 
-    /// `hooks` (global or a rule's): shell commands around transitions, and their timeout.
+    /// `hooks` (global or a rule's): shell commands around transitions, their timeout and
+    /// their environment.
     fn hooks(&mut self, value: &Value, path: &str) -> crate::hooks::Hooks {
         let mut hooks = crate::hooks::Hooks::default();
         if self.api.is_some() {
@@ -725,6 +726,10 @@ impl<'a> Validator<'a> {
         hooks.timeout = fields
             .take("timeout")
             .and_then(|(v, p)| self.positive_duration(v, &p));
+        hooks.env = fields
+            .take("env")
+            .map(|(v, p)| self.env_map(v, &p))
+            .unwrap_or_default();
         self.finish(fields, &[]);
         hooks
     }

@@ -58,6 +58,24 @@ impl ProviderConfig {
         }
     }
 
+    /// The credentials it holds (none for `process`).
+    pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
+        match self {
+            ProviderConfig::Process(_) => Vec::new(),
+            ProviderConfig::Scalingo(config) => vec![&config.token],
+            ProviderConfig::Heroku(config) => vec![&config.token],
+            ProviderConfig::CleverCloud(config) => match &config.auth {
+                clever_cloud::CleverAuth::OAuth {
+                    consumer_key,
+                    consumer_secret,
+                    token,
+                    secret,
+                } => vec![consumer_key, consumer_secret, token, secret],
+                clever_cloud::CleverAuth::ApiToken(token) => vec![token],
+            },
+        }
+    }
+
     /// Builds the provider client.
     pub fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         match self {

@@ -1,7 +1,8 @@
 //! The `process` provider: apps are local commands from the config, the embedded default.
 //!
-//! Start spawns `sh -c <command>` in its own process group, with `{port}` replaced and `PORT`
-//! set; the app is ready when its process is alive and its port accepts a connection. Stop
+//! Start spawns `sh -c <command>` in its own process group, with `{port}` replaced, an
+//! environment of a few of the engine's ordinary variables ([`crate::child_env`]), `PORT`
+//! and the app's `env:`; the app is ready when its process is alive and its port accepts a connection. Stop
 //! sends SIGTERM to the group, then SIGKILL after `stop_timeout`. A process that exits on its
 //! own is reported through [`Provider::exits`]. Child output goes to the log, tagged with the
 //! app. This module must not decide when apps start or stop.
@@ -18,7 +19,6 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
@@ -234,10 +234,9 @@ impl Provider for ProcessProvider {
             return Ok(());
         }
         let command_line = config.command.replace("{port}", &local.port.to_string());
-        let mut command = Command::new("sh");
+        // The engine's environment stays with the engine (see `crate::child_env`).
+        let mut command = crate::child_env::shell(&command_line);
         command
-            .arg("-c")
-            .arg(&command_line)
             .env("PORT", local.port.to_string())
             .envs(&config.env)
             .process_group(0)

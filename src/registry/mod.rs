@@ -112,6 +112,19 @@ pub enum Claim {
     Unavailable,
 }
 
+/// What became of the outcome of a wake or stop ([`Registry::finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Written, with this change counter.
+    Written(u64),
+    /// Not written: the lease expired and another instance took the app over (or changed
+    /// its state) since. The shared state is that instance's; this one must not share its
+    /// outcome later either.
+    LeaseLost,
+    /// Not written: the shared state cannot be reached.
+    Unavailable,
+}
+
 /// A per-app lease held by this instance. Dropping it stops its renewal (the lease then
 /// expires by itself); [`Registry::finish`] releases it at once.
 pub struct Lease {
@@ -237,15 +250,15 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// instance saw activity after it.
     async fn claim_stop(&self, key: &AppKey, idle_before: SystemTime) -> Claim;
 
-    /// Records the outcome of a wake or stop and releases its lease. Returns the new
-    /// change counter, or `None` when it could not be written.
+    /// Records the outcome of a wake or stop and releases its lease, atomically and only
+    /// while the lease still holds (or lapsed with nobody having changed the app since).
     async fn finish(
         &self,
         lease: Lease,
         state: State,
         reason: Option<&str>,
         activity: Option<SystemTime>,
-    ) -> Option<u64>;
+    ) -> Finished;
 
     /// Records a state found by this instance (discovery, or a change made while the
     /// shared state was unreachable). Returns the new change counter.
@@ -348,8 +361,8 @@ impl Registry for MemoryRegistry {
         _state: State,
         _reason: Option<&str>,
         _activity: Option<SystemTime>,
-    ) -> Option<u64> {
-        Some(0)
+    ) -> Finished {
+        Finished::Written(0)
     }
 
     async fn publish(

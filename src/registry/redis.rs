@@ -12,7 +12,9 @@
 //! | `listing:<space>/<provider>` | string | the leader's latest listing (JSON) |
 //! | `notices` | channel | every state change and new listing (JSON) |
 //!
-//! Every check-and-set is one Lua script, so two instances never both get a lease. Every
+//! Every check-and-set is one Lua script, so two instances never both get a lease, and the
+//! outcome of a wake or stop is written only while its lease holds (or lapsed untouched): a
+//! holder that finishes late never overwrites the state of the instance that took over. Every
 //! call has a short deadline: a Redis that is down or slow makes calls fail fast (and the
 //! instance act alone), never hang the engine. The first connection is made in the
 //! background, with backoff, so the engine starts without Redis.
@@ -30,7 +32,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::{sleep, timeout};
 
 use super::{
-    ActivityUpdate, Claim, Health, Lease, Notice, RedisConfig, Registry, RegistryError, Shared,
+    ActivityUpdate, Claim, Finished, Health, Lease, Notice, RedisConfig, Registry, RegistryError,
+    Shared,
 };
 use crate::config::PolicyOverride;
 use crate::lifecycle::{AppKey, State};
@@ -76,8 +79,20 @@ return {'granted', seq}
 ";
 
 /// Records a state (and activity, max semantics), releases the lock if this token holds
-/// it, announces the change.
+/// it, announces the change. With a token (the outcome of a wake or stop), only while that
+/// token still holds the lock, or while nobody took it or changed the app since it lapsed
+/// (the change counter is still the one of the claim, ARGV[11]); else nothing is written
+/// and the answer is `lost`.
 const SET_STATE: &str = r"
+if ARGV[1] ~= '' then
+  local holder = redis.call('GET', KEYS[2])
+  if holder ~= ARGV[1] then
+    local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+    if holder or seq ~= tonumber(ARGV[11]) then
+      return {'lost', seq}
+    end
+  end
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'since', ARGV[4], 'by', ARGV[5])
 if ARGV[3] ~= '' then
@@ -93,7 +108,7 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode({k = {ARGV[7], ARGV[8], ARGV[9]}, s = ARGV[2], q = seq, r = ARGV[3], b = ARGV[5]}))
-return seq
+return {'written', seq}
 ";
 
 /// Extends a lease held by this token.
@@ -492,15 +507,20 @@ impl RedisRegistry {
         }
     }
 
+    /// Writes a state: under `lease` (its token and the change counter of its claim) only
+    /// while it still holds, else whatever the app's lease.
     async fn set_state(
         &self,
         key: &AppKey,
-        token: &str,
+        lease: Option<(&str, u64)>,
         state: State,
         reason: Option<&str>,
         activity: Option<SystemTime>,
-    ) -> Option<u64> {
-        let mut conn = self.connection()?;
+    ) -> Finished {
+        let Some(mut conn) = self.connection() else {
+            return Finished::Unavailable;
+        };
+        let (token, claimed) = lease.unwrap_or(("", 0));
         let mut invocation = self.scripts.set_state.key(self.app_key(key));
         invocation
             .key(self.lock_key(key))
@@ -513,8 +533,23 @@ impl RedisRegistry {
             .arg(&*key.space)
             .arg(&*key.provider)
             .arg(&*key.name)
-            .arg(activity.map_or(0, unix_ms));
-        self.outcome(timeout(CALL_TIMEOUT, invocation.invoke_async(&mut conn)).await)
+            .arg(activity.map_or(0, unix_ms))
+            .arg(claimed);
+        let answer: Option<(String, u64)> =
+            self.outcome(timeout(CALL_TIMEOUT, invocation.invoke_async(&mut conn)).await);
+        match answer {
+            None => Finished::Unavailable,
+            Some((word, seq)) if word == "written" => Finished::Written(seq),
+            Some(_) => {
+                tracing::warn!(
+                    app = %key,
+                    %state,
+                    "registry: app lease lost before its outcome was written; \
+                     the instance that took the app over has the last word"
+                );
+                Finished::LeaseLost
+            }
+        }
     }
 }
 
@@ -588,9 +623,15 @@ impl Registry for RedisRegistry {
         state: State,
         reason: Option<&str>,
         activity: Option<SystemTime>,
-    ) -> Option<u64> {
+    ) -> Finished {
         let written = self
-            .set_state(&lease.key, &lease.token, state, reason, activity)
+            .set_state(
+                &lease.key,
+                Some((&lease.token, lease.seq)),
+                state,
+                reason,
+                activity,
+            )
             .await;
         drop(lease);
         written
@@ -602,7 +643,10 @@ impl Registry for RedisRegistry {
         state: State,
         activity: Option<SystemTime>,
     ) -> Option<u64> {
-        self.set_state(key, "", state, None, activity).await
+        match self.set_state(key, None, state, None, activity).await {
+            Finished::Written(seq) => Some(seq),
+            Finished::LeaseLost | Finished::Unavailable => None,
+        }
     }
 
     async fn shared(&self, key: &AppKey) -> Option<Shared> {
