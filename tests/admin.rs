@@ -731,3 +731,360 @@ async fn the_dashboard_shows_the_savings_of_the_last_30_days() {
     assert!(page.contains("(estimates)"));
     engine.lifecycle().shutdown().await;
 }
+
+/// An admin request over HTTP with these headers (owned, so tests can build them).
+async fn send(
+    admin: &TestClient,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> support::Answer {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    admin
+        .send(
+            method,
+            host,
+            path,
+            &headers,
+            bytes::Bytes::from(body.to_owned()),
+        )
+        .await
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// How many wakes were asked for `app`, by anyone.
+fn wakes(engine: &TestEngine, app: &str) -> usize {
+    engine.count(app, |kind| {
+        matches!(kind, paastis::events::EventKind::WakeRequested { .. })
+    })
+}
+
+/// Without a token (a loopback listener), a page of another site the operator visits gets
+/// nothing done through the operator's browser: its writes are refused whatever the route
+/// (Origin or Sec-Fetch-Site says where they come from), and a foreign Host (DNS rebinding)
+/// reads nothing. The dashboard's own pages and the CLI work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_other_sites_pages_neither_act_nor_read() {
+    let engine = TestEngine::start(&format!(
+        "defaults: {{max_idle: 15m}}\n{}",
+        support::local_apps(&[("web", ""), ("docs", "")])
+    ))
+    .await;
+    let admin = TestClient::new(engine.admin_addr);
+    let port = engine.admin_addr.port();
+    let own = format!("127.0.0.1:{port}");
+    let own_origin = format!("http://{own}");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let json = ("content-type", "application/json");
+
+    // Writes as browsers send them from other pages: another site, an opaque origin, another
+    // loopback origin (an app behind the proxy, another local server, this port by another
+    // name), a sibling of this site.
+    let app_origin = format!("http://web.localhost:{}", engine.addr.port());
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1));
+    let by_name = format!("http://localhost:{port}");
+    let tls = format!("https://evil.example:{port}");
+    let forged: Vec<Vec<(String, String)>> = vec![
+        headers(&[
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ]),
+        headers(&[("origin", "http://evil.example")]),
+        headers(&[("origin", "null")]),
+        headers(&[("origin", &app_origin)]),
+        headers(&[("origin", &other_port)]),
+        headers(&[("origin", &by_name)]),
+        headers(&[("origin", &tls)]),
+        headers(&[("sec-fetch-site", "cross-site")]),
+        headers(&[("sec-fetch-site", "same-site")]),
+        headers(&[("origin", &own_origin), ("origin", "http://evil.example")]),
+    ];
+    let writes = [
+        ("POST", "/api/v1/apps/local/web/start", json, "{}"),
+        ("PUT", "/api/v1/apps/local/docs/pin", json, "{}"),
+        ("POST", "/dashboard/apps/local/web/start", form, "start="),
+        ("POST", "/dashboard/apps/local/docs/pin", form, "pin="),
+        ("POST", "/api/v1/spaces", json, "{}"),
+        ("DELETE", "/api/v1/apps/local/docs/pin", json, ""),
+    ];
+    for (method, path, content_type, body) in writes {
+        for forged in &forged {
+            let mut all = forged.clone();
+            all.extend(headers(&[content_type]));
+            let answer = send(&admin, method, &own, path, &all, body).await;
+            assert_eq!(answer.status, 403, "{method} {path} with {forged:?}");
+            assert_eq!(
+                answer.json()["error"]["code"],
+                "cross_site",
+                "{method} {path} with {forged:?}"
+            );
+        }
+    }
+    // A foreign Host: what a page gets after DNS rebinding. Nothing read, nothing done.
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("0.0.0.0:{port}"),
+        format!("localhost.:{port}"),
+    ] {
+        for path in ["/api/v1/events", "/api/v1/apps", "/", "/metrics", "/nope"] {
+            let answer = send(&admin, "GET", &host, path, &[], "").await;
+            assert_eq!(answer.status, 403, "{host}{path}");
+            assert_eq!(answer.json()["error"]["code"], "forbidden_host");
+            assert!(!answer.text().contains("docs"), "{}", answer.text());
+        }
+        let answer = send(
+            &admin,
+            "POST",
+            &host,
+            "/api/v1/apps/local/web/start",
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{host}");
+    }
+    assert_eq!(engine.state("web"), State::Asleep);
+    assert_eq!(engine.state("docs"), State::Asleep);
+    assert_eq!(wakes(&engine, "web") + wakes(&engine, "docs"), 0);
+    assert!(engine.app("docs").pinned_until_ms().is_none());
+
+    // Loopback names read as before.
+    for host in [
+        own.clone(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("admin.localhost:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let answer = send(&admin, "GET", &host, "/api/v1/events", &[], "").await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+    }
+    // The dashboard's own form, as a browser sends it from the page: done.
+    let page = send(&admin, "GET", &own, "/", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text()
+            .contains(r#"action="/dashboard/apps/local/web/start""#)
+    );
+    let answer = send(
+        &admin,
+        "POST",
+        &own,
+        "/dashboard/apps/local/web/start",
+        &headers(&[
+            ("origin", &own_origin),
+            ("sec-fetch-site", "same-origin"),
+            form,
+        ]),
+        "start=",
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    engine
+        .wait_state("web", State::Awake, Duration::from_secs(20))
+        .await;
+    // The CLI (no Origin, its own Host) stops it.
+    let url = format!("http://{own}");
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        support::paastis()
+            .args(["apps", "stop", "web", "--api-url", &url])
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the CLI finishes")
+    .expect("run paastis");
+    let outcome = support::Outcome::from(output);
+    assert_eq!(outcome.code, Some(0), "{outcome:?}");
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(20))
+        .await;
+    engine.stop().await;
+}
+
+/// With a token, the dashboard signed in by its cookie acts only on forms that carry the
+/// session's form token: a page of the same site (which the SameSite cookie goes with) or
+/// any other cannot make one. A bearer token needs none; the API is as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_forms_need_the_sessions_form_token() {
+    let engine = TestEngine::start(&config("15m")).await;
+    let admin = TestClient::new(engine.admin_addr);
+    let host = format!("admin.localhost:{}", engine.admin_addr.port());
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let login = send(
+        &admin,
+        "POST",
+        &host,
+        "/login",
+        &headers(&[form]),
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    let set = login.headers["set-cookie"].to_str().expect("cookie");
+    let cookie = set.split(';').next().expect("cookie").to_owned();
+    assert_eq!(cookie, format!("paastis_token={TOKEN}"));
+
+    // The page: each form carries the token, which is not the session's token.
+    let page = send(
+        &admin,
+        "GET",
+        &host,
+        "/",
+        &headers(&[("cookie", &cookie)]),
+        "",
+    )
+    .await
+    .text();
+    let forms = page.matches("<form ").count();
+    assert_eq!(
+        forms,
+        1 + 3 * 2,
+        "sign out, and two buttons per app: {page}"
+    );
+    assert_eq!(page.matches(r#"name="form_token""#).count(), forms);
+    let token = page
+        .split(r#"name="form_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form token")
+        .to_owned();
+    assert!(
+        !page.contains(TOKEN),
+        "the session's token is not in the page"
+    );
+    assert!(token.len() >= 32, "{token}");
+
+    // Forged: no token, a wrong one, or the right one from a page of the same site or of
+    // another (the browser says so). Nothing done.
+    let forged = [
+        ("start=".to_owned(), None),
+        ("start=&form_token=".to_owned(), None),
+        (format!("start=&form_token={}x", token), None),
+        (
+            format!("start=&form_token={}", &token[..token.len() - 1]),
+            None,
+        ),
+        ("start=&form_token=paastis".to_owned(), None),
+        (format!("start=&form_token={token}"), Some("same-site")),
+        (format!("start=&form_token={token}"), Some("cross-site")),
+    ];
+    for (body, site) in &forged {
+        let mut sent = headers(&[("cookie", &cookie), form]);
+        if let Some(site) = site {
+            sent.extend(headers(&[("sec-fetch-site", site)]));
+        }
+        let answer = send(
+            &admin,
+            "POST",
+            &host,
+            "/dashboard/apps/local/web/start",
+            &sent,
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{body} {site:?}: {}", answer.text());
+        let code = answer.json()["error"]["code"].clone();
+        let expected = if site.is_some() {
+            "cross_site"
+        } else {
+            "bad_form_token"
+        };
+        assert_eq!(code, expected, "{body} {site:?}");
+    }
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/dashboard/apps/local/web/start",
+        &headers(&[("cookie", &cookie), form]),
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 403, "a POST without a body");
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/logout",
+        &headers(&[("cookie", &cookie), form]),
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 403, "sign out without the form token");
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/login",
+        &headers(&[form, ("sec-fetch-site", "same-site")]),
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    assert_eq!(answer.status, 403, "signed in by a page of the same site");
+    assert_eq!(engine.state("web"), State::Asleep);
+    assert_eq!(wakes(&engine, "web"), 0);
+
+    // The page's own form: done.
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/dashboard/apps/local/web/start",
+        &headers(&[("cookie", &cookie), form, ("sec-fetch-site", "same-origin")]),
+        &format!("start=&form_token={token}"),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert_eq!(answer.headers["location"], "/");
+    engine
+        .wait_state("web", State::Awake, Duration::from_secs(20))
+        .await;
+    // A bearer token, which no page can make a browser send, needs no form token.
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/dashboard/apps/local/web/stop",
+        &headers(&[("authorization", &format!("Bearer {TOKEN}")), form]),
+        "stop=",
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(20))
+        .await;
+    // Signing out, from the page.
+    let answer = send(
+        &admin,
+        "POST",
+        &host,
+        "/logout",
+        &headers(&[("cookie", &cookie), form]),
+        &format!("form_token={token}"),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    assert!(
+        answer.headers["set-cookie"]
+            .to_str()
+            .is_ok_and(|c| c.contains("Max-Age=0"))
+    );
+    engine.stop().await;
+}

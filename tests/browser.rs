@@ -652,3 +652,64 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     drop(browser);
     engine.stop().await;
 }
+
+/// Without an admin token, the dashboard is open on loopback: a page of another site the
+/// operator visits sends the dashboard's Start form itself, and gets a refusal, nothing
+/// started; the dashboard's own page starts the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sites_page_cannot_use_the_open_dashboard_but_its_own_page_can() {
+    require_browser();
+    let engine = TestEngine::start(&support::local_apps(&[("docs", "")])).await;
+    let admin = format!("http://127.0.0.1:{}", engine.admin_addr.port());
+    // Served on localhost: another site than 127.0.0.1, as any web page would be.
+    let attack = format!(
+        "<!doctype html><title>cats</title>\
+         <form method=\"post\" action=\"{admin}/dashboard/apps/local/docs/start\">\
+         <input name=\"start\"></form><script>document.forms[0].submit()</script>"
+    );
+    let other = support::fakes::serve(axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let attack = attack.clone();
+            async move { axum::response::Html(attack) }
+        }),
+    ))
+    .await
+    .replace("127.0.0.1", "localhost");
+    let browser_dir = TempDir::new("dash-open");
+    let browser = Browser::start(&browser_dir).await;
+
+    browser.navigate(&format!("{other}/")).await;
+    let source = browser
+        .source_when("the form sent and refused", |s| s.contains("cross_site"))
+        .await;
+    assert!(source.contains("refused"), "{source}");
+    assert_eq!(
+        browser.text("/url").await.as_deref(),
+        Ok(format!("{admin}/dashboard/apps/local/docs/start").as_str())
+    );
+    assert_eq!(engine.state("docs"), State::Asleep);
+    assert_eq!(
+        engine.count("docs", |kind| matches!(
+            kind,
+            EventKind::WakeRequested { .. }
+        )),
+        0
+    );
+
+    // The dashboard itself: its Start button starts docs.
+    browser.navigate(&format!("{admin}/")).await;
+    browser
+        .click(r#"button[name=start][data-app="docs--local"]"#)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.state("docs") == State::Asleep {
+        assert!(Instant::now() < deadline, "the Start button did nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine
+        .wait_state("docs", State::Awake, Duration::from_secs(20))
+        .await;
+    drop(browser);
+    engine.stop().await;
+}

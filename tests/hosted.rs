@@ -552,6 +552,122 @@ async fn without_custom_api_urls_providers_use_their_platform() {
     engine.stop().await;
 }
 
+/// An API address that answers every call 401 and keeps each call's `Authorization`.
+async fn recording_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&seen);
+    let router = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let kept = std::sync::Arc::clone(&kept);
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            kept.lock().unwrap_or_else(|p| p.into_inner()).push(auth);
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                "{\"id\": \"unauthorized\"}",
+            )
+        }
+    });
+    (support::fakes::serve(router).await, seen)
+}
+
+/// A change of where a provider's credentials go (its `api_url`) keeps none of them: the
+/// change gives them again, or is refused with the path of each one missing, and the
+/// stored ones never reach the new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_api_address_gets_no_stored_credential() {
+    const NEW_TOKEN: &str = "heroku-new-secret-99d0c3";
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    fake.add_app("shop", &[("web", 1)], true).await;
+    let engine = TestEngine::start_with_env(&config("sqlite::memory:"), &env(&master_key(4))).await;
+    let client = TestClient::new(engine.addr);
+    create_acme(&engine, &fake).await;
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+
+    // Another address, no credential: 422 naming the credential, nothing sent there.
+    let (elsewhere, seen) = recording_api().await;
+    let (status, body) = call(
+        &engine,
+        "PATCH",
+        "/api/v1/spaces/acme",
+        ADMIN,
+        Some(&json!({"providers": [{"id": "hk", "type": "heroku", "api_url": elsewhere}]})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_space");
+    assert_eq!(
+        body["error"]["errors"][0]["path"], "providers[0].token",
+        "{body}"
+    );
+    assert!(
+        body["error"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`api_url` changed")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(HEROKU_TOKEN));
+    let sent = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        sent.iter().all(|auth| !auth.contains(HEROKU_TOKEN)),
+        "the stored token was sent to the new address"
+    );
+    assert!(sent.is_empty(), "{sent:?}");
+    // Nothing changed: the same revision, address and app.
+    let (_, shown) = call(&engine, "GET", "/api/v1/spaces/acme", ADMIN, None).await;
+    assert_eq!(shown["revision"], 1, "{shown}");
+    assert_eq!(
+        shown["document"]["providers"][0]["api_url"],
+        fake.url.as_str()
+    );
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+
+    // The same change with the account's credential for the new address: applied, and
+    // that one (only) is what the new address gets.
+    let moved = FakeHeroku::start(NEW_TOKEN).await;
+    moved.add_app("shop", &[("web", 1)], true).await;
+    let (status, body) = call(
+        &engine,
+        "PATCH",
+        "/api/v1/spaces/acme",
+        ADMIN,
+        Some(
+            &json!({"providers": [{"id": "hk", "type": "heroku", "api_url": moved.url,
+            "token": NEW_TOKEN}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revision"], 2);
+    assert_eq!(client.get("shop.acme.test", "/").await.status, 200);
+    let statuses: Vec<u16> = moved.calls.all().iter().map(|c| c.status).collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "the new address is called with the new token: {statuses:?}"
+    );
+    // And the address kept: a change that leaves the credential out keeps it.
+    let (status, body) = call(
+        &engine,
+        "PATCH",
+        "/api/v1/spaces/acme",
+        ADMIN,
+        Some(
+            &json!({"providers": [{"id": "hk", "type": "heroku", "api_url": moved.url,
+            "rate_limit": 100}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["document"]["providers"][0]["secrets"],
+        json!(["token"])
+    );
+    engine.stop().await;
+}
+
 /// Two engines on one database: a space created through one is served by the other
 /// within its `hosted.sync_every`, and its deletion reaches it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,3 +206,91 @@ providers:
     assert_eq!(apps[0]["provider"], "scalingo");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_answers_for_the_default_space_only() {
+    // The default space has `web`; the space `globex` (its own domain) has `ledger`.
+    let yaml = format!(
+        "{}spaces:
+  - id: globex
+    domains: [globex.test]
+    providers:
+      - id: gx
+        type: process
+        apps:
+          - {{name: ledger, command: \"{}\", env: {{APP_NAME: ledger}}}}
+",
+        apps(),
+        support::upstream_command()
+    );
+    let engine = TestEngine::start_with_env(&yaml, &original_env()).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(
+        client.get("web.localhost", "/").await.text(),
+        "hello from web"
+    );
+    assert_eq!(
+        client.get("ledger.globex.test", "/").await.text(),
+        "hello from ledger"
+    );
+    // Both spaces' starts are in the history (the admin API, without a token, reads any).
+    let admin = TestClient::new(engine.admin_addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for space in ["default", "globex"] {
+        loop {
+            let events = admin
+                .get(
+                    "localhost",
+                    &format!("/api/v1/events?space={space}&kind=started"),
+                )
+                .await
+                .json();
+            if events["events"].as_array().is_some_and(|e| !e.is_empty()) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no start of {space} stored: {events}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // GET /events: the default space's, none of globex's.
+    let events = system(&client, "GET", "/events", Some(TOKEN)).await;
+    assert_eq!(events.status, 200, "{}", events.text());
+    let keys: Vec<String> = events
+        .json()
+        .as_array()
+        .expect("an array of events")
+        .iter()
+        .map(|e| e["appKey"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(keys.contains(&"process:local:web".to_owned()), "{keys:?}");
+    assert!(
+        !events.text().contains("ledger") && !events.text().contains("gx"),
+        "another space's events: {keys:?}"
+    );
+    // GET /apps: the default space's apps; DELETE /apps leaves globex's alone.
+    let apps = system(&client, "GET", "/apps", Some(TOKEN)).await;
+    let names: Vec<String> = apps
+        .json()
+        .as_array()
+        .expect("an array of apps")
+        .iter()
+        .filter_map(|app| app["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["web"], "{}", apps.text());
+    assert_eq!(
+        system(&client, "DELETE", "/apps", Some(TOKEN)).await.status,
+        204
+    );
+    let (_, globex) = engine
+        .spaces
+        .iter()
+        .find(|(id, _)| id == "globex")
+        .expect("globex runs");
+    assert_eq!(globex.apps().len(), 1);
+    assert_eq!(globex.apps()[0].state(), State::Awake);
+    engine.stop().await;
+}

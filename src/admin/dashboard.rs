@@ -1,11 +1,14 @@
 //! The dashboard: one server-rendered page (no JS framework) with every app, its state,
 //! time until sleep and last wake cause, start/stop/pin buttons (plain forms), the savings
-//! of the last 30 days (totals, a bar per day per app), and recent events. Behind the admin token: a login form stores it in an HttpOnly, SameSite=Strict
-//! cookie. It acts through the same lifecycle functions as the API.
+//! of the last 30 days (totals, a bar per day per app), and recent events. Behind the admin
+//! token: a login form stores it in an HttpOnly, SameSite=Strict cookie, and every form of
+//! the page carries a token bound to that cookie ([`super::guard::form_token`]), checked on
+//! each POST. It acts through the same lifecycle functions as the API.
 
 use std::fmt::Write;
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -144,8 +147,29 @@ pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>)
     no_store(response)
 }
 
+/// The fields of the page's action forms (start, stop, pin, unpin, sign out).
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    /// The form token of the session ([`super::guard::form_token`]).
+    form_token: Option<String>,
+}
+
+/// The form token a request sent, if any (an absent or unreadable form sends none).
+fn sent_token(form: &Result<Form<ActionForm>, FormRejection>) -> Option<&str> {
+    form.as_ref()
+        .ok()
+        .and_then(|Form(form)| form.form_token.as_deref())
+}
+
 /// `POST /logout`: forgets the cookie.
-pub async fn logout() -> Response {
+pub async fn logout(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    if let Err(error) = super::guard::check_form_token(&state, &headers, sent_token(&form)) {
+        return error.into_response();
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -160,10 +184,14 @@ pub async fn act(
     State(state): State<AdminState>,
     Path((provider, name, action)): Path<(String, String, String)>,
     headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
     let Ok(state) = state.scoped(&headers, None, true) else {
         return Redirect::to("/login").into_response();
     };
+    if let Err(error) = super::guard::check_form_token(&state, &headers, sent_token(&form)) {
+        return error.into_response();
+    }
     let Some(app) = state.lifecycle.app(&provider, &name) else {
         return (StatusCode::NOT_FOUND, "no such app").into_response();
     };
@@ -227,12 +255,15 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         next_cursor: None,
     });
     let savings = savings(&state).await;
+    // With a session cookie, the forms carry its form token (the open dashboard has none).
+    let form_token = super::cookie_value(&headers, COOKIE).map(super::guard::form_token);
     no_store(
         Html(render(
             &apps,
             &events,
             savings.as_ref(),
             state.token.is_some(),
+            form_token.as_deref(),
         ))
         .into_response(),
     )
@@ -353,13 +384,25 @@ fn render(
     events: &EventList,
     savings: Option<&Savings>,
     signed_in: bool,
+    form_token: Option<&str>,
 ) -> String {
     let count = |state: &str| apps.iter().filter(|a| a.state == state).count();
     let mut body = String::new();
+    let hidden = form_token
+        .map(|token| {
+            format!(
+                "<input type=\"hidden\" name=\"form_token\" value=\"{}\">",
+                escape(token)
+            )
+        })
+        .unwrap_or_default();
     let logout = if signed_in {
-        "<form class=\"inline\" method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>"
+        format!(
+            "<form class=\"inline\" method=\"post\" action=\"/logout\">{hidden}\
+             <button type=\"submit\">Sign out</button></form>"
+        )
     } else {
-        ""
+        String::new()
     };
     let _ = write!(
         body,
@@ -401,7 +444,7 @@ fn render(
             .unwrap_or_else(|| "<span class=\"muted\">—</span>".to_owned());
         let action = |action: &str, label: &str, primary: bool| {
             format!(
-                "<form class=\"inline\" method=\"post\" action=\"/dashboard/apps/{}/{}/{action}\">\
+                "<form class=\"inline\" method=\"post\" action=\"/dashboard/apps/{}/{}/{action}\">{hidden}\
                  <button type=\"submit\" name=\"{action}\" data-app=\"{}\"{}>{label}</button></form> ",
                 escape(&app.provider),
                 escape(&app.name),

@@ -3,14 +3,17 @@
 //! [`router`] builds every route over an [`AdminState`], so tests drive it with `oneshot`
 //! and the engine serves it with [`serve`]. Bearer-token auth (constant-time comparison) on
 //! everything but `/health`, `/ready`, the OpenAPI document and the login page; the
-//! dashboard keeps the token in an HttpOnly, SameSite=Strict cookie. Errors are
-//! [`ApiError`]s, one JSON shape: `{"error": {"code", "message"}}`.
+//! dashboard keeps the token in an HttpOnly, SameSite=Strict cookie, and its forms carry a
+//! token bound to it. Without a token, [`guard`] refuses foreign Host names and writes from
+//! other origins' pages. Errors are [`ApiError`]s, one JSON shape:
+//! `{"error": {"code", "message"}}`.
 //!
 //! It reads the lifecycle and the store, and acts only through the lifecycle's functions
 //! (the same ones requests and the scheduler use); it never calls a provider itself.
 
 pub mod api;
 pub mod dashboard;
+pub mod guard;
 pub mod spaces;
 
 use std::future::Future;
@@ -102,19 +105,22 @@ impl AdminState {
         found.or(self.token.is_none().then_some(Caller::Admin))
     }
 
-    /// Who the request is, from its bearer token (or, with `cookie`, the dashboard's).
-    pub fn caller(&self, headers: &HeaderMap, cookie: bool) -> Option<Caller> {
-        let bearers = headers
+    /// Who the request's bearer token is, when it is a token (not the open listener's
+    /// default).
+    pub fn bearer(&self, headers: &HeaderMap) -> Option<Caller> {
+        headers
             .get_all(header::AUTHORIZATION)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .filter_map(|value| value.strip_prefix("Bearer "));
-        for given in bearers {
-            if let Some(caller) = self.caller_of(given)
-                && (self.token.is_some() || caller != Caller::Admin)
-            {
-                return Some(caller);
-            }
+            .filter_map(|value| value.strip_prefix("Bearer "))
+            .filter_map(|given| self.caller_of(given))
+            .find(|caller| self.token.is_some() || *caller != Caller::Admin)
+    }
+
+    /// Who the request is, from its bearer token (or, with `cookie`, the dashboard's).
+    pub fn caller(&self, headers: &HeaderMap, cookie: bool) -> Option<Caller> {
+        if let Some(caller) = self.bearer(headers) {
+            return Some(caller);
         }
         if cookie
             && let Some(given) = cookie_value(headers, COOKIE)
@@ -210,7 +216,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `unknown_app`, `unknown_space`,
     /// `bad_request`, `conflict`, `plan_limit`, `unavailable`, `not_found`, `admin_only`,
-    /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`.
+    /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`, `forbidden_host`,
+    /// `cross_site`, `bad_form_token`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -412,6 +419,10 @@ pub fn router(state: AdminState) -> Router {
         )
         .merge(protected)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 

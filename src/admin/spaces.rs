@@ -284,7 +284,9 @@ pub async fn spaces_show(
 
 /// Changes a stored space (admin token) by a JSON merge patch of its document (RFC 7396:
 /// keys given replace, `null` removes). A provider entry with the id and type of a current
-/// one keeps its credentials when it leaves them out. Applies at once.
+/// one keeps its credentials when it leaves them out, unless it changes where they are sent
+/// (`api_url`, `auth_url`, `region`): then it gives them again, or the change is refused
+/// (422, each missing credential's path). Applies at once.
 #[utoipa::path(patch, path = "/api/v1/spaces/{id}",
     params(("id" = String, Path, description = "space id")),
     request_body(content = Object, description = "a merge patch of the space's document", content_type = "application/merge-patch+json"),

@@ -125,6 +125,10 @@ pub const SECRET_KEYS: &[&str] = &[
     "secret",
 ];
 
+/// Keys of provider entries that decide where the credentials are sent: a change of one
+/// drops the stored credentials of a space changed through the API (they are given again).
+pub const ENDPOINT_KEYS: &[&str] = &["api_url", "auth_url", "region"];
+
 impl Config {
     /// The top-level keys as the default space's.
     pub fn default_space(&self) -> SpaceConfig {

@@ -2,7 +2,8 @@
 //! with `PaastisProxyTarget: system` and the right `PaastisProxySystemApiToken` reach
 //! `GET /apps`, `DELETE /apps` and `GET /events`, answered with the original JSON field
 //! names. Off unless `admin.system_api` is enabled (then a request without the header is
-//! proxied as any other). A wrong or missing token gets 401 and nothing else.
+//! proxied as any other). A wrong or missing token gets 401 and nothing else. It belongs to
+//! the default space: it lists, clears and reports that space's apps only.
 //!
 //! It reads the lifecycle and the store; `DELETE /apps` goes through the lifecycle.
 
@@ -145,11 +146,13 @@ impl SystemApi {
         Value::Array(apps)
     }
 
-    /// `GET /events`: the latest events, oldest first, as `{name, appKey, occurredAt}`.
+    /// `GET /events`: the latest events of its own space (the default one), oldest first,
+    /// as `{name, appKey, occurredAt}`; other spaces' are none of its business.
     async fn events(&self) -> Result<Value, String> {
         let page = self
             .store
             .events(&EventQuery {
+                space: Some(self.lifecycle.space().to_owned()),
                 limit: Some(crate::store::MAX_EVENTS_LIMIT),
                 ..EventQuery::default()
             })

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::SECRET_KEYS;
+use crate::config::{ConfigError, ENDPOINT_KEYS, SECRET_KEYS};
 
 /// The document without its providers (stored in clear), and its providers (sealed).
 pub fn split(document: &Value) -> (Value, Value) {
@@ -34,22 +34,33 @@ pub fn join(settings: Value, providers: Value) -> Value {
 /// Applies a JSON merge patch (RFC 7396): objects are merged key by key, `null` removes a
 /// key, anything else replaces the value. A provider entry of the patch whose `id` and
 /// `type` are a current provider's keeps that provider's credentials when it leaves them
-/// out (they are write-only: nobody can send them back).
-pub fn patched(current: &Value, patch: &Value) -> Value {
+/// out (they are write-only: nobody can send them back) — unless it changes where they are
+/// sent ([`ENDPOINT_KEYS`]): then none is kept, and an entry that gives none again is an
+/// error for each credential it would have kept, at its path.
+pub fn patched(current: &Value, patch: &Value) -> Result<Value, Vec<ConfigError>> {
     let mut next = current.clone();
     merge(&mut next, patch);
+    let mut errors = Vec::new();
     if let (Some(old), Some(new)) = (
         current.get("providers").and_then(Value::as_array),
         next.get_mut("providers").and_then(Value::as_array_mut),
     ) {
-        for entry in new.iter_mut() {
+        for (index, entry) in new.iter_mut().enumerate() {
             let Some(entry) = entry.as_object_mut() else {
                 continue;
             };
             let same = old.iter().filter_map(Value::as_object).find(|old| {
                 old.get("id") == entry.get("id") && old.get("type") == entry.get("type")
             });
-            if let Some(same) = same {
+            let Some(same) = same else {
+                continue;
+            };
+            let moved: Vec<&str> = ENDPOINT_KEYS
+                .iter()
+                .copied()
+                .filter(|key| same.get(*key) != entry.get(*key))
+                .collect();
+            if moved.is_empty() {
                 for key in SECRET_KEYS {
                     if !entry.contains_key(*key)
                         && let Some(secret) = same.get(*key)
@@ -57,10 +68,30 @@ pub fn patched(current: &Value, patch: &Value) -> Value {
                         entry.insert((*key).to_owned(), secret.clone());
                     }
                 }
+            } else if !SECRET_KEYS.iter().any(|key| entry.contains_key(*key)) {
+                let moved = moved
+                    .iter()
+                    .map(|key| format!("`{key}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                for key in SECRET_KEYS.iter().filter(|key| same.contains_key(**key)) {
+                    errors.push(ConfigError {
+                        path: format!("providers[{index}].{key}"),
+                        message: format!(
+                            "missing: {moved} changed, so the stored credential is not kept \
+                             (it is never sent to another address than the one it was given \
+                             for); give it again in this change"
+                        ),
+                    });
+                }
             }
         }
     }
-    next
+    if errors.is_empty() {
+        Ok(next)
+    } else {
+        Err(errors)
+    }
 }
 
 fn merge(target: &mut Value, patch: &Value) {
@@ -130,7 +161,8 @@ mod tests {
                 "providers": [{"id": "h", "type": "heroku", "rate_limit": 100},
                               {"id": "s", "type": "heroku"},
                               {"id": "n", "type": "heroku", "token": "new"}]}),
-        );
+        )
+        .expect("patched");
         assert_eq!(next["plan"], Value::Null);
         assert_eq!(
             next["defaults"],
@@ -145,9 +177,76 @@ mod tests {
         let replaced = patched(
             &current,
             &json!({"providers": [{"id": "h", "type": "heroku", "token": "rotated"}]}),
-        );
+        )
+        .expect("patched");
         assert_eq!(replaced["providers"][0]["token"], "rotated");
         assert_eq!(replaced["providers"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn credentials_are_not_kept_for_another_address() {
+        let current = json!({"id": "acme", "providers": [
+            {"id": "h", "type": "heroku", "token": "s3cret", "api_url": "http://127.0.0.1:1"},
+            {"id": "s", "type": "scalingo", "token": "tk-us-1", "region": "osc-fr1"},
+            {"id": "c", "type": "clever-cloud", "consumer_key": "k1", "consumer_secret": "k2",
+             "token": "k3", "secret": "k4"}]});
+        // Each endpoint key changed (or removed) and no credential given: every credential
+        // that would have been kept is named, none is in the errors.
+        let errors = patched(
+            &current,
+            &json!({"providers": [
+                {"id": "h", "type": "heroku", "api_url": "http://127.0.0.1:2"},
+                {"id": "s", "type": "scalingo", "region": "osc-secnum-fr1"},
+                {"id": "c", "type": "clever-cloud", "api_url": "http://127.0.0.1:3"}]}),
+        )
+        .expect_err("credentials needed");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers[0].token",
+                "providers[1].token",
+                "providers[2].token",
+                "providers[2].consumer_key",
+                "providers[2].consumer_secret",
+                "providers[2].secret"
+            ]
+        );
+        assert!(
+            errors[0].message.contains("`api_url` changed"),
+            "{errors:?}"
+        );
+        assert!(errors[1].message.contains("`region` changed"), "{errors:?}");
+        for secret in ["s3cret", "tk-us-1", "k1", "k2", "k3", "k4"] {
+            assert!(!format!("{errors:?}").contains(secret));
+        }
+        let removed = patched(
+            &current,
+            &json!({"providers": [{"id": "h", "type": "heroku"}]}),
+        )
+        .expect_err("api_url removed: the default address is another one");
+        assert_eq!(removed[0].path, "providers[0].token");
+        // Given again: taken, the stored ones dropped (another kind of credentials too).
+        let next = patched(
+            &current,
+            &json!({"providers": [
+                {"id": "h", "type": "heroku", "api_url": "http://127.0.0.1:2", "token": "t2"},
+                {"id": "c", "type": "clever-cloud", "api_url": "http://127.0.0.1:3",
+                 "api_token": "bridge"}]}),
+        )
+        .expect("credentials given again");
+        assert_eq!(next["providers"][0]["token"], "t2");
+        assert_eq!(next["providers"][1]["api_token"], "bridge");
+        assert_eq!(next["providers"][1].get("consumer_key"), None);
+        assert_eq!(next["providers"][1].get("token"), None);
+        // The same address: kept, as before.
+        let same = patched(
+            &current,
+            &json!({"providers": [{"id": "h", "type": "heroku", "api_url": "http://127.0.0.1:1",
+                "rate_limit": 5}]}),
+        )
+        .expect("same address");
+        assert_eq!(same["providers"][0]["token"], "s3cret");
     }
 
     #[test]

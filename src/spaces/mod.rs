@@ -673,7 +673,8 @@ impl Spaces {
                 message: "a space's id cannot change (create another space)".to_owned(),
             }])));
         }
-        let next = document::patched(&current, patch);
+        let next = document::patched(&current, patch)
+            .map_err(|errors| SpaceError::Invalid(ConfigErrors(errors)))?;
         let prepared = self.prepare(&running, next, hosted, Some(id))?;
         let stored = self.seal(id, &prepared.document, revision + 1, created_at, tokens)?;
         self.store.put_space(&stored, &self.key_check).await?;
