@@ -38,6 +38,7 @@ fn kind(n: usize) -> EventKind {
         },
         1 => EventKind::Started {
             duration: Duration::from_millis(3_000 + (n % 5_000) as u64),
+            reconciled: None,
         },
         2 => EventKind::StopRequested {
             cause: StopCause::Idle {

@@ -125,7 +125,7 @@ async fn append(store: &dyn Store, events: &mut Vec<Event>) {
         }
         let at = event.at;
         match &event.kind {
-            EventKind::Started { duration } => {
+            EventKind::Started { duration, .. } => {
                 retry("start", || store.record_start(key, *duration, at)).await;
                 retry("state", || store.record_state(key, false, at)).await;
             }

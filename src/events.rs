@@ -134,6 +134,10 @@ pub enum EventKind {
         /// From the wake request to ready.
         #[serde(rename = "duration_ms", with = "duration_ms")]
         duration: Duration,
+        /// What the wake changed of what the engine remembered, to match the platform (a
+        /// process type removed while the app slept, a new address); absent when nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reconciled: Option<crate::providers::Reconciled>,
     },
     /// The wake failed; held requests got 503.
     StartFailed {
@@ -297,7 +301,7 @@ fn log(event: &Event) {
         }
         EventKind::Registered => tracing::info!(%app, "found running, now managed"),
         EventKind::WakeRequested { cause } => tracing::info!(%app, %cause, "waking"),
-        EventKind::Started { duration } => {
+        EventKind::Started { duration, .. } => {
             tracing::info!(%app, duration_ms = duration.as_millis() as u64, "awake")
         }
         EventKind::StartFailed { reason } => tracing::warn!(%app, %reason, "wake failed"),

@@ -942,7 +942,7 @@ impl Lifecycle {
             .await;
         let outcome = self.bring_up(&app, deadline).await;
         match outcome {
-            Ok(()) => {
+            Ok(reconciled) => {
                 self.hook(&app, crate::hooks::Hook::AfterStart, &cause_text)
                     .await;
                 let duration = started.elapsed();
@@ -956,7 +956,13 @@ impl Lifecycle {
                     durations.push_back(duration);
                 }
                 if app.transition(&[State::Waking], State::Awake, None) {
-                    self.events.emit(&app.key, EventKind::Started { duration });
+                    self.events.emit(
+                        &app.key,
+                        EventKind::Started {
+                            duration,
+                            reconciled,
+                        },
+                    );
                 }
                 self.metrics
                     .wake(crate::metrics::WakeResult::Started, Some(duration));
@@ -1073,7 +1079,12 @@ impl Lifecycle {
     }
 
     /// Starts the app and waits until it is ready (provider status, then `health_path`).
-    async fn bring_up(&self, app: &App, deadline: Instant) -> Result<(), String> {
+    /// Returns what the start changed of what was remembered, to match the platform.
+    async fn bring_up(
+        &self,
+        app: &App,
+        deadline: Instant,
+    ) -> Result<Option<crate::providers::Reconciled>, String> {
         let name = &app.key.name;
         let wake_timeout = app.policy.wake_timeout;
         let timed_out =
@@ -1090,11 +1101,11 @@ impl Lifecycle {
                     .provider_error(app.provider.id(), format!("start {name}: {error}"));
             }
         }
-        match started {
-            Ok(Ok(())) => {}
+        let reconciled = match started {
+            Ok(Ok(started)) => self.reconcile(app, started),
             Ok(Err(error)) => return Err(format!("start failed: {error}")),
             Err(_) => return Err(timed_out("the start call did not return")),
-        }
+        };
         let accepted = Instant::now();
         let intervals = app.provider.poll_intervals();
         let mut wait = intervals.first;
@@ -1126,7 +1137,7 @@ impl Lifecycle {
             wait = (wait * 3 / 2).min(intervals.max);
         }
         let Some(path) = &app.policy.health_path else {
-            return Ok(());
+            return Ok(reconciled);
         };
         let upstream = app
             .upstream()
@@ -1157,7 +1168,7 @@ impl Lifecycle {
                 .body(Empty::new())
                 .map_err(|error| format!("health_path {path}: {error}"))?;
             match timeout_at(deadline, self.probe.request(request)).await {
-                Ok(Ok(response)) if response.status().as_u16() < 500 => return Ok(()),
+                Ok(Ok(response)) if response.status().as_u16() < 500 => return Ok(reconciled),
                 Ok(Ok(response)) => {
                     last = format!("{path} answered {}", response.status().as_u16())
                 }
@@ -1474,6 +1485,43 @@ impl Lifecycle {
             });
             *current = Some(formation);
         }
+    }
+
+    /// Takes in what a start learned from the platform, which is the truth: the formation it
+    /// started in place of a remembered one naming process types that are gone (remembered
+    /// from now on, in the catalog too), and the app's address when it moved. Returns what
+    /// changed (also logged), for the `started` event.
+    fn reconcile(
+        &self,
+        app: &App,
+        started: crate::providers::Started,
+    ) -> Option<crate::providers::Reconciled> {
+        let mut reconciled = started.reconciled;
+        // A rule's formation is config, not memory: only a remembered one is replaced.
+        let remembered = lock(&app.formation).is_some();
+        if let Some(changed) = &reconciled
+            && remembered
+            && !changed.formation.is_empty()
+        {
+            self.remember_formation(app, changed.formation.clone());
+        }
+        if let Some(upstream) = started.upstream
+            && app.upstream().as_deref() != Some(&upstream)
+        {
+            reconciled.get_or_insert_default().upstream = Some(upstream.to_string());
+            app.upstream.store(Some(Arc::new(upstream)));
+        }
+        if let Some(changed) = &reconciled {
+            tracing::info!(
+                app = %app.key,
+                dropped = ?changed.dropped,
+                formation = ?changed.formation,
+                left = ?changed.left,
+                upstream = changed.upstream.as_deref().unwrap_or(""),
+                "reconciled with the platform"
+            );
+        }
+        reconciled
     }
 
     /// Lists every provider's apps and brings the registry in line: new apps are managed,

@@ -280,3 +280,64 @@ async fn formation_stops_and_boots_dynos() {
     );
     assert_eq!(fake.calls.count("PATCH /apps/shop/formation"), 5);
 }
+
+#[tokio::test]
+async fn a_process_type_removed_by_a_release_is_not_found() {
+    let fake = FakeHeroku::start(TOKEN).await;
+    fake.add_app("shop", &[("web", 0), ("worker", 0)], false)
+        .await;
+    fake.remove_process_type("shop", "worker");
+    fake.add_process_type("shop", "clock");
+    let client = Client::new();
+    let app_url = format!("{}/apps/shop", fake.url);
+
+    let formation = body(
+        api(
+            &client,
+            reqwest::Method::GET,
+            format!("{app_url}/formation"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let types: Vec<(&str, u64)> = formation
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap(), f["quantity"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(types, [("clock", 0), ("web", 0)]);
+
+    // The batch update fails as a whole, nothing scaled.
+    let response = api(
+        &client,
+        reqwest::Method::PATCH,
+        format!("{app_url}/formation"),
+    )
+    .json(&json!({"updates": [{"type": "web", "quantity": 2}, {"type": "worker", "quantity": 1}]}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let error = body(response).await;
+    assert_eq!(error["id"], "not_found");
+    assert_eq!(
+        error["message"],
+        "Couldn't find that process type (worker)."
+    );
+    assert_eq!(
+        fake.formation("shop"),
+        [("clock".to_owned(), 0), ("web".to_owned(), 0)]
+    );
+    let response = api(
+        &client,
+        reqwest::Method::GET,
+        format!("{app_url}/formation/worker"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

@@ -382,3 +382,36 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert_eq!(fake.exchanges(), 2);
     assert_eq!(fake.calls.count("GET /v1/apps"), 6);
 }
+
+#[tokio::test]
+async fn a_container_type_removed_by_a_deployment_is_refused_422() {
+    let fake = FakeScalingo::start(TOKEN).await;
+    fake.add_app("shop", &[("web", 2), ("worker", 1)], false)
+        .await;
+    fake.remove_process_type("shop", "worker");
+    fake.add_process_type("shop", "clock");
+    let client = Client::new();
+    let jwt = exchange_token(&client, &fake).await;
+
+    let (_, containers) = get(&client, &fake, &jwt, "/v1/apps/shop/containers").await;
+    let types: Vec<(&str, u64)> = containers["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["amount"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(types, [("clock", 0), ("web", 0)]);
+
+    // Refused as a whole, nothing scaled.
+    let up = json!([{"name": "web", "amount": 2}, {"name": "worker", "amount": 1}]);
+    let (status, _, body) = scale(&client, &fake, &jwt, "shop", up).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body,
+        json!({ "errors": { "containers": ["worker is not a process type of this app"] } })
+    );
+    assert_eq!(
+        fake.formation("shop"),
+        [("clock".to_owned(), 0), ("web".to_owned(), 0)]
+    );
+}

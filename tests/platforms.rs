@@ -368,7 +368,8 @@ async fn short_lived_jwts_are_exchanged_only_when_needed_and_never_fail_a_call()
     fake.set_boot_time(Duration::from_millis(50));
     fake.add_app("shop", &[("web", 1)], false).await;
     fake.add_app("blog", &[("web", 1)], true).await;
-    // This test is about tokens: a budget well above what it sends.
+    // This test is about tokens: a budget well above what it sends, on both sides.
+    fake.set_rate_limit(1000);
     let provider = scalingo_provider(&fake).replace('}', ", rate_limit: 1000}");
     let yaml = format!("discovery: {{every: 1s}}\n{}", config("2s", &[provider]));
     let engine = TestEngine::start(&yaml).await;

@@ -424,6 +424,16 @@ fn every_kind() -> Vec<EventKind> {
         },
         EventKind::Started {
             duration: Duration::from_millis(12_345),
+            reconciled: None,
+        },
+        EventKind::Started {
+            duration: Duration::from_millis(2_500),
+            reconciled: Some(paastis::providers::Reconciled {
+                dropped: vec!["worker".into()],
+                formation: [("web".to_owned(), 2)].into(),
+                left: [("clock".to_owned(), 0)].into(),
+                upstream: Some("https://shop.example.com".into()),
+            }),
         },
         EventKind::StartFailed {
             reason: "timed out after 120s".into(),

@@ -4,8 +4,11 @@
 //! Auth is either OAuth 1.0a with the PLAINTEXT signature (consumer key and secret, token and
 //! token secret) or a bearer API token (api-bridge host). Start is `POST .../instances`, stop
 //! `DELETE .../instances` (the platform keeps the scaling settings, so there is no formation
-//! to remember). State is computed as clever-client does: from the app's `state`, its last
-//! deployment and its instances. Route keys: the app name, `app_<uuid>` and `app-<uuid>`.
+//! to remember). Start reads the app first, by the id of the last listing or, when that id
+//! is gone (the app was created again under its name), by the one a new listing gives, and
+//! returns the app's address as read then. State is computed as clever-client does: from
+//! the app's `state`, its last deployment and its instances. Route keys: the app name,
+//! `app_<uuid>` and `app-<uuid>`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,7 +19,8 @@ use serde::Deserialize;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
 use super::{
-    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
+    Upstream,
 };
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -327,13 +331,32 @@ impl Provider for CleverCloud {
         }
     }
 
-    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
+    async fn start(
+        &self,
+        app: &str,
+        _formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError> {
+        let what = format!("state of {app}");
+        let known = match self.app_path(app) {
+            Ok(path) => self.get_json(&path, &what).await,
+            Err(error) => Err(error),
+        };
+        let one: App = match known {
+            // The id the last listing gave is gone: the app may have been deleted and created
+            // again under its name since. The listing is read again, and the app by its new id.
+            Err(ProviderError::NotFound(_)) => {
+                self.list_apps().await?;
+                self.get_json(&self.app_path(app)?, &what).await?
+            }
+            other => other?,
+        };
+        let started = Started {
+            reconciled: None,
+            upstream: self.upstream_of(&one),
+        };
         // A POST queues a deployment: never for an app already up or on its way up.
-        let one: App = self
-            .get_json(&self.app_path(app)?, &format!("state of {app}"))
-            .await?;
         if matches!(one.state.as_str(), "SHOULD_BE_UP" | "WANTS_TO_BE_UP") {
-            return Ok(());
+            return Ok(started);
         }
         let path = format!("{}/instances", self.app_path(app)?);
         // Not idempotent: each POST queues a deployment.
@@ -346,7 +369,7 @@ impl Provider for CleverCloud {
         check(response, &format!("starting {app}"))
             .await
             .map_err(|error| self.explain(error))?;
-        Ok(())
+        Ok(started)
     }
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {

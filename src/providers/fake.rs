@@ -130,7 +130,11 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
+    async fn start(
+        &self,
+        app: &str,
+        _formation: Option<&Formation>,
+    ) -> Result<super::Started, ProviderError> {
         self.call(|state| {
             assert!(state.allow_start, "unexpected start of {app}");
             state.starts += 1;
@@ -140,7 +144,7 @@ impl Provider for FakeProvider {
                 .get_mut(app)
                 .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
             *entry = (AppStatus::Starting, boot);
-            Ok(())
+            Ok(super::Started::default())
         })
     }
 

@@ -4,7 +4,8 @@
 //! paginated with `Range` (206 + `Next-Range`) and carries no state, so discovery reports
 //! apps as [`AppStatus::Unknown`] (no call per app); readiness reads the formation and the
 //! dynos. Stop remembers the quantities and sets every process type to 0 in one batch
-//! update; start sets them back. This module only speaks the API.
+//! update; start sets them back, for the process types the app still has (its formation,
+//! read again: see [`super::formation`]). This module only speaks the API.
 
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
+use super::formation::ProcessTypes;
 use super::{
-    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
+    Upstream,
 };
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -140,8 +143,35 @@ impl Heroku {
                 self.request(reqwest::Method::PATCH, &path).json(&body)
             })
             .await?;
-        check(response, &format!("scaling {app}")).await?;
+        check(response, &format!("scaling {app}"))
+            .await
+            .map_err(|error| match error {
+                // A process type the app does not have is a 404 too ("Couldn't find that
+                // process type"): say which types were asked for.
+                ProviderError::NotFound(_) => ProviderError::Rejected(format!(
+                    "scaling {app}: HTTP 404: the app or one of its process types ({}) is \
+                     unknown to the platform",
+                    updates
+                        .iter()
+                        .map(|(kind, _)| kind.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                other => other,
+            })?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ProcessTypes for Heroku {
+    async fn read_formation(&self, app: &str) -> Result<Formation, ProviderError> {
+        let entries = self.formation(app).await?;
+        Ok(entries.into_iter().map(|e| (e.kind, e.quantity)).collect())
+    }
+
+    async fn set_amounts(&self, app: &str, amounts: &[(String, u32)]) -> Result<(), ProviderError> {
+        self.update_formation(app, amounts).await
     }
 }
 
@@ -222,22 +252,12 @@ impl Provider for Heroku {
         })
     }
 
-    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError> {
-        let mut updates: Vec<(String, u32)> = formation
-            .into_iter()
-            .flatten()
-            .filter(|(_, quantity)| **quantity > 0)
-            .map(|(kind, quantity)| (kind.clone(), *quantity))
-            .collect();
-        if updates.is_empty() {
-            // Nothing remembered: an app that already runs web dynos keeps its formation.
-            let current = self.formation(app).await?;
-            if current.iter().any(|e| e.kind == "web" && e.quantity > 0) {
-                return Ok(());
-            }
-            updates.push(("web".to_owned(), 1));
-        }
-        self.update_formation(app, &updates).await
+    async fn start(
+        &self,
+        app: &str,
+        formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError> {
+        super::formation::start(self, app, formation).await
     }
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod clever_cloud;
 #[cfg(test)]
 pub mod fake;
+pub mod formation;
 pub mod heroku;
 pub mod process;
 pub mod scalingo;
@@ -23,6 +24,8 @@ use http::uri::{Authority, Scheme};
 use tokio::sync::broadcast;
 
 use crate::config::PolicyOverride;
+
+pub use formation::{Reconciled, Started};
 
 /// The closed set of provider configurations, one variant per platform.
 #[derive(Debug, Clone)]
@@ -305,8 +308,14 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError>;
 
     /// Starts the app with this formation (or, when none is known, with what it has, or
-    /// one web process); returns once the platform accepted it.
-    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError>;
+    /// one web process); returns once the platform accepted it. The platform is the truth:
+    /// process types it no longer has are not started, and what the start learned of the app
+    /// (such as a new address) is returned.
+    async fn start(
+        &self,
+        app: &str,
+        formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError>;
 
     /// Stops the app (scale to zero); returns once it is stopped or the platform accepted it,
     /// with what ran (to restore on wake, and to price the time asleep).

@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
 use super::{
-    AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped,
-    Upstream,
+    AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started,
+    Stopped, Upstream,
 };
 use crate::config::PolicyOverride;
 
@@ -206,7 +206,11 @@ impl Provider for ProcessProvider {
         Ok(self.app(app)?.status().await)
     }
 
-    async fn start(&self, app: &str, _formation: Option<&Formation>) -> Result<(), ProviderError> {
+    async fn start(
+        &self,
+        app: &str,
+        _formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError> {
         let local = Arc::clone(self.app(app)?);
         let config = &local.config;
         if let Some(dir) = &config.working_dir
@@ -217,8 +221,13 @@ impl Provider for ProcessProvider {
                 dir.display()
             )));
         }
+        // The address never changes: the port is chosen once, when the engine starts.
+        let started = Started {
+            reconciled: None,
+            upstream: Some(Upstream::local(local.port)),
+        };
         if local.run().current.is_some() {
-            return Ok(());
+            return Ok(started);
         }
         // Our process is not running: whoever answers on the port is another program, and
         // the app would be taken for ready while its own process fails to listen.
@@ -231,7 +240,7 @@ impl Provider for ProcessProvider {
         // Hold the lock only to check and to record the new process: spawning does not await.
         let mut run = local.run();
         if run.current.is_some() {
-            return Ok(());
+            return Ok(started);
         }
         let command_line = config.command.replace("{port}", &local.port.to_string());
         // The engine's environment stays with the engine (see `crate::child_env`).
@@ -308,7 +317,7 @@ impl Provider for ProcessProvider {
                 });
             }
         });
-        Ok(())
+        Ok(started)
     }
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {

@@ -4,8 +4,9 @@
 //! auth with the token as password), reused until shortly before its `exp`, exchanged again
 //! then, and once more on a 401. State comes from the app list (discovery) and from the app
 //! plus its `ps` (readiness). Stop remembers the formation (`/containers`) and scales every
-//! process type to 0; start scales back to the given formation; both follow the operation
-//! until it is done. This module only speaks the API; it never decides when to act.
+//! process type to 0; start scales back to the given formation, reduced to the process types
+//! the app still has (`/containers` again, see [`super::formation`]); both follow the
+//! operation until it is done. This module only speaks the API; it never decides when to act.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,8 +20,10 @@ use serde_json::json;
 use tokio::time::{Instant, sleep};
 
 use super::api::{ApiClient, Idempotent, check, read_json};
+use super::formation::ProcessTypes;
 use super::{
-    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Stopped, Upstream,
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
+    Upstream,
 };
 use crate::config::PolicyOverride;
 use crate::secret::Secret;
@@ -402,6 +405,20 @@ fn upstream_of(app: &App) -> Option<Upstream> {
 }
 
 #[async_trait]
+impl ProcessTypes for Scalingo {
+    async fn read_formation(&self, app: &str) -> Result<Formation, ProviderError> {
+        let api = self.api_for(app)?;
+        let containers = self.formation_of(&api, app).await?;
+        Ok(containers.into_iter().map(|c| (c.name, c.amount)).collect())
+    }
+
+    async fn set_amounts(&self, app: &str, amounts: &[(String, u32)]) -> Result<(), ProviderError> {
+        let api = self.api_for(app)?;
+        self.scale(&api, app, amounts).await
+    }
+}
+
+#[async_trait]
 impl Provider for Scalingo {
     fn id(&self) -> &str {
         &self.id
@@ -471,23 +488,12 @@ impl Provider for Scalingo {
         }
     }
 
-    async fn start(&self, app: &str, formation: Option<&Formation>) -> Result<(), ProviderError> {
-        let api = self.api_for(app)?;
-        let mut wanted: Vec<(String, u32)> = formation
-            .into_iter()
-            .flatten()
-            .filter(|(_, amount)| **amount > 0)
-            .map(|(name, amount)| (name.clone(), *amount))
-            .collect();
-        if wanted.is_empty() {
-            // Nothing remembered: an app that already runs web containers keeps them.
-            let current = self.formation_of(&api, app).await?;
-            if current.iter().any(|c| c.name == "web" && c.amount > 0) {
-                return Ok(());
-            }
-            wanted.push(("web".to_owned(), 1));
-        }
-        self.scale(&api, app, &wanted).await
+    async fn start(
+        &self,
+        app: &str,
+        formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError> {
+        super::formation::start(self, app, formation).await
     }
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {

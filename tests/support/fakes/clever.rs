@@ -167,6 +167,19 @@ impl FakeClever {
         (id, server)
     }
 
+    /// Deletes an app (its id is gone: `404 Application not found`); its server stops
+    /// answering. Panics on an unknown app id.
+    pub fn delete_app(&self, app_id: &str) {
+        let mut world = self.shared.world();
+        let index = world
+            .apps
+            .iter()
+            .position(|app| app.id == app_id)
+            .unwrap_or_else(|| panic!("FakeClever has no app {app_id}"));
+        let app = world.apps.remove(index);
+        app.server.set_up(false);
+    }
+
     /// Number of `UP` instances of an app now. Panics on an unknown app id.
     pub fn instances(&self, app_id: &str) -> usize {
         let mut world = self.shared.world();

@@ -1,7 +1,8 @@
 //! Fake Heroku Platform API (`provider-apis.md`, "Heroku Platform API"): version-3 `Accept`
 //! header and bearer token required, a `RateLimit-Remaining` budget, `Range`/`Next-Range`
-//! pagination of `GET /apps`, formations that scale dynos, and dynos that boot for a while
-//! before they are `up`. Each app is served by an [`AppServer`] that answers only while one
+//! pagination of `GET /apps`, formations that scale dynos (a process type the app does not
+//! have is `404 Couldn't find that process type`), and dynos that boot for a while before
+//! they are `up`. Each app is served by an [`AppServer`] that answers only while one
 //! of its web dynos is up.
 
 use std::collections::BTreeMap;
@@ -120,6 +121,47 @@ impl FakeHeroku {
             .collect()
     }
 
+    /// Removes a process type, as a release whose Procfile no longer has it does (its dynos,
+    /// if any, are gone with it): from now on a formation update naming it is refused 404.
+    pub fn remove_process_type(&self, app: &str, kind: &str) {
+        let mut platform = self.shared.lock();
+        let index = platform
+            .find(app)
+            .unwrap_or_else(|_| panic!("fake heroku has no app {app}"));
+        let app = &mut platform.apps[index];
+        assert!(
+            app.processes.remove(kind).is_some(),
+            "{} has no process type {kind}",
+            app.name
+        );
+        app.refresh(Instant::now());
+    }
+
+    /// Adds a process type at quantity 0, as a release whose Procfile has a new one does.
+    pub fn add_process_type(&self, app: &str, kind: &str) {
+        let mut platform = self.shared.lock();
+        let index = platform
+            .find(app)
+            .unwrap_or_else(|_| panic!("fake heroku has no app {app}"));
+        let stamp = platform.timestamp(Instant::now());
+        let id = uuid(&mut platform.rng);
+        let process = Process {
+            id,
+            quantity: 0,
+            size: "Basic".to_owned(),
+            command: command_for(kind),
+            created_at: stamp.clone(),
+            updated_at: stamp,
+            dynos: Vec::new(),
+        };
+        let app = &mut platform.apps[index];
+        assert!(
+            app.processes.insert(kind.to_owned(), process).is_none(),
+            "{} already has a process type {kind}",
+            app.name
+        );
+    }
+
     /// Time between a scale-up and the new dynos being `up` (default 300 ms).
     pub fn set_boot_time(&self, d: Duration) {
         self.shared.lock().boot_time = d;
@@ -229,6 +271,15 @@ impl ApiError {
                 "not_found",
                 format!("Couldn't find that {resource}."),
             )
+        }
+    }
+
+    /// What the platform answers for a process type the app does not have (the CLI shows
+    /// it as "Couldn't find that process type (worker).").
+    fn unknown_process_type(kind: &str) -> ApiError {
+        ApiError {
+            message: format!("Couldn't find that process type ({kind})."),
+            ..ApiError::not_found("formation")
         }
     }
 
@@ -374,7 +425,7 @@ impl Platform {
                 let process = app
                     .processes
                     .get(*kind)
-                    .ok_or(ApiError::not_found("formation"))?;
+                    .ok_or_else(|| ApiError::unknown_process_type(kind))?;
                 Ok(Json(app.process_json(kind, process)).into_response())
             }
             ("PATCH", ["apps", app, "formation"]) => {
@@ -396,7 +447,7 @@ impl Platform {
                 let process = app
                     .processes
                     .get(*kind)
-                    .ok_or(ApiError::not_found("formation"))?;
+                    .ok_or_else(|| ApiError::unknown_process_type(kind))?;
                 Ok(Json(app.process_json(kind, process)).into_response())
             }
             ("GET", ["apps", app, "dynos"]) => {
@@ -477,7 +528,7 @@ impl Platform {
         let app = &self.apps[index];
         for (kind, change) in updates {
             if !app.processes.contains_key(kind) {
-                return Err(ApiError::not_found("formation"));
+                return Err(ApiError::unknown_process_type(kind));
             }
             if change.quantity.is_some_and(|q| q > MAX_QUANTITY) {
                 return Err(ApiError::new(

@@ -1,7 +1,8 @@
 //! Fake Scalingo: the auth service (token exchange) and the region API on one base URL, with
 //! the platform's shapes and quirks (`provider-apis.md`, "Scalingo"): JWTs that expire, a
 //! rolling per-minute rate limit, `400 no change` scales, `422 is restarting` while an
-//! operation runs, and scale-ups that boot for a while before the app's router serves it.
+//! operation runs, `422` for a container type the app does not have, and scale-ups that boot
+//! for a while before the app's router serves it.
 //!
 //! Time comes from `tokio::time::Instant` only (the wall clock is read once, at start, to
 //! anchor JSON timestamps and JWT claims), so the fake follows paused time in tests.
@@ -70,6 +71,7 @@ impl FakeScalingo {
                 per_minute: 60,
                 window: VecDeque::new(),
                 next_id: 0,
+                removal_before_scale: None,
             }),
         });
         let router = Router::new()
@@ -155,6 +157,42 @@ impl FakeScalingo {
             .collect()
     }
 
+    /// Removes a process type, as a deployment whose Procfile no longer has it does (its
+    /// containers, if any, are gone with it): from now on a scale naming it is refused 422.
+    pub fn remove_process_type(&self, app: &str, kind: &str) {
+        let mut inner = self.shared.lock();
+        let app = inner.find_mut(app);
+        assert!(
+            app.processes.remove(kind).is_some(),
+            "{} has no process type {kind}",
+            app.name
+        );
+        app.server.set_up(app.serving());
+    }
+
+    /// Adds a process type at amount 0, as a deployment whose Procfile has a new one does.
+    pub fn add_process_type(&self, app: &str, kind: &str) {
+        let mut inner = self.shared.lock();
+        let id = inner.new_id();
+        let app = inner.find_mut(app);
+        let process = Process {
+            id,
+            size: DEFAULT_SIZE.to_owned(),
+            containers: Vec::new(),
+        };
+        assert!(
+            app.processes.insert(kind.to_owned(), process).is_none(),
+            "{} already has a process type {kind}",
+            app.name
+        );
+    }
+
+    /// Removes a process type when the next scale request arrives, before it is looked at:
+    /// a deployment landing between a client's read of the formation and its scale.
+    pub fn remove_process_type_before_next_scale(&self, app: &str, kind: &str) {
+        self.shared.lock().removal_before_scale = Some((app.to_owned(), kind.to_owned()));
+    }
+
     /// Time between an accepted scale-up and the app being ready (default 300 ms).
     pub fn set_boot_time(&self, d: Duration) {
         self.shared.lock().boot_time = d;
@@ -201,6 +239,8 @@ struct Inner {
     /// When the API calls of the last rolling window were admitted.
     window: VecDeque<Instant>,
     next_id: u128,
+    /// App and process type to remove when the next scale request arrives.
+    removal_before_scale: Option<(String, String)>,
 }
 
 struct FakeApp {
@@ -401,6 +441,14 @@ impl Inner {
         fresh_id(&mut self.next_id)
     }
 
+    /// The app named `name`; panics when there is none (test helpers only).
+    fn find_mut(&mut self, name: &str) -> &mut FakeApp {
+        self.apps
+            .iter_mut()
+            .find(|app| app.name == name)
+            .unwrap_or_else(|| panic!("no app {name} in the fake"))
+    }
+
     /// The app named or identified by `key`.
     fn find(&self, key: &str) -> Option<&FakeApp> {
         self.apps
@@ -461,6 +509,9 @@ impl Inner {
         now: Instant,
         wall: u64,
     ) -> Result<Scaled, Refusal> {
+        if let Some((app, kind)) = self.removal_before_scale.take() {
+            self.find_mut(&app).processes.remove(&kind);
+        }
         let Some(position) = self.apps.iter().position(|a| a.name == key || a.id == key) else {
             return Err(Refusal::NotFound("app"));
         };
