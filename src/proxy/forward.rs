@@ -199,7 +199,7 @@ pub struct Forwarder {
     /// How a client's request body must progress.
     body_progress: BodyProgress,
     /// Places for requests on fresh connections just after a wake, by upstream authority.
-    ramps: Arc<Mutex<HashMap<Box<str>, Arc<tokio::sync::Semaphore>, foldhash::fast::RandomState>>>,
+    ramps: Arc<Mutex<Ramps>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -268,6 +268,9 @@ pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<UpstreamT
 
 /// Idle connections by upstream authority.
 type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;
+
+/// Places for requests on fresh connections just after a wake, by upstream authority.
+type Ramps = HashMap<Box<str>, Arc<tokio::sync::Semaphore>, foldhash::fast::RandomState>;
 
 /// HTTP/2 connections by upstream authority.
 type Multiplexed = HashMap<Box<str>, SharedConnection, foldhash::fast::RandomState>;
