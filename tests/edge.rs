@@ -29,6 +29,17 @@ fn engine_config(proxy: &str, extra: &str) -> String {
     )
 }
 
+/// An engine on `engine_config(proxy, extra)` whose app is awake, so that "served" in a
+/// test is the proxy's doing, not a wake.
+async fn awake(proxy: &str, extra: &str) -> TestEngine {
+    let engine = TestEngine::start(&engine_config(proxy, extra)).await;
+    let answer = TestClient::new(engine.addr)
+        .get("hello.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 200);
+    engine
+}
+
 /// Whether the server closes `stream` (EOF or reset) within `within`, whatever it sent.
 async fn closed_by_server(stream: &mut (impl AsyncReadExt + Unpin), within: Duration) -> bool {
     let mut buffer = [0u8; 4096];
@@ -70,20 +81,12 @@ async fn normal_client_is_served(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_half_open_connections_are_closed_and_others_served() {
-    let engine = TestEngine::start(&engine_config(
+    let engine = awake(
         "header_read_timeout: 1s, max_connections: 64, max_connections_per_ip: 40",
         "",
-    ))
+    )
     .await;
     let addr = engine.addr;
-    // Awake first, so "served" below is the proxy's doing, not a wake.
-    assert_eq!(
-        TestClient::new(addr)
-            .get("hello.localhost", "/")
-            .await
-            .status,
-        200
-    );
 
     // 20 connections that never send a byte, 10 that send half of the HTTP/2 preface.
     let mut silent = Vec::new();
@@ -113,19 +116,8 @@ async fn silent_and_half_open_connections_are_closed_and_others_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ip_cannot_take_every_connection() {
-    let engine = TestEngine::start(&engine_config(
-        "header_read_timeout: 30s, max_connections_per_ip: 8",
-        "",
-    ))
-    .await;
+    let engine = awake("header_read_timeout: 30s, max_connections_per_ip: 8", "").await;
     let addr = engine.addr;
-    assert_eq!(
-        TestClient::new(addr)
-            .get("hello.localhost", "/")
-            .await
-            .status,
-        200
-    );
     // Its share, held (silent, within header_read_timeout)...
     let mut held = Vec::new();
     for _ in 0..8 {
@@ -158,14 +150,14 @@ fn fixture(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_client_after_its_tls_handshake_is_closed() {
-    let engine = TestEngine::start(&engine_config(
+    let engine = awake(
         "header_read_timeout: 1s",
         &format!(
             "tls: {{listen: 127.0.0.1:0, cert: '{}', key: '{}'}}",
             fixture("other.pem").display(),
             fixture("other.key").display()
         ),
-    ))
+    )
     .await;
     let tls_addr = engine.tls_addr.expect("a TLS listener");
     use rustls::pki_types::CertificateDer;
@@ -191,19 +183,12 @@ async fn a_quiet_client_after_its_tls_handshake_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_body_is_cut_and_its_app_can_sleep() {
-    let engine = TestEngine::start(&engine_config(
+    let engine = awake(
         "request_body_timeout: 2s, min_request_body_rate: 100",
         "defaults: {max_idle: 1s}",
-    ))
+    )
     .await;
     let addr = engine.addr;
-    assert_eq!(
-        TestClient::new(addr)
-            .get("hello.localhost", "/")
-            .await
-            .status,
-        200
-    );
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 1000\r\n\r\n")
@@ -272,15 +257,8 @@ async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_chunks_are_400_and_connect_is_405() {
-    let engine = TestEngine::start(&engine_config("", "")).await;
+    let engine = awake("", "").await;
     let addr = engine.addr;
-    assert_eq!(
-        TestClient::new(addr)
-            .get("hello.localhost", "/")
-            .await
-            .status,
-        200
-    );
     let answer = raw(
         addr,
         b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nTransfer-Encoding: chunked\r\n\
