@@ -30,7 +30,7 @@ fn master_key() -> String {
 /// Hosted mode (or not), an in-memory database.
 async fn engine(hosted: bool) -> TestEngine {
     let hosted = if hosted {
-        "hosted: {custom_api_urls: true}\n"
+        "hosted: {custom_api_urls: true, private_upstreams: true}\n"
     } else {
         ""
     };
