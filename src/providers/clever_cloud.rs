@@ -230,7 +230,8 @@ fn upstream_of(scheme: &http::uri::Scheme, app: &App) -> Option<Upstream> {
 
 /// The apps of a listing (entries that do not parse are skipped), and each one's id by
 /// the name it is managed under. Of two apps sharing a name, the second is managed under
-/// its id.
+/// its id; one whose id is taken too (another app is named so) is left out: two apps
+/// under one name would each get the other's starts and stops.
 fn listed_apps(
     provider: &str,
     listed: Vec<serde_json::Value>,
@@ -240,13 +241,14 @@ fn listed_apps(
     let mut ids = HashMap::new();
     let mut apps = Vec::with_capacity(listed.len());
     for app in listed {
-        if ids.contains_key(&app.name) {
+        let name = if !ids.contains_key(&app.name) {
+            app.name.clone()
+        } else if !ids.contains_key(&app.id) {
             tracing::warn!(provider, app = %app.name, "two apps share this name; the second is reachable by its id only");
-        }
-        let name = if ids.contains_key(&app.name) {
             app.id.clone()
         } else {
-            app.name.clone()
+            tracing::warn!(provider, app = %app.name, id = %app.id, "other apps are named as this app and as its id: it is not managed");
+            continue;
         };
         ids.insert(name.clone(), app.id.clone());
         let dashed = app.id.replacen("app_", "app-", 1);
@@ -467,6 +469,25 @@ mod tests {
     fn percent_encoding_follows_rfc_5849() {
         assert_eq!(percent_encode("abc-._~XYZ09"), "abc-._~XYZ09");
         assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn apps_keep_distinct_names_even_named_after_another_id() {
+        let app = |id: &str, name: &str| serde_json::json!({"id": id, "name": name});
+        let listed = vec![
+            app("app_1", "app_3"),
+            app("app_2", "shop"),
+            app("app_4", "shop"),
+            // Its name is the second's, its id the first's name: neither is free.
+            app("app_3", "shop"),
+        ];
+        let (apps, ids) = listed_apps("cc", listed, &http::uri::Scheme::HTTPS);
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["app_3", "shop", "app_4"]);
+        assert_eq!(ids.len(), apps.len());
+        assert_eq!(ids.get("app_3").map(String::as_str), Some("app_1"));
+        assert_eq!(ids.get("shop").map(String::as_str), Some("app_2"));
+        assert_eq!(ids.get("app_4").map(String::as_str), Some("app_4"));
     }
 
     #[test]
