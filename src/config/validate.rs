@@ -2036,11 +2036,7 @@ impl<'v> Fields<'v> {
     }
 
     fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        child(&self.path, key)
     }
 
     fn has(&self, key: &str) -> bool {
@@ -2102,8 +2098,10 @@ pub(super) fn api_space(
     }
 }
 
-/// `parent.key`, or `key` at the top.
-fn child(parent: &str, key: &str) -> String {
+/// `parent.key`, or `key` at the top; an empty key is written `""`, so every path names
+/// something.
+pub(super) fn child(parent: &str, key: &str) -> String {
+    let key = if key.is_empty() { "\"\"" } else { key };
     if parent.is_empty() {
         key.to_owned()
     } else {
