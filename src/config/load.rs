@@ -371,7 +371,10 @@ mod tests {
         ));
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(errors[0].starts_with("\"\": environment variable NOPE is not set"));
-        assert!(errors[1].starts_with("admin.\"\": unknown key"), "{errors:#?}");
+        assert!(
+            errors[1].starts_with("admin.\"\": unknown key"),
+            "{errors:#?}"
+        );
         let document = serde_json::json!({"id": "acme", "": 1});
         let errors = super::super::api_space(&document, Default::default(), &HashMap::new())
             .expect_err("an unknown key");

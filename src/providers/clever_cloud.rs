@@ -211,7 +211,6 @@ impl CleverCloud {
             .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
         Ok(format!("{}/applications/{id}", self.owner_path))
     }
-
 }
 
 /// Where an app's requests go: its default vhost (`app-<uuid>.cleverapps.io`) when listed,
