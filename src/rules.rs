@@ -80,7 +80,11 @@ impl Rule {
         // Checked alone first: wrapped, `a)|(b` would be a valid regex matching more than
         // whole names.
         Regex::new(pattern).map_err(invalid)?;
-        let anchored = Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)?;
+        // A pattern that ends in a `(?x)` comment would comment out the closing: a line
+        // break ends the comment (and means nothing in that mode).
+        let anchored = Regex::new(&format!("^(?:{pattern})$"))
+            .or_else(|_| Regex::new(&format!("^(?:{pattern}\n)$")))
+            .map_err(invalid)?;
         Ok(Rule {
             source: pattern.to_owned(),
             pattern: anchored,
@@ -264,5 +268,12 @@ mod tests {
         // The alternation is anchored as a whole.
         assert_eq!(rules.resolve("review-7-old"), Resolved::default());
         assert_eq!(rules.resolve("old-shop"), Resolved::default());
+        // Nor can a comment of the verbose mode hide the anchoring's end.
+        let commented = Rules(vec![rule(r"(?x) review-(\d+)  # review apps", |r| {
+            r.alias = Some("r$1".into());
+        })]);
+        assert_eq!(commented.resolve("review-7").alias.as_deref(), Some("r7"));
+        assert_eq!(commented.resolve("review-7-old"), Resolved::default());
+        assert_eq!(commented.resolve("old-review-7"), Resolved::default());
     }
 }
