@@ -1190,22 +1190,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A cron expression: 5 fields, or 6 with seconds first.
+    /// A cron expression: 5 fields, or 6 with seconds first
+    /// ([`crate::schedules::parse_cron`]).
     fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
         let text = self.string(value, path)?;
-        match croner::parser::CronParser::new().parse(&text) {
-            Ok(cron) => Some(cron),
-            Err(error) => {
-                self.error(
-                    path,
-                    format!(
-                        "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
-                         with seconds first, e.g. \"0 20 * * 1-5\" or \"*/30 * * * * *\")"
-                    ),
-                );
-                None
-            }
-        }
+        crate::schedules::parse_cron(&text)
+            .map_err(|message| self.error(path, message))
+            .ok()
     }
 
     /// `keep_awake`: a list of `{from: "08:00", to: "19:00", days: mon-fri}`.
@@ -2426,6 +2417,21 @@ providers:
             &errors,
             &["discovery.cron: give `every` or `cron`, not both"],
         );
+        // An empty list item would leave a field matching nothing: every search for the
+        // next time would scan the calendar for seconds.
+        for cron in ["*/51 , * * * *", "0 1,,2 * * *", "0 8 * * 1,"] {
+            let expected = format!(
+                "discovery.cron: `{cron}` is not a cron expression (a list with an empty item"
+            );
+            let errors = validate(&format!("discovery: {{cron: '{cron}'}}")).expect_err("invalid");
+            assert_exactly(&errors, &[&expected]);
+            let errors = validate(&format!("schedules: [{{apps: x, sleep: '{cron}'}}]"))
+                .expect_err("invalid");
+            assert_exactly(
+                &errors,
+                &[&expected.replace("discovery.cron", "schedules[0].sleep")],
+            );
+        }
         let errors = validate("discovery: {cron: 'every minute'}").expect_err("invalid");
         assert_exactly(
             &errors,
