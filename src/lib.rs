@@ -30,6 +30,7 @@
 //! * [`schedules`]: `schedules:` entries and where each stands at a given wall time (sleep
 //!   windows, keep-awake windows, wake times); it tells, the lifecycle acts.
 //! * [`events`]: typed records of every transition.
+//! * `fuzzing` (feature `fuzzing`): entry points for the fuzz targets in `fuzz/`.
 //! * [`secret`]: the redacting string type every credential is held in.
 //! * [`spaces`]: the tenants besides the default space, running: from the config file, or
 //!   (hosted mode) from the admin API and the database, secrets sealed, tokens hashed.
@@ -47,6 +48,8 @@ pub mod child_env;
 pub mod cli;
 pub mod config;
 pub mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod hooks;
 pub mod lifecycle;
 pub mod metrics;

@@ -76,8 +76,15 @@ impl fmt::Debug for Rule {
 impl Rule {
     /// A rule matching the whole name against `pattern`; the error says what is wrong.
     pub fn new(pattern: &str) -> Result<Rule, String> {
+        let invalid = |error: regex::Error| format!("`{pattern}` is not a valid regex: {error}");
+        // Checked alone first: wrapped, `a)|(b` would be a valid regex matching more than
+        // whole names.
+        Regex::new(pattern).map_err(invalid)?;
+        // A pattern that ends in a `(?x)` comment would comment out the closing: a line
+        // break ends the comment (and means nothing in that mode).
         let anchored = Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|error| format!("`{pattern}` is not a valid regex: {error}"))?;
+            .or_else(|_| Regex::new(&format!("^(?:{pattern}\n)$")))
+            .map_err(invalid)?;
         Ok(Rule {
             source: pattern.to_owned(),
             pattern: anchored,
@@ -245,5 +252,28 @@ mod tests {
         let other = rules.resolve("old-review-pr1-front-2");
         assert_eq!(other, Resolved::default());
         assert!(Rule::new("(").is_err());
+    }
+
+    #[test]
+    fn a_pattern_cannot_close_its_anchoring() {
+        // Wrapped as `^(?:a)|(b)$`, this would match any name starting with `a`.
+        for pattern in ["a)|(b", "s)atu(x", "x)(?:"] {
+            assert!(Rule::new(pattern).is_err(), "{pattern}");
+        }
+        let rules = Rules(vec![rule(r"review-(\d+)|shop", |r| {
+            r.alias = Some("r$1".into());
+        })]);
+        assert_eq!(rules.resolve("review-7").alias.as_deref(), Some("r7"));
+        assert_eq!(rules.resolve("shop").alias.as_deref(), Some("r"));
+        // The alternation is anchored as a whole.
+        assert_eq!(rules.resolve("review-7-old"), Resolved::default());
+        assert_eq!(rules.resolve("old-shop"), Resolved::default());
+        // Nor can a comment of the verbose mode hide the anchoring's end.
+        let commented = Rules(vec![rule(r"(?x) review-(\d+)  # review apps", |r| {
+            r.alias = Some("r$1".into());
+        })]);
+        assert_eq!(commented.resolve("review-7").alias.as_deref(), Some("r7"));
+        assert_eq!(commented.resolve("review-7-old"), Resolved::default());
+        assert_eq!(commented.resolve("old-review-7"), Resolved::default());
     }
 }

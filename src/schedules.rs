@@ -228,6 +228,26 @@ pub fn time_of_day(text: &str, end: bool) -> Result<u32, String> {
     Ok(hours * 60 + mins)
 }
 
+/// A cron expression as the config reads it (`sleep`, `wake`, `discovery.cron`): 5 fields,
+/// or 6 with seconds first. A list with an empty item (`1,,2`, `,`) is refused: the parser
+/// would skip it, and a field of nothing but such items matches no time at all (each search
+/// for the next time would then scan the calendar up to the year 5000, for a minute).
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    const EXPECTED: &str =
+        "expected 5 fields, or 6 with seconds first, e.g. \"0 20 * * 1-5\" or \"*/30 * * * * *\"";
+    if text
+        .split_whitespace()
+        .any(|field| field.split(',').any(str::is_empty))
+    {
+        return Err(format!(
+            "`{text}` is not a cron expression (a list with an empty item; {EXPECTED})"
+        ));
+    }
+    croner::parser::CronParser::new()
+        .parse(text)
+        .map_err(|error| format!("`{text}` is not a cron expression ({error}; {EXPECTED})"))
+}
+
 /// An open sleep window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SleepWindow {

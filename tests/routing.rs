@@ -53,6 +53,8 @@ async fn unknown_and_malformed_hosts_never_touch_a_provider() {
         "GET / HTTP/1.1\r\nHost: hello..localhost\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: hello.localhost:port\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: user@hello.localhost\r\nConnection: close\r\n\r\n",
+        // Brackets hold an IPv6 address, nothing else.
+        "GET / HTTP/1.1\r\nHost: [<script>]:80\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: hello.localhost\r\nHost: other.localhost\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
     ] {

@@ -293,11 +293,7 @@ fn interpolate(
         }
         Value::Object(map) => {
             for (key, item) in map.iter_mut() {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child = super::validate::child(path, key);
                 interpolate(item, &child, env, errors, from_env);
             }
         }
@@ -364,6 +360,26 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn an_empty_key_is_named_in_its_errors() {
+        let errors = messages(load_str(
+            "\"\": \"${NOPE}\"\nadmin: {\"\": x}\n",
+            &env(&[]),
+            &Overrides::default(),
+        ));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].starts_with("\"\": environment variable NOPE is not set"));
+        assert!(
+            errors[1].starts_with("admin.\"\": unknown key"),
+            "{errors:#?}"
+        );
+        let document = serde_json::json!({"id": "acme", "": 1});
+        let errors = super::super::api_space(&document, Default::default(), &HashMap::new())
+            .expect_err("an unknown key");
+        assert!(errors.0.iter().all(|e| !e.path.is_empty()), "{errors:?}");
+        assert!(errors.0.iter().any(|e| e.path == "\"\""), "{errors:?}");
     }
 
     #[test]

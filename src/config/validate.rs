@@ -1207,22 +1207,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A cron expression: 5 fields, or 6 with seconds first.
+    /// A cron expression: 5 fields, or 6 with seconds first
+    /// ([`crate::schedules::parse_cron`]).
     fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
         let text = self.string(value, path)?;
-        match croner::parser::CronParser::new().parse(&text) {
-            Ok(cron) => Some(cron),
-            Err(error) => {
-                self.error(
-                    path,
-                    format!(
-                        "`{text}` is not a cron expression ({error}; expected 5 fields, or 6 \
-                         with seconds first, e.g. \"0 20 * * 1-5\" or \"*/30 * * * * *\")"
-                    ),
-                );
-                None
-            }
-        }
+        crate::schedules::parse_cron(&text)
+            .map_err(|message| self.error(path, message))
+            .ok()
     }
 
     /// `keep_awake`: a list of `{from: "08:00", to: "19:00", days: mon-fri}`.
@@ -2089,11 +2080,7 @@ impl<'v> Fields<'v> {
     }
 
     fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        child(&self.path, key)
     }
 
     fn has(&self, key: &str) -> bool {
@@ -2155,8 +2142,10 @@ pub(super) fn api_space(
     }
 }
 
-/// `parent.key`, or `key` at the top.
-fn child(parent: &str, key: &str) -> String {
+/// `parent.key`, or `key` at the top; an empty key is written `""`, so every path names
+/// something.
+pub(super) fn child(parent: &str, key: &str) -> String {
+    let key = if key.is_empty() { "\"\"" } else { key };
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -2481,6 +2470,21 @@ providers:
             &errors,
             &["discovery.cron: give `every` or `cron`, not both"],
         );
+        // An empty list item would leave a field matching nothing: every search for the
+        // next time would scan the calendar for seconds.
+        for cron in ["*/51 , * * * *", "0 1,,2 * * *", "0 8 * * 1,"] {
+            let expected = format!(
+                "discovery.cron: `{cron}` is not a cron expression (a list with an empty item"
+            );
+            let errors = validate(&format!("discovery: {{cron: '{cron}'}}")).expect_err("invalid");
+            assert_exactly(&errors, &[&expected]);
+            let errors = validate(&format!("schedules: [{{apps: x, sleep: '{cron}'}}]"))
+                .expect_err("invalid");
+            assert_exactly(
+                &errors,
+                &[&expected.replace("discovery.cron", "schedules[0].sleep")],
+            );
+        }
         let errors = validate("discovery: {cron: 'every minute'}").expect_err("invalid");
         assert_exactly(
             &errors,

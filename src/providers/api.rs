@@ -208,6 +208,16 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
 }
 
+/// A response body as [`read_json`] reads it, from its bytes (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn body_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ProviderError> {
+    serde_json::from_slice(body)
+        .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+}
+
 /// The entries of a listing that parse as `T`; the others are skipped with a warning, so one
 /// odd entry (a `null` where a list was expected, say) does not hide every other app.
 pub fn parse_entries<T: serde::de::DeserializeOwned>(

@@ -215,17 +215,94 @@ impl CleverCloud {
             .ok_or_else(|| ProviderError::NotFound(app.to_owned()))?;
         Ok(format!("{}/applications/{id}", self.owner_path))
     }
+}
 
-    fn upstream_of(&self, app: &App) -> Option<Upstream> {
-        let default = app.id.replacen("app_", "app-", 1) + ".cleverapps.io";
-        let fqdn = app
-            .vhosts
-            .iter()
-            .map(|vhost| vhost.fqdn.trim_end_matches('/'))
-            .find(|fqdn| *fqdn == default)
-            .or_else(|| app.vhosts.first().map(|v| v.fqdn.trim_end_matches('/')))
-            .unwrap_or(&default);
-        Upstream::from_url(&format!("{}://{fqdn}", self.upstream_scheme))
+/// Where an app's requests go: its default vhost (`app-<uuid>.cleverapps.io`) when listed,
+/// else its first vhost, else the default one.
+fn upstream_of(scheme: &http::uri::Scheme, app: &App) -> Option<Upstream> {
+    let default = app.id.replacen("app_", "app-", 1) + ".cleverapps.io";
+    let fqdn = app
+        .vhosts
+        .iter()
+        .map(|vhost| vhost.fqdn.trim_end_matches('/'))
+        .find(|fqdn| *fqdn == default)
+        .or_else(|| app.vhosts.first().map(|v| v.fqdn.trim_end_matches('/')))
+        .unwrap_or(&default);
+    Upstream::from_url(&format!("{scheme}://{fqdn}"))
+}
+
+/// The apps of a listing (entries that do not parse are skipped), and each one's id by
+/// the name it is managed under. Of two apps sharing a name, the second is managed under
+/// its id; one whose id is taken too (another app is named so) is left out: two apps
+/// under one name would each get the other's starts and stops.
+fn listed_apps(
+    provider: &str,
+    listed: Vec<serde_json::Value>,
+    scheme: &http::uri::Scheme,
+) -> (Vec<AppInfo>, HashMap<String, String>) {
+    let listed: Vec<App> = super::api::parse_entries(provider, listed);
+    let mut ids = HashMap::new();
+    let mut apps = Vec::with_capacity(listed.len());
+    for app in listed {
+        let name = if !ids.contains_key(&app.name) {
+            app.name.clone()
+        } else if !ids.contains_key(&app.id) {
+            tracing::warn!(provider, app = %app.name, "two apps share this name; the second is reachable by its id only");
+            app.id.clone()
+        } else {
+            tracing::warn!(provider, app = %app.name, id = %app.id, "other apps are named as this app and as its id: it is not managed");
+            continue;
+        };
+        ids.insert(name.clone(), app.id.clone());
+        let dashed = app.id.replacen("app_", "app-", 1);
+        apps.push(AppInfo {
+            status: listed_status(&app.state),
+            upstream: upstream_of(scheme, &app),
+            formation: Formation::new(),
+            policy: PolicyOverride::default(),
+            aliases: vec![app.id.to_ascii_lowercase(), dashed.to_ascii_lowercase()],
+            name,
+        });
+    }
+    (apps, ids)
+}
+
+/// What an app's own `state` tells, or what else must be read to know its state.
+#[derive(Debug, PartialEq, Eq)]
+enum StateOf {
+    /// The state itself.
+    Known(AppStatus),
+    /// It wants to be up: its last deployment tells ([`deployments_status`]).
+    LastDeployment,
+    /// It should be up: its instances tell ([`instances_status`]).
+    Instances,
+}
+
+/// What an app's own `state` tells.
+fn state_of(state: &str) -> StateOf {
+    match state {
+        "SHOULD_BE_DOWN" => StateOf::Known(AppStatus::Stopped),
+        "WANTS_TO_BE_UP" => StateOf::LastDeployment,
+        "SHOULD_BE_UP" => StateOf::Instances,
+        other => StateOf::Known(listed_status(other)),
+    }
+}
+
+/// The state of an app that wants to be up, from its last deployment (first of the list).
+fn deployments_status(deployments: &[Deployment]) -> AppStatus {
+    match deployments.first().map(|d| d.state.as_str()) {
+        Some("FAIL") => AppStatus::Failed("deployment failed".to_owned()),
+        Some("CANCELLED") => AppStatus::Failed("deployment cancelled".to_owned()),
+        _ => AppStatus::Starting,
+    }
+}
+
+/// The state of an app that should be up, from its instances: ready once one is `UP`.
+fn instances_status(instances: &[Instance]) -> AppStatus {
+    if instances.iter().any(|i| i.state == "UP") {
+        AppStatus::Running
+    } else {
+        AppStatus::Starting
     }
 }
 
@@ -272,29 +349,7 @@ impl Provider for CleverCloud {
         let listed: Vec<serde_json::Value> = self
             .get_json(&format!("{}/applications", self.owner_path), "listing apps")
             .await?;
-        let listed: Vec<App> = super::api::parse_entries(&self.id, listed);
-        let mut ids = HashMap::new();
-        let mut apps = Vec::with_capacity(listed.len());
-        for app in listed {
-            if ids.contains_key(&app.name) {
-                tracing::warn!(provider = %self.id, app = %app.name, "two apps share this name; the second is reachable by its id only");
-            }
-            let name = if ids.contains_key(&app.name) {
-                app.id.clone()
-            } else {
-                app.name.clone()
-            };
-            ids.insert(name.clone(), app.id.clone());
-            let dashed = app.id.replacen("app_", "app-", 1);
-            apps.push(AppInfo {
-                status: listed_status(&app.state),
-                upstream: self.upstream_of(&app),
-                formation: Formation::new(),
-                policy: PolicyOverride::default(),
-                aliases: vec![app.id.to_ascii_lowercase(), dashed.to_ascii_lowercase()],
-                name,
-            });
-        }
+        let (apps, ids) = listed_apps(&self.id, listed, &self.upstream_scheme);
         *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = ids;
         Ok(apps)
     }
@@ -302,32 +357,23 @@ impl Provider for CleverCloud {
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
         let path = self.app_path(app)?;
         let one: App = self.get_json(&path, &format!("state of {app}")).await?;
-        match one.state.as_str() {
-            "SHOULD_BE_DOWN" => Ok(AppStatus::Stopped),
-            "WANTS_TO_BE_UP" => {
+        match state_of(&one.state) {
+            StateOf::Known(status) => Ok(status),
+            StateOf::LastDeployment => {
                 let deployments: Vec<Deployment> = self
                     .get_json(
                         &format!("{path}/deployments?limit=1"),
                         &format!("deployments of {app}"),
                     )
                     .await?;
-                Ok(match deployments.first().map(|d| d.state.as_str()) {
-                    Some("FAIL") => AppStatus::Failed("deployment failed".to_owned()),
-                    Some("CANCELLED") => AppStatus::Failed("deployment cancelled".to_owned()),
-                    _ => AppStatus::Starting,
-                })
+                Ok(deployments_status(&deployments))
             }
-            "SHOULD_BE_UP" => {
+            StateOf::Instances => {
                 let instances: Vec<Instance> = self
                     .get_json(&format!("{path}/instances"), &format!("instances of {app}"))
                     .await?;
-                Ok(if instances.iter().any(|i| i.state == "UP") {
-                    AppStatus::Running
-                } else {
-                    AppStatus::Starting
-                })
+                Ok(instances_status(&instances))
             }
-            other => Ok(listed_status(other)),
         }
     }
 
@@ -395,6 +441,48 @@ impl Provider for CleverCloud {
     }
 }
 
+/// What the engine makes of Clever Cloud's answers, from their bodies (for the fuzz
+/// targets).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use std::collections::HashMap;
+
+    use super::super::api::body_json;
+    use super::{App, Deployment, Instance, StateOf};
+    use crate::providers::{AppInfo, AppStatus, ProviderError};
+
+    /// The apps of `GET .../applications`, and each one's id by the name it is managed
+    /// under; upstreams in `scheme` (`https` on the platform).
+    pub fn apps(
+        body: &[u8],
+        scheme: &http::uri::Scheme,
+    ) -> Result<(Vec<AppInfo>, HashMap<String, String>), ProviderError> {
+        let listed: Vec<serde_json::Value> = body_json(body, "listing apps")?;
+        Ok(super::listed_apps("fuzz", listed, scheme))
+    }
+
+    /// An app's state from `GET .../applications/<id>`, then, as its state asks, its last
+    /// deployment or its instances.
+    pub fn status(
+        app: &[u8],
+        deployments: &[u8],
+        instances: &[u8],
+    ) -> Result<AppStatus, ProviderError> {
+        let one: App = body_json(app, "state")?;
+        match super::state_of(&one.state) {
+            StateOf::Known(status) => Ok(status),
+            StateOf::LastDeployment => {
+                let deployments: Vec<Deployment> = body_json(deployments, "deployments")?;
+                Ok(super::deployments_status(&deployments))
+            }
+            StateOf::Instances => {
+                let instances: Vec<Instance> = body_json(instances, "instances")?;
+                Ok(super::instances_status(&instances))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +491,25 @@ mod tests {
     fn percent_encoding_follows_rfc_5849() {
         assert_eq!(percent_encode("abc-._~XYZ09"), "abc-._~XYZ09");
         assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn apps_keep_distinct_names_even_named_after_another_id() {
+        let app = |id: &str, name: &str| serde_json::json!({"id": id, "name": name});
+        let listed = vec![
+            app("app_1", "app_3"),
+            app("app_2", "shop"),
+            app("app_4", "shop"),
+            // Its name is the second's, its id the first's name: neither is free.
+            app("app_3", "shop"),
+        ];
+        let (apps, ids) = listed_apps("cc", listed, &http::uri::Scheme::HTTPS);
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["app_3", "shop", "app_4"]);
+        assert_eq!(ids.len(), apps.len());
+        assert_eq!(ids.get("app_3").map(String::as_str), Some("app_1"));
+        assert_eq!(ids.get("shop").map(String::as_str), Some("app_2"));
+        assert_eq!(ids.get("app_4").map(String::as_str), Some("app_4"));
     }
 
     #[test]

@@ -163,6 +163,60 @@ impl Heroku {
     }
 }
 
+/// The apps of one page of the listing (no state: the listing has none); entries that do
+/// not parse are skipped.
+fn page_apps(provider: &str, page: Vec<serde_json::Value>) -> Vec<AppInfo> {
+    super::api::parse_entries::<App>(provider, page)
+        .into_iter()
+        .map(|app| AppInfo {
+            status: AppStatus::Unknown,
+            upstream: app.web_url.as_deref().and_then(Upstream::from_url),
+            formation: Formation::new(),
+            policy: PolicyOverride::default(),
+            aliases: Vec::new(),
+            name: app.name,
+        })
+        .collect()
+}
+
+/// The state of an app from its formation: stopped without web dynos; `None` when some
+/// are asked for: then the dynos tell ([`dynos_status`]).
+fn status_without_dynos(formation: &[FormationEntry]) -> Option<AppStatus> {
+    let web = formation.iter().find(|entry| entry.kind == "web");
+    web.is_none_or(|web| web.quantity == 0)
+        .then_some(AppStatus::Stopped)
+}
+
+/// The state of an app with web dynos asked for, from its dynos.
+fn dynos_status(dynos: &[Dyno]) -> AppStatus {
+    let web_dynos: Vec<&Dyno> = dynos.iter().filter(|d| d.kind == "web").collect();
+    if web_dynos.iter().any(|d| d.state == "up") {
+        AppStatus::Running
+    } else if web_dynos.iter().any(|d| d.state == "crashed") {
+        AppStatus::Failed("web dyno crashed".to_owned())
+    } else {
+        AppStatus::Starting
+    }
+}
+
+/// What a stop remembers of this formation: the process types that run, their quantities
+/// and sizes (nothing when none runs).
+fn stopped(entries: &[FormationEntry]) -> Stopped {
+    let running = || entries.iter().filter(|entry| entry.quantity > 0);
+    let formation: Formation = running()
+        .map(|entry| (entry.kind.clone(), entry.quantity))
+        .collect();
+    if formation.is_empty() {
+        return Stopped::default();
+    }
+    Stopped {
+        formation: Some(formation),
+        sizes: running()
+            .filter_map(|entry| Some((entry.kind.clone(), entry.size.clone()?)))
+            .collect(),
+    }
+}
+
 #[async_trait]
 impl ProcessTypes for Heroku {
     async fn read_formation(&self, app: &str) -> Result<Formation, ProviderError> {
@@ -214,15 +268,7 @@ impl Provider for Heroku {
             }
             let next = next.filter(|_| partial);
             let page: Vec<serde_json::Value> = read_json(response, "listing apps").await?;
-            let page: Vec<App> = super::api::parse_entries(&self.id, page);
-            apps.extend(page.into_iter().map(|app| AppInfo {
-                status: AppStatus::Unknown,
-                upstream: app.web_url.as_deref().and_then(Upstream::from_url),
-                formation: Formation::new(),
-                policy: PolicyOverride::default(),
-                aliases: Vec::new(),
-                name: app.name,
-            }));
+            apps.extend(page_apps(&self.id, page));
             match next {
                 Some(next) if next != range => range = next,
                 _ => return Ok(apps),
@@ -235,21 +281,13 @@ impl Provider for Heroku {
 
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
         let formation = self.formation(app).await?;
-        let web = formation.iter().find(|entry| entry.kind == "web");
-        if web.is_none_or(|web| web.quantity == 0) {
-            return Ok(AppStatus::Stopped);
+        if let Some(status) = status_without_dynos(&formation) {
+            return Ok(status);
         }
         let dynos: Vec<Dyno> = self
             .get_json(&format!("/apps/{app}/dynos"), &format!("dynos of {app}"))
             .await?;
-        let web_dynos: Vec<&Dyno> = dynos.iter().filter(|d| d.kind == "web").collect();
-        Ok(if web_dynos.iter().any(|d| d.state == "up") {
-            AppStatus::Running
-        } else if web_dynos.iter().any(|d| d.state == "crashed") {
-            AppStatus::Failed("web dyno crashed".to_owned())
-        } else {
-            AppStatus::Starting
-        })
+        Ok(dynos_status(&dynos))
     }
 
     async fn start(
@@ -262,22 +300,13 @@ impl Provider for Heroku {
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let entries = self.formation(app).await?;
-        let running = || entries.iter().filter(|entry| entry.quantity > 0);
-        let formation: Formation = running()
-            .map(|entry| (entry.kind.clone(), entry.quantity))
-            .collect();
-        if formation.is_empty() {
-            return Ok(Stopped::default());
+        let stopped = stopped(&entries);
+        if stopped.formation.is_none() {
+            return Ok(stopped);
         }
-        let sizes = running()
-            .filter_map(|entry| Some((entry.kind.clone(), entry.size.clone()?)))
-            .collect();
         let zero: Vec<(String, u32)> = entries.iter().map(|e| (e.kind.clone(), 0)).collect();
         self.update_formation(app, &zero).await?;
-        Ok(Stopped {
-            formation: Some(formation),
-            sizes,
-        })
+        Ok(stopped)
     }
 
     fn poll_intervals(&self) -> PollIntervals {
@@ -286,5 +315,36 @@ impl Provider for Heroku {
             first: Duration::from_millis(500),
             max: Duration::from_secs(4),
         }
+    }
+}
+
+/// What the engine makes of Heroku's answers, from their bodies (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::super::api::body_json;
+    use super::{Dyno, FormationEntry};
+    use crate::providers::{AppInfo, AppStatus, ProviderError, Stopped};
+
+    /// The apps of one page of `GET /apps`.
+    pub fn apps(page: &[u8]) -> Result<Vec<AppInfo>, ProviderError> {
+        let page: Vec<serde_json::Value> = body_json(page, "listing apps")?;
+        Ok(super::page_apps("fuzz", page))
+    }
+
+    /// An app's state from `GET /apps/<app>/formation`, then (only when web dynos are asked
+    /// for) `GET /apps/<app>/dynos`.
+    pub fn status(formation: &[u8], dynos: &[u8]) -> Result<AppStatus, ProviderError> {
+        let formation: Vec<FormationEntry> = body_json(formation, "formation")?;
+        if let Some(status) = super::status_without_dynos(&formation) {
+            return Ok(status);
+        }
+        let dynos: Vec<Dyno> = body_json(dynos, "dynos")?;
+        Ok(super::dynos_status(&dynos))
+    }
+
+    /// What a stop remembers from `GET /apps/<app>/formation`.
+    pub fn stopped(formation: &[u8]) -> Result<Stopped, ProviderError> {
+        let formation: Vec<FormationEntry> = body_json(formation, "formation")?;
+        Ok(super::stopped(&formation))
     }
 }

@@ -154,7 +154,8 @@ impl Upstream {
     }
 
     /// An upstream from an absolute URL given by a platform (`https://app.example.com/`);
-    /// `None` for anything that is not an `http` or `https` URL with a host.
+    /// `None` for anything that is not an `http` or `https` URL with a host (a name, an IPv4
+    /// address or a bracketed IPv6 one) and at most a numeric port.
     pub fn from_url(url: &str) -> Option<Upstream> {
         let uri: http::Uri = url.trim().parse().ok()?;
         let scheme = uri.scheme()?.clone();
@@ -162,10 +163,28 @@ impl Upstream {
             return None;
         }
         let authority = uri.authority()?.clone();
-        if authority.host().is_empty() || authority.as_str().contains('@') {
+        if authority.as_str().contains('@') {
             return None;
         }
-        Some(Upstream::new(scheme, authority))
+        // The URI parser lets odd authorities through (`[]x:1;2`): host and port are
+        // checked here, so every upstream can be connected to.
+        let host = authority.host();
+        let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => {
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            }
+        };
+        let port = authority.as_str()[host.len()..].strip_prefix(':');
+        let valid_port = authority.as_str().len() == host.len()
+            || port.is_some_and(|port| {
+                port.is_empty()
+                    || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
+            });
+        (valid_host && valid_port).then(|| Upstream::new(scheme, authority))
     }
 
     /// Host and port to connect to (the scheme's default port when none is given).
@@ -203,7 +222,19 @@ mod tests {
         assert_eq!(local.address(), ("127.0.0.1", 8080));
         let v6 = Upstream::from_url("http://[::1]:81").expect("url");
         assert_eq!(v6.address(), ("::1", 81));
-        for bad in ["ftp://x", "example.com", "https://user:pw@host/", ""] {
+        for bad in [
+            "ftp://x",
+            "example.com",
+            "https://user:pw@host/",
+            "",
+            // Authorities the URI parser lets through, that no connection can use.
+            "http://[]z:2;81",
+            "http://[]",
+            "http://[::1]x:80/",
+            "http://host:8080;x/",
+            "http://host:99999/",
+            "http://ho$t/",
+        ] {
             assert!(Upstream::from_url(bad).is_none(), "{bad}");
         }
     }

@@ -277,13 +277,7 @@ impl Scalingo {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
-            .filter(|id| {
-                !id.is_empty()
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            })
+            .and_then(operation_id)
             .map(str::to_owned)
         else {
             return Ok(());
@@ -388,6 +382,74 @@ struct PsContainer {
     state: String,
 }
 
+/// The operation id at the end of a scale's `Location` (`.../operations/<id>`): only
+/// letters, digits, `-` and `_`, so it cannot change the URL it is put in.
+fn operation_id(location: &str) -> Option<&str> {
+    location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|id| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The apps of one region's listing; entries that do not parse are skipped.
+fn listed_apps(provider: &str, listed: AppList) -> Vec<AppInfo> {
+    super::api::parse_entries::<App>(provider, listed.apps)
+        .into_iter()
+        .map(|app| AppInfo {
+            status: listed_status(&app.status),
+            upstream: upstream_of(&app),
+            formation: Formation::new(),
+            policy: PolicyOverride::default(),
+            aliases: Vec::new(),
+            name: app.name,
+        })
+        .collect()
+}
+
+/// The state of one app from its `status`; `None` when it is `running`: then its
+/// containers tell ([`containers_status`]).
+fn status_without_ps(status: &str) -> Option<AppStatus> {
+    match listed_status(status) {
+        AppStatus::Running => None,
+        status => Some(status),
+    }
+}
+
+/// The state of a `running` app from its containers: ready once a web container runs.
+fn containers_status(ps: &Ps) -> AppStatus {
+    let web_running = ps
+        .containers
+        .iter()
+        .any(|c| c.kind == "web" && c.state == "running");
+    if web_running {
+        AppStatus::Running
+    } else {
+        AppStatus::Starting
+    }
+}
+
+/// What a stop remembers of these containers: the types that run, their amounts and
+/// sizes (nothing when none runs).
+fn stopped(containers: &[Container]) -> Stopped {
+    let running = || containers.iter().filter(|c| c.amount > 0);
+    let formation: Formation = running().map(|c| (c.name.clone(), c.amount)).collect();
+    if formation.is_empty() {
+        return Stopped::default();
+    }
+    Stopped {
+        formation: Some(formation),
+        sizes: running()
+            .filter_map(|c| Some((c.name.clone(), c.size.clone()?)))
+            .collect(),
+    }
+}
+
 /// State from the app list alone.
 fn listed_status(status: &str) -> AppStatus {
     match status {
@@ -442,16 +504,9 @@ impl Provider for Scalingo {
                     &format!("listing apps of {region}"),
                 )
                 .await?;
-            for app in super::api::parse_entries::<App>(&self.id, listed.apps) {
+            for app in listed_apps(&self.id, listed) {
                 app_regions.insert(app.name.clone(), api.clone());
-                apps.push(AppInfo {
-                    status: listed_status(&app.status),
-                    upstream: upstream_of(&app),
-                    formation: Formation::new(),
-                    policy: PolicyOverride::default(),
-                    aliases: Vec::new(),
-                    name: app.name,
-                });
+                apps.push(app);
             }
         }
         *lock(&self.app_regions) = app_regions;
@@ -463,29 +518,16 @@ impl Provider for Scalingo {
         let one: AppOne = self
             .get_json(&format!("{api}/v1/apps/{app}"), &format!("state of {app}"))
             .await?;
-        match one.app.status.as_str() {
-            "running" => {
-                let ps: Ps = self
-                    .get_json(
-                        &format!("{api}/v1/apps/{app}/ps"),
-                        &format!("containers of {app}"),
-                    )
-                    .await?;
-                let web_running = ps
-                    .containers
-                    .iter()
-                    .any(|c| c.kind == "web" && c.state == "running");
-                Ok(if web_running {
-                    AppStatus::Running
-                } else {
-                    AppStatus::Starting
-                })
-            }
-            other => Ok(match listed_status(other) {
-                AppStatus::Running => AppStatus::Starting,
-                status => status,
-            }),
+        if let Some(status) = status_without_ps(&one.app.status) {
+            return Ok(status);
         }
+        let ps: Ps = self
+            .get_json(
+                &format!("{api}/v1/apps/{app}/ps"),
+                &format!("containers of {app}"),
+            )
+            .await?;
+        Ok(containers_status(&ps))
     }
 
     async fn start(
@@ -499,20 +541,13 @@ impl Provider for Scalingo {
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let api = self.api_for(app)?;
         let containers = self.formation_of(&api, app).await?;
-        let running = || containers.iter().filter(|c| c.amount > 0);
-        let formation: Formation = running().map(|c| (c.name.clone(), c.amount)).collect();
-        if formation.is_empty() {
-            return Ok(Stopped::default());
+        let stopped = stopped(&containers);
+        if stopped.formation.is_none() {
+            return Ok(stopped);
         }
-        let sizes = running()
-            .filter_map(|c| Some((c.name.clone(), c.size.clone()?)))
-            .collect();
         let zero: Vec<(String, u32)> = containers.iter().map(|c| (c.name.clone(), 0)).collect();
         self.scale(&api, app, &zero).await?;
-        Ok(Stopped {
-            formation: Some(formation),
-            sizes,
-        })
+        Ok(stopped)
     }
 
     fn poll_intervals(&self) -> PollIntervals {
@@ -521,6 +556,48 @@ impl Provider for Scalingo {
             first: Duration::from_millis(500),
             max: Duration::from_secs(4),
         }
+    }
+}
+
+/// What the engine makes of Scalingo's answers, from their bodies (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use std::time::SystemTime;
+
+    use super::super::api::body_json;
+    use super::{AppList, AppOne, Containers, Ps};
+    use crate::providers::{AppInfo, AppStatus, ProviderError, Stopped};
+
+    /// The apps of a region's listing (`GET /v1/apps`).
+    pub fn apps(body: &[u8]) -> Result<Vec<AppInfo>, ProviderError> {
+        let listed: AppList = body_json(body, "listing apps")?;
+        Ok(super::listed_apps("fuzz", listed))
+    }
+
+    /// An app's state from `GET /v1/apps/<app>`, then (only when it runs) its `ps`.
+    pub fn status(app: &[u8], ps: &[u8]) -> Result<AppStatus, ProviderError> {
+        let one: AppOne = body_json(app, "state")?;
+        if let Some(status) = super::status_without_ps(&one.app.status) {
+            return Ok(status);
+        }
+        let ps: Ps = body_json(ps, "containers")?;
+        Ok(super::containers_status(&ps))
+    }
+
+    /// What a stop remembers from `GET /v1/apps/<app>/containers`.
+    pub fn stopped(containers: &[u8]) -> Result<Stopped, ProviderError> {
+        let containers: Containers = body_json(containers, "formation")?;
+        Ok(super::stopped(&containers.containers))
+    }
+
+    /// The operation id of a scale's `Location` header.
+    pub fn operation_id(location: &str) -> Option<&str> {
+        super::operation_id(location)
+    }
+
+    /// The expiry of a JWT from the token exchange.
+    pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+        super::jwt_expiry(jwt)
     }
 }
 

@@ -129,7 +129,8 @@ pub fn request_host<B>(request: &Request<B>) -> Result<Cow<'_, str>, HostError> 
     }
 }
 
-/// Strips the port and a trailing dot, lowercases, and checks the characters.
+/// Strips the port and a trailing dot, lowercases, and checks the characters (a bracketed
+/// host must be an IPv6 address).
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
     if raw.contains('@') {
         return Err(HostError::Malformed);
@@ -137,6 +138,9 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
     let host = if raw.starts_with('[') {
         // An IPv6 literal: valid, but never an app's route.
         let end = raw.find(']').ok_or(HostError::Malformed)?;
+        if raw[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(HostError::Malformed);
+        }
         let rest = &raw[end + 1..];
         if !(rest.is_empty() || is_port_suffix(rest)) {
             return Err(HostError::Malformed);
@@ -251,6 +255,10 @@ mod tests {
             "a/b",
             "user@host",
             "[::1",
+            "[<script>]",
+            "[not-an-address]:80",
+            "[\0::1]",
+            "[::1]x",
             "a:123456",
             ".",
         ] {

@@ -13,7 +13,7 @@
 //! It decides which spaces run and what they may hold; what their apps do is their
 //! lifecycle's business.
 
-mod document;
+pub(crate) mod document;
 pub mod seal;
 
 use std::collections::HashMap;

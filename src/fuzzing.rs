@@ -1,0 +1,38 @@
+//! Entry points for the fuzz targets (`fuzz/`), built only with the `fuzzing` feature: the
+//! parsers of outside input that are private to their modules, taking raw bytes and running
+//! the same code the engine runs. Not part of the API.
+//!
+//! The public parsers (host and route keys, the config loader, patterns and rules,
+//! schedules, [`crate::config::api_space`]) are fuzzed directly.
+
+/// The platforms' answers, as each provider reads them.
+pub mod providers {
+    pub use crate::providers::clever_cloud::fuzzing as clever_cloud;
+    pub use crate::providers::heroku::fuzzing as heroku;
+    pub use crate::providers::scalingo::fuzzing as scalingo;
+}
+
+/// A space's document as the admin API stores, patches and shows it.
+pub mod spaces {
+    use serde_json::Value;
+
+    /// The document without its providers, and its providers (sealed when stored).
+    pub fn split(document: &Value) -> (Value, Value) {
+        crate::spaces::document::split(document)
+    }
+
+    /// The whole document again from its two parts.
+    pub fn join(settings: Value, providers: Value) -> Value {
+        crate::spaces::document::join(settings, providers)
+    }
+
+    /// The document after a merge patch (`PATCH /api/v1/spaces/<id>`).
+    pub fn patched(current: &Value, patch: &Value) -> Value {
+        crate::spaces::document::patched(current, patch)
+    }
+
+    /// The document as the API shows it (no credential).
+    pub fn public(document: &Value) -> Value {
+        crate::spaces::document::public(document)
+    }
+}
