@@ -398,7 +398,7 @@ impl Provider for CleverCloud {
         };
         let started = Started {
             reconciled: None,
-            upstream: self.upstream_of(&one),
+            upstream: upstream_of(&self.upstream_scheme, &one),
         };
         // A POST queues a deployment: never for an app already up or on its way up.
         if matches!(one.state.as_str(), "SHOULD_BE_UP" | "WANTS_TO_BE_UP") {
