@@ -186,8 +186,10 @@ struct Shared {
     stop: AtomicBool,
     /// Lives killed on purpose: (index, life, when the kill was decided).
     killed: Mutex<Vec<(usize, u32, Duration)>>,
-    /// Requests answered by the app, with their latency in microseconds.
+    /// Latencies of the requests answered by the app, in microseconds.
     latencies: Mutex<Vec<u32>>,
+    /// The slowest of them: (microseconds, since the start, app, instance index and life).
+    slowest: Mutex<Vec<(u32, Duration, String, (usize, u32))>>,
     misses: Mutex<Vec<Miss>>,
 }
 
@@ -297,6 +299,15 @@ async fn send_traffic(shared: Arc<Shared>, seed: u64) {
             None => {
                 let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
                 lock(&shared.latencies).push(micros);
+                let mut slowest = lock(&shared.slowest);
+                slowest.push((
+                    micros,
+                    shared.elapsed(),
+                    app.name.clone(),
+                    (target.index, target.life),
+                ));
+                slowest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                slowest.truncate(5);
             }
             Some(what) => lock(&shared.misses).push(Miss {
                 at: shared.elapsed(),
@@ -448,7 +459,7 @@ async fn start_life(
         &[
             ("PAASTIS_DATABASE__URL", database),
             ("SOAK_STARTS_FILE", &starts.to_string_lossy()),
-            ("LOG_LEVEL", "info"),
+            ("LOG_LEVEL", "info,paastis::registry=debug"),
         ],
     )
     .await;
@@ -587,6 +598,7 @@ async fn soak() {
         stop: AtomicBool::new(false),
         killed: Mutex::new(Vec::new()),
         latencies: Mutex::new(Vec::new()),
+        slowest: Mutex::new(Vec::new()),
         misses: Mutex::new(Vec::new()),
     });
     for life in &mut lives {
@@ -627,7 +639,7 @@ async fn soak() {
         if burst.is_none() && t >= burst_at {
             // 429s with Retry-After first (retried by the engine), then 500s (a scale is
             // not idempotent: not retried on a 5xx, so a wake fails).
-            fake.calls.throttle_next(12);
+            fake.calls.throttle_next(20);
             sleep(Duration::from_secs(3)).await;
             fake.calls.fail_next(8, 500);
             burst = Some((t, None));
@@ -827,6 +839,21 @@ async fn soak() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
+    ));
+    let slowest: Vec<String> = lock(&shared.slowest)
+        .iter()
+        .map(|(micros, at, app, (index, life))| {
+            format!(
+                "{app} on {}{life} at {} ({:.1} s)",
+                ["A", "B"][*index],
+                secs(*at),
+                f64::from(*micros) / 1e6
+            )
+        })
+        .collect();
+    line(format!(
+        "| slowest answers (when they ended) | {} |",
+        slowest.join(", ")
     ));
     line(format!(
         "| documented 503 (wake failed during the provider burst) | {documented_503} |"
