@@ -484,7 +484,7 @@ fn config(fake: &FakeScalingo, redis: &RedisServer, apps: &[App]) -> String {
     let mut yaml = format!(
         "defaults: {{max_idle: {idle}s, wake_timeout: {WAKE_TIMEOUT_S}s}}
 discovery: {{every: 5s}}
-registry: {{type: redis, url: '{redis}', prefix: soak, flush_every: 250ms, lease: 3s}}
+registry: {{type: redis, url: '{redis}', prefix: soak, lease: 3s}}
 providers:
   - {{id: scalingo, type: scalingo, token: {TOKEN}, api_url: '{api}', auth_url: '{api}', rate_limit: 5000}}
   - id: local
