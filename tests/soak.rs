@@ -90,6 +90,7 @@ fn knob(name: &str, default: u64, min: u64, max: u64) -> u64 {
 /// One app the traffic goes to.
 #[derive(Debug, Clone)]
 struct App {
+    /// Its name, and so its host (`<name>.localhost`) and the body it answers.
     name: String,
     /// On the fake platform (else a `process` app).
     platform: bool,
@@ -102,7 +103,9 @@ struct Target {
     index: usize,
     /// Which run of it (1, then 2 after the restart).
     life: u32,
+    /// Its proxy listener.
     addr: SocketAddr,
+    /// A pool of connections to it (a new one per run: a dead run's connections go with it).
     client: HttpClient,
 }
 
@@ -111,10 +114,13 @@ struct Target {
 struct Miss {
     /// Since the start of the traffic.
     at: Duration,
+    /// The app asked for.
     app: String,
+    /// Whether that app is on the fake platform (only those can get a documented 503).
     platform: bool,
     /// Instance index and life.
     instance: (usize, u32),
+    /// What came back.
     what: MissKind,
 }
 
@@ -122,10 +128,13 @@ struct Miss {
 enum MissKind {
     /// An answer other than the app's.
     Status {
+        /// Its status.
         status: StatusCode,
         /// The engine's `error.code`, when the body is its JSON error.
         code: Option<String>,
+        /// Its `Retry-After` (a documented 503 has one).
         retry_after: Option<String>,
+        /// The start of its body, for the report.
         excerpt: String,
     },
     /// A 200 with another body than the app's.
@@ -176,20 +185,37 @@ impl Miss {
     }
 }
 
+/// One of the slowest answers.
+struct Slow {
+    /// How long it took, in microseconds.
+    micros: u32,
+    /// When it ended, since the start of the traffic.
+    at: Duration,
+    /// The app asked for.
+    app: String,
+    /// Instance index and life.
+    instance: (usize, u32),
+}
+
 /// State shared by the traffic tasks and the conductor.
 struct Shared {
+    /// The start of the traffic: every time in the report counts from it.
     started: Instant,
+    /// Every app, process apps first.
     apps: Vec<App>,
+    /// Where requests may go now (an instance is taken out before it is killed).
     targets: Mutex<[Option<Target>; 2]>,
     /// Per app: whether it is in a spell of activity.
     active: Mutex<Vec<bool>>,
+    /// Set at the end of the run: the traffic tasks return.
     stop: AtomicBool,
     /// Lives killed on purpose: (index, life, when the kill was decided).
     killed: Mutex<Vec<(usize, u32, Duration)>>,
     /// Latencies of the requests answered by the app, in microseconds.
     latencies: Mutex<Vec<u32>>,
-    /// The slowest of them: (microseconds, since the start, app, instance index and life).
-    slowest: Mutex<Vec<(u32, Duration, String, (usize, u32))>>,
+    /// The slowest of them, slowest first.
+    slowest: Mutex<Vec<Slow>>,
+    /// Every request not answered by the app, sorted out at the end.
     misses: Mutex<Vec<Miss>>,
 }
 
@@ -300,13 +326,13 @@ async fn send_traffic(shared: Arc<Shared>, seed: u64) {
                 let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
                 lock(&shared.latencies).push(micros);
                 let mut slowest = lock(&shared.slowest);
-                slowest.push((
+                slowest.push(Slow {
                     micros,
-                    shared.elapsed(),
-                    app.name.clone(),
-                    (target.index, target.life),
-                ));
-                slowest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                    at: shared.elapsed(),
+                    app: app.name.clone(),
+                    instance: (target.index, target.life),
+                });
+                slowest.sort_unstable_by_key(|slow| std::cmp::Reverse(slow.micros));
                 slowest.truncate(5);
             }
             Some(what) => lock(&shared.misses).push(Miss {
@@ -347,13 +373,17 @@ async fn exchange(
 
 /// One run of an instance.
 struct Life {
+    /// Which instance (0: A, 1: B).
     index: usize,
+    /// Which run of it (1, then 2 after the restart).
     life: u32,
+    /// The process, its address and its logs.
     served: Served,
+    /// Its pid, for RSS and signals.
     pid: i32,
     /// Where its `process` apps write their pids when they start (`STARTS_FILE`).
     starts: PathBuf,
-    /// When it started, since the start of the traffic (may be negative: before it).
+    /// When it started, since the start of the traffic (the first runs: at its start).
     started_at: Option<Duration>,
     /// RSS samples: (since the start of the traffic, KiB).
     rss: Vec<(Duration, u64)>,
@@ -842,12 +872,14 @@ async fn soak() {
     ));
     let slowest: Vec<String> = lock(&shared.slowest)
         .iter()
-        .map(|(micros, at, app, (index, life))| {
+        .map(|slow| {
+            let (index, life) = slow.instance;
             format!(
-                "{app} on {}{life} at {} ({:.1} s)",
-                ["A", "B"][*index],
-                secs(*at),
-                f64::from(*micros) / 1e6
+                "{} on {}{life} at {} ({:.1} s)",
+                slow.app,
+                ["A", "B"][index],
+                secs(slow.at),
+                f64::from(slow.micros) / 1e6
             )
         })
         .collect();
