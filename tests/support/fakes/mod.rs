@@ -296,6 +296,11 @@ impl Calls {
         self.throttle_next.store(n, Ordering::SeqCst);
     }
 
+    /// Injected faults not answered yet (429s and failures together).
+    pub fn faults_pending(&self) -> usize {
+        self.throttle_next.load(Ordering::SeqCst) + self.fail_next.load(Ordering::SeqCst)
+    }
+
     /// The injected fault for this call, if any (already recorded).
     pub fn injected(&self, method: &str, path: &str) -> Option<Response> {
         if take_one(&self.throttle_next) {
