@@ -26,9 +26,11 @@ pub mod spaces {
         crate::spaces::document::join(settings, providers)
     }
 
-    /// The document after a merge patch (`PATCH /api/v1/spaces/<id>`).
-    pub fn patched(current: &Value, patch: &Value) -> Value {
+    /// The document after a merge patch (`PATCH /api/v1/spaces/<id>`), or each error with
+    /// its path (a change of where credentials go that does not give them again).
+    pub fn patched(current: &Value, patch: &Value) -> Result<Value, Vec<String>> {
         crate::spaces::document::patched(current, patch)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
 
     /// The document as the API shows it (no credential).

@@ -190,6 +190,9 @@ impl Engine {
         // discovery is the leader's (it never waits long for a Redis that is not there).
         registry.settle(registry::SETTLE_WITHIN).await;
         lifecycle.discover().await;
+        // Where each schedule stands (a sleep window that refuses wakes, say) is known
+        // before the first request, not from the scheduler's first tick on.
+        lifecycle.apply_schedules();
         spaces.discover().await;
         Ok(Engine {
             config,

@@ -408,6 +408,8 @@ impl Spaces {
             .collect();
         for lifecycle in lifecycles {
             lifecycle.discover().await;
+            // Where each schedule stands, before the first request can ask.
+            lifecycle.apply_schedules();
         }
     }
 
@@ -923,6 +925,7 @@ impl Spaces {
         let catalog = Catalog::start(Arc::clone(&self.store), &lifecycle, self.retention).await?;
         if now {
             lifecycle.discover().await;
+            lifecycle.apply_schedules();
         }
         let scheduler = (now && self.serving.load(Ordering::SeqCst))
             .then(|| Scheduler::start(&lifecycle, &config.discovery));
