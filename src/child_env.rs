@@ -4,7 +4,7 @@
 //! ordinary variables of [`INHERITED`] and `LC_*`, and of those only the ones whose value is
 //! not a secret: not a secret of a configuration the engine runs (registered with
 //! [`withhold`]), and not the value of a `PAASTIS_*` variable or of one of the original
-//! engine's credential variables ([`crate::config::SECRET_VARIABLES`]). Everything else the
+//! engine's credential variables ([`SECRET_VARIABLES`]). Everything else the
 //! engine was started with (its tokens, keys, database and Redis URLs, and whatever it does
 //! not know) stays with the engine. The caller then adds what the config and the engine set
 //! for the command.
@@ -15,6 +15,22 @@ use std::sync::{PoisonError, RwLock};
 use tokio::process::Command;
 
 use crate::secret::Secret;
+
+/// Variables of the original engine (and of the platforms it ran on) that hold credentials
+/// or connection strings: their values never reach the commands the engine runs (see
+/// this module).
+pub const SECRET_VARIABLES: &[&str] = &[
+    "PROVIDER_SCALINGO_API_TOKEN",
+    "PROVIDER_HEROKU_API_TOKEN",
+    "PROVIDER_CLEVER_OAUTH_CONSUMER_KEY",
+    "PROVIDER_CLEVER_OAUTH_CONSUMER_SECRET",
+    "PROVIDER_CLEVER_TOKEN",
+    "PROVIDER_CLEVER_SECRET",
+    "REGISTRY_REDIS_URL",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "ROUTING_SYSTEM_API_TOKEN",
+];
 
 /// The variables a command inherits from the engine, when set (and not a secret).
 pub const INHERITED: &[&str] = &[
@@ -100,9 +116,8 @@ fn inherits(name: &OsStr) -> bool {
 /// Whether the engine reads a secret from a variable of this name: any `PAASTIS_*`, and the
 /// original engine's credentials and connection strings.
 fn holds_secret(name: &OsStr) -> bool {
-    name.to_str().is_some_and(|name| {
-        name.starts_with("PAASTIS_") || crate::config::SECRET_VARIABLES.contains(&name)
-    })
+    name.to_str()
+        .is_some_and(|name| name.starts_with("PAASTIS_") || SECRET_VARIABLES.contains(&name))
 }
 
 #[cfg(test)]

@@ -288,17 +288,7 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
     ];
     // Nobody trusted: the listener decides.
     let engine = TestEngine::start(&engine_config("", "")).await;
-    let client = TestClient::new(engine.addr);
-    let seen = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &headers,
-            Default::default(),
-        )
-        .await
-        .json();
+    let seen = seen_headers(&engine, &headers).await;
     assert_eq!(seen["x-forwarded-proto"][0], "http", "{seen}");
     assert_eq!(seen["x-forwarded-host"][0], "hello.localhost", "{seen}");
     let cause = wake_cause_ip(&engine);
@@ -308,17 +298,7 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
     // Loopback trusted (a load balancer on this machine): its headers stand, and the
     // client is the address it forwarded for.
     let engine = TestEngine::start(&engine_config("trusted_proxies: [127.0.0.0/8]", "")).await;
-    let client = TestClient::new(engine.addr);
-    let seen = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &headers,
-            Default::default(),
-        )
-        .await
-        .json();
+    let seen = seen_headers(&engine, &headers).await;
     assert_eq!(seen["x-forwarded-proto"][0], "https", "{seen}");
     assert_eq!(seen["x-forwarded-host"][0], "spoofed.example", "{seen}");
     assert_eq!(
@@ -327,6 +307,20 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
     );
     assert_eq!(wake_cause_ip(&engine).as_deref(), Some("198.51.100.7"));
     engine.stop().await;
+}
+
+/// The headers the app saw for a request carrying `headers`.
+async fn seen_headers(engine: &TestEngine, headers: &[(&str, &str)]) -> serde_json::Value {
+    TestClient::new(engine.addr)
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            headers,
+            Default::default(),
+        )
+        .await
+        .json()
 }
 
 /// The client IP recorded by the app's first wake.

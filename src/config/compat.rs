@@ -92,21 +92,9 @@ const ORIGINAL_VARIABLES: &[&str] = &[
     "EVENTS_STORE_TYPE",
 ];
 
-/// Variables of the original engine (and of the platforms it ran on) that hold credentials
-/// or connection strings: their values never reach the commands the engine runs (see
-/// [`crate::child_env`]).
-pub const SECRET_VARIABLES: &[&str] = &[
-    "PROVIDER_SCALINGO_API_TOKEN",
-    "PROVIDER_HEROKU_API_TOKEN",
-    "PROVIDER_CLEVER_OAUTH_CONSUMER_KEY",
-    "PROVIDER_CLEVER_OAUTH_CONSUMER_SECRET",
-    "PROVIDER_CLEVER_TOKEN",
-    "PROVIDER_CLEVER_SECRET",
-    "REGISTRY_REDIS_URL",
-    "REDIS_URL",
-    "DATABASE_URL",
-    "ROUTING_SYSTEM_API_TOKEN",
-];
+/// Variables of the original engine that hold credentials (kept with the commands'
+/// environment, which must not depend on the config).
+pub use crate::child_env::SECRET_VARIABLES;
 
 /// Whether the environment sets any variable only the original engine reads: then
 /// `paastis` runs without a configuration file, as the original did.
