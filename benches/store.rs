@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use paastis::events::{Event, EventKind, StopCause, WakeCause};
-use paastis::lifecycle::AppKey;
+use paastis::model::AppKey;
 use paastis::store::{self, EventQuery, Store};
 use tokio::time::Instant;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::lifecycle::AppKey;
+use crate::model::AppKey;
 
 /// What started a wake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +137,7 @@ pub enum EventKind {
         /// What the wake changed of what the engine remembered, to match the platform (a
         /// process type removed while the app slept, a new address); absent when nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        reconciled: Option<crate::providers::Reconciled>,
+        reconciled: Option<crate::model::Reconciled>,
     },
     /// The wake failed; held requests got 503.
     StartFailed {
@@ -154,7 +154,7 @@ pub enum EventKind {
         /// The process types and amounts that were running (what would run but for the
         /// stop), when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        formation: Option<crate::providers::Formation>,
+        formation: Option<crate::model::Formation>,
         /// Their sizes as the platform names them, where known.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         sizes: BTreeMap<String, String>,

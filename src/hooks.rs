@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::lifecycle::AppKey;
+use crate::model::AppKey;
 
 /// The default `hooks.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,7 +147,7 @@ impl Run {
             Outcome::Failed(None) => "killed by a signal".to_owned(),
             Outcome::TimedOut(after) => format!(
                 "killed after {} (timeout)",
-                crate::config::format_duration(*after)
+                crate::model::format_duration(*after)
             ),
             Outcome::NotRun(error) => format!("could not run: {error}"),
         };

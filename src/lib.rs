@@ -53,7 +53,7 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod lifecycle;
 pub mod metrics;
-pub mod patterns;
+pub mod model;
 pub mod plan;
 pub mod providers;
 pub mod proxy;
@@ -78,8 +78,7 @@ use providers::ProviderError;
 use proxy::Proxy;
 use scheduler::Scheduler;
 
-/// The implicit space of single-user setups.
-pub const DEFAULT_SPACE: &str = "default";
+pub use model::DEFAULT_SPACE;
 
 /// The sockets the engine serves, bound by the caller.
 #[derive(Debug)]

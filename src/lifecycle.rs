@@ -8,7 +8,6 @@
 //! locks held across an await and without provider calls.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
@@ -22,9 +21,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::config::Policy;
 use crate::events::{EventKind, EventLog, StopCause, WakeCause};
-use crate::providers::{AppExited, AppInfo, AppStatus, Formation, Provider, Upstream};
+use crate::model::Policy;
+use crate::model::{AppKey, Formation, State, Upstream};
+use crate::providers::{AppExited, AppInfo, AppStatus, Provider};
 use crate::proxy::route::RouteTable;
 use crate::registry::{Claim, Lease, MemoryRegistry, Notice, Registry, Shared};
 use crate::rules::{Filter, Rules};
@@ -84,78 +84,6 @@ pub struct Settings {
 
 /// On-demand discoveries (for a host no app answers to) are at most this frequent.
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(10);
-
-/// Identifies an app: which space, which provider account, which name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppKey {
-    /// The tenant (`default` for single-user setups).
-    pub space: Arc<str>,
-    /// The provider id within the space.
-    pub provider: Arc<str>,
-    /// The app's name on its provider.
-    pub name: Arc<str>,
-}
-
-impl AppKey {
-    /// Builds a key.
-    pub fn new(space: &str, provider: &str, name: &str) -> AppKey {
-        AppKey {
-            space: space.into(),
-            provider: provider.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for AppKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if &*self.space == crate::DEFAULT_SPACE {
-            write!(f, "{}/{}", self.provider, self.name)
-        } else {
-            write!(f, "{}:{}/{}", self.space, self.provider, self.name)
-        }
-    }
-}
-
-/// Where an app is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum State {
-    /// Stopped; the next request wakes it.
-    Asleep = 0,
-    /// Being started; requests wait.
-    Waking = 1,
-    /// Running; requests are forwarded.
-    Awake = 2,
-    /// Being stopped; requests wait, then wake it again.
-    Stopping = 3,
-    /// The last wake failed; the next request tries again.
-    Failed = 4,
-}
-
-impl State {
-    fn from_u8(value: u8) -> State {
-        match value {
-            1 => State::Waking,
-            2 => State::Awake,
-            3 => State::Stopping,
-            4 => State::Failed,
-            _ => State::Asleep,
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Asleep => "asleep",
-            State::Waking => "waking",
-            State::Awake => "awake",
-            State::Stopping => "stopping",
-            State::Failed => "failed",
-        })
-    }
-}
 
 /// An app's state with what explains it.
 #[derive(Debug, Clone)]
@@ -559,7 +487,7 @@ impl Lifecycle {
             schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
             wake_gate: Mutex::new(()),
             space: if settings.space.is_empty() {
-                crate::DEFAULT_SPACE.into()
+                crate::model::DEFAULT_SPACE.into()
             } else {
                 settings.space.as_str().into()
             },
@@ -1084,7 +1012,7 @@ impl Lifecycle {
         &self,
         app: &App,
         deadline: Instant,
-    ) -> Result<Option<crate::providers::Reconciled>, String> {
+    ) -> Result<Option<crate::model::Reconciled>, String> {
         let name = &app.key.name;
         let wake_timeout = app.policy.wake_timeout;
         let timed_out =
@@ -1495,7 +1423,7 @@ impl Lifecycle {
         &self,
         app: &App,
         started: crate::providers::Started,
-    ) -> Option<crate::providers::Reconciled> {
+    ) -> Option<crate::model::Reconciled> {
         let mut reconciled = started.reconciled;
         // A rule's formation is config, not memory: only a remembered one is replaced.
         let remembered = lock(&app.formation).is_some();

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::lifecycle::{App, State};
+use crate::lifecycle::App;
+use crate::model::State;
 
 /// Upper bounds of `paastis_request_duration_seconds`.
 const REQUEST_BUCKETS: &[f64] = &[

@@ -11,9 +11,9 @@ use std::fmt;
 
 use regex::Regex;
 
-use crate::config::PolicyOverride;
-use crate::patterns::Pattern;
-use crate::providers::Formation;
+use crate::model::Formation;
+use crate::model::Pattern;
+use crate::model::PolicyOverride;
 
 /// Which apps discovery manages.
 #[derive(Debug, Clone, Default)]
@@ -160,7 +160,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patterns::Plain;
+    use crate::model::Plain;
     use std::time::Duration;
 
     fn rule(pattern: &str, setup: impl FnOnce(&mut Rule)) -> Rule {

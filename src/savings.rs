@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind};
-use crate::providers::Formation;
+use crate::model::Formation;
 use crate::store::{EventQuery, Store, StoreError};
 
 /// `savings:` in the config.
@@ -388,8 +388,8 @@ pub fn report(
             .then_with(|| a.app.cmp(&b.app))
     });
     Report {
-        from: crate::admin::rfc3339(from),
-        to: crate::admin::rfc3339(to),
+        from: crate::model::rfc3339(from),
+        to: crate::model::rfc3339(to),
         group_by: match group_by {
             GroupBy::App => "app",
             GroupBy::Provider => "provider",
@@ -494,7 +494,7 @@ pub async fn collect(
 mod tests {
     use super::*;
     use crate::events::WakeCause;
-    use crate::lifecycle::AppKey;
+    use crate::model::AppKey;
 
     const H: u64 = 3600;
 

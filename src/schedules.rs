@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::patterns::Pattern;
+use crate::model::Pattern;
 
 /// One `schedules:` entry, validated.
 #[derive(Debug, Clone)]
@@ -431,7 +431,7 @@ pub fn local_text(at: DateTime<Utc>, timezone: Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patterns::Plain;
+    use crate::model::Plain;
     use std::collections::BTreeMap;
 
     fn cron(text: &str) -> croner::Cron {
@@ -654,10 +654,11 @@ mod tests {
 #[cfg(test)]
 mod week {
     use super::*;
-    use crate::config::Policy;
     use crate::events::{EventKind, StopCause, WakeCause};
-    use crate::lifecycle::{Lifecycle, Settings, State};
-    use crate::patterns::Plain;
+    use crate::lifecycle::{Lifecycle, Settings};
+    use crate::model::Plain;
+    use crate::model::Policy;
+    use crate::model::State;
     use crate::providers::fake::FakeProvider;
     use crate::providers::{AppStatus, Provider};
     use std::collections::BTreeMap;

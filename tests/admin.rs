@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use paastis::config::{Overrides, load_str};
-use paastis::lifecycle::State;
+use paastis::model::State;
 use serde_json::{Value, json};
 use support::{TestClient, TestEngine};
 use tower::ServiceExt;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use serde_json::{Value, json};
 use support::{TempDir, TestEngine, upstream_command};
 use tokio::time::Instant;

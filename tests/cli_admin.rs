@@ -8,7 +8,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use paastis::lifecycle::State;
+use paastis::model::State;
 use serde_json::Value;
 use support::{Outcome, TestEngine, paastis, upstream_command};
 

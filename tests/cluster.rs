@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::fakes::scalingo::FakeScalingo;
 use support::redis::RedisServer;
 use support::{TempDir, TestClient, TestEngine};

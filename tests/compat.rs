@@ -454,7 +454,7 @@ providers:
         engine
             .wait_state(
                 "shop-pr1-back",
-                paastis::lifecycle::State::Awake,
+                paastis::model::State::Awake,
                 Duration::from_secs(15),
             )
             .await;

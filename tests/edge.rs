@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paastis::events::{EventKind, WakeCause};
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TestClient, TestEngine, local_apps};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use sha2::{Digest, Sha256};
 use support::{TempDir, TestEngine, upstream_command};
 use tokio::task::JoinSet;

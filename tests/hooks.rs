@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TempDir, TestClient, TestEngine, process_running};
 
 /// Waits until `path` exists with something in it.

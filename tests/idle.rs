@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TestClient, TestEngine, process_running, upstream_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use paastis::events::EventKind;
-use paastis::lifecycle::{AppKey, State};
+use paastis::model::{AppKey, State};
 use paastis::registry::{Claim, Finished, Lease, RedisConfig, Registry, RegistryConfig};
 use paastis::secret::Secret;
 use support::fakes::scalingo::FakeScalingo;

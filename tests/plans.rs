@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use paastis::events::{EventKind, StopCause};
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TestClient, TestEngine};
 
 /// The engines of this file run one at a time: each `process` app gets a free port when its

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::fakes::clever::{CleverCredentials, FakeClever};
 use support::fakes::heroku::FakeHeroku;
 use support::fakes::scalingo::FakeScalingo;

@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
-use paastis::providers::{Formation, Reconciled};
+use paastis::model::State;
+use paastis::model::{Formation, Reconciled};
 use paastis::store::EventQuery;
 use support::fakes::clever::{CleverCredentials, FakeClever};
 use support::fakes::heroku::FakeHeroku;

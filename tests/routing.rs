@@ -5,7 +5,7 @@
 mod support;
 
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TempDir, TestClient, TestEngine, raw_exchange, upstream_command};
 
 fn config(marker: &std::path::Path, domains: &str) -> String {

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use paastis::events::{EventKind, WakeCause};
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::fakes::scalingo::FakeScalingo;
 use support::{TestClient, TestEngine, upstream_command};
 
@@ -67,7 +67,7 @@ providers:
     let back = engine.app("review-pr7-back");
     assert_eq!(back.policy.max_idle, Some(Duration::from_secs(3)));
     assert_eq!(back.policy.wake_timeout, Duration::from_secs(40));
-    assert_eq!(back.policy.strategy, paastis::config::Strategy::Hold);
+    assert_eq!(back.policy.strategy, paastis::model::Strategy::Hold);
     assert_eq!(
         engine.app("docs").policy.max_idle,
         Some(Duration::from_secs(15 * 60))

@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use paastis::lifecycle::State;
+use paastis::model::State;
 use serde_json::Value;
 use support::{TestClient, TestEngine, paastis};
 

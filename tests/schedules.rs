@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{Timelike, Utc};
 use paastis::events::{EventKind, StopCause};
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TestClient, TestEngine};
 
 /// A daily cron at `hours` from now (may be negative), in Tokyo's local time (UTC+9, no

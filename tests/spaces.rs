@@ -7,7 +7,7 @@
 
 mod support;
 
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TestClient, TestEngine, raw_exchange, upstream_command};
 
 const ADMIN: &str = "admin-token-0123456789";

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use paastis::events::{Event, EventKind, StopCause, WakeCause};
-use paastis::lifecycle::AppKey;
+use paastis::model::AppKey;
 use paastis::store::{
     self, CatalogEntry, EventQuery, MAX_EVENTS_LIMIT, SeenApp, Store, StoreError, StoredEvent,
     StoredSpace, StoredToken,
@@ -428,7 +428,7 @@ fn every_kind() -> Vec<EventKind> {
         },
         EventKind::Started {
             duration: Duration::from_millis(2_500),
-            reconciled: Some(paastis::providers::Reconciled {
+            reconciled: Some(paastis::model::Reconciled {
                 dropped: vec!["worker".into()],
                 formation: [("web".to_owned(), 2)].into(),
                 left: [("clock".to_owned(), 0)].into(),

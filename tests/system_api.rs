@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use serde_json::Value;
 use support::fakes::scalingo::FakeScalingo;
 use support::redis::RedisServer;

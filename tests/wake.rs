@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use sha2::{Digest, Sha256};
 use support::{TempDir, TestClient, TestEngine, process_running, upstream_command};
 use tokio::task::JoinSet;

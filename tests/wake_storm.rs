@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use paastis::events::EventKind;
-use paastis::lifecycle::State;
+use paastis::model::State;
 use support::{TempDir, TestEngine};
 
 /// Requests at once in each storm.

@@ -17,7 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paastis::patterns::{Pattern, Plain};
+use paastis::model::{Pattern, Plain};
 use paastis::rules::{Rule, Rules};
 
 fuzz_target!(|data: &[u8]| {

@@ -22,7 +22,7 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use libfuzzer_sys::fuzz_target;
-use paastis::patterns::{Pattern, Plain};
+use paastis::model::{Pattern, Plain};
 use paastis::schedules::{Days, Fired, Schedule, Tracker, Window, parse_cron, time_of_day};
 
 /// Latest first tick: 2100-01-01.

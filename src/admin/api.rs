@@ -12,10 +12,12 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::{AdminState, ApiError, ApiPath as Path, ApiQuery as Query, ErrorBody, rfc3339};
-use crate::config::Strategy;
+use super::{AdminState, ApiError, ApiPath as Path, ApiQuery as Query, ErrorBody};
 use crate::events::{StopCause, WakeCause};
-use crate::lifecycle::{App, State as AppState};
+use crate::lifecycle::App;
+use crate::model::State as AppState;
+use crate::model::Strategy;
+use crate::model::rfc3339;
 use crate::store::EventQuery;
 
 /// The OpenAPI document of the admin API.
@@ -410,7 +412,7 @@ pub async fn apps_index(
     let pattern = match query.name.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
-            crate::patterns::Pattern::parse(text, crate::patterns::Plain::Whole)
+            crate::model::Pattern::parse(text, crate::model::Plain::Whole)
                 .map_err(|message| ApiError::bad_request(format!("name: {message}")))?,
         ),
     };

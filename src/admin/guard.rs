@@ -191,7 +191,9 @@ pub fn check_form_token(
     };
     let expected = form_token(cookie);
     match given {
-        Some(given) if super::constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(given) if crate::secret::constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+            Ok(())
+        }
         _ => Err(ApiError {
             status: StatusCode::FORBIDDEN,
             code: "bad_form_token",

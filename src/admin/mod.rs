@@ -18,7 +18,6 @@ pub mod spaces;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -30,7 +29,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::lifecycle::Lifecycle;
-use crate::secret::Secret;
+use crate::secret::{Secret, constant_time_eq};
 use crate::store::Store;
 
 /// Name of the dashboard's session cookie (it holds the token).
@@ -93,7 +92,7 @@ impl AdminState {
         }
         // Space tokens are kept as hashes: the one given is hashed once, and every hash
         // is compared (no early exit), so timing tells nothing of which.
-        let hash = crate::spaces::seal::token_hash(&String::from_utf8_lossy(given));
+        let hash = crate::secret::seal::token_hash(&String::from_utf8_lossy(given));
         let mut found = None;
         for space in self.spaces.access().iter() {
             for token in &space.tokens {
@@ -157,7 +156,7 @@ impl AdminState {
             (Caller::Space(own), None) => own.as_str(),
             (Caller::Space(own), Some(asked)) if asked == own => own.as_str(),
             (Caller::Space(_), Some(asked)) => return Err(ApiError::unknown_space(asked)),
-            (Caller::Admin, None) => crate::DEFAULT_SPACE,
+            (Caller::Admin, None) => crate::model::DEFAULT_SPACE,
             (Caller::Admin, Some(asked)) => asked,
         };
         let space = spaces
@@ -458,21 +457,6 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
-}
-
-/// Compares without stopping at the first difference, so the time taken does not tell how
-/// much of a guess was right.
-pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != expected.len());
-    for (index, byte) in expected.iter().enumerate() {
-        diff |= byte ^ given.get(index).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
-/// RFC 3339, UTC, milliseconds.
-pub fn rfc3339(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Serves the admin router on `listener` until `shutdown` completes.

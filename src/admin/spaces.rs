@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{AdminState, ApiError, ApiPath as Path, Caller, ErrorBody, FieldError, rfc3339};
+use super::{AdminState, ApiError, ApiPath as Path, Caller, ErrorBody, FieldError};
+use crate::model::rfc3339;
 use crate::spaces::{IssuedToken, SpaceError, SpaceInfo};
 
 /// The answer for a refused change: one mapping for every spaces endpoint.

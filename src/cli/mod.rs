@@ -600,7 +600,7 @@ fn pin_until(text: &str, now: SystemTime) -> Result<String, CliError> {
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.to_rfc3339());
     }
-    crate::config::parse_duration(text)
+    crate::model::parse_duration(text)
         .ok()
         .and_then(|duration| now.checked_add(duration))
         .map(rfc3339)
@@ -622,7 +622,7 @@ fn time_arg(flag: &str, text: &str, now: SystemTime) -> Result<String, CliError>
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.to_rfc3339());
     }
-    crate::config::parse_duration(text)
+    crate::model::parse_duration(text)
         .ok()
         .and_then(|duration| now.checked_sub(duration))
         .map(rfc3339)
@@ -635,7 +635,7 @@ fn time_arg(flag: &str, text: &str, now: SystemTime) -> Result<String, CliError>
 
 /// RFC 3339, UTC, milliseconds (what the API writes).
 fn rfc3339(at: SystemTime) -> String {
-    crate::admin::rfc3339(at)
+    crate::model::rfc3339(at)
 }
 
 /// Awaits `call`, showing that it waits: a spinner with the elapsed time when stderr is a

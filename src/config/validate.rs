@@ -9,11 +9,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::parse_duration;
-use super::{
-    Activity, Admin, Config, ConfigError, ConfigErrors, Discovery, Limits, Policy, PolicyOverride,
-    Strategy, TlsListener,
-};
-use crate::patterns::{Pattern, Plain};
+use super::{Admin, Config, ConfigError, ConfigErrors, Discovery, Limits, TlsListener};
+use crate::model::{Activity, Pattern, Plain, Policy, PolicyOverride, Strategy};
 use crate::providers::ProviderConfig;
 use crate::providers::clever_cloud::CleverConfig;
 use crate::providers::heroku::HerokuConfig;
@@ -939,7 +936,7 @@ impl<'a> Validator<'a> {
         let id = match fields.take("id") {
             Some((v, p)) => self.string(v, &p).and_then(|id| {
                 let id = id.trim().to_owned();
-                if id == crate::DEFAULT_SPACE {
+                if id == crate::model::DEFAULT_SPACE {
                     self.error(&p, "`default` is the top-level configuration's space");
                     None
                 } else if !is_label(&id) {
@@ -1346,7 +1343,7 @@ impl<'a> Validator<'a> {
     }
 
     /// `{process type: count}`, e.g. `{web: 1, worker: 2}`.
-    fn formation(&mut self, value: &Value, path: &str) -> Option<crate::providers::Formation> {
+    fn formation(&mut self, value: &Value, path: &str) -> Option<crate::model::Formation> {
         let Value::Object(map) = value else {
             self.error(
                 path,
@@ -1357,7 +1354,7 @@ impl<'a> Validator<'a> {
             );
             return None;
         };
-        let mut formation = crate::providers::Formation::new();
+        let mut formation = crate::model::Formation::new();
         for (process, count) in map {
             let count_path = format!("{path}.{process}");
             if let Some(count) = self.count(count, &count_path, 0..=1000) {

@@ -22,7 +22,7 @@ use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
-use crate::config::PolicyOverride;
+use crate::model::PolicyOverride;
 use crate::secret::Secret;
 
 /// API host for OAuth 1.0a credentials.

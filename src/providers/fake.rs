@@ -6,8 +6,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{AppInfo, AppStatus, Formation, Provider, ProviderError, Upstream};
-use crate::config::PolicyOverride;
+use super::{AppInfo, AppStatus, Provider, ProviderError};
+use crate::model::PolicyOverride;
+use crate::model::{Formation, Upstream};
 
 /// A provider whose apps live in memory.
 #[derive(Debug)]

@@ -9,9 +9,9 @@
 //! and, when a type it named is gone by then, retried once without it.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use super::{Formation, ProviderError, Upstream};
+use super::ProviderError;
+use crate::model::{Formation, Reconciled, Upstream};
 
 /// What a start learned from the platform, besides starting the app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,27 +22,6 @@ pub struct Started {
     /// Where the platform says the app answers now, when the start read it (`None`: not
     /// read; the last listing's address stands).
     pub upstream: Option<Upstream>,
-}
-
-/// What a wake changed of what the engine knew, to match the platform: the `started`
-/// event's `reconciled` details.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reconciled {
-    /// Process types asked for that the platform no longer has: not started, and no longer
-    /// remembered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dropped: Vec<String>,
-    /// The formation started instead (what is remembered from now on).
-    #[serde(default, skip_serializing_if = "Formation::is_empty")]
-    pub formation: Formation,
-    /// The platform's other process types, left at the platform's amounts (a type added
-    /// while the app slept, at 0, stays at 0).
-    #[serde(default, skip_serializing_if = "Formation::is_empty")]
-    pub left: Formation,
-    /// The app's address, when it moved since the engine last listed it: requests go there
-    /// from now on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
 }
 
 /// A platform whose apps run process types at amounts.

@@ -19,13 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::HeaderValue;
-use http::uri::{Authority, Scheme};
 use tokio::sync::broadcast;
 
-use crate::config::PolicyOverride;
+use crate::model::PolicyOverride;
 
-pub use formation::{Reconciled, Started};
+use crate::model::{Formation, Upstream};
+pub use formation::Started;
 
 /// The closed set of provider configurations, one variant per platform.
 #[derive(Debug, Clone)]
@@ -92,9 +91,6 @@ impl ProviderConfig {
     }
 }
 
-/// Process types and their amounts (`web: 2, worker: 1`), restored exactly on wake.
-pub type Formation = BTreeMap<String, u32>;
-
 /// What ran until a stop: kept to restore on wake, and to price the time asleep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stopped {
@@ -120,130 +116,6 @@ pub enum AppStatus {
     /// The listing does not tell (Heroku's app list carries no state): the engine leaves a
     /// known app as it is and checks a new one when a request needs it.
     Unknown,
-}
-
-/// Where requests for an app are forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and port of the upstream.
-    pub authority: Authority,
-    /// `Host` header sent upstream, built once (PaaS routers route by it).
-    host_header: HeaderValue,
-}
-
-impl Upstream {
-    /// An upstream at this scheme and authority.
-    pub fn new(scheme: Scheme, authority: Authority) -> Upstream {
-        // An authority is always a valid header value; the fallback is never taken.
-        let host_header = HeaderValue::from_str(authority.as_str())
-            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
-        Upstream {
-            scheme,
-            authority,
-            host_header,
-        }
-    }
-
-    /// A plain-HTTP upstream on the loopback interface.
-    pub fn local(port: u16) -> Upstream {
-        let authority = Authority::try_from(format!("127.0.0.1:{port}"))
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-        Upstream::new(Scheme::HTTP, authority)
-    }
-
-    /// An upstream from an absolute URL given by a platform (`https://app.example.com/`);
-    /// `None` for anything that is not an `http` or `https` URL with a host (a name, an IPv4
-    /// address or a bracketed IPv6 one) and at most a numeric port.
-    pub fn from_url(url: &str) -> Option<Upstream> {
-        let uri: http::Uri = url.trim().parse().ok()?;
-        let scheme = uri.scheme()?.clone();
-        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-            return None;
-        }
-        let authority = uri.authority()?.clone();
-        if authority.as_str().contains('@') {
-            return None;
-        }
-        // The URI parser lets odd authorities through (`[]x:1;2`): host and port are
-        // checked here, so every upstream can be connected to.
-        let host = authority.host();
-        let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
-            None => {
-                !host.is_empty()
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            }
-        };
-        let port = authority.as_str()[host.len()..].strip_prefix(':');
-        let valid_port = authority.as_str().len() == host.len()
-            || port.is_some_and(|port| {
-                port.is_empty()
-                    || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
-            });
-        (valid_host && valid_port).then(|| Upstream::new(scheme, authority))
-    }
-
-    /// Host and port to connect to (the scheme's default port when none is given).
-    pub fn address(&self) -> (&str, u16) {
-        let default = if self.scheme == Scheme::HTTPS {
-            443
-        } else {
-            80
-        };
-        let host = self.authority.host();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        (host, self.authority.port_u16().unwrap_or(default))
-    }
-
-    /// The `Host` header for requests to this upstream.
-    pub fn host_header(&self) -> &HeaderValue {
-        &self.host_header
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstreams_from_platform_urls() {
-        let up = Upstream::from_url("https://example-app.osc-fr1.scalingo.io/").expect("url");
-        assert_eq!(up.scheme, Scheme::HTTPS);
-        assert_eq!(up.address(), ("example-app.osc-fr1.scalingo.io", 443));
-        assert_eq!(up.host_header(), "example-app.osc-fr1.scalingo.io");
-        let local = Upstream::from_url("http://127.0.0.1:8080").expect("url");
-        assert_eq!(local.address(), ("127.0.0.1", 8080));
-        let v6 = Upstream::from_url("http://[::1]:81").expect("url");
-        assert_eq!(v6.address(), ("::1", 81));
-        for bad in [
-            "ftp://x",
-            "example.com",
-            "https://user:pw@host/",
-            "",
-            // Authorities the URI parser lets through, that no connection can use.
-            "http://[]z:2;81",
-            "http://[]",
-            "http://[::1]x:80/",
-            "http://host:8080;x/",
-            "http://host:99999/",
-            "http://ho$t/",
-        ] {
-            assert!(Upstream::from_url(bad).is_none(), "{bad}");
-        }
-    }
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.authority)
-    }
 }
 
 /// One app as listed by its provider.

@@ -26,7 +26,7 @@ use super::{
     AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started,
     Stopped, Upstream,
 };
-use crate::config::PolicyOverride;
+use crate::model::PolicyOverride;
 
 /// Longest piece of child output logged as one line; longer lines are split.
 const MAX_LOG_LINE: u64 = 8 * 1024;

@@ -25,7 +25,7 @@ use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
-use crate::config::PolicyOverride;
+use crate::model::PolicyOverride;
 use crate::secret::Secret;
 
 /// Default authentication host.

@@ -28,7 +28,7 @@ use tokio_rustls::TlsConnector;
 use super::body::{BodyOutcome, BodyProgress, ClientBody, ClientBodyError, Outgoing};
 pub use crate::address::UpstreamScope;
 use crate::lifecycle::InFlight;
-use crate::providers::Upstream;
+use crate::model::Upstream;
 
 /// Idle upstream connections are closed before typical upstream keep-alive timeouts (Node's
 /// is 5 s), so a reused connection is rarely one the upstream is closing.

@@ -311,7 +311,7 @@ pub struct SpaceRoute {
     /// Its apps, routes and wakes.
     pub lifecycle: Arc<Lifecycle>,
     /// Its requests that never wake an app nor count as activity.
-    pub activity: crate::config::Activity,
+    pub activity: crate::model::Activity,
     /// Which addresses its upstreams may be at (a hosted tenant's: public ones only).
     pub upstreams: forward::UpstreamScope,
 }
@@ -352,7 +352,7 @@ pub struct Proxy {
     /// TLS settings for `https` upstreams.
     tls: forward::UpstreamTls,
     /// Requests that never wake an app nor count as activity.
-    activity: crate::config::Activity,
+    activity: crate::model::Activity,
     /// Client-side limits (slowloris, header size).
     limits: crate::config::Limits,
     /// How long to wait on upstreams.
@@ -437,7 +437,7 @@ impl Proxy {
     fn space<'s>(
         &'s self,
         space: Option<&'s Arc<SpaceRoute>>,
-    ) -> (&'s Arc<Lifecycle>, &'s crate::config::Activity) {
+    ) -> (&'s Arc<Lifecycle>, &'s crate::model::Activity) {
         match space {
             Some(space) => (&space.lifecycle, &space.activity),
             None => (&self.lifecycle, &self.activity),
@@ -680,7 +680,7 @@ impl Worker {
         } else {
             lifecycle.begin_request(app)
         };
-        if ignored && app.state() != crate::lifecycle::State::Awake {
+        if ignored && app.state() != crate::model::State::Awake {
             let app = app.key.name.to_string();
             return Err(fail(ProxyError::Ignored { app }));
         }
@@ -688,7 +688,7 @@ impl Worker {
         // A schedule may keep requests from waking it (`wake_on_request: false`).
         if matches!(
             app.state(),
-            crate::lifecycle::State::Asleep | crate::lifecycle::State::Failed
+            crate::model::State::Asleep | crate::model::State::Failed
         ) && let Some(refusal) = lifecycle.wake_refused(app)
         {
             let now = lifecycle.clock().wall_now();
@@ -707,7 +707,7 @@ impl Worker {
         }
 
         // A browser opening a sleeping app gets the waiting page at once, while it wakes.
-        if app.state() != crate::lifecycle::State::Awake
+        if app.state() != crate::model::State::Awake
             && app.policy.strategy.shows_page(request.method(), html)
         {
             let before = app.phase();
@@ -718,9 +718,9 @@ impl Worker {
             let phase = app.phase();
             // The reason itself is the operator's (in the events): the visitor learns that
             // the last attempt failed.
-            let last_failure = before.state == crate::lifecycle::State::Failed;
+            let last_failure = before.state == crate::model::State::Failed;
             let waiting_for = match phase.state {
-                crate::lifecycle::State::Waking => phase.since.elapsed(),
+                crate::model::State::Waking => phase.since.elapsed(),
                 _ => Duration::ZERO,
             };
             let page = pages::waiting(&app.key.name, waiting_for, app.eta(), last_failure);
@@ -762,7 +762,7 @@ impl Worker {
         // tried again.
         let retry_until = || {
             let phase = app.phase();
-            (phase.state == crate::lifecycle::State::Awake)
+            (phase.state == crate::model::State::Awake)
                 .then(|| phase.since + app.policy.wake_timeout)
         };
         let (response, lease) = self

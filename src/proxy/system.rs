@@ -16,7 +16,8 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::events::{EventKind, WakeCause};
-use crate::lifecycle::{Lifecycle, State};
+use crate::lifecycle::Lifecycle;
+use crate::model::State;
 use crate::secret::Secret;
 use crate::store::{EventQuery, Store};
 
@@ -71,7 +72,7 @@ impl SystemApi {
             .get(TOKEN_HEADER)
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
-        if !crate::admin::constant_time_eq(given, self.token.expose().as_bytes()) {
+        if !crate::secret::constant_time_eq(given, self.token.expose().as_bytes()) {
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 Some(json!({"error": {"code": "unauthorized",
@@ -139,7 +140,7 @@ impl SystemApi {
                     "is_monitored": true,
                     "provider": kinds.get(app.provider_id()).copied().unwrap_or("unknown"),
                     "max_idle_time": app.policy.max_idle.map(|d| d.as_secs() / 60),
-                    "last_accessed_at": crate::admin::rfc3339(clock.wall(app.last_activity_ms())),
+                    "last_accessed_at": crate::model::rfc3339(clock.wall(app.last_activity_ms())),
                 })
             })
             .collect();
@@ -181,7 +182,7 @@ impl SystemApi {
                 Some(json!({
                     "name": name,
                     "appKey": format!("{kind}:{}:{}", event.app.provider, event.app.name),
-                    "occurredAt": crate::admin::rfc3339(event.at),
+                    "occurredAt": crate::model::rfc3339(event.at),
                 }))
             })
             .collect();

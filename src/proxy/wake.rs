@@ -11,8 +11,9 @@ use http::header::USER_AGENT;
 use tokio::time::Instant;
 
 use crate::events::WakeCause;
-use crate::lifecycle::{App, Lifecycle, State, WakeError};
-use crate::providers::Upstream;
+use crate::lifecycle::{App, Lifecycle, WakeError};
+use crate::model::State;
+use crate::model::Upstream;
 
 /// The app's upstream once it is awake.
 pub async fn upstream<B>(

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, watch};
 
-use crate::lifecycle::{AppKey, State};
+use crate::model::{AppKey, State};
 use crate::providers::AppInfo;
 use crate::secret::Secret;
 

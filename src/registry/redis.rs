@@ -35,10 +35,10 @@ use super::{
     ActivityUpdate, Claim, Finished, Health, Lease, Notice, RedisConfig, Registry, RegistryError,
     Shared,
 };
-use crate::config::PolicyOverride;
-use crate::lifecycle::{AppKey, State};
-use crate::providers::{AppInfo, AppStatus, Formation, Upstream};
-use crate::store::redact::redact_url;
+use crate::model::PolicyOverride;
+use crate::model::{AppKey, Formation, State, Upstream};
+use crate::providers::{AppInfo, AppStatus};
+use crate::secret::redact::redact_url;
 
 /// Deadline of one Redis call: past it the call counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -899,7 +899,7 @@ fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
     if let Some(provider) = value.get("l").and_then(|l| l.as_str()) {
         let space = value.get("ls").and_then(|s| s.as_str());
         return Some(Notice::Listing {
-            space: space.unwrap_or(crate::DEFAULT_SPACE).to_owned(),
+            space: space.unwrap_or(crate::model::DEFAULT_SPACE).to_owned(),
             provider: provider.to_owned(),
         });
     }

@@ -14,7 +14,6 @@
 //! lifecycle's business.
 
 pub(crate) mod document;
-pub mod seal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use seal::{MasterKey, SealError};
+pub use crate::secret::seal::{self, MasterKey, SealError};
 
 use crate::admin::SpaceAccess;
 use crate::catalog::Catalog;

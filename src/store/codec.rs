@@ -16,8 +16,8 @@ use super::{
     StoredToken,
 };
 use crate::events::{Event, EventKind};
-use crate::lifecycle::AppKey;
-use crate::providers::Formation;
+use crate::model::AppKey;
+use crate::model::Formation;
 
 /// Milliseconds since the Unix epoch (negative before it), saturating.
 pub(crate) fn millis(time: SystemTime) -> i64 {

@@ -17,7 +17,6 @@ pub mod postgres;
 pub mod sqlite;
 
 mod codec;
-pub(crate) mod redact;
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,10 +25,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::events::Event;
-use crate::lifecycle::AppKey;
-use crate::providers::Formation;
+use crate::model::AppKey;
+use crate::model::Formation;
 
-pub use redact::redact_url;
+pub use crate::secret::redact::redact_url;
 
 /// How many start durations are kept per app (the newest ones).
 pub const START_HISTORY: usize = 20;

@@ -14,13 +14,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use super::codec::{self, AppRow, EventRow, StartRow};
-use super::redact::{redact_url, scrub, url_secrets};
 use super::{
     CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError, StoredSpace,
 };
 use crate::events::Event;
-use crate::lifecycle::AppKey;
-use crate::providers::Formation;
+use crate::model::AppKey;
+use crate::model::Formation;
+use crate::secret::redact::{redact_url, scrub, url_secrets};
 
 /// How long opening waits for the server to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -35,8 +35,8 @@ use super::{
     CatalogEntry, EventPage, EventQuery, START_HISTORY, SeenApp, Store, StoreError, StoredSpace,
 };
 use crate::events::Event;
-use crate::lifecycle::AppKey;
-use crate::providers::Formation;
+use crate::model::AppKey;
+use crate::model::Formation;
 
 /// The URL of a private in-memory database.
 pub const MEMORY_URL: &str = "sqlite::memory:";

@@ -2,6 +2,9 @@
 //! print `<redacted>`; the value is reached only through [`Secret::expose`], at the one place
 //! that sends it (an `Authorization` header, a token exchange).
 
+pub mod redact;
+pub mod seal;
+
 use std::fmt;
 
 /// A secret string.
@@ -35,6 +38,16 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guess was right.
+pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (index, byte) in expected.iter().enumerate() {
+        diff |= byte ^ given.get(index).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 #[cfg(test)]

@@ -1,0 +1,17 @@
+//! The shared vocabulary: what names an app and its state, its policy, its formation and
+//! upstream, durations, name patterns and instants. Every layer speaks it; it imports
+//! nothing else of the crate and decides nothing.
+
+mod app;
+mod duration;
+mod patterns;
+mod policy;
+mod time;
+mod upstream;
+
+pub use app::{AppKey, DEFAULT_SPACE, State};
+pub use duration::{format_duration, parse_duration};
+pub use patterns::{Pattern, Plain};
+pub use policy::{Activity, Policy, PolicyOverride, Strategy};
+pub use time::rfc3339;
+pub use upstream::{Formation, Reconciled, Upstream};
