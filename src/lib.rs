@@ -63,6 +63,7 @@ pub mod savings;
 pub mod scheduler;
 pub mod schedules;
 pub mod secret;
+pub mod settings;
 pub mod spaces;
 pub mod store;
 pub mod table;

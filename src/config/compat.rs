@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::validate::Provenance;
 use super::{ConfigError, format_duration};
+use crate::settings::Provenance;
 
 /// How much a [`Notice`] matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

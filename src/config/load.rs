@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::compat::{self, Compat};
-use super::validate::{Provenance, Validator};
 use super::{Config, ConfigError, ConfigErrors};
+use crate::settings::{Provenance, Reader};
 
 /// Where the YAML text comes from, for error messages.
 #[derive(Debug, Clone)]
@@ -166,7 +166,7 @@ fn load_source(
         .get("PAASTIS_MASTER_KEY")
         .filter(|key| !key.trim().is_empty())
         .map(crate::secret::Secret::new);
-    let validated = Validator::new(&provenance).config(&tree);
+    let validated = Reader::new(&provenance).config(&tree);
     match validated {
         Ok(mut config) if errors.is_empty() => {
             if config.discovery.filter.self_app.is_none() {
@@ -293,7 +293,7 @@ fn interpolate(
         }
         Value::Object(map) => {
             for (key, item) in map.iter_mut() {
-                let child = super::validate::child(path, key);
+                let child = crate::settings::child(path, key);
                 interpolate(item, &child, env, errors, from_env);
             }
         }

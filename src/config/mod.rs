@@ -11,14 +11,13 @@ pub mod dotenv;
 mod load;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::model::{format_duration, parse_duration};
+pub use crate::settings::ApiRules;
 pub use compat::{Compat, Level, Notice, SECRET_VARIABLES, is_original_rules, uses_original_env};
 pub use load::{Loaded, Overrides, Source, load, load_str, read_yaml};
-pub use validate::ApiRules;
 
 /// Reads a space document of the admin API (the shape of a `spaces:` entry) into a
 /// [`SpaceConfig`]; `domains_taken` maps the other spaces' domains to their owner. No
@@ -34,6 +33,7 @@ pub fn api_space(
 
 use crate::model::{Activity, Policy};
 use crate::providers::ProviderConfig;
+pub use crate::settings::{ConfigError, ConfigErrors};
 
 /// The whole, validated configuration of one engine.
 #[derive(Debug, Clone)]
@@ -293,44 +293,5 @@ impl Default for Discovery {
             cron: None,
             filter: crate::rules::Filter::default(),
         }
-    }
-}
-
-/// One configuration error, with the place it was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Where: a path in the file (`providers[0].apps[1].port`), with the environment variable
-    /// or flag that set it when it did not come from the file.
-    pub path: String,
-    /// What is wrong, and what was expected.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Every error found in one configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.0.len();
-        writeln!(
-            f,
-            "invalid configuration ({count} error{}):",
-            if count == 1 { "" } else { "s" }
-        )?;
-        for error in &self.0 {
-            writeln!(f, "  - {error}")?;
-        }
-        Ok(())
     }
 }

@@ -1,16 +1,15 @@
 //! Validation: walks the YAML tree once, collects every error with its path, and builds the
 //! typed [`Config`] only when there is none. Unknown keys are errors.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::parse_duration;
-use super::{Admin, Config, ConfigError, ConfigErrors, Discovery, Limits, TlsListener};
-use crate::model::{Activity, Pattern, Plain, Policy, PolicyOverride, Strategy};
+use super::{Admin, Config, ConfigErrors, Discovery, Limits, TlsListener};
+use crate::model::{Activity, Plain, Policy};
 use crate::providers::ProviderConfig;
 use crate::providers::clever_cloud::CleverConfig;
 use crate::providers::heroku::HerokuConfig;
@@ -19,6 +18,7 @@ use crate::providers::scalingo::ScalingoConfig;
 use crate::proxy::forward::UpstreamTimeouts;
 use crate::registry::{RedisConfig, RegistryConfig, defaults as registry_defaults};
 use crate::secret::Secret;
+use crate::settings::{ApiRules, Fields, Provenance, Reader, child, is_label, kind};
 
 /// Sections of `reference/config.md` that later versions implement: named so the error says
 /// so instead of calling them typos.
@@ -27,68 +27,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[];
 /// Provider types named in the design that this version cannot run yet.
 const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
 
-/// Collects errors while the tree is walked.
-pub(super) struct Validator<'a> {
-    errors: Vec<ConfigError>,
-    provenance: &'a Provenance,
-    /// Set while a space document from the admin API is read: what a tenant may not ask
-    /// of the engine's host is refused (commands, files, other API addresses).
-    api: Option<ApiRules>,
-}
-
-/// What a space document from the admin API may contain beyond the config file's rules.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiRules {
-    /// Providers may name their own API addresses (`hosted.custom_api_urls`).
-    pub custom_api_urls: bool,
-}
-
-/// Where values came from, so errors point at the real source and never echo what came from
-/// the environment (it may be a secret).
-#[derive(Debug, Default)]
-pub(super) struct Provenance {
-    /// Path -> the environment variable or flag that set it.
-    pub origins: HashMap<String, String>,
-    /// Paths already reported by an earlier stage (failed interpolation): not reported twice.
-    pub reported: HashSet<String>,
-    /// Path -> its value, for values that came from the environment.
-    pub from_env: HashMap<String, String>,
-    /// `PAASTIS_ADMIN_TOKEN`, used when `admin.token` is not set.
-    pub admin_token: Option<Secret>,
-    /// `PAASTIS_MASTER_KEY`, the key of hosted mode (read only when `hosted` is set).
-    pub master_key: Option<Secret>,
-}
-
-/// Values shorter than this are not hidden in messages (hiding `1` would garble them; such a
-/// value is no secret).
-const MIN_HIDDEN_LEN: usize = 4;
-
-impl<'a> Validator<'a> {
-    pub(super) fn new(provenance: &'a Provenance) -> Self {
-        Validator {
-            errors: Vec::new(),
-            provenance,
-            api: None,
-        }
-    }
-
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        if self.provenance.reported.contains(path) {
-            return;
-        }
-        let mut message = message.into();
-        if let Some(value) = self.provenance.from_env.get(path)
-            && value.len() >= MIN_HIDDEN_LEN
-        {
-            message = message.replace(value.as_str(), "<value from the environment>");
-        }
-        let path = match self.provenance.origins.get(path) {
-            Some(origin) => format!("{path} (from {origin})"),
-            None => path.to_owned(),
-        };
-        self.errors.push(ConfigError { path, message });
-    }
-
+impl Reader<'_> {
     /// Validates the whole tree.
     pub(super) fn config(mut self, root: &Value) -> Result<Config, ConfigErrors> {
         let empty = Map::new();
@@ -269,229 +208,6 @@ impl<'a> Validator<'a> {
             private_upstreams,
             sync_every,
         })
-    }
-
-    /// Reports the keys of a mapping that nothing took.
-    fn finish(&mut self, fields: Fields<'_>, later: &[&str]) {
-        let expected = fields.taken.clone();
-        for (key, path) in fields.rest() {
-            if later.contains(&key) {
-                self.error(&path, "is not supported by this version of paastis yet");
-            } else {
-                let mut names: Vec<&str> = expected.iter().map(String::as_str).collect();
-                names.sort_unstable();
-                self.error(
-                    &path,
-                    format!("unknown key (expected one of: {})", names.join(", ")),
-                );
-            }
-        }
-    }
-
-    fn mapping<'v>(&mut self, value: &'v Value, path: &str) -> Option<Fields<'v>> {
-        match value {
-            Value::Object(map) => Some(Fields::new(map, path)),
-            other => {
-                self.error(path, format!("expected a mapping, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn string(&mut self, value: &Value, path: &str) -> Option<String> {
-        match value {
-            Value::String(text) => Some(text.clone()),
-            Value::Number(number) => Some(number.to_string()),
-            other => {
-                self.error(path, format!("expected a string, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn non_empty_string(&mut self, value: &Value, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        if text.trim().is_empty() {
-            self.error(path, "must not be empty");
-            None
-        } else {
-            Some(text)
-        }
-    }
-
-    fn socket_addr(&mut self, value: &Value, path: &str) -> Option<SocketAddr> {
-        let text = self.string(value, path)?;
-        match text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.error(
-                    path,
-                    format!(
-                        "`{text}` is not an address (expected e.g. 0.0.0.0:3000 or [::1]:3000)"
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, value: &Value, path: &str) -> Option<Duration> {
-        let text = self.string(value, path)?;
-        match parse_duration(&text) {
-            Ok(duration) => Some(duration),
-            Err(message) => {
-                self.error(path, message);
-                None
-            }
-        }
-    }
-
-    /// A duration that must be > 0.
-    fn positive_duration(&mut self, value: &Value, path: &str) -> Option<Duration> {
-        let duration = self.duration(value, path)?;
-        if duration.is_zero() {
-            self.error(path, "must be longer than 0s");
-            return None;
-        }
-        Some(duration)
-    }
-
-    /// A duration or `never`; `Some(None)` is `never`.
-    fn duration_or_never(&mut self, value: &Value, path: &str) -> Option<Option<Duration>> {
-        if value.as_str().map(str::trim) == Some("never") {
-            return Some(None);
-        }
-        self.positive_duration(value, path).map(Some)
-    }
-
-    fn list<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
-        match value {
-            Value::Array(items) => Some(items),
-            other => {
-                self.error(path, format!("expected a list, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn domains(&mut self, value: &Value, path: &str) -> Vec<String> {
-        let Some(items) = self.list(value, path) else {
-            return Vec::new();
-        };
-        let mut domains = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let item_path = format!("{path}[{index}]");
-            let Some(text) = self.string(item, &item_path) else {
-                continue;
-            };
-            let domain = text.trim().trim_start_matches('.').trim_end_matches('.');
-            let domain = domain.to_ascii_lowercase();
-            if !is_host_name(&domain) {
-                self.error(&item_path, format!("`{text}` is not a domain name"));
-                continue;
-            }
-            if domains.contains(&domain) {
-                self.error(&item_path, format!("duplicate domain `{domain}`"));
-                continue;
-            }
-            domains.push(domain);
-        }
-        domains
-    }
-
-    /// `defaults` and the per-app policy keys. `extra` lists the other keys the caller takes
-    /// from the same mapping (so they are not reported as unknown).
-    fn policy_section(&mut self, value: &Value, path: &str, extra: &[&str]) -> PolicyOverride {
-        let Some(mut fields) = self.mapping(value, path) else {
-            return PolicyOverride::default();
-        };
-        let overrides = self.policy_fields(&mut fields);
-        for key in extra {
-            fields.take(key);
-        }
-        self.finish(fields, &[]);
-        overrides
-    }
-
-    fn policy_fields(&mut self, fields: &mut Fields<'_>) -> PolicyOverride {
-        PolicyOverride {
-            max_idle: fields
-                .take("max_idle")
-                .and_then(|(v, p)| self.duration_or_never(v, &p)),
-            wake_timeout: fields
-                .take("wake_timeout")
-                .and_then(|(v, p)| self.positive_duration(v, &p)),
-            strategy: fields
-                .take("strategy")
-                .and_then(|(v, p)| self.strategy(v, &p)),
-            health_path: fields
-                .take("health_path")
-                .and_then(|(v, p)| self.health_path(v, &p)),
-        }
-    }
-
-    fn strategy(&mut self, value: &Value, path: &str) -> Option<Strategy> {
-        let text = self.string(value, path)?;
-        match text.as_str() {
-            "hold" => Some(Strategy::Hold),
-            "page" => Some(Strategy::Page),
-            "auto" => Some(Strategy::Auto),
-            _ => {
-                self.error(
-                    path,
-                    format!("`{text}` is not a strategy (expected auto, hold or page)"),
-                );
-                None
-            }
-        }
-    }
-
-    fn health_path(&mut self, value: &Value, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        if !text.starts_with('/') || text.parse::<http::uri::PathAndQuery>().is_err() {
-            self.error(
-                path,
-                format!("`{text}` is not a path (expected e.g. /health)"),
-            );
-            return None;
-        }
-        Some(text)
-    }
-
-    fn activity(&mut self, value: &Value, path: &str) -> Activity {
-        let Some(mut fields) = self.mapping(value, path) else {
-            return Activity::default();
-        };
-        let activity = Activity {
-            ignore_user_agents: fields
-                .take("ignore_user_agents")
-                .map(|(v, p)| self.patterns(v, &p, Plain::Anywhere))
-                .unwrap_or_default(),
-            ignore_paths: fields
-                .take("ignore_paths")
-                .map(|(v, p)| self.patterns(v, &p, Plain::Whole))
-                .unwrap_or_default(),
-        };
-        self.finish(fields, &[]);
-        activity
-    }
-
-    fn patterns(&mut self, value: &Value, path: &str, plain: Plain) -> Vec<Pattern> {
-        let Some(items) = self.list(value, path) else {
-            return Vec::new();
-        };
-        let mut patterns = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let item_path = format!("{path}[{index}]");
-            let Some(text) = self.string(item, &item_path) else {
-                continue;
-            };
-            match Pattern::parse(&text, plain) {
-                Ok(pattern) => patterns.push(pattern),
-                Err(message) => self.error(&item_path, message),
-            }
-        }
-        patterns
     }
 
     fn discovery(&mut self, value: &Value, path: &str) -> Discovery {
@@ -1189,30 +905,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A number >= 0 (a price, a mass).
-    fn amount(&mut self, value: &Value, path: &str) -> Option<f64> {
-        match value.as_f64() {
-            Some(number) if number.is_finite() && number >= 0.0 => Some(number),
-            Some(_) => {
-                self.error(path, "must be a number >= 0");
-                None
-            }
-            None => {
-                self.error(path, format!("expected a number, found {}", kind(value)));
-                None
-            }
-        }
-    }
-
-    /// A cron expression: 5 fields, or 6 with seconds first
-    /// ([`crate::schedules::parse_cron`]).
-    fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
-        let text = self.string(value, path)?;
-        crate::schedules::parse_cron(&text)
-            .map_err(|message| self.error(path, message))
-            .ok()
-    }
-
     /// `keep_awake`: a list of `{from: "08:00", to: "19:00", days: mon-fri}`.
     fn windows(&mut self, value: &Value, path: &str) -> Vec<crate::schedules::Window> {
         let Some(items) = self.list(value, path) else {
@@ -1328,40 +1020,6 @@ impl<'a> Validator<'a> {
             }
         }
         crate::rules::Rules(rules)
-    }
-
-    /// A list of non-empty strings.
-    fn names(&mut self, value: &Value, path: &str) -> Vec<String> {
-        let Some(items) = self.list(value, path) else {
-            return Vec::new();
-        };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(index, item)| self.non_empty_string(item, &format!("{path}[{index}]")))
-            .collect()
-    }
-
-    /// `{process type: count}`, e.g. `{web: 1, worker: 2}`.
-    fn formation(&mut self, value: &Value, path: &str) -> Option<crate::model::Formation> {
-        let Value::Object(map) = value else {
-            self.error(
-                path,
-                format!(
-                    "expected a mapping of process types to counts (e.g. {{web: 1}}), found {}",
-                    kind(value)
-                ),
-            );
-            return None;
-        };
-        let mut formation = crate::model::Formation::new();
-        for (process, count) in map {
-            let count_path = format!("{path}.{process}");
-            if let Some(count) = self.count(count, &count_path, 0..=1000) {
-                formation.insert(process.clone(), u32::try_from(count).unwrap_or(u32::MAX));
-            }
-        }
-        Some(formation)
     }
 
     /// `tls`: the HTTPS listener. The files are read when the engine starts (and on
@@ -1495,25 +1153,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn count(
-        &mut self,
-        value: &Value,
-        path: &str,
-        range: std::ops::RangeInclusive<usize>,
-    ) -> Option<usize> {
-        let found = value.as_u64().and_then(|n| usize::try_from(n).ok());
-        match found {
-            Some(n) if range.contains(&n) => Some(n),
-            _ => {
-                self.error(
-                    path,
-                    format!("must be a whole number {}..{}", range.start(), range.end()),
-                );
-                None
-            }
-        }
-    }
-
     fn providers(&mut self, value: &Value, path: &str) -> Vec<ProviderConfig> {
         let Some(items) = self.list(value, path) else {
             return Vec::new();
@@ -1621,107 +1260,6 @@ impl<'a> Validator<'a> {
             }
         }
         providers
-    }
-
-    /// A secret given as `key` or read from the file named by `key_file` (trimmed). Its
-    /// value never appears in an error.
-    fn secret(&mut self, fields: &mut Fields<'_>, key: &str, parent: &str) -> Option<Secret> {
-        let file_key = format!("{key}_file");
-        let direct = fields.take(key);
-        let file = fields.take(&file_key);
-        if let (Some((_, p)), true) = (&file, self.api.is_some()) {
-            self.error(
-                p,
-                format!("files are not read for spaces created through the API: give {key}"),
-            );
-            return None;
-        }
-        match (direct, file) {
-            (Some((_, p)), Some(_)) => {
-                self.error(&p, format!("set either {key} or {file_key}, not both"));
-                None
-            }
-            (Some((value, p)), None) => match value {
-                Value::String(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
-                Value::String(_) => {
-                    self.error(&p, "must not be empty");
-                    None
-                }
-                other => {
-                    self.error(&p, format!("expected a string, found {}", kind(other)));
-                    None
-                }
-            },
-            (None, Some((value, p))) => {
-                let file = self.non_empty_string(value, &p)?;
-                match std::fs::read_to_string(&file) {
-                    Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
-                    Ok(_) => {
-                        self.error(&p, format!("{file} is empty"));
-                        None
-                    }
-                    Err(error) => {
-                        self.error(&p, format!("cannot read {file}: {error}"));
-                        None
-                    }
-                }
-            }
-            (None, None) => {
-                let _ = parent;
-                None
-            }
-        }
-    }
-
-    fn required_secret(
-        &mut self,
-        fields: &mut Fields<'_>,
-        key: &str,
-        parent: &str,
-    ) -> Option<Secret> {
-        let secret = self.secret(fields, key, parent);
-        if secret.is_none() && !fields.has(key) && !fields.has(&format!("{key}_file")) {
-            let message = match self.api {
-                Some(_) => "missing".to_owned(),
-                None => format!("missing (or {key}_file)"),
-            };
-            self.error(&child(parent, key), message);
-        }
-        secret
-    }
-
-    /// An `http(s)://` base URL, without a trailing slash (`{region}` allowed in it).
-    fn base_url(&mut self, fields: &mut Fields<'_>, key: &str) -> Option<String> {
-        let (value, path) = fields.take(key)?;
-        if self.api.is_some_and(|api| !api.custom_api_urls) {
-            self.error(
-                &path,
-                "spaces created through the API use the platform's own API \
-                 (hosted.custom_api_urls is off)",
-            );
-            return None;
-        }
-        let text = self.string(value, &path)?;
-        let valid = text
-            .replace("{region}", "region")
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|uri| {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
-            })
-            .is_some();
-        if !valid {
-            self.error(&path, format!("`{text}` is not an http(s) URL"));
-            return None;
-        }
-        Some(text.trim_end_matches('/').to_owned())
-    }
-
-    fn rate_limit(&mut self, fields: &mut Fields<'_>, default: usize) -> usize {
-        fields
-            .take("rate_limit")
-            .and_then(|(v, p)| self.count(v, &p, 1..=100_000))
-            .unwrap_or(default)
     }
 
     fn scalingo(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<ScalingoConfig> {
@@ -1955,50 +1493,6 @@ impl<'a> Validator<'a> {
         }
         apps
     }
-
-    fn port(&mut self, value: &Value, path: &str) -> Option<u16> {
-        let number = match value {
-            Value::Number(number) => number.as_i64(),
-            Value::String(text) => text.trim().parse::<i64>().ok(),
-            _ => None,
-        };
-        match number {
-            Some(port @ 1..=65535) => u16::try_from(port).ok(),
-            Some(_) => {
-                self.error(path, "must be 1..65535");
-                None
-            }
-            None => {
-                self.error(
-                    path,
-                    format!("expected a port number 1..65535, found {}", kind(value)),
-                );
-                None
-            }
-        }
-    }
-
-    fn env_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
-        let Some(fields) = self.mapping(value, path) else {
-            return BTreeMap::new();
-        };
-        let mut env = BTreeMap::new();
-        for (key, value) in fields.map {
-            let key_path = format!("{path}.{key}");
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                self.error(&key_path, "is not a valid environment variable name");
-                continue;
-            }
-            let text = match value {
-                Value::Bool(b) => Some(b.to_string()),
-                other => self.string(other, &key_path),
-            };
-            if let Some(text) = text {
-                env.insert(key.clone(), text);
-            }
-        }
-        env
-    }
 }
 
 /// The `proxy` section, typed.
@@ -2037,7 +1531,7 @@ fn default_workers() -> usize {
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
 /// The keys of one mapping, taken one by one, so that what is left is what nobody expected.
-/// The keys the top level and every space have alike (see [`Validator::tenant`]).
+/// The keys the top level and every space have alike (see [`Reader::tenant`]).
 struct Tenant {
     /// `defaults`.
     defaults: Policy,
@@ -2059,59 +1553,6 @@ struct Tenant {
     on_limit: crate::plan::OnLimit,
 }
 
-struct Fields<'v> {
-    map: &'v Map<String, Value>,
-    path: String,
-    taken: Vec<String>,
-    consumed: HashSet<&'v str>,
-}
-
-impl<'v> Fields<'v> {
-    fn new(map: &'v Map<String, Value>, path: &str) -> Self {
-        Fields {
-            map,
-            path: path.to_owned(),
-            taken: Vec::new(),
-            consumed: HashSet::new(),
-        }
-    }
-
-    fn child_path(&self, key: &str) -> String {
-        child(&self.path, key)
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.map.contains_key(key)
-    }
-
-    /// The value of `key` with its path; `null` counts as absent.
-    fn take(&mut self, key: &str) -> Option<(&'v Value, String)> {
-        self.taken.push(key.to_owned());
-        let (name, value) = self.map.get_key_value(key)?;
-        self.consumed.insert(name.as_str());
-        if value.is_null() {
-            return None;
-        }
-        Some((value, self.child_path(key)))
-    }
-
-    /// Marks every key as seen (used when an earlier error makes the rest meaningless).
-    fn take_all(&mut self) {
-        for key in self.map.keys() {
-            self.consumed.insert(key.as_str());
-        }
-    }
-
-    /// The keys nothing took, with their paths, in file order.
-    fn rest(&self) -> Vec<(&'v str, String)> {
-        self.map
-            .keys()
-            .filter(|key| !self.consumed.contains(key.as_str()))
-            .map(|key| (key.as_str(), self.child_path(key)))
-            .collect()
-    }
-}
-
 /// Reads a space document of the admin API: a `spaces:` entry, without what a tenant may
 /// not ask of the engine's host (see [`ApiRules`]). `domains_taken` maps each domain of
 /// the other spaces to a description of its owner. Every error is collected, with its path
@@ -2122,7 +1563,7 @@ pub(super) fn api_space(
     domains_taken: &HashMap<String, String>,
 ) -> Result<super::SpaceConfig, ConfigErrors> {
     let provenance = Provenance::default();
-    let mut validator = Validator::new(&provenance);
+    let mut validator = Reader::new(&provenance);
     validator.api = Some(rules);
     let mut ids = HashMap::new();
     let mut owners = domains_taken.clone();
@@ -2137,53 +1578,6 @@ pub(super) fn api_space(
         Some(space) if validator.errors.is_empty() => Ok(space),
         _ => Err(ConfigErrors(validator.errors)),
     }
-}
-
-/// `parent.key`, or `key` at the top; an empty key is written `""`, so every path names
-/// something.
-pub(super) fn child(parent: &str, key: &str) -> String {
-    let key = if key.is_empty() { "\"\"" } else { key };
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
-/// One DNS label as this engine routes it: lowercase letters, digits and '-', 1..=63 bytes,
-/// not starting or ending with '-'.
-pub(crate) fn is_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// A host name made of [`is_label`]-like labels (underscores allowed, as some platforms use).
-fn is_host_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 253
-        && text.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]
@@ -2204,7 +1598,7 @@ mod tests {
     fn validate(yaml: &str) -> Result<Config, Vec<String>> {
         let tree: Value = super::super::load::parse_yaml(yaml).expect("test yaml parses");
         let provenance = Provenance::default();
-        Validator::new(&provenance)
+        Reader::new(&provenance)
             .config(&tree)
             .map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
     }
