@@ -12,8 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::lifecycle::App;
-use crate::model::State;
+use crate::model::{AppKey, State};
 
 /// Upper bounds of `paastis_request_duration_seconds`.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -40,6 +39,16 @@ impl RequestCounts {
     fn get(&self, class: usize) -> u64 {
         self.0[class].load(Ordering::Relaxed)
     }
+}
+
+/// What the metrics read of a managed app (the lifecycle's apps are these).
+pub trait MeteredApp {
+    /// Which app: its `app` label.
+    fn key(&self) -> &AppKey;
+    /// Its state, for `paastis_apps`.
+    fn state(&self) -> State;
+    /// Requests answered for it, by status class.
+    fn requests(&self) -> &RequestCounts;
 }
 
 /// A histogram with fixed buckets.
@@ -164,7 +173,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     /// Counts one answered request: for `app`, or none when no app answers to its host.
-    pub fn request(&self, app: Option<&App>, status: u16, took: Duration) {
+    pub fn request(&self, app: Option<&impl MeteredApp>, status: u16, took: Duration) {
         match app {
             Some(app) => app.requests().add(status),
             None => self.unrouted.add(status),
@@ -219,12 +228,12 @@ impl Metrics {
     }
 
     /// Every metric, in the Prometheus text format (0.0.4), for these apps.
-    pub fn render(&self, apps: &[std::sync::Arc<App>]) -> String {
+    pub fn render<A: MeteredApp>(&self, apps: &[std::sync::Arc<A>]) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP paastis_requests_total Requests answered, by app and status class.\n");
         out.push_str("# TYPE paastis_requests_total counter\n");
         for app in apps {
-            let name = label(&app.key.to_string());
+            let name = label(&app.key().to_string());
             for (class, word) in CLASSES.iter().enumerate() {
                 let n = app.requests().get(class);
                 if n > 0 {

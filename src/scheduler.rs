@@ -14,15 +14,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{IDLE_CHECK_EVERY, Lifecycle};
 
 /// Apps whose listing did not tell their state, checked one by one after each discovery
 /// (two provider calls each: bounded so a large account stays under its rate limit).
 pub const VERIFY_PER_TICK: usize = 10;
-
-/// Period of the idle check and of the schedules: an app sleeps at most this long after
-/// its `max_idle` or its schedule's `sleep` time.
-pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The running background loops; dropping it (or [`Scheduler::stop`]) ends them.
 #[derive(Debug)]

@@ -329,7 +329,7 @@ impl AppView {
         };
         let mut keys = vec![app.key.name.to_string()];
         keys.extend(app.aliases.iter().cloned());
-        keys.push(crate::proxy::route::qualified(app));
+        keys.push(crate::lifecycle::route::qualified(app));
         let hosts = keys
             .into_iter()
             .map(|key| match state.domains.first() {

@@ -42,11 +42,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::lifecycle::route::Route;
 use crate::lifecycle::{App, Lifecycle, WakeError};
 use body::ClientBodyError;
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
-use route::{HostError, Route};
+use route::HostError;
 
 /// Body of every proxy response: the upstream's, streamed, or an error page.
 pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;

@@ -3,89 +3,14 @@
 //! The host is taken from the request target's authority (absolute-form, HTTP/2) or the one
 //! `Host` header, its port stripped, lowercased, a trailing dot dropped. The route key is what
 //! stands left of the longest matching configured domain, or the first DNS label when no
-//! domain matches. Keys: each app's name, and always `<app>--<provider>`. This module never
-//! calls a provider.
+//! domain matches. The table the key is looked up in is the lifecycle's
+//! ([`crate::lifecycle::route`]): this module only reads requests' hosts, and never calls a
+//! provider.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use http::Request;
 use http::header::HOST;
-
-use crate::lifecycle::App;
-
-/// What a route key leads to.
-#[derive(Debug, Clone)]
-pub enum Route {
-    /// One app.
-    App(Arc<App>),
-    /// A plain name that exists in several providers: the qualified keys that do resolve.
-    Ambiguous(Vec<String>),
-}
-
-/// Route key -> app, rebuilt whenever the set of apps changes.
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    /// Every key, lowercased. foldhash: fast on short keys, randomly seeded per process.
-    routes: HashMap<Box<str>, Route, foldhash::fast::RandomState>,
-}
-
-impl RouteTable {
-    /// The table for these apps: their names and aliases, then their qualified keys (which
-    /// always win).
-    pub fn build(apps: &[Arc<App>]) -> RouteTable {
-        let mut routes: HashMap<Box<str>, Route, _> = HashMap::default();
-        let keys = apps.iter().flat_map(|app| {
-            std::iter::once(app.key.name.to_ascii_lowercase())
-                .chain(app.aliases.iter().map(|alias| alias.to_ascii_lowercase()))
-                .map(move |key| (key, app))
-        });
-        for (key, app) in keys {
-            let key: Box<str> = key.into();
-            match routes.get_mut(&key) {
-                Some(Route::App(other)) if Arc::ptr_eq(other, app) => {}
-                None => {
-                    routes.insert(key, Route::App(Arc::clone(app)));
-                }
-                Some(Route::App(other)) => {
-                    let both = vec![qualified(other), qualified(app)];
-                    routes.insert(key, Route::Ambiguous(both));
-                }
-                Some(Route::Ambiguous(keys)) => {
-                    let key = qualified(app);
-                    if !keys.contains(&key) {
-                        keys.push(key);
-                    }
-                }
-            }
-        }
-        for app in apps {
-            routes.insert(qualified(app).into(), Route::App(Arc::clone(app)));
-        }
-        RouteTable { routes }
-    }
-
-    /// What `key` leads to.
-    pub fn get(&self, key: &str) -> Option<&Route> {
-        self.routes.get(key)
-    }
-
-    /// How many keys the table holds.
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    /// Whether the table holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
-}
-
-/// `<app>--<provider>`: the route key that always leads to exactly one app.
-pub fn qualified(app: &App) -> String {
-    format!("{}--{}", app.key.name, app.key.provider).to_ascii_lowercase()
-}
 
 /// Why a request's host cannot be routed at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

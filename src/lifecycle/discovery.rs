@@ -1,0 +1,406 @@
+//! Discovery: listing every provider (or reading the leader's listing of a shared one) and
+//! bringing the set of managed apps in line with it (new apps registered with their
+//! policy, vanished ones dropped, states corrected), checking apps whose listing did not
+//! tell their state, exits providers report, and rebuilding the route table when the set
+//! changes. It starts and stops nothing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::app::{START_HISTORY, touch};
+use super::route::RouteTable;
+use super::{App, Lifecycle, Phase, Record, lock};
+use crate::events::EventKind;
+use crate::model::{AppKey, State};
+use crate::providers::{AppExited, AppInfo, AppStatus, Provider};
+use crate::store::SeenApp;
+
+/// On-demand discoveries (for a host no app answers to) are at most this frequent.
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(10);
+
+impl Lifecycle {
+    /// Lists every provider's apps and brings the registry in line: new apps are managed,
+    /// apps found running are awake (activity = now), apps found stopped are asleep, vanished
+    /// apps are dropped. A provider that fails keeps its apps as they were.
+    pub async fn discover(self: &Arc<Self>) {
+        self.discover_with(false).await;
+    }
+
+    /// [`Lifecycle::discover`], asking every provider itself even when this instance is
+    /// not the leader (on-demand discovery for a host no app answers to yet).
+    async fn discover_with(self: &Arc<Self>, ask_providers: bool) {
+        // What each app's state was when the listings were asked for: an app that changed
+        // since (a wake or stop of ours finished) is not corrected by a stale listing.
+        let before: HashMap<AppKey, u64> = self
+            .apps()
+            .iter()
+            .map(|app| (app.key.clone(), app.transitions.load(Ordering::SeqCst)))
+            .collect();
+        let leader = self.registry.is_leader();
+        let shared = self.registry.is_shared();
+        let mut listings = tokio::task::JoinSet::new();
+        for provider in &self.providers {
+            let provider = Arc::clone(provider);
+            let registry = Arc::clone(&self.registry);
+            let space = Arc::clone(&self.space);
+            // Shared providers: the leader lists them and stores the listing; the other
+            // instances read it (and list themselves only when there is none yet).
+            let follow = shared && !provider.is_local() && !leader;
+            listings.spawn(async move {
+                if follow
+                    && !ask_providers
+                    && let Some(listing) = registry.listing(&space, provider.id()).await
+                {
+                    return (provider, Ok(listing), false);
+                }
+                let listing = provider.list_apps().await;
+                if shared
+                    && leader
+                    && !provider.is_local()
+                    && let Ok(listing) = &listing
+                {
+                    registry.put_listing(&space, provider.id(), listing).await;
+                }
+                (provider, listing, !follow)
+            });
+        }
+        let mut changed = false;
+        let mut announce = Vec::new();
+        while let Some(joined) = listings.join_next().await {
+            let Ok((provider, listing, authority)) = joined else {
+                continue;
+            };
+            if authority || !shared || provider.is_local() {
+                self.metrics
+                    .provider_call(provider.id(), "list", listing.is_ok());
+            }
+            match listing {
+                Ok(apps) => {
+                    changed |=
+                        self.apply_listing(&provider, apps, &before, authority, &mut announce)
+                }
+                Err(error) => {
+                    let message = format!("listing apps failed: {error}");
+                    self.metrics.provider_error(provider.id(), message.clone());
+                    self.events.emit(
+                        &AppKey::new(&self.space, provider.id(), ""),
+                        EventKind::ProviderError { message },
+                    )
+                }
+            }
+        }
+        if changed {
+            self.rebuild_routes();
+        }
+        self.announce(announce).await;
+    }
+
+    /// Applies one provider's listing; true when the set of apps changed.
+    ///
+    /// Without `authority` (an instance that follows the leader's listing of a shared
+    /// provider), apps are added and removed silently and states are left to the shared
+    /// state: the leader records and announces what changed. Changes to announce go to
+    /// `announce`.
+    fn apply_listing(
+        &self,
+        provider: &Arc<dyn Provider>,
+        listing: Vec<AppInfo>,
+        before: &HashMap<AppKey, u64>,
+        authority: bool,
+        announce: &mut Vec<(Arc<App>, Option<State>)>,
+    ) -> bool {
+        let coordinated = self.registry.is_shared() && !provider.is_local();
+        let now = self.clock.now_ms();
+        let mut apps = lock(&self.apps);
+        let mut seen = HashSet::new();
+        let mut changed = false;
+        for info in listing {
+            if !self.settings.filter.manages(&info.name, &info.aliases) {
+                continue;
+            }
+            let key = AppKey::new(&self.space, provider.id(), &info.name);
+            seen.insert(key.clone());
+            let running = info.status == AppStatus::Running;
+            if authority {
+                self.record(|| Record::Seen {
+                    key: key.clone(),
+                    seen: SeenApp {
+                        upstream: info.upstream.as_ref().map(ToString::to_string),
+                        running,
+                    },
+                    at: SystemTime::now(),
+                });
+            }
+            let Some(app) = apps.get(&key) else {
+                let state = if running { State::Awake } else { State::Asleep };
+                // What the catalog remembers from before (an earlier run of the engine).
+                let remembered = lock(&self.remembered).remove(&key);
+                let listed = info
+                    .formation
+                    .values()
+                    .any(|n| *n > 0)
+                    .then(|| info.formation.clone());
+                if authority
+                    && let Some(listed) = &listed
+                    && remembered.as_ref().and_then(|r| r.formation.as_ref()) != Some(listed)
+                {
+                    self.record(|| Record::Formation {
+                        key: key.clone(),
+                        formation: Some(listed.clone()),
+                    });
+                }
+                let formation =
+                    listed.or_else(|| remembered.as_ref().and_then(|r| r.formation.clone()));
+                let start_durations: VecDeque<Duration> = remembered
+                    .as_ref()
+                    .map(|r| {
+                        let skip = r.start_durations.len().saturating_sub(START_HISTORY);
+                        r.start_durations.iter().skip(skip).copied().collect()
+                    })
+                    .unwrap_or_default();
+                // An app awake before a restart keeps its idle time: it is stopped when it
+                // would have been.
+                let last_activity = remembered
+                    .as_ref()
+                    .and_then(|r| r.last_activity)
+                    .map_or(now, |at| self.clock.from_wall(at));
+                // Defaults, then the matching rules, then the app's own keys.
+                let resolved = self.settings.rules.resolve(&info.name);
+                let mut aliases = info.aliases.clone();
+                aliases.extend(resolved.alias);
+                let app = Arc::new(App {
+                    key: key.clone(),
+                    provider: Arc::clone(provider),
+                    aliases,
+                    policy: self
+                        .settings
+                        .defaults
+                        .with(&resolved.policy.then(&info.policy)),
+                    phase: watch::Sender::new(Phase {
+                        state,
+                        reason: None,
+                        since: Instant::now(),
+                    }),
+                    state: AtomicU8::new(state as u8),
+                    last_activity: AtomicU64::new(last_activity),
+                    in_flight: AtomicUsize::new(0),
+                    upstream: ArcSwapOption::from(info.upstream.map(Arc::new)),
+                    formation: Mutex::new(formation),
+                    start_durations: Mutex::new(start_durations),
+                    stop_retry_at: AtomicU64::new(0),
+                    transitions: AtomicU64::new(0),
+                    unverified: std::sync::atomic::AtomicBool::new(
+                        info.status == AppStatus::Unknown,
+                    ),
+                    default_formation: resolved.formation,
+                    linked_names: resolved.linked_apps,
+                    linked: ArcSwap::from_pointee(Vec::new()),
+                    flushed_activity: AtomicU64::new(last_activity),
+                    coordinated,
+                    remote_seq: AtomicU64::new(0),
+                    busy: std::sync::atomic::AtomicBool::new(false),
+                    unpublished: std::sync::atomic::AtomicBool::new(false),
+                    // Being registered is not activity to share: only requests are.
+                    shared_activity: AtomicU64::new(last_activity),
+                    requests: crate::metrics::RequestCounts::default(),
+                    pinned_until: AtomicU64::new(0),
+                    last_wake: Mutex::new(None),
+                    hooks: self.settings.hooks.then(&resolved.hooks),
+                    schedules: self.schedules.matching(&info.name),
+                });
+                apps.insert(key.clone(), app);
+                if authority {
+                    self.events.emit(&key, EventKind::Discovered { running });
+                }
+                changed = true;
+                continue;
+            };
+            if let Some(upstream) = info.upstream
+                && app.upstream().as_deref() != Some(&upstream)
+            {
+                app.upstream.store(Some(Arc::new(upstream)));
+            }
+            if !authority {
+                continue;
+            }
+            if running && info.formation.values().any(|n| *n > 0) {
+                self.remember_formation(app, info.formation.clone());
+            }
+            if before.get(&key) != Some(&app.transitions.load(Ordering::SeqCst))
+                || app.busy.load(Ordering::SeqCst)
+            {
+                continue;
+            }
+            match info.status {
+                AppStatus::Running => {
+                    if app.state() == State::Asleep || app.state() == State::Failed {
+                        touch(app, now);
+                        if app.transition(&[State::Asleep, State::Failed], State::Awake, None) {
+                            self.events.emit(&key, EventKind::Registered);
+                            if coordinated {
+                                announce.push((Arc::clone(app), Some(State::Awake)));
+                            }
+                        }
+                    }
+                }
+                AppStatus::Stopped | AppStatus::Failed(_) => {
+                    let reason = match &info.status {
+                        AppStatus::Failed(reason) => reason.clone(),
+                        _ => "found stopped".to_owned(),
+                    };
+                    if app.transition(&[State::Awake], State::Asleep, None) {
+                        self.events.emit(&key, EventKind::Exited { reason });
+                        if coordinated {
+                            announce.push((Arc::clone(app), Some(State::Asleep)));
+                        }
+                    }
+                }
+                AppStatus::Starting | AppStatus::Unknown => {}
+            }
+        }
+        let vanished: Vec<AppKey> = apps
+            .keys()
+            .filter(|key| &*key.provider == provider.id() && !seen.contains(*key))
+            .cloned()
+            .collect();
+        for key in vanished {
+            if let Some(app) = apps.remove(&key)
+                && authority
+            {
+                self.events.emit(&key, EventKind::Deleted);
+                if coordinated {
+                    announce.push((app, None));
+                }
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    /// Asks the provider the state of up to `limit` apps registered from listings that did
+    /// not tell it (see [`AppStatus::Unknown`]): a running one becomes awake with activity =
+    /// now, so it is stopped after its idle time like any app started outside the engine.
+    /// Returns how many were checked.
+    pub async fn verify_unknown(self: &Arc<Self>, limit: usize) -> usize {
+        let pending: Vec<Arc<App>> = self
+            .apps()
+            .into_iter()
+            .filter(|app| app.unverified.load(Ordering::SeqCst))
+            .take(limit)
+            .collect();
+        for app in &pending {
+            if app.state() != State::Asleep {
+                app.unverified.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let transitions = app.transitions.load(Ordering::SeqCst);
+            match app.provider.status(&app.key.name).await {
+                Ok(AppStatus::Running) => {
+                    app.unverified.store(false, Ordering::SeqCst);
+                    // Not if a wake or stop of ours happened meanwhile.
+                    if app.transitions.load(Ordering::SeqCst) == transitions {
+                        touch(app, self.clock.now_ms());
+                        if app.transition(&[State::Asleep], State::Awake, None) {
+                            self.events.emit(&app.key, EventKind::Registered);
+                            if app.coordinated {
+                                self.announce(vec![(Arc::clone(app), Some(State::Awake))])
+                                    .await;
+                            }
+                        }
+                    }
+                }
+                Ok(AppStatus::Stopped | AppStatus::Failed(_)) => {
+                    app.unverified.store(false, Ordering::SeqCst);
+                }
+                Ok(AppStatus::Starting | AppStatus::Unknown) => {}
+                Err(error) => {
+                    tracing::debug!(app = %app.key, %error, "cannot verify the state yet");
+                }
+            }
+        }
+        pending.len()
+    }
+
+    /// An app's process ended on its own: an awake app is now asleep. A waking app is left to
+    /// its wake, which sees the exit through the provider's status.
+    pub fn app_exited(&self, provider_id: &str, exit: AppExited) {
+        let key = AppKey::new(&self.space, provider_id, &exit.app);
+        let Some(app) = lock(&self.apps).get(&key).cloned() else {
+            return;
+        };
+        if app.transition(&[State::Awake], State::Asleep, None) {
+            self.events.emit(
+                &key,
+                EventKind::Exited {
+                    reason: exit.reason,
+                },
+            );
+        }
+    }
+
+    fn rebuild_routes(&self) {
+        let apps = self.apps();
+        // Linked apps: the same provider first, else the one app of that name elsewhere.
+        let find = |app: &App, name: &str| -> Option<Weak<App>> {
+            let mut named = apps.iter().filter(|other| &*other.key.name == name);
+            let found = match named
+                .clone()
+                .find(|other| other.key.provider == app.key.provider)
+            {
+                Some(same_provider) => Some(same_provider),
+                None => match (named.next(), named.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                },
+            };
+            found.map(Arc::downgrade)
+        };
+        for app in apps.iter().filter(|app| !app.linked_names.is_empty()) {
+            let linked = app
+                .linked_names
+                .iter()
+                .filter_map(|name| find(app, name))
+                .collect();
+            app.linked.store(Arc::new(linked));
+        }
+        self.routes.store(Arc::new(RouteTable::build(&apps)));
+    }
+
+    /// Discovery on demand, for a host no app answers to (an app created a moment ago):
+    /// at most once per [`REDISCOVER_EVERY`], one at a time (callers arriving meanwhile
+    /// wait for it). Runs on the engine's runtime, whoever asks. Returns whether it ran.
+    pub async fn rediscover(self: &Arc<Self>) -> bool {
+        let mut last = self.rediscovered.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REDISCOVER_EVERY) {
+            return false;
+        }
+        let lifecycle = Arc::clone(self);
+        let _ = self
+            .runtime
+            .spawn(async move { lifecycle.discover_with(true).await })
+            .await;
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Forgets every managed app (the original engine's `DELETE /apps`), then lists the
+    /// providers again: apps come back as they are now (running ones with activity = now).
+    /// The apps themselves are not touched.
+    pub async fn clear(self: &Arc<Self>) {
+        let removed: Vec<Arc<App>> = std::mem::take(&mut *lock(&self.apps))
+            .into_values()
+            .collect();
+        self.rebuild_routes();
+        for app in removed.iter().filter(|app| app.coordinated) {
+            self.registry.forget(&app.key).await;
+        }
+        tracing::info!(apps = removed.len(), "registry cleared");
+        self.discover().await;
+    }
+}
