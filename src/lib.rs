@@ -37,6 +37,9 @@
 //! * [`store`]: the durable catalog and event history (SQLite file or PostgreSQL), behind
 //!   one trait; it stores and answers, never decides.
 //! * [`table`]: the plain-text table of managed apps.
+//! * [`html`]: text made safe for HTML, for the proxy's error pages and the dashboard.
+//! * [`wire`]: the admin API's JSON views of apps, events and providers, which the CLI reads
+//!   back (so neither front door imports the other).
 //!
 //! [`run`] takes an already-validated [`Config`] and already-bound listeners, so tests bind
 //! port 0 and the binary stays thin.
@@ -51,6 +54,7 @@ pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod hooks;
+pub mod html;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
@@ -67,6 +71,7 @@ pub mod settings;
 pub mod spaces;
 pub mod store;
 pub mod table;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The JSON endpoints of the admin API, their views, and the OpenAPI document generated from
 //! them (`/api/openapi.json`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +18,10 @@ use crate::model::State as AppState;
 use crate::model::Strategy;
 use crate::model::rfc3339;
 use crate::store::EventQuery;
+use crate::wire::{
+    AppList, AppView, CallCount, EventList, EventView, PolicyView, ProviderList, ProviderView,
+    WakeView,
+};
 
 /// The OpenAPI document of the admin API.
 #[derive(OpenApi)]
@@ -242,72 +245,6 @@ pub struct AppsQuery {
     pub state: Option<String>,
     /// Only names matching this glob (`review-*`) or `re:` regex.
     pub name: Option<String>,
-}
-
-/// A list of apps.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AppList {
-    /// The apps, by provider then name.
-    pub apps: Vec<AppView>,
-}
-
-/// One managed app.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AppView {
-    /// The provider id.
-    pub provider: String,
-    /// The app's name on its provider.
-    pub name: String,
-    /// Its state: asleep, waking, awake, stopping, failed.
-    pub state: String,
-    /// Why it is failed.
-    pub reason: Option<String>,
-    /// Hosts that reach it (the first domain's, or `<key>.*` without domains).
-    pub hosts: Vec<String>,
-    /// Its idle and wake policy.
-    pub policy: PolicyView,
-    /// Its last activity (RFC 3339).
-    pub last_activity: String,
-    /// Seconds since its last activity.
-    pub idle_seconds: u64,
-    /// Seconds until the idle check stops it, for an awake app that can be stopped.
-    pub sleeps_in_seconds: Option<u64>,
-    /// Kept awake until this time (RFC 3339), or `forever`.
-    pub pinned_until: Option<String>,
-    /// Its latest wake.
-    pub last_wake: Option<WakeView>,
-    /// The formation its next wake starts.
-    pub formation: BTreeMap<String, u32>,
-    /// How long a start usually takes, in seconds (mean of the recent ones).
-    pub eta_seconds: Option<f64>,
-    /// Requests in progress.
-    pub in_flight: usize,
-}
-
-/// An app's policy.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PolicyView {
-    /// `15m`, `2h`, or `never`.
-    pub max_idle: String,
-    /// Seconds, or none for never.
-    pub max_idle_seconds: Option<u64>,
-    /// Seconds a wake may take.
-    pub wake_timeout_seconds: u64,
-    /// hold, page or auto.
-    pub strategy: String,
-    /// Probed before requests are released.
-    pub health_path: Option<String>,
-}
-
-/// A wake's cause.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WakeView {
-    /// When it was asked for (RFC 3339).
-    pub at: String,
-    /// request, linked, schedule or api.
-    pub cause: String,
-    /// In words.
-    pub description: String,
 }
 
 impl AppView {
@@ -617,36 +554,6 @@ pub struct EventsQuery {
     pub cursor: Option<String>,
 }
 
-/// A page of events, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventList {
-    /// The events.
-    pub events: Vec<EventView>,
-    /// Pass as `cursor` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
-}
-
-/// One event.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventView {
-    /// Unique, increasing.
-    pub id: i64,
-    /// When (RFC 3339).
-    pub at: String,
-    /// The tenant.
-    pub space: String,
-    /// The provider id.
-    pub provider: String,
-    /// The app (empty for provider-wide events).
-    pub app: String,
-    /// discovered, registered, wake_requested, started, start_failed, stop_requested,
-    /// stopped, stop_vetoed, stop_failed, exited, deleted, provider_error.
-    pub kind: String,
-    /// The kind's own fields (cause, duration_ms, reason, ...).
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-}
-
 fn parse_time(field: &str, text: Option<&str>) -> Result<Option<SystemTime>, ApiError> {
     match text {
         None | Some("") => Ok(None),
@@ -815,48 +722,6 @@ pub async fn events_index(
         events,
         next_cursor: page.next_cursor,
     }))
-}
-
-/// The provider accounts.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProviderList {
-    /// In config order.
-    pub providers: Vec<ProviderView>,
-}
-
-/// One provider account's health.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProviderView {
-    /// Its id.
-    pub id: String,
-    /// Its platform (`type`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Managed apps.
-    pub apps: usize,
-    /// False when its last call failed.
-    pub healthy: bool,
-    /// Its last error, if any.
-    pub last_error: Option<String>,
-    /// When (RFC 3339).
-    pub last_error_at: Option<String>,
-    /// Calls made, by operation and result.
-    pub calls: Vec<CallCount>,
-    /// Calls per minute the account allows, when the engine limits them.
-    pub rate_limit_per_minute: Option<usize>,
-    /// Calls made in the last minute, under that limit.
-    pub calls_last_minute: Option<usize>,
-}
-
-/// Calls of one operation with one result.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CallCount {
-    /// list, status, start or stop.
-    pub op: String,
-    /// ok or error.
-    pub result: String,
-    /// How many.
-    pub count: u64,
 }
 
 /// Every provider account: apps, health, last error, calls and rate-limit state.

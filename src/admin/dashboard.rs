@@ -14,10 +14,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::api::{AppView, EventList, EventsQuery};
+use super::api::EventsQuery;
 use super::{AdminState, COOKIE};
 use crate::events::{StopCause, WakeCause};
-use crate::proxy::pages::escape;
+use crate::html::escape;
+use crate::wire::{AppView, EventList};
 
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1d2330; --muted: #667085; --bg: #f6f7f9; --card: #fff;

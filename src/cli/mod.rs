@@ -19,8 +19,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::admin::api::{AppList, AppView, EventList, EventView, ProviderList};
 use crate::secret::Secret;
+use crate::wire::{AppList, AppView, EventList, EventView, ProviderList};
 use client::Api;
 pub use spaces::{SpacesArgs, SpacesCommand};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::spaces::{IssuedToken, SpaceView};
-use crate::admin::api::{AppView, EventView, ProviderView};
+use crate::wire::{AppView, EventView, ProviderView};
 
 use crate::table::render as table;
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::html::escape;
+
 /// Whether the client asked for HTML (a browser navigation).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
@@ -163,22 +165,6 @@ reloads by itself and shows the app as soon as it is up.</p>
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
     response
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

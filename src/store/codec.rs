@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
+use sqlx::query::Query;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::{
@@ -310,6 +311,31 @@ pub(crate) fn catalog(apps: Vec<AppRow>, starts: Vec<StartRow>) -> Vec<CatalogEn
         ))
     });
     entries
+}
+
+/// Binds an app's key (space, provider, name, in that order): the parameters every statement
+/// about one app has in its `WHERE space = … AND provider = … AND name = …`.
+pub(crate) fn bind_key<'q, DB>(
+    query: Query<'q, DB, <DB as Database>::Arguments>,
+    key: &AppKey,
+) -> Query<'q, DB, <DB as Database>::Arguments>
+where
+    DB: Database,
+    for<'s> &'s str: Encode<'s, DB> + Type<DB>,
+{
+    query
+        .bind(&*key.space)
+        .bind(&*key.provider)
+        .bind(&*key.name)
+}
+
+/// What a statement about one app did: [`StoreError::UnknownApp`] when it touched no row
+/// (the app was never seen).
+pub(crate) fn one_app(rows_affected: u64, key: &AppKey) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        return Err(StoreError::UnknownApp(key.to_string()));
+    }
+    Ok(())
 }
 
 /// `SELECT … FROM events WHERE <filters> ORDER BY at DESC, id DESC LIMIT <page + 1>`.

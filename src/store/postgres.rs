@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Encode, Postgres, Type};
 
 use super::codec::{self, AppRow, EventRow, StartRow};
 use super::{
@@ -101,6 +101,24 @@ impl PgStore {
     fn db_error(&self, error: sqlx::Error) -> StoreError {
         StoreError::Database(scrub(&error.to_string(), &self.secrets))
     }
+
+    /// Runs `sql`, an update of one app whose parameters are `value` then the app's key;
+    /// [`StoreError::UnknownApp`] when it touched no row.
+    async fn update_app<T>(
+        &self,
+        sql: &'static str,
+        value: T,
+        key: &AppKey,
+    ) -> Result<(), StoreError>
+    where
+        T: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send,
+    {
+        let done = codec::bind_key(sqlx::query(sql).bind(value), key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        codec::one_app(done.rows_affected(), key)
+    }
 }
 
 /// What a failed connection means: nothing answers, or the server said no.
@@ -126,10 +144,6 @@ fn connect_failure(address: &str, secrets: &[String], error: sqlx::Error) -> Sto
     }
 }
 
-fn unknown(key: &AppKey) -> StoreError {
-    StoreError::UnknownApp(key.to_string())
-}
-
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -143,16 +157,16 @@ impl Store for PgStore {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         let at = codec::millis(at);
-        sqlx::query(
-            "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (space, provider, name) DO UPDATE SET \
-             upstream = excluded.upstream, running = excluded.running, \
-             last_seen = excluded.last_seen, deleted_at = NULL",
+        codec::bind_key(
+            sqlx::query(
+                "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (space, provider, name) DO UPDATE SET \
+                 upstream = excluded.upstream, running = excluded.running, \
+                 last_seen = excluded.last_seen, deleted_at = NULL",
+            ),
+            key,
         )
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
         .bind(seen.upstream.as_deref())
         .bind(seen.running)
         .bind(at)
@@ -163,21 +177,13 @@ impl Store for PgStore {
     }
 
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        self.update_app(
             "UPDATE apps SET deleted_at = coalesce(deleted_at, $1) \
              WHERE space = $2 AND provider = $3 AND name = $4",
+            codec::millis(at),
+            key,
         )
-        .bind(codec::millis(at))
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&self.pool)
         .await
-        .map_err(|e| self.db_error(e))?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
     }
 
     async fn set_formation(
@@ -186,20 +192,12 @@ impl Store for PgStore {
         formation: Option<&Formation>,
     ) -> Result<(), StoreError> {
         let json = codec::formation_json(formation)?;
-        let done = sqlx::query(
+        self.update_app(
             "UPDATE apps SET formation = $1 WHERE space = $2 AND provider = $3 AND name = $4",
+            json,
+            key,
         )
-        .bind(json)
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&self.pool)
         .await
-        .map_err(|e| self.db_error(e))?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
     }
 
     async fn record_start(
@@ -210,30 +208,26 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
         // Locks the app's row: two starts recorded at once keep exactly the newest ones.
-        let done = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO app_starts (space, provider, name, at, duration_ms) \
              SELECT space, provider, name, $1, $2 FROM apps \
              WHERE space = $3 AND provider = $4 AND name = $5 FOR UPDATE",
         )
         .bind(codec::millis(at))
-        .bind(codec::duration_millis(duration))
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        sqlx::query(
-            "DELETE FROM app_starts WHERE space = $1 AND provider = $2 AND name = $3 \
-             AND id NOT IN (SELECT id FROM app_starts \
-             WHERE space = $1 AND provider = $2 AND name = $3 ORDER BY id DESC LIMIT $4)",
+        .bind(codec::duration_millis(duration));
+        let done = codec::bind_key(insert, key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        codec::one_app(done.rows_affected(), key)?;
+        codec::bind_key(
+            sqlx::query(
+                "DELETE FROM app_starts WHERE space = $1 AND provider = $2 AND name = $3 \
+                 AND id NOT IN (SELECT id FROM app_starts \
+                 WHERE space = $1 AND provider = $2 AND name = $3 ORDER BY id DESC LIMIT $4)",
+            ),
+            key,
         )
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
         .bind(START_HISTORY as i64)
         .execute(&mut *tx)
         .await
@@ -256,18 +250,7 @@ impl Store for PgStore {
              asleep_since = NULL \
              WHERE space = $2 AND provider = $3 AND name = $4"
         };
-        let done = sqlx::query(sql)
-            .bind(codec::millis(at))
-            .bind(&*key.space)
-            .bind(&*key.provider)
-            .bind(&*key.name)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
+        self.update_app(sql, codec::millis(at), key).await
     }
 
     async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {
@@ -277,18 +260,16 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
         let mut written = 0;
         for (key, at) in activity {
-            written += sqlx::query(
+            let update = sqlx::query(
                 "UPDATE apps SET last_activity = GREATEST(last_activity, $1) \
                  WHERE space = $2 AND provider = $3 AND name = $4",
             )
-            .bind(codec::millis(*at))
-            .bind(&*key.space)
-            .bind(&*key.provider)
-            .bind(&*key.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_error(e))?
-            .rows_affected();
+            .bind(codec::millis(*at));
+            written += codec::bind_key(update, key)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_error(e))?
+                .rows_affected();
         }
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(written)

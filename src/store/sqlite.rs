@@ -26,8 +26,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{Encode, Type};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::codec::{self, AppRow, EventRow, StartRow};
@@ -305,8 +307,25 @@ fn db_error(error: sqlx::Error) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
-fn unknown(key: &AppKey) -> StoreError {
-    StoreError::UnknownApp(key.to_string())
+impl SqliteStore {
+    /// Runs `sql`, an update of one app whose parameters are `value` then the app's key, in
+    /// this process's turn to write; [`StoreError::UnknownApp`] when it touched no row.
+    async fn update_app<T>(
+        &self,
+        sql: &'static str,
+        value: T,
+        key: &AppKey,
+    ) -> Result<(), StoreError>
+    where
+        T: for<'q> Encode<'q, Sqlite> + Type<Sqlite> + Send,
+    {
+        let _turn = self.turn().await;
+        let done = codec::bind_key(sqlx::query(sql).bind(value), key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        codec::one_app(done.rows_affected(), key)
+    }
 }
 
 #[async_trait]
@@ -323,16 +342,16 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let at = codec::millis(at);
         let _turn = self.turn().await;
-        sqlx::query(
-            "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (space, provider, name) DO UPDATE SET \
-             upstream = excluded.upstream, running = excluded.running, \
-             last_seen = excluded.last_seen, deleted_at = NULL",
+        codec::bind_key(
+            sqlx::query(
+                "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (space, provider, name) DO UPDATE SET \
+                 upstream = excluded.upstream, running = excluded.running, \
+                 last_seen = excluded.last_seen, deleted_at = NULL",
+            ),
+            key,
         )
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
         .bind(seen.upstream.as_deref())
         .bind(seen.running)
         .bind(at)
@@ -344,22 +363,13 @@ impl Store for SqliteStore {
     }
 
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
-        let _turn = self.turn().await;
-        let done = sqlx::query(
+        self.update_app(
             "UPDATE apps SET deleted_at = coalesce(deleted_at, ?) \
              WHERE space = ? AND provider = ? AND name = ?",
+            codec::millis(at),
+            key,
         )
-        .bind(codec::millis(at))
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&self.pool)
         .await
-        .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
     }
 
     async fn set_formation(
@@ -368,21 +378,12 @@ impl Store for SqliteStore {
         formation: Option<&Formation>,
     ) -> Result<(), StoreError> {
         let json = codec::formation_json(formation)?;
-        let _turn = self.turn().await;
-        let done = sqlx::query(
+        self.update_app(
             "UPDATE apps SET formation = ? WHERE space = ? AND provider = ? AND name = ?",
+            json,
+            key,
         )
-        .bind(json)
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&self.pool)
         .await
-        .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
     }
 
     async fn record_start(
@@ -393,37 +394,28 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let done = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO app_starts (space, provider, name, at, duration_ms) \
              SELECT space, provider, name, ?, ? FROM apps \
              WHERE space = ? AND provider = ? AND name = ?",
         )
         .bind(codec::millis(at))
-        .bind(codec::duration_millis(duration))
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        sqlx::query(
+        .bind(codec::duration_millis(duration));
+        let done = codec::bind_key(insert, key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        codec::one_app(done.rows_affected(), key)?;
+        let delete = sqlx::query(
             "DELETE FROM app_starts WHERE space = ? AND provider = ? AND name = ? \
              AND id NOT IN (SELECT id FROM app_starts \
              WHERE space = ? AND provider = ? AND name = ? ORDER BY id DESC LIMIT ?)",
-        )
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .bind(&*key.space)
-        .bind(&*key.provider)
-        .bind(&*key.name)
-        .bind(START_HISTORY as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        );
+        codec::bind_key(codec::bind_key(delete, key), key)
+            .bind(START_HISTORY as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -442,19 +434,7 @@ impl Store for SqliteStore {
              asleep_since = NULL \
              WHERE space = ? AND provider = ? AND name = ?"
         };
-        let _turn = self.turn().await;
-        let done = sqlx::query(sql)
-            .bind(codec::millis(at))
-            .bind(&*key.space)
-            .bind(&*key.provider)
-            .bind(&*key.name)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(unknown(key));
-        }
-        Ok(())
+        self.update_app(sql, codec::millis(at), key).await
     }
 
     async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {
@@ -466,19 +446,17 @@ impl Store for SqliteStore {
         let mut written = 0;
         for (key, at) in activity {
             let at = codec::millis(*at);
-            written += sqlx::query(
+            let update = sqlx::query(
                 "UPDATE apps SET last_activity = max(coalesce(last_activity, ?), ?) \
                  WHERE space = ? AND provider = ? AND name = ?",
             )
             .bind(at)
-            .bind(at)
-            .bind(&*key.space)
-            .bind(&*key.provider)
-            .bind(&*key.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
+            .bind(at);
+            written += codec::bind_key(update, key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
         }
         tx.commit().await.map_err(db_error)?;
         Ok(written)

@@ -1,0 +1,319 @@
+//! The headers both ways: the request as it goes upstream (origin-form target, hop-by-hop
+//! headers removed, `X-Forwarded-*`, `Via` and `Host` set, the client's own `Origin`
+//! rewritten) and the response as the client gets it (`Location` moved to the client's host).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use super::{ClientSide, Forwarder};
+use crate::model::Upstream;
+use crate::proxy::body::{BodyOutcome, ClientBody, Outgoing};
+
+/// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
+/// too: upgrades are not proxied yet.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::UPGRADE,
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+impl Forwarder {
+    /// The request as it goes upstream: origin-form target, HTTP/1.1, hop-by-hop headers
+    /// removed, `X-Forwarded-*`, `Via` and the upstream's `Host` set.
+    pub(super) fn prepare(
+        &self,
+        request: Request<Incoming>,
+        upstream: &Upstream,
+        client: &ClientSide,
+    ) -> (
+        Request<Outgoing>,
+        Option<(&'static str, HeaderValue)>,
+        BodyOutcome,
+    ) {
+        let (mut parts, body) = request.into_parts();
+        let outcome = BodyOutcome::default();
+        let body = if body.is_end_stream() {
+            Outgoing::Empty
+        } else {
+            Outgoing::Client(ClientBody::new(body, self.body_progress, outcome.clone()))
+        };
+        // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
+        // carry it in the target).
+        let forwarded_host = match parts.uri.authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
+        // HTTP/1.1 requests to an origin server carry the origin form: path and query only.
+        parts.uri = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let via = via_value(parts.version);
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        append_forwarded_for(headers, &client.ip);
+        // A trusted proxy says how the client reached it; anyone else is told by the
+        // listener it came to.
+        let proto = match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+            Some(b"https") if client.trusted => "https",
+            Some(b"http") if client.trusted => "http",
+            _ => {
+                headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+                client.proto
+            }
+        };
+        let forwarded_host = match headers.get(&X_FORWARDED_HOST) {
+            Some(host) if client.trusted => Some(host.clone()),
+            _ => forwarded_host,
+        };
+        if let Some(host) = &forwarded_host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+            // `Origin` is rewritten only when it is the request's own origin (a browser
+            // talking to this host): any other origin passes as it is, so no CORS hole opens.
+            let own = headers
+                .get(header::ORIGIN)
+                .is_some_and(|origin| same_origin(origin, proto, host));
+            if own
+                && !self.preserve_host
+                && let Ok(origin) = HeaderValue::from_str(&upstream.to_string())
+            {
+                headers.insert(header::ORIGIN, origin);
+            }
+        }
+        headers.append(header::VIA, via);
+        match (&forwarded_host, self.preserve_host) {
+            (Some(host), true) => headers.insert(header::HOST, host.clone()),
+            _ => headers.insert(header::HOST, upstream.host_header().clone()),
+        };
+        let client_origin = forwarded_host.map(|host| (proto, host));
+        (Request::from_parts(parts, body), client_origin, outcome)
+    }
+
+    /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
+    /// `Location` / `Content-Location` pointing at the upstream's own URL moved to the host
+    /// the client used.
+    pub(super) fn clean_response(
+        &self,
+        response: &mut Response<Incoming>,
+        upstream: &Upstream,
+        client_origin: Option<&(&'static str, HeaderValue)>,
+    ) {
+        let via = via_value(response.version());
+        let headers = response.headers_mut();
+        remove_hop_by_hop(headers);
+        headers.append(header::VIA, via);
+        let Some((proto, client_host)) =
+            client_origin.and_then(|(proto, h)| Some((*proto, h.to_str().ok()?)))
+        else {
+            return;
+        };
+        let upstream_origin = upstream.to_string();
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let rewritten = headers
+                .get(&name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|location| {
+                    rewrite_location(location, &upstream_origin, proto, client_host)
+                });
+            if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// Whether `origin` is `<proto>://<host>`: the origin of the request itself.
+fn same_origin(origin: &HeaderValue, proto: &str, host: &HeaderValue) -> bool {
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    origin
+        .strip_prefix(proto)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// `location` with the upstream's origin replaced by the client's, when it starts with it.
+fn rewrite_location(
+    location: &str,
+    upstream_origin: &str,
+    proto: &str,
+    host: &str,
+) -> Option<String> {
+    let head = location.get(..upstream_origin.len())?;
+    if !head.eq_ignore_ascii_case(upstream_origin) {
+        return None;
+    }
+    let rest = &location[upstream_origin.len()..];
+    if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+        return None;
+    }
+    Some(format!("{proto}://{host}{rest}"))
+}
+
+/// Whether a request asks to switch protocols: an `Upgrade` header named by `Connection`.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn via_value(version: Version) -> HeaderValue {
+    const VIA_2: HeaderValue = HeaderValue::from_static("2 paastis");
+    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 paastis");
+    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 paastis");
+    match version {
+        Version::HTTP_2 => VIA_2,
+        Version::HTTP_10 => VIA_10,
+        _ => VIA_11,
+    }
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) header names is cheaper than a lookup per hop-by-hop name,
+    // and most messages carry none of them.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
+    let existing = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let value = match existing {
+        Some(existing) => {
+            let joined = format!("{existing}, {}", ip.to_str().unwrap_or("unknown"));
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| ip.clone())
+        }
+        None => ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_with_those_named_in_connection() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-kept", HeaderValue::from_static("yes"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+
+        // Nothing to remove: nothing changes.
+        let mut plain = HeaderMap::new();
+        plain.insert("x-kept", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn locations_and_origins() {
+        let up = "https://app-1.cleverapps.io";
+        assert_eq!(
+            rewrite_location(
+                "https://app-1.cleverapps.io/login?x=1",
+                up,
+                "http",
+                "api.localhost:3000"
+            ),
+            Some("http://api.localhost:3000/login?x=1".to_owned())
+        );
+        assert_eq!(
+            rewrite_location("HTTPS://APP-1.cleverapps.io", up, "http", "a.localhost"),
+            Some("http://a.localhost".to_owned())
+        );
+        assert_eq!(
+            rewrite_location("https://app-1.cleverapps.io.evil.com/", up, "http", "a"),
+            None
+        );
+        assert_eq!(
+            rewrite_location("https://elsewhere.com/", up, "http", "a"),
+            None
+        );
+        assert_eq!(rewrite_location("/relative", up, "http", "a"), None);
+        let host = HeaderValue::from_static("api.localhost:3000");
+        assert!(same_origin(
+            &HeaderValue::from_static("http://api.localhost:3000"),
+            "http",
+            &host
+        ));
+        assert!(!same_origin(
+            &HeaderValue::from_static("https://api.localhost:3000"),
+            "http",
+            &host
+        ));
+        assert!(!same_origin(
+            &HeaderValue::from_static("http://evil.com"),
+            "http",
+            &host
+        ));
+    }
+
+    fn client(peer: &str) -> ClientSide {
+        ClientSide::new(peer.parse().expect("address"), "http", false)
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut headers = HeaderMap::new();
+        append_forwarded_for(&mut headers, &client("10.0.0.1:5000").ip);
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
+        append_forwarded_for(&mut headers, &client("127.0.0.1:5000").ip);
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+    }
+}
