@@ -5,6 +5,9 @@
 //! only on the request path. Label values are bounded: `app` is a managed app (requests no
 //! app answers to count under `app=""`, whatever their host), `status` a status class
 //! (`2xx`...), `provider` a configured provider id, the rest fixed words.
+//!
+//! It reads managed apps through [`MeteredApp`] (their key, state and request counts) and
+//! imports nothing of the lifecycle, which holds the metrics and updates them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
