@@ -8,8 +8,9 @@
 //!
 //! It is the composition root of the settings: each component owns its settings type and
 //! how its section is read (proxy, admin, registry, store, hooks, rules, plan, schedules,
-//! savings, scheduler, spaces, providers, each with the shared [`crate::settings::Reader`]);
-//! this module only composes them into [`Config`]. No component imports it.
+//! savings, scheduler, spaces), with the shared [`crate::settings::Reader`]; this module
+//! reads the top level, the provider accounts and the original engine's variables, and
+//! composes the rest into [`Config`]. A component's settings never import this module.
 
 mod compat;
 pub mod dotenv;
