@@ -7,15 +7,20 @@
 //! `PAASTIS_SPACE`, `PAASTIS_EVENT` (the hook's name) and `PAASTIS_CAUSE`. Its output is logged, line by line, truncated. This module only runs commands
 //! and reports how they ended; the lifecycle decides what an outcome means (a `before_stop`
 //! that fails vetoes the stop; other failures are recorded and do not block).
+//!
+//! The `hooks` section (global, or a rule's) is read here too, with the shared
+//! [`crate::settings::Reader`]; a space created through the API may not have hooks.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::model::AppKey;
+use crate::settings::{Fields, Reader};
 
 /// The default `hooks.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -284,6 +289,41 @@ async fn read_lines(
                 }
             }
         }
+    }
+}
+
+impl Reader<'_> {
+    /// `hooks` (global or a rule's): shell commands around transitions, their timeout and
+    /// their environment.
+    pub(crate) fn hooks(&mut self, value: &Value, path: &str) -> crate::hooks::Hooks {
+        let mut hooks = crate::hooks::Hooks::default();
+        if self.api.is_some() {
+            self.error(
+                path,
+                "hooks run shell commands on the engine's host: not allowed in spaces created through the API",
+            );
+            return hooks;
+        }
+        let Some(mut fields) = self.mapping(value, path) else {
+            return hooks;
+        };
+        let mut command = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.non_empty_string(v, &p),
+        };
+        hooks.before_start = command(&mut fields, "before_start");
+        hooks.after_start = command(&mut fields, "after_start");
+        hooks.before_stop = command(&mut fields, "before_stop");
+        hooks.after_stop = command(&mut fields, "after_stop");
+        hooks.timeout = fields
+            .take("timeout")
+            .and_then(|(v, p)| self.positive_duration(v, &p));
+        hooks.env = fields
+            .take("env")
+            .map(|(v, p)| self.env_map(v, &p))
+            .unwrap_or_default();
+        self.finish(fields, &[]);
+        hooks
     }
 }
 

@@ -2,9 +2,14 @@
 //! may run at once, and what a wake beyond that does (`on_limit`).
 //!
 //! This module only says what the limits are; the lifecycle applies them when a wake
-//! begins, and the config checks the provider count when it loads.
+//! begins, and the config checks the provider count when it loads. The `plan` and
+//! `on_limit` keys are read here, with the shared [`crate::settings::Reader`].
 
 use std::fmt;
+
+use serde_json::Value;
+
+use crate::settings::{Fields, Reader};
 
 /// A plan's limits (`None`: no limit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +68,64 @@ pub enum OnLimit {
     /// The least recently active awake app of that provider is stopped first (cause `plan
     /// limit`), then the new one wakes.
     EvictLru,
+}
+
+impl Reader<'_> {
+    /// `plan`: a built-in plan's name, or `{providers: N, running_apps_per_provider: M}`.
+    pub(crate) fn plan(&mut self, value: &Value, path: &str) -> Option<crate::plan::Plan> {
+        if let Value::Object(_) = value {
+            let mut fields = self.mapping(value, path)?;
+            let mut count = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+                None => None,
+                Some((v, p)) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n >= 1 => Some(n),
+                    _ => {
+                        self.error(
+                            &p,
+                            "must be a whole number >= 1 (leave it out for no limit)",
+                        );
+                        None
+                    }
+                },
+            };
+            let providers = count(&mut fields, "providers");
+            let running_apps_per_provider = count(&mut fields, "running_apps_per_provider");
+            self.finish(fields, &[]);
+            return Some(crate::plan::Plan {
+                name: "custom".to_owned(),
+                providers,
+                running_apps_per_provider,
+            });
+        }
+        let name = self.string(value, path)?;
+        match crate::plan::Plan::named(name.trim()) {
+            Some(plan) => Some(plan),
+            None => {
+                self.error(
+                    path,
+                    format!(
+                        "`{name}` is not a plan (expected one of: {}, or {{providers: N, \
+                         running_apps_per_provider: M}})",
+                        crate::plan::Plan::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `on_limit`: `reject` or `evict_lru`.
+    pub(crate) fn on_limit(&mut self, value: &Value, path: &str) -> crate::plan::OnLimit {
+        match self.string(value, path).as_deref().map(str::trim) {
+            Some("reject") => crate::plan::OnLimit::Reject,
+            Some("evict_lru") => crate::plan::OnLimit::EvictLru,
+            Some(other) => {
+                self.error(path, format!("`{other}` is not one of: reject, evict_lru"));
+                crate::plan::OnLimit::default()
+            }
+            None => crate::plan::OnLimit::default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,18 @@
 //! A rule's `pattern` is a regex matched against the whole app name; its captures (`$1`,
 //! `${1}`, `$name`) can be used in `linked_apps` and `alias`. Every matching rule applies, in
 //! order, later keys overriding earlier ones. This module only answers questions about
-//! names: it never looks at app state nor calls a provider.
+//! names: it never looks at app state nor calls a provider. The `rules` section is read
+//! here too, with the shared [`crate::settings::Reader`].
 
 use std::fmt;
 
 use regex::Regex;
+use serde_json::Value;
 
 use crate::model::Formation;
 use crate::model::Pattern;
 use crate::model::PolicyOverride;
+use crate::settings::Reader;
 
 /// Which apps discovery manages.
 #[derive(Debug, Clone, Default)]
@@ -154,6 +157,55 @@ impl Rules {
     /// Whether any rule exists.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Reader<'_> {
+    /// `rules`: a list of per-app rules, each with a regex `pattern` (whole name).
+    pub(crate) fn rules(&mut self, value: &Value, path: &str) -> crate::rules::Rules {
+        let Some(items) = self.list(value, path) else {
+            return crate::rules::Rules::default();
+        };
+        let mut rules = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let rule = match fields.take("pattern") {
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::rules::Rule::new(&text)
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+                None => {
+                    self.error(
+                        &format!("{item_path}.pattern"),
+                        "is required (a regex matched against the whole app name)",
+                    );
+                    None
+                }
+            };
+            let policy = self.policy_fields(&mut fields);
+            let linked_apps = fields.take("linked_apps").map(|(v, p)| self.names(v, &p));
+            let alias = fields
+                .take("alias")
+                .and_then(|(v, p)| self.non_empty_string(v, &p));
+            let formation = fields
+                .take("formation")
+                .and_then(|(v, p)| self.formation(v, &p));
+            let hooks = fields.take("hooks").map(|(v, p)| self.hooks(v, &p));
+            self.finish(fields, &[]);
+            if let Some(mut rule) = rule {
+                rule.policy = policy;
+                rule.linked_apps = linked_apps;
+                rule.alias = alias;
+                rule.formation = formation;
+                rule.hooks = hooks;
+                rules.push(rule);
+            }
+        }
+        crate::rules::Rules(rules)
     }
 }
 

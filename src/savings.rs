@@ -7,15 +7,19 @@
 //! source is cited in docs/savings.md), and × `savings.gco2e_per_container_hour`. Unknown
 //! prices give hours only: nothing here is invented, and everything is an estimate.
 //!
-//! This module reads events and computes; it never changes anything.
+//! This module reads events and computes; it never changes anything. The `savings`
+//! section (price tables, currency, gCO2e) is read here, with the shared
+//! [`crate::settings::Reader`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::events::{Event, EventKind};
 use crate::model::Formation;
+use crate::settings::{Reader, kind};
 use crate::store::{EventQuery, Store, StoreError};
 
 /// `savings:` in the config.
@@ -488,6 +492,71 @@ pub async fn collect(
             (key, intervals(&refs))
         })
         .collect())
+}
+
+impl Reader<'_> {
+    /// `savings`: price tables, their currency, and gCO2e per container-hour.
+    pub(crate) fn savings(&mut self, value: &Value, path: &str) -> crate::savings::SavingsConfig {
+        let mut savings = crate::savings::SavingsConfig::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return savings;
+        };
+        if let Some((v, p)) = fields.take("prices") {
+            match v {
+                Value::Object(providers) => {
+                    for (provider, sizes) in providers {
+                        let provider_path = format!("{p}.{provider}");
+                        let Value::Object(sizes) = sizes else {
+                            self.error(
+                                &provider_path,
+                                format!(
+                                    "expected a mapping of sizes to prices per container-hour \
+                                     (e.g. {{M: 0.02}}), found {}",
+                                    kind(sizes)
+                                ),
+                            );
+                            continue;
+                        };
+                        let mut table = std::collections::BTreeMap::new();
+                        for (size, price) in sizes {
+                            if let Some(price) =
+                                self.amount(price, &format!("{provider_path}.{size}"))
+                            {
+                                table.insert(size.clone(), price);
+                            }
+                        }
+                        savings.prices.insert(provider.clone(), table);
+                    }
+                }
+                other => self.error(
+                    &p,
+                    format!(
+                        "expected a mapping of provider types or ids to price tables, found {}",
+                        kind(other)
+                    ),
+                ),
+            }
+        }
+        if let Some((v, p)) = fields.take("currency")
+            && let Some(text) = self.string(v, &p)
+        {
+            let code = text.trim().to_ascii_uppercase();
+            if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+                savings.currency = code;
+            } else {
+                self.error(
+                    &p,
+                    format!("`{text}` is not a currency code (ISO 4217, e.g. EUR, USD)"),
+                );
+            }
+        }
+        savings.gco2e_per_container_hour = match fields.take("gco2e_per_container_hour") {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.amount(v, &p),
+        };
+        self.finish(fields, &[]);
+        savings
+    }
 }
 
 #[cfg(test)]

@@ -5,16 +5,20 @@
 //! activity write-behind and state sync every `registry.flush_every`, announcements from
 //! other instances, and a discovery at once when this instance becomes the leader (only
 //! the leader lists shared providers and stops their apps). It only calls the lifecycle;
-//! it never talks to a provider directly.
+//! it never talks to a provider directly. Its settings, [`Discovery`] (the `discovery`
+//! section: when to list, which apps are managed), are read here too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::lifecycle::{IDLE_CHECK_EVERY, Lifecycle};
+use crate::model::Plain;
+use crate::settings::Reader;
 
 /// Apps whose listing did not tell their state, checked one by one after each discovery
 /// (two provider calls each: bounded so a large account stays under its rate limit).
@@ -30,7 +34,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts the loops. The first discovery tick comes one period from now, or at the
     /// cron's next time (the engine discovers once before serving).
-    pub fn start(lifecycle: &Arc<Lifecycle>, discovery: &crate::config::Discovery) -> Scheduler {
+    pub fn start(lifecycle: &Arc<Lifecycle>, discovery: &Discovery) -> Scheduler {
         let mut tasks = JoinSet::new();
 
         let lifecycle_for_discovery = Arc::clone(lifecycle);
@@ -145,6 +149,69 @@ fn until_next(cron: &croner::Cron) -> Duration {
         .unwrap_or(Duration::from_secs(3600))
         // At least a little: a cron every second must not spin on rounding.
         .max(Duration::from_millis(200))
+}
+
+/// Discovery settings.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// Period of the discovery tick.
+    pub every: Duration,
+    /// Or the times of the discovery tick (`discovery.cron`, UTC), instead of `every`.
+    pub cron: Option<croner::Cron>,
+    /// Which apps are managed (`include`, `exclude`, `self_app`).
+    pub filter: crate::rules::Filter,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            every: Duration::from_secs(60),
+            cron: None,
+            filter: crate::rules::Filter::default(),
+        }
+    }
+}
+
+impl Reader<'_> {
+    pub(crate) fn discovery(&mut self, value: &Value, path: &str) -> Discovery {
+        let mut discovery = Discovery::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return discovery;
+        };
+        let every = fields.take("every");
+        let every_given = every.is_some();
+        if let Some(every) = every.and_then(|(v, p)| self.positive_duration(v, &p)) {
+            discovery.every = every;
+        }
+        if let Some((v, p)) = fields.take("cron") {
+            if every_given {
+                self.error(&p, "give `every` or `cron`, not both");
+            } else if let Some(cron) = self.cron(v, &p) {
+                discovery.cron = Some(cron);
+            }
+        }
+        if let Some((v, p)) = fields.take("include") {
+            discovery.filter.include = self.patterns(v, &p, Plain::Whole);
+            // `*` alone is every app: the same as no include list (and cheaper).
+            if discovery
+                .filter
+                .include
+                .iter()
+                .any(|pattern| pattern.as_str() == "*")
+            {
+                discovery.filter.include.clear();
+            }
+        }
+        if let Some((v, p)) = fields.take("exclude") {
+            discovery.filter.exclude = self.patterns(v, &p, Plain::Whole);
+        }
+        discovery.filter.self_app = match fields.take("self_app") {
+            None | Some((Value::Null, _)) => None,
+            Some((v, p)) => self.non_empty_string(v, &p),
+        };
+        self.finish(fields, &[]);
+        discovery
+    }
 }
 
 #[cfg(test)]

@@ -9,15 +9,19 @@
 //! This module only tells: [`Tracker::tick`] takes the wall time from its caller (the
 //! engine's clock; simulated times in tests), says which times came, and publishes a
 //! [`Snapshot`] the request path and the idle check read without locks. Starting and
-//! stopping is the lifecycle's work (precedence: pin > keep-awake > sleep > idle).
+//! stopping is the lifecycle's work (precedence: pin > keep-awake > sleep > idle). The
+//! `schedules` section (with its `keep_awake` windows) is read here, with the shared
+//! [`crate::settings::Reader`].
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+use serde_json::Value;
 
-use crate::model::Pattern;
+use crate::model::{Pattern, Plain};
+use crate::settings::{Fields, Reader, kind};
 
 /// One `schedules:` entry, validated.
 #[derive(Debug, Clone)]
@@ -426,6 +430,178 @@ impl Tracker {
 pub fn local_text(at: DateTime<Utc>, timezone: Tz) -> String {
     let local = at.with_timezone(&timezone);
     format!("{} ({})", local.format("%a %d %b %H:%M"), timezone.name())
+}
+
+impl Reader<'_> {
+    /// A cron expression: 5 fields, or 6 with seconds first
+    /// ([`crate::schedules::parse_cron`]).
+    pub(crate) fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
+        let text = self.string(value, path)?;
+        crate::schedules::parse_cron(&text)
+            .map_err(|message| self.error(path, message))
+            .ok()
+    }
+
+    /// `schedules`: a list of sleep / wake / keep-awake entries.
+    pub(crate) fn schedules(
+        &mut self,
+        value: &Value,
+        path: &str,
+    ) -> Vec<crate::schedules::Schedule> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut schedules = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let errors_before = self.errors.len();
+            let (apps, label) = match fields.take("apps") {
+                Some((Value::String(text), p)) => (
+                    self.patterns(
+                        &Value::Array(vec![Value::String(text.clone())]),
+                        &p,
+                        Plain::Whole,
+                    ),
+                    text.clone(),
+                ),
+                Some((v, p)) => {
+                    let patterns = self.patterns(v, &p, Plain::Whole);
+                    let label = patterns
+                        .iter()
+                        .map(|pattern| pattern.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (patterns, label)
+                }
+                None => {
+                    self.error(
+                        &format!("{item_path}.apps"),
+                        "is required (app names: a glob such as `review-*`, `re:` for a regex, or a list)",
+                    );
+                    (Vec::new(), String::new())
+                }
+            };
+            let sleep = fields.take("sleep").and_then(|(v, p)| self.cron(v, &p));
+            let wake = fields.take("wake").and_then(|(v, p)| self.cron(v, &p));
+            let keep_awake = fields
+                .take("keep_awake")
+                .map(|(v, p)| self.windows(v, &p))
+                .unwrap_or_default();
+            let timezone = match fields.take("timezone") {
+                None | Some((Value::Null, _)) => chrono_tz::Tz::UTC,
+                Some((v, p)) => self
+                    .string(v, &p)
+                    .and_then(|text| match text.trim().parse::<chrono_tz::Tz>() {
+                        Ok(tz) => Some(tz),
+                        Err(_) => {
+                            self.error(
+                                &p,
+                                format!(
+                                    "`{text}` is not a time zone (expected an IANA name such as \
+                                     Europe/Paris or America/New_York, or UTC)"
+                                ),
+                            );
+                            None
+                        }
+                    })
+                    .unwrap_or(chrono_tz::Tz::UTC),
+            };
+            let wake_on_request = match fields.take("wake_on_request") {
+                None | Some((Value::Null, _)) => true,
+                Some((Value::Bool(b), _)) => *b,
+                Some((v, p)) => {
+                    self.error(&p, format!("expected true or false, found {}", kind(v)));
+                    true
+                }
+            };
+            if sleep.is_none()
+                && wake.is_none()
+                && keep_awake.is_empty()
+                && self.errors.len() == errors_before
+            {
+                self.error(
+                    &item_path,
+                    "does nothing: give `sleep`, `wake` or `keep_awake`",
+                );
+            }
+            self.finish(fields, &[]);
+            if self.errors.len() == errors_before {
+                schedules.push(crate::schedules::Schedule {
+                    apps,
+                    label,
+                    sleep,
+                    wake,
+                    keep_awake,
+                    timezone,
+                    wake_on_request,
+                });
+            }
+        }
+        schedules
+    }
+
+    /// `keep_awake`: a list of `{from: "08:00", to: "19:00", days: mon-fri}`.
+    fn windows(&mut self, value: &Value, path: &str) -> Vec<crate::schedules::Window> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut windows = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let mut time = |fields: &mut Fields<'_>, key: &str| match fields.take(key) {
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::schedules::time_of_day(&text, key == "to")
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+                None => {
+                    self.error(
+                        &format!("{item_path}.{key}"),
+                        "is required (HH:MM, local time)",
+                    );
+                    None
+                }
+            };
+            let from = time(&mut fields, "from");
+            let to = time(&mut fields, "to");
+            let days = match fields.take("days") {
+                None | Some((Value::Null, _)) => Some(crate::schedules::Days::ALL),
+                Some((Value::Array(items), p)) => {
+                    let names: Vec<String> = items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_owned))
+                        .collect();
+                    if names.len() != items.len() {
+                        self.error(&p, "expected day names such as mon, tue or a range mon-fri");
+                        None
+                    } else {
+                        crate::schedules::Days::parse(&names.join(","))
+                            .map_err(|message| self.error(&p, message))
+                            .ok()
+                    }
+                }
+                Some((v, p)) => self.string(v, &p).and_then(|text| {
+                    crate::schedules::Days::parse(&text)
+                        .map_err(|message| self.error(&p, message))
+                        .ok()
+                }),
+            };
+            self.finish(fields, &[]);
+            if let (Some(from), Some(to), Some(days)) = (from, to, days) {
+                match crate::schedules::Window::from_minutes(from, to, days) {
+                    Ok(window) => windows.push(window),
+                    Err(message) => self.error(&item_path, message),
+                }
+            }
+        }
+        windows
+    }
 }
 
 #[cfg(test)]

@@ -355,15 +355,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A cron expression: 5 fields, or 6 with seconds first
-    /// ([`crate::schedules::parse_cron`]).
-    pub fn cron(&mut self, value: &Value, path: &str) -> Option<croner::Cron> {
-        let text = self.string(value, path)?;
-        crate::schedules::parse_cron(&text)
-            .map_err(|message| self.error(path, message))
-            .ok()
-    }
-
     /// A list of non-empty strings.
     pub fn names(&mut self, value: &Value, path: &str) -> Vec<String> {
         let Some(items) = self.list(value, path) else {

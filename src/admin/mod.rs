@@ -14,6 +14,7 @@
 pub mod api;
 pub mod dashboard;
 pub mod guard;
+pub mod settings;
 pub mod spaces;
 
 use std::future::Future;

@@ -5,6 +5,12 @@
 //! error collected, each with its path, e.g. `providers[0].apps[1].port: must be 1..65535`), and
 //! only a tree without errors becomes a [`Config`]. This module never starts anything: it only
 //! reads text and environment variables and returns values or errors.
+//!
+//! It is the composition root of the settings: each component owns its settings type and
+//! how its section is read (proxy, admin, registry, store, hooks, rules, plan, schedules,
+//! savings, scheduler, spaces), with the shared [`crate::settings::Reader`]; this module
+//! reads the top level, the provider accounts and the original engine's variables, and
+//! composes the rest into [`Config`]. A component's settings never import this module.
 
 mod compat;
 pub mod dotenv;
@@ -14,26 +20,19 @@ mod validate;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+// The components' settings, named here too so the crate's public paths stay.
+pub use crate::admin::settings::Admin;
 pub use crate::model::{format_duration, parse_duration};
-pub use crate::settings::ApiRules;
+pub use crate::proxy::settings::{Limits, TlsListener};
+pub use crate::scheduler::Discovery;
+pub use crate::settings::{ApiRules, ConfigError, ConfigErrors};
+pub use crate::spaces::settings::{DEFAULT_HOSTED_SYNC, Hosted, SpaceConfig, api_space};
+pub use crate::store::settings::{DEFAULT_DATABASE_URL, DEFAULT_EVENTS_RETENTION};
 pub use compat::{Compat, Level, Notice, SECRET_VARIABLES, is_original_rules, uses_original_env};
 pub use load::{Loaded, Overrides, Source, load, load_str, read_yaml};
 
-/// Reads a space document of the admin API (the shape of a `spaces:` entry) into a
-/// [`SpaceConfig`]; `domains_taken` maps the other spaces' domains to their owner. No
-/// `${VAR}` is expanded, no file is read, and commands (hooks, `process` providers) are
-/// refused.
-pub fn api_space(
-    document: &serde_json::Value,
-    rules: ApiRules,
-    domains_taken: &std::collections::HashMap<String, String>,
-) -> Result<SpaceConfig, ConfigErrors> {
-    validate::api_space(document, rules, domains_taken)
-}
-
 use crate::model::{Activity, Policy};
 use crate::providers::ProviderConfig;
-pub use crate::settings::{ConfigError, ConfigErrors};
 
 /// The whole, validated configuration of one engine.
 #[derive(Debug, Clone)]
@@ -96,26 +95,6 @@ pub struct Config {
     pub hosted: Option<Hosted>,
 }
 
-/// `hosted`: spaces managed through the admin API.
-#[derive(Debug, Clone)]
-pub struct Hosted {
-    /// Seals provider secrets in the database (`PAASTIS_MASTER_KEY`, required).
-    pub key: crate::spaces::MasterKey,
-    /// Whether API-created spaces may point providers at other API addresses
-    /// (`hosted.custom_api_urls`, default false: the platforms' public APIs only, so a
-    /// tenant cannot make the engine call hosts of its network).
-    pub custom_api_urls: bool,
-    /// Whether API-created spaces' apps may be at internal addresses (loopback, private,
-    /// link-local, metadata; `hosted.private_upstreams`, default false: public ones only).
-    pub private_upstreams: bool,
-    /// How often the stored spaces are read again, for changes made through another
-    /// instance (`hosted.sync_every`, default 5 s).
-    pub sync_every: Duration,
-}
-
-/// The default `hosted.sync_every`.
-pub const DEFAULT_HOSTED_SYNC: Duration = Duration::from_secs(5);
-
 /// Keys of provider entries that hold credentials: sealed at rest, never shown.
 pub const SECRET_KEYS: &[&str] = &[
     "token",
@@ -166,132 +145,5 @@ impl Config {
             secrets.extend(tokens.iter().cloned());
         }
         secrets
-    }
-}
-
-/// One `spaces:` entry: a tenant's domains, provider accounts, rules, schedules and plan.
-#[derive(Debug, Clone)]
-pub struct SpaceConfig {
-    /// Its id (a DNS label, unique, never `default`).
-    pub id: String,
-    /// Its base domains (lowercased): a host under one of them is routed to this space
-    /// only (the longest matching domain of every space decides).
-    pub domains: Vec<String>,
-    /// Its provider accounts.
-    pub providers: Vec<crate::providers::ProviderConfig>,
-    /// Its per-app rules.
-    pub rules: crate::rules::Rules,
-    /// Its schedules.
-    pub schedules: Vec<crate::schedules::Schedule>,
-    /// How its providers are listed.
-    pub discovery: Discovery,
-    /// Its apps' default policy.
-    pub defaults: Policy,
-    /// Its requests that do not count as activity.
-    pub activity: Activity,
-    /// Its hooks.
-    pub hooks: crate::hooks::Hooks,
-    /// Its limits.
-    pub plan: crate::plan::Plan,
-    /// What a wake beyond its limits does.
-    pub on_limit: crate::plan::OnLimit,
-    /// API tokens scoped to this space.
-    pub tokens: Vec<crate::secret::Secret>,
-}
-
-/// `admin`: the admin API, dashboard and metrics listener.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    /// Where it listens (`admin.listen`, default `127.0.0.1:3001`).
-    pub listen: SocketAddr,
-    /// Bearer token every API call must carry (`admin.token`, or `PAASTIS_ADMIN_TOKEN`);
-    /// none: open, which only a loopback `listen` allows.
-    pub token: Option<crate::secret::Secret>,
-    /// Whether `/metrics` needs the token too (`admin.metrics_auth`).
-    pub metrics_auth: bool,
-    /// The original engine's header-routed system API on the proxy port, with its token
-    /// (`admin.system_api`); `None`: off.
-    pub system_api: Option<crate::secret::Secret>,
-}
-
-impl Default for Admin {
-    fn default() -> Self {
-        Admin {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
-            token: None,
-            metrics_auth: false,
-            system_api: None,
-        }
-    }
-}
-
-/// The default `database.url`: a SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://paastis.db";
-
-/// The default `events.retention`.
-pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
-
-/// `tls`: a second proxy listener that terminates TLS (HTTP/2 or HTTP/1.1 by ALPN).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsListener {
-    /// Where it listens (`tls.listen`, default `0.0.0.0:3443`).
-    pub listen: SocketAddr,
-    /// PEM certificate chain, leaf first (`tls.cert`); read again on SIGHUP.
-    pub cert: std::path::PathBuf,
-    /// PEM private key (`tls.key`); read again on SIGHUP.
-    pub key: std::path::PathBuf,
-}
-
-/// Limits that protect the proxy from slow or oversized clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// How long a client may take to send a request's headers (slowloris), `proxy.header_read_timeout`.
-    pub header_read_timeout: Duration,
-    /// Largest request head (request line and headers) accepted; larger gets 431,
-    /// `proxy.max_header_bytes`.
-    pub max_header_bytes: usize,
-    /// Open client connections at most; more wait to be accepted, `proxy.max_connections`.
-    pub max_connections: usize,
-    /// Connections one client IP (IPv6: its /64) may hold, `proxy.max_connections_per_ip`.
-    pub max_connections_per_ip: usize,
-    /// How long an HTTP/2 connection may stay without a request in progress,
-    /// `proxy.client_idle_timeout`.
-    pub client_idle_timeout: Duration,
-    /// How a request body must progress (`proxy.request_body_timeout`,
-    /// `proxy.min_request_body_rate`): a trickled body is cut, and its app can sleep.
-    pub body_progress: crate::proxy::body::BodyProgress,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
-            max_connections: 10_000,
-            max_connections_per_ip: 512,
-            client_idle_timeout: Duration::from_secs(60),
-            body_progress: crate::proxy::body::BodyProgress::default(),
-        }
-    }
-}
-
-/// Discovery settings.
-#[derive(Debug, Clone)]
-pub struct Discovery {
-    /// Period of the discovery tick.
-    pub every: Duration,
-    /// Or the times of the discovery tick (`discovery.cron`, UTC), instead of `every`.
-    pub cron: Option<croner::Cron>,
-    /// Which apps are managed (`include`, `exclude`, `self_app`).
-    pub filter: crate::rules::Filter,
-}
-
-impl Default for Discovery {
-    fn default() -> Self {
-        Discovery {
-            every: Duration::from_secs(60),
-            cron: None,
-            filter: crate::rules::Filter::default(),
-        }
     }
 }

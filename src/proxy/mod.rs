@@ -25,6 +25,7 @@ pub mod forwarded;
 pub mod io;
 pub mod pages;
 pub mod route;
+pub mod settings;
 pub mod system;
 pub mod tls;
 pub mod wake;
@@ -355,7 +356,7 @@ pub struct Proxy {
     /// Requests that never wake an app nor count as activity.
     activity: crate::model::Activity,
     /// Client-side limits (slowloris, header size).
-    limits: crate::config::Limits,
+    limits: settings::Limits,
     /// How long to wait on upstreams.
     timeouts: forward::UpstreamTimeouts,
     /// Send the client's `Host` upstream (`proxy.preserve_host`).

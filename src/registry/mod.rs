@@ -10,6 +10,7 @@
 //! path: activity is written behind, in batches.
 
 pub mod redis;
+mod settings;
 
 use std::fmt;
 use std::sync::Arc;

@@ -7,7 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, ENDPOINT_KEYS, SECRET_KEYS};
+use crate::config::{ENDPOINT_KEYS, SECRET_KEYS};
+use crate::settings::ConfigError;
 
 /// The document without its providers (stored in clear), and its providers (sealed).
 pub fn split(document: &Value) -> (Value, Value) {

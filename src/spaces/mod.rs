@@ -14,6 +14,7 @@
 //! lifecycle's business.
 
 pub(crate) mod document;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,13 +29,14 @@ pub use crate::secret::seal::{self, MasterKey, SealError};
 
 use crate::admin::SpaceAccess;
 use crate::catalog::Catalog;
-use crate::config::{ApiRules, ConfigError, ConfigErrors, Hosted, SpaceConfig};
 use crate::lifecycle::{self, Lifecycle};
 use crate::proxy::{SpaceRoute, SpaceTable};
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
+use crate::settings::{ApiRules, ConfigError, ConfigErrors};
 use crate::store::{Store, StoreError, StoredSpace, StoredToken};
 use crate::{DEFAULT_SPACE, RunError};
+use settings::{Hosted, SpaceConfig};
 
 /// What the master key check seals (and must open again at every start).
 const KEY_CHECK: &[u8] = b"paastis master key check";
@@ -823,7 +825,7 @@ impl Spaces {
         let rules = ApiRules {
             custom_api_urls: hosted.custom_api_urls,
         };
-        crate::config::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
+        settings::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
     }
 
     /// A document checked ([`Spaces::check`]) and its runtime built (providers included),

@@ -14,6 +14,7 @@
 //! [`StoreError::UnknownApp`] for an app never seen.
 
 pub mod postgres;
+pub mod settings;
 pub mod sqlite;
 
 mod codec;

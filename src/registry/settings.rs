@@ -1,0 +1,104 @@
+//! How the `registry` section is read (with the shared [`Reader`]) into a
+//! [`RegistryConfig`]: `memory`, or `redis` with its URL, key prefix, flush period and
+//! lease. Reading only: nothing here connects.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{RedisConfig, RegistryConfig, defaults as registry_defaults};
+use crate::secret::Secret;
+use crate::settings::Reader;
+
+impl Reader<'_> {
+    /// `registry`: `memory` (one instance) or `redis` (several instances sharing it).
+    pub(crate) fn registry(&mut self, value: &Value, path: &str) -> RegistryConfig {
+        let Some(mut fields) = self.mapping(value, path) else {
+            return RegistryConfig::Memory;
+        };
+        let kind = match fields.take("type") {
+            Some((v, p)) => self.string(v, &p).map(|kind| (kind, p)),
+            None => Some(("memory".to_owned(), String::new())),
+        };
+        let redis_keys = ["url", "url_file", "prefix", "flush_every", "lease"];
+        let config = match kind {
+            Some((kind, _)) if kind.trim() == "memory" => {
+                for key in redis_keys {
+                    if let Some((_, p)) = fields.take(key) {
+                        self.error(&p, "is only used with `type: redis`");
+                    }
+                }
+                RegistryConfig::Memory
+            }
+            Some((kind, _)) if kind.trim() == "redis" => {
+                let url = self
+                    .secret(&mut fields, "url", path)
+                    .unwrap_or_else(|| Secret::new(registry_defaults::URL));
+                let url_path = format!("{path}.url");
+                let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+                    .iter()
+                    .any(|scheme| url.expose().starts_with(scheme));
+                if !scheme_ok {
+                    self.error(
+                        &url_path,
+                        "must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379",
+                    );
+                }
+                let prefix = match fields.take("prefix") {
+                    Some((v, p)) => self.non_empty_string(v, &p).and_then(|prefix| {
+                        let bad = prefix
+                            .chars()
+                            .any(|c| c.is_whitespace() || c == '*' || c == '?' || c == '[');
+                        if bad {
+                            self.error(&p, "must not hold spaces or glob characters (* ? [)");
+                            None
+                        } else {
+                            Some(prefix.trim_end_matches(':').to_owned())
+                        }
+                    }),
+                    None => Some(registry_defaults::PREFIX.to_owned()),
+                };
+                let flush_every = fields
+                    .take("flush_every")
+                    .and_then(|(v, p)| self.positive_duration(v, &p))
+                    .unwrap_or(registry_defaults::FLUSH_EVERY);
+                let lease = match fields.take("lease") {
+                    Some((v, p)) => self.positive_duration(v, &p).and_then(|lease| {
+                        if lease < Duration::from_millis(300) {
+                            self.error(&p, "must be at least 300ms");
+                            None
+                        } else {
+                            Some(lease)
+                        }
+                    }),
+                    None => Some(registry_defaults::LEASE),
+                };
+                RegistryConfig::Redis(RedisConfig {
+                    url,
+                    prefix: prefix.unwrap_or_else(|| registry_defaults::PREFIX.to_owned()),
+                    flush_every,
+                    lease: lease.unwrap_or(registry_defaults::LEASE),
+                })
+            }
+            Some((kind, p)) => {
+                let p = if p.is_empty() {
+                    format!("{path}.type")
+                } else {
+                    p
+                };
+                self.error(
+                    &p,
+                    format!("`{kind}` is not a registry type (expected memory or redis)"),
+                );
+                fields.take_all();
+                RegistryConfig::Memory
+            }
+            None => {
+                fields.take_all();
+                RegistryConfig::Memory
+            }
+        };
+        self.finish(fields, &[]);
+        config
+    }
+}
