@@ -2,7 +2,8 @@
 """Checks the crate's structure (run by CI; see docs/contributing.md).
 
 1. No cycle between the top-level modules of `src/`: module A imports B when a non-test
-   line of a file under A names `crate::B` (or `crate::{B, ..}`). `lib.rs` and `main.rs`
+   line of a file under A names `crate::B` (or `crate::{B, ..}`), or an item the crate root
+   re-exports from B (`crate::Config`). `lib.rs` and `main.rs`
    are the crate root and the binary: they may name everything.
 2. A platform's name appears in code (not comments, not tests) only in its provider file,
    its registration in `src/providers/mod.rs`, and the original engine's compatibility
@@ -61,6 +62,12 @@ def main():
                 path = os.path.join(dirpath, name)
                 files[os.path.relpath(path, SRC)] = open(path, encoding="utf-8").read()
     modules = sorted({top_module(rel) for rel in files} - {"lib", "main"})
+    # Items the crate root re-exports (`pub use config::Config;`): naming `crate::Config`
+    # imports `config` all the same.
+    reexported = {}
+    for source, names in re.findall(r"pub use ([a-z_]+)::(\{[^}]*\}|[A-Za-z_]+);", files["lib.rs"]):
+        for name in re.findall(r"[A-Za-z_]+", names):
+            reexported[name] = source
     edges = {m: {} for m in modules}
     failures = []
     for rel, text in sorted(files.items()):
@@ -71,6 +78,11 @@ def main():
             names = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", joined))
             for group in re.findall(r"\bcrate::\{([^}]*)\}", joined):
                 names.update(re.findall(r"\b([a-z_][a-z0-9_]*)\b", group))
+            for name in re.findall(r"\bcrate::([A-Z][A-Za-z0-9_]*)", joined):
+                names.add(reexported.get(name, ""))
+            for group in re.findall(r"\bcrate::\{([^}]*)\}", joined):
+                for name in re.findall(r"\b([A-Z][A-Za-z0-9_]*)\b", group):
+                    names.add(reexported.get(name, ""))
             for name in names:
                 if name in edges and name != module:
                     edges[module].setdefault(name, rel)
