@@ -1238,9 +1238,9 @@ fn render_map(
                 out.push_str(&format!("{pad}{key}: [{}]{comment}\n", items.join(", ")));
             }
             other => {
-                let shown = if SECRET_KEYS.contains(&key.as_str())
-                    || NEVER_SHOWN.contains(&key.as_str())
-                {
+                let secret =
+                    SECRET_KEYS.contains(&key.as_str()) || NEVER_SHOWN.contains(&key.as_str());
+                let shown = if secret {
                     REDACTED.to_owned()
                 } else {
                     match other {

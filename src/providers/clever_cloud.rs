@@ -190,7 +190,6 @@ impl Reader<'_> {
             rate_limit,
         })
     }
-
 }
 
 /// One Clever Cloud account.

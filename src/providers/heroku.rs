@@ -113,7 +113,6 @@ impl Reader<'_> {
             rate_limit,
         })
     }
-
 }
 
 /// One Heroku account.

@@ -430,7 +430,13 @@ mod tests {
         assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
         assert_eq!(
             SECRET_KEYS,
-            ["token", "api_token", "consumer_key", "consumer_secret", "secret"]
+            [
+                "token",
+                "api_token",
+                "consumer_key",
+                "consumer_secret",
+                "secret"
+            ]
         );
         assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
         assert_eq!(

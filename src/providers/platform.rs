@@ -84,9 +84,7 @@ pub const GRID_FRANCE_G_PER_KWH: f64 = 32.0;
 
 /// The keys of `lists`, each once, in order of first appearance; `N` is at least their
 /// total length, and the `usize` says how many of the array's slots are used.
-pub(super) const fn union<const N: usize>(
-    lists: &[&[&'static str]],
-) -> ([&'static str; N], usize) {
+pub(super) const fn union<const N: usize>(lists: &[&[&'static str]]) -> ([&'static str; N], usize) {
     let mut keys = [""; N];
     let mut count = 0;
     let mut list = 0;

@@ -17,17 +17,17 @@ use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
-use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::platform::{Facts, Platform};
 use super::{
     AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started,
     Stopped, Upstream,
 };
-use super::platform::{Facts, Platform};
 use crate::model::PolicyOverride;
 use crate::settings::{Fields, Reader, is_label};
 

@@ -147,7 +147,6 @@ impl Reader<'_> {
             None
         }
     }
-
 }
 
 /// A JWT and when to stop using it.
