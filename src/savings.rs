@@ -53,7 +53,7 @@ pub const GRID_US_EAST_G_PER_KWH: f64 = 415.755;
 /// The default gCO2e per container-hour for a provider type: on the grid its platform
 /// states ([`crate::providers::Facts`]), else [`GRID_US_EAST_G_PER_KWH`].
 pub fn default_gco2e(provider_type: &str) -> f64 {
-    let grid = crate::providers::platform(provider_type)
+    let grid = crate::providers::registration(provider_type)
         .and_then(|platform| platform.facts.grid_g_per_kwh)
         .unwrap_or(GRID_US_EAST_G_PER_KWH);
     WH_PER_CONTAINER_HOUR * grid / 1000.0
@@ -90,7 +90,9 @@ impl SavingsConfig {
                 });
             }
         }
-        let table = crate::providers::platform(provider_type)?.facts.prices?;
+        let table = crate::providers::registration(provider_type)?
+            .facts
+            .prices?;
         let size = size?.to_ascii_lowercase();
         table
             .sizes

@@ -9,6 +9,10 @@
 //! returns the app's address as read then. State is computed as clever-client does: from
 //! the app's `state`, its last deployment and its instances. Route keys: the app name,
 //! `app_<uuid>` and `app-<uuid>`.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `APP_ID`, the French grid): see [`Platform`].
+//! It never decides when to act.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,10 @@
 //! dynos. Stop remembers the quantities and sets every process type to 0 in one batch
 //! update; start sets them back, for the process types the app still has (its formation,
 //! read again: see [`super::formation`]). This module only speaks the API.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `HEROKU_APP_NAME`, the published dyno
+//! prices): see [`Platform`].
 
 use std::sync::Arc;
 use std::time::Duration;

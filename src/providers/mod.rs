@@ -9,7 +9,7 @@
 //! and its client, tied together by [`Platform`]. This module registers each platform in one
 //! line of `platforms!` and answers for all of them: the `providers:` list (each entry's
 //! `id` and `type`, the rest read by its platform), [`SECRET_KEYS`], [`ENDPOINT_KEYS`],
-//! [`platform`] (a type's facts) and [`own_app_variables`]. The generic code asks here and
+//! [`registration`] (a type's facts) and [`own_app_variables`]. The generic code asks here and
 //! names no platform.
 
 pub mod api;
@@ -159,7 +159,7 @@ fn read_as<P: Platform + Into<ProviderConfig>>(
 }
 
 /// The registered platform of this `type:`.
-pub fn platform(kind: &str) -> Option<&'static Registration> {
+pub fn registration(kind: &str) -> Option<&'static Registration> {
     PLATFORMS.iter().find(|platform| platform.kind == kind)
 }
 
@@ -226,7 +226,7 @@ impl Reader<'_> {
                 fields.take_all();
                 continue;
             };
-            match platform(&kind) {
+            match registration(&kind) {
                 Some(platform) => {
                     let config = (platform.read)(self, &mut fields, &item_path, &kind_path);
                     self.finish(fields, &[]);

@@ -4,7 +4,7 @@
 //!
 //! Each platform implements [`Platform`] on its config type, in its own file; the
 //! registration in [`super`] turns the implementations into the closed `ProviderConfig` and
-//! the table the generic code asks ([`super::platform`]). This module names no platform, and
+//! the table the generic code asks ([`super::registration`]). This module names no platform, and
 //! nothing here decides anything: it only describes.
 
 use std::sync::Arc;

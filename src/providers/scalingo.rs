@@ -7,6 +7,9 @@
 //! process type to 0; start scales back to the given formation, reduced to the process types
 //! the app still has (`/containers` again, see [`super::formation`]); both follow the
 //! operation until it is done. This module only speaks the API; it never decides when to act.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `APP`, the French grid): see [`Platform`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
