@@ -4,10 +4,13 @@
 //! ordinary variables of [`INHERITED`] and `LC_*`, and of those only the ones whose value is
 //! not a secret: not a secret of a configuration the engine runs (registered with
 //! [`withhold`]), and not the value of a `PAASTIS_*` variable or of one of the original
-//! engine's credential variables ([`SECRET_VARIABLES`]). Everything else the
+//! engine's credential variables (registered with [`withhold_variables`] when the engine
+//! starts: the configuration's compatibility mapping knows them). Everything else the
 //! engine was started with (its tokens, keys, database and Redis URLs, and whatever it does
 //! not know) stays with the engine. The caller then adds what the config and the engine set
 //! for the command.
+//!
+//! This module knows no platform and no configuration: what it withholds is handed to it.
 
 use std::ffi::{OsStr, OsString};
 use std::sync::{PoisonError, RwLock};
@@ -15,22 +18,6 @@ use std::sync::{PoisonError, RwLock};
 use tokio::process::Command;
 
 use crate::secret::Secret;
-
-/// Variables of the original engine (and of the platforms it ran on) that hold credentials
-/// or connection strings: their values never reach the commands the engine runs (see
-/// this module).
-pub const SECRET_VARIABLES: &[&str] = &[
-    "PROVIDER_SCALINGO_API_TOKEN",
-    "PROVIDER_HEROKU_API_TOKEN",
-    "PROVIDER_CLEVER_OAUTH_CONSUMER_KEY",
-    "PROVIDER_CLEVER_OAUTH_CONSUMER_SECRET",
-    "PROVIDER_CLEVER_TOKEN",
-    "PROVIDER_CLEVER_SECRET",
-    "REGISTRY_REDIS_URL",
-    "REDIS_URL",
-    "DATABASE_URL",
-    "ROUTING_SYSTEM_API_TOKEN",
-];
 
 /// The variables a command inherits from the engine, when set (and not a secret).
 pub const INHERITED: &[&str] = &[
@@ -55,6 +42,10 @@ pub const INHERITED_PREFIX: &str = "LC_";
 /// one of them, whatever its name.
 static WITHHELD: RwLock<Vec<Secret>> = RwLock::new(Vec::new());
 
+/// Names of variables, besides `PAASTIS_*`, whose values are secrets: no command inherits
+/// a variable holding one of their values, whatever its name.
+static SECRET_VARIABLES: RwLock<Vec<&'static str>> = RwLock::new(Vec::new());
+
 /// Registers secrets no command may inherit (the engine does it for its configuration when
 /// it starts). Registered secrets stay for the life of the process.
 pub fn withhold(secrets: impl IntoIterator<Item = Secret>) {
@@ -62,6 +53,20 @@ pub fn withhold(secrets: impl IntoIterator<Item = Secret>) {
     for secret in secrets {
         if !secret.expose().trim().is_empty() && !withheld.contains(&secret) {
             withheld.push(secret);
+        }
+    }
+}
+
+/// Registers names of variables whose values are secrets (the engine does it for the
+/// original engine's credential variables when it starts). Registered names stay for the
+/// life of the process.
+pub fn withhold_variables(names: &[&'static str]) {
+    let mut registered = SECRET_VARIABLES
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    for name in names {
+        if !registered.contains(name) {
+            registered.push(name);
         }
     }
 }
@@ -114,10 +119,13 @@ fn inherits(name: &OsStr) -> bool {
 }
 
 /// Whether the engine reads a secret from a variable of this name: any `PAASTIS_*`, and the
-/// original engine's credentials and connection strings.
+/// original engine's credentials and connection strings ([`withhold_variables`]).
 fn holds_secret(name: &OsStr) -> bool {
+    let registered = SECRET_VARIABLES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
     name.to_str()
-        .is_some_and(|name| name.starts_with("PAASTIS_") || SECRET_VARIABLES.contains(&name))
+        .is_some_and(|name| name.starts_with("PAASTIS_") || registered.contains(&name))
 }
 
 #[cfg(test)]

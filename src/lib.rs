@@ -160,6 +160,7 @@ impl Engine {
     pub async fn start(config: Config) -> Result<Engine, RunError> {
         // No command the engine runs (process apps, hooks) inherits one of these.
         child_env::withhold(config.secrets());
+        child_env::withhold_variables(config::SECRET_VARIABLES);
         let tls = proxy::forward::upstream_tls(config.upstream_ca_file.as_deref())?;
         let server_tls = match &config.tls {
             Some(listener) => Some(Arc::new(proxy::tls::ServerTls::load(

@@ -7,9 +7,10 @@
 //! source is cited in docs/savings.md), and × `savings.gco2e_per_container_hour`. Unknown
 //! prices give hours only: nothing here is invented, and everything is an estimate.
 //!
-//! This module reads events and computes; it never changes anything. The `savings`
-//! section (price tables, currency, gCO2e) is read here, with the shared
-//! [`crate::settings::Reader`].
+//! This module reads events and computes; it never changes anything. It names no platform:
+//! the built-in prices and the grid each platform runs on are facts its provider file states
+//! ([`crate::providers::Facts`]). The `savings` section (price tables, currency, gCO2e) is
+//! read here, with the shared [`crate::settings::Reader`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -44,39 +45,20 @@ impl Default for SavingsConfig {
     }
 }
 
-/// Hours in the month Heroku's monthly prices are spread over (its own example: a $7 Basic
-/// dyno "costs roughly $0.01/hour", i.e. 7 / 720).
-const HEROKU_MONTH_HOURS: f64 = 720.0;
-
-/// Heroku's published maximum monthly prices per dyno type, USD (docs/savings.md cites the
-/// page). Eco is a flat monthly fee whatever the use: sleeping saves no money there, so it
-/// has no price (hours only).
-const HEROKU_MONTHLY_USD: &[(&str, f64)] = &[
-    ("basic", 7.0),
-    ("standard-1x", 25.0),
-    ("standard-2x", 50.0),
-    ("performance-m", 250.0),
-    ("performance-l", 500.0),
-];
-
 /// Energy of one small container for an hour, Wh: 0.5 vCPU at 1.88 W (Cloud Carbon
 /// Footprint's 0.61–3.15 W per vCPU at 50% use) + 0.5 GB × 0.392 Wh, × PUE 1.135.
 pub const WH_PER_CONTAINER_HOUR: f64 = (0.5 * 1.88 + 0.5 * 0.392) * 1.135;
 
-/// Grid carbon intensity of France (RTE, 2023), gCO2e/kWh: Scalingo and Clever Cloud run
-/// there.
-pub const GRID_FRANCE_G_PER_KWH: f64 = 32.0;
-
 /// Grid carbon intensity of AWS us-east-1 (EPA eGRID, as Cloud Carbon Footprint uses it),
-/// gCO2e/kWh: for every other provider.
+/// gCO2e/kWh: for every provider whose platform states none.
 pub const GRID_US_EAST_G_PER_KWH: f64 = 415.755;
 
-/// The default gCO2e per container-hour for a provider type.
+/// The default gCO2e per container-hour for a provider type: on the grid its platform
+/// states ([`crate::providers::Facts`]), else [`GRID_US_EAST_G_PER_KWH`].
 pub fn default_gco2e(provider_type: &str) -> f64 {
-    let grid = match provider_type {
-        "scalingo" | "clever-cloud" => GRID_FRANCE_G_PER_KWH,
-        _ => GRID_US_EAST_G_PER_KWH,
-    };
+    let grid = crate::providers::registration(provider_type)
+        .and_then(|platform| platform.facts.grid_g_per_kwh)
+        .unwrap_or(GRID_US_EAST_G_PER_KWH);
     WH_PER_CONTAINER_HOUR * grid / 1000.0
 }
 
@@ -91,7 +73,8 @@ struct Price {
 
 impl SavingsConfig {
     /// The price of one container-hour of this size, from the config (by provider id, then
-    /// type; the size, then `*`), else the built-in table of the provider type.
+    /// type; the size, then `*`), else the built-in table its platform states
+    /// ([`crate::providers::Facts`]).
     fn price(&self, provider_id: &str, provider_type: &str, size: Option<&str>) -> Option<Price> {
         let lookup = |table: &BTreeMap<String, f64>| {
             size.and_then(|size| {
@@ -110,17 +93,18 @@ impl SavingsConfig {
                 });
             }
         }
-        if provider_type == "heroku" {
-            let size = size?.to_ascii_lowercase();
-            return HEROKU_MONTHLY_USD
-                .iter()
-                .find(|(name, _)| *name == size)
-                .map(|(_, monthly)| Price {
-                    per_hour: monthly / HEROKU_MONTH_HOURS,
-                    currency: "USD".to_owned(),
-                });
-        }
-        None
+        let table = crate::providers::registration(provider_type)?
+            .facts
+            .prices?;
+        let size = size?.to_ascii_lowercase();
+        table
+            .sizes
+            .iter()
+            .find(|(name, _)| *name == size)
+            .map(|(_, per_period)| Price {
+                per_hour: per_period / table.period_hours,
+                currency: table.currency.to_owned(),
+            })
     }
 
     /// gCO2e per container-hour on this provider type.

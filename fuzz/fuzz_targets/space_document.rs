@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use paastis::config::{ApiRules, SECRET_KEYS, api_space};
+use paastis::config::{ApiRules, api_space};
+use paastis::providers::SECRET_KEYS;
 use paastis::fuzzing::spaces::{join, patched, public, split};
 use serde_json::{Map, Value};
 

@@ -269,7 +269,7 @@ fn provider_secrets(document: &Value) -> Vec<String> {
         .iter()
         .filter_map(Value::as_object)
         .flat_map(|entry| {
-            crate::config::SECRET_KEYS
+            crate::providers::SECRET_KEYS
                 .iter()
                 .filter_map(|key| entry.get(*key))
         })

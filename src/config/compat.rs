@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{ConfigError, format_duration};
+use crate::providers::SECRET_KEYS;
 use crate::settings::Provenance;
 
 /// How much a [`Notice`] matters.
@@ -92,9 +93,21 @@ const ORIGINAL_VARIABLES: &[&str] = &[
     "EVENTS_STORE_TYPE",
 ];
 
-/// Variables of the original engine that hold credentials (kept with the commands'
-/// environment, which must not depend on the config).
-pub use crate::child_env::SECRET_VARIABLES;
+/// Variables of the original engine (and of the platforms it ran on) that hold credentials
+/// or connection strings: their values never reach the commands the engine runs (handed to
+/// [`crate::child_env::withhold_variables`] when the engine starts).
+pub const SECRET_VARIABLES: &[&str] = &[
+    "PROVIDER_SCALINGO_API_TOKEN",
+    "PROVIDER_HEROKU_API_TOKEN",
+    "PROVIDER_CLEVER_OAUTH_CONSUMER_KEY",
+    "PROVIDER_CLEVER_OAUTH_CONSUMER_SECRET",
+    "PROVIDER_CLEVER_TOKEN",
+    "PROVIDER_CLEVER_SECRET",
+    "REGISTRY_REDIS_URL",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "ROUTING_SYSTEM_API_TOKEN",
+];
 
 /// Whether the environment sets any variable only the original engine reads: then
 /// `paastis` runs without a configuration file, as the original did.
@@ -1151,13 +1164,9 @@ fn set(tree: &mut Value, keys: &[&str], value: Value) {
     }
 }
 
-/// Keys whose values are never shown.
-const SECRET_KEYS: &[&str] = &[
-    "token",
-    "secret",
-    "consumer_key",
-    "consumer_secret",
-    "api_token",
+/// Keys whose values are never shown, besides the providers' credentials
+/// ([`crate::providers::SECRET_KEYS`]).
+const NEVER_SHOWN: &[&str] = &[
     "password",
     "before_start",
     "after_start",
@@ -1229,7 +1238,9 @@ fn render_map(
                 out.push_str(&format!("{pad}{key}: [{}]{comment}\n", items.join(", ")));
             }
             other => {
-                let shown = if SECRET_KEYS.contains(&key.as_str()) {
+                let secret =
+                    SECRET_KEYS.contains(&key.as_str()) || NEVER_SHOWN.contains(&key.as_str());
+                let shown = if secret {
                     REDACTED.to_owned()
                 } else {
                     match other {

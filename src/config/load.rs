@@ -186,13 +186,12 @@ fn load_source(
     }
 }
 
-/// The engine's own app when it runs on a platform, from the variables each platform sets
-/// (Scalingo `APP`, Heroku `HEROKU_APP_NAME` with dyno metadata, Clever Cloud `APP_ID`): it
-/// is never managed, or it would put itself to sleep.
+/// The engine's own app when it runs on a platform, from the variable each platform sets to
+/// the app's name or id (each platform's `own_app_variable`, in registration order): it is
+/// never managed, or it would put itself to sleep.
 fn own_app(env: &HashMap<String, String>) -> Option<String> {
-    ["APP", "HEROKU_APP_NAME", "APP_ID"]
-        .iter()
-        .filter_map(|name| env.get(*name))
+    crate::providers::own_app_variables()
+        .filter_map(|name| env.get(name))
         .map(|value| value.trim())
         .find(|value| !value.is_empty())
         .map(str::to_owned)

@@ -95,19 +95,6 @@ pub struct Config {
     pub hosted: Option<Hosted>,
 }
 
-/// Keys of provider entries that hold credentials: sealed at rest, never shown.
-pub const SECRET_KEYS: &[&str] = &[
-    "token",
-    "api_token",
-    "consumer_key",
-    "consumer_secret",
-    "secret",
-];
-
-/// Keys of provider entries that decide where the credentials are sent: a change of one
-/// drops the stored credentials of a space changed through the API (they are given again).
-pub const ENDPOINT_KEYS: &[&str] = &["api_url", "auth_url", "region"];
-
 impl Config {
     /// The top-level keys as the default space's.
     pub fn default_space(&self) -> SpaceConfig {

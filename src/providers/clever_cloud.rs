@@ -9,21 +9,27 @@
 //! returns the app's address as read then. State is computed as clever-client does: from
 //! the app's `state`, its last deployment and its instances. Route keys: the app name,
 //! `app_<uuid>` and `app-<uuid>`.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `APP_ID`, the French grid): see [`Platform`].
+//! It never decides when to act.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
+use super::platform::{Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
+use crate::settings::{Fields, Reader};
 
 /// API host for OAuth 1.0a credentials.
 pub const DEFAULT_OAUTH_API_URL: &str = "https://api.clever-cloud.com";
@@ -67,6 +73,127 @@ pub struct CleverConfig {
     pub upstream_scheme: http::uri::Scheme,
     /// Calls per minute allowed for this account.
     pub rate_limit: usize,
+}
+
+impl Platform for CleverConfig {
+    const KIND: &'static str = "clever-cloud";
+    const SECRET_KEYS: &'static [&'static str] = &[
+        "api_token",
+        "consumer_key",
+        "consumer_secret",
+        "token",
+        "secret",
+    ];
+    const ENDPOINT_KEYS: &'static [&'static str] = &["api_url"];
+    const FACTS: Facts = Facts {
+        // Set in every instance to the app's id (`app_<uuid>`, one of its route keys).
+        own_app_variable: Some("APP_ID"),
+        prices: None,
+        // It runs in France.
+        grid_g_per_kwh: Some(GRID_FRANCE_G_PER_KWH),
+    };
+
+    fn read(
+        reader: &mut Reader<'_>,
+        fields: &mut Fields<'_>,
+        path: &str,
+        _kind_path: &str,
+    ) -> Option<Self> {
+        reader.clever(fields, path)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        match &self.auth {
+            CleverAuth::OAuth {
+                consumer_key,
+                consumer_secret,
+                token,
+                secret,
+            } => vec![consumer_key, consumer_secret, token, secret],
+            CleverAuth::ApiToken(token) => vec![token],
+        }
+    }
+
+    fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(CleverCloud::new(self)?))
+    }
+}
+
+impl Reader<'_> {
+    fn clever(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<CleverConfig> {
+        let api_token = self.secret(fields, "api_token", path);
+        let oauth_keys = ["consumer_key", "consumer_secret", "token", "secret"];
+        let any_oauth = oauth_keys
+            .iter()
+            .any(|key| fields.has(key) || fields.has(&format!("{key}_file")));
+        let auth = if api_token.is_some() || (!any_oauth && fields.has("api_token")) {
+            if any_oauth {
+                self.error(
+                    path,
+                    "set either api_token or consumer_key, consumer_secret, token and secret, not both",
+                );
+            }
+            api_token.map(CleverAuth::ApiToken)
+        } else if any_oauth {
+            let consumer_key = self.required_secret(fields, "consumer_key", path);
+            let consumer_secret = self.required_secret(fields, "consumer_secret", path);
+            let token = self.required_secret(fields, "token", path);
+            let secret = self.required_secret(fields, "secret", path);
+            match (consumer_key, consumer_secret, token, secret) {
+                (Some(consumer_key), Some(consumer_secret), Some(token), Some(secret)) => {
+                    Some(CleverAuth::OAuth {
+                        consumer_key,
+                        consumer_secret,
+                        token,
+                        secret,
+                    })
+                }
+                _ => None,
+            }
+        } else {
+            self.error(
+                path,
+                "missing credentials: api_token, or consumer_key, consumer_secret, token and secret",
+            );
+            None
+        };
+        let organisation = fields
+            .take("organisation")
+            .and_then(|(v, p)| self.non_empty_string(v, &p));
+        let api_url = self.base_url(fields, "api_url");
+        let upstream_scheme = match fields.take("upstream_scheme") {
+            None => http::uri::Scheme::HTTPS,
+            Some((value, p)) => match self.string(value, &p).as_deref() {
+                Some("https") => http::uri::Scheme::HTTPS,
+                Some("http") => http::uri::Scheme::HTTP,
+                Some(other) => {
+                    self.error(
+                        &p,
+                        format!("`{other}` is not a scheme (expected https or http)"),
+                    );
+                    http::uri::Scheme::HTTPS
+                }
+                None => http::uri::Scheme::HTTPS,
+            },
+        };
+        let rate_limit = self.rate_limit(fields, DEFAULT_RATE_LIMIT);
+        let auth = auth?;
+        let api_url = api_url.unwrap_or_else(|| {
+            match auth {
+                CleverAuth::ApiToken(_) => DEFAULT_BRIDGE_API_URL,
+                CleverAuth::OAuth { .. } => DEFAULT_OAUTH_API_URL,
+            }
+            .to_owned()
+        });
+        Some(CleverConfig {
+            id: String::new(),
+            auth,
+            organisation,
+            api_url,
+            upstream_scheme,
+            rate_limit,
+        })
+    }
 }
 
 /// One Clever Cloud account.

@@ -6,7 +6,12 @@
 //! dynos. Stop remembers the quantities and sets every process type to 0 in one batch
 //! update; start sets them back, for the process types the app still has (its formation,
 //! read again: see [`super::formation`]). This module only speaks the API.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `HEROKU_APP_NAME`, the published dyno
+//! prices): see [`Platform`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,12 +20,14 @@ use serde_json::json;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
 use super::formation::ProcessTypes;
+use super::platform::{Facts, Platform, PriceTable};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
+use crate::settings::{Fields, Reader};
 
 /// Default API base URL.
 pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
@@ -45,6 +52,71 @@ pub struct HerokuConfig {
     pub api_url: String,
     /// Calls per minute allowed for this account.
     pub rate_limit: usize,
+}
+
+/// Hours in the month Heroku's monthly prices are spread over (its own example: a $7 Basic
+/// dyno "costs roughly $0.01/hour", i.e. 7 / 720).
+const MONTH_HOURS: f64 = 720.0;
+
+/// Heroku's published maximum monthly prices per dyno type, USD (docs/savings.md cites the
+/// page). Eco is a flat monthly fee whatever the use: sleeping saves no money there, so it
+/// has no price (hours only).
+const MONTHLY_USD: &[(&str, f64)] = &[
+    ("basic", 7.0),
+    ("standard-1x", 25.0),
+    ("standard-2x", 50.0),
+    ("performance-m", 250.0),
+    ("performance-l", 500.0),
+];
+
+impl Platform for HerokuConfig {
+    const KIND: &'static str = "heroku";
+    const SECRET_KEYS: &'static [&'static str] = &["token"];
+    const ENDPOINT_KEYS: &'static [&'static str] = &["api_url"];
+    const FACTS: Facts = Facts {
+        // Set to the app's name with dyno metadata (`heroku labs:enable runtime-dyno-metadata`).
+        own_app_variable: Some("HEROKU_APP_NAME"),
+        prices: Some(PriceTable {
+            currency: "USD",
+            period_hours: MONTH_HOURS,
+            sizes: MONTHLY_USD,
+        }),
+        // Where it runs is not stated: the savings' default.
+        grid_g_per_kwh: None,
+    };
+
+    fn read(
+        reader: &mut Reader<'_>,
+        fields: &mut Fields<'_>,
+        path: &str,
+        _kind_path: &str,
+    ) -> Option<Self> {
+        reader.heroku(fields, path)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.token]
+    }
+
+    fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Heroku::new(self)?))
+    }
+}
+
+impl Reader<'_> {
+    fn heroku(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<HerokuConfig> {
+        let token = self.required_secret(fields, "token", path);
+        let api_url = self
+            .base_url(fields, "api_url")
+            .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+        let rate_limit = self.rate_limit(fields, DEFAULT_RATE_LIMIT);
+        Some(HerokuConfig {
+            id: String::new(),
+            token: token?,
+            api_url,
+            rate_limit,
+        })
+    }
 }
 
 /// One Heroku account.

@@ -3,6 +3,14 @@
 //! A provider only talks to its platform (or, for `process`, to local processes): it lists
 //! apps, reports their state, starts and stops them. It never decides *when* to do so and
 //! never touches the registry; that is the lifecycle's job.
+//!
+//! A platform is one file, `providers/<platform>.rs`: its config type and how it is read
+//! and checked, which of its keys are credentials, its facts (own-app variable, prices, grid)
+//! and its client, tied together by [`Platform`]. This module registers each platform in one
+//! line of `platforms!` and answers for all of them: the `providers:` list (each entry's
+//! `id` and `type`, the rest read by its platform), [`SECRET_KEYS`], [`ENDPOINT_KEYS`],
+//! [`registration`] (a type's facts) and [`own_app_variables`]. The generic code asks here and
+//! names no platform.
 
 pub mod api;
 pub mod clever_cloud;
@@ -10,25 +18,109 @@ pub mod clever_cloud;
 pub mod fake;
 pub mod formation;
 pub mod heroku;
+pub mod platform;
 pub mod process;
 pub mod scalingo;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::model::PolicyOverride;
 
 use crate::model::{Formation, Upstream};
 pub use formation::Started;
+pub use platform::{Facts, Platform, PriceTable};
 
-/// The closed set of provider configurations, one variant per platform.
-#[derive(Debug, Clone)]
-pub enum ProviderConfig {
+use crate::settings::{Fields, Reader, is_label};
+
+/// Declares the closed [`ProviderConfig`] (one variant per platform) and the table of
+/// [`PLATFORMS`] from one line per platform: `Variant(module::ConfigType)`, where the config
+/// type implements [`Platform`].
+macro_rules! platforms {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$config:ident),)*) => {
+        /// The closed set of provider configurations, one variant per platform.
+        #[derive(Debug, Clone)]
+        pub enum ProviderConfig {
+            $($(#[$doc])* $variant($module::$config),)*
+        }
+
+        impl ProviderConfig {
+            /// The provider's id, unique in its space.
+            pub fn id(&self) -> &str {
+                match self {
+                    $(ProviderConfig::$variant(config) => &config.id,)*
+                }
+            }
+
+            /// Its type as the config names it (`process`, `scalingo`, ...).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ProviderConfig::$variant(_) => <$module::$config as Platform>::KIND,)*
+                }
+            }
+
+            /// The credentials it holds (none for `process`).
+            pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
+                match self {
+                    $(ProviderConfig::$variant(config) => config.secrets(),)*
+                }
+            }
+
+            /// Builds the provider client.
+            pub fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+                match self {
+                    $(ProviderConfig::$variant(config) => config.build(),)*
+                }
+            }
+
+            /// Sets the provider's id (read apart from the rest of its entry).
+            fn set_id(&mut self, id: String) {
+                match self {
+                    $(ProviderConfig::$variant(config) => config.id = id,)*
+                }
+            }
+        }
+
+        $(impl From<$module::$config> for ProviderConfig {
+            fn from(config: $module::$config) -> ProviderConfig {
+                ProviderConfig::$variant(config)
+            }
+        })*
+
+        /// Every platform, in registration order.
+        pub static PLATFORMS: &[Registration] = &[$(Registration {
+            kind: <$module::$config as Platform>::KIND,
+            read: read_as::<$module::$config>,
+            facts: <$module::$config as Platform>::FACTS,
+        },)*];
+
+        /// Keys of provider entries that hold credentials, of every platform: sealed at
+        /// rest, never shown.
+        pub static SECRET_KEYS: &[&str] = {
+            const LISTS: &[&[&str]] = &[$(<$module::$config as Platform>::SECRET_KEYS,)*];
+            static UNION: ([&str; platform::total(LISTS)], usize) = platform::union(LISTS);
+            UNION.0.split_at(UNION.1).0
+        };
+
+        /// Keys of provider entries that decide where the credentials are sent, of every
+        /// platform: a change of one drops the stored credentials of a space changed through
+        /// the API (they are given again).
+        pub static ENDPOINT_KEYS: &[&str] = {
+            const LISTS: &[&[&str]] = &[$(<$module::$config as Platform>::ENDPOINT_KEYS,)*];
+            static UNION: ([&str; platform::total(LISTS)], usize) = platform::union(LISTS);
+            UNION.0.split_at(UNION.1).0
+        };
+    };
+}
+
+// The registration: one line per platform (its file implements `Platform`).
+platforms! {
     /// Local commands (the embedded default).
     Process(process::ProcessConfig),
     /// A Scalingo account.
@@ -39,55 +131,129 @@ pub enum ProviderConfig {
     CleverCloud(clever_cloud::CleverConfig),
 }
 
-impl ProviderConfig {
-    /// The provider's id, unique in its space.
-    pub fn id(&self) -> &str {
-        match self {
-            ProviderConfig::Process(config) => &config.id,
-            ProviderConfig::Scalingo(config) => &config.id,
-            ProviderConfig::Heroku(config) => &config.id,
-            ProviderConfig::CleverCloud(config) => &config.id,
-        }
-    }
+/// Provider types named in the design that this version cannot run yet.
+const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
 
-    /// Its type as the config names it (`process`, `scalingo`, `heroku`, `clever-cloud`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProviderConfig::Process(_) => "process",
-            ProviderConfig::Scalingo(_) => "scalingo",
-            ProviderConfig::Heroku(_) => "heroku",
-            ProviderConfig::CleverCloud(_) => "clever-cloud",
-        }
-    }
+/// One registered platform, as the generic code asks it.
+#[derive(Debug)]
+pub struct Registration {
+    /// Its `type:` in the config.
+    pub kind: &'static str,
+    /// Reads one `providers:` entry of this type (see [`Platform::read`]).
+    read: ReadEntry,
+    /// What it states about itself.
+    pub facts: Facts,
+}
 
-    /// The credentials it holds (none for `process`).
-    pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
-        match self {
-            ProviderConfig::Process(_) => Vec::new(),
-            ProviderConfig::Scalingo(config) => vec![&config.token],
-            ProviderConfig::Heroku(config) => vec![&config.token],
-            ProviderConfig::CleverCloud(config) => match &config.auth {
-                clever_cloud::CleverAuth::OAuth {
-                    consumer_key,
-                    consumer_secret,
-                    token,
-                    secret,
-                } => vec![consumer_key, consumer_secret, token, secret],
-                clever_cloud::CleverAuth::ApiToken(token) => vec![token],
-            },
-        }
-    }
+/// [`Platform::read`], into a [`ProviderConfig`].
+type ReadEntry = fn(&mut Reader<'_>, &mut Fields<'_>, &str, &str) -> Option<ProviderConfig>;
 
-    /// Builds the provider client.
-    pub fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
-        match self {
-            ProviderConfig::Process(config) => Ok(Arc::new(process::ProcessProvider::new(config)?)),
-            ProviderConfig::Scalingo(config) => Ok(Arc::new(scalingo::Scalingo::new(config)?)),
-            ProviderConfig::Heroku(config) => Ok(Arc::new(heroku::Heroku::new(config)?)),
-            ProviderConfig::CleverCloud(config) => {
-                Ok(Arc::new(clever_cloud::CleverCloud::new(config)?))
+/// [`Platform::read`] for `P`, into a [`ProviderConfig`].
+fn read_as<P: Platform + Into<ProviderConfig>>(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    path: &str,
+    kind_path: &str,
+) -> Option<ProviderConfig> {
+    P::read(reader, fields, path, kind_path).map(Into::into)
+}
+
+/// The registered platform of this `type:`.
+pub fn registration(kind: &str) -> Option<&'static Registration> {
+    PLATFORMS.iter().find(|platform| platform.kind == kind)
+}
+
+/// The variables the platforms set to the running app's name or id, in registration order.
+pub fn own_app_variables() -> impl Iterator<Item = &'static str> {
+    PLATFORMS
+        .iter()
+        .filter_map(|platform| platform.facts.own_app_variable)
+}
+
+/// `a, b, c or d`: the registered types, for a message.
+fn kinds() -> String {
+    let kinds: Vec<&str> = PLATFORMS.iter().map(|platform| platform.kind).collect();
+    match kinds.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+impl Reader<'_> {
+    /// The `providers:` list: each entry's `id` and `type`, the rest read by its platform.
+    pub(crate) fn providers(&mut self, value: &Value, path: &str) -> Vec<ProviderConfig> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut providers = Vec::new();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let id = fields.take("id").and_then(|(v, p)| {
+                let id = self.non_empty_string(v, &p)?;
+                if !is_label(&id) {
+                    self.error(
+                        &p,
+                        format!("`{id}` is not a valid id (lowercase letters, digits and '-')"),
+                    );
+                    return None;
+                }
+                if let Some(first) = ids.get(&id) {
+                    self.error(
+                        &p,
+                        format!("duplicate provider id `{id}` (first at {first})"),
+                    );
+                    return None;
+                }
+                ids.insert(id.clone(), p);
+                Some(id)
+            });
+            if id.is_none() && !fields.has("id") {
+                self.error(&format!("{item_path}.id"), "missing");
+            }
+            let kind = match fields.take("type") {
+                Some((v, p)) => self.string(v, &p).map(|t| (t, p)),
+                None => {
+                    self.error(&format!("{item_path}.type"), "missing (expected process)");
+                    None
+                }
+            };
+            let Some((kind, kind_path)) = kind else {
+                fields.take_all();
+                continue;
+            };
+            match registration(&kind) {
+                Some(platform) => {
+                    let config = (platform.read)(self, &mut fields, &item_path, &kind_path);
+                    self.finish(fields, &[]);
+                    if let (Some(id), Some(mut config)) = (id, config) {
+                        config.set_id(id);
+                        providers.push(config);
+                    }
+                }
+                None if PROVIDER_TYPES_NOT_YET_SUPPORTED.contains(&kind.as_str()) => {
+                    self.error(
+                        &kind_path,
+                        format!(
+                            "`{kind}` providers are not supported by this version of paastis yet"
+                        ),
+                    );
+                    fields.take_all();
+                }
+                None => {
+                    self.error(
+                        &kind_path,
+                        format!("`{kind}` is not a provider type (expected {})", kinds()),
+                    );
+                    fields.take_all();
+                }
             }
         }
+        providers
     }
 }
 
@@ -252,5 +418,30 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// limits them.
     fn rate_limit(&self) -> Option<(usize, usize)> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registration_gives_every_platform_its_keys_in_order() {
+        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(
+            SECRET_KEYS,
+            [
+                "token",
+                "api_token",
+                "consumer_key",
+                "consumer_secret",
+                "secret"
+            ]
+        );
+        assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
+        assert_eq!(
+            own_app_variables().collect::<Vec<_>>(),
+            ["APP", "HEROKU_APP_NAME", "APP_ID"]
+        );
     }
 }

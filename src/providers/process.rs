@@ -5,7 +5,8 @@
 //! and the app's `env:`; the app is ready when its process is alive and its port accepts a connection. Stop
 //! sends SIGTERM to the group, then SIGKILL after `stop_timeout`. A process that exits on its
 //! own is reported through [`Provider::exits`]. Child output goes to the log, tagged with the
-//! app. This module must not decide when apps start or stop.
+//! app. Its `providers:` entry (the apps, their commands and ports) is read and checked here
+//! too ([`Platform`]). This module must not decide when apps start or stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,16 +18,19 @@ use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
+use super::platform::{Facts, Platform};
 use super::{
     AppExited, AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started,
     Stopped, Upstream,
 };
 use crate::model::PolicyOverride;
+use crate::settings::{Fields, Reader, is_label};
 
 /// Longest piece of child output logged as one line; longer lines are split.
 const MAX_LOG_LINE: u64 = 8 * 1024;
@@ -41,6 +45,134 @@ pub struct ProcessConfig {
     pub id: String,
     /// The local apps, in file order.
     pub apps: Vec<ProcessAppConfig>,
+}
+
+impl Platform for ProcessConfig {
+    const KIND: &'static str = "process";
+    const SECRET_KEYS: &'static [&'static str] = &[];
+    const ENDPOINT_KEYS: &'static [&'static str] = &[];
+    const FACTS: Facts = Facts::NONE;
+
+    fn read(
+        reader: &mut Reader<'_>,
+        fields: &mut Fields<'_>,
+        path: &str,
+        kind_path: &str,
+    ) -> Option<Self> {
+        if reader.api.is_some() {
+            reader.error(
+                kind_path,
+                "`process` providers run commands on the engine's host: not allowed in spaces created through the API",
+            );
+            fields.take_all();
+            return None;
+        }
+        let apps = match fields.take("apps") {
+            Some((v, p)) => reader.process_apps(v, &p),
+            None => {
+                reader.error(&format!("{path}.apps"), "missing");
+                Vec::new()
+            }
+        };
+        Some(ProcessConfig {
+            id: String::new(),
+            apps,
+        })
+    }
+
+    fn secrets(&self) -> Vec<&crate::secret::Secret> {
+        Vec::new()
+    }
+
+    fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(ProcessProvider::new(self)?))
+    }
+}
+
+impl Reader<'_> {
+    fn process_apps(&mut self, value: &Value, path: &str) -> Vec<ProcessAppConfig> {
+        let Some(items) = self.list(value, path) else {
+            return Vec::new();
+        };
+        let mut apps = Vec::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut ports: HashMap<u16, String> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(mut fields) = self.mapping(item, &item_path) else {
+                continue;
+            };
+            let name = match fields.take("name") {
+                Some((v, p)) => self.non_empty_string(v, &p).and_then(|name| {
+                    if !is_label(&name) {
+                        self.error(
+                            &p,
+                            format!(
+                                "`{name}` is not a valid app name (lowercase letters, digits and '-', as in a host name)"
+                            ),
+                        );
+                        return None;
+                    }
+                    if let Some(first) = names.get(&name) {
+                        self.error(&p, format!("duplicate app name `{name}` (first at {first})"));
+                        return None;
+                    }
+                    names.insert(name.clone(), p);
+                    Some(name)
+                }),
+                None => {
+                    self.error(&format!("{item_path}.name"), "missing");
+                    None
+                }
+            };
+            let command = match fields.take("command") {
+                Some((v, p)) => self.non_empty_string(v, &p),
+                None => {
+                    self.error(&format!("{item_path}.command"), "missing");
+                    None
+                }
+            };
+            let port = match fields.take("port") {
+                Some((Value::Null, _)) | None => Ok(None),
+                Some((v, p)) => match self.port(v, &p) {
+                    Some(port) => {
+                        if let Some(first) = ports.get(&port) {
+                            self.error(&p, format!("port {port} is already used by {first}"));
+                        }
+                        ports.insert(port, p);
+                        Ok(Some(port))
+                    }
+                    None => Err(()),
+                },
+            };
+            let env = fields
+                .take("env")
+                .map(|(v, p)| self.env_map(v, &p))
+                .unwrap_or_default();
+            let working_dir = fields
+                .take("working_dir")
+                .and_then(|(v, p)| self.non_empty_string(v, &p))
+                .map(PathBuf::from);
+            let stop_timeout = fields
+                .take("stop_timeout")
+                .and_then(|(v, p)| self.duration(v, &p))
+                .unwrap_or(Duration::from_secs(10));
+            let policy = self.policy_fields(&mut fields);
+            self.finish(fields, &[]);
+            if let (Some(name), Some(command), Ok(port)) = (name, command, port) {
+                apps.push(ProcessAppConfig {
+                    name,
+                    command,
+                    port,
+                    env,
+                    working_dir,
+                    stop_timeout,
+                    policy,
+                });
+            }
+        }
+        apps
+    }
 }
 
 /// One local app.

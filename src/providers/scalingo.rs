@@ -7,26 +7,31 @@
 //! process type to 0; start scales back to the given formation, reduced to the process types
 //! the app still has (`/containers` again, see [`super::formation`]); both follow the
 //! operation until it is done. This module only speaks the API; it never decides when to act.
+//!
+//! As every platform's file, it also reads and checks its `providers:` entry and states its
+//! credential keys and facts (own-app variable `APP`, the French grid): see [`Platform`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
 use super::api::{ApiClient, Idempotent, check, read_json};
 use super::formation::ProcessTypes;
+use super::platform::{Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
+use crate::settings::{Fields, Reader, is_label};
 
 /// Default authentication host.
 pub const DEFAULT_AUTH_URL: &str = "https://auth.scalingo.com";
@@ -57,6 +62,94 @@ pub struct ScalingoConfig {
     pub auth_url: String,
     /// Calls per minute allowed for this account.
     pub rate_limit: usize,
+}
+
+impl Platform for ScalingoConfig {
+    const KIND: &'static str = "scalingo";
+    const SECRET_KEYS: &'static [&'static str] = &["token"];
+    const ENDPOINT_KEYS: &'static [&'static str] = &["api_url", "auth_url", "region"];
+    const FACTS: Facts = Facts {
+        // Set in every container to the app's name.
+        own_app_variable: Some("APP"),
+        prices: None,
+        // Its regions are in France.
+        grid_g_per_kwh: Some(GRID_FRANCE_G_PER_KWH),
+    };
+
+    fn read(
+        reader: &mut Reader<'_>,
+        fields: &mut Fields<'_>,
+        path: &str,
+        _kind_path: &str,
+    ) -> Option<Self> {
+        reader.scalingo(fields, path)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.token]
+    }
+
+    fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Scalingo::new(self)?))
+    }
+}
+
+impl Reader<'_> {
+    fn scalingo(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<ScalingoConfig> {
+        let token = self.required_secret(fields, "token", path);
+        let regions = match fields.take("region") {
+            None => vec!["osc-fr1".to_owned()],
+            Some((Value::Array(items), p)) => {
+                let mut regions = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    let item_path = format!("{p}[{index}]");
+                    if let Some(region) = self.region(item, &item_path) {
+                        regions.push(region);
+                    }
+                }
+                if regions.is_empty() && items.is_empty() {
+                    self.error(&p, "must name at least one region");
+                }
+                regions
+            }
+            Some((value, p)) => self.region(value, &p).into_iter().collect(),
+        };
+        let api_url = self.base_url(fields, "api_url");
+        if regions.len() > 1
+            && let Some(url) = &api_url
+            && !url.contains("{region}")
+        {
+            self.error(
+                &format!("{path}.api_url"),
+                "serves one region: put {region} in it to name each region's API",
+            );
+        }
+        let auth_url = self
+            .base_url(fields, "auth_url")
+            .unwrap_or_else(|| DEFAULT_AUTH_URL.to_owned());
+        let rate_limit = self.rate_limit(fields, DEFAULT_RATE_LIMIT);
+        Some(ScalingoConfig {
+            id: String::new(),
+            token: token?,
+            regions,
+            api_url,
+            auth_url,
+            rate_limit,
+        })
+    }
+
+    fn region(&mut self, value: &Value, path: &str) -> Option<String> {
+        let region = self.non_empty_string(value, path)?;
+        if is_label(&region) {
+            Some(region)
+        } else {
+            self.error(
+                path,
+                format!("`{region}` is not a region name (e.g. osc-fr1)"),
+            );
+            None
+        }
+    }
 }
 
 /// A JWT and when to stop using it.

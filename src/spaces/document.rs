@@ -2,12 +2,12 @@
 //! split into what is stored in clear and what is sealed, changed by a merge patch, and
 //! shown without its secrets.
 //!
-//! Only the provider entries hold credentials ([`crate::config::SECRET_KEYS`]); they are
+//! Only the provider entries hold credentials ([`crate::providers::SECRET_KEYS`]); they are
 //! sealed as one document and never shown.
 
 use serde_json::{Map, Value};
 
-use crate::config::{ENDPOINT_KEYS, SECRET_KEYS};
+use crate::providers::{ENDPOINT_KEYS, SECRET_KEYS};
 use crate::settings::ConfigError;
 
 /// The document without its providers (stored in clear), and its providers (sealed).
