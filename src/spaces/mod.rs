@@ -12,7 +12,7 @@
 //!
 //! Here: the table of running spaces and what it publishes; [`hosted`]: the stored spaces
 //! (the master key, create, update, delete, sync with the database); [`tokens`]: what a
-//! space's token may reach, and issuing and revoking them; [`document`]: a stored space's
+//! space's token may reach, and issuing and revoking them; `document`: a stored space's
 //! document (secrets split out, merge patches).
 //!
 //! It decides which spaces run and what they may hold; what their apps do is their
