@@ -196,7 +196,7 @@ async fn rekey_spaces(
         .context("set PAASTIS_NEW_MASTER_KEY to the new key (`openssl rand -base64 32`)")?;
     let new = paastis::spaces::MasterKey::parse(text)
         .map_err(|message| anyhow::anyhow!("PAASTIS_NEW_MASTER_KEY {message}"))?;
-    let count = paastis::spaces::rekey(&config, &new).await?;
+    let count = paastis::engine::rekey(&config, &new).await?;
     println!(
         "{count} space(s) sealed under the new key; restart every instance with \
          PAASTIS_MASTER_KEY set to it (until then they serve, but refuse changes)"

@@ -60,19 +60,6 @@ pub struct AdminState {
     pub spaces: Arc<crate::spaces::Spaces>,
 }
 
-/// A space as the admin API sees it: its apps and the tokens scoped to it.
-#[derive(Clone)]
-pub struct SpaceAccess {
-    /// Its id.
-    pub id: String,
-    /// Its apps.
-    pub lifecycle: Arc<Lifecycle>,
-    /// Its base domains.
-    pub domains: Arc<Vec<String>>,
-    /// SHA-256 of each token that acts on this space only.
-    pub tokens: Vec<[u8; 32]>,
-}
-
 /// Who is calling: the admin (every space) or a space's token (that space only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

@@ -4,17 +4,26 @@
 //!
 //! [`Spaces`] owns the running spaces and publishes two read-only tables that requests use
 //! without waiting: the proxy's (which domains belong to which space) and the admin API's
-//! (which token acts on which space). A change (create, update, delete, a token issued or
-//! revoked) is made under one lock: checked, written to the database, then published;
-//! requests in flight finish with the space they started with. Every stored space reaches
-//! the engine by one path, [`Spaces::install`], at start, after an API call, and when
+//! (which token acts on which space, [`SpaceAccess`]). A change (create, update, delete, a
+//! token issued or revoked) is made under one lock: checked, written to the database, then
+//! published; requests in flight finish with the space they started with. Every stored space
+//! reaches the engine by one path, [`Spaces::install`], at start, after an API call, and when
 //! another instance changed it (read again every `hosted.sync_every`).
 //!
+//! Here: the table of running spaces and what it publishes; [`hosted`]: the stored spaces
+//! (the master key, create, update, delete, sync with the database); [`tokens`]: what a
+//! space's token may reach, and issuing and revoking them; `document`: a stored space's
+//! document (secrets split out, merge patches).
+//!
 //! It decides which spaces run and what they may hold; what their apps do is their
-//! lifecycle's business.
+//! lifecycle's business. It builds no component from settings itself: the engine (the
+//! composition root) hands it the config file's spaces built and a [`Build`] for the
+//! others. It never imports the admin API, which sits above it.
 
 pub(crate) mod document;
+pub mod hosted;
 pub mod settings;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,23 +35,20 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 pub use crate::secret::seal::{self, MasterKey, SealError};
+pub use hosted::rekey;
+pub use tokens::{IssuedToken, SpaceAccess};
 
-use crate::admin::SpaceAccess;
+use crate::address::UpstreamScope;
 use crate::catalog::Catalog;
-use crate::lifecycle::{self, Lifecycle};
+use crate::lifecycle::Lifecycle;
+use crate::model::DEFAULT_SPACE;
+use crate::providers::ProviderError;
 use crate::proxy::{SpaceRoute, SpaceTable};
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
-use crate::settings::{ApiRules, ConfigError, ConfigErrors};
-use crate::store::{Store, StoreError, StoredSpace, StoredToken};
-use crate::{DEFAULT_SPACE, RunError};
+use crate::settings::ConfigErrors;
+use crate::store::{Store, StoreError, StoredToken};
 use settings::{Hosted, SpaceConfig};
-
-/// What the master key check seals (and must open again at every start).
-const KEY_CHECK: &[u8] = b"paastis master key check";
-
-/// The context the key check is sealed in.
-const KEY_CHECK_CONTEXT: &str = "paastis master key check";
 
 /// Where a running space comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,15 +153,6 @@ pub struct SpaceInfo {
     pub updated_at: Option<SystemTime>,
 }
 
-/// A token just issued: shown once, then only its hash is kept.
-#[derive(Debug, Clone)]
-pub struct IssuedToken {
-    /// Its public id, to revoke it.
-    pub id: String,
-    /// The token.
-    pub token: crate::secret::Secret,
-}
-
 /// Why a change to the spaces was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SpaceError {
@@ -195,6 +192,61 @@ pub enum SpaceError {
     Damaged(String),
 }
 
+/// Builds a space's lifecycle from its settings, its providers built, for apps at these
+/// upstreams (outside the default space, a provider's error names it
+/// `<space>/<provider>`): given by the engine, the one builder of every space.
+pub type Build =
+    Arc<dyn Fn(&SpaceConfig, UpstreamScope) -> Result<Arc<Lifecycle>, BuildError> + Send + Sync>;
+
+/// Why a space's runtime could not be built: one of its providers cannot be set up from
+/// its settings.
+#[derive(Debug, thiserror::Error)]
+#[error("provider `{id}`: {error}")]
+pub struct BuildError {
+    /// The provider's id (`<space>/<provider>` outside the default space).
+    pub id: String,
+    /// What failed.
+    pub error: ProviderError,
+}
+
+/// Why the stored spaces cannot be opened (at start, or to seal them again).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database cannot be opened or read.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// Hosted mode's master key does not open the database's spaces.
+    #[error("hosted mode: {0}")]
+    MasterKey(String),
+}
+
+/// What the engine hands the spaces at start: the config file's spaces built, and what
+/// the others are built and kept with.
+pub struct Parts {
+    /// The config file's spaces (file order), each with its lifecycle built.
+    pub configured: Vec<(SpaceConfig, Arc<Lifecycle>)>,
+    /// Hosted mode's key and limits; `None`: config spaces only.
+    pub hosted: Option<Hosted>,
+    /// How long events are kept (for each space's catalog).
+    pub retention: Duration,
+    /// The default space, as the admin API sees it.
+    pub default: SpaceAccess,
+    /// Builds the runtime of a space created or changed through the API.
+    pub build: Build,
+    /// Shared by every space's lifecycle.
+    pub registry: Arc<dyn Registry>,
+    /// Where stored spaces, catalogs and events live.
+    pub store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("hosted", &self.hosted.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Every space besides the default one, and what requests read of them.
 pub struct Spaces {
     /// The running spaces, config ones first (file order), then stored ones (by id). Its
@@ -208,6 +260,8 @@ pub struct Spaces {
     default: SpaceAccess,
     /// Hosted mode's key and limits; `None`: config spaces only.
     hosted: Option<Hosted>,
+    /// Builds the runtime of a space created or changed through the API.
+    build: Build,
     /// Shared by every space's lifecycle.
     registry: Arc<dyn Registry>,
     /// Where stored spaces, catalogs and events live.
@@ -232,122 +286,27 @@ impl std::fmt::Debug for Spaces {
     }
 }
 
-/// A space's lifecycle from its settings, with its providers built (outside the default
-/// space, a provider's error names it `<space>/<provider>`): the one builder of every
-/// space, from the file or from the API.
-pub fn lifecycle(
-    space: &SpaceConfig,
-    registry: &Arc<dyn Registry>,
-    upstreams: crate::address::UpstreamScope,
-) -> Result<Arc<Lifecycle>, RunError> {
-    let mut providers = Vec::with_capacity(space.providers.len());
-    for provider in &space.providers {
-        providers.push(provider.build().map_err(|error| RunError::Provider {
-            id: if space.id == DEFAULT_SPACE {
-                provider.id().to_owned()
-            } else {
-                format!("{}/{}", space.id, provider.id())
-            },
-            error,
-        })?);
-    }
-    Ok(Lifecycle::with_registry(
-        providers,
-        lifecycle::Settings {
-            defaults: space.defaults.clone(),
-            rules: space.rules.clone(),
-            filter: space.discovery.filter.clone(),
-            hooks: space.hooks.clone(),
-            schedules: space.schedules.clone(),
-            plan: space.plan.clone(),
-            on_limit: space.on_limit,
-            space: space.id.clone(),
-            upstreams,
-            ..lifecycle::Settings::default()
-        },
-        Arc::clone(registry),
-    ))
-}
-
-/// Checks that `key` is the database's master key (sealing the check value the first time
-/// hosted mode runs); returns the check as stored.
-async fn open_key_check(key: &MasterKey, store: &Arc<dyn Store>) -> Result<String, RunError> {
-    let probe = key
-        .seal(KEY_CHECK_CONTEXT, KEY_CHECK)
-        .map_err(|error| RunError::MasterKey(error.to_string()))?;
-    let kept = store.key_check(&probe).await?;
-    if key.open(KEY_CHECK_CONTEXT, &kept).as_deref() != Ok(KEY_CHECK) {
-        return Err(RunError::MasterKey(
-            "PAASTIS_MASTER_KEY is not the key this database's spaces were sealed with; \
-             start with that key (the stored provider secrets cannot be read without it)"
-                .to_owned(),
-        ));
-    }
-    Ok(kept)
-}
-
-/// Replaces the master key (`paastis rekey`): every stored space's providers are opened
-/// with the current key and sealed with `new`, and the key check with them, in one
-/// transaction; a space that does not open, or one changed meanwhile, leaves everything
-/// as it was. Returns how many spaces were sealed again. Running instances keep serving
-/// but refuse changes until restarted with the new key.
-pub async fn rekey(config: &crate::Config, new: &MasterKey) -> Result<usize, RunError> {
-    let hosted = config.hosted.as_ref().ok_or_else(|| {
-        RunError::MasterKey("rekey needs hosted mode (`hosted: true`)".to_owned())
-    })?;
-    let store = crate::store::open(config.database_url.expose()).await?;
-    let result = async {
-        open_key_check(&hosted.key, &store).await?;
-        let mut rows = Vec::new();
-        for space in store.stored_spaces().await? {
-            let providers = hosted
-                .key
-                .open(&context(&space.id), &space.providers)
-                .map_err(|error| {
-                    RunError::MasterKey(format!(
-                        "space `{}` does not open with the current key ({error}): nothing changed",
-                        space.id
-                    ))
-                })?;
-            let sealed = new
-                .seal(&context(&space.id), &providers)
-                .map_err(|error| RunError::MasterKey(error.to_string()))?;
-            rows.push((space.id, space.revision, sealed));
-        }
-        let check = new
-            .seal(KEY_CHECK_CONTEXT, KEY_CHECK)
-            .map_err(|error| RunError::MasterKey(error.to_string()))?;
-        store.rekey(&check, &rows).await?;
-        Ok(rows.len())
-    }
-    .await;
-    store.close().await;
-    result
-}
-
-/// The sealing context of a space's providers: a sealed document opens for its own space
-/// only.
-fn context(id: &str) -> String {
-    format!("paastis space {id} providers")
-}
-
 impl Spaces {
-    /// Starts the config file's spaces and, in hosted mode, checks the master key and
+    /// Starts the config file's spaces (built by the caller) and, in hosted mode, checks the
+    /// master key and
     /// starts the stored spaces (one that cannot be read is logged and left out; the
     /// others run). Nothing is discovered yet: see [`Spaces::discover`].
-    pub async fn start(
-        config: &crate::Config,
-        default: SpaceAccess,
-        registry: &Arc<dyn Registry>,
-        store: &Arc<dyn Store>,
-    ) -> Result<Spaces, RunError> {
-        let mut running = Vec::with_capacity(config.spaces.len());
-        for space in &config.spaces {
-            let lifecycle = lifecycle(space, registry, crate::address::UpstreamScope::Any)?;
-            let catalog =
-                Catalog::start(Arc::clone(store), &lifecycle, config.events_retention).await?;
+    pub async fn start(parts: Parts) -> Result<Spaces, OpenError> {
+        let Parts {
+            configured,
+            hosted,
+            retention,
+            default,
+            build,
+            registry,
+            store,
+        } = parts;
+        let (registry, store) = (&registry, &store);
+        let mut running = Vec::with_capacity(configured.len());
+        for (space, lifecycle) in configured {
+            let catalog = Catalog::start(Arc::clone(store), &lifecycle, retention).await?;
             running.push(Space {
-                config: space.clone(),
+                config: space,
                 origin: Origin::Config,
                 lifecycle,
                 catalog,
@@ -355,8 +314,8 @@ impl Spaces {
                 stored: None,
             });
         }
-        let key_check = match &config.hosted {
-            Some(hosted) => open_key_check(&hosted.key, store).await?,
+        let key_check = match &hosted {
+            Some(hosted) => hosted::open_key_check(&hosted.key, store).await?,
             None => String::new(),
         };
         let spaces = Spaces {
@@ -364,10 +323,11 @@ impl Spaces {
             routes: Arc::new(ArcSwap::from_pointee(SpaceTable::default())),
             access: ArcSwap::from_pointee(vec![default.clone()]),
             default,
-            hosted: config.hosted.clone(),
+            hosted,
+            build,
             registry: Arc::clone(registry),
             store: Arc::clone(store),
-            retention: config.events_retention,
+            retention,
             serving: AtomicBool::new(false),
             refused: std::sync::Mutex::new(HashMap::new()),
             key_check,
@@ -425,120 +385,6 @@ impl Spaces {
         }
     }
 
-    /// Reads the stored spaces again every `hosted.sync_every`, and at once when another
-    /// instance announces a change through the registry (Redis), for changes made through
-    /// another instance (hosted mode only; `None` otherwise).
-    pub fn start_sync(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        let every = self.hosted.as_ref()?.sync_every;
-        let spaces = Arc::clone(self);
-        let mut notices = self.registry.notices();
-        Some(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                let announced = async {
-                    match notices.as_mut() {
-                        Some(notices) => notices.recv().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    notice = announced => match notice {
-                        Ok(crate::registry::Notice::Spaces | crate::registry::Notice::Reset) => {}
-                        Ok(_) => continue,
-                        // Missed notices: reading everything again covers them.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            notices = None;
-                            continue;
-                        }
-                    },
-                }
-                if let Err(error) = spaces.sync().await {
-                    tracing::warn!(%error, "stored spaces not read again; next try in {every:?}");
-                }
-            }
-        }))
-    }
-
-    /// Brings the running stored spaces in line with the database: new and changed ones
-    /// (by revision) installed, deleted ones stopped.
-    pub async fn sync(&self) -> Result<(), SpaceError> {
-        if self.hosted.is_none() {
-            return Ok(());
-        }
-        let mut running = self.running.lock().await;
-        let stored = self.store.stored_spaces().await?;
-        let mut changed = false;
-        let gone: Vec<String> = running
-            .iter()
-            .filter(|space| space.origin == Origin::Api)
-            .filter(|space| !stored.iter().any(|s| s.id == space.config.id))
-            .map(|space| space.config.id.clone())
-            .collect();
-        for id in gone {
-            if let Some(space) = take(&mut running, &id) {
-                changed = true;
-                self.publish(&running);
-                tracing::info!(space = %id, "space deleted (through another instance)");
-                stop(space).await;
-            }
-        }
-        for stored in stored {
-            if self.is_refused(&stored.id, stored.revision) {
-                continue;
-            }
-            let (id, revision) = (stored.id.clone(), stored.revision);
-            let row = (stored.settings.clone(), stored.providers.clone());
-            let current = running.iter_mut().find(|space| space.config.id == id);
-            match current.map(|space| (space.origin, space.stored.as_mut())) {
-                Some((Origin::Config, _)) => {
-                    self.refuse(&id, revision, "a space of the config file has its id");
-                }
-                Some((_, Some(ours))) if ours.revision >= revision => {}
-                // Only its tokens changed: no need to rebuild it.
-                Some((_, Some(ours))) if ours.row == row => {
-                    ours.tokens = stored.tokens;
-                    ours.revision = revision;
-                    ours.updated_at = stored.updated_at;
-                    changed = true;
-                }
-                _ => match self.install(&mut running, stored, true).await {
-                    Ok(()) => {
-                        changed = true;
-                        tracing::info!(space = %id, "space changed (through another instance)");
-                    }
-                    Err(error) => self.refuse(&id, revision, &error.to_string()),
-                },
-            }
-        }
-        if changed {
-            self.publish(&running);
-        }
-        Ok(())
-    }
-
-    /// Remembers that this revision of a stored space could not be started, and says why
-    /// (once per revision).
-    fn refuse(&self, id: &str, revision: i64, why: &str) {
-        tracing::error!(space = %id, revision, error = %why, "stored space not started");
-        self.refused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(id.to_owned(), revision);
-    }
-
-    /// Whether this revision of a stored space was already refused.
-    fn is_refused(&self, id: &str, revision: i64) -> bool {
-        self.refused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(id)
-            .is_some_and(|refused| *refused == revision)
-    }
-
     /// Stops every space: schedulers first, then what providers started, then the last
     /// catalog writes.
     pub async fn shutdown(&self) {
@@ -594,203 +440,6 @@ impl Spaces {
             .map(info)
     }
 
-    /// Creates a space from its document (hosted mode): checked, stored, discovered, then
-    /// routed. Returns it with its first token.
-    pub async fn create(&self, document: Value) -> Result<(SpaceInfo, IssuedToken), SpaceError> {
-        let hosted = self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let mut running = self.running.lock().await;
-        let id = document
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned();
-        if id == DEFAULT_SPACE || running.iter().any(|space| space.config.id == id) {
-            return Err(SpaceError::Conflict(format!("space `{id}` exists")));
-        }
-        if self.store.stored_spaces().await?.iter().any(|s| s.id == id) {
-            return Err(SpaceError::Conflict(format!(
-                "a stored space `{id}` exists but could not be started (see the logs): delete it first"
-            )));
-        }
-        let prepared = self.prepare(&running, document, hosted, None)?;
-        let (token_id, token) = seal::new_token()?;
-        let now = SystemTime::now();
-        let stored = self.seal(
-            &id,
-            &prepared.document,
-            1,
-            now,
-            vec![StoredToken {
-                id: token_id.clone(),
-                hash: seal::hash_text(&seal::token_hash(token.expose())),
-                created_at: now,
-            }],
-        )?;
-        self.store.put_space(&stored, &self.key_check).await?;
-        if let Err(error) = self.run(&mut running, prepared, stored, true).await {
-            // Checked and built above: only a failure to start (the database) gets here.
-            let _ = self.store.delete_space(&id).await;
-            return Err(error);
-        }
-        self.publish(&running);
-        self.registry.announce_spaces().await;
-        tracing::info!(space = %id, "space created");
-        let shown = running
-            .iter()
-            .find(|space| space.config.id == id)
-            .map(info)
-            .ok_or_else(|| SpaceError::NotFound(id.clone()))?;
-        Ok((
-            shown,
-            IssuedToken {
-                id: token_id,
-                token,
-            },
-        ))
-    }
-
-    /// Changes a stored space by a JSON merge patch of its document (credentials left out
-    /// of a provider entry are kept). Its runtime is rebuilt: apps are rediscovered, their
-    /// remembered state comes from the catalog.
-    pub async fn update(&self, id: &str, patch: &Value) -> Result<SpaceInfo, SpaceError> {
-        let hosted = self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let mut running = self.running.lock().await;
-        let (current, revision, created_at, tokens) = match self.find(&running, id)? {
-            Space {
-                stored: Some(stored),
-                ..
-            } => (
-                stored.document.clone(),
-                stored.revision,
-                stored.created_at,
-                stored.tokens.clone(),
-            ),
-            _ => return Err(SpaceError::FromConfig(id.to_owned())),
-        };
-        if let Some(asked) = patch.get("id")
-            && asked.as_str() != Some(id)
-        {
-            return Err(SpaceError::Invalid(ConfigErrors(vec![ConfigError {
-                path: "id".to_owned(),
-                message: "a space's id cannot change (create another space)".to_owned(),
-            }])));
-        }
-        let next = document::patched(&current, patch)
-            .map_err(|errors| SpaceError::Invalid(ConfigErrors(errors)))?;
-        let prepared = self.prepare(&running, next, hosted, Some(id))?;
-        let stored = self.seal(id, &prepared.document, revision + 1, created_at, tokens)?;
-        self.store.put_space(&stored, &self.key_check).await?;
-        self.run(&mut running, prepared, stored, true).await?;
-        self.publish(&running);
-        self.registry.announce_spaces().await;
-        tracing::info!(space = %id, "space changed");
-        running
-            .iter()
-            .find(|space| space.config.id == id)
-            .map(info)
-            .ok_or_else(|| SpaceError::NotFound(id.to_owned()))
-    }
-
-    /// Deletes a stored space: no longer routed, its scheduler stopped, its row, tokens
-    /// and catalog removed (its apps are left as they are on their platform).
-    pub async fn delete(&self, id: &str) -> Result<(), SpaceError> {
-        self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let mut running = self.running.lock().await;
-        match self.find(&running, id) {
-            Ok(space) if space.origin == Origin::Config => {
-                return Err(SpaceError::FromConfig(id.to_owned()));
-            }
-            Ok(_) => {
-                self.store.delete_space(id).await?;
-            }
-            // Stored but not running (it could not be started): deleted all the same.
-            Err(SpaceError::NotFound(_)) if self.store.delete_space(id).await? => {}
-            Err(error) => return Err(error),
-        }
-        self.refused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(id);
-        self.registry.announce_spaces().await;
-        if let Some(space) = take(&mut running, id) {
-            self.publish(&running);
-            tracing::info!(space = %id, "space deleted");
-            stop(space).await;
-        }
-        Ok(())
-    }
-
-    /// Issues a new token for a stored space.
-    pub async fn issue_token(&self, id: &str) -> Result<IssuedToken, SpaceError> {
-        let (token_id, token) = seal::new_token()?;
-        let hash = seal::hash_text(&seal::token_hash(token.expose()));
-        self.change_tokens(id, |tokens| {
-            tokens.push(StoredToken {
-                id: token_id.clone(),
-                hash,
-                created_at: SystemTime::now(),
-            });
-            Ok(())
-        })
-        .await?;
-        Ok(IssuedToken {
-            id: token_id,
-            token,
-        })
-    }
-
-    /// Revokes a token of a stored space: refused from the next request on.
-    pub async fn revoke_token(&self, id: &str, token: &str) -> Result<(), SpaceError> {
-        self.change_tokens(id, |tokens| {
-            let before = tokens.len();
-            tokens.retain(|t| t.id != token);
-            if tokens.len() == before {
-                return Err(SpaceError::UnknownToken {
-                    space: id.to_owned(),
-                    token: token.to_owned(),
-                });
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn change_tokens(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Vec<StoredToken>) -> Result<(), SpaceError>,
-    ) -> Result<(), SpaceError> {
-        self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let mut running = self.running.lock().await;
-        let space = self.find(&running, id)?;
-        let Some(stored) = &space.stored else {
-            return Err(SpaceError::FromConfig(id.to_owned()));
-        };
-        let mut tokens = stored.tokens.clone();
-        change(&mut tokens)?;
-        let row = StoredSpace {
-            id: id.to_owned(),
-            settings: stored.row.0.clone(),
-            providers: stored.row.1.clone(),
-            revision: stored.revision + 1,
-            created_at: stored.created_at,
-            updated_at: SystemTime::now(),
-            tokens,
-        };
-        self.store.put_space(&row, &self.key_check).await?;
-        if let Some(space) = running.iter_mut().find(|space| space.config.id == id)
-            && let Some(stored) = &mut space.stored
-        {
-            stored.tokens = row.tokens;
-            stored.revision = row.revision;
-            stored.updated_at = row.updated_at;
-        }
-        self.publish(&running);
-        self.registry.announce_spaces().await;
-        Ok(())
-    }
-
     fn find<'r>(&self, running: &'r [Space], id: &str) -> Result<&'r Space, SpaceError> {
         if id == DEFAULT_SPACE {
             return Err(SpaceError::FromConfig(id.to_owned()));
@@ -799,153 +448,6 @@ impl Spaces {
             .iter()
             .find(|space| space.config.id == id)
             .ok_or_else(|| SpaceError::NotFound(id.to_owned()))
-    }
-
-    /// Checks a document as a space the API may run: valid, and its domains nobody else's
-    /// (nor above or under another space's, which would take some of its hosts).
-    fn check(
-        &self,
-        running: &[Space],
-        document: &Value,
-        hosted: &Hosted,
-        except: Option<&str>,
-    ) -> Result<SpaceConfig, SpaceError> {
-        let mut taken: HashMap<String, String> = HashMap::new();
-        for domain in self.default.domains.iter() {
-            taken.insert(domain.clone(), "the default space".to_owned());
-        }
-        for space in running
-            .iter()
-            .filter(|s| Some(s.config.id.as_str()) != except)
-        {
-            for domain in &space.config.domains {
-                taken.insert(domain.clone(), format!("space `{}`", space.config.id));
-            }
-        }
-        let rules = ApiRules {
-            custom_api_urls: hosted.custom_api_urls,
-        };
-        settings::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
-    }
-
-    /// A document checked ([`Spaces::check`]) and its runtime built (providers included),
-    /// ready to [`Spaces::run`]: done once per change.
-    fn prepare(
-        &self,
-        running: &[Space],
-        document: Value,
-        hosted: &Hosted,
-        except: Option<&str>,
-    ) -> Result<Prepared, SpaceError> {
-        let config = self.check(running, &document, hosted, except)?;
-        let lifecycle =
-            lifecycle(&config, &self.registry, self.tenant_scope()).map_err(|error| {
-                let index = match &error {
-                    RunError::Provider { id, .. } => config
-                        .providers
-                        .iter()
-                        .position(|p| *id == format!("{}/{}", config.id, p.id())),
-                    _ => None,
-                };
-                SpaceError::Invalid(ConfigErrors(vec![ConfigError {
-                    path: index
-                        .map_or_else(|| "providers".to_owned(), |i| format!("providers[{i}]")),
-                    message: error.to_string(),
-                }]))
-            })?;
-        Ok(Prepared {
-            config,
-            lifecycle,
-            document,
-        })
-    }
-
-    /// A space's row: its settings in clear, its providers sealed.
-    fn seal(
-        &self,
-        id: &str,
-        document: &Value,
-        revision: i64,
-        created_at: SystemTime,
-        tokens: Vec<StoredToken>,
-    ) -> Result<StoredSpace, SpaceError> {
-        let hosted = self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let (settings, providers) = document::split(document);
-        Ok(StoredSpace {
-            id: id.to_owned(),
-            settings: settings.to_string(),
-            providers: hosted
-                .key
-                .seal(&context(id), providers.to_string().as_bytes())?,
-            revision,
-            created_at,
-            updated_at: SystemTime::now(),
-            tokens,
-        })
-    }
-
-    /// Starts a stored space (replacing the running one of that id, if any): opened,
-    /// checked, built, then run ([`Spaces::run`]). The caller publishes.
-    async fn install(
-        &self,
-        running: &mut Vec<Space>,
-        stored: StoredSpace,
-        now: bool,
-    ) -> Result<(), SpaceError> {
-        let hosted = self.hosted.as_ref().ok_or(SpaceError::NotHosted)?;
-        let settings: Value = serde_json::from_str(&stored.settings)
-            .map_err(|error| SpaceError::Damaged(format!("its settings are not JSON: {error}")))?;
-        let providers = hosted.key.open(&context(&stored.id), &stored.providers)?;
-        let providers: Value = serde_json::from_slice(&providers)
-            .map_err(|error| SpaceError::Damaged(format!("its providers are not JSON: {error}")))?;
-        let document = document::join(settings, providers);
-        let prepared = self.prepare(running, document, hosted, Some(&stored.id))?;
-        self.run(running, prepared, stored, now).await
-    }
-
-    /// Runs a prepared space as the one stored in `stored` (replacing the running one of
-    /// that id, if any): its catalog started, and, with `now`, discovered and scheduled
-    /// (when serving). The caller publishes.
-    async fn run(
-        &self,
-        running: &mut Vec<Space>,
-        prepared: Prepared,
-        stored: StoredSpace,
-        now: bool,
-    ) -> Result<(), SpaceError> {
-        let Prepared {
-            config,
-            lifecycle,
-            document,
-        } = prepared;
-        // The one it replaces stops first: one catalog writer per space at a time.
-        if let Some(old) = take(running, &stored.id) {
-            self.publish(running);
-            stop(old).await;
-        }
-        let catalog = Catalog::start(Arc::clone(&self.store), &lifecycle, self.retention).await?;
-        if now {
-            lifecycle.discover().await;
-            lifecycle.apply_schedules();
-        }
-        let scheduler = (now && self.serving.load(Ordering::SeqCst))
-            .then(|| Scheduler::start(&lifecycle, &config.discovery));
-        running.push(Space {
-            config,
-            origin: Origin::Api,
-            lifecycle,
-            catalog,
-            scheduler,
-            stored: Some(Stored {
-                document,
-                revision: stored.revision,
-                created_at: stored.created_at,
-                updated_at: stored.updated_at,
-                tokens: stored.tokens,
-                row: (stored.settings, stored.providers),
-            }),
-        });
-        Ok(())
     }
 
     /// Where the apps of API-created spaces may be: public addresses only, unless

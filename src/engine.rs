@@ -1,0 +1,388 @@
+//! The composition root: builds every component from the validated [`Config`] (the
+//! registry, the store and its catalog, each space's lifecycle and providers, the spaces
+//! runtime, the scheduler, the proxy, the admin API) and runs them until shutdown.
+//!
+//! It is the one place that knows how the parts fit; it holds no logic of its own beyond
+//! start and stop order. Nothing but the crate root and the binary imports it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, SpaceConfig};
+use crate::lifecycle::{self, Lifecycle};
+use crate::model::DEFAULT_SPACE;
+use crate::providers::ProviderError;
+use crate::proxy::{self, Proxy};
+use crate::registry::{self, Registry};
+use crate::scheduler::Scheduler;
+use crate::spaces::{self, BuildError, MasterKey};
+use crate::{address, admin, catalog, child_env, store, table};
+
+/// The sockets the engine serves, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The proxy listener.
+    pub proxy: TcpListener,
+    /// The TLS proxy listener (`tls.listen`); served only when the config has `tls`.
+    pub tls: Option<TcpListener>,
+    /// The admin API, dashboard and metrics listener (`admin.listen`); none: not served.
+    pub admin: Option<TcpListener>,
+}
+
+/// Why the engine could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The proxy's worker threads could not be set up.
+    #[error("cannot start the proxy: {0}")]
+    Proxy(std::io::Error),
+    /// The TLS settings for upstreams are unusable.
+    #[error(transparent)]
+    Tls(#[from] proxy::forward::TlsError),
+    /// The TLS listener's certificate or key is unusable.
+    #[error(transparent)]
+    ServerTls(#[from] proxy::tls::ServerTlsError),
+    /// The database cannot be opened or read.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    /// The registry's settings are unusable.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    /// Hosted mode's master key does not open the database's spaces.
+    #[error("hosted mode: {0}")]
+    MasterKey(String),
+    /// A provider could not be set up from its config.
+    #[error("provider `{id}`: {error}")]
+    Provider {
+        /// The provider's id.
+        id: String,
+        /// What failed.
+        error: ProviderError,
+    },
+}
+
+impl From<BuildError> for RunError {
+    fn from(BuildError { id, error }: BuildError) -> RunError {
+        RunError::Provider { id, error }
+    }
+}
+
+impl From<spaces::OpenError> for RunError {
+    fn from(error: spaces::OpenError) -> RunError {
+        match error {
+            spaces::OpenError::Store(error) => RunError::Store(error),
+            spaces::OpenError::MasterKey(message) => RunError::MasterKey(message),
+        }
+    }
+}
+
+/// A started engine: providers built, apps discovered once, not serving yet.
+pub struct Engine {
+    /// The configuration it runs.
+    config: Config,
+    /// Apps, routes and wakes of the default space.
+    lifecycle: Arc<Lifecycle>,
+    /// The other spaces: the config's, and in hosted mode the stored ones.
+    spaces: Arc<spaces::Spaces>,
+    /// TLS settings for `https` upstreams, checked at start.
+    tls: proxy::forward::UpstreamTls,
+    /// The TLS listener's certificate, read at start and again on SIGHUP.
+    server_tls: Option<Arc<proxy::tls::ServerTls>>,
+    /// Writes the catalog and the events in the background.
+    catalog: catalog::Catalog,
+    /// The registry's background work (connection, leader lease, notices).
+    registry_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds every provider and runs discovery once. Provider listing errors are reported
+    /// as events and do not prevent starting.
+    pub async fn start(config: Config) -> Result<Engine, RunError> {
+        // No command the engine runs (process apps, hooks) inherits one of these.
+        child_env::withhold(config.secrets());
+        child_env::withhold_variables(crate::config::SECRET_VARIABLES);
+        let tls = proxy::forward::upstream_tls(config.upstream_ca_file.as_deref())?;
+        let server_tls = match &config.tls {
+            Some(listener) => Some(Arc::new(proxy::tls::ServerTls::load(
+                &listener.cert,
+                &listener.key,
+            )?)),
+            None => None,
+        };
+        let registry = config.registry.build()?;
+        let lifecycle = space_lifecycle(
+            &config.default_space(),
+            &registry,
+            address::UpstreamScope::Any,
+        )?;
+        if registry.is_shared() && lifecycle.providers().iter().any(|p| p.is_local()) {
+            tracing::info!(
+                "registry: `process` apps are each instance's own; only platform apps are shared"
+            );
+        }
+        let registry_task = tokio::spawn(Arc::clone(&registry).run());
+        let store = store::open(config.database_url.expose()).await?;
+        let catalog =
+            catalog::Catalog::start(Arc::clone(&store), &lifecycle, config.events_retention)
+                .await?;
+        let default = spaces::SpaceAccess {
+            id: DEFAULT_SPACE.to_owned(),
+            lifecycle: Arc::clone(&lifecycle),
+            domains: Arc::new(config.domains.clone()),
+            tokens: Vec::new(),
+        };
+        let mut configured = Vec::with_capacity(config.spaces.len());
+        for space in &config.spaces {
+            let lifecycle = space_lifecycle(space, &registry, address::UpstreamScope::Any)?;
+            configured.push((space.clone(), lifecycle));
+        }
+        let build: spaces::Build = {
+            let registry = Arc::clone(&registry);
+            Arc::new(move |space, upstreams| space_lifecycle(space, &registry, upstreams))
+        };
+        let spaces = Arc::new(
+            spaces::Spaces::start(spaces::Parts {
+                configured,
+                hosted: config.hosted.clone(),
+                retention: config.events_retention,
+                default,
+                build,
+                registry: Arc::clone(&registry),
+                store: Arc::clone(&store),
+            })
+            .await?,
+        );
+        // A moment for the registry to connect and settle who leads, so the first
+        // discovery is the leader's (it never waits long for a Redis that is not there).
+        registry.settle(registry::SETTLE_WITHIN).await;
+        lifecycle.discover().await;
+        // Where each schedule stands (a sleep window that refuses wakes, say) is known
+        // before the first request, not from the scheduler's first tick on.
+        lifecycle.apply_schedules();
+        spaces.discover().await;
+        Ok(Engine {
+            config,
+            lifecycle,
+            spaces,
+            tls,
+            server_tls,
+            catalog,
+            registry_task,
+        })
+    }
+
+    /// The default space's lifecycle (registry, routes, events).
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// The other spaces' ids and lifecycles.
+    pub fn spaces(&self) -> Vec<(String, Arc<Lifecycle>)> {
+        self.spaces.lifecycles()
+    }
+
+    /// Reads the TLS listener's certificate and key again (what SIGHUP does); on failure
+    /// the certificate in use stays.
+    pub fn reload_tls(&self) -> Result<(), proxy::tls::ServerTlsError> {
+        match &self.server_tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// What the admin API works with.
+    pub fn admin_state(&self) -> admin::AdminState {
+        admin::AdminState {
+            lifecycle: Arc::clone(&self.lifecycle),
+            store: self.catalog.store(),
+            domains: Arc::new(self.config.domains.clone()),
+            token: self.config.admin.token.clone(),
+            metrics_auth: self.config.admin.metrics_auth,
+            savings: Arc::new(self.config.savings.clone()),
+            space: DEFAULT_SPACE.to_owned(),
+            caller: admin::Caller::Admin,
+            spaces: Arc::clone(&self.spaces),
+        }
+    }
+
+    /// The managed apps as a table.
+    pub fn apps_table(&self) -> String {
+        let mut out = table::apps_table(&self.lifecycle.apps(), &self.config.domains);
+        for space in self.spaces.access().iter().skip(1) {
+            out.push_str(&format!("\nspace {}:\n", space.id));
+            out.push_str(&table::apps_table(&space.lifecycle.apps(), &space.domains));
+        }
+        out
+    }
+
+    /// Serves until `shutdown` completes: stops accepting, drains in-flight requests (at most
+    /// `proxy.drain_timeout`), stops the background loops, then stops what providers started
+    /// locally.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let scheduler = Scheduler::start(&self.lifecycle, &self.config.discovery);
+        self.spaces.serve().await;
+        let sync = self.spaces.start_sync();
+        tracing::info!(registry = %self.lifecycle.registry().health().detail, "registry");
+        let reloader = self
+            .server_tls
+            .clone()
+            .map(|tls| tokio::spawn(reload_on_sighup(tls)));
+        if listeners.tls.is_some() && self.server_tls.is_none() {
+            tracing::warn!("a TLS listener was given but the config has no `tls`: not served");
+        }
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = listeners.admin.map(|listener| {
+            let state = self.admin_state();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = admin_stopped.await;
+                };
+                if let Err(error) = admin::serve(listener, state, shutdown).await {
+                    tracing::error!(%error, "the admin listener failed");
+                }
+            })
+        });
+        let system_api =
+            self.config
+                .admin
+                .system_api
+                .clone()
+                .map(|token| proxy::system::SystemApi {
+                    token,
+                    lifecycle: Arc::clone(&self.lifecycle),
+                    store: self.catalog.store(),
+                });
+        let proxy = Arc::new(
+            Proxy::new(
+                Arc::clone(&self.lifecycle),
+                &self.config,
+                self.tls.clone(),
+                self.server_tls.clone(),
+            )
+            .with_system_api(system_api)
+            .with_spaces(self.spaces.routes()),
+        );
+        let served = proxy
+            .serve(
+                listeners.proxy,
+                listeners.tls.filter(|_| self.server_tls.is_some()),
+                shutdown,
+                self.config.shutdown_timeout,
+                self.config.workers,
+            )
+            .await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
+        let _ = admin_stop.send(());
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
+        }
+        if let Some(sync) = sync {
+            sync.abort();
+        }
+        scheduler.stop().await;
+        self.spaces.shutdown().await;
+        self.lifecycle.registry().release().await;
+        self.registry_task.abort();
+        self.lifecycle.shutdown().await;
+        let store = self.catalog.store();
+        self.catalog.finish().await;
+        store.close().await;
+        tracing::info!("stopped");
+        served.map_err(RunError::Proxy)
+    }
+}
+
+/// A space's lifecycle from its settings, with its providers built (outside the default
+/// space, a provider's error names it `<space>/<provider>`): the one builder of every
+/// space, from the file or from the API.
+pub fn space_lifecycle(
+    space: &SpaceConfig,
+    registry: &Arc<dyn Registry>,
+    upstreams: address::UpstreamScope,
+) -> Result<Arc<Lifecycle>, BuildError> {
+    let mut providers = Vec::with_capacity(space.providers.len());
+    for provider in &space.providers {
+        providers.push(provider.build().map_err(|error| BuildError {
+            id: if space.id == DEFAULT_SPACE {
+                provider.id().to_owned()
+            } else {
+                format!("{}/{}", space.id, provider.id())
+            },
+            error,
+        })?);
+    }
+    Ok(Lifecycle::with_registry(
+        providers,
+        lifecycle::Settings {
+            defaults: space.defaults.clone(),
+            rules: space.rules.clone(),
+            filter: space.discovery.filter.clone(),
+            hooks: space.hooks.clone(),
+            schedules: space.schedules.clone(),
+            plan: space.plan.clone(),
+            on_limit: space.on_limit,
+            space: space.id.clone(),
+            upstreams,
+            ..lifecycle::Settings::default()
+        },
+        Arc::clone(registry),
+    ))
+}
+
+/// Replaces the master key of the database's stored spaces (`paastis rekey`): see
+/// [`spaces::rekey`]. Returns how many spaces were sealed again.
+pub async fn rekey(config: &Config, new: &MasterKey) -> Result<usize, RunError> {
+    let hosted = config.hosted.as_ref().ok_or_else(|| {
+        RunError::MasterKey("rekey needs hosted mode (`hosted: true`)".to_owned())
+    })?;
+    let store = store::open(config.database_url.expose()).await?;
+    let result = spaces::rekey(&store, &hosted.key, new).await;
+    store.close().await;
+    Ok(result?)
+}
+
+/// Reads the TLS listener's certificate again on every SIGHUP (certificate renewals).
+async fn reload_on_sighup(tls: Arc<proxy::tls::ServerTls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP: the TLS certificate will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use");
+            }
+        }
+    }
+}
+
+/// Starts the engine and serves until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let engine = Engine::start(config).await?;
+    tracing::info!("managed apps:\n{}", engine.apps_table());
+    engine.serve(listeners, shutdown).await
+}
