@@ -39,7 +39,7 @@ return {'granted', seq}
 /// Records a state (and activity, max semantics), releases the lock if this token holds
 /// it, announces the change. With a token (the outcome of a wake or stop), only while that
 /// token still holds the lock, or while nobody took it or changed the app since it lapsed
-/// (the change counter is still the one of the claim, ARGV[11]); else nothing is written
+/// (the change counter is still the one of the claim, `ARGV[11]`); else nothing is written
 /// and the answer is `lost`.
 pub(super) const SET_STATE: &str = r"
 if ARGV[1] ~= '' then
