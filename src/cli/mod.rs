@@ -596,19 +596,7 @@ async fn resolve(api: &Api, app: &AppRef) -> Result<(String, String, Option<AppV
 
 /// `--until` as the API wants it: RFC 3339 as given, or `now + DURATION`.
 fn pin_until(text: &str, now: SystemTime) -> Result<String, CliError> {
-    let text = text.trim();
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(at.to_rfc3339());
-    }
-    crate::model::parse_duration(text)
-        .ok()
-        .and_then(|duration| now.checked_add(duration))
-        .map(rfc3339)
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "--until: `{text}` is neither an RFC 3339 time (2026-12-24T18:00:00Z) nor a duration (2h, 30m)"
-            ))
-        })
+    time_option("--until", text, now, SystemTime::checked_add, "2h, 30m")
 }
 
 /// `--since` as the API wants it: RFC 3339 as given, or `now - DURATION`.
@@ -618,17 +606,29 @@ fn since_time(text: &str, now: SystemTime) -> Result<String, CliError> {
 
 /// A time option as the API wants it: RFC 3339 as given, or `now - DURATION`.
 fn time_arg(flag: &str, text: &str, now: SystemTime) -> Result<String, CliError> {
+    time_option(flag, text, now, SystemTime::checked_sub, "1h, 30m")
+}
+
+/// A time option as the API wants it: RFC 3339 as given, or `now` moved by a duration
+/// (`shift`: forward or back); `examples` are durations the error message shows.
+fn time_option(
+    flag: &str,
+    text: &str,
+    now: SystemTime,
+    shift: fn(&SystemTime, Duration) -> Option<SystemTime>,
+    examples: &str,
+) -> Result<String, CliError> {
     let text = text.trim();
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.to_rfc3339());
     }
     crate::model::parse_duration(text)
         .ok()
-        .and_then(|duration| now.checked_sub(duration))
+        .and_then(|duration| shift(&now, duration))
         .map(rfc3339)
         .ok_or_else(|| {
             CliError::Usage(format!(
-                "{flag}: `{text}` is neither an RFC 3339 time (2026-12-24T18:00:00Z) nor a duration (1h, 30m)"
+                "{flag}: `{text}` is neither an RFC 3339 time (2026-12-24T18:00:00Z) nor a duration ({examples})"
             ))
         })
 }

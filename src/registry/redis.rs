@@ -18,143 +18,41 @@
 //! call has a short deadline: a Redis that is down or slow makes calls fail fast (and the
 //! instance act alone), never hang the engine. The first connection is made in the
 //! background, with backoff, so the engine starts without Redis.
+//!
+//! This file holds the registry, its key names and its calls; beside it in `redis/`: the Lua
+//! scripts (`scripts`), the background work (first connection, leader lease, notice
+//! subscription, app lease renewal: `background`) and how values are written and read
+//! (`codec`).
+
+mod background;
+mod codec;
+mod scripts;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
-use tokio::time::{sleep, timeout};
+use tokio::time::timeout;
 
 use super::{
     ActivityUpdate, Claim, Finished, Health, Lease, Notice, RedisConfig, Registry, RegistryError,
     Shared,
 };
-use crate::model::PolicyOverride;
-use crate::model::{AppKey, Formation, State, Upstream};
-use crate::providers::{AppInfo, AppStatus};
+use crate::model::{AppKey, State};
+use crate::providers::AppInfo;
 use crate::secret::redact::redact_url;
+use codec::{WireApp, from_unix_ms, parse_pin, parse_state, unix_ms};
+use scripts::{CLAIM_STOP, CLAIM_WAKE, RELEASE, RENEW, SET_STATE, SYNC, Scripts};
 
 /// Deadline of one Redis call: past it the call counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// First and largest pause between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
-
-/// Wake: take the app's lock unless it is awake already; announce `waking`.
-const CLAIM_WAKE: &str = r"
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'awake' and redis.call('EXISTS', KEYS[2]) == 0 then
-  return {'awake', tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')}
-end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', 0}
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'state', 'waking', 'since', ARGV[3], 'by', ARGV[4])
-redis.call('HDEL', KEYS[1], 'reason')
-redis.call('PUBLISH', ARGV[5], cjson.encode({k = {ARGV[6], ARGV[7], ARGV[8]}, s = 'waking', q = seq, b = ARGV[4]}))
-return {'granted', seq}
-";
-
-/// Stop: refused when an instance saw activity after the idle limit; else take the lock and
-/// announce `stopping`.
-const CLAIM_STOP: &str = r"
-local activity = tonumber(redis.call('HGET', KEYS[1], 'activity') or '0')
-if activity > tonumber(ARGV[9]) then
-  return {'active', activity}
-end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', 0}
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'state', 'stopping', 'since', ARGV[3], 'by', ARGV[4])
-redis.call('PUBLISH', ARGV[5], cjson.encode({k = {ARGV[6], ARGV[7], ARGV[8]}, s = 'stopping', q = seq, b = ARGV[4]}))
-return {'granted', seq}
-";
-
-/// Records a state (and activity, max semantics), releases the lock if this token holds
-/// it, announces the change. With a token (the outcome of a wake or stop), only while that
-/// token still holds the lock, or while nobody took it or changed the app since it lapsed
-/// (the change counter is still the one of the claim, ARGV[11]); else nothing is written
-/// and the answer is `lost`.
-const SET_STATE: &str = r"
-if ARGV[1] ~= '' then
-  local holder = redis.call('GET', KEYS[2])
-  if holder ~= ARGV[1] then
-    local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-    if holder or seq ~= tonumber(ARGV[11]) then
-      return {'lost', seq}
-    end
-  end
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'since', ARGV[4], 'by', ARGV[5])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'reason', ARGV[3])
-else
-  redis.call('HDEL', KEYS[1], 'reason')
-end
-local activity = tonumber(ARGV[10])
-if activity > 0 and activity > tonumber(redis.call('HGET', KEYS[1], 'activity') or '0') then
-  redis.call('HSET', KEYS[1], 'activity', ARGV[10])
-end
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-redis.call('PUBLISH', ARGV[6], cjson.encode({k = {ARGV[7], ARGV[8], ARGV[9]}, s = ARGV[2], q = seq, r = ARGV[3], b = ARGV[5]}))
-return {'written', seq}
-";
-
-/// Extends a lease held by this token.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// Deletes a lease held by this token.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// Merges activities (max semantics) and reads every app's shared state; first the epoch.
-const SYNC: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-local out = {redis.call('GET', KEYS[1])}
-for i = 2, #KEYS do
-  local activity = tonumber(ARGV[i])
-  if activity > 0 and activity > tonumber(redis.call('HGET', KEYS[i], 'activity') or '0') then
-    redis.call('HSET', KEYS[i], 'activity', ARGV[i])
-  end
-  local v = redis.call('HMGET', KEYS[i], 'state', 'seq', 'activity', 'reason', 'pin')
-  out[#out + 1] = v[1] or ''
-  out[#out + 1] = v[2] or '0'
-  out[#out + 1] = v[3] or '0'
-  out[#out + 1] = v[4] or ''
-  out[#out + 1] = v[5] or '0'
-end
-return out
-";
-
-/// The compiled scripts (sent by hash; loaded again after a Redis restart).
-struct Scripts {
-    claim_wake: Script,
-    claim_stop: Script,
-    set_state: Script,
-    renew: Script,
-    release: Script,
-    sync: Script,
-}
 
 /// The Redis registry of one instance.
 pub struct RedisRegistry {
@@ -314,152 +212,6 @@ impl RedisRegistry {
         {
             tracing::warn!("registry: leadership given up (Redis unreachable)");
         }
-    }
-
-    /// Makes the first connection, retrying with backoff until it works.
-    async fn connect(&self) {
-        let mut pause = BACKOFF.0;
-        loop {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(CALL_TIMEOUT))
-                .set_response_timeout(Some(CALL_TIMEOUT))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(1));
-            let attempt = timeout(
-                CALL_TIMEOUT * 2,
-                ConnectionManager::new_with_config(self.client.clone(), config),
-            )
-            .await;
-            if let Some(conn) = self.outcome(attempt) {
-                self.conn.store(Some(Arc::new(conn)));
-                return;
-            }
-            // Not there: the engine starts without it and keeps trying.
-            self.settled.send_replace(true);
-            sleep(jitter(pause)).await;
-            pause = (pause * 2).min(BACKOFF.1);
-        }
-    }
-
-    /// Holds or takes the leader lease, every third of its duration.
-    async fn lead(&self) {
-        let every = self.lease / 3;
-        let key = self.leader_key();
-        loop {
-            if let Some(mut conn) = self.connection() {
-                if *self.leader.borrow() {
-                    let renewed: Option<i64> = self.outcome(
-                        timeout(
-                            CALL_TIMEOUT,
-                            self.scripts
-                                .renew
-                                .key(&key)
-                                .arg(&self.instance)
-                                .arg(self.lease_ms())
-                                .invoke_async(&mut conn),
-                        )
-                        .await,
-                    );
-                    if renewed == Some(0)
-                        && self
-                            .leader
-                            .send_if_modified(|leader| std::mem::replace(leader, false))
-                    {
-                        tracing::warn!("registry: leader lease lost to another instance");
-                    }
-                } else {
-                    let taken: Option<Option<String>> = self.outcome(
-                        timeout(
-                            CALL_TIMEOUT,
-                            redis::cmd("SET")
-                                .arg(&key)
-                                .arg(&self.instance)
-                                .arg("NX")
-                                .arg("PX")
-                                .arg(self.lease_ms())
-                                .query_async(&mut conn),
-                        )
-                        .await,
-                    );
-                    if matches!(taken, Some(Some(_))) {
-                        tracing::info!(instance = %self.instance, "registry: this instance is the leader");
-                        self.leader.send_replace(true);
-                    }
-                }
-            }
-            self.settled.send_replace(true);
-            sleep(every).await;
-        }
-    }
-
-    /// Receives notices, reconnecting with backoff.
-    async fn listen(&self) {
-        let mut pause = BACKOFF.0;
-        let channel = self.channel();
-        loop {
-            let attempt = timeout(CALL_TIMEOUT, async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            })
-            .await;
-            match attempt {
-                Ok(Ok(pubsub)) => {
-                    pause = BACKOFF.0;
-                    // Whatever was announced while unsubscribed is found by the next sync.
-                    let _ = self.notices.send(Notice::Reset);
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        let Ok(payload) = message.get_payload::<String>() else {
-                            continue;
-                        };
-                        match parse_notice(&payload, &self.instance) {
-                            Some(notice) => {
-                                let _ = self.notices.send(notice);
-                            }
-                            None => tracing::debug!("registry: unreadable notice ignored"),
-                        }
-                    }
-                    tracing::debug!("registry: notice subscription ended; reconnecting");
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(error = %scrub(&error.to_string(), ""), "registry: cannot subscribe yet");
-                }
-                Err(_) => tracing::debug!("registry: subscribing timed out"),
-            }
-            sleep(jitter(pause)).await;
-            pause = (pause * 2).min(BACKOFF.1);
-        }
-    }
-
-    /// Renews an app lease while it is held.
-    fn keep(&self, key: &AppKey, token: &str) -> Option<tokio::task::AbortHandle> {
-        let mut conn = self.connection()?;
-        let lock_key = self.lock_key(key);
-        let token = token.to_owned();
-        let lease_ms = self.lease_ms();
-        let every = self.lease / 3;
-        let scripts = Arc::clone(&self.scripts);
-        let task = tokio::spawn(async move {
-            loop {
-                sleep(every).await;
-                let renewed = timeout(
-                    CALL_TIMEOUT,
-                    scripts
-                        .renew
-                        .key(&lock_key)
-                        .arg(&token)
-                        .arg(lease_ms)
-                        .invoke_async::<i64>(&mut conn),
-                )
-                .await;
-                if matches!(renewed, Ok(Ok(0))) {
-                    tracing::debug!(lock = %lock_key, "registry: app lease expired while held");
-                    return;
-                }
-            }
-        });
-        Some(task.abort_handle())
     }
 
     async fn claim(&self, key: &AppKey, stop: Option<SystemTime>) -> Claim {
@@ -826,142 +578,6 @@ impl Registry for RedisRegistry {
     }
 }
 
-/// One app of a shared listing.
-#[derive(Debug, Serialize, Deserialize)]
-struct WireApp {
-    /// The app's name.
-    n: String,
-    /// `running`, `stopped`, `starting`, `unknown` or `failed`.
-    s: String,
-    /// Why it failed, for `failed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    r: Option<String>,
-    /// Its upstream URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    u: Option<String>,
-    /// Its formation.
-    #[serde(default)]
-    f: Formation,
-    /// Extra route keys.
-    #[serde(default)]
-    a: Vec<String>,
-}
-
-impl From<&AppInfo> for WireApp {
-    fn from(info: &AppInfo) -> WireApp {
-        let (status, reason) = match &info.status {
-            AppStatus::Running => ("running", None),
-            AppStatus::Stopped => ("stopped", None),
-            AppStatus::Starting => ("starting", None),
-            AppStatus::Unknown => ("unknown", None),
-            AppStatus::Failed(reason) => ("failed", Some(reason.clone())),
-        };
-        WireApp {
-            n: info.name.clone(),
-            s: status.to_owned(),
-            r: reason,
-            u: info.upstream.as_ref().map(ToString::to_string),
-            f: info.formation.clone(),
-            a: info.aliases.clone(),
-        }
-    }
-}
-
-impl WireApp {
-    fn into_info(self) -> Option<AppInfo> {
-        let status = match self.s.as_str() {
-            "running" => AppStatus::Running,
-            "stopped" => AppStatus::Stopped,
-            "starting" => AppStatus::Starting,
-            "unknown" => AppStatus::Unknown,
-            "failed" => AppStatus::Failed(self.r.unwrap_or_default()),
-            _ => return None,
-        };
-        Some(AppInfo {
-            name: self.n,
-            status,
-            upstream: self.u.as_deref().and_then(Upstream::from_url),
-            formation: self.f,
-            policy: PolicyOverride::default(),
-            aliases: self.a,
-        })
-    }
-}
-
-/// A published notice, from its JSON.
-fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
-    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-    if value.get("sp").is_some() {
-        // Its own announcement tells this instance nothing new.
-        return (value.get("b").and_then(|b| b.as_str()) != Some(instance))
-            .then_some(Notice::Spaces);
-    }
-    if let Some(provider) = value.get("l").and_then(|l| l.as_str()) {
-        let space = value.get("ls").and_then(|s| s.as_str());
-        return Some(Notice::Listing {
-            space: space.unwrap_or(crate::model::DEFAULT_SPACE).to_owned(),
-            provider: provider.to_owned(),
-        });
-    }
-    let parts = value.get("k")?.as_array()?;
-    let part = |i: usize| parts.get(i).and_then(|p| p.as_str());
-    let key = AppKey::new(part(0)?, part(1)?, part(2)?);
-    let state = parse_state(value.get("s")?.as_str()?)?;
-    Some(Notice::State {
-        key,
-        shared: Shared {
-            state: Some(state),
-            seq: value.get("q")?.as_u64()?,
-            reason: value
-                .get("r")
-                .and_then(|r| r.as_str())
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned),
-            activity: None,
-            pinned: None,
-        },
-        own: value.get("b").and_then(|b| b.as_str()) == Some(instance),
-    })
-}
-
-/// A stored pin: `forever`, a time in unix milliseconds, or `0` (not pinned).
-fn parse_pin(text: &str) -> Option<Option<SystemTime>> {
-    match text {
-        "forever" => Some(None),
-        text => text
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(|ms| Some(from_unix_ms(ms))),
-    }
-}
-
-fn parse_state(word: &str) -> Option<State> {
-    Some(match word {
-        "asleep" => State::Asleep,
-        "waking" => State::Waking,
-        "awake" => State::Awake,
-        "stopping" => State::Stopping,
-        "failed" => State::Failed,
-        _ => return None,
-    })
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn from_unix_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Between half and all of `pause`, so instances that lost Redis together do not all
-/// come back at the same instant.
-fn jitter(pause: Duration) -> Duration {
-    pause / 2 + pause.mul_f64(fastrand::f64() / 2.0)
-}
-
 /// An error message without the URL's password (client errors may quote the URL).
 fn scrub(message: &str, url: &str) -> String {
     if url.is_empty() || !message.contains(url) {
@@ -980,73 +596,6 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notices_round_trip_their_json() {
-        let notice = parse_notice(
-            r#"{"k":["default","scalingo","shop"],"s":"awake","q":7,"r":"","b":"me"}"#,
-            "me",
-        );
-        assert_eq!(
-            notice,
-            Some(Notice::State {
-                key: AppKey::new("default", "scalingo", "shop"),
-                shared: Shared {
-                    state: Some(State::Awake),
-                    seq: 7,
-                    reason: None,
-                    activity: None,
-                    pinned: None,
-                },
-                own: true,
-            })
-        );
-        assert_eq!(
-            parse_notice(r#"{"l":"heroku"}"#, "me"),
-            Some(Notice::Listing {
-                space: "default".to_owned(),
-                provider: "heroku".to_owned()
-            })
-        );
-        // Spaces changed: told to the other instances, not to the one that said it.
-        assert_eq!(
-            parse_notice(r#"{"sp":1,"b":"other"}"#, "me"),
-            Some(Notice::Spaces)
-        );
-        assert_eq!(parse_notice(r#"{"sp":1,"b":"me"}"#, "me"), None);
-        for bad in [
-            "",
-            "{}",
-            r#"{"k":["a"],"s":"awake","q":1}"#,
-            r#"{"k":["a","b","c"],"s":"dancing","q":1}"#,
-        ] {
-            assert_eq!(parse_notice(bad, "me"), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn listings_survive_the_wire() {
-        let info = AppInfo {
-            name: "shop".to_owned(),
-            status: AppStatus::Failed("crashed".to_owned()),
-            upstream: Upstream::from_url("https://shop.example.com"),
-            formation: [("web".to_owned(), 2)].into_iter().collect(),
-            policy: PolicyOverride::default(),
-            aliases: vec!["app_1".to_owned()],
-        };
-        let json = serde_json::to_string(&[WireApp::from(&info)]).expect("json");
-        let back: Vec<WireApp> = serde_json::from_str(&json).expect("parse");
-        let back = back
-            .into_iter()
-            .next()
-            .and_then(WireApp::into_info)
-            .expect("app");
-        assert_eq!(back.name, "shop");
-        assert_eq!(back.status, AppStatus::Failed("crashed".to_owned()));
-        assert_eq!(back.upstream, info.upstream);
-        assert_eq!(back.formation, info.formation);
-        assert_eq!(back.aliases, info.aliases);
-    }
 
     #[test]
     fn a_bad_url_is_refused_without_its_password() {

@@ -62,7 +62,8 @@ pub(super) fn exchange_failed(error: &hyper::Error, outcome: &BodyOutcome) -> Fo
 }
 
 /// Whether the exchange failed because the upstream's TCP stack never acknowledged what was
-/// sent ([`FIRST_EXCHANGE_ACK_TIMEOUT`] ran out): then the app never read the request.
+/// sent ([`FIRST_EXCHANGE_ACK_TIMEOUT`](super::pool::FIRST_EXCHANGE_ACK_TIMEOUT) ran out):
+/// then the app never read the request.
 pub(super) fn never_acknowledged(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

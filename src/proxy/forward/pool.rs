@@ -36,7 +36,7 @@ const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// and then never take the connection: the request would wait for
 /// `response_header_timeout` and fail. Bytes that were never acknowledged never reached the
 /// app, so such a request (without a body) is sent again on a new connection.
-const FIRST_EXCHANGE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const FIRST_EXCHANGE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Idle connections by upstream authority.
 pub(super) type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;

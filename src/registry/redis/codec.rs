@@ -1,0 +1,213 @@
+//! How the Redis registry writes and reads its values: listings (JSON, short field names),
+//! notices published on the channel, pins, states and times in unix milliseconds.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::PolicyOverride;
+use crate::model::{AppKey, Formation, State, Upstream};
+use crate::providers::{AppInfo, AppStatus};
+use crate::registry::{Notice, Shared};
+
+/// One app of a shared listing.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct WireApp {
+    /// The app's name.
+    n: String,
+    /// `running`, `stopped`, `starting`, `unknown` or `failed`.
+    s: String,
+    /// Why it failed, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<String>,
+    /// Its upstream URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    u: Option<String>,
+    /// Its formation.
+    #[serde(default)]
+    f: Formation,
+    /// Extra route keys.
+    #[serde(default)]
+    a: Vec<String>,
+}
+
+impl From<&AppInfo> for WireApp {
+    fn from(info: &AppInfo) -> WireApp {
+        let (status, reason) = match &info.status {
+            AppStatus::Running => ("running", None),
+            AppStatus::Stopped => ("stopped", None),
+            AppStatus::Starting => ("starting", None),
+            AppStatus::Unknown => ("unknown", None),
+            AppStatus::Failed(reason) => ("failed", Some(reason.clone())),
+        };
+        WireApp {
+            n: info.name.clone(),
+            s: status.to_owned(),
+            r: reason,
+            u: info.upstream.as_ref().map(ToString::to_string),
+            f: info.formation.clone(),
+            a: info.aliases.clone(),
+        }
+    }
+}
+
+impl WireApp {
+    pub(super) fn into_info(self) -> Option<AppInfo> {
+        let status = match self.s.as_str() {
+            "running" => AppStatus::Running,
+            "stopped" => AppStatus::Stopped,
+            "starting" => AppStatus::Starting,
+            "unknown" => AppStatus::Unknown,
+            "failed" => AppStatus::Failed(self.r.unwrap_or_default()),
+            _ => return None,
+        };
+        Some(AppInfo {
+            name: self.n,
+            status,
+            upstream: self.u.as_deref().and_then(Upstream::from_url),
+            formation: self.f,
+            policy: PolicyOverride::default(),
+            aliases: self.a,
+        })
+    }
+}
+
+/// A published notice, from its JSON.
+pub(super) fn parse_notice(payload: &str, instance: &str) -> Option<Notice> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    if value.get("sp").is_some() {
+        // Its own announcement tells this instance nothing new.
+        return (value.get("b").and_then(|b| b.as_str()) != Some(instance))
+            .then_some(Notice::Spaces);
+    }
+    if let Some(provider) = value.get("l").and_then(|l| l.as_str()) {
+        let space = value.get("ls").and_then(|s| s.as_str());
+        return Some(Notice::Listing {
+            space: space.unwrap_or(crate::model::DEFAULT_SPACE).to_owned(),
+            provider: provider.to_owned(),
+        });
+    }
+    let parts = value.get("k")?.as_array()?;
+    let part = |i: usize| parts.get(i).and_then(|p| p.as_str());
+    let key = AppKey::new(part(0)?, part(1)?, part(2)?);
+    let state = parse_state(value.get("s")?.as_str()?)?;
+    Some(Notice::State {
+        key,
+        shared: Shared {
+            state: Some(state),
+            seq: value.get("q")?.as_u64()?,
+            reason: value
+                .get("r")
+                .and_then(|r| r.as_str())
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            activity: None,
+            pinned: None,
+        },
+        own: value.get("b").and_then(|b| b.as_str()) == Some(instance),
+    })
+}
+
+/// A stored pin: `forever`, a time in unix milliseconds, or `0` (not pinned).
+pub(super) fn parse_pin(text: &str) -> Option<Option<SystemTime>> {
+    match text {
+        "forever" => Some(None),
+        text => text
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| Some(from_unix_ms(ms))),
+    }
+}
+
+pub(super) fn parse_state(word: &str) -> Option<State> {
+    Some(match word {
+        "asleep" => State::Asleep,
+        "waking" => State::Waking,
+        "awake" => State::Awake,
+        "stopping" => State::Stopping,
+        "failed" => State::Failed,
+        _ => return None,
+    })
+}
+
+pub(super) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_their_json() {
+        let notice = parse_notice(
+            r#"{"k":["default","scalingo","shop"],"s":"awake","q":7,"r":"","b":"me"}"#,
+            "me",
+        );
+        assert_eq!(
+            notice,
+            Some(Notice::State {
+                key: AppKey::new("default", "scalingo", "shop"),
+                shared: Shared {
+                    state: Some(State::Awake),
+                    seq: 7,
+                    reason: None,
+                    activity: None,
+                    pinned: None,
+                },
+                own: true,
+            })
+        );
+        assert_eq!(
+            parse_notice(r#"{"l":"heroku"}"#, "me"),
+            Some(Notice::Listing {
+                space: "default".to_owned(),
+                provider: "heroku".to_owned()
+            })
+        );
+        // Spaces changed: told to the other instances, not to the one that said it.
+        assert_eq!(
+            parse_notice(r#"{"sp":1,"b":"other"}"#, "me"),
+            Some(Notice::Spaces)
+        );
+        assert_eq!(parse_notice(r#"{"sp":1,"b":"me"}"#, "me"), None);
+        for bad in [
+            "",
+            "{}",
+            r#"{"k":["a"],"s":"awake","q":1}"#,
+            r#"{"k":["a","b","c"],"s":"dancing","q":1}"#,
+        ] {
+            assert_eq!(parse_notice(bad, "me"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn listings_survive_the_wire() {
+        let info = AppInfo {
+            name: "shop".to_owned(),
+            status: AppStatus::Failed("crashed".to_owned()),
+            upstream: Upstream::from_url("https://shop.example.com"),
+            formation: [("web".to_owned(), 2)].into_iter().collect(),
+            policy: PolicyOverride::default(),
+            aliases: vec!["app_1".to_owned()],
+        };
+        let json = serde_json::to_string(&[WireApp::from(&info)]).expect("json");
+        let back: Vec<WireApp> = serde_json::from_str(&json).expect("parse");
+        let back = back
+            .into_iter()
+            .next()
+            .and_then(WireApp::into_info)
+            .expect("app");
+        assert_eq!(back.name, "shop");
+        assert_eq!(back.status, AppStatus::Failed("crashed".to_owned()));
+        assert_eq!(back.upstream, info.upstream);
+        assert_eq!(back.formation, info.formation);
+        assert_eq!(back.aliases, info.aliases);
+    }
+}
