@@ -268,7 +268,9 @@ impl Engine {
         let proxy = Arc::new(
             Proxy::new(
                 Arc::clone(&self.lifecycle),
-                &self.config,
+                self.config.domains.clone(),
+                self.config.activity.clone(),
+                &self.config.proxy_settings(),
                 self.tls.clone(),
                 self.server_tls.clone(),
             )

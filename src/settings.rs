@@ -14,6 +14,29 @@ use serde_json::{Map, Value};
 use crate::model::{Activity, Pattern, Plain, PolicyOverride, Strategy, parse_duration};
 use crate::secret::Secret;
 
+/// YAML text (of `name`, for the message) as a tree; the error says where and what is
+/// wrong, `<name>: invalid YAML: line L column C: ...`, and never quotes the text (the
+/// parser's later lines do; the text may hold a credential).
+pub fn read_yaml(name: &str, text: &str) -> Result<Value, String> {
+    parse_yaml(text).map_err(|error| {
+        let first = error.to_string();
+        let first = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        format!("{name}: invalid YAML: {first}")
+    })
+}
+
+/// YAML 1.2 core schema for booleans: `yes`, `no`, `y`, `on` stay strings (a command named
+/// `y` or a country code `NO` is not a boolean).
+pub fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 /// One configuration error, with the place it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -251,7 +251,7 @@ fn read_document(path: &std::path::Path) -> Result<Value, CliError> {
 /// A space document's text (YAML 1.2, of which JSON is a part) as JSON; it must be a
 /// mapping.
 fn parse_document(name: &str, text: &str) -> Result<Value, CliError> {
-    let value = crate::config::read_yaml(name, text).map_err(CliError::Usage)?;
+    let value = crate::settings::read_yaml(name, text).map_err(CliError::Usage)?;
     if !value.is_object() {
         return Err(CliError::Usage(format!(
             "{name}: a space document is a mapping (id, domains, providers, ...)"

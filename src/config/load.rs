@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::compat::{self, Compat};
 use super::{Config, ConfigError, ConfigErrors};
-use crate::settings::{Provenance, Reader};
+use crate::settings::{Provenance, Reader, parse_yaml, read_yaml};
 
 /// Where the YAML text comes from, for error messages.
 #[derive(Debug, Clone)]
@@ -195,29 +195,6 @@ fn own_app(env: &HashMap<String, String>) -> Option<String> {
         .map(|value| value.trim())
         .find(|value| !value.is_empty())
         .map(str::to_owned)
-}
-
-/// YAML 1.2 core schema for booleans: `yes`, `no`, `y`, `on` stay strings (a command named
-/// `y` or a country code `NO` is not a boolean).
-/// YAML text (of `name`, for the message) as a tree; the error says where and what is
-/// wrong, `<name>: invalid YAML: line L column C: ...`, and never quotes the text (the
-/// parser's later lines do; the text may hold a credential).
-pub fn read_yaml(name: &str, text: &str) -> Result<Value, String> {
-    parse_yaml(text).map_err(|error| {
-        let first = error.to_string();
-        let first = first
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
-        format!("{name}: invalid YAML: {first}")
-    })
-}
-
-pub(super) fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    serde_saphyr::from_str_with_options(text, options)
 }
 
 /// An environment value is read as YAML (so `[a, b]` is a list and `3` a number), or taken

@@ -25,11 +25,12 @@ pub use crate::admin::settings::Admin;
 pub use crate::model::{format_duration, parse_duration};
 pub use crate::proxy::settings::{Limits, TlsListener};
 pub use crate::scheduler::Discovery;
+pub use crate::settings::read_yaml;
 pub use crate::settings::{ApiRules, ConfigError, ConfigErrors};
 pub use crate::spaces::settings::{DEFAULT_HOSTED_SYNC, Hosted, SpaceConfig, api_space};
 pub use crate::store::settings::{DEFAULT_DATABASE_URL, DEFAULT_EVENTS_RETENTION};
 pub use compat::{Compat, Level, Notice, SECRET_VARIABLES, is_original_rules, uses_original_env};
-pub use load::{Loaded, Overrides, Source, load, load_str, read_yaml};
+pub use load::{Loaded, Overrides, Source, load, load_str};
 
 use crate::model::{Activity, Policy};
 use crate::providers::ProviderConfig;
@@ -96,6 +97,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// The proxy's settings (`proxy` keys), as the proxy takes them.
+    pub fn proxy_settings(&self) -> crate::proxy::settings::Settings {
+        crate::proxy::settings::Settings {
+            shutdown_timeout: self.shutdown_timeout,
+            workers: self.workers,
+            upstream_ca_file: self.upstream_ca_file.clone(),
+            limits: self.limits,
+            upstream_timeouts: self.upstream_timeouts,
+            preserve_host: self.preserve_host,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
     /// The top-level keys as the default space's.
     pub fn default_space(&self) -> SpaceConfig {
         SpaceConfig {

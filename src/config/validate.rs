@@ -147,7 +147,7 @@ mod tests {
     }
 
     fn validate(yaml: &str) -> Result<Config, Vec<String>> {
-        let tree: Value = super::super::load::parse_yaml(yaml).expect("test yaml parses");
+        let tree: Value = crate::settings::parse_yaml(yaml).expect("test yaml parses");
         let provenance = Provenance::default();
         Reader::new(&provenance)
             .config(&tree)

@@ -388,26 +388,29 @@ struct Worker {
 }
 
 impl Proxy {
-    /// A proxy over this lifecycle, set up from the config's `domains`, `activity` and
-    /// `proxy` keys; `tls` for upstreams, `server_tls` for the TLS listener.
+    /// A proxy over this lifecycle (the default space's, with its `domains` and `activity`),
+    /// set up from the `proxy` settings; `tls` for upstreams, `server_tls` for the TLS
+    /// listener.
     pub fn new(
         lifecycle: Arc<Lifecycle>,
-        config: &crate::Config,
+        domains: Vec<String>,
+        activity: crate::model::Activity,
+        settings: &settings::Settings,
         tls: forward::UpstreamTls,
         server_tls: Option<Arc<tls::ServerTls>>,
     ) -> Proxy {
         Proxy {
             lifecycle,
             spaces: Arc::new(arc_swap::ArcSwap::from_pointee(SpaceTable::default())),
-            domains: config.domains.clone(),
+            domains,
             tls,
-            activity: config.activity.clone(),
-            limits: config.limits,
-            timeouts: config.upstream_timeouts,
-            preserve_host: config.preserve_host,
+            activity,
+            limits: settings.limits,
+            timeouts: settings.upstream_timeouts,
+            preserve_host: settings.preserve_host,
             server_tls,
             system: None,
-            trusted: config.trusted_proxies.clone(),
+            trusted: settings.trusted_proxies.clone(),
         }
     }
 

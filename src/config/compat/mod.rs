@@ -375,7 +375,7 @@ mod tests {
 
     /// Maps `vars` (and `rules`) onto the new-style `yaml`: the tree, the report, the errors.
     pub(super) fn run(yaml: &str, vars: &[(&str, &str)], rules: Option<&Value>) -> Outcome {
-        let mut tree = super::super::load::parse_yaml(yaml).expect("yaml");
+        let mut tree = crate::settings::parse_yaml(yaml).expect("yaml");
         if tree.is_null() {
             tree = json!({});
         }
@@ -413,7 +413,7 @@ mod tests {
     }
 
     pub(super) fn original(text: &str) -> Value {
-        let mut tree = super::super::load::parse_yaml(text).expect("yaml");
+        let mut tree = crate::settings::parse_yaml(text).expect("yaml");
         take_original_rules(&mut tree).expect("an original rules file")
     }
 
@@ -627,7 +627,7 @@ mod tests {
             ("rules not a list", "rules: {pattern: a}", false),
         ];
         for (what, text, expected) in cases {
-            let tree = super::super::load::parse_yaml(text).expect("yaml");
+            let tree = crate::settings::parse_yaml(text).expect("yaml");
             assert_eq!(is_original_rules(&tree), expected, "{what}");
         }
     }
