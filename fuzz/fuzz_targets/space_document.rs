@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use paastis::config::{ApiRules, api_space};
-use paastis::providers::SECRET_KEYS;
 use paastis::fuzzing::spaces::{join, patched, public, split};
+use paastis::providers::SECRET_KEYS;
 use serde_json::{Map, Value};
 
 /// The provider entries of a document.
