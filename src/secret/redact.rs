@@ -1,5 +1,7 @@
-//! Keeping database passwords out of messages: [`redact_url`] for URLs shown to people, and
-//! a scrubber for error texts that might quote one. Works on any string, parsed or not.
+//! Keeping passwords in URLs out of sight: [`redact_url`] for URLs in messages and logs (it
+//! errs on the side of hiding), [`redact_url_shown`] for a configuration shown to people (it
+//! keeps the URL readable), and a scrubber for error texts that might quote one. Works on any
+//! string, parsed or not.
 
 /// Query parameters whose value is a secret.
 const SECRET_PARAMS: &[&str] = &["password", "pass", "pwd", "sslpassword"];
@@ -27,6 +29,28 @@ pub fn redact_url(url: &str) -> String {
     let mut out = redact_userinfo(head);
     out.push_str(&redact_query(query));
     out
+}
+
+/// A URL as a configuration shows it to people (`paastis check`): its password, or its whole
+/// user part when there is no password (a token given as the user name), replaced by
+/// `marker`; the rest stays as written, so the URL stays readable. The user part is looked
+/// for in the authority only (up to the first `/`, `?` or `#`). Messages that may quote a
+/// URL use [`redact_url`], which hides more.
+pub fn redact_url_shown(text: &str, marker: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let rest = &text[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_owned();
+    };
+    let user_info = &rest[..at];
+    let hidden = match user_info.split_once(':') {
+        Some((user, _)) => format!("{user}:{marker}"),
+        None => marker.to_owned(),
+    };
+    format!("{}{hidden}{}", &text[..scheme_end + 3], &rest[at..])
 }
 
 /// `scheme://user:secret@host…` becomes `scheme://user:***@host…`.
@@ -209,5 +233,21 @@ mod tests {
         assert_eq!(scrub(message, &secrets), "failed for ***, *** and ***");
         assert!(url_secrets("postgres://u:abc@h").is_empty());
         assert!(url_secrets("postgres://h/db").is_empty());
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        for (url, expected) in [
+            ("redis://:pw@h:6379", "redis://:<redacted>@h:6379"),
+            (
+                "postgres://u:pw@h/db?x=@",
+                "postgres://u:<redacted>@h/db?x=@",
+            ),
+            ("https://token@h/x", "https://<redacted>@h/x"),
+            ("redis://h:6379", "redis://h:6379"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url_shown(url, "<redacted>"), expected);
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::secret::redact::redact_url_shown;
+
 use crate::providers::SECRET_KEYS;
 
 /// Keys whose values are never shown, besides the providers' credentials
@@ -88,7 +90,9 @@ pub(super) fn render_map(
                     REDACTED.to_owned()
                 } else {
                     match other {
-                        Value::String(text) => scalar(&Value::String(redact_url(text))),
+                        Value::String(text) => {
+                            scalar(&Value::String(redact_url_shown(text, REDACTED)))
+                        }
                         other => scalar(other),
                     }
                 };
@@ -96,24 +100,6 @@ pub(super) fn render_map(
             }
         }
     }
-}
-
-/// A URL with its password (or its whole user part, when there is no password) hidden.
-fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return text.to_owned();
-    };
-    let user_info = &rest[..at];
-    let hidden = match user_info.split_once(':') {
-        Some((user, _)) => format!("{user}:{REDACTED}"),
-        None => REDACTED.to_owned(),
-    };
-    format!("{}{hidden}{}", &text[..scheme_end + 3], &rest[at..])
 }
 
 /// A scalar as YAML: plain when that reads back as the same string, single-quoted otherwise.
@@ -153,7 +139,6 @@ fn scalar(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::tests::run;
-    use super::*;
 
     #[test]
     fn render_redacts_secrets_and_names_sources() {
@@ -218,21 +203,5 @@ registry:
         );
         assert!(outcome.compat.is_used());
         assert!(!run("", &[], None).compat.is_used());
-    }
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        for (url, expected) in [
-            ("redis://:pw@h:6379", "redis://:<redacted>@h:6379"),
-            (
-                "postgres://u:pw@h/db?x=@",
-                "postgres://u:<redacted>@h/db?x=@",
-            ),
-            ("https://token@h/x", "https://<redacted>@h/x"),
-            ("redis://h:6379", "redis://h:6379"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), expected);
-        }
     }
 }
