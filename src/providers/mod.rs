@@ -31,12 +31,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::model::PolicyOverride;
-
-use crate::model::{Formation, Upstream};
 pub use formation::Started;
 pub use platform::{Facts, Platform, PriceTable};
 
+use crate::model::{Formation, PolicyOverride, Upstream};
 use crate::settings::{Fields, Reader, is_label};
 
 /// Declares the closed [`ProviderConfig`] (one variant per platform) and the table of
