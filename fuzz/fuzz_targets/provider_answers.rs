@@ -20,7 +20,8 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use paastis::fuzzing::providers::{clever_cloud, heroku, scalingo};
-use paastis::providers::{AppInfo, AppStatus, ProviderError, Stopped, Upstream};
+use paastis::model::Upstream;
+use paastis::providers::{AppInfo, AppStatus, ProviderError, Stopped};
 
 /// How many parsers the first byte picks from.
 const PARSERS: u8 = 11;
