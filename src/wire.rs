@@ -1,5 +1,5 @@
-//! The admin API's wire types: the JSON views of apps, events and provider accounts that
-//! the admin API serves and the CLI reads back. Both import them from here, so neither front
+//! The admin API's wire types: the JSON views of apps, events, provider accounts and spaces
+//! that the admin API serves and the CLI reads back. Both import them from here, so neither front
 //! door imports the other. They are plain data (serde and an OpenAPI schema): how a view is
 //! filled in from the engine's state stays in the admin API; this module imports nothing
 //! else of the crate.
@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A list of apps.
@@ -145,4 +146,92 @@ pub struct CallCount {
     pub result: String,
     /// How many.
     pub count: u64,
+}
+
+/// A space.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpaceView {
+    /// Its id.
+    pub id: String,
+    /// `config` (the config file's; changed there) or `api` (stored; hosted mode).
+    pub origin: String,
+    /// Its base domains.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Its plan's name (`free`, `team`, `enterprise`, `unlimited`, `custom`).
+    pub plan: String,
+    /// The plan's provider accounts at most (none: no limit).
+    pub plan_providers: Option<usize>,
+    /// The plan's running apps per provider at most (none: no limit).
+    pub plan_running_apps_per_provider: Option<usize>,
+    /// `reject` or `evict_lru`.
+    pub on_limit: String,
+    /// Its provider accounts.
+    #[serde(default)]
+    pub providers: Vec<SpaceProviderView>,
+    /// How many apps it manages now.
+    pub apps: usize,
+    /// Its tokens (stored spaces): ids and issue times, never the tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenView>,
+    /// How many tokens the config file gives it (config spaces).
+    #[serde(default)]
+    pub config_tokens: usize,
+    /// Stored spaces: the document it was created from and changed by, credentials left
+    /// out (each provider names its own under `secrets`).
+    #[schema(value_type = Option<Object>)]
+    pub document: Option<Value>,
+    /// Stored spaces: grows at every change.
+    pub revision: Option<i64>,
+    /// Stored spaces: when created (RFC 3339).
+    pub created_at: Option<String>,
+    /// Stored spaces: when last changed (RFC 3339).
+    pub updated_at: Option<String>,
+}
+
+/// A provider account of a space.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpaceProviderView {
+    /// Its id in the space.
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A token, without its value.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// Its id, to revoke it.
+    pub id: String,
+    /// When it was issued (RFC 3339).
+    pub created_at: String,
+}
+
+/// Every space.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpaceList {
+    /// The spaces, the default one first.
+    pub spaces: Vec<SpaceView>,
+    /// Whether spaces can be created through the API (hosted mode).
+    #[serde(default)]
+    pub hosted: bool,
+}
+
+/// A token just issued: the only answer that holds it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssuedTokenView {
+    /// Its id, to revoke it.
+    pub id: String,
+    /// The token, for `Authorization: Bearer`. Shown once: only its hash is kept.
+    pub token: String,
+}
+
+/// A space just created, and its first token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedSpace {
+    /// The space.
+    pub space: SpaceView,
+    /// Its first token.
+    pub token: IssuedTokenView,
 }

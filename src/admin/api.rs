@@ -42,9 +42,9 @@ use crate::wire::{
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
         PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
         crate::savings::Report, crate::savings::Saved, crate::savings::Money,
-        super::FieldError, super::spaces::SpaceView, super::spaces::SpaceProviderView,
-        super::spaces::TokenView, super::spaces::SpaceList, super::spaces::IssuedTokenView,
-        super::spaces::CreatedSpace
+        super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
+        crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,
+        crate::wire::CreatedSpace
     )),
     modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))

@@ -6,13 +6,14 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::{AdminState, ApiError, ApiPath as Path, Caller, ErrorBody, FieldError};
 use crate::model::rfc3339;
 use crate::spaces::{IssuedToken, SpaceError, SpaceInfo};
+use crate::wire::{
+    CreatedSpace, IssuedTokenView, SpaceList, SpaceProviderView, SpaceView, TokenView,
+};
 
 /// The answer for a refused change: one mapping for every spaces endpoint.
 pub fn space_error(error: SpaceError) -> ApiError {
@@ -79,89 +80,6 @@ fn allowed(state: &AdminState, id: &str, write: bool) -> Result<(), ApiError> {
 fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("the body is not JSON: {error}")))
-}
-
-/// A space.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SpaceView {
-    /// Its id.
-    pub id: String,
-    /// `config` (the config file's; changed there) or `api` (stored; hosted mode).
-    pub origin: String,
-    /// Its base domains.
-    pub domains: Vec<String>,
-    /// Its plan's name (`free`, `team`, `enterprise`, `unlimited`, `custom`).
-    pub plan: String,
-    /// The plan's provider accounts at most (none: no limit).
-    pub plan_providers: Option<usize>,
-    /// The plan's running apps per provider at most (none: no limit).
-    pub plan_running_apps_per_provider: Option<usize>,
-    /// `reject` or `evict_lru`.
-    pub on_limit: String,
-    /// Its provider accounts.
-    pub providers: Vec<SpaceProviderView>,
-    /// How many apps it manages now.
-    pub apps: usize,
-    /// Its tokens (stored spaces): ids and issue times, never the tokens.
-    pub tokens: Vec<TokenView>,
-    /// How many tokens the config file gives it (config spaces).
-    pub config_tokens: usize,
-    /// Stored spaces: the document it was created from and changed by, credentials left
-    /// out (each provider names its own under `secrets`).
-    #[schema(value_type = Option<Object>)]
-    pub document: Option<Value>,
-    /// Stored spaces: grows at every change.
-    pub revision: Option<i64>,
-    /// Stored spaces: when created (RFC 3339).
-    pub created_at: Option<String>,
-    /// Stored spaces: when last changed (RFC 3339).
-    pub updated_at: Option<String>,
-}
-
-/// A provider account of a space.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SpaceProviderView {
-    /// Its id in the space.
-    pub id: String,
-    /// Its type.
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-/// A token, without its value.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenView {
-    /// Its id, to revoke it.
-    pub id: String,
-    /// When it was issued (RFC 3339).
-    pub created_at: String,
-}
-
-/// Every space.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SpaceList {
-    /// The spaces, the default one first.
-    pub spaces: Vec<SpaceView>,
-    /// Whether spaces can be created through the API (hosted mode).
-    pub hosted: bool,
-}
-
-/// A token just issued: the only answer that holds it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IssuedTokenView {
-    /// Its id, to revoke it.
-    pub id: String,
-    /// The token, for `Authorization: Bearer`. Shown once: only its hash is kept.
-    pub token: String,
-}
-
-/// A space just created, and its first token.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedSpace {
-    /// The space.
-    pub space: SpaceView,
-    /// Its first token.
-    pub token: IssuedTokenView,
 }
 
 impl SpaceView {

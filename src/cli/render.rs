@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::spaces::{IssuedToken, SpaceView};
 use crate::wire::{AppView, EventView, ProviderView};
+use crate::wire::{IssuedTokenView, SpaceView};
 
 use crate::table::render as table;
 
@@ -396,7 +396,7 @@ pub fn space_details(space: &SpaceView) -> String {
 }
 
 /// A token just issued, and that it is shown this once.
-pub fn issued_token(space: &str, token: &IssuedToken) -> String {
+pub fn issued_token(space: &str, token: &IssuedTokenView) -> String {
     format!(
         "token id: {}\ntoken:    {}\nThis token is shown once: keep it now (`paastis spaces token {space}` issues another).\n",
         token.id, token.token

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::Api;
 use super::{ApiArgs, CliError, emit, emit_json, render, view};
+use crate::wire::{CreatedSpace, IssuedTokenView, SpaceList, SpaceView};
 
 /// `paastis spaces ...`.
 #[derive(Debug, Args)]
@@ -63,93 +63,6 @@ pub enum SpacesCommand {
     },
 }
 
-/// `GET /api/v1/spaces`.
-#[derive(Debug, Deserialize)]
-pub struct SpaceList {
-    /// The spaces, the default one first.
-    pub spaces: Vec<SpaceView>,
-    /// Whether spaces can be created through the API (hosted mode), to say so under the table.
-    #[serde(default)]
-    pub hosted: bool,
-}
-
-/// A space as the API shows it (`SpaceView`), read back.
-#[derive(Debug, Deserialize)]
-pub struct SpaceView {
-    /// Its id.
-    pub id: String,
-    /// `config` or `api`: where it is changed.
-    pub origin: String,
-    /// Its base domains.
-    #[serde(default)]
-    pub domains: Vec<String>,
-    /// Its plan's name.
-    pub plan: String,
-    /// The plan's provider accounts at most (none: no limit).
-    pub plan_providers: Option<usize>,
-    /// The plan's running apps per provider at most (none: no limit).
-    pub plan_running_apps_per_provider: Option<usize>,
-    /// What a wake beyond the plan does (`reject`, `evict_lru`).
-    pub on_limit: String,
-    /// Its provider accounts (id and type).
-    #[serde(default)]
-    pub providers: Vec<SpaceProvider>,
-    /// How many apps it manages now.
-    pub apps: usize,
-    /// Its stored tokens (ids and dates only).
-    #[serde(default)]
-    pub tokens: Vec<SpaceToken>,
-    /// How many tokens the config file gives it.
-    #[serde(default)]
-    pub config_tokens: usize,
-    /// Stored spaces: its document without credentials (each provider names its own under
-    /// `secrets`).
-    pub document: Option<Value>,
-    /// Stored spaces: its revision.
-    pub revision: Option<i64>,
-    /// Stored spaces: when created (RFC 3339).
-    pub created_at: Option<String>,
-    /// Stored spaces: when last changed (RFC 3339).
-    pub updated_at: Option<String>,
-}
-
-/// A provider account of a space.
-#[derive(Debug, Deserialize)]
-pub struct SpaceProvider {
-    /// Its id in the space.
-    pub id: String,
-    /// Its type (`heroku`, `scalingo`, ...).
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-/// A stored token, without its value.
-#[derive(Debug, Deserialize)]
-pub struct SpaceToken {
-    /// Its id, to revoke it.
-    pub id: String,
-    /// When it was issued (RFC 3339).
-    pub created_at: String,
-}
-
-/// A token just issued: the only answer that holds it.
-#[derive(Debug, Deserialize)]
-pub struct IssuedToken {
-    /// Its id, to revoke it.
-    pub id: String,
-    /// The token itself, printed this once.
-    pub token: String,
-}
-
-/// `POST /api/v1/spaces`'s answer.
-#[derive(Debug, Deserialize)]
-pub struct CreatedSpace {
-    /// The space created.
-    pub space: SpaceView,
-    /// Its first token.
-    pub token: IssuedToken,
-}
-
 /// Runs one `paastis spaces` subcommand.
 pub async fn run(api: &Api, command: &SpacesCommand, json: bool) -> Result<(), CliError> {
     match command {
@@ -196,7 +109,7 @@ pub async fn run(api: &Api, command: &SpacesCommand, json: bool) -> Result<(), C
             if json {
                 return emit_json(&answer);
             }
-            let token: IssuedToken = view(answer)?;
+            let token: IssuedTokenView = view(answer)?;
             emit(&render::issued_token(id, &token))
         }
     }
