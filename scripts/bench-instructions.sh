@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: repeatable whatever else the machine
+# is doing, so two builds can be compared where req/s runs are too noisy (docs/benchmarks.md).
+#
+#   scripts/bench-instructions.sh BINARY [BINARY...]
+#
+# For each binary: paastis runs under `valgrind --tool=callgrind` with one `process` app (nginx,
+# the proxy benchmark's upstream, keep-alive), is woken, then serves SMALL and then LARGE
+# keep-alive requests from one curl connection in two separate runs; the difference of the
+# two runs' instruction totals divided by LARGE - SMALL is what one request costs (start-up,
+# the wake and shutdown cancel out). Knobs (env): BENCH_SMALL (100), BENCH_LARGE (1100),
+# BENCH_WORKERS (1).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TEMPLATES="$ROOT/scripts/bench"
+PATH="$PATH:/usr/sbin:/sbin"
+SMALL=${BENCH_SMALL:-100}
+LARGE=${BENCH_LARGE:-1100}
+WORKERS=${BENCH_WORKERS:-1}
+
+log() { printf '%s\n' "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+(($#)) || die "usage: $0 BINARY [BINARY...]"
+[[ "$SMALL" =~ ^[0-9]+$ && "$LARGE" =~ ^[0-9]+$ ]] && ((LARGE > SMALL)) \
+    || die "BENCH_SMALL and BENCH_LARGE must be whole numbers, LARGE > SMALL"
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-instructions.XXXXXX")
+PID=""
+cleanup() {
+    local status=$?
+    if [[ -n $PID ]]; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# render TEMPLATE OUT DIR PORT UPSTREAM_PORT
+render() {
+    local user_line=""
+    if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
+    sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|$WORKERS|" -e "s|@NGINX@|$NGINX|" \
+        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@UPSTREAM_PORT@|$5|g" \
+        -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
+}
+
+# one_run BINARY REQUESTS: prints the instructions callgrind collected.
+one_run() {
+    local binary=$1 requests=$2 port upstream_port out code=""
+    port=$(free_port)
+    upstream_port=$(free_port)
+    rm -rf "$WORK/upstream" "$WORK/paastis"
+    mkdir -p "$WORK/upstream" "$WORK/paastis"
+    render "$TEMPLATES/nginx-upstream.conf" "$WORK/upstream/nginx.conf" "$WORK/upstream" \
+        "$upstream_port" "$upstream_port"
+    render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$port" "$upstream_port"
+    out="$WORK/paastis/callgrind.out"
+    LOG_LEVEL=warn LOG_FORMAT=text valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$binary" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1200); do
+        code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -H 'Host: up.localhost' \
+            "http://127.0.0.1:$port/" || true)
+        [[ $code == 200 ]] && break
+        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$WORK/paastis/paastis.log" >&2; die "paastis exited"; }
+        sleep 0.1
+    done
+    [[ $code == 200 ]] || die "paastis did not answer 200 (last: $code)"
+    if ((requests > 0)); then
+        # One connection, requests one after the other (curl reuses it for the glob).
+        curl -s -o /dev/null -H 'Host: up.localhost' "http://127.0.0.1:$port/?n=[1-$requests]"
+    fi
+    kill -TERM "$PID"
+    wait "$PID" || true
+    PID=""
+    if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
+    sed -n 's/^summary: \([0-9]*\)$/\1/p; s/^totals: \([0-9]*\)$/\1/p' "$out" | head -n 1
+}
+
+printf '%-40s %16s %16s %14s\n' binary "instr ($SMALL req)" "instr ($LARGE req)" "instr/request"
+for binary in "$@"; do
+    [[ -x $binary ]] || die "no binary at $binary"
+    small=$(one_run "$binary" "$SMALL")
+    large=$(one_run "$binary" "$LARGE")
+    per=$(((large - small) / (LARGE - SMALL)))
+    printf '%-40s %16s %16s %14s\n' "$binary" "$small" "$large" "$per"
+done
