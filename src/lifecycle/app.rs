@@ -263,7 +263,7 @@ impl Clock {
         }
     }
 
-    /// Milliseconds since the epoch, plus [`CLOCK_OFFSET_MS`].
+    /// Milliseconds since the epoch, plus `CLOCK_OFFSET_MS`.
     pub fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX)

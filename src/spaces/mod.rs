@@ -7,7 +7,7 @@
 //! (which token acts on which space, [`SpaceAccess`]). A change (create, update, delete, a
 //! token issued or revoked) is made under one lock: checked, written to the database, then
 //! published; requests in flight finish with the space they started with. Every stored space
-//! reaches the engine by one path, [`Spaces::install`], at start, after an API call, and when
+//! reaches the engine by one path, `Spaces::install`, at start, after an API call, and when
 //! another instance changed it (read again every `hosted.sync_every`).
 //!
 //! Here: the table of running spaces and what it publishes; [`hosted`]: the stored spaces
