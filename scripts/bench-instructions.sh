@@ -9,7 +9,8 @@
 # keep-alive requests from one curl connection in two separate runs; the difference of the
 # two runs' instruction totals divided by LARGE - SMALL is what one request costs (start-up,
 # the wake and shutdown cancel out). Knobs (env): BENCH_SMALL (100), BENCH_LARGE (1100),
-# BENCH_WORKERS (1).
+# BENCH_WORKERS (1), BENCH_KEEP (a directory: the callgrind outputs are kept there, as
+# <binary name>.<requests>.out, for `callgrind_annotate`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -91,6 +92,7 @@ one_run() {
     wait "$PID" || true
     PID=""
     if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
+    if [[ -n ${BENCH_KEEP:-} ]]; then cp "$out" "$BENCH_KEEP/$(basename "$binary").$requests.out"; fi
     sed -n 's/^summary: \([0-9]*\)$/\1/p; s/^totals: \([0-9]*\)$/\1/p' "$out" | head -n 1
 }
 

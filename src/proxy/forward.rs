@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
@@ -146,14 +147,15 @@ impl Forwarder {
     }
 
     /// Waits for the response's headers to `exchange` (a request being sent), at most
-    /// `proxy.response_header_timeout`.
-    async fn response_header<T>(
+    /// `proxy.response_header_timeout`. A plain future (no `async fn` around it): the
+    /// exchange, which holds the request, is not moved once more on every request.
+    fn response_header<F: Future>(
         &self,
-        exchange: impl Future<Output = T>,
-    ) -> Result<T, ForwardError> {
-        tokio::time::timeout(self.timeouts.response_header, exchange)
-            .await
-            .map_err(|_| ForwardError::Timeout(self.timeouts.response_header))
+        exchange: F,
+    ) -> impl Future<Output = Result<F::Output, ForwardError>> {
+        let limit = self.timeouts.response_header;
+        tokio::time::timeout(limit, exchange)
+            .map(move |sent| sent.map_err(|_| ForwardError::Timeout(limit)))
     }
 
     /// Sends the request to `upstream` and returns its response, headers cleaned, with the
