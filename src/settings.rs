@@ -123,6 +123,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The section `key` of `fields`, read by `read`; its default when absent (or `null`).
+    pub fn section<T: Default>(
+        &mut self,
+        fields: &mut Fields<'_>,
+        key: &str,
+        read: impl FnOnce(&mut Self, &Value, &str) -> T,
+    ) -> T {
+        match fields.take(key) {
+            Some((value, path)) => read(self, value, &path),
+            None => T::default(),
+        }
+    }
+
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         if self.provenance.reported.contains(path) {
             return;

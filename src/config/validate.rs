@@ -33,10 +33,7 @@ impl Reader<'_> {
             .take("listen")
             .and_then(|(v, p)| self.socket_addr(v, &p))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3000)));
-        let domains = top
-            .take("domains")
-            .map(|(v, p)| self.domains(v, &p))
-            .unwrap_or_default();
+        let domains = self.section(&mut top, "domains", Self::domains);
         let Tenant {
             defaults,
             discovery,
@@ -69,14 +66,8 @@ impl Reader<'_> {
             .take("events")
             .and_then(|(v, p)| self.events(v, &p))
             .unwrap_or(super::DEFAULT_EVENTS_RETENTION);
-        let registry = top
-            .take("registry")
-            .map(|(v, p)| self.registry(v, &p))
-            .unwrap_or_default();
-        let savings = top
-            .take("savings")
-            .map(|(v, p)| self.savings(v, &p))
-            .unwrap_or_default();
+        let registry = self.section(&mut top, "registry", Self::registry);
+        let savings = self.section(&mut top, "savings", Self::savings);
         let spaces = top
             .take("spaces")
             .map(|(v, p)| self.spaces(v, &p, &domains))

@@ -252,30 +252,12 @@ impl Reader<'_> {
             }
             None => Policy::default(),
         };
-        let discovery = fields
-            .take("discovery")
-            .map(|(v, p)| self.discovery(v, &p))
-            .unwrap_or_default();
-        let providers = fields
-            .take("providers")
-            .map(|(v, p)| self.providers(v, &p))
-            .unwrap_or_default();
-        let activity = fields
-            .take("activity")
-            .map(|(v, p)| self.activity(v, &p))
-            .unwrap_or_default();
-        let rules = fields
-            .take("rules")
-            .map(|(v, p)| self.rules(v, &p))
-            .unwrap_or_default();
-        let hooks = fields
-            .take("hooks")
-            .map(|(v, p)| self.hooks(v, &p))
-            .unwrap_or_default();
-        let schedules = fields
-            .take("schedules")
-            .map(|(v, p)| self.schedules(v, &p))
-            .unwrap_or_default();
+        let discovery = self.section(fields, "discovery", Self::discovery);
+        let providers = self.section(fields, "providers", Self::providers);
+        let activity = self.section(fields, "activity", Self::activity);
+        let rules = self.section(fields, "rules", Self::rules);
+        let hooks = self.section(fields, "hooks", Self::hooks);
+        let schedules = self.section(fields, "schedules", Self::schedules);
         let plan = fields
             .take("plan")
             .and_then(|(v, p)| self.plan(v, &p))
