@@ -20,7 +20,14 @@ impl Reader<'_> {
             Some((v, p)) => self.string(v, &p).map(|kind| (kind, p)),
             None => Some(("memory".to_owned(), String::new())),
         };
-        let redis_keys = ["url", "url_file", "prefix", "flush_every", "lease"];
+        let redis_keys = [
+            "url",
+            "url_file",
+            "tls_verify",
+            "prefix",
+            "flush_every",
+            "lease",
+        ];
         let config = match kind {
             Some((kind, _)) if kind.trim() == "memory" => {
                 for key in redis_keys {
@@ -44,6 +51,33 @@ impl Reader<'_> {
                         "must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379",
                     );
                 }
+                // A hosted Redis with a self-signed certificate (Heroku's): encrypted, but
+                // its certificate not checked, which the client spells `#insecure`.
+                let url = match fields.take("tls_verify") {
+                    Some((v, p)) => match v {
+                        Value::Bool(false) if !url.expose().starts_with("rediss://") => {
+                            self.error(&p, "`false` only applies to a rediss:// (TLS) url");
+                            url
+                        }
+                        Value::Bool(false) if url.expose().contains('#') => {
+                            self.error(&p, "`false`, but the url already has a #fragment");
+                            url
+                        }
+                        Value::Bool(false) => Secret::new(format!("{}#insecure", url.expose())),
+                        Value::Bool(true) => url,
+                        other => {
+                            self.error(
+                                &p,
+                                format!(
+                                    "expected true or false, found {}",
+                                    crate::settings::kind(other)
+                                ),
+                            );
+                            url
+                        }
+                    },
+                    None => url,
+                };
                 let prefix = match fields.take("prefix") {
                     Some((v, p)) => self.non_empty_string(v, &p).and_then(|prefix| {
                         let bad = prefix

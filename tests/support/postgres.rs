@@ -226,6 +226,8 @@ rm -rf "$dir""#;
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
+                "-c",
+                "ssl=on",
             ])
             .current_dir(dir)
             .stdin(Stdio::piped())
@@ -340,6 +342,23 @@ async fn prepare(bin: &Path, run_as: &Option<RunAs>, dir: &Path) -> Result<Strin
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         ));
+    }
+    // TLS on, as the platforms' databases have it (some require it): the test certificate
+    // for `localhost`, signed by the suite's own CA (tests/support/tls).
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls");
+    for (from, to) in [
+        ("localhost.pem", "server.crt"),
+        ("localhost.key", "server.key"),
+    ] {
+        let target = dir.join("data").join(to);
+        std::fs::copy(tls.join(from), &target)
+            .map_err(|e| format!("cannot copy {from} to {}: {e}", target.display()))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("cannot chmod {}: {e}", target.display()))?;
+        if let Some(user) = run_as {
+            std::os::unix::fs::chown(&target, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("cannot chown {}: {e}", target.display()))?;
+        }
     }
     Ok(password)
 }

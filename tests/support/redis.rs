@@ -14,6 +14,9 @@ pub struct RedisServer {
     pub port: u16,
     /// Extra `redis-server` arguments (e.g. `--requirepass`).
     extra: Vec<String>,
+    /// Whether the port speaks TLS only (the suite's `localhost` certificate), as hosted
+    /// Redis add-ons do.
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -29,6 +32,29 @@ impl RedisServer {
         let mut server = RedisServer {
             port,
             extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            tls: false,
+            child: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    /// A server that speaks TLS only, with the suite's certificate for `localhost` (signed
+    /// by tests/support/tls/ca.pem, which no system trusts: a self-signed one, in effect).
+    pub async fn start_tls() -> RedisServer {
+        let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/tls");
+        let port = free_port().await;
+        let mut server = RedisServer {
+            port,
+            extra: vec![
+                "--tls-cert-file".to_owned(),
+                format!("{tls}/localhost.pem"),
+                "--tls-key-file".to_owned(),
+                format!("{tls}/localhost.key"),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ],
+            tls: true,
             child: None,
         };
         server.resume().await;
@@ -40,22 +66,33 @@ impl RedisServer {
         RedisServer {
             port: free_port().await,
             extra: Vec::new(),
+            tls: false,
             child: None,
         }
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://localhost:<port>` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("rediss://localhost:{}", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
     }
 
     /// Starts (again) on the same port, empty, and waits until it answers.
     pub async fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let port = self.port.to_string();
+        // A TLS server listens with TLS on the port, and on no plain one.
+        let ports: &[&str] = if self.tls {
+            &["--port", "0", "--tls-port", &port]
+        } else {
+            &["--port", &port]
+        };
         let child = Command::new("redis-server")
+            .args(ports)
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -106,11 +143,25 @@ impl RedisServer {
         }
     }
 
-    /// A plain connection for the test's own checks.
+    /// A plain connection for the test's own checks (over TLS for a TLS server, trusting
+    /// the suite's CA).
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await
+        let client = if self.tls {
+            let ca = std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/tls/ca.pem"
+            ))?;
+            redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca),
+                },
+            )?
+        } else {
+            redis::Client::open(self.url())?
+        };
+        client.get_multiplexed_async_connection().await
     }
 
     /// Every key in the server (the test's own server: it holds only what the engines
