@@ -2,6 +2,14 @@
 """Checks the built book (run by CI after `mdbook build docs`; see docs/src/testing.md).
 
 Usage: python3 scripts/check-book.py [BOOK_DIR]   (default: docs/book)
+       python3 scripts/check-book.py --configs PAASTIS_BINARY
+
+The first form checks the built book. The second checks that every YAML block of the pages
+in CONFIG_PAGES (the cookbook's recipes, the examples of the guides) is a configuration
+`paastis check` accepts: each is written to a file and checked with the variables it names
+set to placeholders, platform APIs pointed at a closed port of 127.0.0.1 (so nothing leaves
+the machine) and an in-memory database; exit code 2 of `paastis check` (a refused
+configuration) fails it, an unreachable provider or registry does not. It needs PyYAML.
 
 Reads every HTML page of the built book and reports, one line each:
   * an internal link (a relative href or src) whose file is not in the book;
@@ -17,7 +25,9 @@ Standard library only.
 
 import os
 import re
+import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
@@ -125,7 +135,86 @@ def css_urls(text):
         yield match.group(1) or match.group(2)
 
 
+# Pages whose every ```yaml block is a whole configuration file.
+CONFIG_PAGES = ("cookbook.md", "local.md", "hosted-spaces.md", "several-instances.md")
+
+# Where the platform providers are sent while checking: a closed port, answered at once.
+NOWHERE = "http://127.0.0.1:9"
+
+
+def placeholder(name):
+    """A value for the variable `name` that passes validation (and reaches nothing)."""
+    if name.endswith("_URL") and "REDIS" in name:
+        return "redis://127.0.0.1:9"
+    if name.endswith("_URL") and ("DATABASE" in name or "POSTGRES" in name):
+        return "postgres://paastis:placeholder@127.0.0.1:9/paastis"
+    if name.endswith("_URL"):
+        return NOWHERE
+    return "placeholder-value-0123456789"
+
+
+def offline(config):
+    """The configuration with every platform provider's API on 127.0.0.1 (spaces' too)."""
+    def providers(section):
+        for provider in section.get("providers") or []:
+            if isinstance(provider, dict) and provider.get("type") != "process":
+                provider["api_url"] = NOWHERE
+                if provider.get("type") == "scalingo":
+                    provider["auth_url"] = NOWHERE
+    if isinstance(config, dict):
+        providers(config)
+        for space in config.get("spaces") or []:
+            if isinstance(space, dict):
+                providers(space)
+    return config
+
+
+def check_configs(binary):
+    try:
+        import yaml
+    except ImportError:
+        print("check-book: --configs needs PyYAML (apt-get install python3-yaml)", file=sys.stderr)
+        return 2
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "src")
+    failures = 0
+    count = 0
+    with tempfile.TemporaryDirectory() as work:
+        for page in CONFIG_PAGES:
+            with open(os.path.join(root, page), encoding="utf-8") as file:
+                text = file.read()
+            for index, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, re.S)):
+                count += 1
+                where = f"{page}, YAML block {index + 1}"
+                try:
+                    config = offline(yaml.safe_load(block))
+                except yaml.YAMLError as error:
+                    print(f"{where}: not YAML: {error}")
+                    failures += 1
+                    continue
+                path = os.path.join(work, f"{count}.yml")
+                with open(path, "w", encoding="utf-8") as file:
+                    yaml.safe_dump(config, file)
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LOG_LEVEL": "error"}
+                for name in set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", block)):
+                    env[name] = placeholder(name)
+                env["PAASTIS_DATABASE__URL"] = "sqlite::memory:"
+                run = subprocess.run(
+                    [binary, "check", "--config", path],
+                    cwd=work, env=env, capture_output=True, text=True, timeout=120,
+                )
+                if run.returncode == 2:
+                    failures += 1
+                    print(f"{where}: refused by `paastis check`:\n{run.stderr.strip()}")
+    if failures:
+        print(f"check-book: {failures} of {count} configuration(s) refused", file=sys.stderr)
+        return 1
+    print(f"check-book: {count} configurations of {', '.join(CONFIG_PAGES)} accepted by `paastis check`")
+    return 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--configs":
+        return check_configs(sys.argv[2])
     book = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "docs/book")
     if not os.path.isfile(os.path.join(book, "index.html")):
         print(f"check-book: {book} holds no built book: run `mdbook build docs` first", file=sys.stderr)
