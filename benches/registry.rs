@@ -4,7 +4,7 @@
 //! Redis, so the Redis run exercises the write-behind path); wrk loads each engine in turn.
 //!
 //! `scripts/bench-registry.sh` runs it (`cargo bench --bench registry -- --bench`); see
-//! docs/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
+//! docs/src/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
 //! BENCH_CONNECTIONS (32), BENCH_THREADS (2). Without `--bench` (as `cargo test
 //! --all-targets` runs it) it does one short round.
 

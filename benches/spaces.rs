@@ -9,7 +9,7 @@
 //! host is answered 200.
 //!
 //! `scripts/bench-spaces.sh` runs it (`cargo bench --bench spaces -- --bench`); see
-//! docs/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
+//! docs/src/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
 //! BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_SPACES (500), BENCH_CREATES (20).
 //! Without `--bench` it does one short round with few spaces.
 

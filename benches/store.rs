@@ -2,7 +2,7 @@
 //! (first page and a page deep into the cursor chain), then pruning 50,000 events while
 //! another task keeps appending single events, with the worst append latency seen meanwhile.
 //!
-//! `scripts/bench-store.sh` runs it (`cargo bench --bench store`); see docs/benchmarks.md.
+//! `scripts/bench-store.sh` runs it (`cargo bench --bench store`); see docs/src/benchmarks.md.
 //! Knobs (env): BENCH_EVENTS (100000), BENCH_RUNS (500), BENCH_PRUNE (50000),
 //! BENCH_DEEP_PAGES (200). Without `--bench` (as `cargo test --all-targets` runs it) it
 //! does a small quick run.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: repeatable whatever else the machine
-# is doing, so two builds can be compared where req/s runs are too noisy (docs/benchmarks.md).
+# is doing, so two builds can be compared where req/s runs are too noisy (docs/src/benchmarks.md).
 #
 #   scripts/bench-instructions.sh BINARY [BINARY...]
 #

@@ -4,7 +4,7 @@
 # 127.0.0.1. Prints req/s, p50 and p99 for each, then paastis vs nginx. Then the same over
 # HTTP/2: h2load, cleartext with prior knowledge (h2c), many streams per connection, against
 # (d) paastis and (e) nginx as a reverse proxy listening with http2; both still forward to
-# the upstream over HTTP/1.1 keepalive. See docs/benchmarks.md.
+# the upstream over HTTP/1.1 keepalive. See docs/src/benchmarks.md.
 # Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
 # BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0);
 # HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams

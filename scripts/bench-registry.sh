@@ -3,7 +3,7 @@
 # registry and through one with the Redis registry, rounds alternating in one run, and the
 # ratio. The app belongs to a fake Scalingo account (shared between instances under Redis).
 # Needs wrk and redis-server (Debian: apt-get install wrk redis-server). See
-# docs/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
+# docs/src/benchmarks.md. Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION (seconds, 10),
 # BENCH_CONNECTIONS (32), BENCH_THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 # whose server is `python3 -m http.server` (listen backlog 5, HTTP/1.0) on a fixed port,
 # ROUNDS times, each after an idle stop. Beside them, the same storm straight at the same
 # server just after it starts listening (what the app server itself can do). Reports, per
-# round, the requests answered 200 and the slowest one. See docs/benchmarks.md.
+# round, the requests answered 200 and the slowest one. See docs/src/benchmarks.md.
 # Knobs (env): STORM_CLIENTS (100), STORM_ROUNDS (3), STORM_PROTOCOL (HTTP/1.0 or HTTP/1.1),
 # PAASTIS_BIN (target/release/paastis; built when missing), STORM_TIMEOUT (70 s per request).
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the crate's structure (run by CI; see docs/contributing.md).
+"""Checks the crate's structure (run by CI; see docs/src/contributing.md).
 
 1. No cycle between the top-level modules of `src/`: module A imports B when a non-test
    line of a file under A names `crate::B` (or `crate::{B, ..}`), or an item the crate root

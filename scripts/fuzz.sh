@@ -8,7 +8,7 @@
 #
 # A failing input is kept in fuzz/artifacts/<target>/; replay it with
 #   cargo +nightly fuzz run -s none <target> fuzz/artifacts/<target>/<file>
-# See docs/testing.md.
+# See docs/src/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

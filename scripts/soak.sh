@@ -4,7 +4,7 @@
 # traffic with wakes and idle stops all along; meanwhile a provider 429/500 burst, a Redis
 # restart, and one instance SIGKILLed and restarted. Prints the report (requests failed,
 # processes leaked, RSS at start and end) and exits non-zero when the soak fails. See
-# docs/benchmarks.md ("Soak"). Usage: scripts/soak.sh [SECONDS] (default 180, 60..3600).
+# docs/src/benchmarks.md ("Soak"). Usage: scripts/soak.sh [SECONDS] (default 180, 60..3600).
 # Knobs (env): SOAK_SEED (1), SOAK_WORKERS (6 concurrent clients), SOAK_LOG_DIR (where the
 # instances' logs are written; default a folder in the temp dir, printed in the report).
 # Needs python3, redis-server and PostgreSQL's initdb/postgres (scripts/test.sh installs them).

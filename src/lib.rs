@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! From the bottom layer up; a module imports only modules of lower layers
-//! (`scripts/check-layers.py` checks it; docs/contributing.md explains the layers).
+//! (`scripts/check-layers.py` checks it; docs/src/contributing.md explains the layers).
 //!
 //! **Vocabulary** (imports nothing else of the crate):
 //! * [`model`]: the shared vocabulary (app keys and states, policies, formations and

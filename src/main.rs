@@ -46,7 +46,7 @@ enum Command {
 }
 
 /// mimalloc: the request path allocates small, short-lived buffers on every thread, where it
-/// measured faster than the system allocator (docs/benchmarks.md).
+/// measured faster than the system allocator (docs/src/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 //! again (a wake asked for, found running, deleted); an app asleep now counts until now.
 //! That time × what ran before the stop (its formation: process types, amounts, sizes) gives
 //! container-hours, priced with `savings.prices` or a built-in table (only where a public
-//! source is cited in docs/savings.md), and × `savings.gco2e_per_container_hour`. Unknown
+//! source is cited in docs/src/savings.md), and × `savings.gco2e_per_container_hour`. Unknown
 //! prices give hours only: nothing here is invented, and everything is an estimate.
 //!
 //! This module reads events and computes; it never changes anything. It names no platform:
@@ -233,7 +233,7 @@ pub struct Report {
     pub to: String,
     /// `app` or `provider`.
     pub group_by: String,
-    /// Always true: these are estimates (see docs/savings.md).
+    /// Always true: these are estimates (see docs/src/savings.md).
     pub estimate: bool,
     /// One line per app or provider that slept in the period, most hours first.
     pub items: Vec<Saved>,

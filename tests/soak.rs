@@ -538,7 +538,7 @@ providers:
 /// Whether a miss is a documented 503: a platform app's wake that failed (or timed out)
 /// while the provider answered the burst's injected 429s and 500s, or within
 /// [`BURST_AFTERMATH`] of the last of them, answered 503 with `Retry-After`
-/// (README, "How requests are routed").
+/// (docs/src/introduction.md, "How requests are routed").
 fn documented(miss: &Miss, burst: Option<(Duration, Duration)>) -> bool {
     let Some((from, to)) = burst else {
         return false;

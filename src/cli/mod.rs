@@ -50,7 +50,7 @@ pub enum ClientCommand {
     /// The provider accounts: apps, health, last error.
     #[command(after_help = EXIT_CODES)]
     Providers(ProvidersArgs),
-    /// Hours asleep, and the money and CO2e they saved (estimates; see docs/savings.md).
+    /// Hours asleep, and the money and CO2e they saved (estimates; see docs/src/savings.md).
     #[command(after_help = EXIT_CODES)]
     Savings(SavingsArgs),
     /// The spaces (tenants): list and show them; in hosted mode create, delete, and issue

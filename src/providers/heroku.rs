@@ -58,7 +58,7 @@ pub struct HerokuConfig {
 /// dyno "costs roughly $0.01/hour", i.e. 7 / 720).
 const MONTH_HOURS: f64 = 720.0;
 
-/// Heroku's published maximum monthly prices per dyno type, USD (docs/savings.md cites the
+/// Heroku's published maximum monthly prices per dyno type, USD (docs/src/savings.md cites the
 /// page). Eco is a flat monthly fee whatever the use: sleeping saves no money there, so it
 /// has no price (hours only).
 const MONTHLY_USD: &[(&str, f64)] = &[

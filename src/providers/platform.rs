@@ -52,7 +52,7 @@ pub struct Facts {
     /// The variable the platform sets, in an app's containers, to the app's name or id: when
     /// the engine itself runs there, that app is its own and is never managed.
     pub own_app_variable: Option<&'static str>,
-    /// Built-in prices, where a public source is cited in docs/savings.md; `None`: hours
+    /// Built-in prices, where a public source is cited in docs/src/savings.md; `None`: hours
     /// only, unless `savings.prices` says.
     pub prices: Option<PriceTable>,
     /// Grid carbon intensity where it runs, gCO2e/kWh; `None`: the savings' default.

@@ -50,7 +50,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 4;
 
 /// Rows deleted per statement when pruning: each statement holds the write lock for a few
-/// milliseconds (see `docs/benchmarks.md`, Store).
+/// milliseconds (see `docs/src/benchmarks.md`, Store).
 pub const PRUNE_BATCH: i64 = 2_000;
 
 /// Writes between two background checkpoints.
