@@ -110,13 +110,26 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// The variables a page's CLI steps set, in order: `clever env set NAME VALUE`,
-/// `scalingo --app X env-set NAME=VALUE`, `heroku config:set NAME=VALUE [-a X]`.
+/// The variables a page's CLI steps (its fenced code blocks) set, in order:
+/// `clever env set NAME VALUE`, `scalingo --app X env-set NAME=VALUE`,
+/// `heroku config:set NAME=VALUE [-a X]`.
 fn page_variables(page: &str) -> Vec<(String, String)> {
     let text = read(page);
     let mut vars = Vec::new();
+    let mut in_code = false;
     for line in text.lines() {
-        let words = shell_words(line.trim());
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let line = line.trim();
+        let command = ["clever env set ", "scalingo --app ", "heroku config:set "]
+            .iter()
+            .any(|start| line.starts_with(start));
+        if !in_code || !command {
+            continue;
+        }
+        let words = shell_words(line);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         match words.as_slice() {
             ["clever", "env", "set", name, value, ..] => {
