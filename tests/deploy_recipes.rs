@@ -401,6 +401,11 @@ fn the_manifests_keep_to_their_platforms_schemas() {
     // https://developers.scalingo.com/scalingo-json-schema/
     let scalingo = json("scalingo.json");
     assert!(scalingo["name"].is_string());
+    // The manifest's `repository` wins over the button's `source`: a fork would deploy it.
+    assert!(
+        scalingo.get("repository").is_none(),
+        "scalingo.json names no repository"
+    );
     for (name, spec) in scalingo["env"].as_object().expect("env") {
         let keys: Vec<&str> = spec
             .as_object()
