@@ -268,19 +268,21 @@ impl Recipe {
     }
 
     /// What the platform itself sets in a web container: its port and its own-app variables.
+    /// (`check` binds no listener: the port only has to be one.)
     fn platform_variables(&self) -> Vec<(&'static str, String)> {
+        let port = closed_port().to_string();
         match self.platform {
             // https://doc.scalingo.com/platform/app/environment
             "scalingo" => vec![
-                ("PORT", "0".to_owned()),
+                ("PORT", port),
                 ("APP", "paastis-test".to_owned()),
                 ("CONTAINER", "web-1".to_owned()),
             ],
             // https://devcenter.heroku.com/articles/dynos#local-environment-variables
-            "heroku" => vec![("PORT", "0".to_owned()), ("DYNO", "web.1".to_owned())],
+            "heroku" => vec![("PORT", port), ("DYNO", "web.1".to_owned())],
             // https://www.clever.cloud/developers/doc/reference/reference-environment-variables/
             "clever-cloud" => vec![
-                ("PORT", "0".to_owned()),
+                ("PORT", "8080".to_owned()),
                 (
                     "APP_ID",
                     "app_649a93d1-6677-44bc-aca7-6f46107d6e02".to_owned(),
