@@ -182,5 +182,4 @@ pub const PLAN: crate::settings::Kind = crate::settings::Kind::Either(&[
 ]);
 
 /// `on_limit`, as [`Reader::on_limit`] reads it.
-pub const ON_LIMIT: crate::settings::Kind =
-    crate::settings::Kind::Enum(&["reject", "evict_lru"]);
+pub const ON_LIMIT: crate::settings::Kind = crate::settings::Kind::Enum(&["reject", "evict_lru"]);

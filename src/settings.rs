@@ -875,7 +875,9 @@ pub fn record_keys<T>(
 ) -> (T, std::collections::BTreeSet<(String, String)>) {
     TAKEN.with(|taken| *taken.borrow_mut() = Some(Default::default()));
     let result = read();
-    let taken = TAKEN.with(|taken| taken.borrow_mut().take()).unwrap_or_default();
+    let taken = TAKEN
+        .with(|taken| taken.borrow_mut().take())
+        .unwrap_or_default();
     (result, taken)
 }
 

@@ -15,6 +15,7 @@
 mod compat;
 pub mod dotenv;
 mod load;
+pub mod reference;
 mod validate;
 
 use std::net::SocketAddr;

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Key, Kind, Fields, Reader};
+use crate::settings::{Fields, Key, Kind, Reader};
 
 /// API host for OAuth 1.0a credentials.
 pub const DEFAULT_OAUTH_API_URL: &str = "https://api.clever-cloud.com";
@@ -123,7 +123,10 @@ impl Platform for CleverConfig {
         .default("https"),
         Key::new(
             "rate_limit",
-            Kind::Integer { min: 1, max: 100_000 },
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
             "API calls per rolling minute for this account (callers wait their turn).",
         )
         .default("60"),

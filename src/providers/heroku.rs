@@ -27,7 +27,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Key, Kind, Fields, Reader};
+use crate::settings::{Fields, Key, Kind, Reader};
 
 /// Default API base URL.
 pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
@@ -90,7 +90,10 @@ impl Platform for HerokuConfig {
         Key::new("api_url", Kind::Url, "API URL override.").default(DEFAULT_API_URL),
         Key::new(
             "rate_limit",
-            Kind::Integer { min: 1, max: 100_000 },
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
             "API calls per rolling minute for this account (callers wait their turn).",
         )
         .default("70"),

@@ -30,7 +30,7 @@ use super::{
     Stopped, Upstream,
 };
 use crate::model::PolicyOverride;
-use crate::settings::{Key, Kind, Fields, Reader, is_label};
+use crate::settings::{Fields, Key, Kind, Reader, is_label};
 
 /// Longest piece of child output logged as one line; longer lines are split.
 const MAX_LOG_LINE: u64 = 8 * 1024;
@@ -52,10 +52,14 @@ impl Platform for ProcessConfig {
     const SECRET_KEYS: &'static [&'static str] = &[];
     const ENDPOINT_KEYS: &'static [&'static str] = &[];
     const FACTS: Facts = Facts::NONE;
-    const DOC: &'static str = "Local commands, each run on demand with `sh -c` (the embedded default).";
+    const DOC: &'static str =
+        "Local commands, each run on demand with `sh -c` (the embedded default).";
     const KEYS: &'static [Key] = &[Key::new(
         "apps",
-        Kind::List(&Kind::Section(&[PROCESS_APP_KEYS, crate::settings::POLICY_KEYS])),
+        Kind::List(&Kind::Section(&[
+            PROCESS_APP_KEYS,
+            crate::settings::POLICY_KEYS,
+        ])),
         "The commands, one app each; any key of `defaults` may be overridden per app.",
     )
     .required()];

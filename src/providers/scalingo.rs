@@ -31,7 +31,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Key, Kind, Fields, Reader, is_label};
+use crate::settings::{Fields, Key, Kind, Reader, is_label};
 
 /// Default authentication host.
 pub const DEFAULT_AUTH_URL: &str = "https://auth.scalingo.com";
@@ -89,11 +89,18 @@ impl Platform for ScalingoConfig {
             Kind::Url,
             "API URL override (default: the region's); with several regions put {region} in it.",
         ),
-        Key::new("auth_url", Kind::Url, "Where the token is exchanged for a JWT.")
-            .default(DEFAULT_AUTH_URL),
+        Key::new(
+            "auth_url",
+            Kind::Url,
+            "Where the token is exchanged for a JWT.",
+        )
+        .default(DEFAULT_AUTH_URL),
         Key::new(
             "rate_limit",
-            Kind::Integer { min: 1, max: 100_000 },
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
             "API calls per rolling minute for this account (callers wait their turn).",
         )
         .default("60"),

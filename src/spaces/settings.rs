@@ -504,8 +504,7 @@ pub const SPACE_KEYS: &[crate::settings::Key] = {
 };
 
 /// A `spaces:` entry.
-pub const SPACE: crate::settings::Kind =
-    crate::settings::Kind::Section(&[SPACE_KEYS, TENANT_KEYS]);
+pub const SPACE: crate::settings::Kind = crate::settings::Kind::Section(&[SPACE_KEYS, TENANT_KEYS]);
 
 /// The keys of `hosted` (when a mapping), as [`Reader::hosted`] takes them.
 pub const HOSTED_KEYS: &[crate::settings::Key] = {
