@@ -128,32 +128,6 @@ impl Reader<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn built_in_plans() {
-        let free = Plan::named("free").expect("free");
-        assert_eq!(
-            (free.providers, free.running_apps_per_provider),
-            (Some(1), Some(5))
-        );
-        let team = Plan::named("team").expect("team");
-        assert_eq!(
-            (team.providers, team.running_apps_per_provider),
-            (Some(3), Some(15))
-        );
-        let enterprise = Plan::named("enterprise").expect("enterprise");
-        assert_eq!(
-            (enterprise.providers, enterprise.running_apps_per_provider),
-            (Some(5), Some(100))
-        );
-        assert_eq!(Plan::default().running_apps_per_provider, None);
-        assert_eq!(Plan::named("gold"), None);
-    }
-}
-
 /// The keys of a custom `plan`, as [`Reader::plan`] takes them.
 pub const PLAN_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
@@ -183,3 +157,29 @@ pub const PLAN: crate::settings::Kind = crate::settings::Kind::Either(&[
 
 /// `on_limit`, as [`Reader::on_limit`] reads it.
 pub const ON_LIMIT: crate::settings::Kind = crate::settings::Kind::Enum(&["reject", "evict_lru"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_plans() {
+        let free = Plan::named("free").expect("free");
+        assert_eq!(
+            (free.providers, free.running_apps_per_provider),
+            (Some(1), Some(5))
+        );
+        let team = Plan::named("team").expect("team");
+        assert_eq!(
+            (team.providers, team.running_apps_per_provider),
+            (Some(3), Some(15))
+        );
+        let enterprise = Plan::named("enterprise").expect("enterprise");
+        assert_eq!(
+            (enterprise.providers, enterprise.running_apps_per_provider),
+            (Some(5), Some(100))
+        );
+        assert_eq!(Plan::default().running_apps_per_provider, None);
+        assert_eq!(Plan::named("gold"), None);
+    }
+}

@@ -214,23 +214,6 @@ impl Reader<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cron_waits_until_its_next_time() {
-        let every_second = croner::parser::CronParser::new()
-            .parse("* * * * * *")
-            .expect("cron");
-        assert!(until_next(&every_second) <= Duration::from_secs(1));
-        let yearly = croner::parser::CronParser::new()
-            .parse("0 0 1 1 *")
-            .expect("cron");
-        assert!(until_next(&yearly) > Duration::from_secs(60));
-    }
-}
-
 /// The keys of `discovery`, as [`Reader::discovery`] takes them.
 pub const DISCOVERY_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
@@ -263,3 +246,20 @@ pub const DISCOVERY_KEYS: &[crate::settings::Key] = {
         ),
     ]
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_waits_until_its_next_time() {
+        let every_second = croner::parser::CronParser::new()
+            .parse("* * * * * *")
+            .expect("cron");
+        assert!(until_next(&every_second) <= Duration::from_secs(1));
+        let yearly = croner::parser::CronParser::new()
+            .parse("0 0 1 1 *")
+            .expect("cron");
+        assert!(until_next(&yearly) > Duration::from_secs(60));
+    }
+}

@@ -176,13 +176,20 @@ fn python_with_jsonschema() -> Option<&'static str> {
 
 /// Checks `schema` (draft 2020-12) and validates each instance: name -> `None` when valid,
 /// else the first error.
-fn validate(python: &str, schema: &Value, instances: &[(String, Value)]) -> Vec<(String, Option<String>)> {
+fn validate(
+    python: &str,
+    schema: &Value,
+    instances: &[(String, Value)],
+) -> Vec<(String, Option<String>)> {
     let dir = std::env::temp_dir().join(format!("paastis-book-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let input = dir.join("input.json");
     let documents: Vec<Value> = instances.iter().map(|(_, v)| v.clone()).collect();
-    std::fs::write(&input, json!({"schema": schema, "instances": documents}).to_string())
-        .expect("write input");
+    std::fs::write(
+        &input,
+        json!({"schema": schema, "instances": documents}).to_string(),
+    )
+    .expect("write input");
     const SCRIPT: &str = r#"
 import json, sys
 from jsonschema import Draft202012Validator
@@ -278,23 +285,29 @@ fn the_schema_accepts_the_repository_configs_and_refuses_mistakes() {
         schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
         "draft 2020-12"
     );
-    assert_eq!(schema["additionalProperties"], false, "unknown keys are refused");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown keys are refused"
+    );
     let Some(python) = python_with_jsonschema() else {
         return;
     };
 
     let mut valid: Vec<(String, Value)> = vec![
-        ("the test config with every section".into(), yaml(EVERY_SECTION)),
+        (
+            "the test config with every section".into(),
+            yaml(EVERY_SECTION),
+        ),
         ("an empty file".into(), Value::Null),
     ];
-    for file in ["examples/paastis.yml"] {
-        let text = std::fs::read_to_string(root().join(file)).expect("read example");
-        valid.push((file.into(), yaml(&text)));
-    }
-    let compat = root().join("tests/support/compat");
-    for entry in std::fs::read_dir(&compat).expect("compat dir").flatten() {
+    let examples = std::fs::read_dir(root().join("examples")).expect("examples dir");
+    let compat = std::fs::read_dir(root().join("tests/support/compat")).expect("compat dir");
+    for entry in examples.chain(compat).flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml") {
+        if path
+            .extension()
+            .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        {
             let tree = yaml(&std::fs::read_to_string(&path).expect("read"));
             // The original engine's rules files are converted, not read as they are.
             if !paastis::config::is_original_rules(&tree) {
@@ -302,6 +315,10 @@ fn the_schema_accepts_the_repository_configs_and_refuses_mistakes() {
             }
         }
     }
+    assert!(
+        valid.iter().any(|(name, _)| name == "examples/paastis.yml"),
+        "the example configuration was not found"
+    );
     let docs = configs_in_the_docs();
     assert!(!docs.is_empty(), "no configuration found in docs/");
     valid.extend(docs);
@@ -320,17 +337,35 @@ fn the_schema_accepts_the_repository_configs_and_refuses_mistakes() {
     let mistakes: &[(&str, &str)] = &[
         ("misspelled top-level key", "listn: 127.0.0.1:3000\n"),
         ("misspelled nested key", "defaults: {max_idel: 5m}\n"),
-        ("misspelled provider key", "providers: [{id: h, type: heroku, tokn: x}]\n"),
-        ("key of another platform", "providers: [{id: h, type: heroku, token: x, region: osc-fr1}]\n"),
-        ("unknown provider type", "providers: [{id: h, type: herokku, token: x}]\n"),
+        (
+            "misspelled provider key",
+            "providers: [{id: h, type: heroku, tokn: x}]\n",
+        ),
+        (
+            "key of another platform",
+            "providers: [{id: h, type: heroku, token: x, region: osc-fr1}]\n",
+        ),
+        (
+            "unknown provider type",
+            "providers: [{id: h, type: herokku, token: x}]\n",
+        ),
         ("wrong type: text for a number", "proxy: {workers: many}\n"),
         ("wrong type: number out of range", "proxy: {workers: 0}\n"),
-        ("wrong type: not a duration", "defaults: {wake_timeout: 30}\n"),
+        (
+            "wrong type: not a duration",
+            "defaults: {wake_timeout: 30}\n",
+        ),
         ("wrong type: not a boolean", "admin: {metrics_auth: 1}\n"),
         ("not one of the values", "defaults: {strategy: wait}\n"),
         ("not an address", "listen: localhost\n"),
-        ("a required key missing", "providers: [{id: local, type: process}]\n"),
-        ("a required secret missing", "providers: [{id: h, type: heroku}]\n"),
+        (
+            "a required key missing",
+            "providers: [{id: local, type: process}]\n",
+        ),
+        (
+            "a required secret missing",
+            "providers: [{id: h, type: heroku}]\n",
+        ),
         ("a list where a mapping is expected", "proxy: [a]\n"),
     ];
     let instances: Vec<(String, Value)> = mistakes
@@ -389,7 +424,12 @@ fn check_page(path: &str, generated: &str) {
 #[test]
 fn the_configuration_reference_is_up_to_date() {
     let page = paastis::config::reference::markdown();
-    for key in ["`listen`", "`providers[]` with `type: process`", "`max_idle`", "`registry`"] {
+    for key in [
+        "`listen`",
+        "`providers[]` with `type: process`",
+        "`max_idle`",
+        "`registry`",
+    ] {
         assert!(page.contains(key), "{key} missing from the reference");
     }
     check_page("docs/src/reference/configuration.md", &page);
@@ -405,18 +445,25 @@ fn the_cli_reference_is_up_to_date() {
          book`. -->\n\n\
          Every command, argument, flag and environment variable of `paastis`. `paastis \
          --help` (or `paastis <command> --help`) prints the same. Options of a command \
-         also apply to its subcommands.\n",
+         also apply to its subcommands; every command also takes `-h, --help`, and `paastis` \
+         `-V, --version`.\n",
     );
     cli_command(&mut page, &command, "paastis", 2);
-    for needle in ["## `paastis config schema`", "`--api-url <URL>`", "`PAASTIS_ADMIN_TOKEN`"] {
-        assert!(page.contains(needle), "{needle} missing from the CLI reference");
+    for needle in [
+        "## `paastis config schema`",
+        "`--api-url <URL>`",
+        "`PAASTIS_ADMIN_TOKEN`",
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} missing from the CLI reference"
+        );
     }
     check_page("docs/src/reference/cli.md", &page);
 }
 
 /// One command's section, then its subcommands'.
 fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: usize) {
-    let _ = depth;
     page.push_str(&format!("\n## `{path}`\n\n"));
     if let Some(about) = command.get_long_about().or(command.get_about()) {
         page.push_str(&format!("{}\n\n", about.to_string().trim()));
@@ -433,7 +480,7 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
         .get_arguments()
         .filter(|arg| !arg.is_positional() && !arg.is_hide_set())
         .collect();
-    let mut usage = format!("{path}");
+    let mut usage = path.to_owned();
     if !options.is_empty() {
         usage.push_str(" [OPTIONS]");
     }
@@ -441,7 +488,10 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
         let name = arg
             .get_value_names()
             .and_then(|names| names.first())
-            .map_or_else(|| arg.get_id().to_string().to_uppercase(), |n| n.to_string());
+            .map_or_else(
+                || arg.get_id().to_string().to_uppercase(),
+                |n| n.to_string(),
+            );
         if arg.is_required_set() {
             usage.push_str(&format!(" <{name}>"));
         } else {
@@ -462,7 +512,10 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
             let name = arg
                 .get_value_names()
                 .and_then(|names| names.first())
-                .map_or_else(|| arg.get_id().to_string().to_uppercase(), |n| n.to_string());
+                .map_or_else(
+                    || arg.get_id().to_string().to_uppercase(),
+                    |n| n.to_string(),
+                );
             page.push_str(&format!("| `{name}` | {} |\n", arg_help(arg)));
         }
     }
@@ -479,7 +532,10 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
                 let name = arg
                     .get_value_names()
                     .and_then(|names| names.first())
-                    .map_or_else(|| arg.get_id().to_string().to_uppercase(), |n| n.to_string());
+                    .map_or_else(
+                        || arg.get_id().to_string().to_uppercase(),
+                        |n| n.to_string(),
+                    );
                 flag.push_str(&format!(" <{name}>"));
             }
             let env = arg
@@ -531,6 +587,9 @@ fn arg_help(arg: &clap::Arg) -> String {
         .map(|value| format!("`{}`", value.get_name()))
         .collect();
     if !values.is_empty() && arg.get_action().takes_values() {
+        if !help.is_empty() && !help.ends_with('.') {
+            help.push('.');
+        }
         help.push_str(&format!(" One of: {}.", values.join(", ")));
     }
     cell(&help)
@@ -549,8 +608,15 @@ fn the_admin_api_reference_is_up_to_date() {
     let document =
         serde_json::to_value(paastis::admin::api::ApiDoc::openapi()).expect("OpenAPI as JSON");
     let page = admin_api_page(&document);
-    for needle in ["## `GET /health`", "## `POST /api/v1/spaces`", "### Responses"] {
-        assert!(page.contains(needle), "{needle} missing from the admin API reference");
+    for needle in [
+        "## `GET /health`",
+        "## `POST /api/v1/spaces`",
+        "### Responses",
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} missing from the admin API reference"
+        );
     }
     check_page("docs/src/reference/admin-api.md", &page);
 }
@@ -569,14 +635,14 @@ fn schema_name(schema: &Value) -> String {
         .or_else(|| schema.get("anyOf"))
         .and_then(Value::as_array)
     {
-        return any
+        return any.iter().map(schema_name).collect::<Vec<_>>().join(" or ");
+    }
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        return all
             .iter()
             .map(schema_name)
             .collect::<Vec<_>>()
-            .join(" or ");
-    }
-    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-        return all.iter().map(schema_name).collect::<Vec<_>>().join(" and ");
+            .join(" and ");
     }
     match schema.get("type") {
         Some(Value::String(kind)) => {
@@ -632,9 +698,10 @@ fn admin_api_page(document: &Value) -> String {
             if !description.is_empty() && description != summary {
                 page.push_str(&format!("{description}\n\n"));
             }
-            let open = operation["security"]
-                .as_array()
-                .is_some_and(|list| list.iter().all(|s| s.as_object().is_some_and(|o| o.is_empty())));
+            let open = operation["security"].as_array().is_some_and(|list| {
+                list.iter()
+                    .all(|s| s.as_object().is_some_and(|o| o.is_empty()))
+            });
             if open {
                 page.push_str("*No auth.*\n\n");
             }
@@ -651,7 +718,11 @@ fn admin_api_page(document: &Value) -> String {
                         "| `{}` | {} | {} | {} | {} |\n",
                         parameter["name"].as_str().unwrap_or(""),
                         parameter["in"].as_str().unwrap_or(""),
-                        if parameter["required"].as_bool() == Some(true) { "yes" } else { "no" },
+                        if parameter["required"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         cell(&schema_name(&parameter["schema"])),
                         cell(parameter["description"].as_str().unwrap_or("")),
                     ));
@@ -694,7 +765,9 @@ fn admin_api_page(document: &Value) -> String {
         }
     }
     page.push_str("\n## Schemas\n");
-    let schemas = document["components"]["schemas"].as_object().unwrap_or(&empty);
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .unwrap_or(&empty);
     for (name, schema) in schemas {
         page.push_str(&format!("\n### {name}\n\n"));
         if let Some(description) = schema["description"].as_str() {
@@ -713,7 +786,11 @@ fn admin_api_page(document: &Value) -> String {
             page.push_str(&format!(
                 "| `{field}` | {} | {} | {} |\n",
                 cell(&schema_name(property)),
-                if required.contains(&field.as_str()) { "yes" } else { "no" },
+                if required.contains(&field.as_str()) {
+                    "yes"
+                } else {
+                    "no"
+                },
                 cell(property["description"].as_str().unwrap_or("")),
             ));
         }

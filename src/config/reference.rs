@@ -427,8 +427,38 @@ impl Page {
     fn section(&mut self, path: &str, title: &str, keys: Vec<Key>) {
         self.out.push_str(&format!("\n## {title}\n\n"));
         self.table(&keys, None);
-        for key in &keys {
+        self.descend(path, &keys);
+    }
+
+    /// The mappings under `keys` (at `path`): each shape is claimed by its first place
+    /// here before any is written, so a mapping documented below is not claimed deeper.
+    fn descend(&mut self, path: &str, keys: &[Key]) {
+        for key in keys {
+            self.claim(&crate::settings::child(path, key.name), &key.kind);
+        }
+        for key in keys {
             self.sub_pages(&crate::settings::child(path, key.name), &key.kind);
+        }
+    }
+
+    /// Claims the mapping shapes a value of `kind` at `path` has (not those inside them).
+    fn claim(&mut self, path: &str, kind: &Kind) {
+        if let Some(signature) = signature(kind) {
+            self.seen
+                .entry(signature)
+                .or_insert_with(|| path.to_owned());
+            return;
+        }
+        match kind {
+            Kind::List(item) => self.claim(&format!("{path}[]"), item),
+            Kind::OneOrList(item) => self.claim(path, item),
+            Kind::Map(_, value) => self.claim(&format!("{path}.*"), value),
+            Kind::Either(kinds) => {
+                for kind in *kinds {
+                    self.claim(path, kind);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -464,10 +494,13 @@ impl Page {
     /// The mappings inside a value of `kind` found at `path`, unless documented already.
     fn sub_pages(&mut self, path: &str, kind: &Kind) {
         if let Some(signature) = signature(kind) {
-            if self.seen.contains_key(&signature) {
-                return;
+            match self.seen.get(&signature) {
+                Some(owner) if owner != path => return,
+                Some(_) => {}
+                None => {
+                    self.seen.insert(signature, path.to_owned());
+                }
             }
-            self.seen.insert(signature, path.to_owned());
         }
         match kind {
             Kind::Section(_) => self.section(path, &format!("`{path}`"), keys_of(kind)),
@@ -479,9 +512,7 @@ impl Page {
                         tagged.tag, variant.name, variant.doc
                     ));
                     self.table(&keys, Some((tagged.tag, variant.name)));
-                    for key in &keys {
-                        self.sub_pages(&crate::settings::child(path, key.name), &key.kind);
-                    }
+                    self.descend(path, &keys);
                 }
             }
             Kind::List(item) => self.sub_pages(&format!("{path}[]"), item),

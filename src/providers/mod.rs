@@ -425,31 +425,6 @@ pub trait Provider: Send + Sync + fmt::Debug {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
-        assert_eq!(
-            SECRET_KEYS,
-            [
-                "token",
-                "api_token",
-                "consumer_key",
-                "consumer_secret",
-                "secret"
-            ]
-        );
-        assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
-        assert_eq!(
-            own_app_variables().collect::<Vec<_>>(),
-            ["APP", "HEROKU_APP_NAME", "APP_ID"]
-        );
-    }
-}
-
 /// The keys every `providers:` entry has besides `type`, as [`Reader::providers`] takes them.
 pub const PROVIDER_KEYS: &[crate::settings::Key] = &[crate::settings::Key::new(
     "id",
@@ -477,4 +452,29 @@ fn provider_variants() -> Vec<crate::settings::Variant> {
             keys: platform.keys,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registration_gives_every_platform_its_keys_in_order() {
+        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(
+            SECRET_KEYS,
+            [
+                "token",
+                "api_token",
+                "consumer_key",
+                "consumer_secret",
+                "secret"
+            ]
+        );
+        assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
+        assert_eq!(
+            own_app_variables().collect::<Vec<_>>(),
+            ["APP", "HEROKU_APP_NAME", "APP_ID"]
+        );
+    }
 }
