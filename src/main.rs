@@ -104,13 +104,20 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runti
 
 /// `paastis config schema`: the JSON Schema of the configuration, on stdout.
 fn print_schema() -> ExitCode {
-    match serde_json::to_string_pretty(&config::reference::schema()) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+    use std::io::Write;
+    let text = match serde_json::to_string_pretty(&config::reference::schema()) {
+        Ok(text) => text,
         Err(error) => {
             eprintln!("paastis: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        // `paastis config schema | head`: the reader has what it wanted.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paastis: cannot write the schema: {error}");
             ExitCode::FAILURE
         }
     }

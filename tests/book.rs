@@ -192,13 +192,20 @@ fn validate(
     .expect("write input");
     const SCRIPT: &str = r#"
 import json, sys
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 data = json.load(open(sys.argv[1]))
 Draft202012Validator.check_schema(data["schema"])
 validator = Draft202012Validator(data["schema"])
+# Editors' YAML language server implements draft-07: the same schema read as draft-07
+# must give the same answers.
+draft7 = dict(data["schema"], **{"$schema": "http://json-schema.org/draft-07/schema#"})
+Draft7Validator.check_schema(draft7)
+validator7 = Draft7Validator(draft7)
 out = []
 for instance in data["instances"]:
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if bool(errors) != (not validator7.is_valid(instance)):
+        sys.exit("draft 2020-12 and draft-07 disagree on " + json.dumps(instance)[:300])
     out.append(None if not errors else "/".join(map(str, errors[0].absolute_path)) + ": " + errors[0].message[:300])
 print(json.dumps(out))
 "#;
@@ -220,6 +227,30 @@ print(json.dumps(out))
         .map(|(name, _)| name.clone())
         .zip(results)
         .collect()
+}
+
+/// The keywords a schema uses (not the property names).
+fn keywords(schema: &Value, out: &mut BTreeSet<String>) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    for (keyword, value) in map {
+        out.insert(keyword.clone());
+        match (keyword.as_str(), value) {
+            ("properties", Value::Object(properties)) => {
+                for property in properties.values() {
+                    keywords(property, out);
+                }
+            }
+            ("oneOf" | "anyOf" | "allOf", Value::Array(list)) => {
+                for item in list {
+                    keywords(item, out);
+                }
+            }
+            ("items" | "additionalProperties", Value::Object(_)) => keywords(value, out),
+            _ => {}
+        }
+    }
 }
 
 /// YAML text as the engine reads it (YAML 1.2 booleans), as JSON.
@@ -289,6 +320,36 @@ fn the_schema_accepts_the_repository_configs_and_refuses_mistakes() {
         schema["additionalProperties"], false,
         "unknown keys are refused"
     );
+    // Only keywords that mean the same in draft-07 (what editors implement).
+    let mut used = BTreeSet::new();
+    keywords(&schema, &mut used);
+    let draft7_alike: BTreeSet<&str> = [
+        "$schema",
+        "title",
+        "description",
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "enum",
+        "const",
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "items",
+        "pattern",
+        "minimum",
+        "maximum",
+        "minLength",
+        "default",
+    ]
+    .into_iter()
+    .collect();
+    let other: Vec<&String> = used
+        .iter()
+        .filter(|k| !draft7_alike.contains(k.as_str()))
+        .collect();
+    assert!(other.is_empty(), "keywords beyond draft-07's: {other:?}");
     let Some(python) = python_with_jsonschema() else {
         return;
     };
