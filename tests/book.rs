@@ -272,16 +272,38 @@ fn configs_in_the_docs() -> Vec<(String, Value)> {
             let body = &rest[start + 8..];
             let end = body.find("```").unwrap_or(body.len());
             index += 1;
-            if let Ok(value @ Value::Object(_)) = paastis::settings::parse_yaml(&body[..end])
-                && !paastis::config::is_original_rules(&value)
-            {
-                let name = format!("{} block {index}", relative(&page));
+            let name = format!("{} block {index}", relative(&page));
+            let value = paastis::settings::parse_yaml(&interpolate(&body[..end]))
+                .unwrap_or_else(|error| panic!("{name} is not YAML: {error}"));
+            if value.is_object() && !paastis::config::is_original_rules(&value) {
                 configs.push((name, value));
             }
             rest = &body[end..];
         }
     }
     configs
+}
+
+/// `${NAME}` and `${NAME:-default}` replaced as the engine does before reading the YAML:
+/// by the default, else by a value long enough for a token.
+fn interpolate(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        match after[..end].split_once(":-") {
+            Some((_, default)) => out.push_str(default),
+            None => out.push_str("value-from-the-environment"),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) {
