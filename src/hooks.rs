@@ -327,7 +327,7 @@ impl Reader<'_> {
     }
 }
 
-/// The keys of `hooks` (global or a rule's), as [`Reader::hooks`] takes them.
+/// The keys of `hooks` (global or a rule's), as `Reader::hooks` takes them.
 pub const HOOK_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

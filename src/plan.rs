@@ -128,7 +128,7 @@ impl Reader<'_> {
     }
 }
 
-/// The keys of a custom `plan`, as [`Reader::plan`] takes them.
+/// The keys of a custom `plan`, as `Reader::plan` takes them.
 pub const PLAN_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     const COUNT: Kind = Kind::Integer {
@@ -155,7 +155,7 @@ pub const PLAN: crate::settings::Kind = crate::settings::Kind::Either(&[
     crate::settings::Kind::Section(&[PLAN_KEYS]),
 ]);
 
-/// `on_limit`, as [`Reader::on_limit`] reads it.
+/// `on_limit`, as `Reader::on_limit` reads it.
 pub const ON_LIMIT: crate::settings::Kind = crate::settings::Kind::Enum(&["reject", "evict_lru"]);
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ impl Reader<'_> {
     }
 }
 
-/// The keys of one `rules:` entry besides the policy keys, as [`Reader::rules`] takes them.
+/// The keys of one `rules:` entry besides the policy keys, as `Reader::rules` takes them.
 pub const RULE_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

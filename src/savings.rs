@@ -543,7 +543,7 @@ impl Reader<'_> {
     }
 }
 
-/// The keys of `savings`, as [`Reader::savings`] takes them.
+/// The keys of `savings`, as `Reader::savings` takes them.
 pub const SAVINGS_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

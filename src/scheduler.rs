@@ -214,7 +214,7 @@ impl Reader<'_> {
     }
 }
 
-/// The keys of `discovery`, as [`Reader::discovery`] takes them.
+/// The keys of `discovery`, as `Reader::discovery` takes them.
 pub const DISCOVERY_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

@@ -624,7 +624,7 @@ pub const WINDOW_KEYS: &[crate::settings::Key] = {
     ]
 };
 
-/// The keys of one `schedules:` entry, as [`Reader::schedules`] takes them.
+/// The keys of one `schedules:` entry, as `Reader::schedules` takes them.
 pub const SCHEDULE_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

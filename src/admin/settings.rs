@@ -100,7 +100,7 @@ impl Reader<'_> {
 
 use crate::settings::{Key, Kind};
 
-/// The keys of `admin.system_api`, as [`Reader::admin`] takes them.
+/// The keys of `admin.system_api`, as `Reader::admin` takes them.
 pub const SYSTEM_API_KEYS: &[Key] = &[
     Key::new(
         "enabled",
@@ -115,7 +115,7 @@ pub const SYSTEM_API_KEYS: &[Key] = &[
     ),
 ];
 
-/// The keys of `admin`, as [`Reader::admin`] takes them.
+/// The keys of `admin`, as `Reader::admin` takes them.
 pub const ADMIN_KEYS: &[Key] = &[
     Key::new(
         "listen",

@@ -12,7 +12,7 @@
 //! reads the top level, the provider accounts and the original engine's variables, and
 //! composes the rest into [`Config`]. A component's settings never import this module.
 //!
-//! [`reference`] composes the keys each component declares into the whole tree, for the JSON
+//! [`reference`](mod@reference) composes the keys each component declares into the whole tree, for the JSON
 //! Schema (`paastis config schema`) and the generated configuration reference.
 
 mod compat;

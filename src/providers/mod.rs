@@ -425,7 +425,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
     }
 }
 
-/// The keys every `providers:` entry has besides `type`, as [`Reader::providers`] takes them.
+/// The keys every `providers:` entry has besides `type`, as `Reader::providers` takes them.
 pub const PROVIDER_KEYS: &[crate::settings::Key] = &[crate::settings::Key::new(
     "id",
     crate::settings::Kind::Text("DNS label"),

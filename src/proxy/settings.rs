@@ -235,7 +235,7 @@ impl Reader<'_> {
 
 use crate::settings::{Key, Kind};
 
-/// The keys of `tls`, as [`Reader::tls`] takes them.
+/// The keys of `tls`, as `Reader::tls` takes them.
 pub const TLS_KEYS: &[Key] = &[
     Key::new(
         "listen",
@@ -258,7 +258,7 @@ pub const TLS_KEYS: &[Key] = &[
     .required(),
 ];
 
-/// The keys of `proxy`, as [`Reader::proxy`] takes them.
+/// The keys of `proxy`, as `Reader::proxy` takes them.
 pub const PROXY_KEYS: &[Key] = &[
     Key::new(
         "preserve_host",

@@ -105,7 +105,7 @@ impl Reader<'_> {
 
 use crate::settings::{Key, Kind};
 
-/// The keys of `registry`, as [`Reader::registry`] takes them.
+/// The keys of `registry`, as `Reader::registry` takes them.
 pub const REGISTRY_KEYS: &[Key] = &[
     Key::new(
         "type",

@@ -421,7 +421,7 @@ pub fn api_space(
 }
 
 /// The keys the top level (the default space) and each space have alike, as
-/// [`Reader::tenant`] takes them.
+/// `Reader::tenant` takes them.
 pub const TENANT_KEYS: &[crate::settings::Key] = {
     use crate::settings::{ACTIVITY_KEYS, Key, Kind, POLICY_KEYS};
     &[
@@ -506,7 +506,7 @@ pub const SPACE_KEYS: &[crate::settings::Key] = {
 /// A `spaces:` entry.
 pub const SPACE: crate::settings::Kind = crate::settings::Kind::Section(&[SPACE_KEYS, TENANT_KEYS]);
 
-/// The keys of `hosted` (when a mapping), as [`Reader::hosted`] takes them.
+/// The keys of `hosted` (when a mapping), as `Reader::hosted` takes them.
 pub const HOSTED_KEYS: &[crate::settings::Key] = {
     use crate::settings::{Key, Kind};
     &[

@@ -40,7 +40,7 @@ impl Reader<'_> {
 
 use crate::settings::{Key, Kind};
 
-/// The keys of `database`, as [`Reader::database`] takes them.
+/// The keys of `database`, as `Reader::database` takes them.
 pub const DATABASE_KEYS: &[Key] = &[Key::new(
     "url",
     Kind::Text("URL"),
@@ -50,7 +50,7 @@ pub const DATABASE_KEYS: &[Key] = &[Key::new(
 )
 .default(DEFAULT_DATABASE_URL)];
 
-/// The keys of `events`, as [`Reader::events`] takes them.
+/// The keys of `events`, as `Reader::events` takes them.
 pub const EVENTS_KEYS: &[Key] = &[Key::new(
     "retention",
     Kind::Duration,
