@@ -327,6 +327,44 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of `hooks` (global or a rule's), as `Reader::hooks` takes them.
+pub const HOOK_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "before_start",
+            Kind::Text("command"),
+            "Run (sh -c) before an app starts; a failure is an event and the wake goes on.",
+        ),
+        Key::new(
+            "after_start",
+            Kind::Text("command"),
+            "Run after an app started, before held requests are released.",
+        ),
+        Key::new(
+            "before_stop",
+            Kind::Text("command"),
+            "Run before an app stops; a non-zero exit (or the timeout) vetoes the stop.",
+        ),
+        Key::new(
+            "after_stop",
+            Kind::Text("command"),
+            "Run after an app stopped.",
+        ),
+        Key::new(
+            "timeout",
+            Kind::Duration,
+            "Then the hook's whole process group is killed.",
+        )
+        .default("30s"),
+        Key::new(
+            "env",
+            Kind::Map("variable", &Kind::Scalar),
+            "Variables for the hooks; a rule's `env` adds to these, variable by variable.",
+        ),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

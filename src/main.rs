@@ -9,41 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use paastis::cli::{Cli, Command, ConfigCommand};
 use paastis::config::{self, Overrides};
 use paastis::{Engine, Listeners};
 use tokio::net::TcpListener;
-
-/// Puts idle PaaS apps to sleep and wakes them on the first request.
-#[derive(Debug, Parser)]
-#[command(name = "paastis", version, about, after_help = paastis::cli::EXIT_CODES)]
-struct Cli {
-    /// Configuration file [default: paastis.yml].
-    #[arg(short, long, env = "PAASTIS_CONFIG", global = true)]
-    config: Option<PathBuf>,
-
-    /// Address of the proxy listener (overrides `listen` and PAASTIS_LISTEN).
-    #[arg(long, global = true)]
-    listen: Option<String>,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the proxy and the scheduler (what `paastis` alone does).
-    Serve,
-    /// Validate the configuration and print the managed apps.
-    Check,
-    /// Hosted mode: seal every stored space's credentials under a new master key, given in
-    /// PAASTIS_NEW_MASTER_KEY (the current one in PAASTIS_MASTER_KEY), all or nothing. Then
-    /// restart every instance with the new key.
-    Rekey,
-    /// The clients of a running engine's admin API (no configuration file needed).
-    #[command(flatten)]
-    Client(paastis::cli::ClientCommand),
-}
 
 /// mimalloc: the request path allocates small, short-lived buffers on every thread, where it
 /// measured faster than the system allocator (docs/src/benchmarks.md).
@@ -58,6 +28,7 @@ fn main() -> ExitCode {
     let (check_only, rekey) = match cli.command {
         // Before the configuration and `.env`: the API's clients need only their flags.
         Some(Command::Client(command)) => return client(command),
+        Some(Command::Config(ConfigCommand::Schema)) => return print_schema(),
         Some(Command::Check) => (true, false),
         Some(Command::Rekey) => (true, true),
         Some(Command::Serve) | None => (false, false),
@@ -129,6 +100,27 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runti
         .build()
         .map_err(|error| eprintln!("paastis: cannot start the runtime: {error}"))
         .ok()
+}
+
+/// `paastis config schema`: the JSON Schema of the configuration, on stdout.
+fn print_schema() -> ExitCode {
+    use std::io::Write;
+    let text = match serde_json::to_string_pretty(&config::reference::schema()) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("paastis: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        // `paastis config schema | head`: the reader has what it wanted.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paastis: cannot write the schema: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs an admin API client subcommand; its error's exit code is the process's.

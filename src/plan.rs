@@ -128,6 +128,36 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of a custom `plan`, as `Reader::plan` takes them.
+pub const PLAN_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    const COUNT: Kind = Kind::Integer {
+        min: 1,
+        max: u64::MAX,
+    };
+    &[
+        Key::new(
+            "providers",
+            COUNT,
+            "Provider accounts at most (leave it out for no limit).",
+        ),
+        Key::new(
+            "running_apps_per_provider",
+            COUNT,
+            "Awake apps per provider account at most (leave it out for no limit).",
+        ),
+    ]
+};
+
+/// `plan`: a built-in plan's name or a custom plan.
+pub const PLAN: crate::settings::Kind = crate::settings::Kind::Either(&[
+    crate::settings::Kind::Enum(&["free", "team", "enterprise", "unlimited"]),
+    crate::settings::Kind::Section(&[PLAN_KEYS]),
+]);
+
+/// `on_limit`, as `Reader::on_limit` reads it.
+pub const ON_LIMIT: crate::settings::Kind = crate::settings::Kind::Enum(&["reject", "evict_lru"]);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,6 +209,44 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of one `rules:` entry besides the policy keys, as `Reader::rules` takes them.
+pub const RULE_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "pattern",
+            Kind::Text("regex"),
+            "A regex matched against the whole app name; its captures ($1, ${1}, $name) may \
+             be used in linked_apps and alias.",
+        )
+        .required(),
+        Key::new(
+            "linked_apps",
+            Kind::List(&Kind::Text("app name")),
+            "Apps woken with it, and kept awake while it is used.",
+        ),
+        Key::new(
+            "alias",
+            Kind::Text("route key"),
+            "An extra route key: `pr$1` makes pr42.<domain> reach the app.",
+        ),
+        Key::new(
+            "formation",
+            Kind::Map("process type", &Kind::Integer { min: 0, max: 1000 }),
+            "Containers per process type ({web: 1}), started when no formation is remembered.",
+        ),
+        Key::new(
+            "hooks",
+            Kind::Section(&[crate::hooks::HOOK_KEYS]),
+            "Hooks for its apps, over the global `hooks`, key by key.",
+        ),
+    ]
+};
+
+/// A `rules:` entry: its own keys and the policy keys.
+pub const RULE: crate::settings::Kind =
+    crate::settings::Kind::Section(&[RULE_KEYS, crate::settings::POLICY_KEYS]);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -543,6 +543,30 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of `savings`, as `Reader::savings` takes them.
+pub const SAVINGS_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "prices",
+            Kind::Map("provider type or id", &Kind::Map("size", &Kind::Amount)),
+            "Price per container-hour by size (`*`: any size not listed), per provider type \
+             or id; over the built-in tables.",
+        ),
+        Key::new(
+            "currency",
+            Kind::Text("ISO 4217 code"),
+            "The currency of `prices` (EUR, USD).",
+        )
+        .default("EUR"),
+        Key::new(
+            "gco2e_per_container_hour",
+            Kind::Amount,
+            "Grams of CO2e one container-hour emits (default: from the platform's grid).",
+        ),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

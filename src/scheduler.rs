@@ -214,6 +214,39 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of `discovery`, as `Reader::discovery` takes them.
+pub const DISCOVERY_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "every",
+            Kind::Duration,
+            "How often each provider's apps are listed.",
+        )
+        .default("60s"),
+        Key::new(
+            "cron",
+            Kind::Text("cron"),
+            "Instead of `every`: when they are listed (5 fields, or 6 with seconds first, UTC).",
+        ),
+        Key::new(
+            "include",
+            Kind::List(&Kind::Text("pattern")),
+            "Only apps matching one of these are managed (globs, `re:` regexes); default: all.",
+        ),
+        Key::new(
+            "exclude",
+            Kind::List(&Kind::Text("pattern")),
+            "Apps matching one of these are never managed.",
+        ),
+        Key::new(
+            "self_app",
+            Kind::Text("app name"),
+            "This engine's own app, never managed (found by itself on the platforms that say).",
+        ),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

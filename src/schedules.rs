@@ -604,6 +604,67 @@ impl Reader<'_> {
     }
 }
 
+/// The keys of one `keep_awake` window, as `Reader::windows` takes them.
+pub const WINDOW_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new("from", Kind::Text("HH:MM"), "Start, local time.").required(),
+        Key::new(
+            "to",
+            Kind::Text("HH:MM"),
+            "End, local time; before `from`: it ends the next day.",
+        )
+        .required(),
+        Key::new(
+            "days",
+            Kind::OneOrList(&Kind::Text("days")),
+            "mon-fri, sat,sun, fri-mon, [mon, wed], daily, weekdays.",
+        )
+        .default("daily"),
+    ]
+};
+
+/// The keys of one `schedules:` entry, as `Reader::schedules` takes them.
+pub const SCHEDULE_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "apps",
+            Kind::OneOrList(&Kind::Text("pattern")),
+            "App names: a glob such as `review-*`, `re:` for a regex, or a list of them.",
+        )
+        .required(),
+        Key::new(
+            "sleep",
+            Kind::Text("cron"),
+            "Cron (5 fields, or 6 with seconds first): stop them at once, whatever their \
+             idle time.",
+        ),
+        Key::new(
+            "wake",
+            Kind::Text("cron"),
+            "Cron: wake them ahead of use (their linked apps too).",
+        ),
+        Key::new(
+            "keep_awake",
+            Kind::List(&Kind::Section(&[WINDOW_KEYS])),
+            "Local times when they are never stopped; entering a window wakes them.",
+        ),
+        Key::new(
+            "timezone",
+            Kind::Text("IANA time zone"),
+            "The time zone of the entry (Europe/Paris, America/New_York).",
+        )
+        .default("UTC"),
+        Key::new(
+            "wake_on_request",
+            Kind::Boolean,
+            "false: inside the sleep window requests get 503 with the time the app is back.",
+        )
+        .default("true"),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

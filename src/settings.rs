@@ -625,6 +625,7 @@ impl<'v> Fields<'v> {
 
     /// The value of `key` with its path; `null` counts as absent.
     pub fn take(&mut self, key: &str) -> Option<(&'v Value, String)> {
+        note_taken(&self.path, key);
         self.taken.push(key.to_owned());
         let (name, value) = self.map.get_key_value(key)?;
         self.consumed.insert(name.as_str());
@@ -697,4 +698,196 @@ pub fn is_host_name(text: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         })
+}
+
+/// One key of a configuration mapping, as the reference, the JSON Schema and the drift
+/// test see it. Each component declares the keys of its section next to the reader that
+/// takes them; `config::reference` composes the tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// Its name in the mapping (a [`Kind::Secret`] also stands for `<name>_file`).
+    pub name: &'static str,
+    /// What its value may be.
+    pub kind: Kind,
+    /// Its default as a user would write it; `None`: no default (absent means off, or the
+    /// key is required).
+    pub default: Option<&'static str>,
+    /// Whether the mapping must hold it (for a secret: it or its `_file`).
+    pub required: bool,
+    /// One or two sentences for the reference and the schema's `description`.
+    pub doc: &'static str,
+}
+
+impl Key {
+    /// An optional key without a default.
+    pub const fn new(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+        Key {
+            name,
+            kind,
+            default: None,
+            required: false,
+            doc,
+        }
+    }
+
+    /// The same key with a default.
+    pub const fn default(mut self, default: &'static str) -> Key {
+        self.default = Some(default);
+        self
+    }
+
+    /// The same key, required.
+    pub const fn required(mut self) -> Key {
+        self.required = true;
+        self
+    }
+}
+
+/// What a key's value may be.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Text; the label says what it holds (`path`, `command`, `regex`, `host name`...).
+    Text(&'static str),
+    /// A whole number in `min..=max`.
+    Integer {
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// A number >= 0 (a price, a mass).
+    Amount,
+    /// `true` or `false`.
+    Boolean,
+    /// A duration such as `250ms`, `90s`, `15m`, `2h`, `7d` (or `1h30m`).
+    Duration,
+    /// A duration, or `never`.
+    DurationOrNever,
+    /// `host:port`, e.g. `0.0.0.0:3000` or `[::1]:3000`.
+    Address,
+    /// An `http(s)://` base URL.
+    Url,
+    /// A TCP port, 1..65535.
+    Port,
+    /// A credential: given as the key, or read from the file named by `<key>_file`.
+    Secret,
+    /// Text, environment variable values: strings, numbers and booleans.
+    Scalar,
+    /// One of these words.
+    Enum(&'static [&'static str]),
+    /// A list of values of one kind.
+    List(&'static Kind),
+    /// One value of a kind, or a list of them.
+    OneOrList(&'static Kind),
+    /// A mapping with fixed keys (the groups, in order); any other key is an error.
+    Section(&'static [&'static [Key]]),
+    /// A mapping with free keys (described by the label) to values of one kind.
+    Map(&'static str, &'static Kind),
+    /// Any of these shapes.
+    Either(&'static [Kind]),
+    /// A mapping whose `tag` key says which variant it is; each variant has the common
+    /// keys and its own.
+    Tagged(&'static Tagged),
+}
+
+/// A mapping tagged by one of its keys (the `providers:` entries, tagged by `type`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tagged {
+    /// The key that names the variant.
+    pub tag: &'static str,
+    /// Keys every variant has besides the tag.
+    pub common: &'static [Key],
+    /// The variants, as their owners declare them (a function: they are collected from a
+    /// registration table).
+    pub variants: fn() -> Vec<Variant>,
+}
+
+/// One variant of a [`Tagged`] mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// Its tag's value (`scalingo`).
+    pub name: &'static str,
+    /// What it is, for the reference.
+    pub doc: &'static str,
+    /// Its own keys.
+    pub keys: &'static [Key],
+}
+
+/// Duration text as the reader accepts it, for schemas.
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]+(ms|s|m|h|d))+\s*$";
+
+/// The per-app policy keys, read by [`Reader::policy_fields`] (in `defaults`, rules and
+/// `process` apps).
+pub const POLICY_KEYS: &[Key] = &[
+    Key::new(
+        "max_idle",
+        Kind::DurationOrNever,
+        "Idle time after which an awake app is stopped; `never` keeps it awake.",
+    )
+    .default("15m"),
+    Key::new(
+        "wake_timeout",
+        Kind::Duration,
+        "How long a wake may take before waiting requests get 503 and the app is marked failed.",
+    )
+    .default("2m"),
+    Key::new(
+        "strategy",
+        Kind::Enum(&["auto", "hold", "page"]),
+        "How requests wait for a sleeping app: `hold` keeps them until it is up, `page` \
+         answers with a waiting page, `auto` holds API calls and pages browsers.",
+    )
+    .default("auto"),
+    Key::new(
+        "health_path",
+        Kind::Text("path"),
+        "Path probed on the upstream until it answers < 500 before held requests are released.",
+    ),
+];
+
+/// The `activity` keys, read by [`Reader::activity`].
+pub const ACTIVITY_KEYS: &[Key] = &[
+    Key::new(
+        "ignore_user_agents",
+        Kind::List(&Kind::Text("pattern")),
+        "Requests whose User-Agent matches (anywhere; a glob, or `re:` for a regex) never \
+         wake an app and never count as activity (uptime monitors, bots).",
+    ),
+    Key::new(
+        "ignore_paths",
+        Kind::List(&Kind::Text("pattern")),
+        "Request paths (whole; a glob, or `re:` for a regex) that never wake an app and \
+         never count as activity.",
+    ),
+];
+
+thread_local! {
+    /// The (mapping path, key) pairs taken on this thread while [`record_keys`] runs.
+    static TAKEN: std::cell::RefCell<Option<std::collections::BTreeSet<(String, String)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `read` and returns, with its result, every (mapping path, key) pair a [`Fields`]
+/// was asked for on this thread meanwhile, present or not: the keys the readers know,
+/// which the declared [`Key`]s must match.
+pub fn record_keys<T>(
+    read: impl FnOnce() -> T,
+) -> (T, std::collections::BTreeSet<(String, String)>) {
+    TAKEN.with(|taken| *taken.borrow_mut() = Some(Default::default()));
+    let result = read();
+    let taken = TAKEN
+        .with(|taken| taken.borrow_mut().take())
+        .unwrap_or_default();
+    (result, taken)
+}
+
+/// Notes that `key` of the mapping at `path` was asked for, while [`record_keys`] runs.
+fn note_taken(path: &str, key: &str) {
+    TAKEN.with(|taken| {
+        if let Ok(mut taken) = taken.try_borrow_mut()
+            && let Some(set) = taken.as_mut()
+        {
+            set.insert((path.to_owned(), key.to_owned()));
+        }
+    });
 }

@@ -97,3 +97,48 @@ impl Reader<'_> {
         admin
     }
 }
+
+use crate::settings::{Key, Kind};
+
+/// The keys of `admin.system_api`, as `Reader::admin` takes them.
+pub const SYSTEM_API_KEYS: &[Key] = &[
+    Key::new(
+        "enabled",
+        Kind::Boolean,
+        "Serve the original engine's header-routed system API on the proxy port.",
+    )
+    .default("false"),
+    Key::new(
+        "token",
+        Kind::Secret,
+        "Its token (PaastisProxySystemApiToken); required when enabled.",
+    ),
+];
+
+/// The keys of `admin`, as `Reader::admin` takes them.
+pub const ADMIN_KEYS: &[Key] = &[
+    Key::new(
+        "listen",
+        Kind::Address,
+        "Where the admin API, dashboard and /metrics listen.",
+    )
+    .default("127.0.0.1:3001"),
+    Key::new(
+        "token",
+        Kind::Secret,
+        "Bearer token every API call must carry (PAASTIS_ADMIN_TOKEN when not set); \
+         without one the API is open, which only a loopback `listen` allows.",
+    ),
+    Key::new(
+        "metrics_auth",
+        Kind::Boolean,
+        "Whether /metrics needs the token too.",
+    )
+    .default("false"),
+    Key::new(
+        "system_api",
+        Kind::Section(&[SYSTEM_API_KEYS]),
+        "The original engine's system API (GET /apps, DELETE /apps, GET /events of the \
+         default space).",
+    ),
+];

@@ -7,6 +7,7 @@
 //! JSON with `--json`. Every failure is a [`CliError`], whose [`CliError::exit_code`] is the
 //! one place exit codes are decided (see [`EXIT_CODES`]).
 
+mod args;
 mod client;
 mod render;
 mod spaces;
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::secret::Secret;
 use crate::wire::{AppList, AppView, EventList, EventView, ProviderList};
+pub use args::{Cli, Command, ConfigCommand};
 use client::Api;
 pub use spaces::{SpacesArgs, SpacesCommand};
 

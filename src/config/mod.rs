@@ -11,10 +11,14 @@
 //! savings, scheduler, spaces), with the shared [`crate::settings::Reader`]; this module
 //! reads the top level, the provider accounts and the original engine's variables, and
 //! composes the rest into [`Config`]. A component's settings never import this module.
+//!
+//! [`reference`](mod@reference) composes the keys each component declares into the whole tree, for the JSON
+//! Schema (`paastis config schema`) and the generated configuration reference.
 
 mod compat;
 pub mod dotenv;
 mod load;
+pub mod reference;
 mod validate;
 
 use std::net::SocketAddr;

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Fields, Reader};
+use crate::settings::{Fields, Key, Kind, Reader};
 
 /// API host for OAuth 1.0a credentials.
 pub const DEFAULT_OAUTH_API_URL: &str = "https://api.clever-cloud.com";
@@ -92,6 +92,45 @@ impl Platform for CleverConfig {
         // It runs in France.
         grid_g_per_kwh: Some(GRID_FRANCE_G_PER_KWH),
     };
+    const DOC: &'static str =
+        "A Clever Cloud account: an API token, or the four OAuth 1 credentials.";
+    const KEYS: &'static [Key] = &[
+        Key::new(
+            "api_token",
+            Kind::Secret,
+            "An API token (instead of the OAuth credentials).",
+        ),
+        Key::new("consumer_key", Kind::Secret, "OAuth consumer key."),
+        Key::new("consumer_secret", Kind::Secret, "OAuth consumer secret."),
+        Key::new("token", Kind::Secret, "OAuth token."),
+        Key::new("secret", Kind::Secret, "OAuth token secret."),
+        Key::new(
+            "organisation",
+            Kind::Text("organisation id"),
+            "orga_...: that organisation's apps instead of the user's.",
+        ),
+        Key::new(
+            "api_url",
+            Kind::Url,
+            "API URL override (default: api.clever-cloud.com with OAuth, the API bridge with a \
+             token).",
+        ),
+        Key::new(
+            "upstream_scheme",
+            Kind::Enum(&["https", "http"]),
+            "How apps are reached on their vhost.",
+        )
+        .default("https"),
+        Key::new(
+            "rate_limit",
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
+            "API calls per rolling minute for this account (callers wait their turn).",
+        )
+        .default("60"),
+    ];
 
     fn read(
         reader: &mut Reader<'_>,

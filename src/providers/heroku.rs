@@ -27,7 +27,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Fields, Reader};
+use crate::settings::{Fields, Key, Kind, Reader};
 
 /// Default API base URL.
 pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
@@ -84,6 +84,20 @@ impl Platform for HerokuConfig {
         // Where it runs is not stated: the savings' default.
         grid_g_per_kwh: None,
     };
+    const DOC: &'static str = "A Heroku account.";
+    const KEYS: &'static [Key] = &[
+        Key::new("token", Kind::Secret, "The account's API token.").required(),
+        Key::new("api_url", Kind::Url, "API URL override.").default(DEFAULT_API_URL),
+        Key::new(
+            "rate_limit",
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
+            "API calls per rolling minute for this account (callers wait their turn).",
+        )
+        .default("70"),
+    ];
 
     fn read(
         reader: &mut Reader<'_>,

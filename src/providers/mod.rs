@@ -96,6 +96,8 @@ macro_rules! platforms {
             kind: <$module::$config as Platform>::KIND,
             read: read_as::<$module::$config>,
             facts: <$module::$config as Platform>::FACTS,
+            doc: <$module::$config as Platform>::DOC,
+            keys: <$module::$config as Platform>::KEYS,
         },)*];
 
         /// Keys of provider entries that hold credentials, of every platform: sealed at
@@ -141,6 +143,10 @@ pub struct Registration {
     read: ReadEntry,
     /// What it states about itself.
     pub facts: Facts,
+    /// What an account on it is (see [`Platform::DOC`]).
+    pub doc: &'static str,
+    /// Its entries' keys besides `id` and `type` (see [`Platform::KEYS`]).
+    pub keys: &'static [crate::settings::Key],
 }
 
 /// [`Platform::read`], into a [`ProviderConfig`].
@@ -417,6 +423,35 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn rate_limit(&self) -> Option<(usize, usize)> {
         None
     }
+}
+
+/// The keys every `providers:` entry has besides `type`, as `Reader::providers` takes them.
+pub const PROVIDER_KEYS: &[crate::settings::Key] = &[crate::settings::Key::new(
+    "id",
+    crate::settings::Kind::Text("DNS label"),
+    "Unique in its space (lowercase letters, digits, `-`); used in qualified hosts \
+     `<app>--<id>`.",
+)
+.required()];
+
+/// A `providers:` entry: tagged by `type`, one variant per registered platform.
+pub const PROVIDER: crate::settings::Kind =
+    crate::settings::Kind::Tagged(&crate::settings::Tagged {
+        tag: "type",
+        common: PROVIDER_KEYS,
+        variants: provider_variants,
+    });
+
+/// Every registered platform as a variant of [`PROVIDER`].
+fn provider_variants() -> Vec<crate::settings::Variant> {
+    PLATFORMS
+        .iter()
+        .map(|platform| crate::settings::Variant {
+            name: platform.kind,
+            doc: platform.doc,
+            keys: platform.keys,
+        })
+        .collect()
 }
 
 #[cfg(test)]

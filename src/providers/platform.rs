@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Provider, ProviderError};
 use crate::secret::Secret;
-use crate::settings::{Fields, Reader};
+use crate::settings::{Fields, Key, Reader};
 
 /// One platform, as its file describes it (implemented on its config type).
 pub trait Platform: Sized {
@@ -27,6 +27,13 @@ pub trait Platform: Sized {
 
     /// What the engine knows of the platform beyond its API.
     const FACTS: Facts;
+
+    /// What an account on it is, for the configuration reference.
+    const DOC: &'static str;
+
+    /// The keys of its config entries besides `id` and `type`, as [`Platform::read`] takes
+    /// them (the configuration reference, the JSON Schema and the drift test read them).
+    const KEYS: &'static [Key];
 
     /// Reads and checks one `providers:` entry of this type (`path`: the entry, `kind_path`:
     /// its `type`), every error collected in `reader`; `id` and `type` are already taken,

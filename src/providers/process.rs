@@ -30,7 +30,7 @@ use super::{
     Stopped, Upstream,
 };
 use crate::model::PolicyOverride;
-use crate::settings::{Fields, Reader, is_label};
+use crate::settings::{Fields, Key, Kind, Reader, is_label};
 
 /// Longest piece of child output logged as one line; longer lines are split.
 const MAX_LOG_LINE: u64 = 8 * 1024;
@@ -52,6 +52,17 @@ impl Platform for ProcessConfig {
     const SECRET_KEYS: &'static [&'static str] = &[];
     const ENDPOINT_KEYS: &'static [&'static str] = &[];
     const FACTS: Facts = Facts::NONE;
+    const DOC: &'static str =
+        "Local commands, each run on demand with `sh -c` (the embedded default).";
+    const KEYS: &'static [Key] = &[Key::new(
+        "apps",
+        Kind::List(&Kind::Section(&[
+            PROCESS_APP_KEYS,
+            crate::settings::POLICY_KEYS,
+        ])),
+        "The commands, one app each; any key of `defaults` may be overridden per app.",
+    )
+    .required()];
 
     fn read(
         reader: &mut Reader<'_>,
@@ -578,3 +589,37 @@ async fn pump_output(app: String, stream: &'static str, output: impl AsyncRead +
         }
     }
 }
+
+/// The keys of one `process` app besides the policy keys, as `Reader::process_apps` takes
+/// them.
+pub const PROCESS_APP_KEYS: &[Key] = &[
+    Key::new(
+        "name",
+        Kind::Text("DNS label"),
+        "The app's name: lowercase letters, digits, `-` (it is a host name label).",
+    )
+    .required(),
+    Key::new(
+        "command",
+        Kind::Text("command"),
+        "Run with `sh -c`; `{port}` is replaced by its port (PORT is set too).",
+    )
+    .required(),
+    Key::new(
+        "port",
+        Kind::Port,
+        "Its port (default: a free port chosen at startup).",
+    ),
+    Key::new(
+        "env",
+        Kind::Map("variable", &Kind::Scalar),
+        "Its environment, over the few variables it inherits.",
+    ),
+    Key::new("working_dir", Kind::Text("path"), "Where it runs."),
+    Key::new(
+        "stop_timeout",
+        Kind::Duration,
+        "SIGTERM, then SIGKILL after this long.",
+    )
+    .default("10s"),
+];

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::secret::Secret;
-use crate::settings::{Fields, Reader, is_label};
+use crate::settings::{Fields, Key, Kind, Reader, is_label};
 
 /// Default authentication host.
 pub const DEFAULT_AUTH_URL: &str = "https://auth.scalingo.com";
@@ -75,6 +75,36 @@ impl Platform for ScalingoConfig {
         // Its regions are in France.
         grid_g_per_kwh: Some(GRID_FRANCE_G_PER_KWH),
     };
+    const DOC: &'static str = "A Scalingo account (one or more regions).";
+    const KEYS: &'static [Key] = &[
+        Key::new("token", Kind::Secret, "The account's API token.").required(),
+        Key::new(
+            "region",
+            Kind::OneOrList(&Kind::Text("region")),
+            "The region(s) whose apps are managed (e.g. osc-fr1, osc-secnum-fr1).",
+        )
+        .default("osc-fr1"),
+        Key::new(
+            "api_url",
+            Kind::Url,
+            "API URL override (default: the region's); with several regions put {region} in it.",
+        ),
+        Key::new(
+            "auth_url",
+            Kind::Url,
+            "Where the token is exchanged for a JWT.",
+        )
+        .default(DEFAULT_AUTH_URL),
+        Key::new(
+            "rate_limit",
+            Kind::Integer {
+                min: 1,
+                max: 100_000,
+            },
+            "API calls per rolling minute for this account (callers wait their turn).",
+        )
+        .default("60"),
+    ];
 
     fn read(
         reader: &mut Reader<'_>,

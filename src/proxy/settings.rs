@@ -232,3 +232,137 @@ impl Reader<'_> {
         }
     }
 }
+
+use crate::settings::{Key, Kind};
+
+/// The keys of `tls`, as `Reader::tls` takes them.
+pub const TLS_KEYS: &[Key] = &[
+    Key::new(
+        "listen",
+        Kind::Address,
+        "Where the HTTPS listener listens, beside the plain one (same routes; HTTP/2 or \
+         HTTP/1.1 by ALPN).",
+    )
+    .default("0.0.0.0:3443"),
+    Key::new(
+        "cert",
+        Kind::Text("path"),
+        "PEM certificate chain, leaf first; read again on SIGHUP (renewals).",
+    )
+    .required(),
+    Key::new(
+        "key",
+        Kind::Text("path"),
+        "PEM private key; read again on SIGHUP.",
+    )
+    .required(),
+];
+
+/// The keys of `proxy`, as `Reader::proxy` takes them.
+pub const PROXY_KEYS: &[Key] = &[
+    Key::new(
+        "preserve_host",
+        Kind::Boolean,
+        "Send the client's Host upstream instead of the upstream's (PaaS routers route by \
+         Host: keep false for platform apps).",
+    )
+    .default("false"),
+    Key::new(
+        "connect_timeout",
+        Kind::Duration,
+        "Connecting to an upstream (TCP and TLS); then 502.",
+    )
+    .default("5s"),
+    Key::new(
+        "response_header_timeout",
+        Kind::Duration,
+        "From the request sent to the response's headers; then 504.",
+    )
+    .default("60s"),
+    Key::new(
+        "idle_timeout",
+        Kind::Duration,
+        "Longest silence inside a response body; then the response is cut off (WebSockets \
+         are not bounded by it).",
+    )
+    .default("90s"),
+    Key::new(
+        "header_read_timeout",
+        Kind::Duration,
+        "A connection must send each request head (and a TLS handshake) within this.",
+    )
+    .default("10s"),
+    Key::new(
+        "max_header_bytes",
+        Kind::Integer {
+            min: 8192,
+            max: 16 * 1024 * 1024,
+        },
+        "Largest request head accepted; larger gets 431.",
+    )
+    .default("65536"),
+    Key::new(
+        "max_connections",
+        Kind::Integer {
+            min: 1,
+            max: 10_000_000,
+        },
+        "Open client connections at most; more wait in the listen backlog.",
+    )
+    .default("10000"),
+    Key::new(
+        "max_connections_per_ip",
+        Kind::Integer {
+            min: 1,
+            max: 10_000_000,
+        },
+        "Open connections of one client IP (IPv6: its /64); more are closed at once.",
+    )
+    .default("512"),
+    Key::new(
+        "client_idle_timeout",
+        Kind::Duration,
+        "An HTTP/2 connection with no request in progress is closed after this.",
+    )
+    .default("60s"),
+    Key::new(
+        "request_body_timeout",
+        Kind::Duration,
+        "Longest silence inside a request body; then 408.",
+    )
+    .default("30s"),
+    Key::new(
+        "min_request_body_rate",
+        Kind::Integer {
+            min: 0,
+            max: 1 << 40,
+        },
+        "Bytes per second a request body must average once request_body_timeout has \
+         passed (0: not checked); slower gets 408.",
+    )
+    .default("1024"),
+    Key::new(
+        "drain_timeout",
+        Kind::Duration,
+        "At shutdown, how long in-flight requests may take to finish.",
+    )
+    .default("30s"),
+    Key::new(
+        "workers",
+        Kind::Integer { min: 1, max: 1024 },
+        "Proxy threads (default: one per CPU), each with its own event loop and upstream pool.",
+    ),
+    Key::new(
+        "trusted_proxies",
+        Kind::List(&Kind::Text("address or range")),
+        "Load balancers in front (addresses or ranges such as 10.0.0.0/8): their \
+         X-Forwarded-Proto/-Host are kept and the client IP is the rightmost untrusted \
+         X-Forwarded-For entry.",
+    ),
+    Key::new(
+        "upstream_ca_file",
+        Kind::Text("path"),
+        "PEM file of extra CA certificates trusted for https upstreams (the public web \
+         roots are always trusted).",
+    ),
+];

@@ -12,6 +12,8 @@
 pub mod redis;
 mod settings;
 
+pub use settings::REGISTRY_KEYS;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -136,3 +136,41 @@ impl Reader<'_> {
         config
     }
 }
+
+use crate::settings::{Key, Kind};
+
+/// The keys of `registry`, as `Reader::registry` takes them.
+pub const REGISTRY_KEYS: &[Key] = &[
+    Key::new(
+        "type",
+        Kind::Enum(&["memory", "redis"]),
+        "`memory`: one instance. `redis`: several instances share the hot state (with \
+         database.url on PostgreSQL).",
+    )
+    .default("memory"),
+    Key::new(
+        "url",
+        Kind::Secret,
+        "Redis only: redis://[user:password@]host:port[/db], rediss:// for TLS, or unix://.",
+    )
+    .default("redis://127.0.0.1:6379"),
+    Key::new(
+        "prefix",
+        Kind::Text("key prefix"),
+        "Redis only: every key the engine touches starts with `<prefix>:`.",
+    )
+    .default("paastis"),
+    Key::new(
+        "flush_every",
+        Kind::Duration,
+        "Redis only: activity write-behind and state sync period.",
+    )
+    .default("1s"),
+    Key::new(
+        "lease",
+        Kind::Duration,
+        "Redis only: leader and per-app lease (300ms at least); a dead leader is replaced \
+         within about 1.3x this.",
+    )
+    .default("10s"),
+];

@@ -419,3 +419,123 @@ pub fn api_space(
         _ => Err(ConfigErrors(validator.errors)),
     }
 }
+
+/// The keys the top level (the default space) and each space have alike, as
+/// `Reader::tenant` takes them.
+pub const TENANT_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{ACTIVITY_KEYS, Key, Kind, POLICY_KEYS};
+    &[
+        Key::new(
+            "defaults",
+            Kind::Section(&[POLICY_KEYS]),
+            "The policy of every app, unless a rule or the app overrides it.",
+        ),
+        Key::new(
+            "discovery",
+            Kind::Section(&[crate::scheduler::DISCOVERY_KEYS]),
+            "How and which apps are found on the providers.",
+        ),
+        Key::new(
+            "providers",
+            Kind::List(&crate::providers::PROVIDER),
+            "The provider accounts whose apps are managed.",
+        ),
+        Key::new(
+            "activity",
+            Kind::Section(&[ACTIVITY_KEYS]),
+            "Requests that never wake an app and never count as activity.",
+        ),
+        Key::new(
+            "rules",
+            Kind::List(&crate::rules::RULE),
+            "Per-app settings by name; every matching rule applies, in order, later keys \
+             overriding earlier ones.",
+        ),
+        Key::new(
+            "hooks",
+            Kind::Section(&[crate::hooks::HOOK_KEYS]),
+            "Shell commands (sh -c) around starts and stops.",
+        ),
+        Key::new(
+            "schedules",
+            Kind::List(&Kind::Section(&[crate::schedules::SCHEDULE_KEYS])),
+            "Sleep, wake and keep-awake times, each in its own time zone.",
+        ),
+        Key::new(
+            "plan",
+            crate::plan::PLAN,
+            "The limits: free (1 provider, 5 running apps per provider), team (3, 15), \
+             enterprise (5, 100), unlimited, or a custom mapping.",
+        )
+        .default("unlimited"),
+        Key::new(
+            "on_limit",
+            crate::plan::ON_LIMIT,
+            "A wake beyond the plan's running apps: `reject` (429) or `evict_lru` (the least \
+             recently active awake app of that provider is stopped first).",
+        )
+        .default("reject"),
+    ]
+};
+
+/// The keys of a `spaces:` entry besides [`TENANT_KEYS`], as `Reader::space` takes them.
+pub const SPACE_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "id",
+            Kind::Text("DNS label"),
+            "The space's id: lowercase letters, digits, `-`; unique, not `default`.",
+        )
+        .required(),
+        Key::new(
+            "domains",
+            Kind::List(&Kind::Text("domain")),
+            "Its base domains, unique across spaces and the top-level `domains`: a host \
+             under one of them reaches this space's apps only.",
+        )
+        .required(),
+        Key::new(
+            "tokens",
+            Kind::List(&Kind::Secret),
+            "API tokens scoped to the space (16 characters at least).",
+        ),
+    ]
+};
+
+/// A `spaces:` entry.
+pub const SPACE: crate::settings::Kind = crate::settings::Kind::Section(&[SPACE_KEYS, TENANT_KEYS]);
+
+/// The keys of `hosted` (when a mapping), as `Reader::hosted` takes them.
+pub const HOSTED_KEYS: &[crate::settings::Key] = {
+    use crate::settings::{Key, Kind};
+    &[
+        Key::new(
+            "custom_api_urls",
+            Kind::Boolean,
+            "Let API-created spaces set providers' api_url / auth_url (off: the platforms' \
+             public APIs only).",
+        )
+        .default("false"),
+        Key::new(
+            "private_upstreams",
+            Kind::Boolean,
+            "Let API-created spaces' apps be at internal addresses (off: loopback, private, \
+             link-local and metadata ranges are refused).",
+        )
+        .default("false"),
+        Key::new(
+            "sync_every",
+            Kind::Duration,
+            "How often the stored spaces are read again (changes made through another \
+             instance).",
+        )
+        .default("5s"),
+    ]
+};
+
+/// `hosted`: `true`, `false` or its settings.
+pub const HOSTED: crate::settings::Kind = crate::settings::Kind::Either(&[
+    crate::settings::Kind::Boolean,
+    crate::settings::Kind::Section(&[HOSTED_KEYS]),
+]);

@@ -37,3 +37,23 @@ impl Reader<'_> {
         retention
     }
 }
+
+use crate::settings::{Key, Kind};
+
+/// The keys of `database`, as `Reader::database` takes them.
+pub const DATABASE_KEYS: &[Key] = &[Key::new(
+    "url",
+    Kind::Text("URL"),
+    "Where the catalog and the event history live: a SQLite file (sqlite://path), \
+     sqlite::memory: (nothing kept), or postgres://user:password@host:port/db for several \
+     instances.",
+)
+.default(DEFAULT_DATABASE_URL)];
+
+/// The keys of `events`, as `Reader::events` takes them.
+pub const EVENTS_KEYS: &[Key] = &[Key::new(
+    "retention",
+    Kind::Duration,
+    "How long events are kept; older ones are pruned.",
+)
+.default("90d")];
