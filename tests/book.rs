@@ -258,6 +258,9 @@ fn yaml(text: &str) -> Value {
     paastis::settings::parse_yaml(text).expect("YAML parses")
 }
 
+/// Written just above a ```yaml block that is another tool's file, not a configuration.
+const NOT_A_CONFIGURATION: &str = "<!-- not a paastis configuration -->";
+
 /// The ```yaml blocks of the book's pages that are whole configurations (mappings).
 fn configs_in_the_docs() -> Vec<(String, Value)> {
     let mut configs = Vec::new();
@@ -275,7 +278,9 @@ fn configs_in_the_docs() -> Vec<(String, Value)> {
             let name = format!("{} block {index}", relative(&page));
             let value = paastis::settings::parse_yaml(&interpolate(&body[..end]))
                 .unwrap_or_else(|error| panic!("{name} is not YAML: {error}"));
-            if value.is_object() && !paastis::config::is_original_rules(&value) {
+            // Another tool's YAML (alert rules, compose files) says so just above the block.
+            let foreign = rest[..start].trim_end().ends_with(NOT_A_CONFIGURATION);
+            if value.is_object() && !foreign && !paastis::config::is_original_rules(&value) {
                 configs.push((name, value));
             }
             rest = &body[end..];

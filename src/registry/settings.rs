@@ -155,6 +155,13 @@ pub const REGISTRY_KEYS: &[Key] = &[
     )
     .default("redis://127.0.0.1:6379"),
     Key::new(
+        "tls_verify",
+        Kind::Boolean,
+        "Redis only, rediss:// URLs: `false` encrypts without checking the server's \
+         certificate, for hosted Redis with a self-signed one (Heroku's).",
+    )
+    .default("true"),
+    Key::new(
         "prefix",
         Kind::Text("key prefix"),
         "Redis only: every key the engine touches starts with `<prefix>:`.",
