@@ -159,28 +159,37 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let admin_listen = config.admin.listen;
-    let admin = TcpListener::bind(admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {admin_listen} (admin.listen)"))?;
-    let admin_addr = admin.local_addr().context("admin listener address")?;
+    let admin = match config.admin.listen {
+        Some(admin_listen) => Some(
+            TcpListener::bind(admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {admin_listen} (admin.listen)"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin {
+        Some(admin) => Some(admin.local_addr().context("admin listener address")?),
+        None => None,
+    };
+    let admin_hosts = config.admin.hosts.clone();
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
     if let Some(tls) = &tls {
         let addr = tls.local_addr().context("TLS listener address")?;
         tracing::info!(%addr, "proxy listening on https://{addr}");
     }
-    tracing::info!(admin_addr = %admin_addr, "admin API and dashboard on http://{admin_addr}");
+    match admin_addr {
+        Some(admin_addr) => {
+            tracing::info!(admin_addr = %admin_addr, "admin API and dashboard on http://{admin_addr}");
+        }
+        None => tracing::info!("admin listener off (admin.listen: off)"),
+    }
+    for host in &admin_hosts {
+        tracing::info!(host = %host, "admin API and dashboard on the proxy listener for Host {host}");
+    }
     tracing::info!(%addr, "proxy listening on http://{addr}");
     engine
-        .serve(
-            Listeners {
-                proxy,
-                tls,
-                admin: Some(admin),
-            },
-            shutdown_signal(),
-        )
+        .serve(Listeners { proxy, tls, admin }, shutdown_signal())
         .await?;
     Ok(())
 }

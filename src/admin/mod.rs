@@ -49,6 +49,9 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Whether `/metrics` needs the token.
     pub metrics_auth: bool,
+    /// `admin.host`: names the proxy hands to this router, which the host guard accepts
+    /// like loopback names.
+    pub hosts: Arc<Vec<String>>,
     /// Prices and carbon figures for `/api/v1/savings` and the dashboard.
     pub savings: Arc<crate::savings::SavingsConfig>,
     /// The space this state is scoped to (`lifecycle`, `domains` are its own); the
@@ -445,6 +448,36 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
+}
+
+/// The largest answer [`answer`] reads (the dashboard of thousands of apps is well under it).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// One request through `router`, its answer read whole (the admin's answers are finite and
+/// small): how the proxy's `admin.host` requests are answered.
+pub async fn answer<B>(
+    mut router: Router,
+    request: axum::http::Request<B>,
+) -> axum::http::Response<http_body_util::Full<bytes::Bytes>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    use tower_service::Service as _;
+    let response = match router.call(request.map(axum::body::Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_ANSWER).await {
+        Ok(bytes) => axum::http::Response::from_parts(parts, http_body_util::Full::new(bytes)),
+        Err(error) => {
+            tracing::warn!(%error, "admin answer could not be read");
+            let mut response = axum::http::Response::new(http_body_util::Full::default());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
 }
 
 /// Serves the admin router on `listener` until `shutdown` completes.
