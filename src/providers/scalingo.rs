@@ -24,7 +24,7 @@ use tokio::time::{Instant, sleep};
 
 use super::api::{ApiClient, Idempotent, check, read_json};
 use super::formation::ProcessTypes;
-use super::platform::{Facts, GRID_FRANCE_G_PER_KWH, Platform};
+use super::platform::{AddOnVariables, Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
@@ -74,6 +74,11 @@ impl Platform for ScalingoConfig {
         prices: None,
         // Its regions are in France.
         grid_g_per_kwh: Some(GRID_FRANCE_G_PER_KWH),
+    };
+    // Its PostgreSQL and Redis add-ons set these (besides DATABASE_URL and REDIS_URL).
+    const ADDON_VARIABLES: AddOnVariables = AddOnVariables {
+        database: &["SCALINGO_POSTGRESQL_URL"],
+        redis: &["SCALINGO_REDIS_URL"],
     };
 
     fn read(
