@@ -95,19 +95,17 @@ impl std::fmt::Display for EnvValue {
 pub const CONFIG_YAML_VARIABLE: &str = "PAASTIS_CONFIG_YAML";
 
 /// Whether, with no configuration file, the environment configures the engine: it holds
-/// `PAASTIS_CONFIG_YAML`, a `PAASTIS_*` override of a configuration key, or a variable only
-/// the original engine reads. (`PORT` alone does not: every platform sets it.)
+/// `PAASTIS_CONFIG_YAML`, declares something to manage (`PAASTIS_PROVIDERS...`, or hosted
+/// mode's `PAASTIS_HOSTED`), or sets a variable only the original engine reads. Otherwise
+/// (`PORT` and a database alone: every platform sets them) the missing file is the error.
 pub fn configures_engine(env: &HashMap<String, String>) -> bool {
     let set = |name: &str| env.get(name).is_some_and(|value| !value.trim().is_empty());
     set(CONFIG_YAML_VARIABLE)
+        || set("PAASTIS_HOSTED")
         || compat::uses_original_env(env)
         || env.iter().any(|(name, value)| {
             !value.trim().is_empty()
-                && !ENV_RESERVED.contains(&name.as_str())
-                && name.strip_prefix("PAASTIS_").is_some_and(|rest| {
-                    let first = rest.split("__").next().unwrap_or("");
-                    ENV_SETTABLE.contains(&first.to_ascii_lowercase().as_str())
-                })
+                && (name == "PAASTIS_PROVIDERS" || name.starts_with("PAASTIS_PROVIDERS__"))
         })
 }
 
@@ -974,6 +972,12 @@ mod tests {
             ("DATABASE_URL", "postgres://x")
         ])));
         assert!(!configures_engine(&env(&[("PAASTIS_ADMIN_TOKEN", "t")])));
+        assert!(!configures_engine(&env(&[
+            ("PAASTIS_DATABASE__URL", "sqlite::memory:"),
+            ("PAASTIS_LISTEN", "127.0.0.1:0"),
+        ])));
+        assert!(configures_engine(&env(&[("PAASTIS_HOSTED", "true")])));
+        assert!(configures_engine(&env(&[("PAASTIS_PROVIDERS", "[]")])));
         assert!(configures_engine(&env(&[(
             "PAASTIS_PROVIDERS__0__TYPE",
             "scalingo"
