@@ -934,6 +934,15 @@ mod tests {
             loaded.config.admin.hosts,
             ["a.example.com", "b.example.com"]
         );
+        let report: Vec<String> = loaded.environment.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            report,
+            [
+                "admin.host [\"a.example.com\",\"b.example.com.\"] (PAASTIS_ADMIN__HOST)",
+                "admin.listen off (PAASTIS_ADMIN__LISTEN)",
+                "admin.token *** (PAASTIS_ADMIN_TOKEN)",
+            ]
+        );
         // On a network address, not without a token.
         let errors = messages(load_env(
             &env(&[("PAASTIS_ADMIN__HOST", "paastis.example.com")]),
