@@ -284,7 +284,7 @@ async fn check(
             println!("  {value}");
         }
     }
-    if compat.is_used() {
+    if compat.uses_original_settings() {
         println!("\nFrom the original engine's settings (secrets redacted):");
         print!("{}", compat.render());
     }

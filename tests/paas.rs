@@ -186,6 +186,10 @@ async fn the_procfile_runs_the_engine_from_the_environment_alone() {
     ] {
         assert!(stdout.contains(&expected), "{expected:?} not in:\n{stdout}");
     }
+    assert!(
+        !stdout.contains("original engine"),
+        "PORT alone is not the original engine's:\n{stdout}"
+    );
     let database_line = stdout
         .lines()
         .find(|line| line.trim_start().starts_with("database postgres://"))
