@@ -1,7 +1,10 @@
-//! The admin API, dashboard and metrics, on their own listener (`admin.listen`).
+//! The admin API, dashboard and metrics, on their own listener (`admin.listen`), and on the
+//! proxy listeners for the host names of `admin.host`.
 //!
 //! [`router`] builds every route over an [`AdminState`], so tests drive it with `oneshot`
-//! and the engine serves it with [`serve`]. Bearer-token auth (constant-time comparison) on
+//! and the engine serves it with [`serve`] (its own listener) and [`answer`] (the requests
+//! the proxy hands over, marked [`crate::model::Https`] when they came over HTTPS: the
+//! login cookie is then `Secure`). Bearer-token auth (constant-time comparison) on
 //! everything but `/health`, `/ready`, the OpenAPI document and the login page; the
 //! dashboard keeps the token in an HttpOnly, SameSite=Strict cookie, and its forms carry a
 //! token bound to it. Without a token, [`guard`] refuses foreign Host names and writes from
