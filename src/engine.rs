@@ -207,11 +207,25 @@ impl Engine {
             domains: Arc::new(self.config.domains.clone()),
             token: self.config.admin.token.clone(),
             metrics_auth: self.config.admin.metrics_auth,
+            hosts: Arc::new(self.config.admin.hosts.clone()),
             savings: Arc::new(self.config.savings.clone()),
             space: DEFAULT_SPACE.to_owned(),
             caller: admin::Caller::Admin,
             spaces: Arc::clone(&self.spaces),
         }
+    }
+
+    /// `admin.host`: the admin router answers the proxy's requests for those names (the
+    /// proxy gets it as an opaque handler; it does not know the admin).
+    fn admin_handoff(&self) -> Option<proxy::handoff::HandOff> {
+        let hosts = self.config.admin.hosts.clone();
+        if hosts.is_empty() {
+            return None;
+        }
+        let router = admin::router(self.admin_state());
+        let handler: proxy::handoff::HandOffHandler =
+            Arc::new(move |request| Box::pin(admin::answer(router.clone(), request)));
+        Some(proxy::handoff::HandOff::new(hosts, handler))
     }
 
     /// The managed apps as a table.
@@ -275,6 +289,7 @@ impl Engine {
                 self.server_tls.clone(),
             )
             .with_system_api(system_api)
+            .with_handoff(self.admin_handoff())
             .with_spaces(self.spaces.routes()),
         );
         let served = proxy

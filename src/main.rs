@@ -51,10 +51,31 @@ fn main() -> ExitCode {
     let path = explicit
         .clone()
         .unwrap_or_else(|| PathBuf::from("paastis.yml"));
-    // The original engine ran from its environment alone; so does paastis when it finds
-    // the original's variables and no configuration file.
-    let loaded = if explicit.is_none() && !path.exists() && config::uses_original_env(&env) {
-        config::load_str("", &env, &overrides)
+    let yaml = env
+        .get(config::CONFIG_YAML_VARIABLE)
+        .is_some_and(|text| !text.trim().is_empty());
+    if let (Some(file), true) = (&explicit, yaml) {
+        eprintln!(
+            "paastis: both a configuration file ({}, from --config or PAASTIS_CONFIG) and {} \
+             are given: use one of them",
+            file.display(),
+            config::CONFIG_YAML_VARIABLE
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    // On a PaaS (as the original engine did) paastis runs from its environment alone: with
+    // no configuration file, when the environment configures it (docs/src/environment.md).
+    let from_env =
+        explicit.is_none() && (yaml || (!path.exists() && config::configures_engine(&env)));
+    if from_env && yaml && path.exists() {
+        tracing::warn!(
+            "{} is set: {} is not read",
+            config::CONFIG_YAML_VARIABLE,
+            path.display()
+        );
+    }
+    let loaded = if from_env {
+        config::load_env(&env, &overrides)
     } else {
         config::load(&path, &env, &overrides)
     };
@@ -77,10 +98,15 @@ fn main() -> ExitCode {
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
+    if !check_only {
+        for value in &loaded.environment {
+            tracing::info!("from the environment: {value}");
+        }
+    }
     let result = if rekey {
         runtime.block_on(rekey_spaces(loaded.config, &env))
     } else if check_only {
-        runtime.block_on(check(loaded.config, &loaded.compat))
+        runtime.block_on(check(loaded.config, &loaded.compat, &loaded.environment))
     } else {
         runtime.block_on(serve(loaded.config))
     };
@@ -151,28 +177,37 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let admin_listen = config.admin.listen;
-    let admin = TcpListener::bind(admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {admin_listen} (admin.listen)"))?;
-    let admin_addr = admin.local_addr().context("admin listener address")?;
+    let admin = match config.admin.listen {
+        Some(admin_listen) => Some(
+            TcpListener::bind(admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {admin_listen} (admin.listen)"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin {
+        Some(admin) => Some(admin.local_addr().context("admin listener address")?),
+        None => None,
+    };
+    let admin_hosts = config.admin.hosts.clone();
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
     if let Some(tls) = &tls {
         let addr = tls.local_addr().context("TLS listener address")?;
         tracing::info!(%addr, "proxy listening on https://{addr}");
     }
-    tracing::info!(admin_addr = %admin_addr, "admin API and dashboard on http://{admin_addr}");
+    match admin_addr {
+        Some(admin_addr) => {
+            tracing::info!(admin_addr = %admin_addr, "admin API and dashboard on http://{admin_addr}");
+        }
+        None => tracing::info!("admin listener off (admin.listen: off)"),
+    }
+    for host in &admin_hosts {
+        tracing::info!(host = %host, "admin API and dashboard on the proxy listener for Host {host}");
+    }
     tracing::info!(%addr, "proxy listening on http://{addr}");
     engine
-        .serve(
-            Listeners {
-                proxy,
-                tls,
-                admin: Some(admin),
-            },
-            shutdown_signal(),
-        )
+        .serve(Listeners { proxy, tls, admin }, shutdown_signal())
         .await?;
     Ok(())
 }
@@ -196,7 +231,11 @@ async fn rekey_spaces(
     Ok(())
 }
 
-async fn check(config: paastis::Config, compat: &config::Compat) -> anyhow::Result<()> {
+async fn check(
+    config: paastis::Config,
+    compat: &config::Compat,
+    environment: &[config::EnvValue],
+) -> anyhow::Result<()> {
     let engine = Engine::start(config).await?;
     let lifecycle = engine.lifecycle();
     let errors: HashMap<String, String> = lifecycle
@@ -231,7 +270,13 @@ async fn check(config: paastis::Config, compat: &config::Compat) -> anyhow::Resu
     lifecycle.registry().release().await;
     println!();
     print!("{}", engine.apps_table());
-    if compat.is_used() {
+    if !environment.is_empty() {
+        println!("\nFrom the environment (secrets redacted):");
+        for value in environment {
+            println!("  {value}");
+        }
+    }
+    if compat.uses_original_settings() {
         println!("\nFrom the original engine's settings (secrets redacted):");
         print!("{}", compat.render());
     }

@@ -88,6 +88,7 @@ spaces:
     on_limit: reject
 admin:
   listen: 127.0.0.1:3001
+  host: admin.example.com
   token: abcdefghijklmnopqrstuvwxyz
   metrics_auth: true
   system_api: {enabled: true, token: abcdefghijklmnopqrstuvwxyz}

@@ -128,7 +128,13 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: a right token becomes the session cookie.
-pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>) -> Response {
+/// The cookie is `Secure` when the request came over HTTPS, as the proxy saw it
+/// ([`crate::model::Https`], set when it hands an `admin.host` request over).
+pub async fn login(
+    State(state): State<AdminState>,
+    https: Option<axum::Extension<crate::model::Https>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     // The admin token, or a space's (its dashboard then shows that space only).
     let right = state.caller_of(&form.token).is_some();
     if !right {
@@ -138,8 +144,12 @@ pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>)
         return no_store(response);
     }
     let mut response = Redirect::to("/").into_response();
+    let secure = match https {
+        Some(axum::Extension(crate::model::Https(true))) => "; Secure",
+        _ => "",
+    };
     let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}",
         form.token.trim()
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {

@@ -39,7 +39,7 @@ pub async fn guard(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if state.token.is_none() {
-        let host = host(headers, request.uri())?;
+        let host = host(headers, request.uri(), &state.hosts)?;
         if write {
             same_origin(headers, host.as_deref())?;
         }
@@ -54,9 +54,14 @@ fn is_dashboard(path: &str) -> bool {
     path == "/login" || path == "/logout" || path.starts_with("/dashboard/")
 }
 
-/// The request's Host (or, in HTTP/2, its authority), when it names a loopback host; `None`
-/// when it names none (not a browser: every browser sends one). 403 otherwise.
-fn host(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Option<String>, ApiError> {
+/// The request's Host (or, in HTTP/2, its authority), when it names a loopback host or one
+/// of `admin.host`'s names (`configured`); `None` when it names none (not a browser: every
+/// browser sends one). 403 otherwise.
+fn host(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    configured: &[String],
+) -> Result<Option<String>, ApiError> {
     let mut given = headers.get_all(header::HOST).iter();
     let host = match (given.next(), given.next()) {
         (Some(_), Some(_)) => return Err(forbidden_host("several Host headers")),
@@ -71,9 +76,28 @@ fn host(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Option<String>, Ap
             .map(|authority| authority.as_str().to_owned()),
     };
     match host {
-        Some(host) if !is_loopback_host(&host) => Err(forbidden_host(&format!("Host `{host}`"))),
+        Some(host) if !is_loopback_host(&host) && !is_configured(&host, configured) => {
+            Err(forbidden_host(&format!("Host `{host}`")))
+        }
         host => Ok(host),
     }
+}
+
+/// Whether `host` (with or without a port, any case, a trailing dot allowed) is one of
+/// `admin.host`'s names: the operator named them for this router.
+fn is_configured(host: &str, configured: &[String]) -> bool {
+    if configured.is_empty() {
+        return false;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port_ok(Some(port)) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    configured
+        .iter()
+        .any(|wanted| wanted.eq_ignore_ascii_case(name))
 }
 
 /// `localhost`, a name under `.localhost`, or a loopback address (`127.0.0.0/8`, `[::1]`),
@@ -212,8 +236,8 @@ fn forbidden_host(what: &str) -> ApiError {
         code: "forbidden_host",
         message: format!(
             "{what} refused: without admin.token the admin listener answers only requests \
-             for localhost, a name under .localhost or a loopback address (set admin.token \
-             to reach it by another name)"
+             for localhost, a name under .localhost, a loopback address or a name of \
+             admin.host (set admin.token to reach it by another name)"
         ),
         errors: Vec::new(),
     }
@@ -274,6 +298,27 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn configured_hosts_are_accepted_with_or_without_a_port() {
+        let configured = vec!["paastis.example.com".to_owned()];
+        for host in [
+            "paastis.example.com",
+            "Paastis.Example.com:8080",
+            "paastis.example.com.",
+        ] {
+            assert!(is_configured(host, &configured), "{host}");
+        }
+        for host in [
+            "example.com",
+            "evil.paastis.example.com",
+            "paastis.example.com:x",
+            "paastis.example.com:1:2",
+        ] {
+            assert!(!is_configured(host, &configured), "{host}");
+        }
+        assert!(!is_configured("paastis.example.com", &[]));
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! The admin API, dashboard and metrics, on their own listener (`admin.listen`).
+//! The admin API, dashboard and metrics, on their own listener (`admin.listen`), and on the
+//! proxy listeners for the host names of `admin.host`.
 //!
 //! [`router`] builds every route over an [`AdminState`], so tests drive it with `oneshot`
-//! and the engine serves it with [`serve`]. Bearer-token auth (constant-time comparison) on
+//! and the engine serves it with [`serve`] (its own listener) and [`answer`] (the requests
+//! the proxy hands over, marked [`crate::model::Https`] when they came over HTTPS: the
+//! login cookie is then `Secure`). Bearer-token auth (constant-time comparison) on
 //! everything but `/health`, `/ready`, the OpenAPI document and the login page; the
 //! dashboard keeps the token in an HttpOnly, SameSite=Strict cookie, and its forms carry a
 //! token bound to it. Without a token, [`guard`] refuses foreign Host names and writes from
@@ -49,6 +52,9 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Whether `/metrics` needs the token.
     pub metrics_auth: bool,
+    /// `admin.host`: names the proxy hands to this router, which the host guard accepts
+    /// like loopback names.
+    pub hosts: Arc<Vec<String>>,
     /// Prices and carbon figures for `/api/v1/savings` and the dashboard.
     pub savings: Arc<crate::savings::SavingsConfig>,
     /// The space this state is scoped to (`lifecycle`, `domains` are its own); the
@@ -445,6 +451,36 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
+}
+
+/// The largest answer [`answer`] reads (the dashboard of thousands of apps is well under it).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// One request through `router`, its answer read whole (the admin's answers are finite and
+/// small): how the proxy's `admin.host` requests are answered.
+pub async fn answer<B>(
+    mut router: Router,
+    request: axum::http::Request<B>,
+) -> axum::http::Response<http_body_util::Full<bytes::Bytes>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    use tower_service::Service as _;
+    let response = match router.call(request.map(axum::body::Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_ANSWER).await {
+        Ok(bytes) => axum::http::Response::from_parts(parts, http_body_util::Full::new(bytes)),
+        Err(error) => {
+            tracing::warn!(%error, "admin answer could not be read");
+            let mut response = axum::http::Response::new(http_body_util::Full::default());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
 }
 
 /// Serves the admin router on `listener` until `shutdown` completes.

@@ -1,5 +1,5 @@
-//! The admin API's settings: the `admin` section (listener, token, metrics access, the
-//! original engine's system API), typed, and how it is read with the shared [`Reader`].
+//! The admin API's settings: the `admin` section (listener, the proxy's host names it
+//! answers, token, metrics access, the original engine's system API), typed, and how it is read with the shared [`Reader`].
 //! Reading only: nothing here listens.
 
 use std::net::SocketAddr;
@@ -11,8 +11,12 @@ use crate::settings::{Reader, kind};
 /// `admin`: the admin API, dashboard and metrics listener.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// Where it listens (`admin.listen`, default `127.0.0.1:3001`).
-    pub listen: SocketAddr,
+    /// Where it listens (`admin.listen`, default `127.0.0.1:3001`); `None`: no listener of
+    /// its own (`admin.listen: off`, e.g. on a PaaS that routes one port).
+    pub listen: Option<SocketAddr>,
+    /// Host names whose requests on the proxy listener(s) the admin router answers instead
+    /// of an app (`admin.host`): lowercased, without port or trailing dot.
+    pub hosts: Vec<String>,
     /// Bearer token every API call must carry (`admin.token`, or `PAASTIS_ADMIN_TOKEN`);
     /// none: open, which only a loopback `listen` allows.
     pub token: Option<crate::secret::Secret>,
@@ -26,7 +30,8 @@ pub struct Admin {
 impl Default for Admin {
     fn default() -> Self {
         Admin {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
+            hosts: Vec::new(),
             token: None,
             metrics_auth: false,
             system_api: None,
@@ -42,11 +47,17 @@ impl Reader<'_> {
             return admin;
         };
         let listen_path = format!("{path}.listen");
-        if let Some(listen) = fields
-            .take("listen")
-            .and_then(|(v, p)| self.socket_addr(v, &p))
-        {
-            admin.listen = listen;
+        match fields.take("listen") {
+            None => {}
+            Some((value, _)) if is_off(value) => admin.listen = None,
+            Some((value, p)) => {
+                if let Some(listen) = self.socket_addr(value, &p) {
+                    admin.listen = Some(listen);
+                }
+            }
+        }
+        if let Some((value, p)) = fields.take("host") {
+            admin.hosts = self.admin_hosts(value, &p);
         }
         admin.token = self.secret(&mut fields, "token", path);
         if admin.token.is_none()
@@ -83,18 +94,61 @@ impl Reader<'_> {
             self.finish(system, &[]);
             admin.system_api = token.filter(|_| enabled);
         }
-        if admin.token.is_none() && !admin.listen.ip().is_loopback() {
+        if let Some(listen) = admin.listen
+            && admin.token.is_none()
+            && !listen.ip().is_loopback()
+        {
             self.error(
                 &listen_path,
                 format!(
-                    "{} is not a loopback address: set admin.token (or PAASTIS_ADMIN_TOKEN), \
-                     the admin API must not be open to the network without one",
-                    admin.listen
+                    "{listen} is not a loopback address: set admin.token (or PAASTIS_ADMIN_TOKEN), \
+                     the admin API must not be open to the network without one"
                 ),
             );
         }
         self.finish(fields, &[]);
         admin
+    }
+
+    /// `admin.host`: one host name or a list of them.
+    fn admin_hosts(&mut self, value: &Value, path: &str) -> Vec<String> {
+        let items: Vec<(&Value, String)> = match value {
+            Value::Null => return Vec::new(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| (item, format!("{path}[{index}]")))
+                .collect(),
+            single => vec![(single, path.to_owned())],
+        };
+        let mut hosts = Vec::new();
+        for (item, item_path) in items {
+            let Some(text) = self.string(item, &item_path) else {
+                continue;
+            };
+            let host = text.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !crate::settings::is_host_name(&host) {
+                self.error(
+                    &item_path,
+                    format!("`{text}` is not a host name (no scheme, port or path)"),
+                );
+            } else if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        hosts
+    }
+}
+
+/// `off` (or `false`): no admin listener.
+fn is_off(value: &Value) -> bool {
+    match value {
+        Value::Bool(false) => true,
+        Value::String(text) => {
+            let text = text.trim();
+            text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("false")
+        }
+        _ => false,
     }
 }
 
@@ -119,10 +173,18 @@ pub const SYSTEM_API_KEYS: &[Key] = &[
 pub const ADMIN_KEYS: &[Key] = &[
     Key::new(
         "listen",
-        Kind::Address,
-        "Where the admin API, dashboard and /metrics listen.",
+        Kind::Either(&[Kind::Address, Kind::Enum(&["off"])]),
+        "Where the admin API, dashboard and /metrics listen; `off`: no listener of their \
+         own (serve them on the proxy's with `host`).",
     )
     .default("127.0.0.1:3001"),
+    Key::new(
+        "host",
+        Kind::OneOrList(&Kind::Text("host name")),
+        "Host name(s) whose requests on the proxy listener(s) the admin API, dashboard, \
+         /metrics and health endpoints answer, never an app (for a platform that routes one \
+         port); a token is required unless the proxy listens on loopback only.",
+    ),
     Key::new(
         "token",
         Kind::Secret,

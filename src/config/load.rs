@@ -1,5 +1,10 @@
-//! Sources of the configuration, in increasing precedence: the YAML file, `${ENV}`
-//! interpolation inside it, `PAASTIS_*` environment overrides, then CLI flags.
+//! Sources of the configuration, in increasing precedence: the YAML file (or, with no file,
+//! `PAASTIS_CONFIG_YAML`), `${ENV}` interpolation inside it, `PAASTIS_*` environment
+//! overrides (`PAASTIS_PROVIDERS__0__TYPE`: numeric keys index lists), then CLI flags; below
+//! them all, the original engine's variables (`config/compat`) and, when the configuration
+//! comes from the environment alone, the platforms' add-on URLs (`DATABASE_URL`,
+//! `REDIS_URL`, ...). It reads the environment it is given, never the process's, and
+//! reports every value it took from it ([`EnvValue`]), secrets redacted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,8 @@ pub enum Source {
     File(PathBuf),
     /// Text given directly (tests, embedded configs).
     Text(String),
+    /// The environment alone: `PAASTIS_CONFIG_YAML`, or nothing.
+    Env,
 }
 
 /// Values given as CLI flags; they win over the file and the environment.
@@ -29,6 +36,7 @@ pub struct Overrides {
 /// Top-level keys an environment variable `PAASTIS_<KEY>[__<SUBKEY>...]` may set.
 const ENV_SETTABLE: &[&str] = &[
     "listen",
+    "providers",
     "domains",
     "defaults",
     "discovery",
@@ -43,6 +51,7 @@ const ENV_SETTABLE: &[&str] = &[
 /// `PAASTIS_*` variables that are not config keys (read elsewhere, or by later versions).
 const ENV_RESERVED: &[&str] = &[
     "PAASTIS_CONFIG",
+    "PAASTIS_CONFIG_YAML",
     "PAASTIS_API_URL",
     "PAASTIS_MASTER_KEY",
     "PAASTIS_NEW_MASTER_KEY",
@@ -59,6 +68,45 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// What the original engine's variables and rules file set, and notices about them.
     pub compat: Compat,
+    /// Every value taken from the environment (overrides, `PORT`, add-on URLs, the admin
+    /// token, the own app), secrets redacted, for `paastis check` and the log.
+    pub environment: Vec<EnvValue>,
+}
+
+/// One value the configuration took from an environment variable, as shown to people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvValue {
+    /// What it set: a path (`listen`, `providers[0].token`), `database`, `registry`,
+    /// `own app:`.
+    pub what: String,
+    /// The value, credentials as `***` and passwords in URLs hidden.
+    pub shown: String,
+    /// The variable it came from.
+    pub variable: String,
+}
+
+impl std::fmt::Display for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.what, self.shown, self.variable)
+    }
+}
+
+/// The variable that holds the whole configuration file when there is no file.
+pub const CONFIG_YAML_VARIABLE: &str = "PAASTIS_CONFIG_YAML";
+
+/// Whether, with no configuration file, the environment configures the engine: it holds
+/// `PAASTIS_CONFIG_YAML`, declares something to manage (`PAASTIS_PROVIDERS...`, or hosted
+/// mode's `PAASTIS_HOSTED`), or sets a variable only the original engine reads. Otherwise
+/// (`PORT` and a database alone: every platform sets them) the missing file is the error.
+pub fn configures_engine(env: &HashMap<String, String>) -> bool {
+    let set = |name: &str| env.get(name).is_some_and(|value| !value.trim().is_empty());
+    set(CONFIG_YAML_VARIABLE)
+        || set("PAASTIS_HOSTED")
+        || compat::uses_original_env(env)
+        || env.iter().any(|(name, value)| {
+            !value.trim().is_empty()
+                && (name == "PAASTIS_PROVIDERS" || name.starts_with("PAASTIS_PROVIDERS__"))
+        })
 }
 
 /// Loads and validates the configuration file at `path`, with `env` (usually the process
@@ -74,7 +122,7 @@ pub fn load(
             message: format!("cannot read {}: {error}", path.display()),
         }])
     })?;
-    load_source(&Source::File(path.to_owned()), &text, env, overrides)
+    load_source(&Source::File(path.to_owned()), &text, env, overrides, false)
 }
 
 /// Like [`load`], from YAML text.
@@ -83,7 +131,21 @@ pub fn load_str(
     env: &HashMap<String, String>,
     overrides: &Overrides,
 ) -> Result<Loaded, ConfigErrors> {
-    load_source(&Source::Text(text.to_owned()), text, env, overrides)
+    load_source(&Source::Text(text.to_owned()), text, env, overrides, false)
+}
+
+/// The configuration from the environment alone (no file): `PAASTIS_CONFIG_YAML` as the
+/// file when set, then as [`load`], and the platforms' add-on URLs for the database and the
+/// registry when nothing else configures them.
+pub fn load_env(
+    env: &HashMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigErrors> {
+    let text = env
+        .get(CONFIG_YAML_VARIABLE)
+        .map(String::as_str)
+        .unwrap_or("");
+    load_source(&Source::Env, text, env, overrides, true)
 }
 
 fn load_source(
@@ -91,10 +153,12 @@ fn load_source(
     text: &str,
     env: &HashMap<String, String>,
     overrides: &Overrides,
+    from_env: bool,
 ) -> Result<Loaded, ConfigErrors> {
     let name = match source {
         Source::File(path) => path.display().to_string(),
         Source::Text(_) => "<config>".to_owned(),
+        Source::Env => CONFIG_YAML_VARIABLE.to_owned(),
     };
     let mut tree: Value = read_yaml(&name, text).map_err(|message| {
         ConfigErrors(vec![ConfigError {
@@ -109,12 +173,9 @@ fn load_source(
     interpolate(&mut tree, "", env, &mut errors, &mut provenance.from_env);
 
     let mut warnings = Vec::new();
-    let mut env_overrides: Vec<(&String, &String)> = env
-        .iter()
-        .filter(|(name, _)| name.starts_with("PAASTIS_"))
-        .collect();
-    env_overrides.sort();
-    for (name, raw) in env_overrides {
+    let mut environment = Vec::new();
+    let mut env_overrides: Vec<(Vec<String>, &String, &String)> = Vec::new();
+    for (name, raw) in env.iter().filter(|(name, _)| name.starts_with("PAASTIS_")) {
         if ENV_RESERVED.contains(&name.as_str()) {
             continue;
         }
@@ -128,14 +189,26 @@ fn load_source(
             ));
             continue;
         }
-        let path = keys.join(".");
-        if let Err(message) = set_path(&mut tree, &keys, env_value(raw)) {
+        env_overrides.push((keys, name, raw));
+    }
+    // A whole section before its keys, and list entries in index order (`10` after `9`).
+    env_overrides.sort_by(|a, b| compare_keys(&a.0, &b.0).then_with(|| a.1.cmp(b.1)));
+    warnings.sort();
+    for (keys, name, raw) in env_overrides {
+        let path = path_of(&keys);
+        let value = env_value(raw);
+        if let Err(message) = set_path(&mut tree, &keys, value.clone()) {
             errors.push(ConfigError {
                 path: format!("{path} (from {name})"),
                 message,
             });
             continue;
         }
+        environment.push(EnvValue {
+            what: path.clone(),
+            shown: shown(&keys, &value),
+            variable: name.clone(),
+        });
         provenance.from_env.insert(path.clone(), raw.clone());
         provenance.origins.insert(path, name.clone());
     }
@@ -150,11 +223,26 @@ fn load_source(
         provenance
             .origins
             .insert("listen".to_owned(), "--listen".to_owned());
+        environment.retain(|value| value.what != "listen");
     }
 
     // The original engine's settings fill only what the above leaves unset.
     let mapped = compat::map(env, original_rules.as_ref());
     let compat = compat::apply(&mut tree, mapped, &mut provenance, &mut errors);
+    // `PORT` (and `HOST`): what every platform sets, mapped with the original's variables.
+    if let Some(origin) = provenance.origins.get("listen")
+        && ["PORT", "HOST", "HOST, PORT"].contains(&origin.as_str())
+        && let Some(Value::String(listen)) = tree.get("listen")
+    {
+        environment.push(EnvValue {
+            what: "listen".to_owned(),
+            shown: listen.clone(),
+            variable: origin.clone(),
+        });
+    }
+    if from_env {
+        addons(env, &mut tree, &mut provenance, &mut environment);
+    }
 
     provenance.reported = errors.iter().map(|e| e.path.clone()).collect();
     provenance.admin_token = env
@@ -169,13 +257,32 @@ fn load_source(
     let validated = Reader::new(&provenance).config(&tree);
     match validated {
         Ok(mut config) if errors.is_empty() => {
-            if config.discovery.filter.self_app.is_none() {
-                config.discovery.filter.self_app = own_app(env);
+            if config.admin.token.is_some()
+                && provenance.admin_token.is_some()
+                && taken(&tree, &["admin", "token"]).is_none()
+                && taken(&tree, &["admin", "token_file"]).is_none()
+            {
+                environment.push(EnvValue {
+                    what: "admin.token".to_owned(),
+                    shown: HIDDEN.to_owned(),
+                    variable: "PAASTIS_ADMIN_TOKEN".to_owned(),
+                });
+            }
+            if config.discovery.filter.self_app.is_none()
+                && let Some((variable, app)) = own_app(env)
+            {
+                environment.push(EnvValue {
+                    what: "own app:".to_owned(),
+                    shown: app.clone(),
+                    variable: variable.to_owned(),
+                });
+                config.discovery.filter.self_app = Some(app);
             }
             Ok(Loaded {
                 config,
                 warnings,
                 compat,
+                environment,
             })
         }
         Ok(_) => Err(ConfigErrors(errors)),
@@ -189,12 +296,158 @@ fn load_source(
 /// The engine's own app when it runs on a platform, from the variable each platform sets to
 /// the app's name or id (each platform's `own_app_variable`, in registration order): it is
 /// never managed, or it would put itself to sleep.
-fn own_app(env: &HashMap<String, String>) -> Option<String> {
-    crate::providers::own_app_variables()
-        .filter_map(|name| env.get(name))
-        .map(|value| value.trim())
-        .find(|value| !value.is_empty())
-        .map(str::to_owned)
+fn own_app(env: &HashMap<String, String>) -> Option<(&'static str, String)> {
+    first_set(env, crate::providers::own_app_variables())
+}
+
+/// The first of `names` set (and not blank) in `env`, with its trimmed value.
+fn first_set(
+    env: &HashMap<String, String>,
+    mut names: impl Iterator<Item = &'static str>,
+) -> Option<(&'static str, String)> {
+    names.find_map(|name| {
+        env.get(name)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty())
+            .map(|value| (name, value.to_owned()))
+    })
+}
+
+/// A credential as shown.
+const HIDDEN: &str = "***";
+
+/// The platforms' add-on URLs, when the configuration comes from the environment alone:
+/// a PostgreSQL URL becomes `database.url` when nothing sets it, a Redis URL the registry
+/// (`type: redis`) when nothing configures one.
+fn addons(
+    env: &HashMap<String, String>,
+    tree: &mut Value,
+    provenance: &mut Provenance,
+    environment: &mut Vec<EnvValue>,
+) {
+    if taken(tree, &["database", "url"]).is_none()
+        && let Some((name, url)) = first_set(env, crate::providers::database_url_variables())
+    {
+        let keys = ["database".to_owned(), "url".to_owned()];
+        if set_path(tree, &keys, Value::String(url.clone())).is_ok() {
+            environment.push(EnvValue {
+                what: "database".to_owned(),
+                shown: crate::secret::redact::redact_url(&url),
+                variable: name.to_owned(),
+            });
+            provenance
+                .origins
+                .insert("database.url".to_owned(), name.to_owned());
+            provenance.from_env.insert("database.url".to_owned(), url);
+        }
+    }
+    // Other registry keys (`PAASTIS_REGISTRY__TLS_VERIFY=false`, a prefix) may come with it.
+    let registry_chosen = ["type", "url", "url_file"]
+        .iter()
+        .any(|key| taken(tree, &["registry", key]).is_some());
+    if !registry_chosen
+        && let Some((name, url)) = first_set(env, crate::providers::redis_url_variables())
+    {
+        let set = ["type", "url"].into_iter().zip([
+            Value::String("redis".to_owned()),
+            Value::String(url.clone()),
+        ]);
+        let all_set = set
+            .map(|(key, value)| set_path(tree, &["registry".to_owned(), key.to_owned()], value))
+            .all(|done| done.is_ok());
+        if all_set {
+            environment.push(EnvValue {
+                what: "registry".to_owned(),
+                shown: format!("redis {}", crate::secret::redact::redact_url(&url)),
+                variable: name.to_owned(),
+            });
+            provenance
+                .origins
+                .insert("registry".to_owned(), name.to_owned());
+            provenance
+                .origins
+                .insert("registry.url".to_owned(), name.to_owned());
+            provenance.from_env.insert("registry.url".to_owned(), url);
+        }
+    }
+}
+
+/// Whether `tree` sets something (not `null`) at `keys`.
+fn taken<'t>(tree: &'t Value, keys: &[&str]) -> Option<&'t Value> {
+    let mut node = tree;
+    for key in keys {
+        node = node.as_object()?.get(*key)?;
+    }
+    (!node.is_null()).then_some(node)
+}
+
+/// An override's keys as a path of the configuration (`providers[0].token`).
+fn path_of(keys: &[String]) -> String {
+    keys.iter().fold(String::new(), |path, key| {
+        if index_of(key).is_some() {
+            format!("{path}[{key}]")
+        } else {
+            crate::settings::child(&path, key)
+        }
+    })
+}
+
+/// A numeric key (`0`, `12`): an index into a list.
+fn index_of(key: &str) -> Option<usize> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    key.parse().ok()
+}
+
+/// Orders override keys, indices by number.
+fn compare_keys(a: &[String], b: &[String]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = match (index_of(x), index_of(y)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Keys whose values are credentials, never shown.
+fn is_secret_key(key: &str) -> bool {
+    crate::providers::SECRET_KEYS.contains(&key)
+        || matches!(key, "token" | "secret" | "password" | "master_key")
+}
+
+/// An override's value as shown: `***` for a credential, URLs without their password,
+/// and inside a mapping the same for each of its keys.
+fn shown(keys: &[String], value: &Value) -> String {
+    if keys.iter().any(|key| is_secret_key(key)) {
+        return HIDDEN.to_owned();
+    }
+    fn hide(value: &mut Value) {
+        match value {
+            Value::String(text) => *text = crate::secret::redact::redact_url(text),
+            Value::Array(items) => items.iter_mut().for_each(hide),
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    if is_secret_key(key) {
+                        *item = Value::String(HIDDEN.to_owned());
+                    } else {
+                        hide(item);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    let mut value = value.clone();
+    hide(&mut value);
+    match value {
+        Value::String(text) => text,
+        other => other.to_string(),
+    }
 }
 
 /// An environment value is read as YAML (so `[a, b]` is a list and `3` a number), or taken
@@ -211,27 +464,56 @@ fn env_value(raw: &str) -> Value {
     }
 }
 
+/// Sets `value` at `keys` in `tree`, creating the mappings (and, for numeric keys, the
+/// lists) on the way. A list entry is set or appended: an index past the end leaves a gap,
+/// an error (indices are contiguous from 0).
 fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), String> {
+    let fresh = |depth: usize| match keys.get(depth).and_then(|key| index_of(key)) {
+        Some(_) => Value::Array(Vec::new()),
+        None => Value::Object(Map::new()),
+    };
     if tree.is_null() {
-        *tree = Value::Object(Map::new());
+        *tree = fresh(0);
     }
     let mut node = tree;
+    let mut value = Some(value);
     for (depth, key) in keys.iter().enumerate() {
-        let Value::Object(map) = node else {
-            return Err(format!(
-                "cannot be set: `{}` in the file is not a mapping",
-                keys[..depth].join(".")
-            ));
+        let last = depth + 1 == keys.len();
+        let here = || path_of(&keys[..depth]);
+        let child = match (index_of(key), node) {
+            (Some(index), Value::Array(items)) => {
+                if index > items.len() {
+                    return Err(format!(
+                        "index {index} leaves a gap: `{}` has {} entr{} (indices are contiguous from 0)",
+                        here(),
+                        items.len(),
+                        if items.len() == 1 { "y" } else { "ies" }
+                    ));
+                }
+                if index == items.len() {
+                    items.push(Value::Null);
+                }
+                items
+                    .get_mut(index)
+                    .ok_or_else(|| format!("index {index} is out of range"))?
+            }
+            (None, Value::Object(map)) => map.entry(key.clone()).or_insert(Value::Null),
+            (Some(_), _) => {
+                return Err(format!("cannot be set: `{}` is not a list", here()));
+            }
+            (None, _) => {
+                return Err(format!(
+                    "cannot be set: `{}` in the file is not a mapping",
+                    here()
+                ));
+            }
         };
-        if depth + 1 == keys.len() {
-            map.insert(key.clone(), value);
+        if last {
+            *child = value.take().unwrap_or(Value::Null);
             return Ok(());
         }
-        let child = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
         if child.is_null() {
-            *child = Value::Object(Map::new());
+            *child = fresh(depth + 1);
         }
         node = child;
     }
@@ -466,6 +748,280 @@ mod tests {
             load("discovery: {self_app: mine}", &[("APP", "other")]),
             Some("mine".into())
         );
+    }
+
+    #[test]
+    fn providers_are_declared_by_index_from_the_environment() {
+        let token = "tk-us-0123456789abcdef";
+        let mut vars = vec![
+            ("PAASTIS_PROVIDERS__0__TYPE", "scalingo"),
+            ("PAASTIS_PROVIDERS__0__ID", "scalingo"),
+            ("PAASTIS_PROVIDERS__0__TOKEN", token),
+            ("PAASTIS_PROVIDERS__0__API_URL", "http://127.0.0.1:9/"),
+        ];
+        // Index 10 is applied after 9, not after 1.
+        let ids: Vec<String> = (1..=10).map(|i| format!("local{i}")).collect();
+        let names: Vec<(String, String)> = (1..=10)
+            .flat_map(|i| {
+                [
+                    (
+                        format!("PAASTIS_PROVIDERS__{i}__TYPE"),
+                        "process".to_owned(),
+                    ),
+                    (format!("PAASTIS_PROVIDERS__{i}__ID"), ids[i - 1].clone()),
+                    (format!("PAASTIS_PROVIDERS__{i}__APPS"), "[]".to_owned()),
+                ]
+            })
+            .collect();
+        vars.extend(names.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        vars.push(("PAASTIS_ADMIN__HOST", "Paastis.Example.com"));
+        vars.push(("PAASTIS_ADMIN__TOKEN", "admin-token-0123456789"));
+        let loaded = load_env(&env(&vars), &Overrides::default()).expect("valid");
+        let config = &loaded.config;
+        assert_eq!(config.providers.len(), 11);
+        assert_eq!(config.providers[0].kind(), "scalingo");
+        assert_eq!(config.providers[10].id(), "local10");
+        assert_eq!(config.admin.hosts, vec!["paastis.example.com"]);
+        let report: Vec<String> = loaded.environment.iter().map(ToString::to_string).collect();
+        assert!(
+            report.contains(&"providers[0].token *** (PAASTIS_PROVIDERS__0__TOKEN)".to_owned()),
+            "{report:#?}"
+        );
+        assert!(
+            report.contains(&"admin.host Paastis.Example.com (PAASTIS_ADMIN__HOST)".to_owned()),
+            "{report:#?}"
+        );
+        let all = format!("{report:?} {:?}", loaded.config);
+        assert!(
+            !all.contains(token) && !all.contains("admin-token-0123"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn list_indices_must_be_contiguous() {
+        let errors = messages(load_str(
+            "",
+            &env(&[
+                ("PAASTIS_PROVIDERS__0__TYPE", "process"),
+                ("PAASTIS_PROVIDERS__0__ID", "local"),
+                ("PAASTIS_PROVIDERS__0__APPS", "[]"),
+                ("PAASTIS_PROVIDERS__2__TYPE", "process"),
+            ]),
+            &Overrides::default(),
+        ));
+        assert_eq!(
+            errors,
+            [
+                "providers[2].type (from PAASTIS_PROVIDERS__2__TYPE): index 2 leaves a gap: \
+              `providers` has 1 entry (indices are contiguous from 0)"
+            ]
+        );
+        let errors = messages(load_str(
+            "",
+            &env(&[("PAASTIS_PROVIDERS__1__TYPE", "process")]),
+            &Overrides::default(),
+        ));
+        assert!(errors[0].contains("has 0 entries"), "{errors:?}");
+        // An entry of the file's list can be completed (a token kept out of the file).
+        let loaded = load_str(
+            "providers: [{id: s, type: scalingo}]\n",
+            &env(&[("PAASTIS_PROVIDERS__0__TOKEN", "tk-us-secret-0001")]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.config.providers[0].secrets().len(), 1);
+        // A list where the file has a mapping.
+        let errors = messages(load_str(
+            "providers: {a: 1}\n",
+            &env(&[("PAASTIS_PROVIDERS__0__TYPE", "process")]),
+            &Overrides::default(),
+        ));
+        assert!(
+            errors[0].starts_with("providers[0].type (from PAASTIS_PROVIDERS__0__TYPE): cannot be set: `providers` is not a list"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn add_on_urls_configure_what_nothing_else_does_from_the_environment_only() {
+        let db = "postgres://user:pg-secret-pass@db.internal:5432/paastis";
+        let redis = "redis://:redis-secret-pass@cache.internal:6379";
+        let vars = env(&[
+            ("DATABASE_URL", db),
+            ("REDIS_URL", redis),
+            ("PORT", "8080"),
+            ("APP", "my-paastis"),
+            ("PAASTIS_ADMIN_TOKEN", "admin-token-0123456789"),
+        ]);
+        let loaded = load_env(&vars, &Overrides::default()).expect("valid");
+        assert_eq!(loaded.config.database_url.expose(), db);
+        let crate::registry::RegistryConfig::Redis(registry) = &loaded.config.registry else {
+            panic!("a redis registry");
+        };
+        assert_eq!(registry.url.expose(), redis);
+        assert_eq!(loaded.config.listen.port(), 8080);
+        let report: Vec<String> = loaded.environment.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            report,
+            [
+                "listen 0.0.0.0:8080 (PORT)",
+                "database postgres://user:***@db.internal:5432/paastis (DATABASE_URL)",
+                "registry redis redis://:***@cache.internal:6379 (REDIS_URL)",
+                "admin.token *** (PAASTIS_ADMIN_TOKEN)",
+                "own app: my-paastis (APP)",
+            ]
+        );
+        // Other registry keys may come with the add-on's URL (Heroku's self-signed Redis).
+        let mut insecure = vars.clone();
+        insecure.insert(
+            "REDIS_URL".to_owned(),
+            "rediss://:pw@cache.internal:6380".to_owned(),
+        );
+        insecure.insert(
+            "PAASTIS_REGISTRY__TLS_VERIFY".to_owned(),
+            "false".to_owned(),
+        );
+        let loaded = load_env(&insecure, &Overrides::default()).expect("valid");
+        let crate::registry::RegistryConfig::Redis(registry) = &loaded.config.registry else {
+            panic!("a redis registry");
+        };
+        assert_eq!(
+            registry.url.expose(),
+            "rediss://:pw@cache.internal:6380#insecure"
+        );
+        // A file's settings (here PAASTIS_CONFIG_YAML) win; a file on disk takes no add-on.
+        let mut with_yaml = vars.clone();
+        with_yaml.insert(
+            "PAASTIS_CONFIG_YAML".to_owned(),
+            "registry: {type: memory}\ndatabase: {url: 'sqlite::memory:'}\n".to_owned(),
+        );
+        let loaded = load_env(&with_yaml, &Overrides::default()).expect("valid");
+        assert_eq!(loaded.config.database_url.expose(), "sqlite::memory:");
+        assert!(matches!(
+            loaded.config.registry,
+            crate::registry::RegistryConfig::Memory
+        ));
+        let loaded = load_str("", &vars, &Overrides::default()).expect("valid");
+        assert_eq!(
+            loaded.config.database_url.expose(),
+            crate::config::DEFAULT_DATABASE_URL
+        );
+        // The platforms' own names, when the generic ones are not set.
+        let loaded = load_env(
+            &env(&[
+                ("SCALINGO_POSTGRESQL_URL", "postgres://a:b@scalingo-db/x"),
+                ("SCALINGO_REDIS_URL", "redis://scalingo-redis:6379"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            loaded.config.database_url.expose(),
+            "postgres://a:b@scalingo-db/x"
+        );
+        assert!(matches!(
+            loaded.config.registry,
+            crate::registry::RegistryConfig::Redis(_)
+        ));
+        let loaded = load_env(
+            &env(&[("POSTGRESQL_ADDON_URI", "postgresql://u:p@clever-db/x")]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            loaded.config.database_url.expose(),
+            "postgresql://u:p@clever-db/x"
+        );
+        // A bad YAML names the variable.
+        let errors = messages(load_env(
+            &env(&[("PAASTIS_CONFIG_YAML", "a: [1,\n")]),
+            &Overrides::default(),
+        ));
+        assert!(
+            errors[0].starts_with("PAASTIS_CONFIG_YAML: invalid YAML"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_admin_host_and_listener_from_the_environment() {
+        let loaded = load_env(
+            &env(&[
+                ("PAASTIS_ADMIN__LISTEN", "off"),
+                ("PAASTIS_ADMIN__HOST", "[a.example.com, b.example.com.]"),
+                ("PAASTIS_ADMIN_TOKEN", "admin-token-0123456789"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.config.admin.listen, None);
+        assert_eq!(
+            loaded.config.admin.hosts,
+            ["a.example.com", "b.example.com"]
+        );
+        let report: Vec<String> = loaded.environment.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            report,
+            [
+                "admin.host [\"a.example.com\",\"b.example.com.\"] (PAASTIS_ADMIN__HOST)",
+                "admin.listen off (PAASTIS_ADMIN__LISTEN)",
+                "admin.token *** (PAASTIS_ADMIN_TOKEN)",
+            ]
+        );
+        // On a network address, not without a token.
+        let errors = messages(load_env(
+            &env(&[("PAASTIS_ADMIN__HOST", "paastis.example.com")]),
+            &Overrides::default(),
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "admin.host (from PAASTIS_ADMIN__HOST): the proxy listens on 0.0.0.0:3000"
+            ),
+            "{errors:?}"
+        );
+        // On loopback, it may stay open; a host name is checked.
+        let loaded = load_str(
+            "listen: 127.0.0.1:3000\nadmin: {host: paastis.localhost}\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.config.admin.hosts, ["paastis.localhost"]);
+        let errors = messages(load_str(
+            "listen: 127.0.0.1:3000\nadmin: {host: 'https://x.test/'}\n",
+            &env(&[]),
+            &Overrides::default(),
+        ));
+        assert!(
+            errors[0].starts_with("admin.host: `https://x.test/` is not a host name"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_environment_configures_the_engine_only_with_a_setting() {
+        assert!(!configures_engine(&env(&[
+            ("PORT", "8080"),
+            ("DATABASE_URL", "postgres://x")
+        ])));
+        assert!(!configures_engine(&env(&[("PAASTIS_ADMIN_TOKEN", "t")])));
+        assert!(!configures_engine(&env(&[
+            ("PAASTIS_DATABASE__URL", "sqlite::memory:"),
+            ("PAASTIS_LISTEN", "127.0.0.1:0"),
+        ])));
+        assert!(configures_engine(&env(&[("PAASTIS_HOSTED", "true")])));
+        assert!(configures_engine(&env(&[("PAASTIS_PROVIDERS", "[]")])));
+        assert!(configures_engine(&env(&[(
+            "PAASTIS_PROVIDERS__0__TYPE",
+            "scalingo"
+        )])));
+        assert!(configures_engine(&env(&[(
+            "PAASTIS_CONFIG_YAML",
+            "listen: 0.0.0.0:1"
+        )])));
+        assert!(configures_engine(&env(&[("PROVIDER_NAME", "scalingo")])));
     }
 
     #[test]

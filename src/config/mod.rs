@@ -34,7 +34,10 @@ pub use crate::settings::{ApiRules, ConfigError, ConfigErrors};
 pub use crate::spaces::settings::{DEFAULT_HOSTED_SYNC, Hosted, SpaceConfig, api_space};
 pub use crate::store::settings::{DEFAULT_DATABASE_URL, DEFAULT_EVENTS_RETENTION};
 pub use compat::{Compat, Level, Notice, SECRET_VARIABLES, is_original_rules, uses_original_env};
-pub use load::{Loaded, Overrides, Source, load, load_str};
+pub use load::{
+    CONFIG_YAML_VARIABLE, EnvValue, Loaded, Overrides, Source, configures_engine, load, load_env,
+    load_str,
+};
 
 use crate::model::{Activity, Policy};
 use crate::providers::ProviderConfig;

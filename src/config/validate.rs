@@ -76,6 +76,21 @@ impl Reader<'_> {
             Some((v, p)) => self.admin(v, &p),
             None => self.admin(&Value::Object(Map::new()), "admin"),
         };
+        if !admin.hosts.is_empty()
+            && admin.token.is_none()
+            && let Some(open) = std::iter::once(listen)
+                .chain(tls.as_ref().map(|tls| tls.listen))
+                .find(|addr| !addr.ip().is_loopback())
+        {
+            self.error(
+                "admin.host",
+                format!(
+                    "the proxy listens on {open}, not a loopback address: set admin.token (or \
+                     PAASTIS_ADMIN_TOKEN), the admin API must not be open to the network \
+                     without one"
+                ),
+            );
+        }
         let hosted = top
             .take("hosted")
             .and_then(|(v, p)| self.hosted(v, &p, admin.token.as_ref()));

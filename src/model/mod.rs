@@ -1,5 +1,5 @@
 //! The shared vocabulary: what names an app and its state, its policy, its formation and
-//! upstream, durations, name patterns and instants. Every layer speaks it; it imports
+//! upstream, durations, name patterns, instants, and how a request arrived. Every layer speaks it; it imports
 //! nothing else of the crate and decides nothing.
 
 mod app;
@@ -7,6 +7,7 @@ mod duration;
 mod patterns;
 mod policy;
 mod time;
+mod transport;
 mod upstream;
 
 pub use app::{AppKey, DEFAULT_SPACE, State};
@@ -14,4 +15,5 @@ pub use duration::{format_duration, parse_duration};
 pub use patterns::{Pattern, Plain};
 pub use policy::{Activity, Policy, PolicyOverride, Strategy};
 pub use time::rfc3339;
+pub use transport::Https;
 pub use upstream::{Formation, Reconciled, Upstream};

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::api::{ApiClient, Idempotent, check, read_json};
-use super::platform::{Facts, GRID_FRANCE_G_PER_KWH, Platform};
+use super::platform::{AddOnVariables, Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
@@ -131,6 +131,11 @@ impl Platform for CleverConfig {
         )
         .default("60"),
     ];
+    // Its PostgreSQL add-on sets this (its Redis add-on sets the generic REDIS_URL).
+    const ADDON_VARIABLES: AddOnVariables = AddOnVariables {
+        database: &["POSTGRESQL_ADDON_URI"],
+        redis: &[],
+    };
 
     fn read(
         reader: &mut Reader<'_>,

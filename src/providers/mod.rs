@@ -9,7 +9,8 @@
 //! and its client, tied together by [`Platform`]. This module registers each platform in one
 //! line of `platforms!` and answers for all of them: the `providers:` list (each entry's
 //! `id` and `type`, the rest read by its platform), [`SECRET_KEYS`], [`ENDPOINT_KEYS`],
-//! [`registration`] (a type's facts) and [`own_app_variables`]. The generic code asks here and
+//! [`registration`] (a type's facts), [`own_app_variables`] and the add-on URL variables
+//! ([`database_url_variables`], [`redis_url_variables`]). The generic code asks here and
 //! names no platform.
 
 pub mod api;
@@ -32,7 +33,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use formation::Started;
-pub use platform::{Facts, Platform, PriceTable};
+pub use platform::{AddOnVariables, Facts, Platform, PriceTable};
 
 use crate::model::{Formation, PolicyOverride, Upstream};
 use crate::settings::{Fields, Reader, is_label};
@@ -98,6 +99,7 @@ macro_rules! platforms {
             facts: <$module::$config as Platform>::FACTS,
             doc: <$module::$config as Platform>::DOC,
             keys: <$module::$config as Platform>::KEYS,
+            addons: <$module::$config as Platform>::ADDON_VARIABLES,
         },)*];
 
         /// Keys of provider entries that hold credentials, of every platform: sealed at
@@ -147,6 +149,8 @@ pub struct Registration {
     pub doc: &'static str,
     /// Its entries' keys besides `id` and `type` (see [`Platform::KEYS`]).
     pub keys: &'static [crate::settings::Key],
+    /// The variables its add-ons set to their URLs.
+    pub addons: AddOnVariables,
 }
 
 /// [`Platform::read`], into a [`ProviderConfig`].
@@ -172,6 +176,27 @@ pub fn own_app_variables() -> impl Iterator<Item = &'static str> {
     PLATFORMS
         .iter()
         .filter_map(|platform| platform.facts.own_app_variable)
+}
+
+/// The variables that may hold a PostgreSQL URL for the engine's database, when it runs
+/// from the environment alone: the generic `DATABASE_URL`, then each platform's add-on
+/// variables in registration order.
+pub fn database_url_variables() -> impl Iterator<Item = &'static str> {
+    std::iter::once("DATABASE_URL").chain(
+        PLATFORMS
+            .iter()
+            .flat_map(|platform| platform.addons.database.iter().copied()),
+    )
+}
+
+/// The variables that may hold a Redis URL for the engine's registry, when it runs from
+/// the environment alone: the generic `REDIS_URL`, then each platform's add-on variables.
+pub fn redis_url_variables() -> impl Iterator<Item = &'static str> {
+    std::iter::once("REDIS_URL").chain(
+        PLATFORMS
+            .iter()
+            .flat_map(|platform| platform.addons.redis.iter().copied()),
+    )
 }
 
 /// `a, b, c or d`: the registered types, for a message.

@@ -35,6 +35,11 @@ pub trait Platform: Sized {
     /// them (the configuration reference, the JSON Schema and the drift test read them).
     const KEYS: &'static [Key];
 
+    /// The variables its add-ons set in an app's containers to their connection URLs:
+    /// read, after the generic `DATABASE_URL` and `REDIS_URL`, when the engine runs from
+    /// the environment alone. None by default.
+    const ADDON_VARIABLES: AddOnVariables = AddOnVariables::NONE;
+
     /// Reads and checks one `providers:` entry of this type (`path`: the entry, `kind_path`:
     /// its `type`), every error collected in `reader`; `id` and `type` are already taken,
     /// and the keys left in `fields` are reported as unknown by the caller. The config's
@@ -72,6 +77,23 @@ impl Facts {
         own_app_variable: None,
         prices: None,
         grid_g_per_kwh: None,
+    };
+}
+
+/// The variables a platform's add-ons set to their URLs, in the order they are looked at.
+#[derive(Debug, Clone, Copy)]
+pub struct AddOnVariables {
+    /// A PostgreSQL add-on's URL: the engine's `database.url`.
+    pub database: &'static [&'static str],
+    /// A Redis add-on's URL: the engine's `registry` (`type: redis`).
+    pub redis: &'static [&'static str],
+}
+
+impl AddOnVariables {
+    /// No add-on variable of its own.
+    pub const NONE: AddOnVariables = AddOnVariables {
+        database: &[],
+        redis: &[],
     };
 }
 

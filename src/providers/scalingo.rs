@@ -24,7 +24,7 @@ use tokio::time::{Instant, sleep};
 
 use super::api::{ApiClient, Idempotent, check, read_json};
 use super::formation::ProcessTypes;
-use super::platform::{Facts, GRID_FRANCE_G_PER_KWH, Platform};
+use super::platform::{AddOnVariables, Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
@@ -105,6 +105,11 @@ impl Platform for ScalingoConfig {
         )
         .default("60"),
     ];
+    // Its PostgreSQL and Redis add-ons set these (besides DATABASE_URL and REDIS_URL).
+    const ADDON_VARIABLES: AddOnVariables = AddOnVariables {
+        database: &["SCALINGO_POSTGRESQL_URL"],
+        redis: &["SCALINGO_REDIS_URL"],
+    };
 
     fn read(
         reader: &mut Reader<'_>,

@@ -6,6 +6,8 @@
 //!
 //! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections on the plain listener,
 //!   and on the optional TLS one ([`tls`]) either of them by ALPN; drained at shutdown.
+//! * **hand-off** ([`handoff`]): requests for `admin.host` go, whole, to the handler the
+//!   composition root gave (the admin router), never to an app.
 //! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown (after one
 //!   on-demand discovery, at most every 10 s), 409 ambiguous.
 //! * **admit**: nothing is refused yet (plan limits and ignore rules come later).
@@ -22,6 +24,7 @@ pub mod body;
 pub mod conn;
 pub mod forward;
 pub mod forwarded;
+pub mod handoff;
 pub mod io;
 pub mod pages;
 pub mod route;
@@ -367,6 +370,8 @@ pub struct Proxy {
     system: Option<system::SystemApi>,
     /// Peers whose forwarded headers are believed (`proxy.trusted_proxies`).
     trusted: forwarded::TrustedProxies,
+    /// Host names answered by the admin router instead of an app (`admin.host`).
+    handoff: Option<handoff::HandOff>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -411,6 +416,7 @@ impl Proxy {
             server_tls,
             system: None,
             trusted: settings.trusted_proxies.clone(),
+            handoff: None,
         }
     }
 
@@ -447,6 +453,12 @@ impl Proxy {
             Some(space) => (&space.lifecycle, &space.activity),
             None => (&self.lifecycle, &self.activity),
         }
+    }
+
+    /// Hands the requests for these hosts to their handler instead of routing them.
+    pub fn with_handoff(mut self, handoff: Option<handoff::HandOff>) -> Proxy {
+        self.handoff = handoff;
+        self
     }
 
     /// Serves the original engine's system API to requests that ask for it.
@@ -572,6 +584,12 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 impl Worker {
     /// One request through every phase.
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
+        // `admin.host`: not an app's request, not in the apps' metrics.
+        if let Some(handoff) = &self.proxy.handoff
+            && handoff.wants(&request)
+        {
+            return handoff.handle(request, client).await.map(Either::Right);
+        }
         let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
         let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;

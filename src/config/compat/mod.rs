@@ -211,6 +211,14 @@ impl Compat {
         self.fragment.as_object().is_some_and(|map| !map.is_empty())
     }
 
+    /// Whether a setting only the original engine has was used: `HOST` and `PORT` alone
+    /// (every platform sets `PORT`) are the environment's, reported as such.
+    pub fn uses_original_settings(&self) -> bool {
+        self.fragment
+            .as_object()
+            .is_some_and(|map| map.keys().any(|key| key != "listen"))
+    }
+
     /// The keys filled from the original engine's settings, as YAML, each annotated with
     /// where it came from. Secrets (tokens, secrets, passwords in URLs, hook commands) are
     /// replaced by `<redacted>`.

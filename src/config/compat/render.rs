@@ -203,5 +203,8 @@ registry:
         );
         assert!(outcome.compat.is_used());
         assert!(!run("", &[], None).compat.is_used());
+        assert!(outcome.compat.uses_original_settings());
+        let port_only = run("", &[("PORT", "8080")], None).compat;
+        assert!(port_only.is_used() && !port_only.uses_original_settings());
     }
 }

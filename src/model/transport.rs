@@ -1,0 +1,8 @@
+//! How a request reached the engine, as the listener that accepted it saw it.
+
+/// Set by the proxy on a request it hands to the admin router (`admin.host`): `true` when
+/// the client reached the engine over HTTPS (the TLS listener, or a trusted proxy's
+/// `X-Forwarded-Proto: https`). A request extension, never a header, so a client cannot
+/// claim it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Https(pub bool);
