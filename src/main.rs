@@ -164,6 +164,8 @@ fn client(command: paastis::cli::ClientCommand) -> ExitCode {
 }
 
 async fn serve(config: paastis::Config) -> anyhow::Result<()> {
+    // Before anything says it listens: whoever waits for that may signal at once.
+    let shutdown = shutdown_signal();
     let listen = config.listen;
     let proxy = TcpListener::bind(listen)
         .await
@@ -207,7 +209,7 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "proxy listening on http://{addr}");
     engine
-        .serve(Listeners { proxy, tls, admin }, shutdown_signal())
+        .serve(Listeners { proxy, tls, admin }, shutdown)
         .await?;
     Ok(())
 }
@@ -305,22 +307,27 @@ async fn check(
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a signal that comes while the engine starts is kept, and
+/// shuts it down as soon as it serves, instead of killing it outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot listen for signals; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    let name = tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    };
-    tracing::info!(signal = name, "shutting down");
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = signals else {
+            tracing::error!("cannot listen for signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        };
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    }
 }
 
 /// Logs go to stderr: human-readable on a terminal, JSON otherwise (`LOG_FORMAT=text|json`
