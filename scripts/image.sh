@@ -7,6 +7,7 @@
 #   scripts/image.sh                       # from source (cargo in a builder image)
 #   scripts/image.sh --binary PATH         # prebuilt: the runtime stage around PATH
 #   scripts/image.sh --tag NAME            # image name (default localhost/paastis:latest)
+#   scripts/image.sh --base-only           # only the runtime base image (e.g. to probe podman)
 #
 # From source, the builder image is Debian bookworm with gcc and the host's Rust toolchain
 # (`rustc --print sysroot`) copied in; the build runs with --network host so cargo reaches
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${PAASTIS_IMAGE_CACHE:-/var/tmp/paastis-image}
 TAG=localhost/paastis:latest
 BINARY=
+BASE_ONLY=0
 MIRROR=${PAASTIS_IMAGE_MIRROR:-http://deb.debian.org/debian}
 
 # The names the Dockerfile's FROM lines use.
@@ -29,7 +31,7 @@ log() { printf '%s\n' "image: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
         --binary=*) BINARY=${1#--binary=}; shift ;;
         --tag) [ $# -ge 2 ] || die "--tag needs a name"; TAG=$2; shift 2 ;;
         --tag=*) TAG=${1#--tag=}; shift ;;
+        --base-only) BASE_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -82,7 +85,10 @@ base_image() {
         log "$name: mmdebstrap bookworm (minbase${include:+, $include})"
         # Like the official slim images: no documentation, manual pages or translations,
         # empty package lists (the Dockerfile runs apt-get update).
+        # The merged-/usr hook: the layout made directly, without the usrmerge package
+        # (which would pull perl in).
         mmdebstrap --variant=minbase --mode=root --format=tar \
+            --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
             ${include:+--include="$include"} \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -104,6 +110,7 @@ base_image() {
 
 STANDARD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 base_image "$RUNTIME_BASE" "" "$STANDARD_PATH"
+[ "$BASE_ONLY" = 1 ] && exit 0
 
 BUILD_ARGS=(--pull=never --format docker --network host --tag "$TAG" --file "$ROOT/Dockerfile")
 CONTEXT=$ROOT
