@@ -126,8 +126,14 @@ else
     [ -x "$SYSROOT/bin/cargo" ] || die "no cargo in $SYSROOT/bin (install the toolchain with rustup)"
     # The toolchain goes where the official Rust images keep it: /usr/local/cargo/bin is on
     # PATH, and CARGO_HOME there too. Its documentation is left out.
+    # Explicit although it is the default: buildah 1.28 (podman 4.3, Debian bookworm) skips
+    # a stage named only by an ARG's default value, then cannot find it.
+    BUILD_ARGS+=(--build-arg PAASTIS_BINARY_FROM=build)
+    # The host's own certificate authorities (/usr/local/share/ca-certificates) go in too, so
+    # cargo reaches crates.io from behind the same TLS-inspecting proxy as the host.
     base_image "$BUILDER_BASE" "ca-certificates,gcc,libc6-dev" "/usr/local/cargo/bin:$STANDARD_PATH" \
-        --customize-hook="mkdir -p \"\$1/usr/local/cargo\" && tar -C '$SYSROOT' --exclude=./share/doc -cf - . | tar -C \"\$1/usr/local/cargo\" -xf -"
+        --customize-hook="mkdir -p \"\$1/usr/local/cargo\" && tar -C '$SYSROOT' --exclude=./share/doc -cf - . | tar -C \"\$1/usr/local/cargo\" -xf -" \
+        --customize-hook='if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then cp /usr/local/share/ca-certificates/*.crt "$1/usr/local/share/ca-certificates/" && chroot "$1" update-ca-certificates; fi'
 fi
 
 log "podman build $TAG (${BINARY:+prebuilt from $BINARY}${BINARY:-from source})"
