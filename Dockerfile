@@ -11,6 +11,9 @@
 ARG PAASTIS_BINARY_FROM=build
 
 FROM docker.io/library/rust:1-slim-bookworm AS build
+# Marks the intermediate images of the stages that only carry the binary (scripts/image.sh
+# prunes them after a build: the one of the build stage holds all of target/).
+LABEL org.paastis.stage=binary
 WORKDIR /src
 # The manifest's targets (benches are declared in it) and what the crate embeds at compile
 # time (migrations); nothing else of the checkout is needed.
@@ -22,6 +25,7 @@ RUN cargo build --release --locked --bin paastis \
     && cp target/release/paastis /paastis
 
 FROM scratch AS prebuilt
+LABEL org.paastis.stage=binary
 COPY paastis /paastis
 
 FROM ${PAASTIS_BINARY_FROM} AS binary

@@ -138,5 +138,8 @@ fi
 
 log "podman build $TAG (${BINARY:+prebuilt from $BINARY}${BINARY:-from source})"
 "${PODMAN[@]}" build "${BUILD_ARGS[@]}" "$CONTEXT" >&2
+# The stages that only carry the binary leave untagged images (a copy of the binary, or the
+# whole target/ of the build stage): nothing reuses them, so they go.
+"${PODMAN[@]}" image prune --force --filter label=org.paastis.stage=binary >/dev/null
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$TAG")
 log "built $TAG: $size bytes ($((size / 1000000)) MB)"
