@@ -11,9 +11,6 @@
 ARG PAASTIS_BINARY_FROM=build
 
 FROM docker.io/library/rust:1-slim-bookworm AS build
-# Marks the intermediate images of the stages that only carry the binary (scripts/image.sh
-# prunes them after a build: the one of the build stage holds all of target/).
-LABEL org.paastis.stage=binary
 WORKDIR /src
 # The manifest's targets (benches are declared in it) and what the crate embeds at compile
 # time (migrations); nothing else of the checkout is needed.
@@ -23,6 +20,12 @@ COPY migrations migrations
 COPY src src
 RUN cargo build --release --locked --bin paastis \
     && cp target/release/paastis /paastis
+# The release profile's line tables (debug = "line-tables-only") are three quarters of the
+# binary: not in the image. Symbols stay, so a backtrace still names its functions.
+RUN strip --strip-debug /paastis
+# Marks the images of the stages that only carry the binary: scripts/image.sh prunes them
+# after a build (the cargo step's stays, as the cache of the next build).
+LABEL org.paastis.stage=binary
 
 FROM scratch AS prebuilt
 LABEL org.paastis.stage=binary
