@@ -24,7 +24,7 @@ RUN cargo build --release --locked --bin paastis \
 # binary: not in the image. Symbols stay, so a backtrace still names its functions.
 RUN strip --strip-debug /paastis
 # Marks the images of the stages that only carry the binary: scripts/image.sh prunes them
-# after a build (the cargo step's stays, as the cache of the next build).
+# after a build (and with them the cargo step's, which holds all of target/).
 LABEL org.paastis.stage=binary
 
 FROM scratch AS prebuilt
