@@ -17,6 +17,14 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # The cluster tests start throwaway Redis servers of their own (redis-server on a free port).
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The container image is built and run by podman (runc as its runtime), from base images
+# made from Debian packages by mmdebstrap (scripts/image.sh; no registry is reached).
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
+command -v newuidmap >/dev/null 2>&1 || need_apt+=(uidmap)
+# The npm package is packed, installed and run with Node.js and npm.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The platform clients load the system's CA store when they start.
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 # The store tests start a throwaway PostgreSQL server of their own (initdb + postgres; as the
@@ -53,6 +61,11 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
   command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis did not install" >&2; exit 1; }
+fi
+
+# The configuration's JSON Schema is checked with jsonschema (PyPI).
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore jsonschema
 fi
 
 cargo test --locked "$@"
