@@ -25,4 +25,4 @@ binary="${1:-target/debug/paastis}"
 [ -x "$binary" ] || cargo build --locked --bin paastis
 "$mdbook" build docs
 python3 scripts/check-book.py docs/book
-python3 scripts/check-book.py --configs "$binary"
+python3 scripts/check-book.py --configs "$(realpath "$binary")"

@@ -228,7 +228,7 @@ pub const RULE_KEYS: &[crate::settings::Key] = {
         Key::new(
             "alias",
             Kind::Text("route key"),
-            "An extra route key: `pr$1` makes pr42.<domain> reach the app.",
+            "An extra route key: `pr$1` makes `pr42.<domain>` reach the app.",
         ),
         Key::new(
             "formation",
