@@ -53,7 +53,8 @@
 //!   of the admin API.
 //! * [`spaces`]: the tenants besides the default space, running: from the config file, or
 //!   (hosted mode) from the admin API and the database, secrets sealed, tokens hashed.
-//! * [`admin`]: the admin API, dashboard and `/metrics` on their own listener.
+//! * [`admin`]: the admin API, dashboard and `/metrics`, on their own listener and, for the
+//!   `admin.host` names, on the proxy's (handed over by the composition root).
 //!
 //! **Composition**:
 //! * [`config`]: the `paastis.yml` file model and its sources, composed of every
