@@ -322,8 +322,9 @@ async fn the_image_proxies_serves_the_dashboard_and_stops_cleanly() {
         ],
     );
     let logs = logs();
-    assert_eq!(state, "exited 0", "{logs}");
-    assert!(took < DRAIN, "podman stop took {took:?}\n{logs}");
+    // Within the stop timeout, or podman would have sent SIGKILL: exit code 137, not 0 (no
+    // bound on the wall time here: a loaded machine may take longer to get there).
+    assert_eq!(state, "exited 0", "podman stop took {took:?}\n{logs}");
     assert!(logs.contains("\"signal\":\"SIGTERM\""), "{logs}");
     for pid in pids {
         assert!(

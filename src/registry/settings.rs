@@ -158,7 +158,7 @@ pub const REGISTRY_KEYS: &[Key] = &[
         "tls_verify",
         Kind::Boolean,
         "Redis only, rediss:// URLs: `false` encrypts without checking the server's \
-         certificate, for hosted Redis with a self-signed one (Heroku's).",
+         certificate, for a hosted Redis with a self-signed one.",
     )
     .default("true"),
     Key::new(
