@@ -16,6 +16,7 @@ use support::TempDir;
 use support::fakes::clever::{CleverCredentials, FakeClever};
 use support::fakes::heroku::FakeHeroku;
 use support::fakes::scalingo::FakeScalingo;
+use support::redis::RedisServer;
 
 /// Variables a recipe may set that the platform's build reads, not the engine.
 const BUILD_VARIABLES: &[&str] = &[
@@ -310,8 +311,21 @@ impl Recipe {
                 ("SCALINGO_REDIS_URL", redis.clone()),
                 ("REDIS_URL", redis),
             ],
-            // app.json provisions no add-on (see heroku_recipe_provisions_only_what_the_build_can_use).
-            "heroku" => Vec::new(),
+            // What app.json provisions: Heroku Postgres sets DATABASE_URL (TLS offered, no
+            // `sslmode`), the Key-Value Store a `rediss://` REDIS_URL.
+            // https://devcenter.heroku.com/articles/connecting-heroku-postgres
+            // https://devcenter.heroku.com/articles/heroku-redis
+            "heroku" => {
+                let provisioned = heroku_addons();
+                let mut vars = Vec::new();
+                if provisioned.iter().any(|a| a == "heroku-postgresql") {
+                    vars.push(("DATABASE_URL", pg.replace("postgresql://", "postgres://")));
+                }
+                if provisioned.iter().any(|a| a == "heroku-redis") {
+                    vars.push(("REDIS_URL", redis.replace("redis://", "rediss://")));
+                }
+                vars
+            }
             // https://www.clever.cloud/developers/doc/reference/reference-environment-variables/
             "clever-cloud" => vec![("POSTGRESQL_ADDON_URI", pg), ("REDIS_URL", redis)],
             other => panic!("no platform {other}"),
@@ -572,12 +586,9 @@ fn the_buildpack_and_the_procfile_run_the_cargo_binary() {
     );
 }
 
-/// Heroku Postgres refuses connections without TLS and Heroku Redis (6 and later) takes
-/// only TLS: app.json may provision them only once the database and Redis clients are built
-/// with TLS. Fails as soon as one side changes without the other.
-#[test]
-fn heroku_recipe_provisions_only_what_the_build_can_use() {
-    let addons: Vec<String> = json("app.json")["addons"]
+/// The add-ons app.json provisions, by name (`heroku-postgresql`, `heroku-redis`).
+fn heroku_addons() -> Vec<String> {
+    json("app.json")["addons"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -589,19 +600,64 @@ fn heroku_recipe_provisions_only_what_the_build_can_use() {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Heroku Postgres takes only TLS connections and the Heroku Key-Value Store only TLS, with
+/// a self-signed certificate: app.json provisions them exactly when the database and Redis
+/// clients are built with TLS, and with the Key-Value Store it turns the registry's
+/// certificate check off (the engine refuses that key without a `rediss://` URL, so it
+/// comes only with the add-on). Fails as soon as one side changes without the other.
+#[test]
+fn heroku_recipe_provisions_only_what_the_build_can_use() {
+    let addons = heroku_addons();
     let sqlx_tls = features_of("sqlx").iter().any(|f| f.starts_with("tls-"));
     let redis_tls = features_of("redis").iter().any(|f| f.contains("tls"));
+    let redis_insecure = features_of("redis")
+        .iter()
+        .any(|f| f == "tls-rustls-insecure");
+    let postgres = addons.iter().any(|a| a == "heroku-postgresql");
+    let redis = addons.iter().any(|a| a == "heroku-redis");
     assert_eq!(
-        addons.iter().any(|a| a == "heroku-postgresql"),
-        sqlx_tls,
+        postgres, sqlx_tls,
         "heroku-postgresql in app.json ({addons:?}) iff sqlx has a TLS feature ({sqlx_tls})"
     );
     assert_eq!(
-        addons.iter().any(|a| a == "heroku-redis"),
-        redis_tls,
+        redis, redis_tls,
         "heroku-redis in app.json ({addons:?}) iff redis has a TLS feature ({redis_tls})"
     );
+    // A self-signed certificate needs the client's "insecure" TLS and the key that asks for it.
+    let recipe = heroku_recipe();
+    let verify = recipe.vars.get("PAASTIS_REGISTRY__TLS_VERIFY");
+    if redis {
+        assert!(
+            redis_insecure,
+            "heroku-redis needs redis's tls-rustls-insecure feature"
+        );
+        assert_eq!(
+            verify.and_then(Given::fixed),
+            Some("false"),
+            "heroku-redis in app.json: PAASTIS_REGISTRY__TLS_VERIFY=false beside it"
+        );
+    } else {
+        assert!(
+            verify.is_none(),
+            "PAASTIS_REGISTRY__TLS_VERIFY without heroku-redis: the engine refuses it"
+        );
+    }
+    // Heroku's plan names (Provisioning Heroku Postgres; Heroku Key-Value Store).
+    let plans: Vec<String> = json("app.json")["addons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|addon| addon["plan"].as_str().map(str::to_owned))
+        .collect();
+    for plan in &plans {
+        assert!(
+            ["heroku-postgresql:essential-0", "heroku-redis:mini"].contains(&plan.as_str()),
+            "app.json: `{plan}` is not a plan this recipe was checked against"
+        );
+    }
 }
 
 /// Every recipe's environment, add-ons and provider pointed at closed ports: the engine
@@ -658,12 +714,20 @@ async fn each_recipe_environment_fails_only_on_unreachable_services() {
     }
 }
 
-/// Every recipe's environment against a fake of its platform, with no add-on: the
-/// configuration is complete (`configuration OK`) and the platform's apps are listed.
+/// Every recipe's environment against a fake of its platform: the configuration is complete
+/// (`configuration OK`) and the platform's apps are listed. No add-on, except where the
+/// recipe's own variables go with one: Heroku's `PAASTIS_REGISTRY__TLS_VERIFY=false` with the
+/// Key-Value Store's `rediss://` URL, here a TLS-only Redis whose certificate no system
+/// trusts (a self-signed one, as Heroku's), which the registry must then reach.
 #[tokio::test]
 async fn each_recipe_environment_checks_ok_against_its_platform() {
     for recipe in [scalingo_recipe(), heroku_recipe(), clever_recipe()] {
         let platform = recipe.platform;
+        let tls_redis = if recipe.vars.contains_key("PAASTIS_REGISTRY__TLS_VERIFY") {
+            Some(RedisServer::start_tls().await)
+        } else {
+            None
+        };
         let dir = TempDir::new(&format!("deploy-ok-{platform}"));
         let (url, _app) = match platform {
             "scalingo" => {
@@ -690,10 +754,20 @@ async fn each_recipe_environment_checks_ok_against_its_platform() {
             }
         };
         let vars = with(&recipe.filled(), recipe.platform_variables());
-        let vars = with(&vars, recipe.provider_at(&url));
+        let mut vars = with(&vars, recipe.provider_at(&url));
+        if let Some(redis) = &tls_redis {
+            vars.push(("REDIS_URL".to_owned(), redis.url()));
+        }
         let outcome = check(&dir.0, &vars).await;
         assert_accepted(platform, &outcome);
         assert_eq!(outcome.code, Some(0), "{platform}:\n{}", outcome.output);
+        if tls_redis.is_some() {
+            assert!(
+                outcome.output.contains("registry: redis: connected"),
+                "{platform}: the registry reached the self-signed TLS Redis:\n{}",
+                outcome.output
+            );
+        }
         assert!(
             outcome.output.contains("configuration OK"),
             "{platform}:\n{}",

@@ -51,8 +51,8 @@ impl Reader<'_> {
                         "must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379",
                     );
                 }
-                // A hosted Redis with a self-signed certificate (Heroku's): encrypted, but
-                // its certificate not checked, which the client spells `#insecure`.
+                // A hosted Redis with a self-signed certificate: encrypted, but its
+                // certificate not checked, which the client spells `#insecure`.
                 let url = match fields.take("tls_verify") {
                     Some((v, p)) => match v {
                         Value::Bool(false) if !url.expose().starts_with("rediss://") => {
@@ -158,7 +158,7 @@ pub const REGISTRY_KEYS: &[Key] = &[
         "tls_verify",
         Kind::Boolean,
         "Redis only, rediss:// URLs: `false` encrypts without checking the server's \
-         certificate, for a hosted Redis with a self-signed one.",
+         certificate, for a hosted Redis whose certificate is self-signed.",
     )
     .default("true"),
     Key::new(
