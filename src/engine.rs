@@ -43,9 +43,10 @@ pub enum RunError {
     /// The TLS listener's certificate or key is unusable.
     #[error(transparent)]
     ServerTls(#[from] proxy::tls::ServerTlsError),
-    /// The database cannot be opened or read.
+    /// The database cannot be opened or read. Not a `source`: the message already holds it,
+    /// and the binary prints the chain (`{:#}`), which would say it twice.
     #[error("database: {0}")]
-    Store(#[from] store::StoreError),
+    Store(store::StoreError),
     /// The registry's settings are unusable.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
@@ -60,6 +61,12 @@ pub enum RunError {
         /// What failed.
         error: ProviderError,
     },
+}
+
+impl From<store::StoreError> for RunError {
+    fn from(error: store::StoreError) -> Self {
+        RunError::Store(error)
+    }
 }
 
 impl From<BuildError> for RunError {
