@@ -538,6 +538,7 @@ impl<'a> Reader<'a> {
         Some(text.trim_end_matches('/').to_owned())
     }
 
+    /// A provider's `rate_limit` (API calls per rolling minute); see [`rate_limit_key`].
     pub fn rate_limit(&mut self, fields: &mut Fields<'_>, default: usize) -> usize {
         fields
             .take("rate_limit")
@@ -890,4 +891,18 @@ fn note_taken(path: &str, key: &str) {
             set.insert((path.to_owned(), key.to_owned()));
         }
     });
+}
+
+/// The `rate_limit` key of a provider entry, as [`Reader::rate_limit`] reads it, with the
+/// platform's `default` (written as the model writes defaults).
+pub const fn rate_limit_key(default: &'static str) -> Key {
+    Key::new(
+        "rate_limit",
+        Kind::Integer {
+            min: 1,
+            max: 100_000,
+        },
+        "API calls per rolling minute for this account (callers wait their turn).",
+    )
+    .default(default)
 }

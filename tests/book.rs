@@ -574,13 +574,7 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
         usage.push_str(" [OPTIONS]");
     }
     for arg in &positionals {
-        let name = arg
-            .get_value_names()
-            .and_then(|names| names.first())
-            .map_or_else(
-                || arg.get_id().to_string().to_uppercase(),
-                |n| n.to_string(),
-            );
+        let name = value_name(arg);
         if arg.is_required_set() {
             usage.push_str(&format!(" <{name}>"));
         } else {
@@ -598,13 +592,7 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
     if !positionals.is_empty() {
         page.push_str("\n| Argument | Description |\n|---|---|\n");
         for arg in &positionals {
-            let name = arg
-                .get_value_names()
-                .and_then(|names| names.first())
-                .map_or_else(
-                    || arg.get_id().to_string().to_uppercase(),
-                    |n| n.to_string(),
-                );
+            let name = value_name(arg);
             page.push_str(&format!("| `{name}` | {} |\n", arg_help(arg)));
         }
     }
@@ -660,6 +648,16 @@ fn cli_command(page: &mut String, command: &clap::Command, path: &str, depth: us
     for sub in subcommands {
         cli_command(page, sub, &format!("{path} {}", sub.get_name()), depth + 1);
     }
+}
+
+/// How an argument's value is named in usage lines: its value name, else its id in capitals.
+fn value_name(arg: &clap::Arg) -> String {
+    arg.get_value_names()
+        .and_then(|names| names.first())
+        .map_or_else(
+            || arg.get_id().to_string().to_uppercase(),
+            |n| n.to_string(),
+        )
 }
 
 /// An argument's help, with its possible values, for a table cell.

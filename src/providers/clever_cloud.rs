@@ -121,15 +121,7 @@ impl Platform for CleverConfig {
             "How apps are reached on their vhost.",
         )
         .default("https"),
-        Key::new(
-            "rate_limit",
-            Kind::Integer {
-                min: 1,
-                max: 100_000,
-            },
-            "API calls per rolling minute for this account (callers wait their turn).",
-        )
-        .default("60"),
+        crate::settings::rate_limit_key("60"),
     ];
     // Its PostgreSQL add-on sets this (its Redis add-on sets the generic REDIS_URL).
     const ADDON_VARIABLES: AddOnVariables = AddOnVariables {

@@ -88,15 +88,7 @@ impl Platform for HerokuConfig {
     const KEYS: &'static [Key] = &[
         Key::new("token", Kind::Secret, "The account's API token.").required(),
         Key::new("api_url", Kind::Url, "API URL override.").default(DEFAULT_API_URL),
-        Key::new(
-            "rate_limit",
-            Kind::Integer {
-                min: 1,
-                max: 100_000,
-            },
-            "API calls per rolling minute for this account (callers wait their turn).",
-        )
-        .default("70"),
+        crate::settings::rate_limit_key("70"),
     ];
 
     fn read(

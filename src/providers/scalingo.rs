@@ -95,15 +95,7 @@ impl Platform for ScalingoConfig {
             "Where the token is exchanged for a JWT.",
         )
         .default(DEFAULT_AUTH_URL),
-        Key::new(
-            "rate_limit",
-            Kind::Integer {
-                min: 1,
-                max: 100_000,
-            },
-            "API calls per rolling minute for this account (callers wait their turn).",
-        )
-        .default("60"),
+        crate::settings::rate_limit_key("60"),
     ];
     // Its PostgreSQL and Redis add-ons set these (besides DATABASE_URL and REDIS_URL).
     const ADDON_VARIABLES: AddOnVariables = AddOnVariables {
