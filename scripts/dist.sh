@@ -69,6 +69,11 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/$name/examples"
 install -m 0755 "$binary" "$stage/$name/paastis"
+# The release profile's line tables are three quarters of the binary (140 MB -> 33 MB
+# without them); the symbols stay, so a backtrace still names its functions.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$stage/$name/paastis"
+fi
 install -m 0644 "$root/LICENSE" "$root/README.md" "$stage/$name/"
 install -m 0644 "$root/examples/paastis.yml" "$root/examples/hello.py" "$stage/$name/examples/"
 
