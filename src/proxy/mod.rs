@@ -584,11 +584,13 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 impl Worker {
     /// One request through every phase.
     async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
-        // `admin.host`: not an app's request, not in the apps' metrics.
+        // `admin.host`: not an app's request, not in the apps' metrics. Boxed: held inline,
+        // its future would make every request's state larger (more to move per request).
         if let Some(handoff) = &self.proxy.handoff
             && handoff.wants(&request)
         {
-            return handoff.handle(request, client).await.map(Either::Right);
+            let answer = Box::pin(handoff.handle(request, client)).await;
+            return answer.map(Either::Right);
         }
         let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
