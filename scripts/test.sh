@@ -23,6 +23,9 @@ command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
 command -v newuidmap >/dev/null 2>&1 || need_apt+=(uidmap)
+# The docker provider is tested against podman's Docker-compatible API, with containers made
+# from a busybox-static root filesystem (`busybox httpd` serves them).
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 # The npm package is packed, installed and run with Node.js and npm.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The platform clients load the system's CA store when they start.

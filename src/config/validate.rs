@@ -233,7 +233,7 @@ providers:
   - id: local
     type: scalingo
   - type: nope
-  - {id: fly, type: fly}
+  - {id: other, type: Process}
 "#,
         )
         .expect_err("invalid");
@@ -255,7 +255,7 @@ providers:
             "providers[1].token: missing (or token_file)",
             "providers[2].id: missing",
             "providers[2].type: `nope` is not a provider type",
-            "providers[3].type: `fly` providers are not supported by this version",
+            "providers[3].type: `Process` is not a provider type",
         ];
         assert_exactly(&errors, &expected);
     }

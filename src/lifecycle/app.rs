@@ -71,7 +71,10 @@ pub struct App {
     pub(super) default_formation: Option<Formation>,
     /// Names of the apps woken and kept awake with this one (`rules[].linked_apps`).
     pub linked_names: Vec<String>,
-    /// Those apps, resolved whenever the set of apps changes (weak: apps come and go).
+    /// Names of the apps its platform groups with it (a container group), as the latest
+    /// listing says: linked like `linked_names`, and followed when the group changes.
+    pub(super) group: ArcSwap<Vec<String>>,
+    /// The apps of both, resolved whenever the set of apps changes (weak: apps come and go).
     pub(super) linked: ArcSwap<Vec<Weak<App>>>,
     /// `last_activity` as last written to the catalog (only changes are written).
     pub(super) flushed_activity: AtomicU64,
@@ -300,8 +303,9 @@ impl Lifecycle {
         app.in_flight.fetch_add(1, Ordering::SeqCst);
         let now = self.clock.now_ms();
         touch(app, now);
-        if !app.linked_names.is_empty() {
-            for linked in app.linked.load().iter().filter_map(Weak::upgrade) {
+        let linked = app.linked.load();
+        if !linked.is_empty() {
+            for linked in linked.iter().filter_map(Weak::upgrade) {
                 touch(&linked, now);
             }
         }

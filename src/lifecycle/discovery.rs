@@ -200,6 +200,7 @@ impl Lifecycle {
                     ),
                     default_formation: resolved.formation,
                     linked_names: resolved.linked_apps,
+                    group: ArcSwap::from_pointee(info.linked.clone()),
                     linked: ArcSwap::from_pointee(Vec::new()),
                     flushed_activity: AtomicU64::new(last_activity),
                     coordinated,
@@ -225,6 +226,10 @@ impl Lifecycle {
                 && app.upstream().as_deref() != Some(&upstream)
             {
                 app.upstream.store(Some(Arc::new(upstream)));
+            }
+            if **app.group.load() != info.linked {
+                app.group.store(Arc::new(info.linked.clone()));
+                changed = true;
             }
             if !authority {
                 continue;
@@ -361,10 +366,16 @@ impl Lifecycle {
             };
             found.map(Arc::downgrade)
         };
-        for app in apps.iter().filter(|app| !app.linked_names.is_empty()) {
+        for app in &apps {
+            let group = app.group.load();
+            if app.linked_names.is_empty() && group.is_empty() && app.linked.load().is_empty() {
+                continue;
+            }
             let linked = app
                 .linked_names
                 .iter()
+                .chain(group.iter().filter(|name| !app.linked_names.contains(name)))
+                .filter(|name| **name != *app.key.name)
                 .filter_map(|name| find(app, name))
                 .collect();
             app.linked.store(Arc::new(linked));

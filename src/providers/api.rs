@@ -128,6 +128,15 @@ impl ApiClient {
         })
     }
 
+    /// A client on an `http` client the platform's file built itself (a unix socket, a
+    /// client certificate), sending at most `per_minute` calls a minute.
+    pub fn with_http(http: reqwest::Client, per_minute: usize) -> ApiClient {
+        ApiClient {
+            http,
+            limiter: RateLimiter::new(per_minute, Duration::from_secs(60)),
+        }
+    }
+
     /// The underlying client, to build requests with.
     pub fn http(&self) -> &reqwest::Client {
         &self.http

@@ -424,6 +424,7 @@ fn listed_apps(
             formation: Formation::new(),
             policy: PolicyOverride::default(),
             aliases: vec![app.id.to_ascii_lowercase(), dashed.to_ascii_lowercase()],
+            linked: Vec::new(),
             name,
         });
     }

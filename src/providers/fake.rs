@@ -105,6 +105,7 @@ impl Provider for FakeProvider {
                         formation: Formation::from([("web".to_owned(), 1)]),
                         policy: PolicyOverride::default(),
                         aliases: Vec::new(),
+                        linked: Vec::new(),
                     })
                     .collect()),
                 state.list_delay,

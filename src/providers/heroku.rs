@@ -252,6 +252,7 @@ fn page_apps(provider: &str, page: Vec<serde_json::Value>) -> Vec<AppInfo> {
             formation: Formation::new(),
             policy: PolicyOverride::default(),
             aliases: Vec::new(),
+            linked: Vec::new(),
             name: app.name,
         })
         .collect()

@@ -133,9 +133,6 @@ platforms! {
     CleverCloud(clever_cloud::CleverConfig),
 }
 
-/// Provider types named in the design that this version cannot run yet.
-const PROVIDER_TYPES_NOT_YET_SUPPORTED: &[&str] = &["render", "fly", "kubernetes", "docker"];
-
 /// One registered platform, as the generic code asks it.
 #[derive(Debug)]
 pub struct Registration {
@@ -264,15 +261,6 @@ impl Reader<'_> {
                         providers.push(config);
                     }
                 }
-                None if PROVIDER_TYPES_NOT_YET_SUPPORTED.contains(&kind.as_str()) => {
-                    self.error(
-                        &kind_path,
-                        format!(
-                            "`{kind}` providers are not supported by this version of paastis yet"
-                        ),
-                    );
-                    fields.take_all();
-                }
                 None => {
                     self.error(
                         &kind_path,
@@ -328,6 +316,9 @@ pub struct AppInfo {
     pub policy: PolicyOverride,
     /// Extra route keys besides the name (Clever Cloud's `app_<uuid>` and `app-<uuid>`).
     pub aliases: Vec<String>,
+    /// Apps the platform groups with this one (a container group), by name: woken with it
+    /// and kept awake by its activity, as `rules[].linked_apps` are.
+    pub linked: Vec<String>,
 }
 
 /// An app that stopped without being asked to (crash, exit).

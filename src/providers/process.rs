@@ -339,6 +339,7 @@ impl Provider for ProcessProvider {
                 formation: Formation::from([("web".to_owned(), 1)]),
                 policy: app.config.policy.clone(),
                 aliases: Vec::new(),
+                linked: Vec::new(),
             });
         }
         apps.sort_by(|a, b| a.name.cmp(&b.name));

@@ -527,6 +527,7 @@ fn listed_apps(provider: &str, listed: AppList) -> Vec<AppInfo> {
             formation: Formation::new(),
             policy: PolicyOverride::default(),
             aliases: Vec::new(),
+            linked: Vec::new(),
             name: app.name,
         })
         .collect()

@@ -29,6 +29,9 @@ pub(super) struct WireApp {
     /// Extra route keys.
     #[serde(default)]
     a: Vec<String>,
+    /// The apps its platform groups with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    l: Vec<String>,
 }
 
 impl From<&AppInfo> for WireApp {
@@ -47,6 +50,7 @@ impl From<&AppInfo> for WireApp {
             u: info.upstream.as_ref().map(ToString::to_string),
             f: info.formation.clone(),
             a: info.aliases.clone(),
+            l: info.linked.clone(),
         }
     }
 }
@@ -68,6 +72,7 @@ impl WireApp {
             formation: self.f,
             policy: PolicyOverride::default(),
             aliases: self.a,
+            linked: self.l,
         })
     }
 }
@@ -196,6 +201,7 @@ mod tests {
             formation: [("web".to_owned(), 2)].into_iter().collect(),
             policy: PolicyOverride::default(),
             aliases: vec!["app_1".to_owned()],
+            linked: vec!["shop-db".to_owned()],
         };
         let json = serde_json::to_string(&[WireApp::from(&info)]).expect("json");
         let back: Vec<WireApp> = serde_json::from_str(&json).expect("parse");
@@ -209,5 +215,6 @@ mod tests {
         assert_eq!(back.upstream, info.upstream);
         assert_eq!(back.formation, info.formation);
         assert_eq!(back.aliases, info.aliases);
+        assert_eq!(back.linked, info.linked);
     }
 }
