@@ -32,6 +32,72 @@ pub(super) struct WireApp {
     /// The apps its platform groups with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     l: Vec<String>,
+    /// The policy its platform gives it (container labels, workload annotations): every
+    /// instance holds and wakes it the same way.
+    #[serde(default, skip_serializing_if = "WirePolicy::is_empty")]
+    p: WirePolicy,
+}
+
+/// A [`PolicyOverride`] on the wire; `None`: not overridden.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct WirePolicy {
+    /// Idle time in milliseconds, or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<String>,
+    /// Wake timeout in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    w: Option<u64>,
+    /// `hold`, `page` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
+    /// The readiness path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    h: Option<String>,
+}
+
+impl WirePolicy {
+    fn is_empty(&self) -> bool {
+        self.i.is_none() && self.w.is_none() && self.s.is_none() && self.h.is_none()
+    }
+}
+
+impl From<&PolicyOverride> for WirePolicy {
+    fn from(policy: &PolicyOverride) -> WirePolicy {
+        WirePolicy {
+            i: policy.max_idle.map(|idle| match idle {
+                Some(idle) => idle.as_millis().to_string(),
+                None => "never".to_owned(),
+            }),
+            w: policy
+                .wake_timeout
+                .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+            s: policy.strategy.map(|strategy| strategy.to_string()),
+            h: policy.health_path.clone(),
+        }
+    }
+}
+
+impl WirePolicy {
+    /// The override, each field that does not read back left out.
+    fn into_policy(self) -> PolicyOverride {
+        PolicyOverride {
+            max_idle: self.i.and_then(|idle| match idle.as_str() {
+                "never" => Some(None),
+                ms => ms
+                    .parse::<u64>()
+                    .ok()
+                    .map(|ms| Some(Duration::from_millis(ms))),
+            }),
+            wake_timeout: self.w.map(Duration::from_millis),
+            strategy: self.s.and_then(|strategy| match strategy.as_str() {
+                "hold" => Some(crate::model::Strategy::Hold),
+                "page" => Some(crate::model::Strategy::Page),
+                "auto" => Some(crate::model::Strategy::Auto),
+                _ => None,
+            }),
+            health_path: self.h,
+        }
+    }
 }
 
 impl From<&AppInfo> for WireApp {
@@ -51,6 +117,7 @@ impl From<&AppInfo> for WireApp {
             f: info.formation.clone(),
             a: info.aliases.clone(),
             l: info.linked.clone(),
+            p: WirePolicy::from(&info.policy),
         }
     }
 }
@@ -70,7 +137,7 @@ impl WireApp {
             status,
             upstream: self.u.as_deref().and_then(Upstream::from_url),
             formation: self.f,
-            policy: PolicyOverride::default(),
+            policy: self.p.into_policy(),
             aliases: self.a,
             linked: self.l,
         })
@@ -199,7 +266,12 @@ mod tests {
             status: AppStatus::Failed("crashed".to_owned()),
             upstream: Upstream::from_url("https://shop.example.com"),
             formation: [("web".to_owned(), 2)].into_iter().collect(),
-            policy: PolicyOverride::default(),
+            policy: PolicyOverride {
+                max_idle: Some(None),
+                wake_timeout: Some(Duration::from_secs(90)),
+                strategy: Some(crate::model::Strategy::Hold),
+                health_path: Some("/up".to_owned()),
+            },
             aliases: vec!["app_1".to_owned()],
             linked: vec!["shop-db".to_owned()],
         };
@@ -216,5 +288,24 @@ mod tests {
         assert_eq!(back.formation, info.formation);
         assert_eq!(back.aliases, info.aliases);
         assert_eq!(back.linked, info.linked);
+        assert_eq!(back.policy, info.policy);
+    }
+
+    #[test]
+    fn a_listing_without_policy_or_group_reads_as_before() {
+        let back: Vec<WireApp> =
+            serde_json::from_str(r#"[{"n":"a","s":"stopped","f":{}}]"#).expect("parse");
+        let info = back
+            .into_iter()
+            .next()
+            .and_then(WireApp::into_info)
+            .expect("app");
+        assert_eq!(info.policy, PolicyOverride::default());
+        assert!(info.linked.is_empty());
+        let idle = PolicyOverride {
+            max_idle: Some(Some(Duration::from_secs(300))),
+            ..PolicyOverride::default()
+        };
+        assert_eq!(WirePolicy::from(&idle).into_policy(), idle);
     }
 }
