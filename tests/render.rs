@@ -258,3 +258,31 @@ async fn the_api_key_never_reaches_logs_errors_or_check() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workspace_and_shared_names_qualified_by_their_id() {
+    let fake = FakeRender::start(TOKEN).await;
+    let (first, _) = fake.add_service("api", "web_service", false).await;
+    let (second, _) = fake.add_service("API", "web_service", false).await;
+    fake.add_service("front", "web_service", false).await;
+    fake.add_service_of("elsewhere", "web_service", "tea-other", false)
+        .await;
+    let scoped = provider(&fake).replace('}', ", owner_id: tea-fakeworkspace}");
+    let engine = TestEngine::start(&config("15m", &[scoped])).await;
+
+    let suffix = |id: &str| id[id.len() - 6..].to_ascii_lowercase();
+    let mut expected = vec![
+        format!("api-{}", suffix(&first)),
+        format!("api-{}", suffix(&second)),
+        "front".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names(&engine), expected);
+    let client = TestClient::new(engine.addr);
+    let answer = client
+        .get(&format!("api-{}.localhost", suffix(&second)), "/")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from API");
+    engine.stop().await;
+}
