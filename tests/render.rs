@@ -286,3 +286,30 @@ async fn one_workspace_and_shared_names_qualified_by_their_id() {
     assert_eq!(answer.text(), "hello from API");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_instance_count_does_not_fail_the_wake() {
+    let fake = FakeRender::start(TOKEN).await;
+    let (id, _) = fake.add_service("hobby", "web_service", false).await;
+    fake.set_instances(&id, 2);
+    let engine = TestEngine::start(&config("1s", &[provider(&fake)])).await;
+    engine
+        .wait_state("hobby", State::Asleep, Duration::from_secs(15))
+        .await;
+    // Moved to the free instance type while suspended: one instance at most.
+    fake.set_plan(&id, "free");
+    fake.set_instances(&id, 1);
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("hobby.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(fake.instances(&id), 1);
+    let scales: Vec<u16> = fake
+        .calls
+        .all()
+        .iter()
+        .filter(|call| call.path.ends_with("/scale"))
+        .map(|call| call.status)
+        .collect();
+    assert_eq!(scales, [400]);
+    engine.stop().await;
+}

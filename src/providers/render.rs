@@ -611,8 +611,19 @@ impl Provider for Render {
             && wanted != service.instances()
             && service.details.autoscaling.is_none()
         {
-            self.post(&id, "scale", Some(json!({ "numInstances": wanted })))
-                .await?;
+            // The service is resumed either way: a refused count (the free instance type
+            // runs one instance) leaves it as the platform has it.
+            match self
+                .post(&id, "scale", Some(json!({ "numInstances": wanted })))
+                .await
+            {
+                Ok(()) => {}
+                Err(ProviderError::Rejected(reason)) => {
+                    tracing::warn!(provider = %self.id, app, %reason,
+                        "the instance count was not restored");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(Started {
             reconciled: None,
