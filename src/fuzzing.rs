@@ -9,6 +9,7 @@
 pub mod providers {
     pub use crate::providers::clever_cloud::fuzzing as clever_cloud;
     pub use crate::providers::heroku::fuzzing as heroku;
+    pub use crate::providers::render::fuzzing as render;
     pub use crate::providers::scalingo::fuzzing as scalingo;
 }
 

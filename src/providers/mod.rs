@@ -21,6 +21,7 @@ pub mod formation;
 pub mod heroku;
 pub mod platform;
 pub mod process;
+pub mod render;
 pub mod scalingo;
 
 use std::collections::{BTreeMap, HashMap};
@@ -131,6 +132,8 @@ platforms! {
     Heroku(heroku::HerokuConfig),
     /// A Clever Cloud account.
     CleverCloud(clever_cloud::CleverConfig),
+    /// A Render workspace's services.
+    Render(render::RenderConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -476,7 +479,7 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud or render");
         assert_eq!(
             SECRET_KEYS,
             [
@@ -490,7 +493,7 @@ mod tests {
         assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
         assert_eq!(
             own_app_variables().collect::<Vec<_>>(),
-            ["APP", "HEROKU_APP_NAME", "APP_ID"]
+            ["APP", "HEROKU_APP_NAME", "APP_ID", "RENDER_SERVICE_NAME"]
         );
     }
 }
