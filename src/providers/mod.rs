@@ -17,6 +17,7 @@ pub mod api;
 pub mod clever_cloud;
 #[cfg(test)]
 pub mod fake;
+pub mod fly;
 pub mod formation;
 pub mod heroku;
 pub mod platform;
@@ -131,6 +132,8 @@ platforms! {
     Heroku(heroku::HerokuConfig),
     /// A Clever Cloud account.
     CleverCloud(clever_cloud::CleverConfig),
+    /// A Fly.io organisation's apps (Machines).
+    Fly(fly::FlyConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -476,7 +479,7 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud or fly");
         assert_eq!(
             SECRET_KEYS,
             [
@@ -490,7 +493,7 @@ mod tests {
         assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
         assert_eq!(
             own_app_variables().collect::<Vec<_>>(),
-            ["APP", "HEROKU_APP_NAME", "APP_ID"]
+            ["APP", "HEROKU_APP_NAME", "APP_ID", "FLY_APP_NAME"]
         );
     }
 }
