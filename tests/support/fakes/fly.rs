@@ -168,7 +168,7 @@ impl FakeFly {
         let up = machines.iter().any(|(_, started)| *started);
         let server = AppServer::start(name, up).await;
         let mut platform = self.shared.lock();
-        assert!(platform.find(name).is_err(), "fake fly already has {name}");
+        assert!(platform.find(name).is_none(), "fake fly already has {name}");
         let id = hex(&mut platform.rng, 16);
         let machines = machines
             .iter()
@@ -327,18 +327,15 @@ impl Shared {
         if let ("GET", ["apps", app, "machines", id, "wait"]) = (method, segments.as_slice()) {
             return self.wait(app, id, query).await;
         }
-        let response = {
-            let mut platform = self.lock();
-            let now = Instant::now();
-            for app in &mut platform.apps {
-                app.refresh(now);
-            }
-            let response = platform.answer(method, &segments, query);
-            for at in std::mem::take(&mut platform.timers) {
-                self.refresh_at(at);
-            }
-            response
-        };
+        let mut platform = self.lock();
+        let now = Instant::now();
+        for app in &mut platform.apps {
+            app.refresh(now);
+        }
+        let response = platform.answer(method, &segments, query);
+        for at in std::mem::take(&mut platform.timers) {
+            self.refresh_at(at);
+        }
         response
     }
 
@@ -366,7 +363,7 @@ impl Shared {
         loop {
             {
                 let mut platform = self.lock();
-                let Ok(index) = platform.find(app) else {
+                let Some(index) = platform.find(app) else {
                     return error(StatusCode::NOT_FOUND, "app not found");
                 };
                 let app = &mut platform.apps[index];
@@ -403,11 +400,8 @@ impl Shared {
 }
 
 impl Platform {
-    fn find(&self, name: &str) -> Result<usize, Response> {
-        self.apps
-            .iter()
-            .position(|app| app.name == name)
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "app not found"))
+    fn find(&self, name: &str) -> Option<usize> {
+        self.apps.iter().position(|app| app.name == name)
     }
 
     fn answer(&mut self, method: &str, segments: &[&str], query: &str) -> Response {
@@ -433,7 +427,7 @@ impl Platform {
                 Json(json!({"total_apps": apps.len(), "apps": apps})).into_response()
             }
             ("GET", ["apps", name]) => match self.find(name) {
-                Ok(index) => {
+                Some(index) => {
                     let app = &self.apps[index];
                     Json(json!({
                         "id": app.id, "name": app.name, "status": "deployed",
@@ -441,27 +435,27 @@ impl Platform {
                     }))
                     .into_response()
                 }
-                Err(response) => response,
+                None => error(StatusCode::NOT_FOUND, "app not found"),
             },
             ("GET", ["apps", name, "machines"]) => match self.find(name) {
-                Ok(index) => {
+                Some(index) => {
                     let app = &self.apps[index];
                     let mut list: Vec<Value> = app.machines.iter().map(|m| m.json("cdg")).collect();
                     list.extend(app.odd.iter().cloned());
                     Json(Value::Array(list)).into_response()
                 }
-                Err(response) => response,
+                None => error(StatusCode::NOT_FOUND, "app not found"),
             },
             ("GET", ["apps", name, "machines", id]) => match self.machine(name, id) {
                 Ok((app, machine)) => {
                     Json(self.apps[app].machines[machine].json("cdg")).into_response()
                 }
-                Err(response) => response,
+                Err(response) => *response,
             },
             ("POST", ["apps", name, "machines", id, action]) => {
                 let (app, machine) = match self.machine(name, id) {
                     Ok(found) => found,
-                    Err(response) => return response,
+                    Err(response) => return *response,
                 };
                 let (boot, stop) = (self.boot_time, self.stop_time);
                 let machine = &mut self.apps[app].machines[machine];
@@ -505,14 +499,17 @@ impl Platform {
         }
     }
 
-    fn machine(&self, app: &str, id: &str) -> Result<(usize, usize), Response> {
-        let index = self.find(app)?;
+    /// The app and Machine indexes, or the platform's 404.
+    fn machine(&self, app: &str, id: &str) -> Result<(usize, usize), Box<Response>> {
+        let Some(index) = self.find(app) else {
+            return Err(Box::new(error(StatusCode::NOT_FOUND, "app not found")));
+        };
         self.apps[index]
             .machines
             .iter()
             .position(|m| m.id == id)
             .map(|machine| (index, machine))
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "machine not found"))
+            .ok_or_else(|| Box::new(error(StatusCode::NOT_FOUND, "machine not found")))
     }
 }
 
