@@ -340,3 +340,27 @@ async fn the_token_never_reaches_logs_or_errors() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_with_their_own_scheme_are_sent_as_they_are() {
+    let token = "FlyV1 fm2_macaroon-0011";
+    let fake = FakeFly::start(token).await;
+    let shop = fake.add_app("acme", "shop", &[("app", false)]).await;
+    let host = shop.url.trim_start_matches("http://");
+    let engine = TestEngine::start(&config(
+        "15m",
+        &format!(
+            "{{id: fly, type: fly, token: '{token}', org: acme, api_url: '{}/v1', \
+             hostname_template: '{host}', upstream_scheme: http}}",
+            fake.url
+        ),
+    ))
+    .await;
+    assert_eq!(engine.state("shop"), State::Asleep);
+    let answer = TestClient::new(engine.addr)
+        .get("shop.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(fake.calls.all().iter().all(|call| call.status != 401));
+    engine.stop().await;
+}

@@ -77,7 +77,7 @@ pub enum StopMode {
 pub struct FlyConfig {
     /// Provider id.
     pub id: String,
-    /// API token (`fly tokens create org`), sent as a bearer token.
+    /// API token (`fly tokens create org`): `FlyV1 ...` sent as it is, others as bearer.
     pub token: Secret,
     /// Organisation slug whose apps are managed (`GET /apps?org_slug=`).
     pub org: Option<String>,
@@ -639,11 +639,25 @@ impl Fly {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.api
+        let request = self
+            .api
             .http()
             .request(method, format!("{}{path}", self.api_url))
-            .header("accept", "application/json")
-            .bearer_auth(self.token.expose())
+            .header("accept", "application/json");
+        // Tokens as `fly tokens create` prints them carry their own scheme (`FlyV1 fm2_...`)
+        // and are sent as they are; others are bearer tokens.
+        let token = self.token.expose();
+        match token
+            .starts_with("FlyV1 ")
+            .then(|| reqwest::header::HeaderValue::from_str(token).ok())
+            .flatten()
+        {
+            Some(mut value) => {
+                value.set_sensitive(true);
+                request.header(reqwest::header::AUTHORIZATION, value)
+            }
+            None => request.bearer_auth(token),
+        }
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(

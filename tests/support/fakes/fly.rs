@@ -309,12 +309,18 @@ impl Shared {
         self.platform.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `Bearer <token>`, or a `FlyV1 ...` token as the whole header value (as flyctl sends
+    /// the tokens `fly tokens create` prints).
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        headers
+        let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .is_some_and(|(scheme, token)| {
+        else {
+            return false;
+        };
+        let value = value.trim();
+        (self.token.starts_with("FlyV1 ") && value == self.token)
+            || value.split_once(' ').is_some_and(|(scheme, token)| {
                 scheme.eq_ignore_ascii_case("bearer") && token.trim() == self.token
             })
     }
