@@ -364,3 +364,51 @@ async fn tokens_with_their_own_scheme_are_sent_as_they_are() {
     assert!(fake.calls.all().iter().all(|call| call.status != 401));
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_while_the_machines_still_stop_waits_for_them_and_starts_them() {
+    let fake = FakeFly::start(TOKEN).await;
+    fake.set_stop_time(Duration::from_secs(2));
+    let shop = fake.add_app("acme", "shop", &[("app", true)]).await;
+    let engine = TestEngine::start(&config("1s", &provider(&fake, &shop.url, ""))).await;
+    engine
+        .wait_state("shop", State::Asleep, Duration::from_secs(15))
+        .await;
+    assert_eq!(fake.states("shop"), ["stopping"]);
+    let answer = TestClient::new(engine.addr)
+        .get("shop.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(fake.states("shop"), ["started"]);
+    // The first start was refused while the Machine stopped; the engine waited for it.
+    assert!(fake.calls.all().iter().any(|call| call.status == 412));
+    assert!(fake.calls.count("GET /v1/apps/shop/machines/") > 0);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_crashes_on_start_fails_the_wake_with_its_check_output() {
+    let fake = FakeFly::start(TOKEN).await;
+    let shop = fake.add_app("acme", "shop", &[("app", false)]).await;
+    fake.crash_on_start("shop", "  dial tcp 172.19.0.2:8080: connection refused\n");
+    let engine = TestEngine::start(&config("15m", &provider(&fake, &shop.url, ""))).await;
+    let answer = TestClient::new(engine.addr)
+        .get("shop.localhost", "/")
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    let reason = engine
+        .events()
+        .into_iter()
+        .find_map(|event| match event.kind {
+            EventKind::StartFailed { reason } => Some(reason),
+            _ => None,
+        })
+        .expect("a failed wake");
+    assert!(
+        reason.contains("is stopped again after its start")
+            && reason.ends_with("connection refused)"),
+        "{reason}"
+    );
+    assert!(!reason.contains(TOKEN));
+    engine.stop().await;
+}

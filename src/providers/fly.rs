@@ -527,14 +527,21 @@ fn plan(
         let mut candidates: Vec<&Machine> = in_group
             .iter()
             .copied()
-            .filter(|m| matches!(m.state.as_str(), "stopped" | "suspended" | "created"))
+            .filter(|m| {
+                matches!(
+                    m.state.as_str(),
+                    "stopped" | "suspended" | "stopping" | "suspending" | "created"
+                )
+            })
             .collect();
-        // Remembered first, then suspended (fast resume), stopped, never started; by id.
+        // Remembered first, then suspended (fast resume), stopped, still stopping (the start
+        // waits for them), never started; by id.
         let rank = |m: &Machine| {
             let state = match m.state.as_str() {
                 "suspended" => 0,
                 "stopped" => 1,
-                _ => 2,
+                "stopping" | "suspending" => 2,
+                _ => 3,
             };
             (!remembered.contains(&m.id), state, m.id.clone())
         };
@@ -762,24 +769,15 @@ impl Fly {
     /// Waits (through the `wait` endpoint) for a Machine in a transitional state to reach
     /// the state it is heading to; a 408 only means it is not there yet.
     async fn wait_settled(&self, base: &str, machine: &Machine) -> Result<(), ProviderError> {
-        let target = match machine.state.as_str() {
-            "starting" => "started",
-            "stopping" | "suspending" => "stopped",
-            _ => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return Ok(());
-            }
+        let path = match (machine.state.as_str(), &machine.instance_id) {
+            ("starting", _) => format!("{base}/wait?state=started&timeout={WAIT_SECONDS}"),
+            ("stopping", Some(instance)) => format!(
+                "{base}/wait?state=stopped&timeout={WAIT_SECONDS}&instance_id={}",
+                path_segment(instance)
+            ),
+            // `suspended` is not a state the endpoint waits for: poll the Machine.
+            _ => return self.poll_settled(base, &machine.state).await,
         };
-        let mut path = format!("{base}/wait?state={target}&timeout={WAIT_SECONDS}");
-        if target == "stopped" {
-            match &machine.instance_id {
-                Some(instance) => path.push_str(&format!("&instance_id={instance}")),
-                None => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    return Ok(());
-                }
-            }
-        }
         let response = self
             .api
             .send(Idempotent::Yes, || {
@@ -795,6 +793,20 @@ impl Fly {
             }
             _ => check(response, "waiting for a Machine").await.map(|_| ()),
         }
+    }
+
+    /// Reads the Machine every half second until it leaves `state` (at most the `wait`
+    /// endpoint's timeout).
+    async fn poll_settled(&self, base: &str, state: &str) -> Result<(), ProviderError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(WAIT_SECONDS);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let current: Machine = self.get_json(base, "reading a Machine").await?;
+            if current.state != state {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn app_info(&self, name: String, machines: &[Machine]) -> AppInfo {
@@ -910,6 +922,11 @@ impl Provider for Fly {
         );
         if targets.is_empty() {
             targets.extend(machines.iter().filter(|m| m.is_up()).map(|m| m.id.clone()));
+        }
+        if targets.is_empty() {
+            return Err(ProviderError::Rejected(format!(
+                "nothing to start: no Machine of `{app}` can start now"
+            )));
         }
         self.starting_ids
             .lock()
@@ -1049,6 +1066,15 @@ mod tests {
         let (to_start, _) = plan("shop", &machines, None, &[]).expect("plan");
         assert_eq!(to_start.len(), 1);
         assert!(plan("shop", &[], None, &[]).is_err());
+        // Still stopping: taken after the stopped ones (the start waits for it).
+        let machines = parse(vec![
+            machine("a1", "stopping", "app"),
+            machine("a2", "stopped", "app"),
+        ]);
+        let (to_start, _) =
+            plan("shop", &machines, Some(&formation(&[("app", 2)])), &[]).expect("plan");
+        let ids: Vec<&str> = to_start.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a2", "a1"]);
     }
 
     #[test]

@@ -69,11 +69,15 @@ struct Machine {
     pending: Option<(&'static str, Instant)>,
     /// Output of a failing health check (`None`: it passes).
     failing_check: Option<String>,
+    /// Exits again this long after each start (its check critical), as a crashing app.
+    crash_after: Option<Duration>,
 }
 
 impl Machine {
     fn json(&self, region: &str) -> Value {
-        let checks = if self.state == "started" {
+        // A crashed Machine still shows its last check results.
+        let crashed = self.crash_after.is_some() && self.state == "stopped";
+        let checks = if self.state == "started" || crashed {
             match &self.failing_check {
                 Some(output) => json!([{
                     "name": "servicecheck-00-http-8080", "status": "critical",
@@ -119,6 +123,9 @@ impl Machine {
         {
             self.state = target.to_owned();
             self.pending = None;
+            if let (Some(after), "started") = (self.crash_after, target) {
+                self.pending = Some(("stopped", at + after));
+            }
         }
     }
 
@@ -180,6 +187,7 @@ impl FakeFly {
                 instance_id: format!("01HX{}", hex(&mut platform.rng, 22).to_uppercase()),
                 pending: None,
                 failing_check: None,
+                crash_after: None,
             })
             .collect();
         platform.apps.push(App {
@@ -239,6 +247,17 @@ impl FakeFly {
         let index = platform.find(app).expect("known app");
         for machine in &mut platform.apps[index].machines {
             machine.failing_check = Some(output.to_owned());
+        }
+    }
+
+    /// Makes `app`'s Machines exit 300 ms after each start, their check critical with
+    /// `output` (an app that crashes on boot).
+    pub fn crash_on_start(&self, app: &str, output: &str) {
+        let mut platform = self.shared.lock();
+        let index = platform.find(app).expect("known app");
+        for machine in &mut platform.apps[index].machines {
+            machine.failing_check = Some(output.to_owned());
+            machine.crash_after = Some(Duration::from_millis(300));
         }
     }
 
