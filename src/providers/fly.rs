@@ -739,8 +739,11 @@ impl Fly {
             if status != StatusCode::CONFLICT && status != StatusCode::PRECONDITION_FAILED {
                 return match check(response, &what).await {
                     Ok(_) => Ok(()),
-                    // Gone meanwhile: nothing to stop; for a start, readiness says.
+                    // Gone meanwhile: nothing to stop; a start tries again with a new listing.
                     Err(ProviderError::NotFound(_)) if action != "start" => Ok(()),
+                    Err(ProviderError::NotFound(_)) => Err(ProviderError::Failed(format!(
+                        "{what}: the Machine is gone"
+                    ))),
                     Err(error) => Err(error),
                 };
             }
