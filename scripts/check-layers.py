@@ -26,6 +26,9 @@ PLATFORMS = {
     "scalingo": ["providers/scalingo.rs"],
     "heroku": ["providers/heroku.rs"],
     "clever": ["providers/clever_cloud.rs"],
+    # "render" is also an ordinary verb here (cli/render.rs, the dashboard): its names only.
+    r"\bRender(Config|Provider|Service)\b|render\.com|onrender": ["providers/render.rs"],
+    "fly": ["providers/fly.rs"],
 }
 # The registration, the original engine's mapping, and the fuzz entry points (test code).
 ALWAYS_ALLOWED = ["providers/mod.rs", "config/compat", "fuzzing.rs"]

@@ -36,6 +36,7 @@ providers: &providers
   - {id: cc, type: clever-cloud, api_token: t0123456789, organisation: orga_x, api_url: "http://127.0.0.1:1", upstream_scheme: http, rate_limit: 5}
   - {id: co, type: clever-cloud, consumer_key: k, consumer_secret: s, token: t, secret: s}
   - {id: rd, type: render, token: t0123456789, api_url: "http://127.0.0.1:1", owner_id: tea-x, rate_limit: 5}
+  - {id: fl, type: fly, token: t0123456789, org: acme, apps: [shop], api_url: "http://127.0.0.1:1/v1", hostname_template: "{app}.fly.dev", upstream_scheme: http, stop_mode: suspend, rate_limit: 5}
 rules: &rules
   - pattern: 'review-(\d+)'
     linked_apps: ['back-$1']

@@ -17,6 +17,7 @@ pub mod api;
 pub mod clever_cloud;
 #[cfg(test)]
 pub mod fake;
+pub mod fly;
 pub mod formation;
 pub mod heroku;
 pub mod platform;
@@ -134,6 +135,8 @@ platforms! {
     CleverCloud(clever_cloud::CleverConfig),
     /// A Render workspace's services.
     Render(render::RenderConfig),
+    /// A Fly.io organisation's apps (Machines).
+    Fly(fly::FlyConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -479,7 +482,7 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud or render");
+        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud, render or fly");
         assert_eq!(
             SECRET_KEYS,
             [
@@ -493,7 +496,7 @@ mod tests {
         assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
         assert_eq!(
             own_app_variables().collect::<Vec<_>>(),
-            ["APP", "HEROKU_APP_NAME", "APP_ID", "RENDER_SERVICE_NAME"]
+            ["APP", "HEROKU_APP_NAME", "APP_ID", "RENDER_SERVICE_NAME", "FLY_APP_NAME"]
         );
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod clever;
+pub mod fly;
 pub mod heroku;
 pub mod render;
 pub mod scalingo;
