@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod clever_cloud;
+pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod formation;
@@ -131,6 +132,8 @@ platforms! {
     Heroku(heroku::HerokuConfig),
     /// A Clever Cloud account.
     CleverCloud(clever_cloud::CleverConfig),
+    /// Docker or Podman containers.
+    Docker(docker::DockerConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -476,7 +479,7 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud or docker");
         assert_eq!(
             SECRET_KEYS,
             [
