@@ -247,7 +247,10 @@ impl Reader<'_> {
             let text = self.string(v, &p)?;
             let text = text.trim().trim_start_matches('v').to_owned();
             if parse_version(&text).is_none() {
-                self.error(&p, format!("`{text}` is not an API version (expected e.g. 1.43)"));
+                self.error(
+                    &p,
+                    format!("`{text}` is not an API version (expected e.g. 1.43)"),
+                );
                 return None;
             }
             Some(text)
@@ -747,7 +750,11 @@ struct Inspect {
     #[serde(rename = "HostConfig", default, deserialize_with = "null_as_default")]
     host_config: HostConfig,
     /// Its addresses and published ports.
-    #[serde(rename = "NetworkSettings", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "NetworkSettings",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     network_settings: NetworkSettings,
 }
 
@@ -851,12 +858,7 @@ impl Managed {
     fn new(provider: &str, inspect: Inspect) -> Managed {
         let container = inspect.name.trim_start_matches('/').to_owned();
         let labels = &inspect.config.labels;
-        let label = |key: &str| {
-            labels
-                .get(key)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let label = |key: &str| labels.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
         let warn = |key: &str, value: &str, expected: &str| {
             tracing::warn!(provider, container = %container, label = key, value,
                 "ignoring an invalid label (expected {expected})");
@@ -1390,7 +1392,10 @@ mod tests {
         assert_eq!(with_compose[2], ("api".to_owned(), s(&["worker"])));
         assert_eq!(with_compose[3], ("worker".to_owned(), s(&["api"])));
         // A second container claiming a name is skipped.
-        let twice = unique("docker", vec![member("x", json!({})), member("x", json!({}))]);
+        let twice = unique(
+            "docker",
+            vec![member("x", json!({})), member("x", json!({}))],
+        );
         assert_eq!(twice.len(), 1);
     }
 
