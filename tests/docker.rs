@@ -290,6 +290,33 @@ async fn an_engine_that_goes_away_is_reported_without_stopping_other_providers()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_crashed_is_failed_with_its_exit_code() {
+    let Some(podman) = Podman::start("crash").await else {
+        return;
+    };
+    let pairs = managed("8080");
+    podman.create_running("broken", &labels(&pairs), &["/bin/sh", "-c", "exit 3"]);
+    podman.start_container("broken");
+    podman.wait_state("broken", "exited", WAIT).await;
+    let engine = TestEngine::start(&config(&podman, "1h", "")).await;
+    // Discovery takes a stopped container as asleep, whatever its exit code.
+    assert_eq!(engine.state("broken"), State::Asleep);
+    // A request starts it; it exits at once, and the wake fails with its exit code.
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("broken.localhost", "/").await;
+    assert!(answer.status.is_server_error(), "{}", answer.text());
+    engine.wait_state("broken", State::Failed, WAIT).await;
+    let reason = engine
+        .app("broken")
+        .phase()
+        .reason
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_a_started_and_stopping_a_stopped_container_succeed() {
     let Some(podman) = Podman::start("idempotent").await else {
         return;

@@ -205,6 +205,17 @@ impl Podman {
     /// Creates (does not start) a container running busybox httpd on 127.0.0.1:`port` with
     /// host networking and these labels, stopped within a second; returns its id.
     pub fn create(&self, name: &str, port: u16, labels: &[(&str, &str)]) -> String {
+        let listen = format!("127.0.0.1:{port}");
+        self.create_running(
+            name,
+            labels,
+            &["/bin/busybox", "httpd", "-f", "-p", &listen, "-h", "/www"],
+        )
+    }
+
+    /// Creates (does not start) a container of [`IMAGE`] running `command`, with host
+    /// networking and these labels, stopped within a second; returns its id.
+    pub fn create_running(&self, name: &str, labels: &[(&str, &str)], command: &[&str]) -> String {
         let mut args: Vec<String> = [
             "create",
             "--name",
@@ -221,20 +232,8 @@ impl Podman {
             args.push("--label".to_owned());
             args.push(format!("{key}={value}"));
         }
-        args.extend(
-            [
-                IMAGE,
-                "/bin/busybox",
-                "httpd",
-                "-f",
-                "-p",
-                &format!("127.0.0.1:{port}"),
-                "-h",
-                "/www",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned()),
-        );
+        args.push(IMAGE.to_owned());
+        args.extend(command.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli_ok(&args)
     }
