@@ -412,3 +412,35 @@ async fn tls_key_contents_never_reach_the_logs() {
     assert!(!stderr.contains(marker), "{stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains(marker));
 }
+
+#[test]
+fn bad_entries_are_refused_with_their_path() {
+    let load = |entry: &str| {
+        paastis::config::load_str(
+            &format!("providers:\n  - {entry}\n"),
+            &Default::default(),
+            &Default::default(),
+        )
+        .err()
+        .map(|errors| errors.to_string())
+        .unwrap_or_default()
+    };
+    let ssh = load("{id: d, type: docker, host: 'ssh://me:pw@host'}");
+    assert!(ssh.contains("providers[0].host"), "{ssh}");
+    assert!(!ssh.contains("pw"), "the address is not echoed: {ssh}");
+    let relative = load("{id: d, type: docker, host: 'unix://docker.sock'}");
+    assert!(relative.contains("must be absolute"), "{relative}");
+    let version = load("{id: d, type: docker, api_version: latest}");
+    assert!(
+        version.contains("providers[0].api_version") && version.contains("1.43"),
+        "{version}"
+    );
+    let flag = load("{id: d, type: docker, tls_verify: maybe}");
+    assert!(flag.contains("providers[0].tls_verify"), "{flag}");
+    let unknown = load("{id: d, type: docker, sock: /x}");
+    assert!(unknown.contains("providers[0].sock"), "{unknown}");
+    assert_eq!(
+        load("{id: d, type: docker, host: 'tcp://10.0.0.5:2376'}"),
+        ""
+    );
+}
