@@ -295,7 +295,7 @@ async fn a_container_that_crashed_is_failed_with_its_exit_code() {
         return;
     };
     let pairs = managed("8080");
-    podman.create_running("broken", &labels(&pairs), &["/bin/sh", "-c", "exit 3"]);
+    podman.create_running("broken", &labels(&pairs), &[], &["/bin/sh", "-c", "exit 3"]);
     podman.start_container("broken");
     podman.wait_state("broken", "exited", WAIT).await;
     let engine = TestEngine::start(&config(&podman, "1h", "")).await;
@@ -313,6 +313,44 @@ async fn a_container_that_crashed_is_failed_with_its_exit_code() {
         .map(|r| r.to_string())
         .unwrap_or_default();
     assert!(reason.contains("exited with code 3"), "{reason}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_with_a_healthcheck_is_ready_once_healthy() {
+    let Some(podman) = Podman::start("health").await else {
+        return;
+    };
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let check = format!("/bin/busybox wget -q -O /dev/null http://{listen}/");
+    let mut pairs = managed(&port.to_string());
+    pairs.push(("paastis.strategy", "hold".to_owned()));
+    // Without systemd, podman runs no health timer: the check runs when the test says.
+    podman.create_running(
+        "checked",
+        &labels(&pairs),
+        &["--health-cmd", &check, "--health-interval", "disable"],
+        &["/bin/busybox", "httpd", "-f", "-p", &listen, "-h", "/www"],
+    );
+    let engine = TestEngine::start(&config(&podman, "1h", "")).await;
+    let client = TestClient::new(engine.addr);
+    let request = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("checked.localhost", "/").await }
+    });
+    // Running, its health `starting`: the engine keeps waiting.
+    podman.wait_state("checked", "running", WAIT).await;
+    let health = || podman.cli_ok(&["inspect", "--format", "{{.State.Health.Status}}", "checked"]);
+    assert_eq!(health(), "starting");
+    assert_eq!(engine.state("checked"), State::Waking);
+    assert!(!request.is_finished());
+    // Healthy: the held request is answered.
+    podman.cli_ok(&["healthcheck", "run", "checked"]);
+    assert_eq!(health(), "healthy");
+    let answer = request.await.expect("the request completes");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(engine.state("checked"), State::Awake);
     engine.stop().await;
 }
 

@@ -209,13 +209,21 @@ impl Podman {
         self.create_running(
             name,
             labels,
+            &[],
             &["/bin/busybox", "httpd", "-f", "-p", &listen, "-h", "/www"],
         )
     }
 
     /// Creates (does not start) a container of [`IMAGE`] running `command`, with host
-    /// networking and these labels, stopped within a second; returns its id.
-    pub fn create_running(&self, name: &str, labels: &[(&str, &str)], command: &[&str]) -> String {
+    /// networking, these labels and `options` for `podman create`, stopped within a second;
+    /// returns its id.
+    pub fn create_running(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        options: &[&str],
+        command: &[&str],
+    ) -> String {
         let mut args: Vec<String> = [
             "create",
             "--name",
@@ -232,6 +240,7 @@ impl Podman {
             args.push("--label".to_owned());
             args.push(format!("{key}={value}"));
         }
+        args.extend(options.iter().map(|s| (*s).to_owned()));
         args.push(IMAGE.to_owned());
         args.extend(command.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
