@@ -355,6 +355,53 @@ async fn a_container_with_a_healthcheck_is_ready_once_healthy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reaches_docker_host_over_tcp_and_says_when_it_cannot() {
+    let Some(mut podman) = Podman::start("tcp").await else {
+        return;
+    };
+    let port = free_port();
+    podman.create("api", port, &labels(&managed(&port.to_string())));
+    let host = podman.serve_tcp().await;
+    let dir = support::TempDir::new("docker-check");
+    let config = dir.path("paastis.yaml");
+    // No `host:`: DOCKER_HOST says where the engine is.
+    std::fs::write(&config, "providers:\n  - {id: containers, type: docker}\n").expect("config");
+    let check = || async {
+        support::Outcome::from(
+            support::paastis()
+                .args(["check", "--config", &config.to_string_lossy()])
+                .env("DOCKER_HOST", &host)
+                .env_remove("DOCKER_CERT_PATH")
+                .env_remove("DOCKER_TLS_VERIFY")
+                .output()
+                .await
+                .expect("paastis check runs"),
+        )
+    };
+    let found = check().await;
+    assert_eq!(found.code, Some(0), "{}{}", found.stdout, found.stderr);
+    let row = found
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("containers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert_eq!(row, ["containers", "docker", "1", "ok"], "{}", found.stdout);
+    assert!(found.stdout.contains("api"), "{}", found.stdout);
+
+    podman.stop_tcp();
+    let failed = check().await;
+    assert_ne!(failed.code, Some(0));
+    let output = format!("{}{}", failed.stdout, failed.stderr);
+    let address = host.replace("tcp://", "http://");
+    assert!(
+        output.contains(&format!("the container engine at {address}")),
+        "{output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_a_started_and_stopping_a_stopped_container_succeed() {
     let Some(podman) = Podman::start("idempotent").await else {
         return;

@@ -33,6 +33,8 @@ pub struct Podman {
     pub socket: PathBuf,
     /// The running `podman system service`, when it runs.
     service: Option<Child>,
+    /// Services on TCP started by [`Podman::serve_tcp`], stopped on drop.
+    tcp_services: Vec<Child>,
 }
 
 impl Podman {
@@ -66,6 +68,7 @@ impl Podman {
             dir,
             conf,
             service: None,
+            tcp_services: Vec::new(),
         };
         podman.import_image();
         let probe = podman.cli(&[
@@ -183,6 +186,55 @@ impl Podman {
         }
     }
 
+    /// Starts one more API service, on `tcp://127.0.0.1:<free port>` (plain HTTP), and
+    /// returns that address once it answers.
+    pub async fn serve_tcp(&mut self) -> String {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new("podman")
+            .arg("--root")
+            .arg(self.dir.path("root"))
+            .arg("--runroot")
+            .arg(self.dir.path("runroot"))
+            .args(["system", "service", "--time=0", &url])
+            .env("CONTAINERS_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("podman system service starts");
+        self.tcp_services.push(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = stream
+                    .write_all(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+                    .await;
+                let mut answer = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+                        .await;
+                if String::from_utf8_lossy(&answer).contains(" 200 ") {
+                    return url;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "podman's API service on {url} did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the services [`Podman::serve_tcp`] started.
+    pub fn stop_tcp(&mut self) {
+        for mut child in self.tcp_services.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the API service (the containers keep running) and removes its socket.
     pub async fn stop_service(&mut self) {
         if let Some(mut child) = self.service.take() {
@@ -291,6 +343,7 @@ impl Drop for Podman {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.stop_tcp();
         let _ = std::fs::remove_file(&self.socket);
         let _ = self.cli(&["rmi", "--all", "--force"]);
         // The storage's own mount, if podman left it.
