@@ -375,6 +375,8 @@ pub struct Docker {
     ids: Mutex<HashMap<String, String>>,
     /// Ids of the containers this engine stopped: their exit code is not a failure.
     stopped_here: Mutex<HashSet<String>>,
+    /// (container id, label, value) already warned about as invalid.
+    warned: Mutex<HashSet<(String, &'static str, String)>>,
 }
 
 impl Docker {
@@ -437,6 +439,7 @@ impl Docker {
             group_by_compose_project: config.group_by_compose_project,
             ids: Mutex::new(HashMap::new()),
             stopped_here: Mutex::new(HashSet::new()),
+            warned: Mutex::new(HashSet::new()),
         })
     }
 
@@ -528,7 +531,7 @@ impl Docker {
                 continue;
             }
             match self.inspect(&summary.id).await {
-                Ok(inspect) => managed.push(Managed::new(&self.id, inspect)),
+                Ok(inspect) => managed.push(Managed::new(inspect)),
                 // Removed between the listing and the inspect.
                 Err(ProviderError::NotFound(_)) => {}
                 Err(ProviderError::Failed(error)) => {
@@ -539,12 +542,34 @@ impl Docker {
             }
         }
         let managed = unique(&self.id, managed);
+        self.warn_invalid(&managed);
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         *ids = managed
             .iter()
             .map(|m| (m.name.clone(), m.inspect.id.clone()))
             .collect();
         Ok(managed)
+    }
+
+    /// Warns about each ignored label once (per container, label and value), not at every
+    /// listing.
+    fn warn_invalid(&self, managed: &[Managed]) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        for m in managed {
+            for invalid in &m.invalid {
+                let key = (m.inspect.id.clone(), invalid.label, invalid.value.clone());
+                if warned.insert(key) {
+                    tracing::warn!(
+                        provider = %self.id,
+                        container = %m.inspect.name.trim_start_matches('/'),
+                        label = invalid.label,
+                        value = %invalid.value,
+                        "ignoring an invalid label (expected {})",
+                        invalid.expected
+                    );
+                }
+            }
+        }
     }
 
     /// The id `app` was last listed with, listing again when it is not known.
@@ -849,19 +874,36 @@ struct Managed {
     policy: PolicyOverride,
     /// The container port requests go to, when known.
     port: Option<u16>,
+    /// Its labels that were ignored, to warn about.
+    invalid: Vec<Invalid>,
     /// Its details.
     inspect: Inspect,
 }
 
+/// A label ignored for its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Invalid {
+    /// The label.
+    label: &'static str,
+    /// Its value.
+    value: String,
+    /// What was expected, for the warning.
+    expected: &'static str,
+}
+
 impl Managed {
     /// Reads a managed container's labels; invalid ones are skipped with a warning.
-    fn new(provider: &str, inspect: Inspect) -> Managed {
+    fn new(inspect: Inspect) -> Managed {
         let container = inspect.name.trim_start_matches('/').to_owned();
         let labels = &inspect.config.labels;
         let label = |key: &str| labels.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let warn = |key: &str, value: &str, expected: &str| {
-            tracing::warn!(provider, container = %container, label = key, value,
-                "ignoring an invalid label (expected {expected})");
+        let mut invalid = Vec::new();
+        let mut warn = |label: &'static str, value: &str, expected: &'static str| {
+            invalid.push(Invalid {
+                label,
+                value: value.to_owned(),
+                expected,
+            });
         };
         let name = label(LABEL_NAME)
             .map(str::to_owned)
@@ -915,6 +957,7 @@ impl Managed {
             group,
             policy,
             port,
+            invalid,
             inspect,
         }
     }
@@ -1121,7 +1164,7 @@ impl Provider for Docker {
         self.act(&id, action, "", CALL_TIMEOUT).await?;
         // Its address is given at start (a new IP on a network): read it again.
         let started = self.inspect(&id).await?;
-        let managed = Managed::new(&self.id, started);
+        let managed = Managed::new(started);
         Ok(Started {
             reconciled: None,
             upstream: upstream(
@@ -1201,19 +1244,16 @@ mod tests {
 
     #[test]
     fn labels_give_the_name_group_port_and_policy() {
-        let m = Managed::new(
-            "docker",
-            inspect(running(json!({
-                "paastis.enable": "true",
-                "paastis.name": "shop",
-                "paastis.group": "store",
-                "paastis.port": "9000",
-                "paastis.max_idle": "5m",
-                "paastis.wake_timeout": "90s",
-                "paastis.strategy": "hold",
-                "paastis.health_path": "/up"
-            }))),
-        );
+        let m = Managed::new(inspect(running(json!({
+            "paastis.enable": "true",
+            "paastis.name": "shop",
+            "paastis.group": "store",
+            "paastis.port": "9000",
+            "paastis.max_idle": "5m",
+            "paastis.wake_timeout": "90s",
+            "paastis.strategy": "hold",
+            "paastis.health_path": "/up"
+        }))));
         assert_eq!(m.name, "shop");
         assert_eq!(m.group.as_deref(), Some("store"));
         assert_eq!(m.port, Some(9000));
@@ -1225,32 +1265,37 @@ mod tests {
 
     #[test]
     fn invalid_labels_are_skipped_and_defaults_kept() {
-        let m = Managed::new(
-            "docker",
-            inspect(running(json!({
-                "sablier.enable": "true",
-                "sablier.group": "demo",
-                "paastis.port": "http",
-                "paastis.max_idle": "soon",
-                "paastis.wake_timeout": "0s",
-                "paastis.strategy": "wait",
-                "paastis.health_path": "health"
-            }))),
-        );
+        let m = Managed::new(inspect(running(json!({
+            "sablier.enable": "true",
+            "sablier.group": "demo",
+            "paastis.port": "http",
+            "paastis.max_idle": "soon",
+            "paastis.wake_timeout": "0s",
+            "paastis.strategy": "wait",
+            "paastis.health_path": "health"
+        }))));
         assert_eq!(m.name, "web-1", "the container's name without its /");
         assert_eq!(m.group.as_deref(), Some("demo"));
         assert_eq!(m.port, Some(8080), "the single exposed port");
         assert_eq!(m.policy, PolicyOverride::default());
-        let never = Managed::new(
-            "docker",
-            inspect(running(json!({"paastis.max_idle": "never"}))),
+        let labels: Vec<&str> = m.invalid.iter().map(|i| i.label).collect();
+        assert_eq!(
+            labels,
+            [
+                LABEL_MAX_IDLE,
+                LABEL_WAKE_TIMEOUT,
+                LABEL_STRATEGY,
+                LABEL_HEALTH_PATH,
+                LABEL_PORT
+            ]
         );
+        let never = Managed::new(inspect(running(json!({"paastis.max_idle": "never"}))));
         assert_eq!(never.policy.max_idle, Some(None));
     }
 
     #[test]
     fn the_upstream_is_the_network_then_the_published_port_then_host_networking() {
-        let m = Managed::new("docker", inspect(running(json!({}))));
+        let m = Managed::new(inspect(running(json!({}))));
         let on = |network: Option<&str>| {
             upstream(&m.inspect, m.port, network, "127.0.0.1").map(|u| u.to_string())
         };
@@ -1267,7 +1312,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "host"},
             "NetworkSettings": {"Ports": {}, "Networks": {}}
         }));
-        let m = Managed::new("docker", host);
+        let m = Managed::new(host);
         assert_eq!(
             upstream(&m.inspect, m.port, Some("paastis"), "127.0.0.1").map(|u| u.to_string()),
             Some("http://127.0.0.1:4000".to_owned())
@@ -1279,7 +1324,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "bridge"},
             "NetworkSettings": {"Ports": {"80/tcp": null}, "Networks": {"bridge": {"IPAddress": ""}}}
         }));
-        let m = Managed::new("docker", hidden);
+        let m = Managed::new(hidden);
         assert_eq!(m.port, Some(80));
         assert!(upstream(&m.inspect, m.port, None, "127.0.0.1").is_none());
         // Several ports and no label: none chosen.
@@ -1362,7 +1407,7 @@ mod tests {
         let member = |name: &str, labels: Value| {
             let mut value = running(labels);
             value["Name"] = json!(format!("/{name}"));
-            Managed::new("docker", inspect(value))
+            Managed::new(inspect(value))
         };
         let managed = vec![
             member("web", json!({"paastis.group": "shop"})),
