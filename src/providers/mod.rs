@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod clever_cloud;
+pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod fly;
@@ -137,6 +138,8 @@ platforms! {
     Render(render::RenderConfig),
     /// A Fly.io organisation's apps (Machines).
     Fly(fly::FlyConfig),
+    /// Docker or Podman containers.
+    Docker(docker::DockerConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -482,7 +485,7 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud, render or fly");
+        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud, render, fly or docker");
         assert_eq!(
             SECRET_KEYS,
             [

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod podman;
 pub mod postgres;
 pub mod redis;
 pub mod wrk;
