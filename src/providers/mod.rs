@@ -485,7 +485,10 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku, clever-cloud, render, fly or docker");
+        assert_eq!(
+            kinds(),
+            "process, scalingo, heroku, clever-cloud, render, fly or docker"
+        );
         assert_eq!(
             SECRET_KEYS,
             [
@@ -499,7 +502,13 @@ mod tests {
         assert_eq!(ENDPOINT_KEYS, ["api_url", "auth_url", "region"]);
         assert_eq!(
             own_app_variables().collect::<Vec<_>>(),
-            ["APP", "HEROKU_APP_NAME", "APP_ID", "RENDER_SERVICE_NAME", "FLY_APP_NAME"]
+            [
+                "APP",
+                "HEROKU_APP_NAME",
+                "APP_ID",
+                "RENDER_SERVICE_NAME",
+                "FLY_APP_NAME"
+            ]
         );
     }
 }
