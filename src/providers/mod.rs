@@ -19,6 +19,7 @@ pub mod clever_cloud;
 pub mod fake;
 pub mod formation;
 pub mod heroku;
+pub mod kubernetes;
 pub mod platform;
 pub mod process;
 pub mod scalingo;
@@ -131,6 +132,8 @@ platforms! {
     Heroku(heroku::HerokuConfig),
     /// A Clever Cloud account.
     CleverCloud(clever_cloud::CleverConfig),
+    /// A Kubernetes cluster's Deployments and StatefulSets.
+    Kubernetes(kubernetes::KubernetesConfig),
 }
 
 /// One registered platform, as the generic code asks it.
@@ -476,7 +479,10 @@ mod tests {
 
     #[test]
     fn the_registration_gives_every_platform_its_keys_in_order() {
-        assert_eq!(kinds(), "process, scalingo, heroku or clever-cloud");
+        assert_eq!(
+            kinds(),
+            "process, scalingo, heroku, clever-cloud or kubernetes"
+        );
         assert_eq!(
             SECRET_KEYS,
             [

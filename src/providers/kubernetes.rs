@@ -1,0 +1,1213 @@
+//! The `kubernetes` provider: the Deployments and StatefulSets of chosen namespaces of one
+//! cluster, put to sleep through their `scale` subresource.
+//!
+//! Discovery is a list + watch per namespace and kind (kube-runtime's watcher, which re-lists
+//! after a `410 Gone`), filtered by a label selector (`paastis.io/enabled=true` by default):
+//! [`Provider::list_apps`] answers from that cache once the first list completed, and keeps
+//! the last known state while the watch recovers from an error. A stop reads the scale, sets
+//! `spec.replicas` to 0 with a merge patch and remembers the replicas (`{replicas: N}`); a
+//! start sets them back (or `paastis.io/replicas`, or 1). A `409 Conflict` on a patch is
+//! retried after a fresh read. Readiness compares `status.readyReplicas` with
+//! `spec.replicas` once the controller observed the latest generation; a Deployment whose
+//! `Progressing` condition is `False` has failed.
+//!
+//! Annotations on a workload name it (`paastis.io/name`), give its upstream
+//! (`paastis.io/upstream`, or the Service `paastis.io/service` on `paastis.io/port`), its
+//! policy (`paastis.io/max-idle`, `paastis.io/health-path`) and its group
+//! (`paastis.io/group`: the workloads sharing a group are linked).
+//!
+//! This module only speaks the Kubernetes API: it never decides when to scale, and never
+//! logs or returns a credential (tokens and client keys stay inside kube's config, whose
+//! `Debug` redacts them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::{OnceCell, watch};
+use tokio::time::Instant;
+
+use super::api::RateLimiter;
+use super::platform::{Facts, Platform};
+use super::{
+    AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
+    Upstream,
+};
+use crate::model::PolicyOverride;
+use crate::secret::Secret;
+use crate::settings::{Fields, Key, Kind, Reader, is_label};
+
+/// The label selector that marks managed workloads, by default.
+pub const DEFAULT_SELECTOR: &str = "paastis.io/enabled=true";
+
+/// The cluster's DNS domain, by default.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Calls per minute: client-go's default client-side limit (5 per second).
+pub const DEFAULT_RATE_LIMIT: usize = 300;
+
+/// The formation key holding a workload's replicas.
+pub const REPLICAS: &str = "replicas";
+
+/// Annotation: the app's name (else the workload's).
+pub const ANNOTATION_NAME: &str = "paastis.io/name";
+/// Annotation: replicas to start with when none were remembered (else 1).
+pub const ANNOTATION_REPLICAS: &str = "paastis.io/replicas";
+/// Annotation: the full upstream URL (else the Service's cluster DNS name).
+pub const ANNOTATION_UPSTREAM: &str = "paastis.io/upstream";
+/// Annotation: the Service in front of the workload (else the workload's name).
+pub const ANNOTATION_SERVICE: &str = "paastis.io/service";
+/// Annotation: the Service port (else the Service's first port).
+pub const ANNOTATION_PORT: &str = "paastis.io/port";
+/// Annotation: the app's `max_idle` (a duration or `never`).
+pub const ANNOTATION_MAX_IDLE: &str = "paastis.io/max-idle";
+/// Annotation: the app's `health_path`.
+pub const ANNOTATION_HEALTH_PATH: &str = "paastis.io/health-path";
+/// Annotation: the app's group; the workloads of one group are woken together.
+pub const ANNOTATION_GROUP: &str = "paastis.io/group";
+
+/// How long a first listing may take before `list_apps` says the cache is not synced.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a Service's port is remembered.
+const SERVICE_TTL: Duration = Duration::from_secs(300);
+
+/// Tries of one scale patch answered `409 Conflict` (each after a fresh read).
+const CONFLICT_TRIES: usize = 3;
+
+/// `type: kubernetes` in the config.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// Provider id.
+    pub id: String,
+    /// The API server's URL, for a cluster reached without a kubeconfig (with `token`).
+    pub api_url: Option<String>,
+    /// Bearer token sent to `api_url`.
+    pub token: Option<Secret>,
+    /// The kubeconfig file to read (else `KUBECONFIG` or `~/.kube/config`, or the in-cluster
+    /// service account when the engine runs in a pod).
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use (else its current context).
+    pub context: Option<String>,
+    /// The namespaces watched; empty: the connection's default namespace (the service
+    /// account's in-cluster, the context's with a kubeconfig).
+    pub namespaces: Vec<String>,
+    /// The label selector of managed workloads.
+    pub selector: String,
+    /// The cluster's DNS domain, in the upstream URLs built from Services.
+    pub cluster_domain: String,
+    /// Calls per minute allowed for this credential (the scale, status and Service calls).
+    pub rate_limit: usize,
+}
+
+/// A namespace name (DNS label, at most 63 characters).
+const NAMESPACE: Kind = Kind::Text("namespace");
+
+impl Platform for KubernetesConfig {
+    const KIND: &'static str = "kubernetes";
+    const SECRET_KEYS: &'static [&'static str] = &["token"];
+    const ENDPOINT_KEYS: &'static [&'static str] = &["api_url"];
+    // Self-hosted or on any cloud: no price, no grid, no variable naming the engine's app.
+    const FACTS: Facts = Facts::NONE;
+    const DOC: &'static str = "A Kubernetes cluster's Deployments and StatefulSets (labelled \
+        `paastis.io/enabled=true` by default), scaled through their `scale` subresource.";
+    const KEYS: &'static [Key] = &[
+        Key::new(
+            "api_url",
+            Kind::Url,
+            "The API server's URL, for a cluster reached without a kubeconfig (with `token`).",
+        ),
+        Key::new(
+            "token",
+            Kind::Secret,
+            "Bearer token for `api_url` (a service account token).",
+        ),
+        Key::new(
+            "kubeconfig",
+            Kind::Text("path"),
+            "Kubeconfig file; default `KUBECONFIG` or `~/.kube/config`, or the pod's service \
+             account when the engine runs in a cluster.",
+        ),
+        Key::new(
+            "context",
+            Kind::Text("kubeconfig context"),
+            "Kubeconfig context; default its current context.",
+        ),
+        Key::new(
+            "namespaces",
+            Kind::List(&NAMESPACE),
+            "Namespaces watched; default the service account's namespace in a cluster, the \
+             context's namespace with a kubeconfig.",
+        ),
+        Key::new(
+            "selector",
+            Kind::Text("label selector"),
+            "Label selector of the managed Deployments and StatefulSets.",
+        )
+        .default(DEFAULT_SELECTOR),
+        Key::new(
+            "cluster_domain",
+            Kind::Text("domain"),
+            "The cluster's DNS domain, in upstreams built from Services.",
+        )
+        .default(DEFAULT_CLUSTER_DOMAIN),
+        crate::settings::rate_limit_key("300"),
+    ];
+
+    fn read(
+        reader: &mut Reader<'_>,
+        fields: &mut Fields<'_>,
+        path: &str,
+        _kind_path: &str,
+    ) -> Option<Self> {
+        reader.kubernetes(fields, path)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.token.iter().collect()
+    }
+
+    fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Kubernetes::new(self)))
+    }
+}
+
+impl Reader<'_> {
+    fn kubernetes(&mut self, fields: &mut Fields<'_>, path: &str) -> Option<KubernetesConfig> {
+        let mut valid = true;
+        let api_url = self.base_url(fields, "api_url");
+        let has_api_url = fields.has("api_url") || api_url.is_some();
+        let token = self.secret(fields, "token", path);
+        let mut text = |reader: &mut Self, key: &str| {
+            fields
+                .take(key)
+                .and_then(|(value, p)| Some((reader.non_empty_string(value, &p)?, p)))
+        };
+        let kubeconfig = text(self, "kubeconfig");
+        let context = text(self, "context");
+        let selector = text(self, "selector").map(|(s, _)| s);
+        let cluster_domain = text(self, "cluster_domain");
+        if let Some((domain, p)) = &cluster_domain
+            && !crate::settings::is_host_name(domain)
+        {
+            self.error(p, format!("`{domain}` is not a DNS domain"));
+            valid = false;
+        }
+        let namespaces = match fields.take("namespaces") {
+            Some((value, p)) => {
+                let names = self.names(value, &p);
+                for name in &names {
+                    if !is_label(name) || name.contains('_') || name.len() > 63 {
+                        self.error(&p, format!("`{name}` is not a namespace name"));
+                        valid = false;
+                    }
+                }
+                names
+            }
+            None => Vec::new(),
+        };
+        let rate_limit = self.rate_limit(fields, DEFAULT_RATE_LIMIT);
+        if has_api_url && token.is_none() && !fields.has("token") {
+            self.error(
+                &crate::settings::child(path, "token"),
+                "missing (or token_file): api_url needs a token",
+            );
+            valid = false;
+        }
+        if !has_api_url && token.is_some() {
+            self.error(
+                &crate::settings::child(path, "api_url"),
+                "missing: a token is sent to api_url",
+            );
+            valid = false;
+        }
+        for (key, given) in [("kubeconfig", &kubeconfig), ("context", &context)] {
+            if let Some((_, p)) = given {
+                if has_api_url {
+                    self.error(p, format!("set either api_url or {key}, not both"));
+                    valid = false;
+                } else if self.api.is_some() {
+                    self.error(
+                        p,
+                        "spaces created through the API give api_url and token (the engine's \
+                         own kubeconfig is not theirs)",
+                    );
+                    valid = false;
+                }
+            }
+        }
+        if self.api.is_some() && !has_api_url {
+            self.error(
+                &crate::settings::child(path, "api_url"),
+                "missing: spaces created through the API give api_url and token (the \
+                 engine's own service account is not theirs)",
+            );
+            valid = false;
+        }
+        if !valid {
+            return None;
+        }
+        Some(KubernetesConfig {
+            id: String::new(),
+            api_url,
+            token,
+            kubeconfig: kubeconfig.map(|(k, _)| k),
+            context: context.map(|(c, _)| c),
+            namespaces,
+            selector: selector.unwrap_or_else(|| DEFAULT_SELECTOR.to_owned()),
+            cluster_domain: cluster_domain
+                .map(|(d, _)| d)
+                .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_owned()),
+            rate_limit,
+        })
+    }
+}
+
+/// The two kinds of workload managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+}
+
+impl WorkloadKind {
+    /// Both, in listing order.
+    const ALL: [WorkloadKind; 2] = [WorkloadKind::Deployment, WorkloadKind::StatefulSet];
+
+    /// The resource, for the dynamic API.
+    fn resource(self) -> ApiResource {
+        match self {
+            WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+            WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+        }
+    }
+
+    /// Its plural, for messages.
+    fn plural(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployments",
+            WorkloadKind::StatefulSet => "statefulsets",
+        }
+    }
+}
+
+/// What the engine keeps of one workload, from its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Workload {
+    /// Deployment or StatefulSet.
+    kind: WorkloadKind,
+    /// Its namespace.
+    namespace: String,
+    /// Its name.
+    name: String,
+    /// Its annotations (the `paastis.io/*` ones are read).
+    annotations: BTreeMap<String, String>,
+    /// `spec.replicas` (absent: 1, the API's default).
+    replicas: i32,
+    /// `status.readyReplicas` (absent: 0).
+    ready: i32,
+    /// `metadata.generation`.
+    generation: Option<i64>,
+    /// `status.observedGeneration`.
+    observed: Option<i64>,
+    /// Why it failed (a Deployment's `Progressing` condition `False`).
+    failed: Option<String>,
+}
+
+impl Workload {
+    /// From a Deployment.
+    fn from_deployment(deployment: Deployment) -> Workload {
+        let spec = deployment.spec.unwrap_or_default();
+        let status = deployment.status.unwrap_or_default();
+        let failed = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Progressing" && c.status == "False")
+            .map(|c| {
+                let reason = c.reason.unwrap_or_else(|| "not progressing".to_owned());
+                match c.message {
+                    Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+                    _ => reason,
+                }
+            });
+        Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: deployment.metadata.namespace.unwrap_or_default(),
+            name: deployment.metadata.name.unwrap_or_default(),
+            annotations: deployment.metadata.annotations.unwrap_or_default(),
+            replicas: spec.replicas.unwrap_or(1),
+            ready: status.ready_replicas.unwrap_or(0),
+            generation: deployment.metadata.generation,
+            observed: status.observed_generation,
+            failed,
+        }
+    }
+
+    /// From a StatefulSet.
+    fn from_stateful_set(set: StatefulSet) -> Workload {
+        let spec = set.spec.unwrap_or_default();
+        let status = set.status.unwrap_or_default();
+        Workload {
+            kind: WorkloadKind::StatefulSet,
+            namespace: set.metadata.namespace.unwrap_or_default(),
+            name: set.metadata.name.unwrap_or_default(),
+            annotations: set.metadata.annotations.unwrap_or_default(),
+            replicas: spec.replicas.unwrap_or(1),
+            ready: status.ready_replicas.unwrap_or(0),
+            generation: set.metadata.generation,
+            observed: status.observed_generation,
+            failed: None,
+        }
+    }
+
+    /// From an object of `kind` as JSON; `None` (with a warning) when it does not parse.
+    fn parse(provider: &str, kind: WorkloadKind, value: serde_json::Value) -> Option<Workload> {
+        let parsed = match kind {
+            WorkloadKind::Deployment => {
+                serde_json::from_value::<Deployment>(value).map(Workload::from_deployment)
+            }
+            WorkloadKind::StatefulSet => {
+                serde_json::from_value::<StatefulSet>(value).map(Workload::from_stateful_set)
+            }
+        };
+        match parsed {
+            Ok(workload) if !workload.name.is_empty() => Some(workload),
+            Ok(_) => {
+                tracing::warn!(
+                    provider,
+                    kind = kind.plural(),
+                    "skipping an object without a name"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(provider, kind = kind.plural(), %error, "skipping an object that does not parse");
+                None
+            }
+        }
+    }
+
+    /// An annotation, trimmed, when set and not empty.
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Its state now (see the module doc).
+    fn status(&self) -> AppStatus {
+        if self.replicas <= 0 {
+            return AppStatus::Stopped;
+        }
+        if let Some(reason) = &self.failed {
+            return AppStatus::Failed(reason.clone());
+        }
+        let observed = match (self.generation, self.observed) {
+            (Some(generation), Some(observed)) => observed >= generation,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if observed && self.ready >= self.replicas {
+            AppStatus::Running
+        } else {
+            AppStatus::Starting
+        }
+    }
+
+    /// The replicas a start without a remembered formation asks for.
+    fn default_replicas(&self) -> u32 {
+        self.annotation(ANNOTATION_REPLICAS)
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    }
+
+    /// Its policy overrides, from its annotations (bad values skipped with a warning).
+    fn policy(&self, provider: &str) -> PolicyOverride {
+        let mut policy = PolicyOverride::default();
+        if let Some(text) = self.annotation(ANNOTATION_MAX_IDLE) {
+            if text == "never" {
+                policy.max_idle = Some(None);
+            } else {
+                match crate::model::parse_duration(text) {
+                    Ok(duration) => policy.max_idle = Some(Some(duration)),
+                    Err(error) => tracing::warn!(
+                        provider, workload = %self.name, namespace = %self.namespace, %error,
+                        "ignoring annotation {ANNOTATION_MAX_IDLE}"
+                    ),
+                }
+            }
+        }
+        if let Some(path) = self.annotation(ANNOTATION_HEALTH_PATH) {
+            if path.starts_with('/') {
+                policy.health_path = Some(path.to_owned());
+            } else {
+                tracing::warn!(
+                    provider, workload = %self.name, namespace = %self.namespace,
+                    "ignoring annotation {ANNOTATION_HEALTH_PATH}: it must start with /"
+                );
+            }
+        }
+        policy
+    }
+}
+
+/// The app name each workload gets: `paastis.io/name`, else its name; a name held by
+/// workloads of several namespaces becomes `<name>-<namespace>` for each of them; what still
+/// collides (or is not a valid name) is skipped with a warning.
+fn app_names<'w>(provider: &str, workloads: &[&'w Workload]) -> Vec<(String, &'w Workload)> {
+    let base = |w: &Workload| {
+        w.annotation(ANNOTATION_NAME)
+            .map(str::to_owned)
+            .unwrap_or_else(|| w.name.clone())
+    };
+    let mut by_base: BTreeMap<String, Vec<&'w Workload>> = BTreeMap::new();
+    for workload in workloads {
+        by_base.entry(base(workload)).or_default().push(workload);
+    }
+    let mut named: BTreeMap<String, Vec<&'w Workload>> = BTreeMap::new();
+    for (name, holders) in by_base {
+        if holders.len() == 1 {
+            named.entry(name).or_default().extend(holders);
+        } else {
+            for workload in holders {
+                named
+                    .entry(format!("{name}-{}", workload.namespace))
+                    .or_default()
+                    .push(workload);
+            }
+        }
+    }
+    let mut apps = Vec::new();
+    for (name, holders) in named {
+        match holders.as_slice() {
+            [workload] if is_label(&name) && !name.contains('_') => apps.push((name, *workload)),
+            [workload] => tracing::warn!(
+                provider, workload = %workload.name, namespace = %workload.namespace,
+                "skipping a workload whose app name `{name}` is not a DNS label"
+            ),
+            _ => tracing::warn!(
+                provider,
+                "skipping {} workloads that all take the app name `{name}` (give them \
+                 distinct {ANNOTATION_NAME} annotations)",
+                holders.len()
+            ),
+        }
+    }
+    apps
+}
+
+/// What one (namespace, kind) watch knows.
+#[derive(Debug, Default)]
+struct Stream {
+    /// Whether a first list completed.
+    synced: bool,
+    /// The objects, by name.
+    objects: BTreeMap<String, Workload>,
+    /// The objects of a (re-)list under way, swapped in when it completes.
+    relisting: Option<BTreeMap<String, Workload>>,
+    /// The last error, while it is not recovered.
+    error: Option<String>,
+}
+
+/// Every watch's state.
+#[derive(Debug, Default)]
+struct Cache {
+    /// By (namespace, kind).
+    streams: BTreeMap<(String, WorkloadKind), Stream>,
+}
+
+impl Cache {
+    /// Every workload known, in a stable order.
+    fn workloads(&self) -> Vec<&Workload> {
+        self.streams
+            .values()
+            .flat_map(|stream| stream.objects.values())
+            .collect()
+    }
+}
+
+/// The connection, made on first use (reading a kubeconfig is asynchronous).
+struct Connected {
+    /// The kube client (its config holds the credentials).
+    client: Client,
+    /// The namespaces watched.
+    namespaces: Vec<String>,
+}
+
+/// One cluster account.
+pub struct Kubernetes {
+    /// Provider id.
+    id: String,
+    /// The config, to connect.
+    config: KubernetesConfig,
+    /// The account's rate limit (the calls this file makes; the watches are long-lived).
+    limiter: RateLimiter,
+    /// The connection and its watches, started on first use.
+    connected: OnceCell<Connected>,
+    /// What the watches know.
+    cache: Arc<Mutex<Cache>>,
+    /// Bumped by the watches on each change, to wait for the first sync.
+    changes: watch::Sender<u64>,
+    /// Each Service's port (`None`: it has none, or is missing), and when it was read.
+    services: Mutex<HashMap<(String, String), (Option<u16>, Instant)>>,
+    /// The watch tasks, aborted when the provider goes.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Kubernetes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubernetes")
+            .field("id", &self.id)
+            .field("namespaces", &self.config.namespaces)
+            .field("selector", &self.config.selector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Kubernetes {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A kube error as a provider error, naming what was done (never a credential: the API
+/// server's status message, or the connection's failure).
+fn kube_error(error: kube::Error, what: &str) -> ProviderError {
+    match error {
+        kube::Error::Api(status) => {
+            let detail = format!("{what}: HTTP {} {}", status.code, status.message);
+            match status.code {
+                401 | 403 => ProviderError::Unauthorized(detail),
+                404 => ProviderError::NotFound(what.to_owned()),
+                429 => ProviderError::RateLimited { retry_after: None },
+                code if code >= 500 => ProviderError::Failed(detail),
+                _ => ProviderError::Rejected(detail),
+            }
+        }
+        other => ProviderError::Unreachable(format!("{what}: {other}")),
+    }
+}
+
+/// Whether the error is a `409 Conflict`.
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+impl Kubernetes {
+    /// A client for this cluster (it connects on first use).
+    pub fn new(config: &KubernetesConfig) -> Kubernetes {
+        Kubernetes {
+            id: config.id.clone(),
+            config: config.clone(),
+            limiter: RateLimiter::new(config.rate_limit, Duration::from_secs(60)),
+            connected: OnceCell::new(),
+            cache: Arc::default(),
+            changes: watch::channel(0).0,
+            services: Mutex::default(),
+            tasks: Mutex::default(),
+        }
+    }
+
+    /// The kube config: `api_url` + `token`, a kubeconfig, or the pod's service account.
+    async fn kube_config(&self) -> Result<kube::Config, ProviderError> {
+        let config = &self.config;
+        if let Some(url) = &config.api_url {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|_| ProviderError::Failed(format!("`{url}` is not a URL")))?;
+            let mut kube = kube::Config::new(uri);
+            kube.auth_info.token = config
+                .token
+                .as_ref()
+                .map(|token| token.expose().to_owned().into());
+            return Ok(kube);
+        }
+        let options = kube::config::KubeConfigOptions {
+            context: config.context.clone(),
+            ..Default::default()
+        };
+        let failed = |error: kube::config::KubeconfigError| {
+            ProviderError::Failed(format!("cannot use the kubeconfig: {error}"))
+        };
+        if let Some(path) = &config.kubeconfig {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(failed)?;
+            return kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(failed);
+        }
+        if config.context.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            // In a pod: its service account (kube re-reads the rotating token file).
+            return kube::Config::incluster().map_err(|error| {
+                ProviderError::Failed(format!("cannot use the pod's service account: {error}"))
+            });
+        }
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(failed)
+    }
+
+    /// The connection, made (and the watches started) on first use.
+    async fn connected(&self) -> Result<&Connected, ProviderError> {
+        self.connected
+            .get_or_try_init(|| async {
+                let config = self.kube_config().await?;
+                let namespaces = if self.config.namespaces.is_empty() {
+                    vec![config.default_namespace.clone()]
+                } else {
+                    self.config.namespaces.clone()
+                };
+                let client = Client::try_from(config).map_err(|error| {
+                    ProviderError::Failed(format!("cannot build the Kubernetes client: {error}"))
+                })?;
+                self.start_watches(&client, &namespaces);
+                Ok(Connected { client, namespaces })
+            })
+            .await
+    }
+
+    /// Starts one watch per namespace and kind, feeding the cache.
+    fn start_watches(&self, client: &Client, namespaces: &[String]) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for namespace in namespaces {
+            for kind in WorkloadKind::ALL {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), namespace, &kind.resource());
+                let config = watcher::Config::default().labels(&self.config.selector);
+                let cache = Arc::clone(&self.cache);
+                let changes = self.changes.clone();
+                let provider = self.id.clone();
+                let key = (namespace.clone(), kind);
+                let task = tokio::spawn(async move {
+                    use kube::runtime::WatchStreamExt;
+                    let mut events = watcher(api, config).default_backoff().boxed();
+                    while let Some(event) = events.next().await {
+                        apply(&provider, &cache, &key, event);
+                        changes.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                });
+                tasks.push(task.abort_handle());
+            }
+        }
+    }
+
+    /// The workloads once every watch completed its first list (waiting a little for it).
+    async fn synced_workloads(&self) -> Result<Vec<Workload>, ProviderError> {
+        let connected = self.connected().await?;
+        let deadline = Instant::now() + FIRST_SYNC_WAIT;
+        let mut changes = self.changes.subscribe();
+        loop {
+            {
+                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                let pending: Vec<String> = connected
+                    .namespaces
+                    .iter()
+                    .flat_map(|ns| WorkloadKind::ALL.map(|kind| (ns.clone(), kind)))
+                    .filter(|key| !cache.streams.get(key).is_some_and(|s| s.synced))
+                    .map(|(ns, kind)| {
+                        let error = cache
+                            .streams
+                            .get(&(ns.clone(), kind))
+                            .and_then(|s| s.error.clone())
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default();
+                        format!("{} in {ns}{error}", kind.plural())
+                    })
+                    .collect();
+                if pending.is_empty() {
+                    return Ok(cache.workloads().into_iter().cloned().collect());
+                }
+                if Instant::now() >= deadline {
+                    return Err(ProviderError::Failed(format!(
+                        "the first listing has not completed: {}",
+                        pending.join(", ")
+                    )));
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    /// The workload named `app`, from the cache.
+    async fn workload(&self, app: &str) -> Result<Workload, ProviderError> {
+        let workloads = self.synced_workloads().await?;
+        let refs: Vec<&Workload> = workloads.iter().collect();
+        app_names(&self.id, &refs)
+            .into_iter()
+            .find(|(name, _)| name == app)
+            .map(|(_, workload)| workload.clone())
+            .ok_or_else(|| ProviderError::NotFound(app.to_owned()))
+    }
+
+    /// The dynamic API of the workload's kind in its namespace.
+    async fn api_of(&self, workload: &Workload) -> Result<Api<DynamicObject>, ProviderError> {
+        let client = self.connected().await?.client.clone();
+        Ok(Api::namespaced_with(
+            client,
+            &workload.namespace,
+            &workload.kind.resource(),
+        ))
+    }
+
+    /// The replicas its scale asks for now.
+    async fn read_scale(
+        &self,
+        api: &Api<DynamicObject>,
+        workload: &Workload,
+    ) -> Result<i32, ProviderError> {
+        self.limiter.acquire().await;
+        let what = format!(
+            "scale of {} {}/{}",
+            workload.kind.plural(),
+            workload.namespace,
+            workload.name
+        );
+        let scale = api
+            .get_scale(&workload.name)
+            .await
+            .map_err(|error| kube_error(error, &what))?;
+        Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
+    }
+
+    /// Sets its replicas with a merge patch on the scale; a `409 Conflict` is retried after
+    /// a fresh read.
+    async fn scale(
+        &self,
+        api: &Api<DynamicObject>,
+        workload: &Workload,
+        replicas: u32,
+    ) -> Result<(), ProviderError> {
+        let what = format!(
+            "scaling {} {}/{}",
+            workload.kind.plural(),
+            workload.namespace,
+            workload.name
+        );
+        let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        let params = PatchParams::default();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            self.limiter.acquire().await;
+            match api.patch_scale(&workload.name, &params, &patch).await {
+                Ok(_) => return Ok(()),
+                Err(error) if is_conflict(&error) && tries < CONFLICT_TRIES => {
+                    tracing::debug!(provider = %self.id, workload = %workload.name, "scale conflict, reading again");
+                    self.read_scale(api, workload).await?;
+                }
+                Err(error) => return Err(kube_error(error, &what)),
+            }
+        }
+    }
+
+    /// Its upstream: `paastis.io/upstream`, else its Service's cluster DNS name.
+    async fn upstream(&self, workload: &Workload) -> Option<Upstream> {
+        if let Some(url) = workload.annotation(ANNOTATION_UPSTREAM) {
+            let upstream = Upstream::from_url(url);
+            if upstream.is_none() {
+                tracing::warn!(
+                    provider = %self.id, workload = %workload.name, namespace = %workload.namespace,
+                    "ignoring annotation {ANNOTATION_UPSTREAM}: not an http(s) URL"
+                );
+            }
+            return upstream;
+        }
+        let service = workload
+            .annotation(ANNOTATION_SERVICE)
+            .unwrap_or(&workload.name)
+            .to_owned();
+        let port = match workload.annotation(ANNOTATION_PORT) {
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    tracing::warn!(
+                        provider = %self.id, workload = %workload.name, namespace = %workload.namespace,
+                        "ignoring annotation {ANNOTATION_PORT}: not a port"
+                    );
+                    None
+                }
+            },
+            None => self.service_port(&workload.namespace, &service).await,
+        }?;
+        Upstream::from_url(&format!(
+            "http://{service}.{}.svc.{}:{port}",
+            workload.namespace, self.config.cluster_domain
+        ))
+    }
+
+    /// The first port of a Service (read at most every [`SERVICE_TTL`]).
+    async fn service_port(&self, namespace: &str, service: &str) -> Option<u16> {
+        let key = (namespace.to_owned(), service.to_owned());
+        if let Some((port, read)) = self
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && read.elapsed() < SERVICE_TTL
+        {
+            return *port;
+        }
+        let client = self.connected().await.ok()?.client.clone();
+        let api: Api<Service> = Api::namespaced(client, namespace);
+        self.limiter.acquire().await;
+        let port = match api.get_opt(service).await {
+            Ok(found) => {
+                let port = found
+                    .and_then(|s| s.spec)
+                    .and_then(|s| s.ports)
+                    .and_then(|ports| ports.first().map(|p| p.port))
+                    .and_then(|p| u16::try_from(p).ok());
+                if port.is_none() {
+                    tracing::warn!(provider = %self.id, namespace, service, "no Service port: the app has no upstream");
+                }
+                port
+            }
+            Err(error) => {
+                let error = kube_error(error, &format!("service {namespace}/{service}"));
+                tracing::warn!(provider = %self.id, %error, "cannot read the Service");
+                return None;
+            }
+        };
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (port, Instant::now()));
+        port
+    }
+}
+
+/// One watcher event into the cache.
+fn apply(
+    provider: &str,
+    cache: &Mutex<Cache>,
+    key: &(String, WorkloadKind),
+    event: Result<watcher::Event<DynamicObject>, watcher::Error>,
+) {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let stream = cache.streams.entry(key.clone()).or_default();
+    let parse = |object: DynamicObject| {
+        let value = serde_json::to_value(&object).ok()?;
+        Workload::parse(provider, key.1, value)
+    };
+    match event {
+        Ok(watcher::Event::Init) => stream.relisting = Some(BTreeMap::new()),
+        Ok(watcher::Event::InitApply(object)) => {
+            if let Some(workload) = parse(object) {
+                stream
+                    .relisting
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(workload.name.clone(), workload);
+            }
+        }
+        Ok(watcher::Event::InitDone) => {
+            stream.objects = stream.relisting.take().unwrap_or_default();
+            stream.synced = true;
+            stream.error = None;
+        }
+        Ok(watcher::Event::Apply(object)) => {
+            if let Some(workload) = parse(object) {
+                stream.objects.insert(workload.name.clone(), workload);
+            }
+            stream.error = None;
+        }
+        Ok(watcher::Event::Delete(object)) => {
+            if let Some(name) = object.metadata.name {
+                stream.objects.remove(&name);
+            }
+        }
+        Err(error) => {
+            // The watcher recovers by itself (re-listing after a 410); the last state stays.
+            tracing::warn!(provider, namespace = %key.0, kind = key.1.plural(), %error, "watch failed, keeping the last known state");
+            stream.error = Some(error.to_string());
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Kubernetes {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn rate_limit(&self) -> Option<(usize, usize)> {
+        Some(self.limiter.usage())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
+        let workloads = self.synced_workloads().await?;
+        let refs: Vec<&Workload> = workloads.iter().collect();
+        let named = app_names(&self.id, &refs);
+        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, workload) in &named {
+            if let Some(group) = workload.annotation(ANNOTATION_GROUP) {
+                groups.entry(group).or_default().push(name);
+            }
+        }
+        let mut apps = Vec::new();
+        for (name, workload) in &named {
+            let linked = workload
+                .annotation(ANNOTATION_GROUP)
+                .and_then(|group| groups.get(group))
+                .map(|members| {
+                    members
+                        .iter()
+                        .filter(|member| **member != name.as_str())
+                        .map(|member| (*member).to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let replicas = match u32::try_from(workload.replicas) {
+                Ok(n) if n > 0 => n,
+                _ => workload.default_replicas(),
+            };
+            apps.push(AppInfo {
+                name: name.clone(),
+                status: workload.status(),
+                upstream: self.upstream(workload).await,
+                formation: Formation::from([(REPLICAS.to_owned(), replicas)]),
+                policy: workload.policy(&self.id),
+                aliases: Vec::new(),
+                linked,
+            });
+        }
+        Ok(apps)
+    }
+
+    async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
+        let workload = self.workload(app).await?;
+        let api = self.api_of(&workload).await?;
+        self.limiter.acquire().await;
+        let what = format!(
+            "{} {}/{}",
+            workload.kind.plural(),
+            workload.namespace,
+            workload.name
+        );
+        let object = api
+            .get(&workload.name)
+            .await
+            .map_err(|error| kube_error(error, &what))?;
+        let value = serde_json::to_value(&object)
+            .map_err(|error| ProviderError::Failed(format!("{what}: {error}")))?;
+        Workload::parse(&self.id, workload.kind, value)
+            .map(|fresh| fresh.status())
+            .ok_or_else(|| ProviderError::Failed(format!("{what}: unexpected answer")))
+    }
+
+    async fn start(
+        &self,
+        app: &str,
+        formation: Option<&Formation>,
+    ) -> Result<Started, ProviderError> {
+        let workload = self.workload(app).await?;
+        let replicas = formation
+            .and_then(|f| f.get(REPLICAS).copied())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| workload.default_replicas());
+        let api = self.api_of(&workload).await?;
+        self.scale(&api, &workload, replicas).await?;
+        Ok(Started::default())
+    }
+
+    async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
+        let workload = self.workload(app).await?;
+        let api = self.api_of(&workload).await?;
+        let replicas = self.read_scale(&api, &workload).await?;
+        let Ok(replicas @ 1..) = u32::try_from(replicas) else {
+            return Ok(Stopped::default());
+        };
+        self.scale(&api, &workload, 0).await?;
+        Ok(Stopped {
+            formation: Some(Formation::from([(REPLICAS.to_owned(), replicas)])),
+            sizes: BTreeMap::new(),
+        })
+    }
+
+    fn poll_intervals(&self) -> PollIntervals {
+        // One call a poll; pods take seconds to become ready.
+        PollIntervals {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(3),
+        }
+    }
+
+    async fn shutdown(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Provenance;
+
+    fn read(yaml: &str) -> Result<KubernetesConfig, Vec<String>> {
+        let value = crate::settings::parse_yaml(yaml).expect("yaml");
+        let provenance = Provenance::default();
+        let mut reader = Reader::new(&provenance);
+        let map = value.as_object().expect("mapping");
+        let mut fields = Fields::new(map, "providers[0]");
+        let config = KubernetesConfig::read(&mut reader, &mut fields, "providers[0]", "");
+        reader.finish(fields, &[]);
+        match config {
+            Some(config) if reader.errors.is_empty() => Ok(config),
+            _ => Err(reader.errors.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    fn workload(replicas: i32, ready: i32) -> Workload {
+        Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: "apps".to_owned(),
+            name: "shop".to_owned(),
+            annotations: BTreeMap::new(),
+            replicas,
+            ready,
+            generation: Some(2),
+            observed: Some(2),
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn the_defaults_fill_what_is_not_given() {
+        let config = read("{}").expect("valid");
+        assert_eq!(config.selector, DEFAULT_SELECTOR);
+        assert_eq!(config.cluster_domain, "cluster.local");
+        assert_eq!(config.rate_limit, DEFAULT_RATE_LIMIT);
+        assert!(config.namespaces.is_empty());
+        assert!(config.api_url.is_none() && config.token.is_none());
+    }
+
+    #[test]
+    fn api_url_and_token_go_together_and_exclude_a_kubeconfig() {
+        assert!(read("{api_url: 'https://k8s.example.com:6443', token: abcd}").is_ok());
+        let errors = read("{api_url: 'https://k8s.example.com:6443'}").unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("token")), "{errors:?}");
+        let errors = read("{token: abcd-secret-value}").unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("api_url")), "{errors:?}");
+        assert!(!errors.iter().any(|e| e.contains("abcd-secret-value")));
+        let errors =
+            read("{api_url: 'https://k8s.example.com', token: abcd, kubeconfig: /k}").unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("not both")), "{errors:?}");
+    }
+
+    #[test]
+    fn namespaces_and_domain_are_checked() {
+        let config =
+            read("{namespaces: [review, staging], cluster_domain: k8s.internal}").expect("valid");
+        assert_eq!(config.namespaces, ["review", "staging"]);
+        assert_eq!(config.cluster_domain, "k8s.internal");
+        let errors = read("{namespaces: [Review_1]}").unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("namespace")), "{errors:?}");
+    }
+
+    #[test]
+    fn readiness_follows_ready_replicas_and_the_observed_generation() {
+        assert_eq!(workload(0, 0).status(), AppStatus::Stopped);
+        assert_eq!(workload(2, 1).status(), AppStatus::Starting);
+        assert_eq!(workload(2, 2).status(), AppStatus::Running);
+        let mut stale = workload(2, 2);
+        stale.observed = Some(1);
+        assert_eq!(stale.status(), AppStatus::Starting);
+        let mut failed = workload(2, 0);
+        failed.failed = Some("ProgressDeadlineExceeded".to_owned());
+        assert_eq!(
+            failed.status(),
+            AppStatus::Failed("ProgressDeadlineExceeded".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_deployment_parses_with_its_defaults_and_conditions() {
+        let value = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": "apps", "generation": 3,
+                         "annotations": {"paastis.io/replicas": "3"}},
+            "spec": {"selector": {}, "template": {}},
+            "status": {"observedGeneration": 3,
+                       "conditions": [{"type": "Progressing", "status": "False",
+                                       "reason": "ProgressDeadlineExceeded",
+                                       "message": "ReplicaSet \"shop-1\" has timed out progressing."}]}
+        });
+        let workload = Workload::parse("k", WorkloadKind::Deployment, value).expect("parses");
+        assert_eq!(workload.replicas, 1);
+        assert_eq!(workload.ready, 0);
+        assert_eq!(workload.default_replicas(), 3);
+        assert!(
+            matches!(workload.status(), AppStatus::Failed(reason) if reason.starts_with("ProgressDeadlineExceeded"))
+        );
+        assert!(Workload::parse("k", WorkloadKind::Deployment, json!({"spec": 3})).is_none());
+    }
+
+    #[test]
+    fn shared_names_are_qualified_by_namespace() {
+        let mut a = workload(1, 1);
+        a.namespace = "review".to_owned();
+        let b = workload(1, 1);
+        let mut c = workload(1, 1);
+        c.name = "blog".to_owned();
+        let mut d = workload(1, 1);
+        d.name = "docs-db".to_owned();
+        d.annotations
+            .insert(ANNOTATION_NAME.to_owned(), "docs".to_owned());
+        let names: Vec<String> = app_names("k", &[&a, &b, &c, &d])
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["blog", "docs", "shop-apps", "shop-review"]);
+        // Same name, same namespace (a Deployment and a StatefulSet): both skipped.
+        let mut e = workload(1, 1);
+        e.kind = WorkloadKind::StatefulSet;
+        let names: Vec<String> = app_names("k", &[&b, &e])
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn annotations_give_the_policy() {
+        let mut w = workload(1, 1);
+        w.annotations
+            .insert(ANNOTATION_MAX_IDLE.to_owned(), "30m".to_owned());
+        w.annotations
+            .insert(ANNOTATION_HEALTH_PATH.to_owned(), "/up".to_owned());
+        let policy = w.policy("k");
+        assert_eq!(policy.max_idle, Some(Some(Duration::from_secs(1800))));
+        assert_eq!(policy.health_path.as_deref(), Some("/up"));
+        w.annotations
+            .insert(ANNOTATION_MAX_IDLE.to_owned(), "never".to_owned());
+        assert_eq!(w.policy("k").max_idle, Some(None));
+    }
+}
