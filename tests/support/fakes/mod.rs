@@ -7,6 +7,7 @@
 
 pub mod clever;
 pub mod heroku;
+pub mod kubernetes;
 pub mod scalingo;
 
 use std::net::SocketAddr;
