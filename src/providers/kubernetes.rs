@@ -539,6 +539,9 @@ impl Cache {
     }
 }
 
+/// A Service's first port (`None`: it has none, or is missing) and when it was read.
+type ServicePort = (Option<u16>, Instant);
+
 /// The connection, made on first use (reading a kubeconfig is asynchronous).
 struct Connected {
     /// The kube client (its config holds the credentials).
@@ -562,7 +565,7 @@ pub struct Kubernetes {
     /// Bumped by the watches on each change, to wait for the first sync.
     changes: watch::Sender<u64>,
     /// Each Service's port (`None`: it has none, or is missing), and when it was read.
-    services: Mutex<HashMap<(String, String), (Option<u16>, Instant)>>,
+    services: Mutex<HashMap<(String, String), ServicePort>>,
     /// The watch tasks, aborted when the provider goes.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
