@@ -356,7 +356,17 @@ async fn the_token_never_reaches_logs_or_errors() {
         .expect("check");
     let check_out = String::from_utf8_lossy(&check.stdout).into_owned()
         + &String::from_utf8_lossy(&check.stderr);
-    assert!(check_out.contains("k8s-bad"), "{check_out}");
+    // The refused token is said at once, and the other account is fine.
+    let line = |id: &str| {
+        check_out
+            .lines()
+            .find(|line| line.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} line in {check_out}"))
+            .to_owned()
+    };
+    assert!(line("k8s-bad").contains("bad credentials"), "{check_out}");
+    assert!(line("k8s").ends_with(" ok"), "{check_out}");
+    assert_eq!(check.status.code(), Some(1), "{check_out}");
 
     let mut served = support::serve(&file, &[("LOG_LEVEL", "trace")]).await;
     let client = TestClient::new(served.addr);

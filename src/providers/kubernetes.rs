@@ -519,7 +519,7 @@ struct Stream {
     /// The objects of a (re-)list under way, swapped in when it completes.
     relisting: Option<BTreeMap<String, Workload>>,
     /// The last error, while it is not recovered.
-    error: Option<String>,
+    error: Option<ProviderError>,
 }
 
 /// Every watch's state.
@@ -608,6 +608,22 @@ fn kube_error(error: kube::Error, what: &str) -> ProviderError {
             }
         }
         other => ProviderError::Unreachable(format!("{what}: {other}")),
+    }
+}
+
+/// A watcher error as a provider error (`what`: the listing).
+fn watch_error(error: watcher::Error, what: &str) -> ProviderError {
+    match error {
+        watcher::Error::InitialListFailed(error)
+        | watcher::Error::WatchStartFailed(error)
+        | watcher::Error::WatchFailed(error) => kube_error(error, what),
+        watcher::Error::WatchError(status) if status.code == 410 => ProviderError::Failed(format!(
+            "{what}: the watch expired (410 Gone), listing again"
+        )),
+        watcher::Error::WatchError(status) => kube_error(kube::Error::Api(status), what),
+        watcher::Error::NoResourceVersion => {
+            ProviderError::Failed(format!("{what}: the answer has no resourceVersion"))
+        }
     }
 }
 
@@ -721,7 +737,7 @@ impl Kubernetes {
         loop {
             {
                 let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                let pending: Vec<String> = connected
+                let pending: Vec<(String, Option<&ProviderError>)> = connected
                     .namespaces
                     .iter()
                     .flat_map(|ns| WorkloadKind::ALL.map(|kind| (ns.clone(), kind)))
@@ -730,16 +746,27 @@ impl Kubernetes {
                         let error = cache
                             .streams
                             .get(&(ns.clone(), kind))
-                            .and_then(|s| s.error.clone())
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default();
-                        format!("{} in {ns}{error}", kind.plural())
+                            .and_then(|s| s.error.as_ref());
+                        (format!("{} in {ns}", kind.plural()), error)
                     })
                     .collect();
+                // Refused credentials or permissions do not get better by waiting.
+                if let Some(refused) = pending.iter().find_map(|(_, error)| {
+                    error.filter(|e| matches!(e, ProviderError::Unauthorized(_)))
+                }) {
+                    return Err(refused.clone());
+                }
                 if pending.is_empty() {
                     return Ok(cache.workloads().into_iter().cloned().collect());
                 }
                 if Instant::now() >= deadline {
+                    let pending: Vec<String> = pending
+                        .into_iter()
+                        .map(|(what, error)| match error {
+                            Some(error) => format!("{what} ({error})"),
+                            None => what,
+                        })
+                        .collect();
                     return Err(ProviderError::Failed(format!(
                         "the first listing has not completed: {}",
                         pending.join(", ")
@@ -939,8 +966,9 @@ fn apply(
         }
         Err(error) => {
             // The watcher recovers by itself (re-listing after a 410); the last state stays.
+            let error = watch_error(error, &format!("listing {} in {}", key.1.plural(), key.0));
             tracing::warn!(provider, namespace = %key.0, kind = key.1.plural(), %error, "watch failed, keeping the last known state");
-            stream.error = Some(error.to_string());
+            stream.error = Some(error);
         }
     }
 }
