@@ -1,7 +1,8 @@
 //! The engine against the fake Kubernetes API server: discovery by label in the chosen
 //! namespaces (both kinds), wake on request with the remembered replicas, idle stop, one
 //! scale per wake storm, a `409` on the scale, workloads seen through the watch (no re-list),
-//! an expired watch (`410`) that recovers, annotations, and the token kept out of logs.
+//! an expired watch (`410`) that recovers, annotations, a kubeconfig context, and the token
+//! kept out of logs.
 
 mod support;
 
@@ -389,4 +390,39 @@ async fn the_token_never_reaches_logs_or_errors() {
             assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_context_gives_the_cluster_the_token_and_the_namespace() {
+    let fake = FakeKubernetes::start(TOKEN).await;
+    fake.add(DEPLOYMENTS, "review", "shop", 0, true, &[]).await;
+    fake.add(DEPLOYMENTS, "default", "blog", 0, true, &[]).await;
+    let dir = TempDir::new("k8s-kubeconfig");
+    let kubeconfig = dir.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: fake\n  cluster: {{server: '{}'}}\n\
+             users:\n- name: sa\n  user: {{token: {TOKEN}}}\n\
+             contexts:\n\
+             - name: other\n  context: {{cluster: fake, user: sa}}\n\
+             - name: review\n  context: {{cluster: fake, user: sa, namespace: review}}\n\
+             current-context: other\n",
+            fake.url
+        ),
+    )
+    .expect("write kubeconfig");
+    // No `namespaces`: the context's.
+    let provider = format!(
+        "{{id: k8s, type: kubernetes, kubeconfig: '{}', context: review}}",
+        kubeconfig.display()
+    );
+    let engine = TestEngine::start(&config("15m", &provider)).await;
+    assert_eq!(names(&engine), ["shop"]);
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("shop.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(fake.replicas(DEPLOYMENTS, "review", "shop"), 1);
+    engine.stop().await;
 }
