@@ -160,7 +160,8 @@ struct Shared {
     cluster: Mutex<Cluster>,
     /// Every change, to the open watches.
     changes: broadcast::Sender<Change>,
-    /// Closes the open watches (the API server restarting, a load balancer's timeout).
+    /// Ends the open watches with `410 Gone` (the history was compacted); holds the
+    /// compacted resourceVersion.
     close: tokio::sync::watch::Sender<u64>,
 }
 
@@ -319,8 +320,8 @@ impl FakeKubernetes {
         self.shared.lock().ready_delay = delay;
     }
 
-    /// Compacts the history (every resourceVersion seen so far is too old to watch from) and
-    /// closes the open watches: the clients' next watch gets `410 Gone`.
+    /// Compacts the history: every resourceVersion seen so far is too old to watch from, and
+    /// the open watches end with a `410 Gone` event (their clients list again).
     pub fn expire_watches(&self) {
         {
             let mut cluster = self.shared.lock();
@@ -328,7 +329,8 @@ impl FakeKubernetes {
             cluster.compacted = cluster.resource_version;
             cluster.history.clear();
         }
-        self.shared.close.send_modify(|n| *n += 1);
+        let compacted = self.shared.lock().compacted;
+        self.shared.close.send_replace(compacted);
     }
 
     /// The calls, as `METHOD path?query`, answered with this status.
@@ -761,6 +763,18 @@ fn event_for(change: &Change, selector: &str) -> Option<Value> {
     Some(json!({"type": kind, "object": object}))
 }
 
+/// The `ERROR` event of a watch from a resourceVersion older than the compaction.
+fn gone(from: u64, compacted: u64) -> Value {
+    json!({
+        "type": "ERROR",
+        "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({compacted})"),
+            "reason": "Expired", "code": 410,
+        },
+    })
+}
+
 fn line(value: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(format!("{value}\n")))
 }
@@ -786,15 +800,7 @@ fn watch(
         .unwrap_or(cluster.resource_version);
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
     if from < cluster.compacted {
-        let gone = json!({
-            "type": "ERROR",
-            "object": {
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": format!("too old resource version: {from} ({})", cluster.compacted),
-                "reason": "Expired", "code": 410,
-            },
-        });
-        let _ = sender.try_send(line(&gone));
+        let _ = sender.try_send(line(&gone(from, cluster.compacted)));
         drop(sender);
         return stream_response(receiver);
     }
@@ -831,8 +837,16 @@ fn watch(
         tokio::pin!(deadline);
         loop {
             tokio::select! {
+                // The compaction comes first: nothing after it reaches this watch.
+                biased;
+                _ = close.changed() => {
+                    // The history this watch stands on is gone: 410, as the API server says
+                    // to a watch that fell behind the compaction.
+                    let compacted = *close.borrow();
+                    let _ = sender.send(line(&gone(from, compacted))).await;
+                    return;
+                }
                 _ = &mut deadline => return,
-                _ = close.changed() => return,
                 change = changes.recv() => match change {
                     Ok(change) if change.resource == resource && change.namespace == namespace && change.resource_version > from => {
                         if let Some(event) = event_for(&change, &selector)

@@ -20,19 +20,21 @@
 //! logs or returns a credential (tokens and client keys stay inside kube's config, whose
 //! `Debug` redacts them).
 
+mod watch;
+mod workload;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::api::RateLimiter;
@@ -41,9 +43,10 @@ use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
     Upstream,
 };
-use crate::model::PolicyOverride;
 use crate::secret::Secret;
 use crate::settings::{Fields, Key, Kind, Reader, is_label};
+use watch::{Cache, apply};
+use workload::{Workload, WorkloadKind, app_names};
 
 /// The label selector that marks managed workloads, by default.
 pub const DEFAULT_SELECTOR: &str = "paastis.io/enabled=true";
@@ -271,274 +274,6 @@ impl Reader<'_> {
     }
 }
 
-/// The two kinds of workload managed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum WorkloadKind {
-    /// `apps/v1` Deployment.
-    Deployment,
-    /// `apps/v1` StatefulSet.
-    StatefulSet,
-}
-
-impl WorkloadKind {
-    /// Both, in listing order.
-    const ALL: [WorkloadKind; 2] = [WorkloadKind::Deployment, WorkloadKind::StatefulSet];
-
-    /// The resource, for the dynamic API.
-    fn resource(self) -> ApiResource {
-        match self {
-            WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
-            WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
-        }
-    }
-
-    /// Its plural, for messages.
-    fn plural(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "deployments",
-            WorkloadKind::StatefulSet => "statefulsets",
-        }
-    }
-}
-
-/// What the engine keeps of one workload, from its object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Workload {
-    /// Deployment or StatefulSet.
-    kind: WorkloadKind,
-    /// Its namespace.
-    namespace: String,
-    /// Its name.
-    name: String,
-    /// Its annotations (the `paastis.io/*` ones are read).
-    annotations: BTreeMap<String, String>,
-    /// `spec.replicas` (absent: 1, the API's default).
-    replicas: i32,
-    /// `status.readyReplicas` (absent: 0).
-    ready: i32,
-    /// `metadata.generation`.
-    generation: Option<i64>,
-    /// `status.observedGeneration`.
-    observed: Option<i64>,
-    /// Why it failed (a Deployment's `Progressing` condition `False`).
-    failed: Option<String>,
-}
-
-impl Workload {
-    /// From a Deployment.
-    fn from_deployment(deployment: Deployment) -> Workload {
-        let spec = deployment.spec.unwrap_or_default();
-        let status = deployment.status.unwrap_or_default();
-        let failed = status
-            .conditions
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.type_ == "Progressing" && c.status == "False")
-            .map(|c| {
-                let reason = c.reason.unwrap_or_else(|| "not progressing".to_owned());
-                match c.message {
-                    Some(message) if !message.is_empty() => format!("{reason}: {message}"),
-                    _ => reason,
-                }
-            });
-        Workload {
-            kind: WorkloadKind::Deployment,
-            namespace: deployment.metadata.namespace.unwrap_or_default(),
-            name: deployment.metadata.name.unwrap_or_default(),
-            annotations: deployment.metadata.annotations.unwrap_or_default(),
-            replicas: spec.replicas.unwrap_or(1),
-            ready: status.ready_replicas.unwrap_or(0),
-            generation: deployment.metadata.generation,
-            observed: status.observed_generation,
-            failed,
-        }
-    }
-
-    /// From a StatefulSet.
-    fn from_stateful_set(set: StatefulSet) -> Workload {
-        let spec = set.spec.unwrap_or_default();
-        let status = set.status.unwrap_or_default();
-        Workload {
-            kind: WorkloadKind::StatefulSet,
-            namespace: set.metadata.namespace.unwrap_or_default(),
-            name: set.metadata.name.unwrap_or_default(),
-            annotations: set.metadata.annotations.unwrap_or_default(),
-            replicas: spec.replicas.unwrap_or(1),
-            ready: status.ready_replicas.unwrap_or(0),
-            generation: set.metadata.generation,
-            observed: status.observed_generation,
-            failed: None,
-        }
-    }
-
-    /// From an object of `kind` as JSON; `None` (with a warning) when it does not parse.
-    fn parse(provider: &str, kind: WorkloadKind, value: serde_json::Value) -> Option<Workload> {
-        let parsed = match kind {
-            WorkloadKind::Deployment => {
-                serde_json::from_value::<Deployment>(value).map(Workload::from_deployment)
-            }
-            WorkloadKind::StatefulSet => {
-                serde_json::from_value::<StatefulSet>(value).map(Workload::from_stateful_set)
-            }
-        };
-        match parsed {
-            Ok(workload) if !workload.name.is_empty() => Some(workload),
-            Ok(_) => {
-                tracing::warn!(
-                    provider,
-                    kind = kind.plural(),
-                    "skipping an object without a name"
-                );
-                None
-            }
-            Err(error) => {
-                tracing::warn!(provider, kind = kind.plural(), %error, "skipping an object that does not parse");
-                None
-            }
-        }
-    }
-
-    /// An annotation, trimmed, when set and not empty.
-    fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// Its state now (see the module doc).
-    fn status(&self) -> AppStatus {
-        if self.replicas <= 0 {
-            return AppStatus::Stopped;
-        }
-        if let Some(reason) = &self.failed {
-            return AppStatus::Failed(reason.clone());
-        }
-        let observed = match (self.generation, self.observed) {
-            (Some(generation), Some(observed)) => observed >= generation,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        if observed && self.ready >= self.replicas {
-            AppStatus::Running
-        } else {
-            AppStatus::Starting
-        }
-    }
-
-    /// The replicas a start without a remembered formation asks for.
-    fn default_replicas(&self) -> u32 {
-        self.annotation(ANNOTATION_REPLICAS)
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1)
-    }
-
-    /// Its policy overrides, from its annotations (bad values skipped with a warning).
-    fn policy(&self, provider: &str) -> PolicyOverride {
-        let mut policy = PolicyOverride::default();
-        if let Some(text) = self.annotation(ANNOTATION_MAX_IDLE) {
-            if text == "never" {
-                policy.max_idle = Some(None);
-            } else {
-                match crate::model::parse_duration(text) {
-                    Ok(duration) => policy.max_idle = Some(Some(duration)),
-                    Err(error) => tracing::warn!(
-                        provider, workload = %self.name, namespace = %self.namespace, %error,
-                        "ignoring annotation {ANNOTATION_MAX_IDLE}"
-                    ),
-                }
-            }
-        }
-        if let Some(path) = self.annotation(ANNOTATION_HEALTH_PATH) {
-            if path.starts_with('/') {
-                policy.health_path = Some(path.to_owned());
-            } else {
-                tracing::warn!(
-                    provider, workload = %self.name, namespace = %self.namespace,
-                    "ignoring annotation {ANNOTATION_HEALTH_PATH}: it must start with /"
-                );
-            }
-        }
-        policy
-    }
-}
-
-/// The app name each workload gets: `paastis.io/name`, else its name; a name held by
-/// workloads of several namespaces becomes `<name>-<namespace>` for each of them; what still
-/// collides (or is not a valid name) is skipped with a warning.
-fn app_names<'w>(provider: &str, workloads: &[&'w Workload]) -> Vec<(String, &'w Workload)> {
-    let base = |w: &Workload| {
-        w.annotation(ANNOTATION_NAME)
-            .map(str::to_owned)
-            .unwrap_or_else(|| w.name.clone())
-    };
-    let mut by_base: BTreeMap<String, Vec<&'w Workload>> = BTreeMap::new();
-    for workload in workloads {
-        by_base.entry(base(workload)).or_default().push(workload);
-    }
-    let mut named: BTreeMap<String, Vec<&'w Workload>> = BTreeMap::new();
-    for (name, holders) in by_base {
-        if holders.len() == 1 {
-            named.entry(name).or_default().extend(holders);
-        } else {
-            for workload in holders {
-                named
-                    .entry(format!("{name}-{}", workload.namespace))
-                    .or_default()
-                    .push(workload);
-            }
-        }
-    }
-    let mut apps = Vec::new();
-    for (name, holders) in named {
-        match holders.as_slice() {
-            [workload] if is_label(&name) && !name.contains('_') => apps.push((name, *workload)),
-            [workload] => tracing::warn!(
-                provider, workload = %workload.name, namespace = %workload.namespace,
-                "skipping a workload whose app name `{name}` is not a DNS label"
-            ),
-            _ => tracing::warn!(
-                provider,
-                "skipping {} workloads that all take the app name `{name}` (give them \
-                 distinct {ANNOTATION_NAME} annotations)",
-                holders.len()
-            ),
-        }
-    }
-    apps
-}
-
-/// What one (namespace, kind) watch knows.
-#[derive(Debug, Default)]
-struct Stream {
-    /// Whether a first list completed.
-    synced: bool,
-    /// The objects, by name.
-    objects: BTreeMap<String, Workload>,
-    /// The objects of a (re-)list under way, swapped in when it completes.
-    relisting: Option<BTreeMap<String, Workload>>,
-    /// The last error, while it is not recovered.
-    error: Option<ProviderError>,
-}
-
-/// Every watch's state.
-#[derive(Debug, Default)]
-struct Cache {
-    /// By (namespace, kind).
-    streams: BTreeMap<(String, WorkloadKind), Stream>,
-}
-
-impl Cache {
-    /// Every workload known, in a stable order.
-    fn workloads(&self) -> Vec<&Workload> {
-        self.streams
-            .values()
-            .flat_map(|stream| stream.objects.values())
-            .collect()
-    }
-}
-
 /// A Service's first port (`None`: it has none, or is missing) and when it was read.
 type ServicePort = (Option<u16>, Instant);
 
@@ -563,7 +298,7 @@ pub struct Kubernetes {
     /// What the watches know.
     cache: Arc<Mutex<Cache>>,
     /// Bumped by the watches on each change, to wait for the first sync.
-    changes: watch::Sender<u64>,
+    changes: tokio::sync::watch::Sender<u64>,
     /// Each Service's port (`None`: it has none, or is missing), and when it was read.
     services: Mutex<HashMap<(String, String), ServicePort>>,
     /// The watch tasks, aborted when the provider goes.
@@ -611,22 +346,6 @@ fn kube_error(error: kube::Error, what: &str) -> ProviderError {
     }
 }
 
-/// A watcher error as a provider error (`what`: the listing).
-fn watch_error(error: watcher::Error, what: &str) -> ProviderError {
-    match error {
-        watcher::Error::InitialListFailed(error)
-        | watcher::Error::WatchStartFailed(error)
-        | watcher::Error::WatchFailed(error) => kube_error(error, what),
-        watcher::Error::WatchError(status) if status.code == 410 => ProviderError::Failed(format!(
-            "{what}: the watch expired (410 Gone), listing again"
-        )),
-        watcher::Error::WatchError(status) => kube_error(kube::Error::Api(status), what),
-        watcher::Error::NoResourceVersion => {
-            ProviderError::Failed(format!("{what}: the answer has no resourceVersion"))
-        }
-    }
-}
-
 /// Whether the error is a `409 Conflict`.
 fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
@@ -641,7 +360,7 @@ impl Kubernetes {
             limiter: RateLimiter::new(config.rate_limit, Duration::from_secs(60)),
             connected: OnceCell::new(),
             cache: Arc::default(),
-            changes: watch::channel(0).0,
+            changes: tokio::sync::watch::channel(0).0,
             services: Mutex::default(),
             tasks: Mutex::default(),
         }
@@ -925,54 +644,6 @@ impl Kubernetes {
     }
 }
 
-/// One watcher event into the cache.
-fn apply(
-    provider: &str,
-    cache: &Mutex<Cache>,
-    key: &(String, WorkloadKind),
-    event: Result<watcher::Event<DynamicObject>, watcher::Error>,
-) {
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    let stream = cache.streams.entry(key.clone()).or_default();
-    let parse = |object: DynamicObject| {
-        let value = serde_json::to_value(&object).ok()?;
-        Workload::parse(provider, key.1, value)
-    };
-    match event {
-        Ok(watcher::Event::Init) => stream.relisting = Some(BTreeMap::new()),
-        Ok(watcher::Event::InitApply(object)) => {
-            if let Some(workload) = parse(object) {
-                stream
-                    .relisting
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(workload.name.clone(), workload);
-            }
-        }
-        Ok(watcher::Event::InitDone) => {
-            stream.objects = stream.relisting.take().unwrap_or_default();
-            stream.synced = true;
-            stream.error = None;
-        }
-        Ok(watcher::Event::Apply(object)) => {
-            if let Some(workload) = parse(object) {
-                stream.objects.insert(workload.name.clone(), workload);
-            }
-            stream.error = None;
-        }
-        Ok(watcher::Event::Delete(object)) => {
-            if let Some(name) = object.metadata.name {
-                stream.objects.remove(&name);
-            }
-        }
-        Err(error) => {
-            // The watcher recovers by itself (re-listing after a 410); the last state stays.
-            let error = watch_error(error, &format!("listing {} in {}", key.1.plural(), key.0));
-            tracing::warn!(provider, namespace = %key.0, kind = key.1.plural(), %error, "watch failed, keeping the last known state");
-            stream.error = Some(error);
-        }
-    }
-}
-
 #[async_trait]
 impl Provider for Kubernetes {
     fn id(&self) -> &str {
@@ -1116,20 +787,6 @@ mod tests {
         }
     }
 
-    fn workload(replicas: i32, ready: i32) -> Workload {
-        Workload {
-            kind: WorkloadKind::Deployment,
-            namespace: "apps".to_owned(),
-            name: "shop".to_owned(),
-            annotations: BTreeMap::new(),
-            replicas,
-            ready,
-            generation: Some(2),
-            observed: Some(2),
-            failed: None,
-        }
-    }
-
     #[test]
     fn the_defaults_fill_what_is_not_given() {
         let config = read("{}").expect("valid");
@@ -1161,84 +818,5 @@ mod tests {
         assert_eq!(config.cluster_domain, "k8s.internal");
         let errors = read("{namespaces: [Review_1]}").unwrap_err();
         assert!(errors.iter().any(|e| e.contains("namespace")), "{errors:?}");
-    }
-
-    #[test]
-    fn readiness_follows_ready_replicas_and_the_observed_generation() {
-        assert_eq!(workload(0, 0).status(), AppStatus::Stopped);
-        assert_eq!(workload(2, 1).status(), AppStatus::Starting);
-        assert_eq!(workload(2, 2).status(), AppStatus::Running);
-        let mut stale = workload(2, 2);
-        stale.observed = Some(1);
-        assert_eq!(stale.status(), AppStatus::Starting);
-        let mut failed = workload(2, 0);
-        failed.failed = Some("ProgressDeadlineExceeded".to_owned());
-        assert_eq!(
-            failed.status(),
-            AppStatus::Failed("ProgressDeadlineExceeded".to_owned())
-        );
-    }
-
-    #[test]
-    fn a_deployment_parses_with_its_defaults_and_conditions() {
-        let value = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "shop", "namespace": "apps", "generation": 3,
-                         "annotations": {"paastis.io/replicas": "3"}},
-            "spec": {"selector": {}, "template": {}},
-            "status": {"observedGeneration": 3,
-                       "conditions": [{"type": "Progressing", "status": "False",
-                                       "reason": "ProgressDeadlineExceeded",
-                                       "message": "ReplicaSet \"shop-1\" has timed out progressing."}]}
-        });
-        let workload = Workload::parse("k", WorkloadKind::Deployment, value).expect("parses");
-        assert_eq!(workload.replicas, 1);
-        assert_eq!(workload.ready, 0);
-        assert_eq!(workload.default_replicas(), 3);
-        assert!(
-            matches!(workload.status(), AppStatus::Failed(reason) if reason.starts_with("ProgressDeadlineExceeded"))
-        );
-        assert!(Workload::parse("k", WorkloadKind::Deployment, json!({"spec": 3})).is_none());
-    }
-
-    #[test]
-    fn shared_names_are_qualified_by_namespace() {
-        let mut a = workload(1, 1);
-        a.namespace = "review".to_owned();
-        let b = workload(1, 1);
-        let mut c = workload(1, 1);
-        c.name = "blog".to_owned();
-        let mut d = workload(1, 1);
-        d.name = "docs-db".to_owned();
-        d.annotations
-            .insert(ANNOTATION_NAME.to_owned(), "docs".to_owned());
-        let names: Vec<String> = app_names("k", &[&a, &b, &c, &d])
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        assert_eq!(names, ["blog", "docs", "shop-apps", "shop-review"]);
-        // Same name, same namespace (a Deployment and a StatefulSet): both skipped.
-        let mut e = workload(1, 1);
-        e.kind = WorkloadKind::StatefulSet;
-        let names: Vec<String> = app_names("k", &[&b, &e])
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        assert!(names.is_empty(), "{names:?}");
-    }
-
-    #[test]
-    fn annotations_give_the_policy() {
-        let mut w = workload(1, 1);
-        w.annotations
-            .insert(ANNOTATION_MAX_IDLE.to_owned(), "30m".to_owned());
-        w.annotations
-            .insert(ANNOTATION_HEALTH_PATH.to_owned(), "/up".to_owned());
-        let policy = w.policy("k");
-        assert_eq!(policy.max_idle, Some(Some(Duration::from_secs(1800))));
-        assert_eq!(policy.health_path.as_deref(), Some("/up"));
-        w.annotations
-            .insert(ANNOTATION_MAX_IDLE.to_owned(), "never".to_owned());
-        assert_eq!(w.policy("k").max_idle, Some(None));
     }
 }
