@@ -1,8 +1,8 @@
 //! The engine against the fake Kubernetes API server: discovery by label in the chosen
 //! namespaces (both kinds), wake on request with the remembered replicas, idle stop, one
-//! scale per wake storm, a `409` on the scale, workloads seen through the watch (no re-list),
-//! an expired watch (`410`) that recovers, annotations, a kubeconfig context, and the token
-//! kept out of logs.
+//! scale per wake storm, a `409` on the scale retried after a fresh read, workloads seen
+//! through the watch (no re-list), an expired watch (`410`) that recovers, annotations, a
+//! kubeconfig context, and the token kept out of logs.
 
 mod support;
 
@@ -157,13 +157,12 @@ async fn a_request_wakes_a_workload_and_idle_stops_remember_its_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wake_storm_scales_once_and_a_conflict_is_retried() {
+async fn a_wake_storm_scales_once() {
     let fake = FakeKubernetes::start(TOKEN).await;
     fake.set_ready_delay(Duration::from_millis(800));
     fake.add(DEPLOYMENTS, "apps", "shop", 0, true, &[]).await;
     let engine = TestEngine::start(&config("15m", &provider(&fake, "apps"))).await;
     let client = TestClient::new(engine.addr);
-    fake.conflict_next(1);
 
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..50 {
@@ -175,14 +174,36 @@ async fn a_wake_storm_scales_once_and_a_conflict_is_retried() {
         assert_eq!(answer.status, 200, "{}", answer.text());
         assert_eq!(answer.text(), "hello from shop");
     }
-    // One wake: the 409, then the same patch after a fresh read.
     assert_eq!(
         fake.scale_patches(DEPLOYMENTS, "apps", "shop"),
-        2,
+        1,
         "{:?}",
         fake.requests()
     );
     assert_eq!(fake.replicas(DEPLOYMENTS, "apps", "shop"), 1);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_the_scale_is_retried_after_a_fresh_read() {
+    let fake = FakeKubernetes::start(TOKEN).await;
+    fake.add(STATEFULSETS, "apps", "db", 0, true, &[]).await;
+    let engine = TestEngine::start(&config("15m", &provider(&fake, "apps"))).await;
+    let client = TestClient::new(engine.addr);
+    fake.conflict_next(1);
+
+    let answer = client.get("db.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let scale = "/apis/apps/v1/namespaces/apps/statefulsets/db/scale";
+    let calls: Vec<String> = fake
+        .calls
+        .all()
+        .into_iter()
+        .filter(|call| call.path.split('?').next() == Some(scale))
+        .map(|call| format!("{} {}", call.method, call.status))
+        .collect();
+    assert_eq!(calls, ["PATCH 409", "GET 200", "PATCH 200"]);
+    assert_eq!(fake.replicas(STATEFULSETS, "apps", "db"), 1);
     engine.stop().await;
 }
 

@@ -42,15 +42,25 @@ pub const STATEFULSETS: &str = "statefulsets";
 struct Workload {
     /// `deployments` or `statefulsets`.
     resource: &'static str,
+    /// Its namespace.
     namespace: String,
+    /// Its name.
     name: String,
+    /// `metadata.uid`.
     uid: String,
+    /// `metadata.labels` (what selectors match).
     labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
     annotations: BTreeMap<String, String>,
+    /// `spec.replicas`.
     replicas: i64,
+    /// `status.readyReplicas`.
     ready: i64,
+    /// `metadata.generation`: bumped by each spec change.
     generation: i64,
+    /// `status.observedGeneration`: the generation the controller acted on.
     observed: i64,
+    /// `metadata.resourceVersion`.
     resource_version: u64,
     /// A Deployment whose rollout timed out (`Progressing=False`).
     stuck: bool,
@@ -130,8 +140,11 @@ impl Workload {
 /// One change, kept for watches that resume from an older resourceVersion.
 #[derive(Clone)]
 struct Change {
+    /// The resourceVersion the change made.
     resource_version: u64,
+    /// `deployments` or `statefulsets`.
     resource: &'static str,
+    /// The object's namespace.
     namespace: String,
     /// Before (`None`: created).
     before: Option<(BTreeMap<String, String>, Value)>,
@@ -139,7 +152,9 @@ struct Change {
     after: Option<(BTreeMap<String, String>, Value)>,
 }
 
+/// The cluster's state.
 struct Cluster {
+    /// Every workload, in creation order.
     workloads: Vec<Workload>,
     /// Services: (namespace, name) -> ports.
     services: BTreeMap<(String, String), Vec<u16>>,
@@ -147,16 +162,23 @@ struct Cluster {
     resource_version: u64,
     /// Watches from a resourceVersion below this get `410 Gone`.
     compacted: u64,
+    /// The changes since the last compaction.
     history: Vec<Change>,
+    /// How long pods take to become ready after a scale up.
     ready_delay: Duration,
     /// Answer the next N scale patches with 409.
     conflicts: usize,
+    /// The next object's uid number.
     next_uid: u64,
 }
 
+/// What the handlers share.
 struct Shared {
+    /// The only bearer token accepted.
     token: String,
+    /// Every call answered.
     calls: Arc<Calls>,
+    /// The cluster's state.
     cluster: Mutex<Cluster>,
     /// Every change, to the open watches.
     changes: broadcast::Sender<Change>,
@@ -169,7 +191,9 @@ struct Shared {
 pub struct FakeKubernetes {
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// Every call answered (paths with their query).
     pub calls: Arc<Calls>,
+    /// The state, shared with the handlers.
     shared: Arc<Shared>,
 }
 
