@@ -774,9 +774,18 @@ mod tests {
     use crate::settings::Provenance;
 
     fn read(yaml: &str) -> Result<KubernetesConfig, Vec<String>> {
+        read_with(yaml, None)
+    }
+
+    /// `yaml` read as a space document of the admin API reads it when `api` is set.
+    fn read_with(
+        yaml: &str,
+        api: Option<crate::settings::ApiRules>,
+    ) -> Result<KubernetesConfig, Vec<String>> {
         let value = crate::settings::parse_yaml(yaml).expect("yaml");
         let provenance = Provenance::default();
         let mut reader = Reader::new(&provenance);
+        reader.api = api;
         let map = value.as_object().expect("mapping");
         let mut fields = Fields::new(map, "providers[0]");
         let config = KubernetesConfig::read(&mut reader, &mut fields, "providers[0]", "");
@@ -808,6 +817,21 @@ mod tests {
         let errors =
             read("{api_url: 'https://k8s.example.com', token: abcd, kubeconfig: /k}").unwrap_err();
         assert!(errors.iter().any(|e| e.contains("not both")), "{errors:?}");
+    }
+
+    #[test]
+    fn spaces_of_the_admin_api_never_get_the_engine_s_own_cluster_access() {
+        let api = Some(crate::settings::ApiRules {
+            custom_api_urls: true,
+        });
+        assert!(read_with("{api_url: 'https://k8s.example.com', token: abcd}", api).is_ok());
+        for yaml in ["{}", "{kubeconfig: /root/.kube/config}", "{context: prod}"] {
+            let errors = read_with(yaml, api).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains("through the API")),
+                "{yaml}: {errors:?}"
+            );
+        }
     }
 
     #[test]
