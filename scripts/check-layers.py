@@ -29,6 +29,7 @@ PLATFORMS = {
     # "render" is also an ordinary verb here (cli/render.rs, the dashboard): its names only.
     r"\bRender(Config|Provider|Service)\b|render\.com|onrender": ["providers/render.rs"],
     "fly": ["providers/fly.rs"],
+    "kubernetes": ["providers/kubernetes"],
     "docker": ["providers/docker"],
 }
 # The registration, the original engine's mapping, and the fuzz entry points (test code).

@@ -37,6 +37,8 @@ providers: &providers
   - {id: co, type: clever-cloud, consumer_key: k, consumer_secret: s, token: t, secret: s}
   - {id: rd, type: render, token: t0123456789, api_url: "http://127.0.0.1:1", owner_id: tea-x, rate_limit: 5}
   - {id: fl, type: fly, token: t0123456789, org: acme, apps: [shop], api_url: "http://127.0.0.1:1/v1", hostname_template: "{app}.fly.dev", upstream_scheme: http, stop_mode: suspend, rate_limit: 5}
+  - {id: k8, type: kubernetes, api_url: "http://127.0.0.1:1", token: t0123456789, namespaces: [review], selector: "paastis.io/enabled=true", cluster_domain: cluster.local, rate_limit: 5}
+  - {id: kc, type: kubernetes, kubeconfig: /tmp/kubeconfig, context: dev}
   - {id: dk, type: docker, host: "unix:///run/docker.sock", cert_path: /tmp/certs, tls_verify: false, network: paastis, host_address: 127.0.0.1, api_version: "1.43", stop_timeout: 5s, group_by_compose_project: true, rate_limit: 100}
 rules: &rules
   - pattern: 'review-(\d+)'

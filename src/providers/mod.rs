@@ -21,6 +21,7 @@ pub mod fake;
 pub mod fly;
 pub mod formation;
 pub mod heroku;
+pub mod kubernetes;
 pub mod platform;
 pub mod process;
 pub mod render;
@@ -138,6 +139,8 @@ platforms! {
     Render(render::RenderConfig),
     /// A Fly.io organisation's apps (Machines).
     Fly(fly::FlyConfig),
+    /// A Kubernetes cluster's Deployments and StatefulSets.
+    Kubernetes(kubernetes::KubernetesConfig),
     /// Docker or Podman containers.
     Docker(docker::DockerConfig),
 }
@@ -487,7 +490,7 @@ mod tests {
     fn the_registration_gives_every_platform_its_keys_in_order() {
         assert_eq!(
             kinds(),
-            "process, scalingo, heroku, clever-cloud, render, fly or docker"
+            "process, scalingo, heroku, clever-cloud, render, fly, kubernetes or docker"
         );
         assert_eq!(
             SECRET_KEYS,

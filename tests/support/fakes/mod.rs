@@ -8,6 +8,7 @@
 pub mod clever;
 pub mod fly;
 pub mod heroku;
+pub mod kubernetes;
 pub mod render;
 pub mod scalingo;
 
