@@ -543,3 +543,45 @@ fn bad_entries_are_refused_with_their_path() {
         ""
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_waits_for_the_port_and_starts_the_container_once() {
+    let Some(podman) = Podman::start("storm").await else {
+        return;
+    };
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut pairs = managed(&port.to_string());
+    pairs.push(("paastis.strategy", "hold".to_owned()));
+    // No healthcheck, and a server that listens five seconds after the container starts:
+    // running is not ready until the port accepts.
+    let late = format!("sleep 5; exec /bin/busybox httpd -f -p {listen} -h /www");
+    podman.create_running("late", &labels(&pairs), &[], &["/bin/sh", "-c", &late]);
+    let engine = TestEngine::start(&config(&podman, "1h", "")).await;
+    let client = TestClient::new(engine.addr);
+
+    let requests: Vec<_> = (0..30)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("late.localhost", "/").await })
+        })
+        .collect();
+    podman.wait_state("late", "running", WAIT).await;
+    assert_eq!(
+        engine.state("late"),
+        State::Waking,
+        "running, its port not accepting yet"
+    );
+    for request in requests {
+        let answer = request.await.expect("the request completes");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.text(), "hello from busybox\n");
+    }
+    assert_eq!(engine.state("late"), State::Awake);
+    assert_eq!(
+        engine.count("late", |kind| matches!(kind, EventKind::Started { .. })),
+        1,
+        "one start for the whole storm"
+    );
+    engine.stop().await;
+}

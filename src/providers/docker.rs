@@ -62,6 +62,10 @@ const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Time allowed to one API call besides a stop's grace period.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a running container without a healthcheck has to accept a connection on its
+/// port, each time its readiness is asked.
+const PORT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The process type a container is, in formations and savings.
 const CONTAINER: &str = "container";
 
@@ -744,7 +748,30 @@ impl Provider for Docker {
 
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
         let inspect = self.current(app).await?;
-        Ok(status(&inspect.state, self.stopped_here(&inspect.id)))
+        let status = status(&inspect.state, self.stopped_here(&inspect.id));
+        if status != AppStatus::Running || inspect.state.health.is_some() {
+            return Ok(status);
+        }
+        // No healthcheck of its own: running is not ready until its port accepts.
+        let managed = Managed::new(inspect);
+        let Some(upstream) = upstream(
+            &managed.inspect,
+            managed.port,
+            self.network.as_deref(),
+            &self.host_address,
+        ) else {
+            return Ok(status);
+        };
+        let (host, port) = upstream.address();
+        let accepted = tokio::time::timeout(
+            PORT_CHECK_TIMEOUT,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await;
+        Ok(match accepted {
+            Ok(Ok(_)) => AppStatus::Running,
+            _ => AppStatus::Starting,
+        })
     }
 
     async fn start(
