@@ -1,6 +1,6 @@
 //! The platforms' answers as the providers read them (`paastis::fuzzing::providers`, the
 //! code `list_apps`, `status` and `stop` run on a response body). The first byte picks the
-//! parser (`0`..`9`, `:`), an optional newline follows, then the bodies it reads, separated
+//! parser (`0`..`9`, `:`..`=`), an optional newline follows, then the bodies it reads, separated
 //! by a line `---`:
 //!
 //! ```text
@@ -12,19 +12,19 @@
 //!
 //! Checks: every upstream is an `http`/`https` URL with a host and no credentials, read
 //! the same again from its text; apps keep distinct names (Clever Cloud maps each to its
-//! id); a stop remembers only process types that ran; an operation id can only end a URL.
+//! id, Render qualifies shared names); a stop remembers only process types that ran; an operation id can only end a URL.
 
 #![no_main]
 
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use paastis::fuzzing::providers::{clever_cloud, heroku, scalingo};
+use paastis::fuzzing::providers::{clever_cloud, heroku, render, scalingo};
 use paastis::model::Upstream;
 use paastis::providers::{AppInfo, AppStatus, ProviderError, Stopped};
 
 /// How many parsers the first byte picks from.
-const PARSERS: u8 = 11;
+const PARSERS: u8 = 14;
 
 fn check_upstream(upstream: &Upstream) {
     assert!(
@@ -143,6 +143,25 @@ fuzz_target!(|data: &[u8]| {
                 check_status(&status);
             }
         }
+        11 => {
+            let listed = render::services(part(0));
+            if let Ok(apps) = &listed {
+                let mut names = HashSet::new();
+                for app in apps {
+                    assert!(names.insert(&app.name), "two apps named {:?}", app.name);
+                    for alias in &app.aliases {
+                        assert_eq!(alias, &alias.to_ascii_lowercase());
+                    }
+                }
+            }
+            check_apps(&listed);
+        }
+        12 => {
+            if let Ok(status) = render::status(part(0)) {
+                check_status(&status);
+            }
+        }
+        13 => check_stopped(&render::stopped(part(0))),
         _ => {
             if let Some(upstream) = Upstream::from_url(text) {
                 check_upstream(&upstream);
