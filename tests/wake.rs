@@ -262,13 +262,14 @@ providers:
     engine
         .wait_state("hello", State::Asleep, Duration::from_secs(5))
         .await;
-    assert_eq!(
-        engine.count(
-            "hello",
-            |k| matches!(k, EventKind::Exited { reason } if reason == "killed by SIGKILL")
-        ),
-        1
-    );
+    // The state changes a moment before its event is recorded: wait for the event too.
+    let killed =
+        |k: &EventKind| matches!(k, EventKind::Exited { reason } if reason == "killed by SIGKILL");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.count("hello", killed) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.count("hello", killed), 1);
     let answer = client.get("hello.localhost", "/pid").await;
     assert_eq!(answer.status, 200);
     assert_ne!(answer.text(), pid.to_string());
