@@ -370,25 +370,13 @@ async fn the_token_never_reaches_logs_or_errors() {
         ),
     )
     .expect("write config");
-    let check = support::paastis()
-        .args(["check", "--config", &file.to_string_lossy()])
-        .env("LOG_LEVEL", "trace")
-        .output()
-        .await
-        .expect("check");
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
+    let checked = support::check(&file).await;
+    let check_out = checked.output.as_str();
     // The refused token is said at once, and the other account is fine.
-    let line = |id: &str| {
-        check_out
-            .lines()
-            .find(|line| line.starts_with(&format!("{id} ")))
-            .unwrap_or_else(|| panic!("no {id} line in {check_out}"))
-            .to_owned()
-    };
+    let line = |id: &str| checked.line(id);
     assert!(line("k8s-bad").contains("bad credentials"), "{check_out}");
     assert!(line("k8s").ends_with(" ok"), "{check_out}");
-    assert_eq!(check.status.code(), Some(1), "{check_out}");
+    assert_eq!(checked.code, Some(1), "{check_out}");
 
     let mut served = support::serve(&file, &[("LOG_LEVEL", "trace")]).await;
     let client = TestClient::new(served.addr);
@@ -406,11 +394,10 @@ async fn the_token_never_reaches_logs_or_errors() {
         logs.contains("k8s-bad"),
         "the bad account is not logged: {logs}"
     );
-    for output in [&check_out, &logs] {
-        for secret in [TOKEN, "k8s-wrong-secret-0002", "Bearer "] {
-            assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
-        }
-    }
+    support::assert_no_secret(
+        &[check_out, &logs],
+        &[TOKEN, "k8s-wrong-secret-0002", "Bearer "],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,22 +218,10 @@ async fn the_api_key_never_reaches_logs_errors_or_check() {
         fake.url
     );
     std::fs::write(&file, config("1s", &[provider(&fake), wrong])).expect("write config");
-    let check = support::paastis()
-        .args(["check", "--config", &file.to_string_lossy()])
-        .env("LOG_LEVEL", "trace")
-        .output()
-        .await
-        .expect("check");
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
-    assert_eq!(check.status.code(), Some(1), "{check_out}");
-    let line = |id: &str| {
-        check_out
-            .lines()
-            .find(|line| line.starts_with(&format!("{id} ")))
-            .unwrap_or_else(|| panic!("no {id} line in {check_out}"))
-            .to_owned()
-    };
+    let checked = support::check(&file).await;
+    let check_out = checked.output.as_str();
+    assert_eq!(checked.code, Some(1), "{check_out}");
+    let line = |id: &str| checked.line(id);
     assert!(
         line("render-bad").contains("bad credentials"),
         "{check_out}"
@@ -252,11 +240,10 @@ async fn the_api_key_never_reaches_logs_errors_or_check() {
         logs.contains("stopping"),
         "idle stops were not logged: {logs}"
     );
-    for output in [&check_out, &logs] {
-        for secret in [TOKEN, "rnd_wrongRenderKey0010", "Bearer "] {
-            assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
-        }
-    }
+    support::assert_no_secret(
+        &[check_out, &logs],
+        &[TOKEN, "rnd_wrongRenderKey0010", "Bearer "],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

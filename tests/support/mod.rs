@@ -346,6 +346,48 @@ pub fn paastis() -> Command {
     command
 }
 
+/// `paastis check --config CONFIG` at trace level, as an operator runs it.
+pub struct Checked {
+    /// Its exit code.
+    pub code: Option<i32>,
+    /// Its stdout, then its stderr.
+    pub output: String,
+}
+
+impl Checked {
+    /// The line of its providers table for `id`.
+    pub fn line(&self, id: &str) -> &str {
+        let output = &self.output;
+        output
+            .lines()
+            .find(|line| line.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} line in {output}"))
+    }
+}
+
+pub async fn check(config: &Path) -> Checked {
+    let out = paastis()
+        .args(["check", "--config", &config.to_string_lossy()])
+        .env("LOG_LEVEL", "trace")
+        .output()
+        .await
+        .expect("run paastis check");
+    Checked {
+        code: out.status.code(),
+        output: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    }
+}
+
+/// Fails when any of `secrets` shows in any of `outputs`.
+pub fn assert_no_secret(outputs: &[&str], secrets: &[&str]) {
+    for output in outputs {
+        for secret in secrets {
+            assert!(!output.contains(secret), "{secret} leaked into:\n{output}");
+        }
+    }
+}
+
 /// A running `paastis serve` with its stderr collected.
 pub struct Served {
     pub child: Child,
