@@ -849,6 +849,43 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn spaces_of_the_admin_api_never_reach_the_engine_host_s_socket() {
+        let provenance = crate::settings::Provenance::default();
+        let value = crate::settings::parse_yaml("{host: 'unix:///run/docker.sock'}").expect("yaml");
+        let map = value.as_object().expect("mapping");
+        for api in [
+            None,
+            Some(crate::settings::ApiRules {
+                custom_api_urls: true,
+            }),
+        ] {
+            let mut reader = Reader::new(&provenance);
+            reader.api = api;
+            let mut fields = Fields::new(map, "providers[0]");
+            let config = DockerConfig::read(
+                &mut reader,
+                &mut fields,
+                "providers[0]",
+                "providers[0].type",
+            );
+            reader.finish(fields, &[]);
+            let errors: Vec<String> = reader.errors.iter().map(|e| e.to_string()).collect();
+            if api.is_none() {
+                assert!(config.is_some() && errors.is_empty(), "{errors:?}");
+            } else {
+                assert!(config.is_none());
+                assert!(
+                    errors
+                        .iter()
+                        .any(|e| e.starts_with("providers[0].type: ")
+                            && e.contains("through the API")),
+                    "{errors:?}"
+                );
+            }
+        }
+    }
+
     fn inspect(value: Value) -> Inspect {
         serde_json::from_value(value).expect("inspect")
     }
