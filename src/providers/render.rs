@@ -494,12 +494,13 @@ fn deploy_status(deploy: Option<&Deploy>) -> AppStatus {
 
 /// What a stop remembers of a service: its instances and instance type.
 fn stopped(service: &Service) -> Stopped {
+    // No instance counted (an odd answer): nothing to restore, the platform's count stands.
+    let instances = service.instances();
+    if instances == 0 {
+        return Stopped::default();
+    }
     Stopped {
-        formation: Some(
-            [("web".to_owned(), service.instances())]
-                .into_iter()
-                .collect(),
-        ),
+        formation: Some([("web".to_owned(), instances)].into_iter().collect()),
         sizes: service
             .details
             .plan
@@ -762,6 +763,25 @@ mod tests {
             .unwrap()
             .remove("url");
         assert!(listed_apps("r", vec![private]).is_empty());
+    }
+
+    #[test]
+    fn a_stop_remembers_only_instances_that_ran() {
+        let read = |details: Value| -> Service {
+            serde_json::from_value(json!({"id": "srv-1", "name": "web", "type": "web_service",
+                "suspended": "not_suspended", "serviceDetails": details}))
+            .expect("service")
+        };
+        let ran = stopped(&read(json!({"numInstances": 3, "plan": "standard"})));
+        assert_eq!(
+            ran.formation,
+            Some([("web".to_owned(), 3)].into_iter().collect())
+        );
+        assert_eq!(ran.sizes.get("web").map(String::as_str), Some("standard"));
+        assert_eq!(
+            stopped(&read(json!({"numInstances": 0, "plan": "pro"}))),
+            Stopped::default()
+        );
     }
 
     #[test]
