@@ -23,7 +23,7 @@
 //! As every platform's file, it also reads and checks its `providers:` entry and states its
 //! credential keys and facts (own-app variable `RENDER_SERVICE_NAME`): see [`Platform`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -431,6 +431,7 @@ fn listed_apps(provider: &str, entries: Vec<Value>) -> Vec<(String, AppInfo)> {
             upstream.is_some()
         })
         .collect();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for service in &services {
         *counts.entry(label(&service.name)).or_default() += 1;
@@ -467,6 +468,16 @@ fn listed_apps(provider: &str, entries: Vec<Value>) -> Vec<(String, AppInfo)> {
                 name,
             };
             (service.id, info)
+        })
+        // What still shares a name (the same id listed twice, ids ending alike, a qualified
+        // name that is another service's own): the first keeps it, the others are skipped.
+        .filter(|(id, info)| {
+            let first = seen.insert(info.name.clone());
+            if !first {
+                tracing::warn!(provider, service = %id, name = %info.name,
+                    "skipping a service whose name another one already has");
+            }
+            first
         })
         .collect()
 }
@@ -753,6 +764,19 @@ mod tests {
             .map(|(_, app)| app.name)
             .collect();
         assert_eq!(names, ["api-123456", "api-654321", "front"]);
+
+        // Ids ending alike, the same id twice, a qualified name that is another's own: one
+        // app per name, the first listed.
+        let page = vec![
+            service("srv-aaa123456", "web", "web_service", false),
+            service("srv-bbb123456", "Web", "web_service", false),
+            service("srv-ccc", "web-123456", "web_service", false),
+            service("srv-ddd", "shop", "web_service", false),
+            service("srv-ddd", "other", "web_service", false),
+        ];
+        let apps = listed_apps("r", page);
+        let names: Vec<&str> = apps.iter().map(|(_, app)| app.name.as_str()).collect();
+        assert_eq!(names, ["web-123456", "shop", "other"]);
     }
 
     #[test]
