@@ -245,6 +245,21 @@ pub fn parse_entries<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
+/// Percent-encoding of everything but the unreserved characters (ALPHA, DIGIT, `-`, `.`,
+/// `_`, `~`; RFC 3986, and RFC 5849 for OAuth signatures): a name or id put in a URL path
+/// or query is encoded rather than trusted.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// `Retry-After` in seconds, when present.
 fn retry_after(response: &Response) -> Option<Duration> {
     response

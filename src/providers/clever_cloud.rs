@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::api::{ApiClient, Idempotent, check, read_json};
+use super::api::{ApiClient, Idempotent, check, percent_encode, read_json};
 use super::platform::{AddOnVariables, Facts, GRID_FRANCE_G_PER_KWH, Platform};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
@@ -468,19 +468,6 @@ fn instances_status(instances: &[Instance]) -> AppStatus {
     } else {
         AppStatus::Starting
     }
-}
-
-/// RFC 5849 percent-encoding: everything but ALPHA, DIGIT, `-`, `.`, `_`, `~`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// State from the listing alone.

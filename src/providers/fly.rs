@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::api::{ApiClient, Idempotent, check, parse_entries, read_json};
+use super::api::{ApiClient, Idempotent, check, parse_entries, percent_encode, read_json};
 use super::platform::{Facts, Platform, PriceTable};
 use super::{
     AppInfo, AppStatus, Formation, PollIntervals, Provider, ProviderError, Started, Stopped,
@@ -683,7 +683,7 @@ impl Fly {
     async fn machines(&self, app: &str) -> Result<Vec<Machine>, ProviderError> {
         let entries: Vec<serde_json::Value> = self
             .get_json(
-                &format!("/apps/{}/machines", path_segment(app)),
+                &format!("/apps/{}/machines", percent_encode(app)),
                 &format!("Machines of {app}"),
             )
             .await
@@ -700,7 +700,7 @@ impl Fly {
         if let Some(org) = &self.org {
             let list: AppList = self
                 .get_json(
-                    &format!("/apps?org_slug={}", path_segment(org)),
+                    &format!("/apps?org_slug={}", percent_encode(org)),
                     &format!("listing the apps of {org}"),
                 )
                 .await?;
@@ -723,8 +723,8 @@ impl Fly {
     async fn act(&self, app: &str, machine: &Machine, action: &str) -> Result<(), ProviderError> {
         let base = format!(
             "/apps/{}/machines/{}",
-            path_segment(app),
-            path_segment(&machine.id)
+            percent_encode(app),
+            percent_encode(&machine.id)
         );
         let what = format!("{action} of Machine {} of {app}", machine.id);
         for attempt in 1..=CONFLICT_TRIES {
@@ -776,7 +776,7 @@ impl Fly {
             ("starting", _) => format!("{base}/wait?state=started&timeout={WAIT_SECONDS}"),
             ("stopping", Some(instance)) => format!(
                 "{base}/wait?state=stopped&timeout={WAIT_SECONDS}&instance_id={}",
-                path_segment(instance)
+                percent_encode(instance)
             ),
             // `suspended` is not a state the endpoint waits for: poll the Machine.
             _ => return self.poll_settled(base, &machine.state).await,
@@ -839,20 +839,6 @@ impl Fly {
             .get(app)
             .cloned()
     }
-}
-
-/// `text` as one URL path segment (app names and ids are DNS-like; anything else is
-/// percent-encoded rather than trusted).
-fn path_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[async_trait]
@@ -1140,6 +1126,6 @@ mod tests {
             Some("https://shop.fly.dev")
         );
         assert!(upstream(&https, "{app} fly", "shop").is_none());
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
     }
 }
