@@ -26,6 +26,9 @@ command -v newuidmap >/dev/null 2>&1 || need_apt+=(uidmap)
 # The docker provider is tested against podman's Docker-compatible API, with containers made
 # from a busybox-static root filesystem (`busybox httpd` serves them).
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# Paastis behind real nginx (auth_request) and Caddy (forward_auth), started by the tests.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
 # The npm package is packed, installed and run with Node.js and npm.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The platform clients load the system's CA store when they start.

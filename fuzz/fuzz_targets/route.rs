@@ -10,13 +10,18 @@
 //! Checks: a host that passes is normalized (lowercase, no port, no trailing dot, only
 //! label characters, or a bracketed IPv6 address) and normalizing it again changes nothing;
 //! a request's host is its header's (or target's); a route key is what stands left of the
-//! longest matching domain (or the first label), never anything else.
+//! longest matching domain (or the first label), never anything else. The same lines as
+//! another proxy describes a request to the gate (`X-Forwarded-Host`/`-Uri`,
+//! `X-Original-URL`) give a request whose target is a path and whose host routes alike; a
+//! Sablier `session_duration` (Go syntax) parses without panicking.
 
 #![no_main]
 
 use std::net::Ipv6Addr;
 
 use libfuzzer_sys::fuzz_target;
+use paastis::gate::forward_auth::original;
+use paastis::gate::strategies::go_duration;
 use paastis::proxy::route::{Under, first_label, normalize_host, request_host, route_key, under};
 
 /// Whether `host` is what `normalize_host` promises: a bracketed IPv6 address, or dot-
@@ -105,6 +110,24 @@ fuzz_target!(|data: &[u8]| {
             "{header:?}"
         );
         check_routing(host, &domains);
+    }
+
+    // As another proxy describes the request to the gate.
+    let _ = go_duration(header);
+    let mut forwarded = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(header) {
+        forwarded.insert("x-forwarded-host", value);
+    }
+    if let Ok(value) = http::HeaderValue::from_str(target) {
+        forwarded.insert("x-forwarded-uri", value.clone());
+        forwarded.insert("x-original-url", value);
+    }
+    if let Ok(original) = original(&forwarded) {
+        assert!(original.target.starts_with('/'), "{target:?}");
+        if let Ok(host) = request_host(&original.request) {
+            assert!(is_normalized(&host), "{header:?} {target:?} -> {host:?}");
+            check_routing(&host, &domains);
+        }
     }
 
     // The same through a request, with and without a target that names a host.

@@ -191,7 +191,7 @@ fn unauthorized(status: StatusCode) -> Response {
 
 /// The request another proxy asks about.
 #[derive(Debug)]
-pub(crate) struct Original {
+pub struct Original {
     /// Method, target (origin-form), `Host`, and the client's `User-Agent` and `Accept`:
     /// what the route and admit phases read.
     pub request: http::Request<()>,
@@ -212,7 +212,7 @@ fn first<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Prox
 
 /// The original request, from `X-Forwarded-Host`, `-Uri` and `-Method` (Traefik, Caddy) or
 /// `X-Original-URL` and `-Method` (nginx, by the configuration the book gives).
-pub(crate) fn original(headers: &HeaderMap) -> Result<Original, ProxyError> {
+pub fn original(headers: &HeaderMap) -> Result<Original, ProxyError> {
     let url = first(headers, "x-original-url")?
         .filter(|url| !url.is_empty())
         .map(|url| {
