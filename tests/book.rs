@@ -97,6 +97,16 @@ admin:
   token: abcdefghijklmnopqrstuvwxyz
   metrics_auth: true
   system_api: {enabled: true, token: abcdefghijklmnopqrstuvwxyz}
+gate:
+  listen: 127.0.0.1:3002
+  token: abcdefghijklmnopqrstuvwxyz
+  forward_auth: {enabled: true, session: 1m}
+  sablier:
+    enabled: true
+    session_duration: 5m
+    blocking_timeout: 1m
+    refresh_frequency: 5s
+    show_details: true
 hosted: {custom_api_urls: true, private_upstreams: true, sync_every: 5s}
 "#;
 
