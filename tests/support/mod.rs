@@ -99,6 +99,8 @@ pub struct TestEngine {
     pub admin_addr: SocketAddr,
     /// The TLS listener, when the config has `tls`.
     pub tls_addr: Option<SocketAddr>,
+    /// The gate's own listener, when the config has `gate.listen` (bound on port 0).
+    pub gate_addr: Option<SocketAddr>,
     pub lifecycle: Arc<Lifecycle>,
     /// The other spaces' ids and lifecycles (`spaces:`).
     pub spaces: Vec<(String, Arc<Lifecycle>)>,
@@ -127,6 +129,11 @@ impl TestEngine {
             None => None,
         };
         let tls_addr = tls.as_ref().map(|l| l.local_addr().expect("tls addr"));
+        let gate = match loaded.config.gate.listen {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind gate")),
+            None => None,
+        };
+        let gate_addr = gate.as_ref().map(|l| l.local_addr().expect("gate addr"));
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let admin_addr = admin.local_addr().expect("admin addr");
         let engine = Engine::start(loaded.config).await.expect("engine starts");
@@ -140,7 +147,7 @@ impl TestEngine {
                         proxy: listener,
                         tls,
                         admin: Some(admin),
-                        gate: None,
+                        gate,
                     },
                     async move {
                         let _ = rx.await;
@@ -155,6 +162,7 @@ impl TestEngine {
             addr,
             admin_addr,
             tls_addr,
+            gate_addr,
             lifecycle,
             spaces,
             shutdown: Some(tx),
