@@ -345,4 +345,14 @@ async fn a_gate_nobody_may_call_is_a_configuration_error() {
         "{text}"
     );
     assert!(text.contains("gate.sablier.refresh_frequency"), "{text}");
+    let errors = paastis::config::load_str(
+        "proxy: {trusted_proxies: [127.0.0.1/32]}\nadmin: {listen: off}\ngate: {sablier: true}\n",
+        &Default::default(),
+        &Default::default(),
+    )
+    .expect_err("refused");
+    assert!(
+        errors.to_string().contains("gate: nowhere to serve it"),
+        "{errors}"
+    );
 }

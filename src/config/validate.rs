@@ -95,6 +95,17 @@ impl Reader<'_> {
             .take("gate")
             .map(|(v, p)| self.gate(v, &p, !trusted_proxies.is_empty()))
             .unwrap_or_default();
+        if gate.enabled()
+            && gate.listen.is_none()
+            && admin.listen.is_none()
+            && admin.hosts.is_empty()
+        {
+            self.error(
+                "gate",
+                "nowhere to serve it: admin.listen is off and there is no admin.host; set \
+                 gate.listen",
+            );
+        }
         let hosted = top
             .take("hosted")
             .and_then(|(v, p)| self.hosted(v, &p, admin.token.as_ref()));
