@@ -368,19 +368,19 @@ async fn a_session_keeps_the_app_awake_after_the_last_hit(kind: Kind) {
     engine.stop().await;
 }
 
-/// `/forward-auth/keepalive` (for a cron or the app itself) never wakes an app, and tells its
-/// state.
+/// `/forward-auth/keepalive` (for a cron or the app itself) never wakes an app, tells its
+/// state, and renews an awake app's session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keepalive_hit_never_wakes_an_app() {
-    let engine = engine(&config("", "")).await;
+async fn a_keepalive_hit_never_wakes_an_app_and_renews_its_session() {
+    let engine = engine(&config(", max_idle: 1s", "")).await;
     let gate = TestClient::new(engine.admin_addr);
-    let keepalive = |host: &'static str| {
+    let keepalive = |host: &'static str, path: &'static str| {
         let gate = gate.clone();
         async move {
             gate.send(
                 "GET",
                 "gate",
-                "/forward-auth/keepalive",
+                path,
                 &[("x-forwarded-host", host)],
                 Default::default(),
             )
@@ -396,7 +396,7 @@ async fn a_keepalive_hit_never_wakes_an_app() {
             .to_owned()
     };
 
-    let answer = keepalive("app.localhost").await;
+    let answer = keepalive("app.localhost", "/forward-auth/keepalive").await;
     assert_eq!(answer.status, 204, "{}", answer.text());
     assert_eq!(state(&answer), "asleep");
     assert_eq!(engine.state("app"), State::Asleep);
@@ -413,10 +413,25 @@ async fn a_keepalive_hit_never_wakes_an_app() {
         )
         .await;
     assert_eq!(woken.status, 200, "{}", woken.text());
-    let answer = keepalive("app.localhost").await;
+    let answer = keepalive("app.localhost", "/forward-auth/keepalive?session=4s").await;
     assert_eq!(answer.status, 204);
     assert_eq!(state(&answer), "awake");
+    let last = Instant::now();
 
-    assert_eq!(keepalive("nobody.localhost").await.status, 404);
+    // Well past max_idle (1 s), within the session the keepalive asked for.
+    tokio::time::sleep_until(last + Duration::from_millis(2500)).await;
+    assert_eq!(stops(&engine), 0, "stopped within its session");
+    assert_eq!(engine.state("app"), State::Awake);
+    engine
+        .wait_state("app", State::Asleep, Duration::from_secs(20))
+        .await;
+    assert_eq!(wakes(&engine), 1);
+
+    assert_eq!(
+        keepalive("nobody.localhost", "/forward-auth/keepalive")
+            .await
+            .status,
+        404
+    );
     engine.stop().await;
 }

@@ -162,6 +162,10 @@ impl Proxy {
                     .env("HOME", &dir.0)
                     .env("XDG_CONFIG_HOME", dir.path("config"))
                     .env("XDG_DATA_HOME", dir.path("data"));
+                // The Caddyfile reads the token from the environment.
+                if let Some(token) = &setup.token {
+                    command.env("PAASTIS_GATE_TOKEN", token);
+                }
                 command
             }
         };
@@ -243,10 +247,12 @@ fn set_mode(path: &Path, mode: u32) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
-/// The gate's headers for nginx: the original URL and method, the client, the token.
+/// The gate's settings for nginx: a read timeout above the wake timeout (a program is held
+/// while the app starts), no body, the original URL and method, the client, the token.
 fn nginx_gate_headers(setup: &Setup) -> String {
     let mut text = String::from(
-        "            proxy_pass_request_body off;\n\
+        "            proxy_read_timeout 180s;\n\
+         \x20           proxy_pass_request_body off;\n\
          \x20           proxy_set_header Content-Length \"\";\n\
          \x20           proxy_set_header X-Original-URL $scheme://$host$request_uri;\n\
          \x20           proxy_set_header X-Forwarded-Method $request_method;\n\
@@ -317,12 +323,13 @@ http {{
 
 /// Caddy: `forward_auth` asks the gate; a 2xx goes on to `reverse_proxy` (the upstream the
 /// gate names, without its scheme, or a fixed one), anything else is the client's answer.
+/// The token, if any, comes from Caddy's environment (`PAASTIS_GATE_TOKEN`).
 pub fn caddy_config(dir: &TempDir, port: u16, setup: &Setup) -> String {
     let root = dir.0.display();
     let gate = setup.gate;
     let query = &setup.query;
     let token = match &setup.token {
-        Some(token) => format!("\t\theader_up Authorization \"Bearer {token}\"\n"),
+        Some(_) => "\t\theader_up Authorization \"Bearer {$PAASTIS_GATE_TOKEN}\"\n".to_owned(),
         None => String::new(),
     };
     let upstream = match setup.upstream {
