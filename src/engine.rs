@@ -18,7 +18,7 @@ use crate::proxy::{self, Proxy};
 use crate::registry::{self, Registry};
 use crate::scheduler::Scheduler;
 use crate::spaces::{self, BuildError, MasterKey};
-use crate::{address, admin, catalog, child_env, store, table};
+use crate::{address, admin, catalog, child_env, gate, store, table};
 
 /// The sockets the engine serves, bound by the caller.
 #[derive(Debug)]
@@ -29,6 +29,9 @@ pub struct Listeners {
     pub tls: Option<TcpListener>,
     /// The admin API, dashboard and metrics listener (`admin.listen`); none: not served.
     pub admin: Option<TcpListener>,
+    /// The gate's own listener (`gate.listen`); none: the gate is served on the admin
+    /// listener and under `admin.host` only.
+    pub gate: Option<TcpListener>,
 }
 
 /// Why the engine could not run.
@@ -222,14 +225,22 @@ impl Engine {
         }
     }
 
-    /// `admin.host`: the admin router answers the proxy's requests for those names (the
-    /// proxy gets it as an opaque handler; it does not know the admin).
-    fn admin_handoff(&self) -> Option<proxy::handoff::HandOff> {
+    /// The admin router, with the gate's endpoints that are on.
+    fn admin_router(&self, gate: Option<&Arc<gate::Gate>>) -> axum::Router {
+        let router = admin::router(self.admin_state());
+        match gate {
+            Some(gate) => router.merge(gate::router(Arc::clone(gate))),
+            None => router,
+        }
+    }
+
+    /// `admin.host`: the admin router (and the gate) answers the proxy's requests for those
+    /// names (the proxy gets it as an opaque handler; it does not know the admin).
+    fn admin_handoff(&self, router: axum::Router) -> Option<proxy::handoff::HandOff> {
         let hosts = self.config.admin.hosts.clone();
         if hosts.is_empty() {
             return None;
         }
-        let router = admin::router(self.admin_state());
         let handler: proxy::handoff::HandOffHandler =
             Arc::new(move |request| Box::pin(admin::answer(router.clone(), request)));
         Some(proxy::handoff::HandOff::new(hosts, handler))
@@ -264,18 +275,6 @@ impl Engine {
         if listeners.tls.is_some() && self.server_tls.is_none() {
             tracing::warn!("a TLS listener was given but the config has no `tls`: not served");
         }
-        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin = listeners.admin.map(|listener| {
-            let state = self.admin_state();
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = admin_stopped.await;
-                };
-                if let Err(error) = admin::serve(listener, state, shutdown).await {
-                    tracing::error!(%error, "the admin listener failed");
-                }
-            })
-        });
         let system_api =
             self.config
                 .admin
@@ -286,6 +285,57 @@ impl Engine {
                     lifecycle: Arc::clone(&self.lifecycle),
                     store: self.catalog.store(),
                 });
+        // The proxy's routes, for the gate; the proxy itself gets the admin router (with
+        // the gate) for `admin.host`, once both are built.
+        let routes = Arc::new(
+            Proxy::new(
+                Arc::clone(&self.lifecycle),
+                self.config.domains.clone(),
+                self.config.activity.clone(),
+                &self.config.proxy_settings(),
+                self.tls.clone(),
+                self.server_tls.clone(),
+            )
+            .with_spaces(self.spaces.routes()),
+        );
+        let gate = self.config.gate.enabled().then(|| {
+            Arc::new(gate::Gate::new(
+                Arc::clone(&routes),
+                self.config.gate.clone(),
+                self.config.trusted_proxies.clone(),
+            ))
+        });
+        let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+        let stopped = move |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let admin = listeners.admin.map(|listener| {
+            let router = self.admin_router(gate.as_ref());
+            let shutdown = stopped(admin_stopped.clone());
+            tokio::spawn(async move {
+                if let Err(error) = admin::serve(listener, router, shutdown).await {
+                    tracing::error!(%error, "the admin listener failed");
+                }
+            })
+        });
+        let gate_task = match (listeners.gate, &gate) {
+            (Some(listener), Some(gate)) => {
+                let gate = Arc::clone(gate);
+                let shutdown = stopped(admin_stopped.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(error) = gate::serve(listener, gate, shutdown).await {
+                        tracing::error!(%error, "the gate listener failed");
+                    }
+                }))
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "a gate listener was given but the config enables no gate: not served"
+                );
+                None
+            }
+            (None, _) => None,
+        };
         let proxy = Arc::new(
             Proxy::new(
                 Arc::clone(&self.lifecycle),
@@ -296,7 +346,7 @@ impl Engine {
                 self.server_tls.clone(),
             )
             .with_system_api(system_api)
-            .with_handoff(self.admin_handoff())
+            .with_handoff(self.admin_handoff(self.admin_router(gate.as_ref())))
             .with_spaces(self.spaces.routes()),
         );
         let served = proxy
@@ -311,9 +361,12 @@ impl Engine {
         if let Some(reloader) = reloader {
             reloader.abort();
         }
-        let _ = admin_stop.send(());
+        let _ = admin_stop.send(true);
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
+        }
+        if let Some(gate_task) = gate_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gate_task).await;
         }
         if let Some(sync) = sync {
             sync.abort();

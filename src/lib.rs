@@ -49,6 +49,9 @@
 //!
 //! **Front doors and tenants** (proxy, admin and cli never import each other):
 //! * [`proxy`]: the request path as named phases (route, admit, touch, wake, forward).
+//! * [`gate`]: the engine as the decision maker behind another proxy: forward-auth for
+//!   nginx, Caddy and Traefik, and the Sablier-compatible API (it routes and admits through
+//!   the proxy's phases, and forwards nothing).
 //! * [`cli`]: the `apps`, `events`, `providers`, `savings` and `spaces` subcommands, clients
 //!   of the admin API.
 //! * [`spaces`]: the tenants besides the default space, running: from the config file, or
@@ -80,6 +83,7 @@ pub mod engine;
 pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod gate;
 pub mod hooks;
 pub mod html;
 pub mod lifecycle;

@@ -191,6 +191,18 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         Some(admin) => Some(admin.local_addr().context("admin listener address")?),
         None => None,
     };
+    let gate = match config.gate.listen {
+        Some(gate_listen) => Some(
+            TcpListener::bind(gate_listen)
+                .await
+                .with_context(|| format!("cannot listen on {gate_listen} (gate.listen)"))?,
+        ),
+        None => None,
+    };
+    if let Some(gate) = &gate {
+        let addr = gate.local_addr().context("gate listener address")?;
+        tracing::info!(%addr, "gate (forward-auth, strategies) on http://{addr}");
+    }
     let admin_hosts = config.admin.hosts.clone();
     let engine = Engine::start(config).await?;
     tracing::info!("managed apps:\n{}", engine.apps_table());
@@ -209,7 +221,15 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "proxy listening on http://{addr}");
     engine
-        .serve(Listeners { proxy, tls, admin }, shutdown)
+        .serve(
+            Listeners {
+                proxy,
+                tls,
+                admin,
+                gate,
+            },
+            shutdown,
+        )
         .await?;
     Ok(())
 }

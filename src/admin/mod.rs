@@ -483,15 +483,20 @@ where
     }
 }
 
-/// Serves the admin router on `listener` until `shutdown` completes.
+/// Serves `router` (the admin router, with what the composition root adds to it) on
+/// `listener` until `shutdown` completes; handlers can read each peer's address
+/// (`ConnectInfo`).
 pub async fn serve(
     listener: TcpListener,
-    state: AdminState,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ const ENV_SETTABLE: &[&str] = &[
     "events",
     "registry",
     "admin",
+    "gate",
     "hosted",
 ];
 

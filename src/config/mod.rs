@@ -86,6 +86,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// The admin API (`admin`).
     pub admin: Admin,
+    /// Forward-auth and the Sablier-compatible API (`gate`), off by default.
+    pub gate: crate::gate::settings::Gate,
     /// Global hooks (`hooks`); rules may override them per app.
     pub hooks: crate::hooks::Hooks,
     /// Sleep, wake and keep-awake times (`schedules`).
@@ -141,6 +143,7 @@ impl Config {
         let mut secrets = vec![self.database_url.clone()];
         secrets.extend(self.admin.token.iter().cloned());
         secrets.extend(self.admin.system_api.iter().cloned());
+        secrets.extend(self.gate.token.iter().cloned());
         if let crate::registry::RegistryConfig::Redis(redis) = &self.registry {
             secrets.push(redis.url.clone());
         }

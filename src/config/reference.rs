@@ -72,6 +72,12 @@ const ENGINE_KEYS: &[Key] = &[
         "The admin API, dashboard and /metrics.",
     ),
     Key::new(
+        "gate",
+        Kind::Section(&[crate::gate::settings::GATE_KEYS]),
+        "Forward-auth and the Sablier-compatible API: the engine behind the proxy you \
+         already run (off by default).",
+    ),
+    Key::new(
         "hosted",
         crate::spaces::settings::HOSTED,
         "Hosted mode: spaces are also created through the admin API and stored in the \

@@ -91,6 +91,10 @@ impl Reader<'_> {
                 ),
             );
         }
+        let gate = top
+            .take("gate")
+            .map(|(v, p)| self.gate(v, &p, !trusted_proxies.is_empty()))
+            .unwrap_or_default();
         let hosted = top
             .take("hosted")
             .and_then(|(v, p)| self.hosted(v, &p, admin.token.as_ref()));
@@ -117,6 +121,7 @@ impl Reader<'_> {
                 events_retention,
                 registry,
                 admin,
+                gate,
                 hooks,
                 schedules,
                 savings,

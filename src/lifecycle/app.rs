@@ -74,6 +74,9 @@ pub struct App {
     /// Names of the apps its platform groups with it (a container group), as the latest
     /// listing says: linked like `linked_names`, and followed when the group changes.
     pub(super) group: ArcSwap<Vec<String>>,
+    /// The name of that group, as the latest listing says (asked for by name through the
+    /// gate).
+    pub(super) group_name: ArcSwapOption<String>,
     /// The apps of both, resolved whenever the set of apps changes (weak: apps come and go).
     pub(super) linked: ArcSwap<Vec<Weak<App>>>,
     /// `last_activity` as last written to the catalog (only changes are written).
@@ -143,6 +146,11 @@ impl App {
             .iter()
             .filter_map(Weak::upgrade)
             .collect()
+    }
+
+    /// The name of the platform group it belongs to, if any.
+    pub fn group_name(&self) -> Option<Arc<String>> {
+        self.group_name.load_full()
     }
 
     /// Requests in progress.

@@ -201,6 +201,7 @@ impl Lifecycle {
                     default_formation: resolved.formation,
                     linked_names: resolved.linked_apps,
                     group: ArcSwap::from_pointee(info.linked.clone()),
+                    group_name: ArcSwapOption::from(info.group.clone().map(Arc::new)),
                     linked: ArcSwap::from_pointee(Vec::new()),
                     flushed_activity: AtomicU64::new(last_activity),
                     coordinated,
@@ -226,6 +227,9 @@ impl Lifecycle {
                 && app.upstream().as_deref() != Some(&upstream)
             {
                 app.upstream.store(Some(Arc::new(upstream)));
+            }
+            if app.group_name().as_deref() != info.group.as_ref() {
+                app.group_name.store(info.group.clone().map(Arc::new));
             }
             if **app.group.load() != info.linked {
                 app.group.store(Arc::new(info.linked.clone()));

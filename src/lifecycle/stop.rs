@@ -43,6 +43,31 @@ impl Lifecycle {
         }
     }
 
+    /// Keeps the app awake for at least `session` from now: a session opened through the
+    /// gate (forward-auth, the Sablier-compatible API), for the traffic that another proxy
+    /// carries without asking again (a long download, a WebSocket). It is a pin that only
+    /// grows: a longer pin stays. When the pin ends in less than `session`, it is set to
+    /// 1.5 × `session` from now, so a steady flow of hits moves it (and calls the shared
+    /// state) at most once per half session. Zero: nothing.
+    pub async fn hold_session(&self, app: &App, session: Duration) {
+        if session.is_zero() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let session_ms = u64::try_from(session.as_millis()).unwrap_or(u64::MAX);
+        if app.pinned_until.load(Ordering::SeqCst) >= now.saturating_add(session_ms) {
+            return;
+        }
+        let Some(until) = self
+            .clock
+            .wall_now()
+            .checked_add(session.saturating_add(session / 2))
+        else {
+            return;
+        };
+        self.pin(app, Some(until)).await;
+    }
+
     /// Lets the idle check stop the app again.
     pub async fn unpin(&self, app: &App) {
         self.set_pin(app, None);

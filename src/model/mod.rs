@@ -15,5 +15,5 @@ pub use duration::{format_duration, parse_duration};
 pub use patterns::{Pattern, Plain};
 pub use policy::{Activity, Policy, PolicyOverride, Strategy};
 pub use time::rfc3339;
-pub use transport::Https;
+pub use transport::{Https, Peer};
 pub use upstream::{Formation, Reconciled, Upstream};

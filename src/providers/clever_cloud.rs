@@ -425,6 +425,7 @@ fn listed_apps(
             policy: PolicyOverride::default(),
             aliases: vec![app.id.to_ascii_lowercase(), dashed.to_ascii_lowercase()],
             linked: Vec::new(),
+            group: None,
             name,
         });
     }

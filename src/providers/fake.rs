@@ -106,6 +106,7 @@ impl Provider for FakeProvider {
                         policy: PolicyOverride::default(),
                         aliases: Vec::new(),
                         linked: Vec::new(),
+                        group: None,
                     })
                     .collect()),
                 state.list_delay,

@@ -827,6 +827,7 @@ impl Fly {
             policy: PolicyOverride::default(),
             aliases: Vec::new(),
             linked: Vec::new(),
+            group: None,
             name,
         }
     }

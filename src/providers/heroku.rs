@@ -253,6 +253,7 @@ fn page_apps(provider: &str, page: Vec<serde_json::Value>) -> Vec<AppInfo> {
             policy: PolicyOverride::default(),
             aliases: Vec::new(),
             linked: Vec::new(),
+            group: None,
             name: app.name,
         })
         .collect()

@@ -331,6 +331,9 @@ pub struct AppInfo {
     /// Apps the platform groups with this one (a container group), by name: woken with it
     /// and kept awake by its activity, as `rules[].linked_apps` are.
     pub linked: Vec<String>,
+    /// The name of that group (Docker's `paastis.group` label, Kubernetes'
+    /// `paastis.io/group`), for callers that ask for a group by name.
+    pub group: Option<String>,
 }
 
 /// An app that stopped without being asked to (crash, exit).

@@ -340,6 +340,7 @@ impl Provider for ProcessProvider {
                 policy: app.config.policy.clone(),
                 aliases: Vec::new(),
                 linked: Vec::new(),
+                group: None,
             });
         }
         apps.sort_by(|a, b| a.name.cmp(&b.name));

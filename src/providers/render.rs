@@ -465,6 +465,7 @@ fn listed_apps(provider: &str, entries: Vec<Value>) -> Vec<(String, AppInfo)> {
                 policy: PolicyOverride::default(),
                 aliases: if id == name { Vec::new() } else { vec![id] },
                 linked: Vec::new(),
+                group: None,
                 name,
             };
             (service.id, info)

@@ -528,6 +528,7 @@ fn listed_apps(provider: &str, listed: AppList) -> Vec<AppInfo> {
             policy: PolicyOverride::default(),
             aliases: Vec::new(),
             linked: Vec::new(),
+            group: None,
             name: app.name,
         })
         .collect()

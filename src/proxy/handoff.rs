@@ -1,7 +1,8 @@
 //! Requests for the admin's own host names (`admin.host`) on the proxy listener(s): handed,
 //! whole, to a handler the composition root gives (the admin router), never routed to an
 //! app. The proxy does not know what answers them; it only tells the handler whether the
-//! client came over HTTPS ([`crate::model::Https`], a request extension).
+//! client came over HTTPS ([`crate::model::Https`]) and from which peer
+//! ([`crate::model::Peer`]), as request extensions.
 //!
 //! It must not route, wake or forward anything, and must not trust a client's
 //! `X-Forwarded-Proto` unless the peer is a trusted proxy.
@@ -61,6 +62,9 @@ impl HandOff {
     ) -> Response<Full<Bytes>> {
         let https = is_https(client, request.headers());
         request.extensions_mut().insert(crate::model::Https(https));
+        request
+            .extensions_mut()
+            .insert(crate::model::Peer(client.peer));
         (self.handler)(request).await
     }
 }

@@ -9,7 +9,8 @@
 //! * **hand-off** ([`handoff`]): requests for `admin.host` go, whole, to the handler the
 //!   composition root gave (the admin router), never to an app.
 //! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown (after one
-//!   on-demand discovery, at most every 10 s), 409 ambiguous.
+//!   on-demand discovery, at most every 10 s), 409 ambiguous. This phase and the next three
+//!   are [`Proxy::admit`] ([`admit`]), which the gate shares.
 //! * **admit**: nothing is refused yet (plan limits and ignore rules come later).
 //! * **touch**: the request counts as activity and as in progress (never stopped under it).
 //! * **wake** ([`wake`]): a sleeping app is woken once, whoever asks; the request is held
@@ -20,6 +21,7 @@
 //! Every failure is a [`ProxyError`]; [`ProxyError::status`] is the one place that maps them
 //! to status codes. The proxy never calls a provider for an awake app.
 
+pub mod admit;
 pub mod body;
 pub mod conn;
 pub mod forward;
@@ -46,8 +48,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::lifecycle::route::Route;
 use crate::lifecycle::{App, Lifecycle, WakeError};
+use admit::{Admission, Admitted};
 use body::ClientBodyError;
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
@@ -116,6 +118,12 @@ pub enum ProxyError {
         /// What happened.
         error: WakeError,
     },
+    /// The headers another proxy sent to the gate do not describe a request.
+    #[error("the forwarded request is not readable: {0}")]
+    Forwarded(String),
+    /// The caller may not ask this (the gate's endpoints, outside the trusted peers).
+    #[error("{0}")]
+    Forbidden(String),
     /// A method the proxy does not forward (`CONNECT`: the engine is not a forward proxy).
     #[error("{0} is not allowed here")]
     MethodNotAllowed(http::Method),
@@ -135,6 +143,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Forwarded(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Upstream {
                 error: ForwardError::ClientBody(ClientBodyError::Malformed),
@@ -169,6 +179,8 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::BadHost(_) => "bad_host",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::Forwarded(_) => "bad_forwarded_request",
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::Upstream {
                 error: ForwardError::ClientBody(ClientBodyError::Malformed),
@@ -210,6 +222,8 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BadHost(_)
+            | ProxyError::Forbidden(_)
+            | ProxyError::Forwarded(_)
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::Upstream {
                 error: ForwardError::ClientBody(_),
@@ -269,7 +283,8 @@ impl ProxyError {
         }
     }
 
-    fn response(&self, html: bool) -> Response<ProxyBody> {
+    /// The answer to a client: an HTML page for a browser, else JSON.
+    pub fn page(&self, html: bool) -> Response<Full<Bytes>> {
         let message = self.public_message();
         let mut response = ErrorPage {
             status: self.status(),
@@ -277,8 +292,7 @@ impl ProxyError {
             message: &message,
             retry_after: self.retry_after(),
         }
-        .render(html)
-        .map(Either::Right);
+        .render(html);
         if let ProxyError::MethodNotAllowed(_) = self {
             response.headers_mut().insert(
                 http::header::ALLOW,
@@ -288,6 +302,10 @@ impl ProxyError {
             );
         }
         response
+    }
+
+    fn response(&self, html: bool) -> Response<ProxyBody> {
+        self.page(html).map(Either::Right)
     }
 }
 
@@ -300,10 +318,6 @@ fn log_failure(error: &ProxyError) {
         tracing::warn!(%app, %error, "upstream failed");
     }
 }
-
-/// What the route phase found: the space (`None`: the default one) and its app, or the
-/// space and why no app answers.
-type Routed = Result<(Option<Arc<SpaceRoute>>, Arc<App>), (Option<Arc<SpaceRoute>>, ProxyError)>;
 
 /// A space's share of the proxy: the hosts it answers to and its apps.
 #[derive(Debug, Clone)]
@@ -444,8 +458,8 @@ impl Proxy {
         }
     }
 
-    /// The lifecycle and activity settings of a space found by [`Proxy::tenant`].
-    fn space<'s>(
+    /// The lifecycle and activity settings of a space found by [`Proxy::route`].
+    pub fn space<'s>(
         &'s self,
         space: Option<&'s Arc<SpaceRoute>>,
     ) -> (&'s Arc<Lifecycle>, &'s crate::model::Activity) {
@@ -670,96 +684,24 @@ impl Worker {
         if request.method() == http::Method::CONNECT {
             return Err(fail(ProxyError::MethodNotAllowed(http::Method::CONNECT)));
         }
-        // route; a host no app answers to may be an app created a moment ago: one
-        // discovery (at most every 10 s, shared by everyone asking) before the 404.
-        let (space, app) = match self.route(&request) {
-            Ok(found) => found,
-            Err((space, ProxyError::UnknownApp { host })) => {
-                let (lifecycle, _) = self.proxy.space(space.as_ref());
-                if !lifecycle.rediscover().await {
-                    return Err(fail(ProxyError::UnknownApp { host }));
-                }
-                self.route(&request).map_err(|(_, error)| fail(error))?
-            }
-            Err((_, error)) => return Err(fail(error)),
+        let ((space, app), admitted) = self
+            .proxy
+            .admit(&request, client_ip, html, routed)
+            .await
+            .map_err(fail)?;
+        let (in_flight, upstream) = match admitted {
+            Admitted {
+                admission: Admission::Waiting(page),
+                ..
+            } => return Ok(page.map(Either::Right)),
+            Admitted {
+                in_flight,
+                admission: Admission::Ready(upstream),
+            } => (in_flight, upstream),
         };
-        // Kept for the metrics; the phases below borrow it from there (no extra clone).
-        let (space, app) = &*routed.insert((space, app));
-        // Everything below acts through the app's own space.
-        let (lifecycle, activity) = self.proxy.space(space.as_ref());
         let scope = space
             .as_ref()
             .map_or_else(Default::default, |space| space.upstreams);
-
-        // admit: monitors and health checks configured as not counting never wake an app.
-        let ignored = !activity.is_empty() && {
-            let agent = request
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok());
-            activity.ignores(agent, request.uri().path())
-        };
-        // touch
-        let in_flight = if ignored {
-            lifecycle.begin_quiet_request(app)
-        } else {
-            lifecycle.begin_request(app)
-        };
-        if ignored && app.state() != crate::model::State::Awake {
-            let app = app.key.name.to_string();
-            return Err(fail(ProxyError::Ignored { app }));
-        }
-
-        // A schedule may keep requests from waking it (`wake_on_request: false`).
-        if matches!(
-            app.state(),
-            crate::model::State::Asleep | crate::model::State::Failed
-        ) && let Some(refusal) = lifecycle.wake_refused(app)
-        {
-            let now = lifecycle.clock().wall_now();
-            return Err(fail(ProxyError::Scheduled {
-                app: app.key.name.to_string(),
-                schedule: refusal.schedule,
-                until: refusal
-                    .until
-                    .map(|until| crate::schedules::local_text(until, refusal.timezone)),
-                retry_after: refusal.until.map(|until| {
-                    std::time::SystemTime::from(until)
-                        .duration_since(now)
-                        .map_or(1, |left| left.as_secs().max(1))
-                }),
-            }));
-        }
-
-        // A browser opening a sleeping app gets the waiting page at once, while it wakes.
-        if app.state() != crate::model::State::Awake
-            && app.policy.strategy.shows_page(request.method(), html)
-        {
-            let before = app.phase();
-            if let Err(error) = lifecycle.request_wake(app, || wake::cause(&request, client_ip)) {
-                let app = app.key.name.to_string();
-                return Err(fail(ProxyError::Wake { app, error }));
-            }
-            let phase = app.phase();
-            // The reason itself is the operator's (in the events): the visitor learns that
-            // the last attempt failed.
-            let last_failure = before.state == crate::model::State::Failed;
-            let waiting_for = match phase.state {
-                crate::model::State::Waking => phase.since.elapsed(),
-                _ => Duration::ZERO,
-            };
-            let page = pages::waiting(&app.key.name, waiting_for, app.eta(), last_failure);
-            return Ok(page.map(Either::Right));
-        }
-
-        // awake? / wake -> hold
-        let upstream = match wake::upstream(lifecycle, app, &request, client_ip).await {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                let app = app.key.name.to_string();
-                return Err(fail(ProxyError::Wake { app, error }));
-            }
-        };
 
         // forward
         if forward::is_upgrade(request.headers()) {
@@ -800,36 +742,5 @@ impl Worker {
             })?;
         let idle = self.proxy.timeouts.idle;
         Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
-    }
-
-    /// Phase **route**: the space the host belongs to (`None`: the default one), and the
-    /// app of that space this request is for. A host never reaches another space's apps:
-    /// the space is decided first, then only its routes are looked at.
-    fn route(&self, request: &Request<Incoming>) -> Routed {
-        let host = route::request_host(request).map_err(|error| (None, error.into()))?;
-        let (space, key) = self.proxy.tenant(&host);
-        let (lifecycle, _) = self.proxy.space(space.as_ref());
-        let routes = lifecycle.routes();
-        let route = key.and_then(|key| routes.get(key).map(|route| (key, route)));
-        match route {
-            Some((_, Route::App(app))) => Ok((space, Arc::clone(app))),
-            None => Err((
-                space,
-                ProxyError::UnknownApp {
-                    host: host.into_owned(),
-                },
-            )),
-            Some((key, Route::Ambiguous(keys))) => {
-                let rest = &host[key.len()..];
-                let choices = keys.iter().map(|k| format!("{k}{rest}")).collect();
-                Err((
-                    space,
-                    ProxyError::Ambiguous {
-                        host: host.into_owned(),
-                        choices,
-                    },
-                ))
-            }
-        }
     }
 }

@@ -140,6 +140,7 @@ impl TestEngine {
                         proxy: listener,
                         tls,
                         admin: Some(admin),
+                        gate: None,
                     },
                     async move {
                         let _ = rx.await;

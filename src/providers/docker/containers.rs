@@ -398,6 +398,7 @@ pub(super) fn apps(
                 policy: m.policy.clone(),
                 aliases: Vec::new(),
                 linked,
+                group: m.group(compose),
             }
         })
         .collect()

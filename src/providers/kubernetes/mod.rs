@@ -693,6 +693,7 @@ impl Provider for Kubernetes {
                 policy: workload.policy(&self.id),
                 aliases: Vec::new(),
                 linked,
+                group: workload.annotation(ANNOTATION_GROUP).map(str::to_owned),
             });
         }
         Ok(apps)

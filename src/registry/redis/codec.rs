@@ -32,6 +32,9 @@ pub(super) struct WireApp {
     /// The apps its platform groups with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     l: Vec<String>,
+    /// The name of that group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    g: Option<String>,
     /// The policy its platform gives it (container labels, workload annotations): every
     /// instance holds and wakes it the same way.
     #[serde(default, skip_serializing_if = "WirePolicy::is_empty")]
@@ -117,6 +120,7 @@ impl From<&AppInfo> for WireApp {
             f: info.formation.clone(),
             a: info.aliases.clone(),
             l: info.linked.clone(),
+            g: info.group.clone(),
             p: WirePolicy::from(&info.policy),
         }
     }
@@ -140,6 +144,7 @@ impl WireApp {
             policy: self.p.into_policy(),
             aliases: self.a,
             linked: self.l,
+            group: self.g,
         })
     }
 }
@@ -274,6 +279,7 @@ mod tests {
             },
             aliases: vec!["app_1".to_owned()],
             linked: vec!["shop-db".to_owned()],
+            group: Some("shop".to_owned()),
         };
         let json = serde_json::to_string(&[WireApp::from(&info)]).expect("json");
         let back: Vec<WireApp> = serde_json::from_str(&json).expect("parse");
@@ -288,6 +294,7 @@ mod tests {
         assert_eq!(back.formation, info.formation);
         assert_eq!(back.aliases, info.aliases);
         assert_eq!(back.linked, info.linked);
+        assert_eq!(back.group, info.group);
         assert_eq!(back.policy, info.policy);
     }
 
