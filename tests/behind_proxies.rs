@@ -124,7 +124,7 @@ with_each_proxy!(
 
 async fn a_program_wakes_a_sleeping_app_through_the_proxy(kind: Kind) {
     let engine = engine(&config("", "")).await;
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr)).await;
 
     let (status, body) = curl(&proxy, "app.localhost", "/").await;
     assert_eq!(status, 200, "{body}\n{}", proxy.logs());
@@ -142,7 +142,7 @@ async fn a_program_wakes_a_sleeping_app_through_the_proxy(kind: Kind) {
 async fn a_browser_gets_the_waiting_page_then_the_app(kind: Kind) {
     // The app takes 2 s to listen: the browser sees the page while it starts.
     let engine = engine(&config("", ", STARTUP_DELAY_MS: \"2000\"")).await;
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr)).await;
     let browser = TestClient::new(proxy.addr);
     let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
 
@@ -185,7 +185,7 @@ async fn a_browser_gets_the_waiting_page_then_the_app(kind: Kind) {
 
 async fn an_unknown_host_is_a_404(kind: Kind) {
     let engine = engine(&config("", "")).await;
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr)).await;
 
     let answer = TestClient::new(proxy.addr)
         .get("nobody.localhost", "/some/page")
@@ -199,7 +199,7 @@ async fn an_unknown_host_is_a_404(kind: Kind) {
 
 async fn hits_through_the_proxy_keep_an_app_in_use_awake(kind: Kind) {
     let engine = engine(&config(", max_idle: 2s", "")).await;
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr)).await;
     let client = TestClient::new(proxy.addr);
 
     // Requests every 500 ms for 5 s, two and a half times max_idle: the app never stops,
@@ -244,7 +244,8 @@ async fn a_storm_through_the_proxy_starts_the_app_once(kind: Kind) {
     let proxy = Proxy::start(
         kind,
         &Setup::new(engine.admin_addr).upstream(([127, 0, 0, 1], port).into()),
-    );
+    )
+    .await;
 
     let mut command = tokio::process::Command::new("curl");
     command
@@ -302,7 +303,7 @@ async fn the_token_lets_an_untrusted_proxy_in(kind: Kind) {
     assert_eq!(wakes(&engine), 0);
 
     // A proxy without the token is refused, and so is its client.
-    let refused = Proxy::start(kind, &Setup::new(engine.admin_addr));
+    let refused = Proxy::start(kind, &Setup::new(engine.admin_addr)).await;
     let answer = TestClient::new(refused.addr)
         .get("app.localhost", "/")
         .await;
@@ -310,7 +311,7 @@ async fn the_token_lets_an_untrusted_proxy_in(kind: Kind) {
     assert_eq!(wakes(&engine), 0);
 
     // With the token, it is let in.
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr).token(TOKEN));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr).token(TOKEN)).await;
     let (status, body) = curl(&proxy, "app.localhost", "/").await;
     assert_eq!((status, body.as_str()), (200, "hello from app"));
     assert_eq!(starts(&engine), 1);
@@ -348,7 +349,7 @@ async fn a_session_keeps_the_app_awake_after_the_last_hit(kind: Kind) {
     let engine = engine(&config(", max_idle: 1s", "")).await;
     // Every hit keeps the app awake 4 s at least: a download or a WebSocket the proxy keeps
     // open does not go through the gate again.
-    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr).query("?session=4s"));
+    let proxy = Proxy::start(kind, &Setup::new(engine.admin_addr).query("?session=4s")).await;
     let client = TestClient::new(proxy.addr);
     assert_eq!(client.get("app.localhost", "/").await.status, 200);
     let answer = client.get("app.localhost", "/").await;

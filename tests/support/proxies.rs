@@ -4,11 +4,14 @@
 //! configurations are the ones the book shows (docs/src/behind-a-proxy.md).
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::TempDir;
 
@@ -107,11 +110,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `kind` in front of the engine as `setup` says; panics when it does not start.
-    pub fn start(kind: Kind, setup: &Setup) -> Proxy {
+    pub async fn start(kind: Kind, setup: &Setup) -> Proxy {
         // A free port may be taken between finding it and the proxy binding it: try again.
         let mut last = String::new();
         for _ in 0..5 {
-            match Proxy::try_start(kind, setup) {
+            match Proxy::try_start(kind, setup).await {
                 Ok(proxy) => return proxy,
                 Err(error) if error.contains("in use") => last = error,
                 Err(error) => panic!("{kind:?} did not start: {error}"),
@@ -120,7 +123,7 @@ impl Proxy {
         panic!("{kind:?} did not start: {last}");
     }
 
-    fn try_start(kind: Kind, setup: &Setup) -> Result<Proxy, String> {
+    async fn try_start(kind: Kind, setup: &Setup) -> Result<Proxy, String> {
         let dir = TempDir::new(match kind {
             Kind::Nginx => "nginx",
             Kind::Caddy => "caddy",
@@ -191,13 +194,15 @@ impl Proxy {
             if let Ok(Some(status)) = proxy.child.try_wait() {
                 return Err(format!("exited ({status}): {}", proxy.logs()));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+            {
                 return Ok(proxy);
             }
             if Instant::now() > deadline {
                 return Err(format!("not listening on {addr}: {}", proxy.logs()));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -219,12 +224,16 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "Drop cannot await; it also runs while a failed test unwinds"
+    )]
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         // nginx: TERM is its fast shutdown (master and workers); Caddy stops on TERM too.
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        // Gone within 10 s, else killed.
+        for _ in 0..500 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
             }
