@@ -563,9 +563,14 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
     let lifecycle = Arc::clone(gate.proxy.space(None).0);
     let deadline = Instant::now() + ask.timeout;
     let client_ip = super::client_ip(&gate, &request);
+    // Only the gating apps are waited for: an optional one was started with the session,
+    // and its readiness never holds the answer back.
     let waits = members.iter().map(|member| {
         let lifecycle = Arc::clone(&lifecycle);
-        let app = member.app.clone().filter(|_| member.error.is_none());
+        let app = member
+            .app
+            .clone()
+            .filter(|_| !member.optional && member.error.is_none());
         let cause = cause(&request, client_ip);
         async move {
             match app {
