@@ -598,9 +598,15 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
         .iter()
         .any(|member| !member.optional && member.error.is_some());
     if timed_out && !gating_error {
-        let details: Vec<Value> = members
+        // As Sablier's ErrTimeout: the gating apps not ready, by name, each with its
+        // status (and why, when known), in `instances` and at the end of `detail`.
+        let mut pending: Vec<&Member> = members
             .iter()
             .filter(|member| !member.optional && status(member) != "ready")
+            .collect();
+        pending.sort_by(|a, b| a.name.cmp(&b.name));
+        let details: Vec<Value> = pending
+            .iter()
             .map(|member| {
                 let mut detail = json!({"name": member.name, "status": status(member)});
                 if let (Some(error), Some(map)) = (&member.error, detail.as_object_mut()) {
@@ -609,15 +615,22 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
                 detail
             })
             .collect();
-        let problem = Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!(
-                "session was not ready after {}",
-                crate::model::format_duration(ask.timeout)
-            ),
-        )
-        .with("instances", json!(details));
+        let reasons: Vec<String> = pending
+            .iter()
+            .map(|member| match &member.error {
+                Some(error) => format!("{}: {error}", member.name),
+                None => format!("{}: {}", member.name, status(member)),
+            })
+            .collect();
+        let mut detail = format!(
+            "session was not ready after {}",
+            crate::model::format_duration(ask.timeout)
+        );
+        if !reasons.is_empty() {
+            let _ = write!(detail, ": {}", reasons.join("; "));
+        }
+        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "timeout", detail)
+            .with("instances", json!(details));
         return with_status(problem.into_response(), false);
     }
     let reasons: Vec<String> = members
@@ -630,11 +643,12 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
                 .map(|error| format!("{}: {error}", member.name))
         })
         .collect();
-    let problem = Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal-error",
-        reasons.join("; "),
-    );
+    let detail = if reasons.is_empty() {
+        "session could not be made ready".to_owned()
+    } else {
+        reasons.join("; ")
+    };
+    let problem = Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", detail);
     with_status(problem.into_response(), false)
 }
 
