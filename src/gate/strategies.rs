@@ -227,7 +227,8 @@ fn ask(request: &Parts, defaults: &Sablier) -> Result<Ask, Problem> {
                 "The theme you requested does not exist among the built-in themes.",
             )
             .with("availableTheme", json!(names))
-            .with("requestTheme", json!(theme)));
+            .with("requestTheme", json!(theme))
+            .with("error", json!(format!("theme {theme} not found"))));
         }
     };
     Ok(ask)
@@ -313,7 +314,8 @@ fn members(lifecycle: &Lifecycle, ask: &Ask) -> Result<Vec<Member>, Problem> {
                  not been scanned yet.",
             )
             .with("availableGroups", json!(groups(lifecycle)))
-            .with("requestGroup", json!(group)));
+            .with("requestGroup", json!(group))
+            .with("error", json!(format!("group {group} not found"))));
         }
         return Ok(apps
             .into_iter()
