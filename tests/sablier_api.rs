@@ -296,6 +296,7 @@ async fn dynamic_refuses_an_unknown_theme_before_starting_anything() {
     let document = problem(&refused, 404, "theme-not-found");
     assert_eq!(document["title"], "Theme not found");
     assert_eq!(document["requestTheme"], "no-such-theme");
+    assert_eq!(document["error"], "theme no-such-theme not found");
     let available: Vec<&str> = document["availableTheme"]
         .as_array()
         .expect("availableTheme")
@@ -331,7 +332,17 @@ async fn blocking_holds_until_ready_and_answers_the_session() {
     let engine = engine("{sablier: true}", &apps(&[("web", "", "")])).await;
     assert_eq!(engine.state("web"), State::Asleep);
 
-    let ready = call(&engine, "blocking", &[("names", "web"), ("timeout", "1m")]).await;
+    // Durations as Go's Duration.String() writes them (what the Caddy plugin sends).
+    let ready = call(
+        &engine,
+        "blocking",
+        &[
+            ("names", "web"),
+            ("timeout", "1m0s"),
+            ("session_duration", "1h30m0s"),
+        ],
+    )
+    .await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.session_status(), "ready");
     assert!(
@@ -340,6 +351,14 @@ async fn blocking_holds_until_ready_and_answers_the_session() {
         ready.headers
     );
     assert_eq!(engine.state("web"), State::Awake, "answered once awake");
+    let now = engine.lifecycle.clock().now_ms();
+    assert!(
+        engine
+            .app("web")
+            .pinned_until_ms()
+            .is_some_and(|until| until >= now + 90 * 60 * 1000),
+        "a session of 1h30m"
+    );
     assert_eq!(
         ready.json(),
         json!({"session": {
@@ -419,13 +438,18 @@ async fn blocking_reports_an_app_that_fails_to_start() {
     .await;
     let document = problem(&failed, 500, "internal-error");
     let detail = document["detail"].as_str().unwrap_or_default();
-    assert!(detail.starts_with("broken: "), "{document}");
+    assert!(
+        detail.starts_with("broken: ") && detail.contains("exited with status 3"),
+        "{document}"
+    );
     assert_ne!(failed.session_status(), "ready");
+    assert_eq!(engine.state("broken"), State::Failed);
 
-    // The dynamic page and poke say why too, as the instance's error.
+    // The next call tries again.
     let page = call(&engine, "dynamic", &[("names", "broken")]).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.session_status(), "not-ready");
+    assert_eq!(wakes(&engine, "broken"), 2);
     engine.stop().await;
 }
 
@@ -469,25 +493,29 @@ async fn poke_answers_at_once_and_the_app_wakes_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_repeat_for_several_apps() {
     let engine = engine(
-        "{sablier: true}",
+        "{sablier: true}\nrules:\n  - {pattern: api, alias: backend}",
         &apps(&[("web", "", ""), ("api", "", ""), ("other", "", "")]),
     )
     .await;
     let ready = call(
         &engine,
         "blocking",
-        &[("names", "web"), ("names", "api"), ("names", "web")],
+        &[("names", "web"), ("names", "Backend"), ("names", "WEB")],
     )
     .await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.session_status(), "ready");
     let document = ready.json();
     let listed = instances(&document);
+    // Route keys, not case-sensitive, each once: the names, the aliases, `app--provider`.
     assert_eq!(listed.len(), 2, "{document}");
-    for name in ["web", "api"] {
+    for name in ["web", "backend"] {
         assert_eq!(listed[name]["instance"]["status"], "ready", "{document}");
-        assert_eq!(engine.state(name), State::Awake);
     }
+    assert_eq!(engine.state("web"), State::Awake);
+    assert_eq!(engine.state("api"), State::Awake);
+    let qualified = call(&engine, "poke", &[("names", "api--local")]).await;
+    assert_eq!(qualified.session_status(), "ready", "{}", qualified.body);
     untouched(&engine, "other");
     engine.stop().await;
 }
@@ -632,6 +660,7 @@ async fn a_group_is_an_app_with_its_linked_apps() {
     let document = problem(&missing, 404, "group-not-found");
     assert_eq!(document["title"], "Group not found");
     assert_eq!(document["requestGroup"], "nothing-here");
+    assert_eq!(document["error"], "group nothing-here not found");
     assert!(document["availableGroups"].is_array(), "{document}");
     for strategy in ["dynamic", "poke"] {
         let missing = call(&engine, strategy, &[("group", "nothing-here")]).await;
