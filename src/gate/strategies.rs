@@ -227,7 +227,8 @@ fn ask(request: &Parts, defaults: &Sablier) -> Result<Ask, Problem> {
                 "The theme you requested does not exist among the built-in themes.",
             )
             .with("availableTheme", json!(names))
-            .with("requestTheme", json!(theme)));
+            .with("requestTheme", json!(theme))
+            .with("error", json!(format!("theme {theme} not found"))));
         }
     };
     Ok(ask)
@@ -313,7 +314,8 @@ fn members(lifecycle: &Lifecycle, ask: &Ask) -> Result<Vec<Member>, Problem> {
                  not been scanned yet.",
             )
             .with("availableGroups", json!(groups(lifecycle)))
-            .with("requestGroup", json!(group)));
+            .with("requestGroup", json!(group))
+            .with("error", json!(format!("group {group} not found"))));
         }
         return Ok(apps
             .into_iter()
@@ -563,9 +565,14 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
     let lifecycle = Arc::clone(gate.proxy.space(None).0);
     let deadline = Instant::now() + ask.timeout;
     let client_ip = super::client_ip(&gate, &request);
+    // Only the gating apps are waited for: an optional one was started with the session,
+    // and its readiness never holds the answer back.
     let waits = members.iter().map(|member| {
         let lifecycle = Arc::clone(&lifecycle);
-        let app = member.app.clone().filter(|_| member.error.is_none());
+        let app = member
+            .app
+            .clone()
+            .filter(|_| !member.optional && member.error.is_none());
         let cause = cause(&request, client_ip);
         async move {
             match app {
@@ -593,9 +600,15 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
         .iter()
         .any(|member| !member.optional && member.error.is_some());
     if timed_out && !gating_error {
-        let details: Vec<Value> = members
+        // As Sablier's ErrTimeout: the gating apps not ready, by name, each with its
+        // status (and why, when known), in `instances` and at the end of `detail`.
+        let mut pending: Vec<&Member> = members
             .iter()
             .filter(|member| !member.optional && status(member) != "ready")
+            .collect();
+        pending.sort_by(|a, b| a.name.cmp(&b.name));
+        let details: Vec<Value> = pending
+            .iter()
             .map(|member| {
                 let mut detail = json!({"name": member.name, "status": status(member)});
                 if let (Some(error), Some(map)) = (&member.error, detail.as_object_mut()) {
@@ -604,15 +617,22 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
                 detail
             })
             .collect();
-        let problem = Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!(
-                "session was not ready after {}",
-                crate::model::format_duration(ask.timeout)
-            ),
-        )
-        .with("instances", json!(details));
+        let reasons: Vec<String> = pending
+            .iter()
+            .map(|member| match &member.error {
+                Some(error) => format!("{}: {error}", member.name),
+                None => format!("{}: {}", member.name, status(member)),
+            })
+            .collect();
+        let mut detail = format!(
+            "session was not ready after {}",
+            crate::model::format_duration(ask.timeout)
+        );
+        if !reasons.is_empty() {
+            let _ = write!(detail, ": {}", reasons.join("; "));
+        }
+        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "timeout", detail)
+            .with("instances", json!(details));
         return with_status(problem.into_response(), false);
     }
     let reasons: Vec<String> = members
@@ -625,11 +645,12 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
                 .map(|error| format!("{}: {error}", member.name))
         })
         .collect();
-    let problem = Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal-error",
-        reasons.join("; "),
-    );
+    let detail = if reasons.is_empty() {
+        "session could not be made ready".to_owned()
+    } else {
+        reasons.join("; ")
+    };
+    let problem = Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", detail);
     with_status(problem.into_response(), false)
 }
 
