@@ -201,7 +201,7 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
     };
     if let Some(gate) = &gate {
         let addr = gate.local_addr().context("gate listener address")?;
-        tracing::info!(%addr, "gate (forward-auth, strategies) on http://{addr}");
+        tracing::info!(gate_addr = %addr, "gate (forward-auth, strategies) on http://{addr}");
     }
     let admin_hosts = config.admin.hosts.clone();
     let engine = Engine::start(config).await?;
