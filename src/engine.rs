@@ -225,6 +225,19 @@ impl Engine {
         }
     }
 
+    /// The proxy over every space's routes, set up from the `proxy` settings.
+    fn proxy(&self) -> Proxy {
+        Proxy::new(
+            Arc::clone(&self.lifecycle),
+            self.config.domains.clone(),
+            self.config.activity.clone(),
+            &self.config.proxy_settings(),
+            self.tls.clone(),
+            self.server_tls.clone(),
+        )
+        .with_spaces(self.spaces.routes())
+    }
+
     /// The admin router, with the gate's endpoints that are on.
     fn admin_router(&self, gate: Option<&Arc<gate::Gate>>) -> axum::Router {
         let router = admin::router(self.admin_state());
@@ -287,17 +300,7 @@ impl Engine {
                 });
         // The proxy's routes, for the gate; the proxy itself gets the admin router (with
         // the gate) for `admin.host`, once both are built.
-        let routes = Arc::new(
-            Proxy::new(
-                Arc::clone(&self.lifecycle),
-                self.config.domains.clone(),
-                self.config.activity.clone(),
-                &self.config.proxy_settings(),
-                self.tls.clone(),
-                self.server_tls.clone(),
-            )
-            .with_spaces(self.spaces.routes()),
-        );
+        let routes = Arc::new(self.proxy());
         let gate = self.config.gate.enabled().then(|| {
             Arc::new(gate::Gate::new(
                 Arc::clone(&routes),
@@ -337,17 +340,9 @@ impl Engine {
             (None, _) => None,
         };
         let proxy = Arc::new(
-            Proxy::new(
-                Arc::clone(&self.lifecycle),
-                self.config.domains.clone(),
-                self.config.activity.clone(),
-                &self.config.proxy_settings(),
-                self.tls.clone(),
-                self.server_tls.clone(),
-            )
-            .with_system_api(system_api)
-            .with_handoff(self.admin_handoff(self.admin_router(gate.as_ref())))
-            .with_spaces(self.spaces.routes()),
+            self.proxy()
+                .with_system_api(system_api)
+                .with_handoff(self.admin_handoff(self.admin_router(gate.as_ref()))),
         );
         let served = proxy
             .serve(
