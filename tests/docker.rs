@@ -122,7 +122,12 @@ async fn a_group_wakes_and_sleeps_together() {
         pairs.push(("paastis.max_idle", "3s".to_owned()));
         podman.create(name, port, &labels(&pairs));
     }
-    let engine = TestEngine::start(&config(&podman, "1h", "")).await;
+    // The gate's Sablier-compatible API on too: the group by its label's value.
+    let engine = TestEngine::start(&format!(
+        "proxy: {{trusted_proxies: [127.0.0.1/32]}}\ngate: {{sablier: true}}\n{}",
+        config(&podman, "1h", "")
+    ))
+    .await;
     let client = TestClient::new(engine.addr);
 
     get_ok(&client, "front.localhost").await;
@@ -144,6 +149,25 @@ async fn a_group_wakes_and_sleeps_together() {
     get_ok(&client, "api.localhost").await;
     engine.wait_state("front", State::Awake, WAIT).await;
     assert_eq!(podman.state("front"), "running");
+
+    // Asleep again, the group is woken by its name through Sablier's blocking strategy.
+    engine.wait_state("front", State::Asleep, WAIT).await;
+    engine.wait_state("api", State::Asleep, WAIT).await;
+    let session = reqwest::get(format!(
+        "http://{}/api/strategies/blocking?group=store&timeout=40s",
+        engine.admin_addr
+    ))
+    .await
+    .expect("the gate answers");
+    assert_eq!(session.status(), 200);
+    assert_eq!(session.headers()["x-sablier-session-status"], "ready");
+    let body: serde_json::Value = session.json().await.expect("json");
+    let instances = body["session"]["instances"].as_object().expect("instances");
+    assert_eq!(instances.len(), 2, "{body}");
+    assert_eq!(instances["front"]["instance"]["status"], "ready", "{body}");
+    assert_eq!(instances["api"]["instance"]["status"], "ready", "{body}");
+    assert_eq!(podman.state("front"), "running");
+    assert_eq!(podman.state("api"), "running");
     engine.stop().await;
 }
 

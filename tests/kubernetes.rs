@@ -301,6 +301,10 @@ async fn annotations_give_the_upstream_policy_and_group() {
         .map(|app| app.key.name.to_string())
         .collect();
     assert_eq!(linked, ["front"]);
+    assert_eq!(
+        api.group_name().as_deref().map(String::as_str),
+        Some("shop")
+    );
     // The Service is read once (then remembered), never listed.
     assert_eq!(
         fake.calls

@@ -1100,6 +1100,20 @@ mod tests {
         let with_compose = linked(true);
         assert_eq!(with_compose[2], ("api".to_owned(), s(&["worker"])));
         assert_eq!(with_compose[3], ("worker".to_owned(), s(&["api"])));
+        // The group's name, for callers that ask for it by name.
+        let groups = |compose: bool| -> Vec<Option<String>> {
+            apps(&managed, None, "127.0.0.1", compose, |_| false)
+                .into_iter()
+                .map(|a| a.group)
+                .collect()
+        };
+        let shop = Some("shop".to_owned());
+        assert_eq!(
+            groups(false),
+            [shop.clone(), shop.clone(), None, None, None]
+        );
+        let blog = Some("compose:blog".to_owned());
+        assert_eq!(groups(true), [shop.clone(), shop, blog.clone(), blog, None]);
         // A second container claiming a name is skipped.
         let twice = unique(
             "docker",
