@@ -30,7 +30,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
-use super::Gate;
+use super::caller::{Gate, client_ip, query};
 use super::settings::MAX_SESSION;
 use crate::lifecycle::App;
 use crate::proxy::admit::{Admission, RoutedApp};
@@ -129,7 +129,7 @@ async fn check_one(
 ) -> Result<Response, ProxyError> {
     let original = original(&request.headers)?;
     let session = session(gate, request)?;
-    let client_ip = super::client_ip(gate, request);
+    let client_ip = client_ip(gate, request);
     let ((space, app), admitted) = gate
         .proxy
         .admit(&original.request, client_ip, html, routed)
@@ -273,7 +273,7 @@ fn session(gate: &Gate, request: &Parts) -> Result<Duration, ProxyError> {
         .settings
         .forward_auth
         .map_or(Duration::ZERO, |settings| settings.session);
-    let Some(text) = super::query(&request.uri)
+    let Some(text) = query(&request.uri)
         .map_err(ProxyError::Forwarded)?
         .into_iter()
         .find_map(|(key, value)| (key == "session").then_some(value))

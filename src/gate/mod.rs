@@ -5,6 +5,7 @@
 //! schedules, plans), counts the activity, wakes what sleeps, and answers instead of
 //! forwarding.
 //!
+//! * [`caller`]: the gate's state, and who asks (peer, token, the client behind them).
 //! * [`forward_auth`]: `/forward-auth` and its variants, for nginx's `auth_request`,
 //!   Caddy's `forward_auth` and Traefik's `forwardAuth`.
 //! * [`strategies`]: `/api/strategies/{dynamic,blocking,poke}`, the API of Sablier that its
@@ -14,49 +15,26 @@
 //! to peers in `proxy.trusted_proxies` or callers with `gate.token`. It never forwards a
 //! request, never reads a request body, and decides nothing the lifecycle does not.
 
+pub mod caller;
 pub mod forward_auth;
 pub mod settings;
 pub mod strategies;
 
+pub use caller::Gate;
+
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::StatusCode;
-use http::request::Parts;
 use tokio::net::TcpListener;
 
-use crate::proxy::Proxy;
-use crate::proxy::forwarded::TrustedProxies;
-use crate::secret::{Secret, constant_time_eq};
-
-/// What the gate's handlers work with.
-#[derive(Debug)]
-pub struct Gate {
-    /// Routes and admits requests as the proxy does (and holds every space's apps).
-    pub proxy: Arc<Proxy>,
-    /// `gate`: which endpoints, their defaults.
-    pub settings: settings::Gate,
-    /// Peers that may call without a token (`proxy.trusted_proxies`), whose
-    /// `X-Forwarded-For` is believed.
-    pub trusted: TrustedProxies,
-}
-
-impl Gate {
-    /// The gate over this proxy's routes.
-    pub fn new(proxy: Arc<Proxy>, settings: settings::Gate, trusted: TrustedProxies) -> Gate {
-        Gate {
-            proxy,
-            settings,
-            trusted,
-        }
-    }
-}
+use caller::{has_token, peer};
 
 /// The gate's endpoints that are on (an empty router when none is).
 pub fn router(gate: Arc<Gate>) -> Router {
@@ -96,19 +74,6 @@ pub async fn serve(
     .await
 }
 
-/// The peer a request came from: set by the proxy on a handed-over request, or by the
-/// listener's connection info.
-pub(crate) fn peer(extensions: &http::Extensions) -> Option<SocketAddr> {
-    extensions
-        .get::<crate::model::Peer>()
-        .map(|peer| peer.0)
-        .or_else(|| {
-            extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0)
-        })
-}
-
 /// Lets in trusted peers and holders of the token; everyone else gets 403 (the answer's
 /// shape is the endpoint's: RFC 7807 on the Sablier-compatible paths).
 async fn admit_caller(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
@@ -125,57 +90,4 @@ async fn admit_caller(State(gate): State<Arc<Gate>>, request: Request, next: Nex
     crate::proxy::ProxyError::Forbidden(message.to_owned())
         .page(false)
         .map(axum::body::Body::new)
-}
-
-/// Whether the request carries the gate's token (`Authorization: Bearer`).
-fn has_token(token: Option<&Secret>, headers: &http::HeaderMap) -> bool {
-    let Some(token) = token else {
-        return false;
-    };
-    headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.strip_prefix("Bearer "))
-        .any(|given| constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes()))
-}
-
-/// The query's pairs, decoded.
-pub(crate) fn query(uri: &http::Uri) -> Result<Vec<(String, String)>, String> {
-    if uri.query().is_none() {
-        return Ok(Vec::new());
-    }
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|query| query.0)
-        .map_err(|error| error.body_text())
-}
-
-/// The client of a request the gate is asked about: behind trusted proxies, the rightmost
-/// untrusted `X-Forwarded-For` address; else the peer.
-pub(crate) fn client_ip(gate: &Gate, request: &Parts) -> IpAddr {
-    let peer = peer(&request.extensions).map_or(IpAddr::from([127, 0, 0, 1]), |peer| peer.ip());
-    gate.trusted.client_ip(peer, &request.headers)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_is_compared_whole() {
-        let token = Secret::new("gate-token-0123");
-        let mut headers = http::HeaderMap::new();
-        assert!(!has_token(Some(&token), &headers));
-        headers.insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_static("Bearer gate-token-012"),
-        );
-        assert!(!has_token(Some(&token), &headers));
-        headers.insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_static("Bearer gate-token-0123"),
-        );
-        assert!(has_token(Some(&token), &headers));
-        assert!(!has_token(None, &headers));
-    }
 }

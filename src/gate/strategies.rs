@@ -26,7 +26,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::Gate;
+use super::caller::{Gate, client_ip, query};
 use super::settings::{MAX_SESSION, Sablier};
 use crate::events::WakeCause;
 use crate::html::escape;
@@ -143,7 +143,7 @@ struct Ask {
 
 /// Reads and checks the query as Sablier's handlers bind it (unknown keys are ignored).
 fn ask(request: &Parts, defaults: &Sablier) -> Result<Ask, Problem> {
-    let pairs = super::query(&request.uri).map_err(Problem::validation)?;
+    let pairs = query(&request.uri).map_err(Problem::validation)?;
     let mut ask = Ask {
         names: Vec::new(),
         group: None,
@@ -398,7 +398,7 @@ fn groups(lifecycle: &Lifecycle) -> Vec<String> {
 /// Opens the session: each app's activity, its session, and a wake for what sleeps.
 async fn open(gate: &Gate, request: &Parts, members: &mut [Member], session: Duration) {
     let lifecycle = &gate.proxy.space(None).0;
-    let client_ip = super::client_ip(gate, request);
+    let client_ip = client_ip(gate, request);
     for member in members.iter_mut() {
         let Some(app) = &member.app else { continue };
         drop(lifecycle.begin_request(app));
@@ -564,7 +564,7 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
     open(&gate, &request, &mut members, ask.session).await;
     let lifecycle = Arc::clone(gate.proxy.space(None).0);
     let deadline = Instant::now() + ask.timeout;
-    let client_ip = super::client_ip(&gate, &request);
+    let client_ip = client_ip(&gate, &request);
     // Only the gating apps are waited for: an optional one was started with the session,
     // and its readiness never holds the answer back.
     let waits = members.iter().map(|member| {
