@@ -168,31 +168,14 @@ fn ask(request: &Parts, defaults: &Sablier) -> Result<Ask, Problem> {
             }
             "group" if !value.is_empty() => ask.group = Some(value),
             "session_duration" => {
-                ask.session = go_duration(&value)
-                    .filter(|d| *d <= MAX_SESSION)
-                    .ok_or_else(|| {
-                        Problem::validation(format!(
-                            "session_duration: `{value}` is not a duration up to 168h (e.g. 5m)"
-                        ))
-                    })?;
+                ask.session = duration(&key, &value, |d| d <= MAX_SESSION, "up to 168h (e.g. 5m)")?;
             }
             "timeout" => {
-                ask.timeout = go_duration(&value)
-                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
-                    .ok_or_else(|| {
-                        Problem::validation(format!(
-                            "timeout: `{value}` is not a duration between 1ns and 1h (e.g. 1m)"
-                        ))
-                    })?;
+                let accept = |d: Duration| !d.is_zero() && d <= Duration::from_secs(3600);
+                ask.timeout = duration(&key, &value, accept, "between 1ns and 1h (e.g. 1m)")?;
             }
             "refresh_frequency" => {
-                ask.refresh = go_duration(&value)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        Problem::validation(format!(
-                            "refresh_frequency: `{value}` is not a duration (e.g. 5s)"
-                        ))
-                    })?;
+                ask.refresh = duration(&key, &value, |d| !d.is_zero(), "(e.g. 5s)")?;
             }
             "show_details" => {
                 ask.show_details = go_bool(&value).ok_or_else(|| {
@@ -232,6 +215,19 @@ fn ask(request: &Parts, defaults: &Sablier) -> Result<Ask, Problem> {
         }
     };
     Ok(ask)
+}
+
+/// A duration parameter: a Go duration that `accept` takes, else a validation problem that
+/// says what was `expected` of it.
+fn duration(
+    key: &str,
+    value: &str,
+    accept: impl Fn(Duration) -> bool,
+    expected: &str,
+) -> Result<Duration, Problem> {
+    go_duration(value).filter(|d| accept(*d)).ok_or_else(|| {
+        Problem::validation(format!("{key}: `{value}` is not a duration {expected}"))
+    })
 }
 
 /// A Go duration (`300ms`, `1.5h`, `2h45m`, `0`); negative ones are refused.
@@ -420,16 +416,7 @@ async fn open(gate: &Gate, request: &Parts, members: &mut [Member], session: Dur
 
 /// What a wake's event records of the call that caused it.
 fn cause(request: &Parts, client_ip: std::net::IpAddr) -> WakeCause {
-    WakeCause::Request {
-        method: request.method.to_string(),
-        path: request.uri.path().to_owned(),
-        user_agent: request
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        client_ip,
-    }
+    crate::proxy::wake::cause_of(&request.method, &request.uri, &request.headers, client_ip)
 }
 
 /// Sablier's status of an instance.
@@ -692,10 +679,7 @@ fn page(ask: &Ask, members: &[Member], ready: bool) -> String {
         details.push_str("</ul>\n");
     }
     let style = match ask.look {
-        Look::Light => {
-            "body{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}\
-             main{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}"
-        }
+        Look::Light => crate::proxy::pages::CARD_STYLE,
         Look::Dark => {
             "body{font-family:ui-monospace,monospace;margin:0;min-height:100vh;display:grid;place-items:center;background:#000;color:#3f3}\
              main{max-width:40rem;padding:2rem;margin:1rem;border:1px solid #3f3}"

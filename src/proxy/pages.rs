@@ -11,6 +11,11 @@ use http_body_util::Full;
 
 use crate::html::escape;
 
+/// The look of every page a visitor gets instead of an app (error pages, waiting pages):
+/// a light card in the middle of the window.
+pub const CARD_STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}
+main{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}";
+
 /// Whether the client asked for HTML (a browser navigation).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
@@ -69,8 +74,7 @@ impl ErrorPage<'_> {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{status} {reason}</title>
 <style>
-body{{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}}
-main{{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+{CARD_STYLE}
 h1{{font-size:1.25rem;margin:0 0 .75rem}}
 p{{line-height:1.5;margin:0}}
 small{{display:block;margin-top:1.5rem;color:#5b6475}}
@@ -133,8 +137,7 @@ pub fn waiting(
 <meta http-equiv="refresh" content="{refresh}">
 <title>Waking up {app}…</title>
 <style>
-body{{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}}
-main{{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+{CARD_STYLE}
 h1{{font-size:1.25rem;margin:0 0 .75rem}}
 p{{line-height:1.5;margin:.5rem 0}}
 progress{{width:100%;height:.75rem}}

@@ -34,11 +34,25 @@ pub async fn upstream<B>(
 
 /// What the wake event records about the request that caused it (never its query string).
 pub(crate) fn cause<B>(request: &Request<B>, client_ip: IpAddr) -> WakeCause {
+    cause_of(
+        request.method(),
+        request.uri(),
+        request.headers(),
+        client_ip,
+    )
+}
+
+/// [`cause`] from a request's parts (the gate holds no whole request).
+pub(crate) fn cause_of(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    client_ip: IpAddr,
+) -> WakeCause {
     WakeCause::Request {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        user_agent: request
-            .headers()
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        user_agent: headers
             .get(USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
