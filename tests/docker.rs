@@ -577,10 +577,21 @@ async fn a_storm_waits_for_the_port_and_starts_the_container_once() {
     let listen = format!("127.0.0.1:{port}");
     let mut pairs = managed(&port.to_string());
     pairs.push(("paastis.strategy", "hold".to_owned()));
-    // No healthcheck, and a server that listens five seconds after the container starts:
-    // running is not ready until the port accepts.
-    let late = format!("sleep 5; exec /bin/busybox httpd -f -p {listen} -h /www");
-    podman.create_running("late", &labels(&pairs), &[], &["/bin/sh", "-c", &late]);
+    // No healthcheck, and a server that listens only once the test says so (a file in a
+    // shared directory), however slow the machine: running is not ready until the port
+    // accepts.
+    let signal = podman.path("signal");
+    std::fs::create_dir_all(&signal).expect("signal directory");
+    let mount = format!("{}:/signal", signal.display());
+    let late = format!(
+        "while [ ! -e /signal/go ]; do sleep 0.1; done; exec /bin/busybox httpd -f -p {listen} -h /www"
+    );
+    podman.create_running(
+        "late",
+        &labels(&pairs),
+        &["--volume", &mount],
+        &["/bin/sh", "-c", &late],
+    );
     let engine = TestEngine::start(&config(&podman, "1h", "")).await;
     let client = TestClient::new(engine.addr);
 
@@ -596,6 +607,13 @@ async fn a_storm_waits_for_the_port_and_starts_the_container_once() {
         State::Waking,
         "running, its port not accepting yet"
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(engine.state("late"), State::Waking, "still not accepting");
+    assert!(
+        requests.iter().all(|request| !request.is_finished()),
+        "no request is answered before the app can answer it"
+    );
+    std::fs::write(signal.join("go"), b"").expect("signal the server");
     for request in requests {
         let answer = request.await.expect("the request completes");
         assert_eq!(answer.status, 200, "{}", answer.text());

@@ -749,7 +749,7 @@ impl Provider for Docker {
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
         let inspect = self.current(app).await?;
         let status = status(&inspect.state, self.stopped_here(&inspect.id));
-        if status != AppStatus::Running || inspect.state.health.is_some() {
+        if status != AppStatus::Running || inspect.state.has_healthcheck() {
             return Ok(status);
         }
         // No healthcheck of its own: running is not ready until its port accepts.
@@ -1019,6 +1019,16 @@ mod tests {
             s(json!({"Status": "running", "Health": {"Status": "unhealthy"}})),
             AppStatus::Failed(_)
         ));
+        // Podman's answer without a healthcheck, Docker's `none`: the port decides.
+        for none in ["", "none"] {
+            let podman = state(json!({"Status": "running", "Health": {"Status": none}}));
+            assert_eq!(status(&podman, false), AppStatus::Running);
+            assert!(!podman.has_healthcheck());
+        }
+        assert!(!state(json!({"Status": "running"})).has_healthcheck());
+        assert!(
+            state(json!({"Status": "running", "Health": {"Status": "starting"}})).has_healthcheck()
+        );
         assert_eq!(s(json!({"Status": "restarting"})), AppStatus::Starting);
         assert_eq!(s(json!({"Status": "created"})), AppStatus::Stopped);
         assert_eq!(s(json!({"Status": "paused"})), AppStatus::Stopped);

@@ -266,6 +266,12 @@ impl Podman {
         )
     }
 
+    /// A path in this service's own temporary directory, removed with it: for files a test
+    /// shares with its containers through a bind mount.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path(name)
+    }
+
     /// Creates (does not start) a container of [`IMAGE`] running `command`, with host
     /// networking, these labels and `options` for `podman create`, stopped within a second;
     /// returns its id.

@@ -102,6 +102,16 @@ pub(super) struct Health {
     pub(super) status: String,
 }
 
+impl ContainerState {
+    /// Whether the container has a healthcheck of its own. Docker leaves `Health` out
+    /// without one (or says `none`); Podman answers `Health: {Status: ""}`.
+    pub(super) fn has_healthcheck(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_some_and(|health| !matches!(health.status.as_str(), "" | "none"))
+    }
+}
+
 /// `Config` of an inspect answer.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(super) struct ContainerConfig {
