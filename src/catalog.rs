@@ -138,7 +138,9 @@ async fn append(store: &dyn Store, events: &mut Vec<Event>) {
             EventKind::Stopped { .. } | EventKind::Exited { .. } => {
                 retry("state", || store.record_state(key, true, at)).await;
             }
-            EventKind::Deleted => retry("deletion", || store.app_deleted(key, at)).await,
+            EventKind::Deleted | EventKind::Unmanaged { .. } => {
+                retry("deletion", || store.app_deleted(key, at)).await
+            }
             _ => {}
         }
     }

@@ -93,6 +93,8 @@ pub enum StopCause {
         /// The app that needed the room.
         for_app: String,
     },
+    /// A configuration reload no longer manages the app (`reload.removed_apps: stop`).
+    Unmanaged,
 }
 
 impl fmt::Display for StopCause {
@@ -104,6 +106,7 @@ impl fmt::Display for StopCause {
             StopCause::Api { by: Some(by) } => write!(f, "API request by {by}"),
             StopCause::Api { by: None } => f.write_str("API request"),
             StopCause::PlanLimit { for_app } => write!(f, "plan limit, to make room for {for_app}"),
+            StopCause::Unmanaged => f.write_str("no longer in the configuration"),
         }
     }
 }
@@ -185,6 +188,27 @@ pub enum EventKind {
     },
     /// The app no longer exists on its provider.
     Deleted,
+    /// A configuration reload no longer manages the app (its provider, or the rule or
+    /// `discovery` filter that let it in, is gone): it is forgotten. `running`: it was
+    /// awake and is left running (`reload.removed_apps: keep_running`); the stop that
+    /// `reload.removed_apps: stop` asks for follows as its own events.
+    Unmanaged {
+        /// Whether it was left running.
+        running: bool,
+    },
+    /// The configuration was reloaded and applied (the event's app is the space's, with no
+    /// provider and no name).
+    ConfigReloaded {
+        /// The new configuration's revision.
+        revision: String,
+        /// What changed, one line each (`rules`, `providers[1] (added)`, ...).
+        changes: Vec<String>,
+    },
+    /// A configuration reload was refused: the running configuration stays.
+    ConfigRejected {
+        /// Every error, with its path.
+        errors: Vec<String>,
+    },
     /// A provider call failed outside a wake or stop (e.g. discovery).
     ProviderError {
         /// The error.
@@ -314,6 +338,20 @@ fn log(event: &Event) {
         EventKind::StopVetoed { reason } => tracing::info!(%app, %reason, "stop vetoed"),
         EventKind::Exited { reason } => tracing::warn!(%app, %reason, "stopped on its own"),
         EventKind::Deleted => tracing::info!(%app, "deleted on its provider"),
+        EventKind::Unmanaged { running } => {
+            tracing::info!(%app, left_running = running, "no longer managed: forgotten")
+        }
+        EventKind::ConfigReloaded { revision, changes } => tracing::info!(
+            space = %app.space,
+            %revision,
+            changes = %changes.join("; "),
+            "configuration reloaded"
+        ),
+        EventKind::ConfigRejected { errors } => tracing::error!(
+            space = %app.space,
+            errors = %errors.join("; "),
+            "configuration reload refused; the running configuration stays"
+        ),
         EventKind::ProviderError { message } => {
             tracing::warn!(provider = %app.provider, error = %message, "provider error")
         }

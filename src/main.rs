@@ -273,7 +273,7 @@ async fn check(
         .collect();
     let apps = lifecycle.apps();
     println!("{:<20} {:<13} {:>5}  STATUS", "PROVIDER", "TYPE", "APPS");
-    for provider in lifecycle.providers() {
+    for provider in lifecycle.providers().iter() {
         let count = apps
             .iter()
             .filter(|app| app.provider_id() == provider.id())

@@ -159,7 +159,8 @@ pub fn intervals(events: &[&Event]) -> Vec<Interval> {
             | EventKind::Started { .. }
             | EventKind::Registered
             | EventKind::Discovered { running: true }
-            | EventKind::Deleted => {
+            | EventKind::Deleted
+            | EventKind::Unmanaged { .. } => {
                 if let Some(mut interval) = open.take() {
                     interval.end = Some(event.at);
                     intervals.push(interval);

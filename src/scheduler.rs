@@ -113,7 +113,7 @@ impl Scheduler {
             }
         });
 
-        for provider in lifecycle.providers() {
+        for provider in lifecycle.providers().iter() {
             let Some(mut exits) = provider.exits() else {
                 continue;
             };

@@ -24,7 +24,7 @@ pub fn apps_table(apps: &[Arc<App>], domains: &[String]) -> String {
             route,
             app.provider_id().to_owned(),
             app.state().to_string(),
-            app.policy.max_idle_text(),
+            app.conf().policy.max_idle_text(),
         ]);
     }
     let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();

@@ -185,7 +185,7 @@ pub async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<ReadyVi
         detail: registry.detail,
     });
     let errors = state.lifecycle.metrics().provider_errors();
-    for provider in state.lifecycle.providers() {
+    for provider in state.lifecycle.providers().iter() {
         let last = errors.get(provider.id());
         let ok = last.is_none_or(|error| !error.current);
         checks.push(CheckView {
@@ -254,7 +254,8 @@ impl AppView {
         let last = app.last_activity_ms();
         let idle_ms = now.saturating_sub(last);
         let pinned = app.pinned_until_ms().filter(|until| *until > now);
-        let policy = &app.policy;
+        let conf = app.conf();
+        let policy = &conf.policy;
         let sleeps_in_seconds = match (app.state(), policy.max_idle, pinned) {
             (AppState::Awake, Some(max_idle), None) => Some(
                 u64::try_from(max_idle.as_millis())
@@ -265,7 +266,7 @@ impl AppView {
             _ => None,
         };
         let mut keys = vec![app.key.name.to_string()];
-        keys.extend(app.aliases.iter().cloned());
+        keys.extend(app.conf().aliases.iter().cloned());
         keys.push(crate::lifecycle::route::qualified(app));
         let hosts = keys
             .into_iter()
@@ -422,7 +423,7 @@ pub async fn apps_start(
     let app = find(&state, &provider, &name)?;
     let cause = || WakeCause::Api { by: None };
     if query.wait.unwrap_or(false) {
-        let deadline = tokio::time::Instant::now() + app.policy.wake_timeout;
+        let deadline = tokio::time::Instant::now() + app.conf().policy.wake_timeout;
         state
             .lifecycle
             .ensure_awake(&app, cause, deadline)
@@ -628,9 +629,8 @@ pub async fn savings_intervals(
     let by_app = crate::savings::collect(state.store.as_ref(), &state.space, to)
         .await
         .map_err(|error| ApiError::unavailable(error.to_string()))?;
-    let kinds: std::collections::HashMap<&str, &str> = state
-        .lifecycle
-        .providers()
+    let providers = state.lifecycle.providers();
+    let kinds: std::collections::HashMap<&str, &str> = providers
         .iter()
         .map(|provider| (provider.id(), provider.kind()))
         .collect();

@@ -37,12 +37,15 @@ pub(super) const START_HISTORY: usize = 10;
 pub struct App {
     /// Which app.
     pub key: AppKey,
-    /// The provider account that runs it.
-    pub(super) provider: Arc<dyn Provider>,
-    /// Extra route keys the provider gives (Clever Cloud ids).
-    pub aliases: Vec<String>,
-    /// Its effective policy (defaults with its overrides applied).
-    pub policy: Policy,
+    /// The provider account that runs it: replaced when a configuration reload rebuilds
+    /// the account (its state here stays).
+    pub(super) provider: Mutex<Arc<dyn Provider>>,
+    /// What the provider's listing gave it when it was registered (its own policy keys,
+    /// extra route keys), kept to resolve it again when the configuration changes.
+    pub(super) listed: Listed,
+    /// What the configuration gives it (policy, aliases, hooks, schedules, links),
+    /// replaced whole when the configuration is reloaded; read lock-free.
+    pub(super) conf: ArcSwap<AppConf>,
     /// State and reason; subscribers are woken on every change (held requests wait on it).
     pub(super) phase: watch::Sender<Phase>,
     /// Mirror of `phase.state` for the request path's lock-free read (written under the
@@ -67,10 +70,6 @@ pub struct App {
     /// Registered as asleep from a listing that did not tell its state (Heroku): the
     /// scheduler asks the provider, a few apps per tick.
     pub(super) unverified: std::sync::atomic::AtomicBool,
-    /// The formation a rule gives, started when none is remembered.
-    pub(super) default_formation: Option<Formation>,
-    /// Names of the apps woken and kept awake with this one (`rules[].linked_apps`).
-    pub linked_names: Vec<String>,
     /// Names of the apps its platform groups with it (a container group), as the latest
     /// listing says: linked like `linked_names`, and followed when the group changes.
     pub(super) group: ArcSwap<Vec<String>>,
@@ -100,9 +99,33 @@ pub struct App {
     pub(super) pinned_until: AtomicU64,
     /// Why and when its latest wake was asked for.
     pub(super) last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
+}
+
+/// What the provider's listing said of an app when it was registered.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Listed {
+    /// Policy keys the platform gives it (container labels, say).
+    pub(super) policy: crate::model::PolicyOverride,
+    /// Extra route keys the provider gives (Clever Cloud ids).
+    pub(super) aliases: Vec<String>,
+}
+
+/// What the configuration gives one app: resolved at registration and again at every
+/// configuration reload, then swapped in whole.
+#[derive(Debug, Clone)]
+pub struct AppConf {
+    /// Its effective policy (defaults, then the matching rules, then its own keys).
+    pub policy: Policy,
+    /// Extra route keys: the provider's, then the rules' alias.
+    pub aliases: Vec<String>,
+    /// Names of the apps woken and kept awake with this one (`rules[].linked_apps`).
+    pub linked_names: Vec<String>,
+    /// The formation a rule gives, started when none is remembered.
+    pub(super) default_formation: Option<Formation>,
     /// Its hooks (global ones, then its rules').
     pub(super) hooks: crate::hooks::Hooks,
-    /// Indices of the schedules that apply to it (matched once, at registration).
+    /// Indices of the schedules that apply to it, in the lifecycle's schedules of the
+    /// same configuration.
     pub(super) schedules: Vec<usize>,
 }
 
@@ -124,7 +147,22 @@ impl App {
 
     /// The provider id.
     pub fn provider_id(&self) -> &str {
-        self.provider.id()
+        &self.key.provider
+    }
+
+    /// The provider account that runs it now.
+    pub fn provider(&self) -> Arc<dyn Provider> {
+        Arc::clone(&lock(&self.provider))
+    }
+
+    /// What the configuration gives it now (policy, aliases, links), lock-free.
+    pub fn conf(&self) -> arc_swap::Guard<Arc<AppConf>> {
+        self.conf.load()
+    }
+
+    /// Its effective policy now.
+    pub fn policy(&self) -> Policy {
+        self.conf.load().policy.clone()
     }
 
     /// Recent start durations, oldest first.
@@ -172,7 +210,7 @@ impl App {
     pub fn formation(&self) -> Option<Formation> {
         lock(&self.formation)
             .clone()
-            .or_else(|| self.default_formation.clone())
+            .or_else(|| self.conf.load().default_formation.clone())
     }
 
     /// Why and when its latest wake was asked for.

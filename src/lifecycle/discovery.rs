@@ -13,6 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::app::{AppConf, Listed};
 use super::app::{START_HISTORY, touch};
 use super::route::RouteTable;
 use super::{App, Lifecycle, Phase, Record, lock};
@@ -34,7 +35,7 @@ impl Lifecycle {
 
     /// [`Lifecycle::discover`], asking every provider itself even when this instance is
     /// not the leader (on-demand discovery for a host no app answers to yet).
-    async fn discover_with(self: &Arc<Self>, ask_providers: bool) {
+    pub(super) async fn discover_with(self: &Arc<Self>, ask_providers: bool) {
         // What each app's state was when the listings were asked for: an app that changed
         // since (a wake or stop of ours finished) is not corrected by a stale listing.
         let before: HashMap<AppKey, u64> = self
@@ -45,7 +46,7 @@ impl Lifecycle {
         let leader = self.registry.is_leader();
         let shared = self.registry.is_shared();
         let mut listings = tokio::task::JoinSet::new();
-        for provider in &self.providers {
+        for provider in self.providers.load().iter() {
             let provider = Arc::clone(provider);
             let registry = Arc::clone(&self.registry);
             let space = Arc::clone(&self.space);
@@ -117,11 +118,13 @@ impl Lifecycle {
     ) -> bool {
         let coordinated = self.registry.is_shared() && !provider.is_local();
         let now = self.clock.now_ms();
+        let settings = self.settings.load_full();
+        let schedules = self.schedules.load_full();
         let mut apps = lock(&self.apps);
         let mut seen = HashSet::new();
         let mut changed = false;
         for info in listing {
-            if !self.settings.filter.manages(&info.name, &info.aliases) {
+            if !settings.filter.manages(&info.name, &info.aliases) {
                 continue;
             }
             let key = AppKey::new(&self.space, provider.id(), &info.name);
@@ -170,18 +173,16 @@ impl Lifecycle {
                     .as_ref()
                     .and_then(|r| r.last_activity)
                     .map_or(now, |at| self.clock.from_wall(at));
-                // Defaults, then the matching rules, then the app's own keys.
-                let resolved = self.settings.rules.resolve(&info.name);
-                let mut aliases = info.aliases.clone();
-                aliases.extend(resolved.alias);
+                let listed = Listed {
+                    policy: info.policy.clone(),
+                    aliases: info.aliases.clone(),
+                };
+                let conf = resolve(&settings, &schedules, &info.name, &listed);
                 let app = Arc::new(App {
                     key: key.clone(),
-                    provider: Arc::clone(provider),
-                    aliases,
-                    policy: self
-                        .settings
-                        .defaults
-                        .with(&resolved.policy.then(&info.policy)),
+                    provider: Mutex::new(Arc::clone(provider)),
+                    listed,
+                    conf: ArcSwap::from_pointee(conf),
                     phase: watch::Sender::new(Phase {
                         state,
                         reason: None,
@@ -198,8 +199,6 @@ impl Lifecycle {
                     unverified: std::sync::atomic::AtomicBool::new(
                         info.status == AppStatus::Unknown,
                     ),
-                    default_formation: resolved.formation,
-                    linked_names: resolved.linked_apps,
                     group: ArcSwap::from_pointee(info.linked.clone()),
                     group_name: ArcSwapOption::from(info.group.clone().map(Arc::new)),
                     linked: ArcSwap::from_pointee(Vec::new()),
@@ -213,8 +212,6 @@ impl Lifecycle {
                     requests: crate::metrics::RequestCounts::default(),
                     pinned_until: AtomicU64::new(0),
                     last_wake: Mutex::new(None),
-                    hooks: self.settings.hooks.then(&resolved.hooks),
-                    schedules: self.schedules.matching(&info.name),
                 });
                 apps.insert(key.clone(), app);
                 if authority {
@@ -309,7 +306,7 @@ impl Lifecycle {
                 continue;
             }
             let transitions = app.transitions.load(Ordering::SeqCst);
-            match app.provider.status(&app.key.name).await {
+            match app.provider().status(&app.key.name).await {
                 Ok(AppStatus::Running) => {
                     app.unverified.store(false, Ordering::SeqCst);
                     // Not if a wake or stop of ours happened meanwhile.
@@ -353,7 +350,7 @@ impl Lifecycle {
         }
     }
 
-    fn rebuild_routes(&self) {
+    pub(super) fn rebuild_routes(&self) {
         let apps = self.apps();
         // Linked apps: the same provider first, else the one app of that name elsewhere.
         let find = |app: &App, name: &str| -> Option<Weak<App>> {
@@ -372,13 +369,18 @@ impl Lifecycle {
         };
         for app in &apps {
             let group = app.group.load();
-            if app.linked_names.is_empty() && group.is_empty() && app.linked.load().is_empty() {
+            let conf = app.conf();
+            if conf.linked_names.is_empty() && group.is_empty() && app.linked.load().is_empty() {
                 continue;
             }
-            let linked = app
+            let linked = conf
                 .linked_names
                 .iter()
-                .chain(group.iter().filter(|name| !app.linked_names.contains(name)))
+                .chain(
+                    group
+                        .iter()
+                        .filter(|name| !conf.linked_names.contains(name)),
+                )
                 .filter(|name| **name != *app.key.name)
                 .filter_map(|name| find(app, name))
                 .collect();
@@ -417,5 +419,28 @@ impl Lifecycle {
         }
         tracing::info!(apps = removed.len(), "registry cleared");
         self.discover().await;
+    }
+}
+
+/// What the configuration gives the app `name` (defaults, then the matching rules, then the
+/// app's own keys from its listing): at registration, and again at every reload.
+pub(super) fn resolve(
+    settings: &super::Settings,
+    schedules: &crate::schedules::Tracker,
+    name: &str,
+    listed: &Listed,
+) -> AppConf {
+    let resolved = settings.rules.resolve(name);
+    let mut aliases = listed.aliases.clone();
+    aliases.extend(resolved.alias);
+    AppConf {
+        policy: settings
+            .defaults
+            .with(&resolved.policy.then(&listed.policy)),
+        aliases,
+        linked_names: resolved.linked_apps,
+        default_formation: resolved.formation,
+        hooks: settings.hooks.then(&resolved.hooks),
+        schedules: schedules.matching(name),
     }
 }

@@ -23,6 +23,7 @@
 //!   takes from theirs.
 //! * [`route`]: the route table (route key -> app), rebuilt when the set of apps changes.
 //! * `record`: what goes to the durable catalog, and what it gave back at start.
+//! * `reconfigure`: a configuration reload: new settings and accounts, the apps' state kept.
 //!
 //! It imports only the modules below it (model, events, providers, registry, store, hooks,
 //! metrics, schedules, plan, rules, address): never the proxy, the admin API, the
@@ -32,6 +33,7 @@ mod app;
 mod discovery;
 mod mirror;
 mod probe;
+mod reconfigure;
 mod record;
 pub mod route;
 mod schedule;
@@ -55,8 +57,9 @@ use crate::rules::{Filter, Rules};
 use crate::store::CatalogEntry;
 use route::RouteTable;
 
-pub use app::{App, Clock, InFlight, Phase};
+pub use app::{App, AppConf, Clock, InFlight, Phase};
 pub use discovery::REDISCOVER_EVERY;
+pub use reconfigure::{Reconfigured, RemovedApps};
 pub use record::Record;
 pub use stop::IDLE_CHECK_EVERY;
 pub use wake::WakeError;
@@ -93,10 +96,10 @@ pub struct Settings {
 pub struct Lifecycle {
     /// The engine's clock.
     clock: Clock,
-    /// Every provider account, in config order.
-    providers: Vec<Arc<dyn Provider>>,
-    /// Defaults, rules and the discovery filter.
-    settings: Settings,
+    /// Every provider account, in config order; replaced by a configuration reload.
+    providers: ArcSwap<Vec<Arc<dyn Provider>>>,
+    /// Defaults, rules and the discovery filter; replaced by a configuration reload.
+    settings: ArcSwap<Settings>,
     /// When the last on-demand discovery ran; held while one runs, so concurrent callers
     /// wait for it instead of starting their own.
     rediscovered: tokio::sync::Mutex<Option<Instant>>,
@@ -120,8 +123,10 @@ pub struct Lifecycle {
     registry: Arc<dyn Registry>,
     /// Counters and histograms for `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
-    /// The schedules and where each stands.
-    schedules: crate::schedules::Tracker,
+    /// The schedules and where each stands; replaced by a configuration reload.
+    schedules: ArcSwap<crate::schedules::Tracker>,
+    /// Held while the configuration is replaced, so two reloads do not interleave.
+    reconfiguring: tokio::sync::Mutex<()>,
     /// Held while a wake is checked against the plan and begun, so two wakes cannot both
     /// take the last place.
     wake_gate: Mutex<()>,
@@ -150,15 +155,18 @@ impl Lifecycle {
     ) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
             clock: Clock::new(settings.wall_start),
-            schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
+            schedules: ArcSwap::from_pointee(crate::schedules::Tracker::new(
+                settings.schedules.clone(),
+            )),
+            reconfiguring: tokio::sync::Mutex::new(()),
             wake_gate: Mutex::new(()),
             space: if settings.space.is_empty() {
                 crate::model::DEFAULT_SPACE.into()
             } else {
                 settings.space.as_str().into()
             },
-            providers,
-            settings,
+            providers: ArcSwap::from_pointee(providers),
+            settings: ArcSwap::from_pointee(settings),
             rediscovered: tokio::sync::Mutex::new(None),
             remembered: Mutex::new(HashMap::new()),
             records: std::sync::OnceLock::new(),
@@ -187,19 +195,24 @@ impl Lifecycle {
         lock(&self.apps).values().cloned().collect()
     }
 
-    /// The provider accounts.
-    pub fn providers(&self) -> &[Arc<dyn Provider>] {
-        &self.providers
+    /// The provider accounts now.
+    pub fn providers(&self) -> Arc<Vec<Arc<dyn Provider>>> {
+        self.providers.load_full()
+    }
+
+    /// The settings now (defaults, rules, plan, ...).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
     }
 
     /// Its space's plan.
-    pub fn plan(&self) -> &crate::plan::Plan {
-        &self.settings.plan
+    pub fn plan(&self) -> crate::plan::Plan {
+        self.settings.load().plan.clone()
     }
 
     /// What a wake beyond the plan does.
     pub fn on_limit(&self) -> crate::plan::OnLimit {
-        self.settings.on_limit
+        self.settings.load().on_limit
     }
 
     /// The space its apps belong to.
@@ -231,7 +244,8 @@ impl Lifecycle {
 
     /// Runs a hook whose failure is recorded and does not stop what it is part of.
     async fn hook(&self, app: &App, hook: crate::hooks::Hook, cause: &str) {
-        if let Some(run) = crate::hooks::run(&app.hooks, hook, &app.key, cause).await
+        let hooks = app.conf().hooks.clone();
+        if let Some(run) = crate::hooks::run(&hooks, hook, &app.key, cause).await
             && !run.succeeded()
         {
             self.events.emit(
@@ -246,7 +260,7 @@ impl Lifecycle {
 
     /// Engine shutdown: each provider stops what must not outlive the engine.
     pub async fn shutdown(&self) {
-        for provider in &self.providers {
+        for provider in self.providers.load().iter() {
             provider.shutdown().await;
         }
     }

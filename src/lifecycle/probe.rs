@@ -39,7 +39,7 @@ impl Lifecycle {
         intervals: PollIntervals,
         mut last: String,
     ) -> Result<(), String> {
-        let wake_timeout = app.policy.wake_timeout;
+        let wake_timeout = app.conf().policy.wake_timeout;
         let timed_out =
             |what: &str| format!("not ready after {}s ({what})", wake_timeout.as_secs());
         let upstream = app
@@ -48,7 +48,7 @@ impl Lifecycle {
         // A tenant's app is probed at an address its scope allows, the one checked (by
         // address, with its host name in `Host`, so a name cannot change its answer between
         // the check and the probe).
-        let uri = match self.settings.upstreams {
+        let uri = match self.settings.load().upstreams {
             crate::address::UpstreamScope::Any => format!("{upstream}{path}"),
             scope => {
                 let (host, port) = upstream.address();

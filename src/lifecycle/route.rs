@@ -31,8 +31,14 @@ impl RouteTable {
     pub fn build(apps: &[Arc<App>]) -> RouteTable {
         let mut routes: HashMap<Box<str>, Route, _> = HashMap::default();
         let keys = apps.iter().flat_map(|app| {
+            let aliases: Vec<String> = app
+                .conf()
+                .aliases
+                .iter()
+                .map(|alias| alias.to_ascii_lowercase())
+                .collect();
             std::iter::once(app.key.name.to_ascii_lowercase())
-                .chain(app.aliases.iter().map(|alias| alias.to_ascii_lowercase()))
+                .chain(aliases)
                 .map(move |key| (key, app))
         });
         for (key, app) in keys {

@@ -13,7 +13,8 @@ use crate::model::State;
 
 /// Whether one of the app's schedules is inside a keep-awake window.
 pub(super) fn kept_awake(app: &App, snapshot: &crate::schedules::Snapshot) -> bool {
-    app.schedules
+    app.conf()
+        .schedules
         .iter()
         .any(|index| snapshot.get(*index).is_some_and(|now| now.keep_awake))
 }
@@ -27,25 +28,28 @@ impl Lifecycle {
     /// are acted on by the leader only. Returns how many wakes and stops began.
     pub fn apply_schedules(self: &Arc<Self>) -> usize {
         use crate::schedules::Fired;
-        if self.schedules.is_empty() {
+        let tracker = self.schedules.load_full();
+        if tracker.is_empty() {
             return 0;
         }
-        let fired = self.schedules.tick(self.clock.wall_now().into());
-        let snapshot = self.schedules.snapshot();
-        let schedules = self.schedules.schedules();
+        let fired = tracker.tick(self.clock.wall_now().into());
+        let snapshot = tracker.snapshot();
+        let schedules = tracker.schedules();
         let leader = self.registry.is_leader();
         let mut begun = 0;
         for app in self.apps() {
-            if app.schedules.is_empty() || (app.coordinated && !leader) {
+            if app.conf().schedules.is_empty() || (app.coordinated && !leader) {
                 continue;
             }
             let woken_by = fired.iter().find_map(|fired| match fired {
-                Fired::Wake(index) if app.schedules.contains(index) => Some(*index),
+                Fired::Wake(index) if app.conf().schedules.contains(index) => Some(*index),
                 _ => None,
             });
             if let Some(index) = woken_by {
                 if matches!(app.state(), State::Asleep | State::Failed) {
-                    let schedule = schedules[index].label.clone();
+                    let Some(schedule) = schedules.get(index).map(|s| s.label.clone()) else {
+                        continue;
+                    };
                     match self.request_wake(&app, || WakeCause::Schedule { schedule }) {
                         Ok(()) => begun += 1,
                         Err(error) => {
@@ -58,7 +62,7 @@ impl Lifecycle {
             if app.state() != State::Awake || kept_awake(&app, &snapshot) {
                 continue;
             }
-            let Some((index, since)) = app.schedules.iter().find_map(|index| {
+            let Some((index, since)) = app.conf().schedules.iter().find_map(|index| {
                 let window = snapshot.get(*index)?.sleeping?;
                 Some((*index, self.clock.from_wall(window.since.into())))
             }) else {
@@ -77,16 +81,18 @@ impl Lifecycle {
     /// Why a request must not wake this app now: it is asleep by a schedule with
     /// `wake_on_request: false`, and neither a pin nor a keep-awake window overrides it.
     pub fn wake_refused(&self, app: &App) -> Option<crate::schedules::Refusal> {
-        if app.schedules.is_empty() || app.pinned_until.load(Ordering::SeqCst) > self.clock.now_ms()
+        if app.conf().schedules.is_empty()
+            || app.pinned_until.load(Ordering::SeqCst) > self.clock.now_ms()
         {
             return None;
         }
-        let snapshot = self.schedules.snapshot();
+        let tracker = self.schedules.load_full();
+        let snapshot = tracker.snapshot();
         if kept_awake(app, &snapshot) {
             return None;
         }
-        let schedules = self.schedules.schedules();
-        app.schedules.iter().find_map(|index| {
+        let schedules = tracker.schedules();
+        app.conf().schedules.iter().find_map(|index| {
             let schedule = schedules.get(*index)?;
             if schedule.wake_on_request {
                 return None;

@@ -29,6 +29,7 @@ fn stop_reason(cause: &StopCause) -> &'static str {
         StopCause::Schedule { .. } => "schedule",
         StopCause::Api { .. } => "api",
         StopCause::PlanLimit { .. } => "plan_limit",
+        StopCause::Unmanaged => "unmanaged",
     }
 }
 
@@ -108,10 +109,10 @@ impl Lifecycle {
     pub fn check_idle(self: &Arc<Self>) -> usize {
         let now = self.clock.now_ms();
         let leader = self.registry.is_leader();
-        let snapshot = self.schedules.snapshot();
+        let snapshot = self.schedules.load().snapshot();
         let mut begun = 0;
         for app in self.apps() {
-            let Some(max_idle) = app.policy.max_idle else {
+            let Some(max_idle) = app.conf().policy.max_idle else {
                 continue;
             };
             if kept_awake(&app, &snapshot) {
@@ -180,7 +181,7 @@ impl Lifecycle {
         };
         let cause_text = cause.to_string();
         if let Some(run) = crate::hooks::run(
-            &app.hooks,
+            &app.conf().hooks,
             crate::hooks::Hook::BeforeStop,
             &app.key,
             &cause_text,
@@ -204,12 +205,12 @@ impl Lifecycle {
         }
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
-        let stopped = app.provider.stop(&app.key.name).await;
+        let stopped = app.provider().stop(&app.key.name).await;
         self.metrics
-            .provider_call(app.provider.id(), "stop", stopped.is_ok());
+            .provider_call(app.provider_id(), "stop", stopped.is_ok());
         if let Err(error) = &stopped {
             self.metrics
-                .provider_error(app.provider.id(), format!("stop {}: {error}", app.key.name));
+                .provider_error(app.provider_id(), format!("stop {}: {error}", app.key.name));
         }
         match stopped {
             Ok(stopped) => {
@@ -270,14 +271,15 @@ impl Lifecycle {
             }
             match cause {
                 StopCause::Schedule { .. } => {
-                    let snapshot = self.schedules.snapshot();
+                    let snapshot = self.schedules.load().snapshot();
                     let window = app
+                        .conf()
                         .schedules
                         .iter()
                         .find_map(|index| snapshot.get(*index)?.sleeping)?;
                     window.since.into()
                 }
-                _ => now.checked_sub(app.policy.max_idle?)?,
+                _ => now.checked_sub(app.conf().policy.max_idle?)?,
             }
         };
         match self.registry.claim_stop(&app.key, idle_before).await {

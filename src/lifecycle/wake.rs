@@ -77,7 +77,7 @@ impl Lifecycle {
         cause: impl FnOnce() -> Option<WakeCause>,
     ) -> Result<bool, WakeError> {
         // With a limit, the check and the transition are one step under the gate.
-        let _gate = match self.settings.plan.running_apps_per_provider {
+        let _gate = match self.settings.load().plan.running_apps_per_provider {
             Some(limit) => {
                 let gate = lock(&self.wake_gate);
                 if !from.contains(&app.state()) {
@@ -100,12 +100,12 @@ impl Lifecycle {
     /// (`on_limit: reject`, or nothing can be stopped), or the least recently active apps
     /// that can be stopped now are stopped first. Called under the wake gate.
     fn make_room(self: &Arc<Self>, app: &Arc<App>, limit: usize) -> Result<(), WakeError> {
-        let provider = app.provider.id();
+        let provider = app.provider_id();
         let running: Vec<Arc<App>> = self
             .apps()
             .into_iter()
             .filter(|other| {
-                other.provider.id() == provider
+                other.provider_id() == provider
                     && !Arc::ptr_eq(other, app)
                     && matches!(other.state(), State::Awake | State::Waking)
             })
@@ -118,13 +118,13 @@ impl Lifecycle {
                 format!(
                     "the plan {} allows {limit} running apps on `{provider}`, and {} are \
                      running: stop one, or wait until one sleeps",
-                    self.settings.plan,
+                    self.settings.load().plan,
                     running.len()
                 )
                 .into(),
             )
         };
-        if self.settings.on_limit == crate::plan::OnLimit::Reject {
+        if self.settings.load().on_limit == crate::plan::OnLimit::Reject {
             return Err(refused());
         }
         // Room is made by stopping the least recently active apps that can be stopped
@@ -199,7 +199,7 @@ impl Lifecycle {
                 Ok(Ok(())) => {}
                 // The sender lives in the app, which we hold: it cannot be dropped.
                 Ok(Err(_)) => return Err(WakeError::Failed("app removed".into())),
-                Err(_) => return Err(WakeError::Timeout(app.policy.wake_timeout)),
+                Err(_) => return Err(WakeError::Timeout(app.conf().policy.wake_timeout)),
             }
         }
     }
@@ -221,7 +221,7 @@ impl Lifecycle {
                 tracing::warn!(app = %linked.key, %error, "linked app not woken");
             }
         }
-        let deadline = started + app.policy.wake_timeout;
+        let deadline = started + app.conf().policy.wake_timeout;
         let lease = match self.waker(&app, deadline).await {
             Waker::Us(lease) => lease,
             Waker::Other => {
@@ -240,7 +240,7 @@ impl Lifecycle {
             Waker::Timeout => {
                 let reason = format!(
                     "not ready after {}s (another instance was starting it)",
-                    app.policy.wake_timeout.as_secs()
+                    app.conf().policy.wake_timeout.as_secs()
                 );
                 app.transition(&[State::Waking], State::Failed, Some(reason.into()));
                 return;
@@ -280,7 +280,7 @@ impl Lifecycle {
             Err(reason) => {
                 // Whatever was half-started is stopped again before the failure is announced,
                 // so the next wake starts from a clean state (and with the same formation).
-                match app.provider.stop(&app.key.name).await {
+                match app.provider().stop(&app.key.name).await {
                     Ok(crate::providers::Stopped {
                         formation: Some(formation),
                         ..
@@ -373,19 +373,19 @@ impl Lifecycle {
         deadline: Instant,
     ) -> Result<Option<crate::model::Reconciled>, String> {
         let name = &app.key.name;
-        let wake_timeout = app.policy.wake_timeout;
+        let wake_timeout = app.conf().policy.wake_timeout;
         let timed_out =
             |what: &str| format!("not ready after {}s ({what})", wake_timeout.as_secs());
         let formation = lock(&app.formation)
             .clone()
-            .or_else(|| app.default_formation.clone());
-        let started = timeout_at(deadline, app.provider.start(name, formation.as_ref())).await;
+            .or_else(|| app.conf().default_formation.clone());
+        let started = timeout_at(deadline, app.provider().start(name, formation.as_ref())).await;
         if let Ok(result) = &started {
             self.metrics
-                .provider_call(app.provider.id(), "start", result.is_ok());
+                .provider_call(app.provider_id(), "start", result.is_ok());
             if let Err(error) = result {
                 self.metrics
-                    .provider_error(app.provider.id(), format!("start {name}: {error}"));
+                    .provider_error(app.provider_id(), format!("start {name}: {error}"));
             }
         }
         let reconciled = match started {
@@ -394,14 +394,14 @@ impl Lifecycle {
             Err(_) => return Err(timed_out("the start call did not return")),
         };
         let accepted = Instant::now();
-        let intervals = app.provider.poll_intervals();
+        let intervals = app.provider().poll_intervals();
         let mut wait = intervals.first;
         let mut last = "starting".to_owned();
         loop {
-            let status = timeout_at(deadline, app.provider.status(name)).await;
+            let status = timeout_at(deadline, app.provider().status(name)).await;
             if let Ok(result) = &status {
                 self.metrics
-                    .provider_call(app.provider.id(), "status", result.is_ok());
+                    .provider_call(app.provider_id(), "status", result.is_ok());
             }
             match status {
                 Ok(Ok(AppStatus::Running)) => break,
@@ -423,7 +423,7 @@ impl Lifecycle {
             }
             wait = (wait * 3 / 2).min(intervals.max);
         }
-        let Some(path) = &app.policy.health_path else {
+        let Some(path) = &app.conf().policy.health_path else {
             return Ok(reconciled);
         };
         self.probe_health(app, path, deadline, intervals, last)

@@ -114,7 +114,13 @@ impl Proxy {
         }
 
         // A browser opening a sleeping app gets the waiting page at once, while it wakes.
-        if app.state() != State::Awake && app.policy.strategy.shows_page(request.method(), html) {
+        if app.state() != State::Awake
+            && app
+                .conf()
+                .policy
+                .strategy
+                .shows_page(request.method(), html)
+        {
             let before = app.phase();
             if let Err(error) = lifecycle.request_wake(app, || wake::cause(request, client_ip)) {
                 let app = app.key.name.to_string();

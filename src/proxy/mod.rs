@@ -730,7 +730,7 @@ impl Worker {
         let retry_until = || {
             let phase = app.phase();
             (phase.state == crate::model::State::Awake)
-                .then(|| phase.since + app.policy.wake_timeout)
+                .then(|| phase.since + app.conf().policy.wake_timeout)
         };
         let (response, lease) = self
             .forwarder

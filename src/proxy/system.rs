@@ -101,11 +101,11 @@ impl SystemApi {
     }
 
     /// Provider id -> platform (`scalingo`), as the original named providers.
-    fn provider_kinds(&self) -> std::collections::HashMap<&str, &'static str> {
+    fn provider_kinds(&self) -> std::collections::HashMap<String, &'static str> {
         self.lifecycle
             .providers()
             .iter()
-            .map(|p| (p.id(), p.kind()))
+            .map(|p| (p.id().to_owned(), p.kind()))
             .collect()
     }
 
@@ -139,7 +139,7 @@ impl SystemApi {
                     "sticky_session": Value::Null,
                     "is_monitored": true,
                     "provider": kinds.get(app.provider_id()).copied().unwrap_or("unknown"),
-                    "max_idle_time": app.policy.max_idle.map(|d| d.as_secs() / 60),
+                    "max_idle_time": app.conf().policy.max_idle.map(|d| d.as_secs() / 60),
                     "last_accessed_at": crate::model::rfc3339(clock.wall(app.last_activity_ms())),
                 })
             })

@@ -27,7 +27,7 @@ pub async fn upstream<B>(
     {
         return Ok(upstream);
     }
-    let deadline = Instant::now() + app.policy.wake_timeout;
+    let deadline = Instant::now() + app.conf().policy.wake_timeout;
     // Boxed: waking is rare, and the request path's future stays small without it.
     Box::pin(lifecycle.ensure_awake(app, || cause(request, client_ip), deadline)).await
 }

@@ -1,0 +1,133 @@
+//! Reconfiguration: a configuration reload replaces a running lifecycle's settings,
+//! schedules and provider accounts without losing what its apps are doing. Apps that keep
+//! their identity (same provider id, same name) keep their state, activity, pins, start
+//! history and requests in flight; what the configuration gives them (policy, aliases,
+//! hooks, schedules, links) is resolved again and swapped in whole. Apps the new
+//! configuration no longer manages are forgotten, left running or stopped as
+//! `reload.removed_apps` says; new providers and apps come from the discovery that follows.
+//!
+//! It decides nothing about whether a configuration is valid or what may change without a
+//! restart: the composition root does, before calling [`Lifecycle::reconfigure`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::discovery::resolve;
+use super::{App, Lifecycle, Settings, lock};
+use crate::events::{EventKind, StopCause};
+use crate::model::State;
+use crate::providers::Provider;
+
+/// What a reload does with an app that is awake when the new configuration stops managing
+/// it (`reload.removed_apps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RemovedApps {
+    /// Forget it and leave it running (the default: nothing is stopped by surprise).
+    #[default]
+    KeepRunning,
+    /// Stop it (hooks and all, as an idle stop), then forget it.
+    Stop,
+}
+
+impl RemovedApps {
+    /// As the config names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RemovedApps::KeepRunning => "keep_running",
+            RemovedApps::Stop => "stop",
+        }
+    }
+}
+
+/// What a reconfiguration did to the apps it already had.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Apps forgotten (provider or filter gone), with whether each was awake.
+    pub forgotten: Vec<(String, bool)>,
+    /// Apps kept, their configuration resolved again.
+    pub kept: usize,
+}
+
+impl Lifecycle {
+    /// Replaces the settings and provider accounts. `providers` are in config order; an
+    /// account whose config did not change should be passed as the same `Arc` (its
+    /// connections, watches and local processes stay). `space`, `wall_start` and
+    /// `upstreams` of `settings` are ignored: they belong to the space, not to its file.
+    ///
+    /// Then lists the providers again (new accounts, new apps, a new filter) and applies
+    /// the schedules, so the new configuration holds from the first request after it.
+    pub async fn reconfigure(
+        self: &Arc<Self>,
+        providers: Vec<Arc<dyn Provider>>,
+        settings: Settings,
+        removed: RemovedApps,
+    ) -> Reconfigured {
+        let _one_at_a_time = self.reconfiguring.lock().await;
+        let current = self.settings.load_full();
+        let settings = Arc::new(Settings {
+            space: current.space.clone(),
+            wall_start: current.wall_start,
+            upstreams: current.upstreams,
+            ..settings
+        });
+        let tracker = Arc::new(crate::schedules::Tracker::new(settings.schedules.clone()));
+        let by_id: HashMap<String, Arc<dyn Provider>> = providers
+            .iter()
+            .map(|provider| (provider.id().to_owned(), Arc::clone(provider)))
+            .collect();
+
+        self.providers.store(Arc::new(providers));
+        self.settings.store(Arc::clone(&settings));
+        self.schedules.store(Arc::clone(&tracker));
+
+        let mut report = Reconfigured::default();
+        let mut gone: Vec<Arc<App>> = Vec::new();
+        {
+            let mut apps = lock(&self.apps);
+            apps.retain(|_, app| {
+                let managed = by_id.contains_key(app.provider_id())
+                    && settings.filter.manages(&app.key.name, &app.listed.aliases);
+                if !managed {
+                    gone.push(Arc::clone(app));
+                }
+                managed
+            });
+            for app in apps.values() {
+                if let Some(provider) = by_id.get(app.provider_id()) {
+                    let mut current = lock(&app.provider);
+                    if !Arc::ptr_eq(&current, provider) {
+                        *current = Arc::clone(provider);
+                    }
+                }
+                app.conf.store(Arc::new(resolve(
+                    &settings,
+                    &tracker,
+                    &app.key.name,
+                    &app.listed,
+                )));
+                report.kept += 1;
+            }
+        }
+        for app in &gone {
+            let running = app.state() == State::Awake;
+            let stopping =
+                running && removed == RemovedApps::Stop && self.stop_now(app, StopCause::Unmanaged);
+            if app.coordinated {
+                self.registry.forget(&app.key).await;
+            }
+            self.events.emit(
+                &app.key,
+                EventKind::Unmanaged {
+                    running: running && !stopping,
+                },
+            );
+            report
+                .forgotten
+                .push((app.key.to_string(), running && !stopping));
+        }
+        self.rebuild_routes();
+        self.discover_with(true).await;
+        self.apply_schedules();
+        report
+    }
+}
