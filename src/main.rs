@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -103,12 +104,32 @@ fn main() -> ExitCode {
             tracing::info!("from the environment: {value}");
         }
     }
+    let source = {
+        let env = env.clone();
+        let overrides = overrides.clone();
+        let file = (!from_env).then(|| path.clone());
+        let load: paastis::engine::LoadFn = Arc::new(move |text: Option<&str>| {
+            let loaded = match (text, &file) {
+                (Some(text), _) => config::load_str(text, &env, &overrides),
+                (None, Some(file)) => config::load(file, &env, &overrides),
+                (None, None) => config::load_env(&env, &overrides),
+            }?;
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            Ok(loaded.config)
+        });
+        paastis::engine::ConfigSource {
+            load,
+            file: (!from_env).then(|| path.clone()),
+        }
+    };
     let result = if rekey {
         runtime.block_on(rekey_spaces(loaded.config, &env))
     } else if check_only {
         runtime.block_on(check(loaded.config, &loaded.compat, &loaded.environment))
     } else {
-        runtime.block_on(serve(loaded.config))
+        runtime.block_on(serve(loaded.config, source))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,7 +184,10 @@ fn client(command: paastis::cli::ClientCommand) -> ExitCode {
     }
 }
 
-async fn serve(config: paastis::Config) -> anyhow::Result<()> {
+async fn serve(
+    config: paastis::Config,
+    source: paastis::engine::ConfigSource,
+) -> anyhow::Result<()> {
     // Before anything says it listens: whoever waits for that may signal at once.
     let shutdown = shutdown_signal();
     let listen = config.listen;
@@ -204,7 +228,7 @@ async fn serve(config: paastis::Config) -> anyhow::Result<()> {
         tracing::info!(gate_addr = %addr, "gate (forward-auth, strategies) on http://{addr}");
     }
     let admin_hosts = config.admin.hosts.clone();
-    let engine = Engine::start(config).await?;
+    let engine = Engine::start(config).await?.with_source(source);
     tracing::info!("managed apps:\n{}", engine.apps_table());
     if let Some(tls) = &tls {
         let addr = tls.local_addr().context("TLS listener address")?;

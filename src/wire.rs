@@ -235,3 +235,45 @@ pub struct CreatedSpace {
     /// Its first token.
     pub token: IssuedTokenView,
 }
+
+/// The running configuration (`GET /api/v1/config`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ConfigView {
+    /// Its revision: a short hash of what it was made of, equal on every instance that
+    /// loaded the same settings.
+    pub revision: String,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+    /// The file it was read from and is read again from, when it is a file.
+    pub file: Option<String>,
+    /// Whether that file is watched (`reload.watch`).
+    pub watched: bool,
+    /// The latest reload attempt, if any.
+    pub last_reload: Option<ReloadAttemptView>,
+}
+
+/// One reload attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReloadAttemptView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `applied`, `unchanged`, `invalid` or `restart_required`.
+    pub result: String,
+    /// What asked for it: `api`, `signal`, `file`.
+    pub trigger: String,
+    /// The errors of a refused one, each with its path.
+    pub errors: Vec<String>,
+}
+
+/// What a reload did, or would do (`POST /api/v1/config/reload`, `POST /api/v1/config/diff`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReloadView {
+    /// The revision that ran before.
+    pub previous_revision: String,
+    /// The revision of the configuration read.
+    pub revision: String,
+    /// Whether it was applied (false: unchanged, or a dry run).
+    pub applied: bool,
+    /// What changed, one line each (`rules`, `providers: local (changed)`, ...).
+    pub changes: Vec<String>,
+}

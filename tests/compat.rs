@@ -381,8 +381,8 @@ fn managed(engine: &support::TestEngine) -> Vec<(String, Option<Duration>, Vec<S
         .map(|app| {
             (
                 app.key.name.to_string(),
-                app.policy.max_idle,
-                app.linked_names.clone(),
+                app.policy().max_idle,
+                app.conf().linked_names.clone(),
             )
         })
         .collect();

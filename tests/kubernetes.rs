@@ -288,13 +288,13 @@ async fn annotations_give_the_upstream_policy_and_group() {
         upstream.authority.as_str(),
         "api-svc.apps.svc.cluster.local:8080"
     );
-    assert_eq!(api.policy.health_path.as_deref(), Some("/healthz"));
+    assert_eq!(api.policy().health_path.as_deref(), Some("/healthz"));
     let front = engine.app("front");
     assert_eq!(
         front.upstream().expect("an upstream").authority.as_str(),
         "front.apps.svc.cluster.local:3000"
     );
-    assert_eq!(front.policy.max_idle, None);
+    assert_eq!(front.policy().max_idle, None);
     let linked: Vec<String> = api
         .linked()
         .iter()

@@ -62,14 +62,14 @@ providers:
 
     // Every matching rule applies, in order, later keys overriding earlier ones.
     let front = engine.app("review-pr7-front");
-    assert_eq!(front.policy.max_idle, Some(Duration::from_secs(2)));
-    assert_eq!(front.policy.wake_timeout, Duration::from_secs(40));
+    assert_eq!(front.policy().max_idle, Some(Duration::from_secs(2)));
+    assert_eq!(front.policy().wake_timeout, Duration::from_secs(40));
     let back = engine.app("review-pr7-back");
-    assert_eq!(back.policy.max_idle, Some(Duration::from_secs(3)));
-    assert_eq!(back.policy.wake_timeout, Duration::from_secs(40));
-    assert_eq!(back.policy.strategy, paastis::model::Strategy::Hold);
+    assert_eq!(back.policy().max_idle, Some(Duration::from_secs(3)));
+    assert_eq!(back.policy().wake_timeout, Duration::from_secs(40));
+    assert_eq!(back.policy().strategy, paastis::model::Strategy::Hold);
     assert_eq!(
-        engine.app("docs").policy.max_idle,
+        engine.app("docs").policy().max_idle,
         Some(Duration::from_secs(15 * 60))
     );
 

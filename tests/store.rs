@@ -464,6 +464,17 @@ fn every_kind() -> Vec<EventKind> {
             hook: "after_start".into(),
             reason: "exited with status 4: boom".into(),
         },
+        EventKind::StopRequested {
+            cause: StopCause::Unmanaged,
+        },
+        EventKind::Unmanaged { running: true },
+        EventKind::ConfigReloaded {
+            revision: "0123456789ab".into(),
+            changes: vec!["rules".into(), "providers: local (added)".into()],
+        },
+        EventKind::ConfigRejected {
+            errors: vec!["rules[0].pattern: is required".into()],
+        },
     ];
     for kind in &kinds {
         // Exhaustive on purpose: add the new variant to the list above.
@@ -485,7 +496,8 @@ fn every_kind() -> Vec<EventKind> {
                     | StopCause::WakeFailed
                     | StopCause::Schedule { .. }
                     | StopCause::Api { .. }
-                    | StopCause::PlanLimit { .. },
+                    | StopCause::PlanLimit { .. }
+                    | StopCause::Unmanaged,
             }
             | EventKind::Stopped { .. }
             | EventKind::StopVetoed { .. }
@@ -493,7 +505,10 @@ fn every_kind() -> Vec<EventKind> {
             | EventKind::Exited { .. }
             | EventKind::Deleted
             | EventKind::ProviderError { .. }
-            | EventKind::HookFailed { .. } => {}
+            | EventKind::HookFailed { .. }
+            | EventKind::Unmanaged { .. }
+            | EventKind::ConfigReloaded { .. }
+            | EventKind::ConfigRejected { .. } => {}
         }
     }
     kinds

@@ -36,7 +36,8 @@ use crate::wire::{
         apps_unpin, events_index, providers_index, savings_index,
         super::spaces::spaces_index, super::spaces::spaces_create, super::spaces::spaces_show,
         super::spaces::spaces_update, super::spaces::spaces_delete,
-        super::spaces::tokens_create, super::spaces::tokens_delete
+        super::spaces::tokens_create, super::spaces::tokens_delete,
+        super::config::config_show, super::config::config_reload, super::config::config_diff
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
@@ -44,7 +45,8 @@ use crate::wire::{
         crate::savings::Report, crate::savings::Saved, crate::savings::Money,
         super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
         crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,
-        crate::wire::CreatedSpace
+        crate::wire::CreatedSpace, crate::wire::ConfigView, crate::wire::ReloadAttemptView,
+        crate::wire::ReloadView
     )),
     modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))
@@ -149,6 +151,9 @@ pub struct ReadyView {
     pub status: String,
     /// Each dependency.
     pub checks: Vec<CheckView>,
+    /// The running configuration's revision: instances that show different ones run
+    /// different settings.
+    pub config_revision: String,
 }
 
 /// One dependency's state.
@@ -206,6 +211,7 @@ pub async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<ReadyVi
     let view = ReadyView {
         status: if ok { "ready" } else { "degraded" }.to_owned(),
         checks,
+        config_revision: state.config.view.load().revision.clone(),
     };
     (status, Json(view))
 }
@@ -223,7 +229,10 @@ pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Res
         Err(_) if !state.metrics_auth => state,
         Err(error) => return error.into_response(),
     };
-    let text = state.lifecycle.metrics().render(&state.lifecycle.apps());
+    let mut text = state.lifecycle.metrics().render(&state.lifecycle.apps());
+    if state.space == crate::model::DEFAULT_SPACE {
+        text.push_str(&state.config.metrics());
+    }
     (
         [(
             header::CONTENT_TYPE,

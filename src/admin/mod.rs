@@ -15,6 +15,7 @@
 //! (the same ones requests and the scheduler use); it never calls a provider itself.
 
 pub mod api;
+pub mod config;
 pub mod dashboard;
 pub mod guard;
 pub mod settings;
@@ -64,6 +65,8 @@ pub struct AdminState {
     pub caller: Caller,
     /// Every space: what requests are scoped to, and the spaces API.
     pub spaces: Arc<crate::spaces::Spaces>,
+    /// The running configuration's revision, its reloads, and the reload itself.
+    pub config: Arc<config::ConfigStatus>,
 }
 
 /// Who is calling: the admin (every space) or a space's token (that space only).
@@ -377,6 +380,9 @@ pub fn router(state: AdminState) -> Router {
             put(api::apps_pin).delete(api::apps_unpin),
         )
         .route("/api/v1/events", get(api::events_index))
+        .route("/api/v1/config", get(config::config_show))
+        .route("/api/v1/config/reload", post(config::config_reload))
+        .route("/api/v1/config/diff", post(config::config_diff))
         .route("/api/v1/providers", get(api::providers_index))
         .route("/api/v1/savings", get(api::savings_index))
         .route(

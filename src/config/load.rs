@@ -46,6 +46,7 @@ const ENV_SETTABLE: &[&str] = &[
     "registry",
     "admin",
     "gate",
+    "reload",
     "hosted",
 ];
 
@@ -279,6 +280,7 @@ fn load_source(
                 });
                 config.discovery.filter.self_app = Some(app);
             }
+            config.revision = revision(&tree, &provenance, &config);
             Ok(Loaded {
                 config,
                 warnings,
@@ -292,6 +294,27 @@ fn load_source(
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// The configuration's revision: the first 12 hex digits of a SHA-256 over what it was made
+/// of (the tree after interpolation, environment keys and `--listen`, the token and master
+/// key given by their variables, the engine's own app). Two instances with the same inputs
+/// get the same revision; a hash this short reveals nothing of the secrets in it.
+fn revision(tree: &Value, provenance: &Provenance, config: &crate::Config) -> String {
+    let mut input = tree.to_string().into_bytes();
+    for part in [
+        provenance.admin_token.as_ref().map(|token| token.expose()),
+        provenance.master_key.as_ref().map(|key| key.expose()),
+        config.discovery.filter.self_app.as_deref(),
+    ] {
+        input.push(0);
+        input.extend_from_slice(part.unwrap_or("").as_bytes());
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    digest.as_ref()[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The engine's own app when it runs on a platform, from the variable each platform sets to

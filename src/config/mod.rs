@@ -88,6 +88,13 @@ pub struct Config {
     pub admin: Admin,
     /// Forward-auth and the Sablier-compatible API (`gate`), off by default.
     pub gate: crate::gate::settings::Gate,
+    /// How the running engine takes a changed configuration (`reload`).
+    pub reload: crate::lifecycle::ReloadSettings,
+    /// A short hash of everything this configuration was made of (the file after
+    /// interpolation, the environment's keys, `--listen`): equal on every instance that
+    /// loaded the same settings, so drift shows. Empty for a configuration not loaded from
+    /// a source.
+    pub revision: String,
     /// Global hooks (`hooks`); rules may override them per app.
     pub hooks: crate::hooks::Hooks,
     /// Sleep, wake and keep-awake times (`schedules`).

@@ -78,6 +78,12 @@ const ENGINE_KEYS: &[Key] = &[
          already run (off by default).",
     ),
     Key::new(
+        "reload",
+        Kind::Section(&[crate::lifecycle::RELOAD_KEYS]),
+        "How the running engine takes a changed configuration (file watch, SIGHUP, the \
+         admin API).",
+    ),
+    Key::new(
         "hosted",
         crate::spaces::settings::HOSTED,
         "Hosted mode: spaces are also created through the admin API and stored in the \

@@ -106,6 +106,7 @@ impl Reader<'_> {
                  gate.listen",
             );
         }
+        let reload = self.section(&mut top, "reload", Self::reload);
         let hosted = top
             .take("hosted")
             .and_then(|(v, p)| self.hosted(v, &p, admin.token.as_ref()));
@@ -133,6 +134,8 @@ impl Reader<'_> {
                 registry,
                 admin,
                 gate,
+                reload,
+                revision: String::new(),
                 hooks,
                 schedules,
                 savings,

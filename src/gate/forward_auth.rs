@@ -76,7 +76,7 @@ pub async fn keepalive(State(gate): State<Arc<Gate>>, request: Request) -> Respo
         Ok(found) => found,
         Err(error) => return error.page(html).map(Body::new),
     };
-    let (lifecycle, _) = gate.proxy.space(space.as_ref());
+    let lifecycle = gate.proxy.space(space.as_ref());
     if app.state() == crate::model::State::Awake {
         drop(lifecycle.begin_request(&app));
         match session(&gate, &request) {
@@ -106,7 +106,7 @@ async fn answer(gate: &Gate, request: &Parts, mode: Mode) -> Response {
         }
     };
     // The hit is a request of its app, in its space's metrics.
-    let (lifecycle, _) = gate
+    let lifecycle = gate
         .proxy
         .space(routed.as_ref().and_then(|(space, _)| space.as_ref()));
     lifecycle.metrics().request(
@@ -134,7 +134,7 @@ async fn check_one(
         .proxy
         .admit(&original.request, client_ip, html, routed)
         .await?;
-    let (lifecycle, _) = gate.proxy.space(space.as_ref());
+    let lifecycle = gate.proxy.space(space.as_ref());
     lifecycle.hold_session(app, session).await;
     let upstream = match admitted.admission {
         Admission::Waiting(page) => return Ok(page.map(Body::new)),

@@ -393,7 +393,7 @@ fn groups(lifecycle: &Lifecycle) -> Vec<String> {
 
 /// Opens the session: each app's activity, its session, and a wake for what sleeps.
 async fn open(gate: &Gate, request: &Parts, members: &mut [Member], session: Duration) {
-    let lifecycle = &gate.proxy.space(None).0;
+    let lifecycle = &gate.proxy.space(None);
     let client_ip = client_ip(gate, request);
     for member in members.iter_mut() {
         let Some(app) = &member.app else { continue };
@@ -505,7 +505,7 @@ fn with_status(mut response: Response, ready: bool) -> Response {
 fn prepare(gate: &Gate, request: &Parts) -> Result<(Ask, Vec<Member>), Problem> {
     let defaults = gate.settings.sablier.unwrap_or_default();
     let ask = ask(request, &defaults)?;
-    let members = members(gate.proxy.space(None).0, &ask)?;
+    let members = members(gate.proxy.space(None), &ask)?;
     Ok((ask, members))
 }
 
@@ -549,7 +549,7 @@ pub async fn blocking(State(gate): State<Arc<Gate>>, request: Request) -> Respon
         Err(problem) => return problem.into_response(),
     };
     open(&gate, &request, &mut members, ask.session).await;
-    let lifecycle = Arc::clone(gate.proxy.space(None).0);
+    let lifecycle = Arc::clone(gate.proxy.space(None));
     let deadline = Instant::now() + ask.timeout;
     let client_ip = client_ip(&gate, &request);
     // Only the gating apps are waited for: an optional one was started with the session,

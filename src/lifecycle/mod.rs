@@ -59,7 +59,7 @@ use route::RouteTable;
 
 pub use app::{App, AppConf, Clock, InFlight, Phase};
 pub use discovery::REDISCOVER_EVERY;
-pub use reconfigure::{Reconfigured, RemovedApps};
+pub use reconfigure::{RELOAD_KEYS, Reconfigured, ReloadSettings, RemovedApps};
 pub use record::Record;
 pub use stop::IDLE_CHECK_EVERY;
 pub use wake::WakeError;
@@ -81,6 +81,8 @@ pub struct Settings {
     pub space: String,
     /// How many apps of each provider may run at once.
     pub plan: crate::plan::Plan,
+    /// Requests that never wake an app nor count as activity (the proxy reads them here).
+    pub activity: crate::model::Activity,
     /// What a wake beyond the plan does.
     pub on_limit: crate::plan::OnLimit,
     /// The wall-clock time the engine's clock starts at, instead of the system's: wall

@@ -9,14 +9,17 @@
 //! It decides nothing about whether a configuration is valid or what may change without a
 //! restart: the composition root does, before calling [`Lifecycle::reconfigure`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::discovery::resolve;
 use super::{App, Lifecycle, Settings, lock};
 use crate::events::{EventKind, StopCause};
 use crate::model::State;
 use crate::providers::Provider;
+use crate::settings::{Key, Kind, Reader, kind};
 
 /// What a reload does with an app that is awake when the new configuration stops managing
 /// it (`reload.removed_apps`).
@@ -75,6 +78,17 @@ impl Lifecycle {
             .iter()
             .map(|provider| (provider.id().to_owned(), Arc::clone(provider)))
             .collect();
+        // Local accounts' apps are the configuration itself: the ones it dropped are known
+        // now, before discovery (which would take them for deleted).
+        let mut local_names: HashMap<String, HashSet<String>> = HashMap::new();
+        for provider in providers.iter().filter(|provider| provider.is_local()) {
+            if let Ok(listing) = provider.list_apps().await {
+                local_names.insert(
+                    provider.id().to_owned(),
+                    listing.into_iter().map(|info| info.name).collect(),
+                );
+            }
+        }
 
         self.providers.store(Arc::new(providers));
         self.settings.store(Arc::clone(&settings));
@@ -86,6 +100,9 @@ impl Lifecycle {
             let mut apps = lock(&self.apps);
             apps.retain(|_, app| {
                 let managed = by_id.contains_key(app.provider_id())
+                    && local_names
+                        .get(app.provider_id())
+                        .is_none_or(|names| names.contains(&*app.key.name))
                     && settings.filter.manages(&app.key.name, &app.listed.aliases);
                 if !managed {
                     gone.push(Arc::clone(app));
@@ -129,5 +146,66 @@ impl Lifecycle {
         self.discover_with(true).await;
         self.apply_schedules();
         report
+    }
+}
+
+/// `reload`: how the running engine takes a changed configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Whether the configuration file is watched and reloaded when it changes
+    /// (`reload.watch`); SIGHUP and the admin API reload it either way.
+    pub watch: bool,
+    /// What happens to an awake app the new configuration no longer manages.
+    pub removed_apps: RemovedApps,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            watch: true,
+            removed_apps: RemovedApps::KeepRunning,
+        }
+    }
+}
+
+/// The `reload` section's keys, for the configuration reference and schema.
+pub const RELOAD_KEYS: &[Key] = &[
+    Key::new(
+        "watch",
+        Kind::Boolean,
+        "Reload when the configuration file changes (checked every second; editors' \
+         atomic renames and Kubernetes ConfigMap updates included). SIGHUP and \
+         POST /api/v1/config/reload reload it either way.",
+    ),
+    Key::new(
+        "removed_apps",
+        Kind::Enum(&["keep_running", "stop"]),
+        "What a reload does with an awake app it no longer manages (its provider, rule or \
+         discovery filter is gone): keep_running forgets it and leaves it up; stop stops \
+         it, hooks included, then forgets it.",
+    ),
+];
+
+impl Reader<'_> {
+    pub(crate) fn reload(&mut self, value: &Value, path: &str) -> ReloadSettings {
+        let mut reload = ReloadSettings::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return reload;
+        };
+        if let Some((value, p)) = fields.take("watch") {
+            match value {
+                Value::Bool(watch) => reload.watch = *watch,
+                other => self.error(&p, format!("expected true or false, found {}", kind(other))),
+            }
+        }
+        if let Some((value, p)) = fields.take("removed_apps") {
+            match value.as_str() {
+                Some("keep_running") => reload.removed_apps = RemovedApps::KeepRunning,
+                Some("stop") => reload.removed_apps = RemovedApps::Stop,
+                _ => self.error(&p, "expected keep_running or stop"),
+            }
+        }
+        self.finish(fields, &[]);
+        reload
     }
 }

@@ -82,6 +82,17 @@ macro_rules! platforms {
                 }
             }
 
+            /// Builds the provider client for a reloaded configuration of the account
+            /// `previous` runs (see [`Platform::build_after`]).
+            pub fn build_after(
+                &self,
+                previous: &Arc<dyn Provider>,
+            ) -> Result<Arc<dyn Provider>, ProviderError> {
+                match self {
+                    $(ProviderConfig::$variant(config) => config.build_after(previous),)*
+                }
+            }
+
             /// Sets the provider's id (read apart from the rest of its entry).
             fn set_id(&mut self, id: String) {
                 match self {
@@ -398,7 +409,7 @@ pub struct PollIntervals {
 
 /// One provider account. Object-safe: the engine holds `Arc<dyn Provider>`.
 #[async_trait]
-pub trait Provider: Send + Sync + fmt::Debug {
+pub trait Provider: std::any::Any + Send + Sync + fmt::Debug {
     /// The provider's id, unique in its space (`local`, `scalingo-fr1`).
     fn id(&self) -> &str;
 

@@ -56,6 +56,17 @@ pub trait Platform: Sized {
 
     /// Builds the provider client.
     fn build(&self) -> Result<Arc<dyn Provider>, ProviderError>;
+
+    /// Builds the client for a reloaded configuration of the account `previous` runs (same
+    /// id, changed settings), taking over what must outlive the old client (local
+    /// processes). Platforms whose clients hold nothing of the kind build afresh.
+    fn build_after(
+        &self,
+        previous: &Arc<dyn Provider>,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        let _ = previous;
+        self.build()
+    }
 }
 
 /// What the engine knows of a platform beyond its API, stated in the platform's file.

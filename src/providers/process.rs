@@ -11,9 +11,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -97,6 +99,17 @@ impl Platform for ProcessConfig {
 
     fn build(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(ProcessProvider::new(self)?))
+    }
+
+    fn build_after(
+        &self,
+        previous: &Arc<dyn Provider>,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        let previous: &dyn std::any::Any = previous.as_ref();
+        match previous.downcast_ref::<ProcessProvider>() {
+            Some(previous) => Ok(Arc::new(ProcessProvider::after(self, previous)?)),
+            None => self.build(),
+        }
     }
 }
 
@@ -212,17 +225,23 @@ pub struct ProcessProvider {
     id: String,
     /// Every configured app by name.
     apps: HashMap<String, Arc<LocalApp>>,
-    /// Announces processes that exit without being asked to.
+    /// Apps an earlier configuration had and this one does not: not listed, but still
+    /// stopped on request and at shutdown (their process may run).
+    retired: Vec<Arc<LocalApp>>,
+    /// Announces processes that exit without being asked to (shared with the account this
+    /// one replaced, whose processes it took over).
     exits: broadcast::Sender<AppExited>,
 }
 
 /// One configured app and its current process, if any.
 #[derive(Debug)]
 struct LocalApp {
-    /// The app's config.
-    config: ProcessAppConfig,
-    /// The port it listens on (configured or chosen once at startup).
-    port: u16,
+    /// The app's config; a configuration reload replaces it (a running process keeps the
+    /// command it was started with until it stops).
+    config: ArcSwap<ProcessAppConfig>,
+    /// The port it listens on (configured, or chosen once); a new configured port is taken
+    /// at the next start, never under a running process.
+    port: AtomicU16,
     /// The running process, guarded by a short-lived lock (never held across an await).
     run: Mutex<Run>,
 }
@@ -256,40 +275,93 @@ impl ProcessProvider {
     pub fn new(config: &ProcessConfig) -> Result<ProcessProvider, ProviderError> {
         let mut apps = HashMap::new();
         for app in &config.apps {
-            let port = match app.port {
-                Some(port) => port,
-                None => free_port().map_err(|error| {
-                    ProviderError::Failed(format!(
-                        "cannot choose a port for app `{}`: {error}",
-                        app.name
-                    ))
-                })?,
-            };
-            apps.insert(
-                app.name.clone(),
-                Arc::new(LocalApp {
-                    config: app.clone(),
-                    port,
-                    run: Mutex::new(Run::default()),
-                }),
-            );
+            apps.insert(app.name.clone(), Arc::new(LocalApp::new(app)?));
         }
         let (exits, _) = broadcast::channel(64);
         Ok(ProcessProvider {
             id: config.id.clone(),
             apps,
+            retired: Vec::new(),
             exits,
+        })
+    }
+
+    /// The account for a reloaded `config`, taking over `previous`'s processes: an app
+    /// of the same name is the same app (its process, port and exit history stay; its new
+    /// settings apply from its next start); apps the new config drops are retired (stopped
+    /// on request and at shutdown, never listed).
+    fn after(
+        config: &ProcessConfig,
+        previous: &ProcessProvider,
+    ) -> Result<ProcessProvider, ProviderError> {
+        let mut apps = HashMap::new();
+        for app in &config.apps {
+            let local = match previous.apps.get(&app.name) {
+                Some(local) => {
+                    local.config.store(Arc::new(app.clone()));
+                    if let Some(port) = app.port
+                        && local.run().current.is_none()
+                    {
+                        local.port.store(port, Ordering::SeqCst);
+                    }
+                    Arc::clone(local)
+                }
+                None => Arc::new(LocalApp::new(app)?),
+            };
+            apps.insert(app.name.clone(), local);
+        }
+        let retired = previous
+            .apps
+            .iter()
+            .filter(|(name, _)| !apps.contains_key(*name))
+            .map(|(_, local)| Arc::clone(local))
+            .chain(previous.retired.iter().cloned())
+            .filter(|local| !apps.contains_key(&local.config.load().name))
+            .collect();
+        Ok(ProcessProvider {
+            id: config.id.clone(),
+            apps,
+            retired,
+            exits: previous.exits.clone(),
         })
     }
 
     fn app(&self, name: &str) -> Result<&Arc<LocalApp>, ProviderError> {
         self.apps
             .get(name)
+            .or_else(|| {
+                self.retired
+                    .iter()
+                    .find(|local| local.config.load().name == name)
+            })
             .ok_or_else(|| ProviderError::NotFound(name.to_owned()))
     }
 }
 
 impl LocalApp {
+    /// An app with no process yet; a port is chosen now when the config gives none.
+    fn new(config: &ProcessAppConfig) -> Result<LocalApp, ProviderError> {
+        let port = match config.port {
+            Some(port) => port,
+            None => free_port().map_err(|error| {
+                ProviderError::Failed(format!(
+                    "cannot choose a port for app `{}`: {error}",
+                    config.name
+                ))
+            })?,
+        };
+        Ok(LocalApp {
+            config: ArcSwap::from_pointee(config.clone()),
+            port: AtomicU16::new(port),
+            run: Mutex::new(Run::default()),
+        })
+    }
+
+    /// The port it is reached on now.
+    fn port(&self) -> u16 {
+        self.port.load(Ordering::SeqCst)
+    }
+
     fn run(&self) -> MutexGuard<'_, Run> {
         // A panic while holding this lock cannot leave `Run` half-updated in a way that
         // matters more than losing the engine, so a poisoned lock is used as it is.
@@ -307,7 +379,7 @@ impl LocalApp {
                 (None, None) => return AppStatus::Stopped,
             }
         };
-        if alive && port_accepts(self.port).await {
+        if alive && port_accepts(self.port()).await {
             AppStatus::Running
         } else {
             AppStatus::Starting
@@ -332,12 +404,13 @@ impl Provider for ProcessProvider {
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps.values() {
+            let config = app.config.load();
             apps.push(AppInfo {
-                name: app.config.name.clone(),
+                name: config.name.clone(),
                 status: app.status().await,
-                upstream: Some(Upstream::local(app.port)),
+                upstream: Some(Upstream::local(app.port())),
                 formation: Formation::from([("web".to_owned(), 1)]),
-                policy: app.config.policy.clone(),
+                policy: config.policy.clone(),
                 aliases: Vec::new(),
                 linked: Vec::new(),
                 group: None,
@@ -357,7 +430,7 @@ impl Provider for ProcessProvider {
         _formation: Option<&Formation>,
     ) -> Result<Started, ProviderError> {
         let local = Arc::clone(self.app(app)?);
-        let config = &local.config;
+        let config = local.config.load_full();
         if let Some(dir) = &config.working_dir
             && !dir.is_dir()
         {
@@ -366,20 +439,27 @@ impl Provider for ProcessProvider {
                 dir.display()
             )));
         }
-        // The address never changes: the port is chosen once, when the engine starts.
+        if local.run().current.is_some() {
+            return Ok(Started {
+                reconciled: None,
+                upstream: Some(Upstream::local(local.port())),
+            });
+        }
+        // A port the configuration changed is taken now, with no process under the old one.
+        if let Some(port) = config.port {
+            local.port.store(port, Ordering::SeqCst);
+        }
+        let port = local.port();
         let started = Started {
             reconciled: None,
-            upstream: Some(Upstream::local(local.port)),
+            upstream: Some(Upstream::local(port)),
         };
-        if local.run().current.is_some() {
-            return Ok(started);
-        }
         // Our process is not running: whoever answers on the port is another program, and
         // the app would be taken for ready while its own process fails to listen.
-        if port_accepts(local.port).await {
+        if port_accepts(port).await {
             return Err(ProviderError::Failed(format!(
                 "port {} is already in use by another program",
-                local.port
+                port
             )));
         }
         // Hold the lock only to check and to record the new process: spawning does not await.
@@ -387,11 +467,11 @@ impl Provider for ProcessProvider {
         if run.current.is_some() {
             return Ok(started);
         }
-        let command_line = config.command.replace("{port}", &local.port.to_string());
+        let command_line = config.command.replace("{port}", &port.to_string());
         // The engine's environment stays with the engine (see `crate::child_env`).
         let mut command = crate::child_env::shell(&command_line);
         command
-            .env("PORT", local.port.to_string())
+            .env("PORT", port.to_string())
             .envs(&config.env)
             .process_group(0)
             .stdin(Stdio::null())
@@ -422,7 +502,7 @@ impl Provider for ProcessProvider {
         run.last_exit = None;
         drop(run);
 
-        tracing::info!(app, pid, port = local.port, "started process");
+        tracing::info!(app, pid, port, "started process");
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(pump_output(app.to_owned(), "stdout", stdout));
         }
@@ -451,13 +531,13 @@ impl Provider for ProcessProvider {
             };
             let _ = exited_tx.send(true);
             if expected {
-                tracing::info!(app = %local.config.name, %reason, "process stopped");
+                tracing::info!(app = %local.config.load().name, %reason, "process stopped");
             } else {
                 // Whatever the leader left behind in its group belongs to this dead run.
                 signal_group(pgid, Signal::SIGKILL);
-                tracing::warn!(app = %local.config.name, %reason, "process ended on its own");
+                tracing::warn!(app = %local.config.load().name, %reason, "process ended on its own");
                 let _ = exits.send(AppExited {
-                    app: local.config.name.clone(),
+                    app: local.config.load().name.clone(),
                     reason,
                 });
             }
@@ -485,11 +565,11 @@ impl Provider for ProcessProvider {
 
     async fn shutdown(&self) {
         let mut stops = JoinSet::new();
-        for app in self.apps.values() {
+        for app in self.apps.values().chain(&self.retired) {
             let app = Arc::clone(app);
             stops.spawn(async move {
                 if let Err(error) = stop_local(&app).await {
-                    tracing::warn!(app = %app.config.name, %error, "could not stop at shutdown");
+                    tracing::warn!(app = %app.config.load().name, %error, "could not stop at shutdown");
                 }
             });
         }
@@ -510,15 +590,16 @@ async fn stop_local(local: &LocalApp) -> Result<(), ProviderError> {
             }
         }
     };
-    let app = &local.config.name;
+    let config = local.config.load_full();
+    let app = &config.name;
     signal_group(pgid, Signal::SIGTERM);
-    let graceful = tokio::time::timeout(local.config.stop_timeout, exited.wait_for(|done| *done))
+    let graceful = tokio::time::timeout(config.stop_timeout, exited.wait_for(|done| *done))
         .await
         .is_ok();
     if !graceful {
         tracing::warn!(
             app = %app,
-            timeout = ?local.config.stop_timeout,
+            timeout = ?config.stop_timeout,
             "process did not stop after SIGTERM, sending SIGKILL"
         );
     }

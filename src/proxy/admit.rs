@@ -61,7 +61,7 @@ impl Proxy {
         let (space, app) = match self.route(request) {
             Ok(found) => found,
             Err((space, ProxyError::UnknownApp { host })) => {
-                let (lifecycle, _) = self.space(space.as_ref());
+                let lifecycle = self.space(space.as_ref());
                 if !lifecycle.rediscover().await {
                     return Err(ProxyError::UnknownApp { host });
                 }
@@ -73,7 +73,9 @@ impl Proxy {
         let found = &*routed.insert((space, app));
         let (space, app) = found;
         // Everything below acts through the app's own space.
-        let (lifecycle, activity) = self.space(space.as_ref());
+        let lifecycle = self.space(space.as_ref());
+        let settings = lifecycle.settings();
+        let activity = &settings.activity;
 
         // admit: monitors and health checks configured as not counting never wake an app.
         let ignored = !activity.is_empty() && {
@@ -167,7 +169,7 @@ impl Proxy {
     pub fn route<B>(&self, request: &Request<B>) -> Routed {
         let host = route::request_host(request).map_err(|error| (None, error.into()))?;
         let (space, key) = self.tenant(&host);
-        let (lifecycle, _) = self.space(space.as_ref());
+        let lifecycle = self.space(space.as_ref());
         let routes = lifecycle.routes();
         let route = key.and_then(|key| routes.get(key).map(|route| (key, route)));
         match route {

@@ -329,8 +329,6 @@ pub struct SpaceRoute {
     pub domains: Vec<String>,
     /// Its apps, routes and wakes.
     pub lifecycle: Arc<Lifecycle>,
-    /// Its requests that never wake an app nor count as activity.
-    pub activity: crate::model::Activity,
     /// Which addresses its upstreams may be at (a hosted tenant's: public ones only).
     pub upstreams: forward::UpstreamScope,
 }
@@ -370,8 +368,6 @@ pub struct Proxy {
     domains: Vec<String>,
     /// TLS settings for `https` upstreams.
     tls: forward::UpstreamTls,
-    /// Requests that never wake an app nor count as activity.
-    activity: crate::model::Activity,
     /// Client-side limits (slowloris, header size).
     limits: settings::Limits,
     /// How long to wait on upstreams.
@@ -407,13 +403,11 @@ struct Worker {
 }
 
 impl Proxy {
-    /// A proxy over this lifecycle (the default space's, with its `domains` and `activity`),
-    /// set up from the `proxy` settings; `tls` for upstreams, `server_tls` for the TLS
-    /// listener.
+    /// A proxy over this lifecycle (the default space's, with its `domains`), set up from
+    /// the `proxy` settings; `tls` for upstreams, `server_tls` for the TLS listener.
     pub fn new(
         lifecycle: Arc<Lifecycle>,
         domains: Vec<String>,
-        activity: crate::model::Activity,
         settings: &settings::Settings,
         tls: forward::UpstreamTls,
         server_tls: Option<Arc<tls::ServerTls>>,
@@ -423,7 +417,6 @@ impl Proxy {
             spaces: Arc::new(arc_swap::ArcSwap::from_pointee(SpaceTable::default())),
             domains,
             tls,
-            activity,
             limits: settings.limits,
             timeouts: settings.upstream_timeouts,
             preserve_host: settings.preserve_host,
@@ -458,14 +451,12 @@ impl Proxy {
         }
     }
 
-    /// The lifecycle and activity settings of a space found by [`Proxy::route`].
-    pub fn space<'s>(
-        &'s self,
-        space: Option<&'s Arc<SpaceRoute>>,
-    ) -> (&'s Arc<Lifecycle>, &'s crate::model::Activity) {
+    /// The lifecycle of a space found by [`Proxy::route`] (its settings, `activity`
+    /// among them, are the lifecycle's: a configuration reload changes them there).
+    pub fn space<'s>(&'s self, space: Option<&'s Arc<SpaceRoute>>) -> &'s Arc<Lifecycle> {
         match space {
-            Some(space) => (&space.lifecycle, &space.activity),
-            None => (&self.lifecycle, &self.activity),
+            Some(space) => &space.lifecycle,
+            None => &self.lifecycle,
         }
     }
 
@@ -650,7 +641,7 @@ impl Worker {
         status: StatusCode,
         started: Instant,
     ) {
-        let (lifecycle, _) = self
+        let lifecycle = self
             .proxy
             .space(routed.and_then(|(space, _)| space.as_ref()));
         lifecycle.metrics().request(

@@ -385,6 +385,36 @@ impl Spaces {
         }
     }
 
+    /// A configuration reload of the file's space `config.id` (its domains and tokens
+    /// unchanged: the caller checks): its lifecycle takes the new settings and accounts
+    /// (apps keep their state) and its scheduler starts again with the new discovery
+    /// settings. `None` when no space of that id comes from the file.
+    pub async fn reconfigure(
+        &self,
+        config: SpaceConfig,
+        providers: Vec<Arc<dyn crate::providers::Provider>>,
+        settings: crate::lifecycle::Settings,
+        removed: crate::lifecycle::RemovedApps,
+    ) -> Option<crate::lifecycle::Reconfigured> {
+        let mut running = self.running.lock().await;
+        let space = running
+            .iter_mut()
+            .find(|space| space.config.id == config.id && space.origin == Origin::Config)?;
+        let scheduler = space.scheduler.take();
+        if let Some(scheduler) = scheduler {
+            scheduler.stop().await;
+        }
+        let done = space
+            .lifecycle
+            .reconfigure(providers, settings, removed)
+            .await;
+        space.config = config;
+        if self.serving.load(Ordering::SeqCst) {
+            space.scheduler = Some(Scheduler::start(&space.lifecycle, &space.config.discovery));
+        }
+        Some(done)
+    }
+
     /// Stops every space: schedulers first, then what providers started, then the last
     /// catalog writes.
     pub async fn shutdown(&self) {
@@ -468,7 +498,6 @@ impl Spaces {
                     id: space.config.id.clone(),
                     domains: space.config.domains.clone(),
                     lifecycle: Arc::clone(&space.lifecycle),
-                    activity: space.config.activity.clone(),
                     // A tenant's upstreams are its own servers, never the engine's network.
                     upstreams: match space.origin {
                         Origin::Api => self.tenant_scope(),

@@ -20,6 +20,10 @@ use crate::scheduler::Scheduler;
 use crate::spaces::{self, BuildError, MasterKey};
 use crate::{address, admin, catalog, child_env, gate, store, table};
 
+mod reload;
+
+pub use reload::{ConfigSource, LoadFn, Trigger};
+
 /// The sockets the engine serves, bound by the caller.
 #[derive(Debug)]
 pub struct Listeners {
@@ -103,6 +107,10 @@ pub struct Engine {
     catalog: catalog::Catalog,
     /// The registry's background work (connection, leader lease, notices).
     registry_task: tokio::task::JoinHandle<()>,
+    /// Where the configuration is read again from, for reloads (none: it cannot be).
+    source: Option<ConfigSource>,
+    /// The running configuration's revision and reloads, as the admin API shows them.
+    config_status: Arc<admin::config::ConfigStatus>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -179,7 +187,16 @@ impl Engine {
         // before the first request, not from the scheduler's first tick on.
         lifecycle.apply_schedules();
         spaces.discover().await;
+        let config_status = Arc::new(admin::config::ConfigStatus::new(crate::wire::ConfigView {
+            revision: config.revision.clone(),
+            loaded_at: crate::model::rfc3339(std::time::SystemTime::now()),
+            file: None,
+            watched: false,
+            last_reload: None,
+        }));
         Ok(Engine {
+            source: None,
+            config_status,
             config,
             lifecycle,
             spaces,
@@ -188,6 +205,23 @@ impl Engine {
             catalog,
             registry_task,
         })
+    }
+
+    /// Where the configuration comes from, so it can be reloaded (SIGHUP, a change of the
+    /// file, `POST /api/v1/config/reload`). Without one, a reload is refused.
+    pub fn with_source(mut self, source: ConfigSource) -> Engine {
+        let file = source.file.as_ref().map(|file| file.display().to_string());
+        let watched = file.is_some() && self.config.reload.watch;
+        let view = self.config_status.view.load_full();
+        self.config_status
+            .view
+            .store(Arc::new(crate::wire::ConfigView {
+                file,
+                watched,
+                ..crate::wire::ConfigView::clone(&view)
+            }));
+        self.source = Some(source);
+        self
     }
 
     /// The default space's lifecycle (registry, routes, events).
@@ -222,6 +256,7 @@ impl Engine {
             space: DEFAULT_SPACE.to_owned(),
             caller: admin::Caller::Admin,
             spaces: Arc::clone(&self.spaces),
+            config: Arc::clone(&self.config_status),
         }
     }
 
@@ -230,7 +265,6 @@ impl Engine {
         Proxy::new(
             Arc::clone(&self.lifecycle),
             self.config.domains.clone(),
-            self.config.activity.clone(),
             &self.config.proxy_settings(),
             self.tls.clone(),
             self.server_tls.clone(),
@@ -281,10 +315,33 @@ impl Engine {
         self.spaces.serve().await;
         let sync = self.spaces.start_sync();
         tracing::info!(registry = %self.lifecycle.registry().health().detail, "registry");
-        let reloader = self
-            .server_tls
-            .clone()
-            .map(|tls| tokio::spawn(reload_on_sighup(tls)));
+        let reloader = Arc::new(reload::Reloader::new(
+            self.source.clone(),
+            self.config.clone(),
+            Arc::clone(&self.lifecycle),
+            Arc::clone(&self.spaces),
+            scheduler,
+            Arc::clone(&self.config_status),
+        ));
+        if self.source.is_some() {
+            let weak = Arc::downgrade(&reloader);
+            let reload: admin::config::ReloadFn = Arc::new(move |text, apply| {
+                let reloader = weak.upgrade();
+                Box::pin(async move {
+                    match reloader {
+                        Some(reloader) => {
+                            reloader.reload(text.as_deref(), apply, Trigger::Api).await
+                        }
+                        None => Err(admin::config::Refusal::Unavailable(
+                            "the engine is stopping".to_owned(),
+                        )),
+                    }
+                })
+            });
+            let _ = self.config_status.reload.set(reload);
+        }
+        let watcher = tokio::spawn(Arc::clone(&reloader).watch());
+        let hangups = tokio::spawn(Arc::clone(&reloader).on_hangup(self.server_tls.clone()));
         if listeners.tls.is_some() && self.server_tls.is_none() {
             tracing::warn!("a TLS listener was given but the config has no `tls`: not served");
         }
@@ -353,9 +410,8 @@ impl Engine {
                 self.config.workers,
             )
             .await;
-        if let Some(reloader) = reloader {
-            reloader.abort();
-        }
+        watcher.abort();
+        hangups.abort();
         let _ = admin_stop.send(true);
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;
@@ -366,7 +422,7 @@ impl Engine {
         if let Some(sync) = sync {
             sync.abort();
         }
-        scheduler.stop().await;
+        reloader.stop_scheduler().await;
         self.spaces.shutdown().await;
         self.lifecycle.registry().release().await;
         self.registry_task.abort();
@@ -400,20 +456,26 @@ pub fn space_lifecycle(
     }
     Ok(Lifecycle::with_registry(
         providers,
-        lifecycle::Settings {
-            defaults: space.defaults.clone(),
-            rules: space.rules.clone(),
-            filter: space.discovery.filter.clone(),
-            hooks: space.hooks.clone(),
-            schedules: space.schedules.clone(),
-            plan: space.plan.clone(),
-            on_limit: space.on_limit,
-            space: space.id.clone(),
-            upstreams,
-            ..lifecycle::Settings::default()
-        },
+        space_settings(space, upstreams),
         Arc::clone(registry),
     ))
+}
+
+/// What a space's lifecycle takes of its settings (at start, and at each reload).
+fn space_settings(space: &SpaceConfig, upstreams: address::UpstreamScope) -> lifecycle::Settings {
+    lifecycle::Settings {
+        defaults: space.defaults.clone(),
+        rules: space.rules.clone(),
+        filter: space.discovery.filter.clone(),
+        hooks: space.hooks.clone(),
+        schedules: space.schedules.clone(),
+        plan: space.plan.clone(),
+        on_limit: space.on_limit,
+        activity: space.activity.clone(),
+        space: space.id.clone(),
+        upstreams,
+        ..lifecycle::Settings::default()
+    }
 }
 
 /// Replaces the master key of the database's stored spaces (`paastis rekey`): see
@@ -426,26 +488,6 @@ pub async fn rekey(config: &Config, new: &MasterKey) -> Result<usize, RunError> 
     let result = spaces::rekey(&store, &hosted.key, new).await;
     store.close().await;
     Ok(result?)
-}
-
-/// Reads the TLS listener's certificate again on every SIGHUP (certificate renewals).
-async fn reload_on_sighup(tls: Arc<proxy::tls::ServerTls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGHUP: the TLS certificate will not be reloaded");
-            return;
-        }
-    };
-    while hangups.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Err(error) => {
-                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use");
-            }
-        }
-    }
 }
 
 /// Starts the engine and serves until `shutdown` completes.
