@@ -135,6 +135,7 @@ pub const KINDS: &[&str] = &[
     "registered",
     "discovered",
     "deleted",
+    "unmanaged",
 ];
 
 /// The intervals asleep in one app's events, oldest first (events in any order).
