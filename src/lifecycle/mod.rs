@@ -129,6 +129,8 @@ pub struct Lifecycle {
     schedules: ArcSwap<crate::schedules::Tracker>,
     /// Held while the configuration is replaced, so two reloads do not interleave.
     reconfiguring: tokio::sync::Mutex<()>,
+    /// Local accounts a reload removed: what they started is still stopped at shutdown.
+    retired: Mutex<Vec<Arc<dyn Provider>>>,
     /// Held while a wake is checked against the plan and begun, so two wakes cannot both
     /// take the last place.
     wake_gate: Mutex<()>,
@@ -161,6 +163,7 @@ impl Lifecycle {
                 settings.schedules.clone(),
             )),
             reconfiguring: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
             wake_gate: Mutex::new(()),
             space: if settings.space.is_empty() {
                 crate::model::DEFAULT_SPACE.into()
@@ -262,7 +265,8 @@ impl Lifecycle {
 
     /// Engine shutdown: each provider stops what must not outlive the engine.
     pub async fn shutdown(&self) {
-        for provider in self.providers.load().iter() {
+        let retired = std::mem::take(&mut *lock(&self.retired));
+        for provider in self.providers.load().iter().chain(&retired) {
             provider.shutdown().await;
         }
     }

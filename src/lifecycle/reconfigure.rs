@@ -90,7 +90,13 @@ impl Lifecycle {
             }
         }
 
-        self.providers.store(Arc::new(providers));
+        let previous = self.providers.swap(Arc::new(providers));
+        lock(&self.retired).extend(
+            previous
+                .iter()
+                .filter(|old| old.is_local() && !by_id.contains_key(old.id()))
+                .cloned(),
+        );
         self.settings.store(Arc::clone(&settings));
         self.schedules.store(Arc::clone(&tracker));
 

@@ -35,6 +35,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Each engine its own history, unless the test names a database.
+fn in_memory(mut config: paastis::Config) -> paastis::Config {
+    if config.database_url.expose() == paastis::config::DEFAULT_DATABASE_URL {
+        config.database_url = paastis::secret::Secret::new("sqlite::memory:");
+    }
+    config
+}
+
 /// Path of the upstream test app.
 pub fn upstream_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/upstream.py")
@@ -116,27 +124,53 @@ impl TestEngine {
     /// [`TestEngine::start`] with these environment variables (for `${VAR}`, `PAASTIS_*`
     /// and the original engine's variables).
     pub async fn start_with_env(yaml: &str, env: &HashMap<String, String>) -> TestEngine {
-        let mut loaded = load_str(yaml, env, &Overrides::default())
+        let loaded = load_str(yaml, env, &Overrides::default())
             .unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
-        // Each engine its own history, unless the test names a database.
-        if loaded.config.database_url.expose() == paastis::config::DEFAULT_DATABASE_URL {
-            loaded.config.database_url = paastis::secret::Secret::new("sqlite::memory:");
-        }
+        TestEngine::start_config(in_memory(loaded.config), None).await
+    }
+
+    /// An engine whose configuration is the file `path`, read again on reloads (the file
+    /// watched unless it says `reload.watch: false`).
+    pub async fn start_file(path: &Path, env: &HashMap<String, String>) -> TestEngine {
+        let file = path.to_owned();
+        let env = env.clone();
+        let load: paastis::engine::LoadFn = Arc::new(move |text: Option<&str>| {
+            let loaded = match text {
+                Some(text) => load_str(text, &env, &Overrides::default()),
+                None => paastis::config::load(&file, &env, &Overrides::default()),
+            }?;
+            Ok(in_memory(loaded.config))
+        });
+        let source = paastis::engine::ConfigSource {
+            load: Arc::clone(&load),
+            file: Some(path.to_owned()),
+        };
+        let config = load(None).unwrap_or_else(|errors| panic!("test config is invalid: {errors}"));
+        TestEngine::start_config(config, Some(source)).await
+    }
+
+    async fn start_config(
+        config: paastis::Config,
+        source: Option<paastis::engine::ConfigSource>,
+    ) -> TestEngine {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let tls = match loaded.config.tls {
+        let tls = match config.tls {
             Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind tls")),
             None => None,
         };
         let tls_addr = tls.as_ref().map(|l| l.local_addr().expect("tls addr"));
-        let gate = match loaded.config.gate.listen {
+        let gate = match config.gate.listen {
             Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind gate")),
             None => None,
         };
         let gate_addr = gate.as_ref().map(|l| l.local_addr().expect("gate addr"));
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let admin_addr = admin.local_addr().expect("admin addr");
-        let engine = Engine::start(loaded.config).await.expect("engine starts");
+        let mut engine = Engine::start(config).await.expect("engine starts");
+        if let Some(source) = source {
+            engine = engine.with_source(source);
+        }
         let lifecycle = Arc::clone(engine.lifecycle());
         let spaces = engine.spaces();
         let (tx, rx) = oneshot::channel::<()>();
