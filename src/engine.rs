@@ -410,6 +410,7 @@ pub fn space_lifecycle(
             on_limit: space.on_limit,
             space: space.id.clone(),
             upstreams,
+            page: space.page.clone(),
             ..lifecycle::Settings::default()
         },
         Arc::clone(registry),

@@ -100,6 +100,8 @@ pub struct App {
     pub(super) pinned_until: AtomicU64,
     /// Why and when its latest wake was asked for.
     pub(super) last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
+    /// How its visitor pages look: its space's `page`, with its rules' laid over it.
+    pub(super) look: Arc<crate::pages::Look>,
     /// Its hooks (global ones, then its rules').
     pub(super) hooks: crate::hooks::Hooks,
     /// Indices of the schedules that apply to it (matched once, at registration).
@@ -173,6 +175,11 @@ impl App {
         lock(&self.formation)
             .clone()
             .or_else(|| self.default_formation.clone())
+    }
+
+    /// How its visitor pages look (the waiting page, its error pages).
+    pub fn look(&self) -> Arc<crate::pages::Look> {
+        Arc::clone(&self.look)
     }
 
     /// Why and when its latest wake was asked for.

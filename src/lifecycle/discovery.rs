@@ -172,6 +172,12 @@ impl Lifecycle {
                     .map_or(now, |at| self.clock.from_wall(at));
                 // Defaults, then the matching rules, then the app's own keys.
                 let resolved = self.settings.rules.resolve(&info.name);
+                // Its look: the space's, unless a rule says otherwise.
+                let look = if resolved.page == crate::pages::PageSettings::default() {
+                    Arc::clone(&self.look)
+                } else {
+                    crate::pages::Look::new(&self.settings.page.then(&resolved.page))
+                };
                 let mut aliases = info.aliases.clone();
                 aliases.extend(resolved.alias);
                 let app = Arc::new(App {
@@ -213,6 +219,7 @@ impl Lifecycle {
                     requests: crate::metrics::RequestCounts::default(),
                     pinned_until: AtomicU64::new(0),
                     last_wake: Mutex::new(None),
+                    look,
                     hooks: self.settings.hooks.then(&resolved.hooks),
                     schedules: self.schedules.matching(&info.name),
                 });

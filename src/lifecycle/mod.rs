@@ -86,6 +86,8 @@ pub struct Settings {
     /// Where the apps' upstreams may be (`health_path` probes included): a hosted tenant's
     /// at public addresses only.
     pub upstreams: crate::address::UpstreamScope,
+    /// How the space's visitor pages look (`page`); rules lay theirs over it per app.
+    pub page: crate::pages::PageSettings,
 }
 
 /// The registry and the state machine for every managed app of the engine.
@@ -127,6 +129,8 @@ pub struct Lifecycle {
     wake_gate: Mutex<()>,
     /// The space of every app here (keys, events, registry entries carry it).
     space: Arc<str>,
+    /// The space's look (its `page` settings, ready to render).
+    look: Arc<crate::pages::Look>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +156,7 @@ impl Lifecycle {
             clock: Clock::new(settings.wall_start),
             schedules: crate::schedules::Tracker::new(settings.schedules.clone()),
             wake_gate: Mutex::new(()),
+            look: crate::pages::Look::new(&settings.page),
             space: if settings.space.is_empty() {
                 crate::model::DEFAULT_SPACE.into()
             } else {
@@ -170,6 +175,11 @@ impl Lifecycle {
             registry,
             metrics: Arc::default(),
         })
+    }
+
+    /// How the space's visitor pages look (an unknown host's 404, the login page).
+    pub fn look(&self) -> Arc<crate::pages::Look> {
+        Arc::clone(&self.look)
     }
 
     /// The event log.
