@@ -114,7 +114,7 @@ pub struct Look {
     /// The operator's template, if any.
     custom: Option<Custom>,
     /// Set once a render of the custom template failed and was logged: it is logged once.
-    warned: AtomicBool,
+    pub(super) warned: AtomicBool,
 }
 
 impl std::fmt::Debug for Look {
