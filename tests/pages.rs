@@ -5,11 +5,20 @@
 
 mod support;
 
-use std::collections::HashMap;
+#[path = "support/browser.rs"]
+mod browser;
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use browser::{Browser, artifacts_dir, require_browser};
 use bytes::Bytes;
 use paastis::config::{Overrides, load_str};
+use paastis::model::State;
+use serde_json::json;
 use support::{TempDir, TestClient, TestEngine, upstream_command};
+use tokio::time::Instant;
 
 /// A browser's `Accept` header.
 const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8");
@@ -322,4 +331,151 @@ spaces:
         errors.contains("  - spaces[0].page.theme: `neon` is not a theme"),
         "{errors}"
     );
+}
+
+/// A template for the browser: the logo, the French texts, the reload in the head.
+const BROWSER_TEMPLATE: &str = r#"<!doctype html>
+<html lang="{{ lang }}">
+<head>
+<meta charset="utf-8">
+{% if refresh %}<meta http-equiv="refresh" content="{{ refresh }}">{% endif %}
+<title>{{ title }}</title>
+<style>{{ style }}</style>
+</head>
+<body>
+<main class="custom" role="status" aria-live="polite">
+<img id="logo" src="{{ logo }}" alt="Acme">
+<h1>{{ text.heading or (status ~ " " ~ reason) }}</h1>
+<p>{{ text.intro or message }}</p>
+<p>{{ text.progress }}</p>
+</main>
+</body>
+</html>
+"#;
+
+/// A `process` app taking `delay_ms` to listen, and a template file; the engine.
+async fn engine_with_template(dir: &TempDir, template: &str, page_extra: &str) -> TestEngine {
+    let template = file(dir, "page.html", template);
+    TestEngine::start(&format!(
+        r#"
+defaults: {{strategy: auto, wake_timeout: 60s}}
+rules:
+  - pattern: shop
+    page: {{template: "{template}"{page_extra}}}
+providers:
+  - id: local
+    type: process
+    apps:
+      - name: shop
+        command: "{command}"
+        env: {{APP_NAME: shop, STARTUP_DELAY_MS: "4000"}}
+"#,
+        command = upstream_command(),
+    ))
+    .await
+}
+
+/// Waits, without navigating, until the browser shows the app itself.
+async fn turns_into_the_app(browser: &Browser, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let source = browser.text("/source").await.unwrap_or_default();
+        if source.contains("hello from shop") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page did not turn into the app within 60 s; last: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(browser.text("/url").await.as_deref(), Ok(url));
+    assert_eq!(browser.response_status().await, Ok(json!(200)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_a_custom_french_page_with_its_logo_which_turns_into_the_app() {
+    require_browser();
+    let dir = TempDir::new("pages-chromium");
+    let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" rx="8" fill="#0a7"/></svg>"##;
+    let logo = format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    );
+    let engine = engine_with_template(
+        &dir,
+        BROWSER_TEMPLATE,
+        &format!(", logo: \"{logo}\", title: Acme, accent_color: \"#0a7\""),
+    )
+    .await;
+    engine
+        .wait_state("shop", State::Asleep, Duration::from_secs(5))
+        .await;
+    let browser_dir = TempDir::new("cr-fr");
+    let browser = Browser::start_with(
+        &browser_dir,
+        &["--lang=fr", "--accept-lang=fr"],
+        json!({"intl.accept_languages": "fr"}),
+    )
+    .await;
+    let url = format!("http://shop.localhost:{}/", engine.addr.port());
+    browser.navigate(&url).await;
+
+    let source = browser.text("/source").await.expect("page source");
+    assert!(
+        source.contains(r#"class="custom""#),
+        "not the template: {source}"
+    );
+    assert!(source.contains(r#"<html lang="fr""#), "{source}");
+    assert!(source.contains("Réveil de Acme…"), "{source}");
+    assert_eq!(
+        browser.text("/title").await.as_deref(),
+        Ok("Réveil de Acme…")
+    );
+    assert_eq!(browser.response_status().await, Ok(json!(503)));
+    // The logo is an image the browser decoded.
+    let width = browser
+        .command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "return document.getElementById('logo').naturalWidth;",
+                "args": []
+            })),
+        )
+        .await;
+    assert_eq!(width, Ok(json!(120)), "{source}");
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    std::fs::write(artifacts_dir().join("custom-page.png"), &png).expect("save the screenshot");
+    assert_eq!(engine.state("shop"), State::Waking);
+
+    turns_into_the_app(&browser, &url).await;
+    drop(browser);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_gets_the_built_in_page_when_the_template_breaks_and_reaches_the_app() {
+    require_browser();
+    let dir = TempDir::new("pages-chromium-broken");
+    let engine = engine_with_template(&dir, "<p>{{ app | no_such_filter }}</p>", "").await;
+    engine
+        .wait_state("shop", State::Asleep, Duration::from_secs(5))
+        .await;
+    let browser_dir = TempDir::new("cr-fb");
+    let browser = Browser::start(&browser_dir).await;
+    let url = format!("http://shop.localhost:{}/", engine.addr.port());
+    browser.navigate(&url).await;
+    let source = browser.text("/source").await.expect("page source");
+    assert!(
+        source.contains("Waking up shop"),
+        "not the built-in page: {source}"
+    );
+    assert!(!source.contains("no_such_filter"), "{source}");
+    assert_eq!(browser.response_status().await, Ok(json!(503)));
+
+    turns_into_the_app(&browser, &url).await;
+    drop(browser);
+    engine.stop().await;
 }
