@@ -65,9 +65,20 @@ const BAR: &str = ".logo{display:block;max-height:3rem;max-width:12rem;margin:0 
 const DEFAULT_ACCENT: &str = "#2f6fed";
 
 /// An environment for the pages' templates: HTML escaping on, whatever the file is called.
+/// Text is escaped as everywhere else in the engine ([`crate::html::escape`]: `&<>"'`, so
+/// a time zone's `/` stays readable in the page's source); other values as minijinja does.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_formatter(|out, state, value| {
+        if !value.is_safe()
+            && *state.auto_escape() == AutoEscape::Html
+            && let Some(text) = value.as_str()
+        {
+            return Ok(out.write_str(&crate::html::escape(text))?);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 }
 
