@@ -35,6 +35,8 @@
 //!   one trait; it stores and answers, never decides.
 //! * [`registry`]: what several instances share (leader lease, per-app leases, state
 //!   changes, activity): nothing for one instance, Redis for several.
+//! * [`pages`]: the visitor pages (waiting, errors) and the dashboard's login as templates:
+//!   the `page:` settings, themes, translations; it renders bodies, never decides a status.
 //! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
 //!   from `rules:` (policy, aliases, linked apps, formation).
 //! * [`savings`]: what sleeping apps did not cost (money, carbon), from the event history.
@@ -89,6 +91,7 @@ pub mod html;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod pages;
 pub mod plan;
 pub mod providers;
 pub mod proxy;

@@ -61,6 +61,8 @@ pub struct Rule {
     pub formation: Option<Formation>,
     /// Hooks for the matching apps, over the global ones.
     pub hooks: Option<crate::hooks::Hooks>,
+    /// How the matching apps' visitor pages look, over the space's `page`.
+    pub page: Option<crate::pages::PageSettings>,
 }
 
 impl fmt::Debug for Rule {
@@ -72,6 +74,7 @@ impl fmt::Debug for Rule {
             .field("alias", &self.alias)
             .field("formation", &self.formation)
             .field("hooks", &self.hooks)
+            .field("page", &self.page)
             .finish()
     }
 }
@@ -96,6 +99,7 @@ impl Rule {
             alias: None,
             formation: None,
             hooks: None,
+            page: None,
         })
     }
 }
@@ -113,6 +117,9 @@ pub struct Resolved {
     pub formation: Option<Formation>,
     /// Hooks set by the matching rules (later rules win, key by key).
     pub hooks: crate::hooks::Hooks,
+    /// `page` keys set by the matching rules (later rules win, key by key); laid over
+    /// the space's `page`.
+    pub page: crate::pages::PageSettings,
 }
 
 /// The `rules:` list.
@@ -149,6 +156,9 @@ impl Rules {
             }
             if let Some(hooks) = &rule.hooks {
                 resolved.hooks = resolved.hooks.then(hooks);
+            }
+            if let Some(page) = &rule.page {
+                resolved.page = resolved.page.then(page);
             }
         }
         resolved
@@ -195,6 +205,7 @@ impl Reader<'_> {
                 .take("formation")
                 .and_then(|(v, p)| self.formation(v, &p));
             let hooks = fields.take("hooks").map(|(v, p)| self.hooks(v, &p));
+            let page = fields.take("page").map(|(v, p)| self.page(v, &p));
             self.finish(fields, &[]);
             if let Some(mut rule) = rule {
                 rule.policy = policy;
@@ -202,6 +213,7 @@ impl Reader<'_> {
                 rule.alias = alias;
                 rule.formation = formation;
                 rule.hooks = hooks;
+                rule.page = page;
                 rules.push(rule);
             }
         }
@@ -239,6 +251,11 @@ pub const RULE_KEYS: &[crate::settings::Key] = {
             "hooks",
             Kind::Section(&[crate::hooks::HOOK_KEYS]),
             "Hooks for its apps, over the global `hooks`, key by key.",
+        ),
+        Key::new(
+            "page",
+            crate::pages::PAGE,
+            "How its apps' visitor pages look, over the space's `page`, key by key.",
         ),
     ]
 };

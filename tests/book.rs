@@ -47,6 +47,16 @@ rules: &rules
     formation: {web: 1}
     max_idle: 1m
     hooks: {before_start: "true", after_start: "true", before_stop: "true", after_stop: "true", timeout: 5s, env: {A: b}}
+    page: {title: Review, theme: minimal}
+page: &page
+  theme: dark
+  template: examples/pages/page.html
+  title: Acme
+  logo: /logo.svg
+  accent_color: teal
+  css: examples/pages/brand.css
+  language: de
+  languages: {de: examples/pages/de.yml}
 hooks: {before_start: "true", timeout: 5s, env: {A: b}}
 schedules: &schedules
   - apps: "review-*"
@@ -91,6 +101,7 @@ spaces:
     schedules: *schedules
     plan: {providers: 10}
     on_limit: reject
+    page: *page
 admin:
   listen: 127.0.0.1:3001
   host: admin.example.com
@@ -107,6 +118,7 @@ gate:
     blocking_timeout: 1m
     refresh_frequency: 5s
     show_details: true
+reload: {watch: false, removed_apps: stop}
 hosted: {custom_api_urls: true, private_upstreams: true, sync_every: 5s}
 "#;
 

@@ -55,10 +55,6 @@ ul.events { list-style: none; padding: 0; margin: 0; background: var(--card);
   border: 1px solid var(--line); border-radius: .6rem; }
 ul.events li { padding: .45rem .7rem; border-bottom: 1px solid var(--line); }
 ul.events li:last-child { border-bottom: 0; }
-.login { max-width: 22rem; margin: 4rem auto; background: var(--card); padding: 1.4rem;
-  border: 1px solid var(--line); border-radius: .8rem; }
-.login input { width: 100%; font: inherit; padding: .5rem; margin: .4rem 0 1rem;
-  border: 1px solid var(--line); border-radius: .4rem; background: var(--bg); color: var(--fg); }
 .error { color: var(--bad); }
 svg.days { display: block; } svg.days rect { fill: var(--accent); }
 svg.days rect.none { fill: var(--line); }
@@ -99,25 +95,18 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// `GET /login`.
-pub async fn login_page() -> Response {
-    no_store(Html(login_html(None)).into_response())
+/// `GET /login`: the login page, in the default space's look and the visitor's language.
+pub async fn login_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    no_store(Html(login_html(&state, &headers, false)).into_response())
 }
 
-fn login_html(error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    layout(
-        "Paastis — sign in",
-        &format!(
-            "<form class=\"login\" method=\"post\" action=\"/login\">\
-             <h1>Paastis</h1>{error}\
-             <label for=\"token\">Admin token</label>\
-             <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-             <button class=\"primary\" type=\"submit\">Sign in</button></form>"
-        ),
-    )
+/// The login form (`invalid`: the token just sent was refused), rendered by the default
+/// space's look.
+fn login_html(state: &AdminState, headers: &HeaderMap, invalid: bool) -> String {
+    state
+        .lifecycle
+        .look()
+        .login(&crate::pages::Visitor::of(headers), invalid)
 }
 
 /// The login form's fields.
@@ -133,13 +122,13 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AdminState>,
     https: Option<axum::Extension<crate::model::Https>>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     // The admin token, or a space's (its dashboard then shows that space only).
     let right = state.caller_of(&form.token).is_some();
     if !right {
-        let mut response =
-            Html(login_html(Some("That token is not a valid token."))).into_response();
+        let mut response = Html(login_html(&state, &headers, true)).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return no_store(response);
     }

@@ -105,6 +105,8 @@ pub struct Config {
     pub plan: crate::plan::Plan,
     /// What a wake beyond the plan's running apps does (`on_limit`, default `reject`).
     pub on_limit: crate::plan::OnLimit,
+    /// How the default space's visitor pages look (`page`).
+    pub page: crate::pages::PageSettings,
     /// Tenants besides the default space (`spaces`), each with its own domains and apps.
     pub spaces: Vec<SpaceConfig>,
     /// Hosted mode (`hosted`): spaces created through the admin API, stored in the database
@@ -141,6 +143,7 @@ impl Config {
             plan: self.plan.clone(),
             on_limit: self.on_limit,
             tokens: Vec::new(),
+            page: self.page.clone(),
         }
     }
 

@@ -44,6 +44,7 @@ impl Reader<'_> {
             schedules,
             plan,
             on_limit,
+            page,
         } = self.tenant(&mut top, "providers");
         let crate::proxy::settings::Settings {
             shutdown_timeout,
@@ -141,6 +142,7 @@ impl Reader<'_> {
                 savings,
                 plan,
                 on_limit,
+                page,
                 spaces,
                 hosted,
             })

@@ -472,6 +472,7 @@ fn space_settings(space: &SpaceConfig, upstreams: address::UpstreamScope) -> lif
         plan: space.plan.clone(),
         on_limit: space.on_limit,
         activity: space.activity.clone(),
+        page: space.page.clone(),
         space: space.id.clone(),
         upstreams,
         ..lifecycle::Settings::default()

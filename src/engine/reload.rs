@@ -7,7 +7,8 @@
 //!
 //! What applies live, per space: `defaults`, `rules`, `discovery`, `providers` (an account
 //! whose settings did not change keeps its client; a changed one takes over the old one's
-//! local processes), `hooks`, `schedules`, `activity`, `plan`, `on_limit`, `reload`.
+//! local processes), `hooks`, `schedules`, `activity`, `plan`, `on_limit`, `page`,
+//! `reload`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -526,6 +527,7 @@ fn section_changes(old: &SpaceConfig, new: &SpaceConfig, prefix: &str) -> Vec<St
         format!("{:?}", old.on_limit),
         format!("{:?}", new.on_limit),
     );
+    compare("page", format!("{:?}", old.page), format!("{:?}", new.page));
     for config in &new.providers {
         match old.providers.iter().find(|old| old.id() == config.id()) {
             None => changes.push(format!("{prefix}providers: {} (added)", config.id())),

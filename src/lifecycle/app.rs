@@ -122,6 +122,8 @@ pub struct AppConf {
     pub linked_names: Vec<String>,
     /// The formation a rule gives, started when none is remembered.
     pub(super) default_formation: Option<Formation>,
+    /// How its visitor pages look: its space's `page`, with its rules' laid over it.
+    pub(super) look: Arc<crate::pages::Look>,
     /// Its hooks (global ones, then its rules').
     pub(super) hooks: crate::hooks::Hooks,
     /// Indices of the schedules that apply to it, in the lifecycle's schedules of the
@@ -211,6 +213,11 @@ impl App {
         lock(&self.formation)
             .clone()
             .or_else(|| self.conf.load().default_formation.clone())
+    }
+
+    /// How its visitor pages look (the waiting page, its error pages).
+    pub fn look(&self) -> Arc<crate::pages::Look> {
+        Arc::clone(&self.conf.load().look)
     }
 
     /// Why and when its latest wake was asked for.

@@ -177,7 +177,7 @@ impl Lifecycle {
                     policy: info.policy.clone(),
                     aliases: info.aliases.clone(),
                 };
-                let conf = resolve(&settings, &schedules, &info.name, &listed);
+                let conf = resolve(&settings, &schedules, &self.look(), &info.name, &listed);
                 let app = Arc::new(App {
                     key: key.clone(),
                     provider: Mutex::new(Arc::clone(provider)),
@@ -427,10 +427,17 @@ impl Lifecycle {
 pub(super) fn resolve(
     settings: &super::Settings,
     schedules: &crate::schedules::Tracker,
+    space_look: &Arc<crate::pages::Look>,
     name: &str,
     listed: &Listed,
 ) -> AppConf {
     let resolved = settings.rules.resolve(name);
+    // Its look: the space's, unless a rule says otherwise.
+    let look = if resolved.page == crate::pages::PageSettings::default() {
+        Arc::clone(space_look)
+    } else {
+        crate::pages::Look::new(&settings.page.then(&resolved.page))
+    };
     let mut aliases = listed.aliases.clone();
     aliases.extend(resolved.alias);
     AppConf {
@@ -442,5 +449,6 @@ pub(super) fn resolve(
         default_formation: resolved.formation,
         hooks: settings.hooks.then(&resolved.hooks),
         schedules: schedules.matching(name),
+        look,
     }
 }

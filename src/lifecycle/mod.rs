@@ -91,6 +91,8 @@ pub struct Settings {
     /// Where the apps' upstreams may be (`health_path` probes included): a hosted tenant's
     /// at public addresses only.
     pub upstreams: crate::address::UpstreamScope,
+    /// How the space's visitor pages look (`page`); rules lay theirs over it per app.
+    pub page: crate::pages::PageSettings,
 }
 
 /// The registry and the state machine for every managed app of the engine.
@@ -136,6 +138,8 @@ pub struct Lifecycle {
     wake_gate: Mutex<()>,
     /// The space of every app here (keys, events, registry entries carry it).
     space: Arc<str>,
+    /// The space's look (its `page` settings, ready to render).
+    look: ArcSwap<crate::pages::Look>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,6 +169,7 @@ impl Lifecycle {
             reconfiguring: tokio::sync::Mutex::new(()),
             retired: Mutex::new(Vec::new()),
             wake_gate: Mutex::new(()),
+            look: ArcSwap::new(crate::pages::Look::new(&settings.page)),
             space: if settings.space.is_empty() {
                 crate::model::DEFAULT_SPACE.into()
             } else {
@@ -183,6 +188,11 @@ impl Lifecycle {
             registry,
             metrics: Arc::default(),
         })
+    }
+
+    /// How the space's visitor pages look (an unknown host's 404, the login page).
+    pub fn look(&self) -> Arc<crate::pages::Look> {
+        self.look.load_full()
     }
 
     /// The event log.

@@ -98,6 +98,8 @@ impl Lifecycle {
                 .cloned(),
         );
         self.settings.store(Arc::clone(&settings));
+        let space_look = crate::pages::Look::new(&settings.page);
+        self.look.store(Arc::clone(&space_look));
         self.schedules.store(Arc::clone(&tracker));
 
         let mut report = Reconfigured::default();
@@ -125,6 +127,7 @@ impl Lifecycle {
                 app.conf.store(Arc::new(resolve(
                     &settings,
                     &tracker,
+                    &space_look,
                     &app.key.name,
                     &app.listed,
                 )));

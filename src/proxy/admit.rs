@@ -136,7 +136,18 @@ impl Proxy {
                 State::Waking => phase.since.elapsed(),
                 _ => Duration::ZERO,
             };
-            let page = pages::waiting(&app.key.name, waiting_for, app.eta(), last_failure);
+            let started_at = lifecycle.clock().wall_now().checked_sub(waiting_for);
+            let page = pages::waiting(
+                &app.look(),
+                &crate::pages::Visitor::of(request.headers()),
+                &crate::pages::Waiting {
+                    app: &app.key.name,
+                    waiting_for,
+                    started_at,
+                    eta: app.eta(),
+                    previous_failure: last_failure,
+                },
+            );
             let admission = Admission::Waiting(page);
             return Ok((
                 found,

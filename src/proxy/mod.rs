@@ -49,6 +49,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::lifecycle::{App, Lifecycle, WakeError};
+use crate::pages::{Look, Visitor};
 use admit::{Admission, Admitted};
 use body::ClientBodyError;
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
@@ -283,16 +284,54 @@ impl ProxyError {
         }
     }
 
-    /// The answer to a client: an HTML page for a browser, else JSON.
+    /// The answer to a client: an HTML page for a browser (the built-in look, in
+    /// English), else JSON.
     pub fn page(&self, html: bool) -> Response<Full<Bytes>> {
+        self.page_in(html, &crate::pages::Look::builtin(), &Visitor::default())
+    }
+
+    /// The answer to a client: an HTML page in `look`, in the visitor's language, for a
+    /// browser; else JSON (English, whatever the look).
+    pub fn page_in(&self, html: bool, look: &Look, visitor: &Visitor<'_>) -> Response<Full<Bytes>> {
         let message = self.public_message();
+        let seconds;
+        let choices;
+        let (app, back_at, values): (Option<&str>, Option<&str>, Vec<(&str, &str)>) = match self {
+            ProxyError::UnknownApp { host } => (None, None, vec![("host", host)]),
+            ProxyError::Ambiguous { host, choices: all } => {
+                choices = all.join(", ");
+                (None, None, vec![("host", host), ("choices", &choices)])
+            }
+            ProxyError::Ignored { app } => (Some(app), None, Vec::new()),
+            ProxyError::Scheduled {
+                app,
+                schedule,
+                until,
+                ..
+            } => (Some(app), until.as_deref(), vec![("schedule", schedule)]),
+            ProxyError::Wake { app, error } => match error {
+                WakeError::Timeout(timeout) => {
+                    seconds = timeout.as_secs().to_string();
+                    (Some(app), None, vec![("seconds", &seconds)])
+                }
+                WakeError::Limit(detail) => (Some(app), None, vec![("detail", detail)]),
+                _ => (Some(app), None, Vec::new()),
+            },
+            ProxyError::Upstream { app, error } => {
+                (Some(app), None, vec![("detail", error.public())])
+            }
+            _ => (None, None, Vec::new()),
+        };
         let mut response = ErrorPage {
             status: self.status(),
             code: self.code(),
             message: &message,
             retry_after: self.retry_after(),
+            app,
+            back_at,
+            values: &values,
         }
-        .render(html);
+        .render_with(html, look, visitor);
         if let ProxyError::MethodNotAllowed(_) = self {
             response.headers_mut().insert(
                 http::header::ALLOW,
@@ -304,8 +343,50 @@ impl ProxyError {
         response
     }
 
-    fn response(&self, html: bool) -> Response<ProxyBody> {
-        self.page(html).map(Either::Right)
+    fn response(&self, answer: &Answer) -> Response<ProxyBody> {
+        match &answer.look {
+            Some(look) if answer.html => {
+                fn text(value: &Option<http::HeaderValue>) -> Option<&str> {
+                    value.as_ref().and_then(|value| value.to_str().ok())
+                }
+                let visitor = Visitor {
+                    accept_language: text(&answer.accept_language),
+                    request_id: text(&answer.request_id)
+                        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())),
+                };
+                self.page_in(true, look, &visitor).map(Either::Right)
+            }
+            _ => self.page(answer.html).map(Either::Right),
+        }
+    }
+}
+
+/// How an error is answered: as HTML or not, and a page in which look and language.
+#[derive(Debug, Default)]
+struct Answer {
+    /// Whether the client wants HTML.
+    html: bool,
+    /// The look of the app's page (or its space's); `None`: the built-in one.
+    look: Option<Arc<Look>>,
+    /// The request's `Accept-Language` (kept for HTML answers only).
+    accept_language: Option<http::HeaderValue>,
+    /// The request's `X-Request-Id` (kept for HTML answers only).
+    request_id: Option<http::HeaderValue>,
+}
+
+impl Answer {
+    /// How to answer this request's errors (the look is found once there is an error).
+    fn of<B>(request: &Request<B>, html: bool) -> Answer {
+        if !html {
+            return Answer::default();
+        }
+        let headers = request.headers();
+        Answer {
+            html,
+            look: None,
+            accept_language: headers.get(http::header::ACCEPT_LANGUAGE).cloned(),
+            request_id: headers.get("x-request-id").cloned(),
+        }
     }
 }
 
@@ -460,6 +541,15 @@ impl Proxy {
         }
     }
 
+    /// The look of a request's pages: its app's, else its space's (an unknown host of a
+    /// space gets that space's 404), else the default space's.
+    pub fn look_of<B>(&self, request: &Request<B>) -> Arc<Look> {
+        match self.route(request) {
+            Ok((_, app)) => app.look(),
+            Err((space, _)) => self.space(space.as_ref()).look(),
+        }
+    }
+
     /// Hands the requests for these hosts to their handler instead of routing them.
     pub fn with_handoff(mut self, handoff: Option<handoff::HandOff>) -> Proxy {
         self.handoff = handoff;
@@ -603,9 +693,9 @@ impl Worker {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             let response = match self.proxy(request, client, &mut routed).await {
                 Ok(response) => response,
-                Err((error, html)) => {
+                Err((error, answer)) => {
                     log_failure(&error);
-                    error.response(html)
+                    error.response(&answer)
                 }
             };
             self.account(routed.as_ref(), response.status(), started);
@@ -616,10 +706,10 @@ impl Worker {
         let path = request.uri().path().to_owned();
         let response = match self.proxy(request, client, &mut routed).await {
             Ok(response) => response,
-            Err((error, html)) => {
+            Err((error, answer)) => {
                 log_failure(&error);
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
-                error.response(html)
+                error.response(&answer)
             }
         };
         self.account(routed.as_ref(), response.status(), started);
@@ -651,13 +741,13 @@ impl Worker {
         );
     }
 
-    /// The phases; an error comes with whether the client wants HTML.
+    /// The phases; an error comes with how to answer it (HTML or not, in which look).
     async fn proxy(
         &self,
         request: Request<Incoming>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
-    ) -> Result<Response<ProxyBody>, (ProxyError, bool)> {
+    ) -> Result<Response<ProxyBody>, (ProxyError, Answer)> {
         // The original engine's system API, on the proxy port, when enabled.
         if let Some(system) = &self.proxy.system
             && system::is_system(&request)
@@ -671,15 +761,27 @@ impl Worker {
             .client_ip(client.peer.ip(), request.headers());
         // Whether the client wants HTML: read once, for error pages and the waiting page.
         let html = pages::wants_html(request.headers());
-        let fail = |error: ProxyError| (error, html);
+        let mut answer = Answer::of(&request, html);
         if request.method() == http::Method::CONNECT {
-            return Err(fail(ProxyError::MethodNotAllowed(http::Method::CONNECT)));
+            return Err((ProxyError::MethodNotAllowed(http::Method::CONNECT), answer));
         }
-        let ((space, app), admitted) = self
-            .proxy
-            .admit(&request, client_ip, html, routed)
-            .await
-            .map_err(fail)?;
+        let ((space, app), admitted) =
+            match self.proxy.admit(&request, client_ip, html, routed).await {
+                Ok(admitted) => admitted,
+                Err(error) => {
+                    if html {
+                        // The app's look when one was routed, else its space's.
+                        answer.look = Some(match routed.as_ref() {
+                            Some((_, app)) => app.look(),
+                            None => self.proxy.look_of(&request),
+                        });
+                    }
+                    return Err((error, answer));
+                }
+            };
+        if html {
+            answer.look = Some(app.look());
+        }
         let (in_flight, upstream) = match admitted {
             Admitted {
                 admission: Admission::Waiting(page),
@@ -702,7 +804,7 @@ impl Worker {
                 .await
                 .map_err(|error| {
                     let app = app.key.name.to_string();
-                    (ProxyError::Upstream { app, error }, html)
+                    (ProxyError::Upstream { app, error }, answer)
                 })?;
             let in_flight = match tunnel {
                 Some(tunnel) => {
@@ -729,7 +831,7 @@ impl Worker {
             .await
             .map_err(|error| {
                 let app = app.key.name.to_string();
-                (ProxyError::Upstream { app, error }, html)
+                (ProxyError::Upstream { app, error }, answer)
             })?;
         let idle = self.proxy.timeouts.idle;
         Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))

@@ -1,20 +1,16 @@
-//! Error answers of the proxy: a small HTML page for browsers, JSON for everything else.
-//! This module only renders; which status goes with which error is decided in
+//! Error answers of the proxy: a page for browsers (rendered by the space's or the app's
+//! [`Look`]), JSON for everything else; and the waiting page, with its headers. This module
+//! only renders; which status goes with which error is decided in
 //! [`super::ProxyError::status`].
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use std::time::Duration;
 
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::html::escape;
-
-/// The look of every page a visitor gets instead of an app (error pages, waiting pages):
-/// a light card in the middle of the window.
-pub const CARD_STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;background:#f6f7f9;color:#1d2330}
-main{max-width:34rem;padding:2rem;margin:1rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}";
+pub use crate::pages::CARD_STYLE;
+use crate::pages::{ErrorInfo, Look, Visitor, Waiting};
 
 /// Whether the client asked for HTML (a browser navigation).
 pub fn wants_html(headers: &HeaderMap) -> bool {
@@ -30,17 +26,35 @@ pub struct ErrorPage<'a> {
     pub status: StatusCode,
     /// Stable machine-readable code (`unknown_app`, `wake_timeout`, ...).
     pub code: &'static str,
-    /// One human sentence.
+    /// One human sentence (English: the JSON body's, and the page's when its language has
+    /// no message for the code).
     pub message: &'a str,
     /// Seconds for `Retry-After`, when trying again later can help.
     pub retry_after: Option<u64>,
+    /// The app the request was for, when one was routed.
+    pub app: Option<&'a str>,
+    /// When a sleeping schedule ends, for `asleep_by_schedule`.
+    pub back_at: Option<&'a str>,
+    /// The other values of the page's message (`host`, `choices`, `seconds`, `detail`...).
+    pub values: &'a [(&'a str, &'a str)],
 }
 
 impl ErrorPage<'_> {
-    /// Renders the page as HTML or JSON.
+    /// Renders the page as HTML (the built-in look, in English) or JSON.
     pub fn render(&self, html: bool) -> Response<Full<Bytes>> {
+        self.render_with(html, &Look::builtin(), &Visitor::default())
+    }
+
+    /// Renders the page as HTML in `look`, in the visitor's language, or as JSON (always
+    /// English, the same whatever the look).
+    pub fn render_with(
+        &self,
+        html: bool,
+        look: &Look,
+        visitor: &Visitor<'_>,
+    ) -> Response<Full<Bytes>> {
         let (content_type, body) = if html {
-            ("text/html; charset=utf-8", self.html())
+            ("text/html; charset=utf-8", self.html(look, visitor))
         } else {
             ("application/json", self.json())
         };
@@ -62,102 +76,27 @@ impl ErrorPage<'_> {
         .to_string()
     }
 
-    fn html(&self) -> String {
-        let status = self.status.as_u16();
-        let reason = self.status.canonical_reason().unwrap_or("Error");
-        let message = escape(self.message);
-        format!(
-            r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{status} {reason}</title>
-<style>
-{CARD_STYLE}
-h1{{font-size:1.25rem;margin:0 0 .75rem}}
-p{{line-height:1.5;margin:0}}
-small{{display:block;margin-top:1.5rem;color:#5b6475}}
-</style>
-</head>
-<body>
-<main>
-<h1>{status} {reason}</h1>
-<p>{message}</p>
-<small>paastis</small>
-</main>
-</body>
-</html>
-"#
+    fn html(&self, look: &Look, visitor: &Visitor<'_>) -> String {
+        look.error(
+            visitor,
+            &ErrorInfo {
+                status: self.status.as_u16(),
+                reason: self.status.canonical_reason().unwrap_or("Error"),
+                code: self.code,
+                message: self.message,
+                retry_after: self.retry_after,
+                app: self.app,
+                back_at: self.back_at,
+                values: self.values,
+            },
         )
     }
 }
 
 /// The page a browser gets while its app wakes: 503, refreshing itself every few seconds
 /// until the app answers instead. `Retry-After` is the expected remaining time.
-pub fn waiting(
-    app: &str,
-    waiting_for: Duration,
-    eta: Option<Duration>,
-    last_failure: bool,
-) -> Response<Full<Bytes>> {
-    let remaining = eta.map(|eta| eta.saturating_sub(waiting_for));
-    let retry_after = remaining.map_or(5, |r| r.as_secs().clamp(1, 30));
-    let refresh = retry_after.min(3);
-    let app = escape(app);
-    let started = match waiting_for.as_secs() {
-        0 => "Started just now".to_owned(),
-        seconds => format!("Started {seconds}s ago"),
-    };
-    let progress = match eta {
-        Some(eta) => {
-            let percent =
-                (waiting_for.as_secs_f64() / eta.as_secs_f64().max(0.1) * 100.0).min(95.0);
-            format!(
-                r#"<progress max="100" value="{percent:.0}" aria-label="Estimated progress">{percent:.0}%</progress>
-<p>{started}; it usually takes about {}s.</p>"#,
-                eta.as_secs().max(1)
-            )
-        }
-        None => {
-            format!("<p>{started}. This is its first start here, so there is no estimate yet.</p>")
-        }
-    };
-    let failure = if last_failure {
-        "<p class=\"note\">The previous attempt to start it failed; trying again.</p>"
-    } else {
-        ""
-    };
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{refresh}">
-<title>Waking up {app}…</title>
-<style>
-{CARD_STYLE}
-h1{{font-size:1.25rem;margin:0 0 .75rem}}
-p{{line-height:1.5;margin:.5rem 0}}
-progress{{width:100%;height:.75rem}}
-.note{{color:#8a4b00}}
-small{{display:block;margin-top:1.5rem;color:#5b6475}}
-</style>
-</head>
-<body>
-<main role="status" aria-live="polite">
-<h1>Waking up {app}…</h1>
-<p>This app sleeps when nobody uses it, to save money and energy. It is starting now; this page
-reloads by itself and shows the app as soon as it is up.</p>
-{progress}
-{failure}
-<small>paastis</small>
-</main>
-</body>
-</html>
-"#
-    );
+pub fn waiting(look: &Look, visitor: &Visitor<'_>, waiting: &Waiting<'_>) -> Response<Full<Bytes>> {
+    let body = look.waiting(visitor, waiting);
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
@@ -166,13 +105,14 @@ reloads by itself and shows the app as soon as it is up.</p>
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    headers.insert(RETRY_AFTER, HeaderValue::from(waiting.retry_after()));
     response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn html_is_escaped_and_json_is_valid() {
@@ -181,30 +121,39 @@ mod tests {
             code: "unknown_app",
             message: "no app for <script>\"x\"",
             retry_after: Some(5),
+            app: None,
+            back_at: None,
+            values: &[("host", "<script>\"x\"")],
         };
         let html = page.render(true);
         assert_eq!(html.headers()[RETRY_AFTER], "5");
         let json = page.json();
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(parsed["error"]["code"], "unknown_app");
+        let html = page.html(&Look::builtin(), &Visitor::default());
         assert!(
-            page.html()
-                .contains("no app for &lt;script&gt;&quot;x&quot;")
+            html.contains("no app is served at &lt;script&gt;&quot;x&quot;"),
+            "{html}"
         );
-        assert!(!page.html().contains("<script>"));
+        assert!(!html.contains("<script>"));
     }
 
     #[test]
     fn the_waiting_page_says_what_is_happening() {
-        let page = waiting(
-            "shop<1>",
-            Duration::from_secs(4),
-            Some(Duration::from_secs(10)),
-            true,
-        );
+        let look = Look::builtin();
+        let visitor = Visitor::default();
+        let facts = |eta, previous_failure| Waiting {
+            app: "shop<1>",
+            waiting_for: Duration::from_secs(4),
+            started_at: None,
+            eta,
+            previous_failure,
+        };
+        let page = waiting(&look, &visitor, &facts(Some(Duration::from_secs(10)), true));
         assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(page.headers()[RETRY_AFTER], "6");
-        let first = waiting("shop", Duration::from_secs(2), None, false);
+        assert_eq!(page.headers()[CACHE_CONTROL], "no-store");
+        let first = waiting(&look, &visitor, &facts(None, false));
         assert_eq!(first.headers()[RETRY_AFTER], "5");
     }
 

@@ -42,6 +42,8 @@ pub struct SpaceConfig {
     pub on_limit: crate::plan::OnLimit,
     /// API tokens scoped to this space.
     pub tokens: Vec<crate::secret::Secret>,
+    /// How its visitor pages look (`page`); its rules' `page` blocks go over it.
+    pub page: crate::pages::PageSettings,
 }
 
 /// `hosted`: spaces managed through the admin API.
@@ -84,6 +86,8 @@ pub(crate) struct Tenant {
     pub(crate) plan: crate::plan::Plan,
     /// `on_limit`.
     pub(crate) on_limit: crate::plan::OnLimit,
+    /// `page`.
+    pub(crate) page: crate::pages::PageSettings,
 }
 
 impl Reader<'_> {
@@ -209,6 +213,7 @@ impl Reader<'_> {
             schedules,
             plan,
             on_limit,
+            page,
         } = self.tenant(&mut fields, &child(item_path, "providers"));
         let tokens = match fields.take("tokens") {
             None => Vec::new(),
@@ -236,6 +241,7 @@ impl Reader<'_> {
                 plan,
                 on_limit,
                 tokens,
+                page,
             });
         }
         None
@@ -277,6 +283,17 @@ impl Reader<'_> {
             None => crate::plan::OnLimit::default(),
             Some((v, p)) => self.on_limit(v, &p),
         };
+        let page = match fields.take("page") {
+            None => crate::pages::PageSettings::default(),
+            Some((v, p)) => self.page(v, &p),
+        };
+        // A language is the block's, or (for a rule) its own or the space's.
+        self.page_language(&page, None);
+        for rule in &rules.0 {
+            if let Some(rule_page) = &rule.page {
+                self.page_language(rule_page, Some(&page));
+            }
+        }
         Tenant {
             defaults,
             discovery,
@@ -287,6 +304,7 @@ impl Reader<'_> {
             schedules,
             plan,
             on_limit,
+            page,
         }
     }
 
@@ -475,6 +493,12 @@ pub const TENANT_KEYS: &[crate::settings::Key] = {
              recently active awake app of that provider is stopped first).",
         )
         .default("reject"),
+        Key::new(
+            "page",
+            crate::pages::PAGE,
+            "How the visitor pages (waiting, errors, the dashboard's login) look and speak: \
+             theme, template, title, logo, accent color, CSS, languages.",
+        ),
     ]
 };
 
