@@ -296,7 +296,9 @@ impl ProcessProvider {
     ) -> Result<ProcessProvider, ProviderError> {
         let mut apps = HashMap::new();
         for app in &config.apps {
-            let local = match previous.apps.get(&app.name) {
+            // An app this account had, or had retired and is given back (its process may
+            // still run: it is taken back, not started twice).
+            let local = match previous.app(&app.name).ok() {
                 Some(local) => {
                     local.config.store(Arc::new(app.clone()));
                     if let Some(port) = app.port

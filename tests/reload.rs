@@ -1,0 +1,630 @@
+//! Configuration reloads, black-box: an engine running from a file (real `process` apps, the
+//! tests' upstream server) is given a new file through the admin API, by a change of the
+//! file itself (written in place and by an atomic rename), and, for the real binary, by
+//! SIGHUP. Requests in flight and around a reload all complete; apps keep their state,
+//! activity and pins; an invalid file or one that needs a restart changes nothing and says
+//! every error with its path.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use paastis::events::EventKind;
+use paastis::model::State;
+use serde_json::Value;
+use support::{TempDir, TestClient, TestEngine, local_apps, upstream_command};
+
+const TOKEN: &str = "reload-admin-Token-4242";
+
+/// The admin API at `engine`, with the admin token.
+async fn admin(
+    engine: &TestEngine,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", engine.admin_addr))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let answer = request.send().await.expect("the admin API answers");
+    let status = answer.status().as_u16();
+    let text = answer.text().await.expect("a body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn reload(engine: &TestEngine) -> (u16, Value) {
+    admin(engine, reqwest::Method::POST, "/api/v1/config/reload", None).await
+}
+
+async fn revision(engine: &TestEngine) -> String {
+    let (status, view) = admin(engine, reqwest::Method::GET, "/api/v1/config", None).await;
+    assert_eq!(status, 200, "{view}");
+    view["revision"].as_str().expect("a revision").to_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write the configuration");
+}
+
+/// A configuration: the admin token, no file watch unless `watch`, and these extra lines.
+fn config(apps: &[(&str, &str)], extra: &str, watch: bool) -> String {
+    format!(
+        "admin: {{token: {TOKEN}}}\nreload: {{watch: {watch}}}\n{extra}{}",
+        local_apps(apps)
+    )
+}
+
+async fn start(dir: &TempDir, text: &str) -> (TestEngine, std::path::PathBuf) {
+    let path = dir.path("paastis.yml");
+    write(&path, text);
+    let engine = TestEngine::start_file(&path, &HashMap::new()).await;
+    (engine, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_applies_rules_and_new_apps_while_awake_apps_keep_their_process_and_pin() {
+    let dir = TempDir::new("reload-apply");
+    let (engine, path) = start(
+        &dir,
+        &config(
+            &[("web", ""), ("api", "")],
+            "defaults: {max_idle: 30m}\n",
+            false,
+        ),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    let pid = client.pid("web.localhost").await;
+    assert_eq!(engine.state("web"), State::Awake);
+    let (status, _) = admin(
+        &engine,
+        reqwest::Method::PUT,
+        "/api/v1/apps/local/web/pin",
+        Some("{}".to_owned()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let before = revision(&engine).await;
+
+    // New rules and defaults, an app added to the same account, activity rules.
+    write(
+        &path,
+        &config(
+            &[("web", ""), ("api", ""), ("docs", "")],
+            "defaults: {max_idle: 10m}\nrules: [{pattern: 'web', max_idle: 2m}]\n\
+             activity: {ignore_paths: [/health]}\n",
+            false,
+        ),
+    );
+    let (status, view) = reload(&engine).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["applied"], true);
+    assert_eq!(view["previous_revision"], before.as_str());
+    let changes: Vec<&str> = view["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        "defaults",
+        "rules",
+        "activity",
+        "providers: local (changed)",
+    ] {
+        assert!(
+            changes.contains(&expected),
+            "{expected} missing from {changes:?}"
+        );
+    }
+    assert_ne!(revision(&engine).await, before);
+
+    // Same process, same state, the pin kept; the new policy in force.
+    assert_eq!(engine.state("web"), State::Awake);
+    assert_eq!(
+        client.pid("web.localhost").await,
+        pid,
+        "the process was not restarted"
+    );
+    assert!(
+        engine.app("web").pinned_until_ms().is_some(),
+        "the pin survives"
+    );
+    assert_eq!(
+        engine.app("web").policy().max_idle,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        engine.app("api").policy().max_idle,
+        Some(Duration::from_secs(600))
+    );
+    assert_eq!(
+        engine.count("web", |kind| matches!(kind, EventKind::Started { .. })),
+        1
+    );
+    // The new app is routed and wakes.
+    assert_eq!(
+        client.get("docs.localhost", "/").await.text(),
+        "hello from docs"
+    );
+    // The new activity rule: a health check does not wake an asleep app.
+    let health = client.get("api.localhost", "/health").await;
+    assert_ne!(health.status, 200, "{}", health.text());
+    assert_eq!(engine.state("api"), State::Asleep);
+    assert!(engine.events().iter().any(|event| matches!(
+        &event.kind,
+        EventKind::ConfigReloaded { changes, .. } if changes.iter().any(|c| c == "rules")
+    )));
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_request_is_dropped_by_reloads_in_the_middle_of_traffic() {
+    let dir = TempDir::new("reload-traffic");
+    let (engine, path) = start(&dir, &config(&[("web", "")], "", false)).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    let slow: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("web.localhost", "/slow?ms=1500").await })
+        })
+        .collect();
+    let quick: Vec<_> = (0..200)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(n * 5)).await;
+                client.get("web.localhost", "/").await
+            })
+        })
+        .collect();
+    for n in 0..5 {
+        write(
+            &path,
+            &config(
+                &[("web", "")],
+                &format!("defaults: {{max_idle: {}m}}\n", 10 + n),
+                false,
+            ),
+        );
+        let (status, view) = reload(&engine).await;
+        assert_eq!(status, 200, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for answer in slow {
+        let answer = answer.await.expect("completes");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    for answer in quick {
+        let answer = answer.await.expect("completes");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.text(), "hello from web");
+    }
+    assert_eq!(
+        engine.count("web", |kind| matches!(kind, EventKind::Started { .. })),
+        1,
+        "one start for all of it"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_changes_nothing_and_every_error_is_said_with_its_path() {
+    let dir = TempDir::new("reload-invalid");
+    let (engine, path) = start(
+        &dir,
+        &config(&[("web", "")], "defaults: {max_idle: 30m}\n", false),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    let before = revision(&engine).await;
+    write(
+        &path,
+        &config(
+            &[("web", "")],
+            "defaults: {max_idle: soon}\nrules: [{max_idle: 1m}]\n",
+            false,
+        ),
+    );
+    let (status, body) = reload(&engine).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_config");
+    let paths: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|error| error["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"defaults.max_idle"), "{body}");
+    assert!(paths.contains(&"rules[0].pattern"), "{body}");
+    assert_eq!(revision(&engine).await, before);
+    assert_eq!(
+        engine.app("web").policy().max_idle,
+        Some(Duration::from_secs(1800))
+    );
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    assert!(engine.events().iter().any(|event| matches!(
+        &event.kind,
+        EventKind::ConfigRejected { errors } if errors.iter().any(|e| e.starts_with("defaults.max_idle"))
+    )));
+    let (_, view) = admin(&engine, reqwest::Method::GET, "/api/v1/config", None).await;
+    assert_eq!(view["last_reload"]["result"], "invalid");
+    assert_eq!(view["last_reload"]["trigger"], "api");
+
+    // A file that cannot be parsed at all is refused the same way.
+    write(&path, "defaults: [unclosed\n");
+    let (status, body) = reload(&engine).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(revision(&engine).await, before);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_only_a_restart_applies_is_refused_with_its_path_and_secrets_never_shown() {
+    let dir = TempDir::new("reload-restart");
+    let (engine, path) = start(&dir, &config(&[("web", "")], "", false)).await;
+    let before = revision(&engine).await;
+    let secret = "a-new-Admin-token-value-77";
+    let text = config(
+        &[("web", "")],
+        "listen: 127.0.0.1:1\ndomains: [example.org]\n",
+        false,
+    )
+    .replace(TOKEN, secret)
+    .replace("admin: {token", "admin: {listen: 127.0.0.1:2, token");
+    write(&path, &text);
+    let (status, body) = reload(&engine).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "restart_required");
+    let paths: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|error| error["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["listen", "domains", "admin"]);
+    assert_eq!(revision(&engine).await, before);
+    let events = format!("{:?}", engine.events());
+    support::assert_no_secret(&[&body.to_string(), &events], &[secret, TOKEN]);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_app_is_forgotten_and_left_running_or_stopped_as_configured() {
+    let dir = TempDir::new("reload-removed");
+    let ports = [support::podman::free_port(), support::podman::free_port()];
+    let app = |name: &str, port: u16| -> String {
+        format!(
+            "      - {{name: {name}, command: \"{}\", port: {port}, env: {{APP_NAME: {name}}}}}\n",
+            upstream_command()
+        )
+    };
+    let file = |removed: &str, apps: &str| {
+        format!(
+            "admin: {{token: {TOKEN}}}\nreload: {{watch: false, removed_apps: {removed}}}\n\
+             providers:\n  - id: local\n    type: process\n    apps:\n{apps}"
+        )
+    };
+    let (engine, path) = start(
+        &dir,
+        &file(
+            "keep_running",
+            &(app("kept", ports[0]) + &app("gone", ports[1])),
+        ),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("gone.localhost", "/").await.status, 200);
+    let direct = format!("http://127.0.0.1:{}/", ports[1]);
+
+    // keep_running: forgotten, still answering on its own port.
+    write(&path, &file("keep_running", &app("kept", ports[0])));
+    let (status, view) = reload(&engine).await;
+    assert_eq!(status, 200, "{view}");
+    assert!(
+        view["changes"]
+            .to_string()
+            .contains("gone: no longer managed, left running"),
+        "{view}"
+    );
+    assert!(
+        engine
+            .lifecycle
+            .apps()
+            .iter()
+            .all(|app| &*app.key.name != "gone")
+    );
+    assert_eq!(client.get("gone.localhost", "/").await.status, 404);
+    assert!(
+        reqwest::get(&direct).await.is_ok_and(|a| a.status() == 200),
+        "left running"
+    );
+    assert!(
+        engine
+            .events()
+            .iter()
+            .any(|event| &*event.app.name == "gone"
+                && event.kind == EventKind::Unmanaged { running: true })
+    );
+
+    // Back, then removed with `stop`: stopped, then forgotten.
+    write(
+        &path,
+        &file("stop", &(app("kept", ports[0]) + &app("gone", ports[1]))),
+    );
+    assert_eq!(reload(&engine).await.0, 200);
+    assert_eq!(client.get("gone.localhost", "/").await.status, 200);
+    write(&path, &file("stop", &app("kept", ports[0])));
+    let (status, view) = reload(&engine).await;
+    assert_eq!(status, 200, "{view}");
+    let mut stopped = false;
+    for _ in 0..100 {
+        if reqwest::get(&direct).await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the removed app was stopped");
+    assert!(
+        engine
+            .events()
+            .iter()
+            .any(|event| &*event.app.name == "gone"
+                && event.kind == EventKind::Unmanaged { running: false })
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watched_file_is_reloaded_when_written_or_replaced_by_a_rename() {
+    let dir = TempDir::new("reload-watch");
+    let (engine, path) = start(&dir, &config(&[("web", "")], "", true)).await;
+    let first = revision(&engine).await;
+    let (_, view) = admin(&engine, reqwest::Method::GET, "/api/v1/config", None).await;
+    assert_eq!(view["watched"], true);
+
+    // Written in place.
+    write(
+        &path,
+        &config(&[("web", "")], "defaults: {max_idle: 7m}\n", true),
+    );
+    let second = wait_for_revision_other_than(&engine, &first).await;
+    assert_eq!(
+        engine.app("web").policy().max_idle,
+        Some(Duration::from_secs(420))
+    );
+    let (_, view) = admin(&engine, reqwest::Method::GET, "/api/v1/config", None).await;
+    assert_eq!(view["last_reload"]["trigger"], "file");
+
+    // Replaced whole, as editors and ConfigMaps do.
+    let temporary = dir.path("paastis.yml.tmp");
+    write(
+        &temporary,
+        &config(&[("web", "")], "defaults: {max_idle: 9m}\n", true),
+    );
+    std::fs::rename(&temporary, &path).expect("rename");
+    wait_for_revision_other_than(&engine, &second).await;
+    assert_eq!(
+        engine.app("web").policy().max_idle,
+        Some(Duration::from_secs(540))
+    );
+    engine.stop().await;
+}
+
+/// Polls the engine's revision until it differs from `old` (at most 30 s).
+async fn wait_for_revision_other_than(engine: &TestEngine, old: &str) -> String {
+    for _ in 0..300 {
+        let now = revision(engine).await;
+        if now != old {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the revision stayed {old}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_says_what_a_file_would_change_and_applies_nothing() {
+    let dir = TempDir::new("reload-diff");
+    let (engine, _path) = start(&dir, &config(&[("web", "")], "", false)).await;
+    let before = revision(&engine).await;
+    let other = config(
+        &[("web", ""), ("docs", "")],
+        "schedules: [{apps: 'web', sleep: '0 20 * * *'}]\n",
+        false,
+    );
+    let (status, view) = admin(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/config/diff",
+        Some(other),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["applied"], false);
+    assert_eq!(
+        view["changes"],
+        serde_json::json!(["schedules", "providers: local (changed)"])
+    );
+    assert_ne!(view["revision"], before.as_str());
+    assert_eq!(revision(&engine).await, before);
+    assert!(
+        engine
+            .lifecycle
+            .apps()
+            .iter()
+            .all(|app| &*app.key.name != "docs")
+    );
+    let (status, body) = admin(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/config/diff",
+        Some("rules: 3\n".to_owned()),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revision_is_the_same_for_the_same_settings_and_shows_in_ready_and_metrics() {
+    let dir = TempDir::new("reload-revision");
+    let text = config(&[("web", "")], "", false);
+    let (one, _) = start(&dir, &text).await;
+    let other = TempDir::new("reload-revision2");
+    let (two, _) = start(&other, &text).await;
+    let (three, _) = start(
+        &TempDir::new("reload-revision3"),
+        &config(&[("web", "max_idle: 1m")], "", false),
+    )
+    .await;
+    let revision_one = revision(&one).await;
+    assert_eq!(revision_one.len(), 12);
+    assert_eq!(revision(&two).await, revision_one);
+    assert_ne!(revision(&three).await, revision_one);
+    let ready: Value = reqwest::get(format!("http://{}/ready", one.admin_addr))
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["config_revision"], revision_one.as_str());
+    let metrics = reqwest::get(format!("http://{}/metrics", one.admin_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "paastis_config_info{{revision=\"{revision_one}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paastis_config_reloads_total{result=\"applied\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(reload(&one).await.0, 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", one.admin_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("paastis_config_reloads_total{result=\"unchanged\"} 1"),
+        "{metrics}"
+    );
+    for engine in [one, two, three] {
+        engine.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_from_the_file_takes_its_new_rules_and_an_engine_given_its_config_refuses() {
+    let dir = TempDir::new("reload-space");
+    let space = |max_idle: &str| {
+        format!(
+            "spaces:\n  - id: acme\n    domains: [acme.test]\n    rules: [{{pattern: 'shop', max_idle: {max_idle}}}]\n    \
+             providers:\n      - id: local\n        type: process\n        apps: [{{name: shop, command: \"{}\", env: {{APP_NAME: shop}}}}]\n",
+            upstream_command()
+        )
+    };
+    let (engine, path) = start(&dir, &config(&[("web", "")], &space("5m"), false)).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(
+        client.get("shop.acme.test", "/").await.text(),
+        "hello from shop"
+    );
+    let shop = |engine: &TestEngine| {
+        engine
+            .spaces
+            .iter()
+            .find(|(id, _)| id == "acme")
+            .expect("space acme")
+            .1
+            .apps()
+            .into_iter()
+            .find(|app| &*app.key.name == "shop")
+            .expect("shop")
+    };
+    let pid = client.pid("shop.acme.test").await;
+    write(&path, &config(&[("web", "")], &space("3m"), false));
+    let (status, view) = reload(&engine).await;
+    assert_eq!(status, 200, "{view}");
+    assert!(
+        view["changes"].to_string().contains("spaces[acme].rules"),
+        "{view}"
+    );
+    assert_eq!(
+        shop(&engine).policy().max_idle,
+        Some(Duration::from_secs(180))
+    );
+    assert_eq!(shop(&engine).state(), State::Awake);
+    assert_eq!(client.pid("shop.acme.test").await, pid);
+    engine.stop().await;
+
+    // An engine given a configuration (not a file) cannot read it again.
+    let given = TestEngine::start(&config(&[("web", "")], "", false)).await;
+    let (status, body) = reload(&given).await;
+    assert_eq!(status, 503, "{body}");
+    given.stop().await;
+}
+
+/// The real binary: SIGHUP reloads its file; a bad file leaves it serving as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_binarys_file() {
+    let dir = TempDir::new("reload-hup");
+    let path = dir.path("paastis.yml");
+    write(&path, &config(&[("web", "")], "", false));
+    let served = support::serve(&path, &[]).await;
+    let pid = served.child.id().expect("pid") as i32;
+    let client = TestClient::new(served.addr);
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    let web_pid = client.pid("web.localhost").await;
+
+    write(
+        &path,
+        &config(&[("web", "")], "defaults: {max_idle: 3m}\n", false),
+    );
+    support::signal(pid, nix::sys::signal::Signal::SIGHUP);
+    wait_for_log(&served, "SIGHUP: configuration reloaded").await;
+    assert!(served.logs().contains("defaults"), "{}", served.logs());
+
+    write(&path, "defaults: {max_idle: -1}\n");
+    support::signal(pid, nix::sys::signal::Signal::SIGHUP);
+    wait_for_log(&served, "the running one stays").await;
+    assert!(
+        served.logs().contains("defaults.max_idle"),
+        "{}",
+        served.logs()
+    );
+    assert_eq!(
+        client.pid("web.localhost").await,
+        web_pid,
+        "still serving, same process"
+    );
+    support::signal(pid, nix::sys::signal::Signal::SIGTERM);
+}
+
+async fn wait_for_log(served: &support::Served, text: &str) {
+    for _ in 0..300 {
+        if served.logs().contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never logged {text:?}:\n{}", served.logs());
+}
