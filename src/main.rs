@@ -26,11 +26,15 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut diff = None;
     let (check_only, rekey) = match cli.command {
         // Before the configuration and `.env`: the API's clients need only their flags.
         Some(Command::Client(command)) => return client(command),
         Some(Command::Config(ConfigCommand::Schema)) => return print_schema(),
-        Some(Command::Check) => (true, false),
+        Some(Command::Check(args)) => {
+            diff = args.diff.then_some(args.api);
+            (true, false)
+        }
         Some(Command::Rekey) => (true, true),
         Some(Command::Serve) | None => (false, false),
     };
@@ -89,6 +93,32 @@ fn main() -> ExitCode {
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if let Some(api) = diff {
+        // The file is valid here; the running engine says what reloading it would change.
+        let text = if from_env {
+            env.get(config::CONFIG_YAML_VARIABLE)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("paastis: cannot read {}: {error}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        };
+        let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+            return ExitCode::FAILURE;
+        };
+        return match runtime.block_on(paastis::cli::diff(&api, text)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("paastis: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
     }
     for notice in loaded.compat.notices.iter().filter(|_| !check_only) {
         match notice.level {

@@ -527,6 +527,20 @@ async fn the_revision_is_the_same_for_the_same_settings_and_shows_in_ready_and_m
         metrics.contains("paastis_config_reloads_total{result=\"unchanged\"} 1"),
         "{metrics}"
     );
+    let dashboard = reqwest::Client::new()
+        .get(format!("http://{}/", one.admin_addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        dashboard.contains(&format!("Configuration <code>{revision_one}</code>")),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("last reload"), "{dashboard}");
     for engine in [one, two, three] {
         engine.stop().await;
     }
@@ -627,4 +641,78 @@ async fn wait_for_log(served: &support::Served, text: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("never logged {text:?}:\n{}", served.logs());
+}
+
+/// `paastis check --diff`: the file is checked here, then the running engine says what
+/// reloading it would change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_diff_asks_the_running_engine() {
+    let dir = TempDir::new("reload-cli");
+    let (engine, _path) = start(&dir, &config(&[("web", "")], "", false)).await;
+    let other = dir.path("next.yml");
+    write(
+        &other,
+        &config(
+            &[("web", "")],
+            "rules: [{pattern: 'web', max_idle: 2m}]\n",
+            false,
+        ),
+    );
+    let api_url = format!("http://{}", engine.admin_addr);
+    let run = |file: &Path, token: &str| {
+        let mut command = support::paastis();
+        command.args([
+            "check",
+            "--diff",
+            "--config",
+            &file.to_string_lossy(),
+            "--api-url",
+            &api_url,
+            "--token",
+            token,
+        ]);
+        command
+    };
+    let out = run(&other, TOKEN)
+        .output()
+        .await
+        .expect("paastis check --diff");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("a reload would change:\n  rules\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("running revision {}", revision(&engine).await)),
+        "{stdout}"
+    );
+
+    // A file invalid here is said here, before asking anything.
+    let broken = dir.path("broken.yml");
+    write(&broken, "rules: 3\n");
+    let out = run(&broken, TOKEN)
+        .output()
+        .await
+        .expect("paastis check --diff");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules"));
+
+    // A wrong token: the engine's refusal, the token never printed.
+    let out = run(&other, "not-the-Token-31337")
+        .output()
+        .await
+        .expect("paastis check --diff");
+    assert_eq!(out.status.code(), Some(4));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::assert_no_secret(&[&printed], &["not-the-Token-31337"]);
+    engine.stop().await;
 }

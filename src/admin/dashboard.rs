@@ -264,6 +264,7 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
             savings.as_ref(),
             state.token.is_some(),
             form_token.as_deref(),
+            &state.config.view.load(),
         ))
         .into_response(),
     )
@@ -385,6 +386,7 @@ fn render(
     savings: Option<&Savings>,
     signed_in: bool,
     form_token: Option<&str>,
+    config: &crate::wire::ConfigView,
 ) -> String {
     let count = |state: &str| apps.iter().filter(|a| a.state == state).count();
     let mut body = String::new();
@@ -507,7 +509,33 @@ fn render(
             escape(&summary(&event.details)),
         );
     }
-    body.push_str("</ul></main>");
+    body.push_str("</ul>");
+    // Which configuration runs here: instances that show different revisions run different
+    // settings.
+    let reload = config
+        .last_reload
+        .as_ref()
+        .map(|last| {
+            format!(
+                "; last reload {} ({}, {}){}",
+                time(&last.at),
+                escape(&last.result.replace('_', " ")),
+                escape(&last.trigger),
+                if last.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", escape(&last.errors.join("; ")))
+                }
+            )
+        })
+        .unwrap_or_default();
+    let _ = write!(
+        body,
+        "<p class=\"muted\" id=\"config\">Configuration <code>{}</code>, loaded {}{reload}</p>",
+        escape(&config.revision),
+        time(&config.loaded_at),
+    );
+    body.push_str("</main>");
     body.push_str(REFRESH);
     layout("Paastis", &body)
 }

@@ -31,8 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy and the scheduler (what `paastis` alone does).
     Serve,
-    /// Validate the configuration and print the managed apps.
-    Check,
+    /// Validate the configuration and print the managed apps; with --diff, say instead what
+    /// a reload of the file would change on the running engine (its admin API, nothing
+    /// applied).
+    Check(CheckArgs),
     /// Hosted mode: seal every stored space's credentials under a new master key, given in
     /// PAASTIS_NEW_MASTER_KEY (the current one in PAASTIS_MASTER_KEY), all or nothing. Then
     /// restart every instance with the new key.
@@ -43,6 +45,18 @@ pub enum Command {
     /// The clients of a running engine's admin API (no configuration file needed).
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+/// `paastis check ...`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Ask the running engine (--api-url) what a reload of this file would change.
+    #[arg(long)]
+    pub diff: bool,
+
+    /// Where the running engine's admin API is (with --diff).
+    #[command(flatten)]
+    pub api: super::ApiArgs,
 }
 
 /// `paastis config ...`.

@@ -143,6 +143,33 @@ impl Api {
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
+        self.exchange(request).await
+    }
+
+    /// `POST /api/v1/<segments>` with a text body (a configuration file).
+    pub async fn post_text(
+        &self,
+        segments: &[&str],
+        content_type: &'static str,
+        text: String,
+    ) -> Result<(StatusCode, Value), CliError> {
+        let url = self.url(segments)?;
+        let mut request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(text);
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        self.exchange(request).await
+    }
+
+    /// Sends `request`: the status and JSON of a 2xx answer, or the error it stands for.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Value), CliError> {
         let response = request
             .send()
             .await

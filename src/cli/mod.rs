@@ -401,6 +401,42 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
     }
 }
 
+/// `paastis check --diff`: what a reload of this configuration `text` would change on the
+/// engine at `api` (its own environment reads it; nothing is applied).
+pub async fn diff(api: &ApiArgs, text: String) -> Result<(), CliError> {
+    let token = api
+        .token
+        .as_ref()
+        .map(|token| token.expose().to_owned())
+        .unwrap_or_default();
+    let result = async {
+        let client = Api::new(api)?;
+        let (_, answer) = client
+            .post_text(&["config", "diff"], "application/yaml", text)
+            .await?;
+        if api.json {
+            return emit_json(&answer);
+        }
+        let view: crate::wire::ReloadView = serde_json::from_value(answer)
+            .map_err(|error| CliError::BadAnswer(format!("not a reload view: {error}")))?;
+        let mut out = format!(
+            "running revision {}, this file's {}\n",
+            view.previous_revision, view.revision
+        );
+        if view.changes.is_empty() {
+            out.push_str("a reload would change nothing\n");
+        } else {
+            out.push_str("a reload would change:\n");
+            for change in &view.changes {
+                out.push_str(&format!("  {change}\n"));
+            }
+        }
+        emit(&out)
+    }
+    .await;
+    result.map_err(|error| error.redact(&token))
+}
+
 /// Writes to stdout now (`--follow` prints as events come).
 /// Sends `method` to `.../{action}` of the named app. With `json`, prints the answer and
 /// gives `None`; otherwise gives the app's provider, name and view.
