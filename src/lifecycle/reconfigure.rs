@@ -183,7 +183,7 @@ pub const RELOAD_KEYS: &[Key] = &[
         "watch",
         Kind::Boolean,
         "Reload when the configuration file changes (checked every second; editors' \
-         atomic renames and Kubernetes ConfigMap updates included). SIGHUP and \
+         atomic renames and mounted configuration maps included). SIGHUP and \
          POST /api/v1/config/reload reload it either way.",
     ),
     Key::new(
