@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, SpaceConfig};
-use crate::lifecycle::{self, Lifecycle};
+use crate::lifecycle::Lifecycle;
 use crate::model::DEFAULT_SPACE;
 use crate::providers::ProviderError;
 use crate::proxy::{self, Proxy};
@@ -456,27 +456,9 @@ pub fn space_lifecycle(
     }
     Ok(Lifecycle::with_registry(
         providers,
-        space_settings(space, upstreams),
+        space.lifecycle_settings(upstreams),
         Arc::clone(registry),
     ))
-}
-
-/// What a space's lifecycle takes of its settings (at start, and at each reload).
-fn space_settings(space: &SpaceConfig, upstreams: address::UpstreamScope) -> lifecycle::Settings {
-    lifecycle::Settings {
-        defaults: space.defaults.clone(),
-        rules: space.rules.clone(),
-        filter: space.discovery.filter.clone(),
-        hooks: space.hooks.clone(),
-        schedules: space.schedules.clone(),
-        plan: space.plan.clone(),
-        on_limit: space.on_limit,
-        activity: space.activity.clone(),
-        page: space.page.clone(),
-        space: space.id.clone(),
-        upstreams,
-        ..lifecycle::Settings::default()
-    }
 }
 
 /// Replaces the master key of the database's stored spaces (`paastis rekey`): see

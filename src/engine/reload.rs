@@ -224,10 +224,9 @@ impl Reloader {
                     if let Some(scheduler) = scheduler.take() {
                         scheduler.stop().await;
                     }
-                    let settings = super::space_settings(
-                        &next.default_space(),
-                        crate::address::UpstreamScope::Any,
-                    );
+                    let settings = next
+                        .default_space()
+                        .lifecycle_settings(crate::address::UpstreamScope::Any);
                     let done = self
                         .lifecycle
                         .reconfigure(providers, settings, removed)
@@ -236,8 +235,7 @@ impl Reloader {
                     *scheduler = Some(Scheduler::start(&self.lifecycle, &next.discovery));
                 }
                 Some(space) => {
-                    let settings =
-                        super::space_settings(&space, crate::address::UpstreamScope::Any);
+                    let settings = space.lifecycle_settings(crate::address::UpstreamScope::Any);
                     if let Some(done) = self
                         .spaces
                         .reconfigure(space, providers, settings, removed)

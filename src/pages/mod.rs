@@ -6,6 +6,7 @@
 //! * [`settings`]: the `page:` block ([`PageSettings`]) and how it is read.
 //! * [`messages`]: the messages files and the choice of a language.
 //! * [`look`]: a [`Look`] (merged settings, compiled) renders the pages.
+//! * `template`: the template engine (escaping, compiling an operator's template).
 //!
 //! It renders bodies only: which status goes with which error, and the HTTP headers, stay
 //! with the proxy and the admin API. It imports only the vocabulary, the HTML escaping and
@@ -15,6 +16,7 @@
 pub mod look;
 pub mod messages;
 pub mod settings;
+mod template;
 
 use std::time::{Duration, SystemTime};
 

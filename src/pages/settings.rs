@@ -179,15 +179,16 @@ impl Reader<'_> {
             });
         }
         if let Some((value, p)) = fields.take("template") {
-            page.template = self.page_file(value, &p).and_then(|file| {
-                match super::look::compile(&file.path, &file.text) {
-                    Ok(_) => Some(file),
-                    Err(message) => {
-                        self.error(&p, message);
-                        None
+            page.template =
+                self.page_file(value, &p).and_then(|file| {
+                    match super::template::compile(&file.path, &file.text) {
+                        Ok(_) => Some(file),
+                        Err(message) => {
+                            self.error(&p, message);
+                            None
+                        }
                     }
-                }
-            });
+                });
         }
         if let Some((value, p)) = fields.take("title") {
             page.title = self.non_empty_string(value, &p);

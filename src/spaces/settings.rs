@@ -46,6 +46,30 @@ pub struct SpaceConfig {
     pub page: crate::pages::PageSettings,
 }
 
+impl SpaceConfig {
+    /// What its lifecycle takes of these settings (at start, and at each reload), its
+    /// upstreams allowed in `upstreams`.
+    pub fn lifecycle_settings(
+        &self,
+        upstreams: crate::address::UpstreamScope,
+    ) -> crate::lifecycle::Settings {
+        crate::lifecycle::Settings {
+            defaults: self.defaults.clone(),
+            rules: self.rules.clone(),
+            filter: self.discovery.filter.clone(),
+            hooks: self.hooks.clone(),
+            schedules: self.schedules.clone(),
+            plan: self.plan.clone(),
+            on_limit: self.on_limit,
+            activity: self.activity.clone(),
+            page: self.page.clone(),
+            space: self.id.clone(),
+            upstreams,
+            ..crate::lifecycle::Settings::default()
+        }
+    }
+}
+
 /// `hosted`: spaces managed through the admin API.
 #[derive(Debug, Clone)]
 pub struct Hosted {
