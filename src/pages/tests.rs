@@ -213,5 +213,5 @@ fn settings_are_checked_with_their_paths() {
 
 #[test]
 fn the_built_in_template_compiles() {
-    super::look::compile("page.html", include_str!("templates/page.html")).expect("compiles");
+    super::template::compile("page.html", include_str!("templates/page.html")).expect("compiles");
 }
