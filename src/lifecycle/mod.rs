@@ -220,6 +220,12 @@ impl Lifecycle {
         self.settings.load_full()
     }
 
+    /// The settings now, for a short read on the request path (no reference count taken;
+    /// not to be held across an await).
+    pub fn settings_now(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
+    }
+
     /// Its space's plan.
     pub fn plan(&self) -> crate::plan::Plan {
         self.settings.load().plan.clone()

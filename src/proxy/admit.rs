@@ -74,16 +74,18 @@ impl Proxy {
         let (space, app) = found;
         // Everything below acts through the app's own space.
         let lifecycle = self.space(space.as_ref());
-        let settings = lifecycle.settings();
-        let activity = &settings.activity;
 
         // admit: monitors and health checks configured as not counting never wake an app.
-        let ignored = !activity.is_empty() && {
-            let agent = request
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok());
-            activity.ignores(agent, request.uri().path())
+        let ignored = {
+            let settings = lifecycle.settings_now();
+            let activity = &settings.activity;
+            !activity.is_empty() && {
+                let agent = request
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                activity.ignores(agent, request.uri().path())
+            }
         };
         // touch
         let in_flight = if ignored {
