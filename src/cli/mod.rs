@@ -368,6 +368,14 @@ impl CliError {
     }
 }
 
+/// The token given, to redact from errors (empty: none).
+fn token_of(api: &ApiArgs) -> String {
+    api.token
+        .as_ref()
+        .map(|token| token.expose().to_owned())
+        .unwrap_or_default()
+}
+
 /// Runs one API-client subcommand to its end (for `events --follow`: until Ctrl-C).
 pub async fn run(command: ClientCommand) -> Result<(), CliError> {
     let api = match &command {
@@ -377,11 +385,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Savings(args) => &args.api,
         ClientCommand::Spaces(args) => &args.api,
     };
-    let token = api
-        .token
-        .as_ref()
-        .map(|token| token.expose().to_owned())
-        .unwrap_or_default();
+    let token = token_of(api);
     let result = async {
         let client = Api::new(api)?;
         let json = api.json;
@@ -404,11 +408,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
 /// `paastis check --diff`: what a reload of this configuration `text` would change on the
 /// engine at `api` (its own environment reads it; nothing is applied).
 pub async fn diff(api: &ApiArgs, text: String) -> Result<(), CliError> {
-    let token = api
-        .token
-        .as_ref()
-        .map(|token| token.expose().to_owned())
-        .unwrap_or_default();
+    let token = token_of(api);
     let result = async {
         let client = Api::new(api)?;
         let (_, answer) = client
