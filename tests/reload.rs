@@ -593,7 +593,8 @@ async fn a_space_from_the_file_takes_its_new_rules_and_an_engine_given_its_confi
     // An engine given a configuration (not a file) cannot read it again.
     let given = TestEngine::start(&config(&[("web", "")], "", false)).await;
     let (status, body) = reload(&given).await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "not_reloadable");
     given.stop().await;
 }
 

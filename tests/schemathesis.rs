@@ -18,12 +18,19 @@ async fn every_answer_of_the_live_api_matches_its_openapi_document() {
         found.is_ok_and(|o| o.status.success()),
         "schemathesis is missing: run ./scripts/test.sh, which installs it (pip install schemathesis)"
     );
-    let engine = TestEngine::start(&format!(
-        "admin: {{token: {TOKEN}}}\ndefaults: {{max_idle: 10m, wake_timeout: 20s}}\n{}",
-        support::local_apps(&[("web", ""), ("api", "")])
-    ))
-    .await;
+    // From a file, so the configuration endpoints reload and compare for real.
     let dir = TempDir::new("schemathesis");
+    let file = dir.path("paastis.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "admin: {{token: {TOKEN}}}\nreload: {{watch: false}}\n\
+             defaults: {{max_idle: 10m, wake_timeout: 20s}}\n{}",
+            support::local_apps(&[("web", ""), ("api", "")])
+        ),
+    )
+    .expect("write the configuration");
+    let engine = TestEngine::start_file(&file, &Default::default()).await;
     let schema = format!("http://{}/api/openapi.json", engine.admin_addr);
     let output = tokio::process::Command::new("schemathesis")
         .current_dir(&dir.0)

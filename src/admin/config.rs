@@ -23,7 +23,9 @@ pub enum Refusal {
     Invalid(Vec<FieldError>),
     /// It changes settings that only a restart applies (each, with its path): 409.
     RestartRequired(Vec<FieldError>),
-    /// This engine cannot read its configuration again (it was given one, not a source).
+    /// This engine cannot read its configuration again (it was given one, not a source): 409.
+    NotReloadable(String),
+    /// The engine is stopping: 503.
     Unavailable(String),
 }
 
@@ -129,6 +131,12 @@ fn refused(refusal: Refusal) -> ApiError {
                 .to_owned(),
             errors,
         },
+        Refusal::NotReloadable(message) => ApiError {
+            status: StatusCode::CONFLICT,
+            code: "not_reloadable",
+            message,
+            errors: Vec::new(),
+        },
         Refusal::Unavailable(message) => ApiError::unavailable(message),
     }
 }
@@ -156,7 +164,7 @@ pub async fn config_reload(
     Extension(state): Extension<AdminState>,
 ) -> Result<Json<ReloadView>, ApiError> {
     admin_only(&state)?;
-    let reload = state.config.reload.get().cloned().ok_or_else(unavailable)?;
+    let reload = state.config.reload.get().cloned().ok_or_else(not_reloadable)?;
     reload(None, true).await.map(Json).map_err(refused)
 }
 
@@ -175,13 +183,14 @@ pub async fn config_diff(
     admin_only(&state)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the body must be the configuration, as UTF-8 YAML"))?;
-    let reload = state.config.reload.get().cloned().ok_or_else(unavailable)?;
+    let reload = state.config.reload.get().cloned().ok_or_else(not_reloadable)?;
     reload(Some(text), false).await.map(Json).map_err(refused)
 }
 
-fn unavailable() -> ApiError {
-    ApiError::unavailable(
-        "this engine was given its configuration, not a file to read again: restart it to \
-         change it",
-    )
+fn not_reloadable() -> ApiError {
+    refused(Refusal::NotReloadable(NOT_RELOADABLE.to_owned()))
 }
+
+/// Why an engine given its configuration (not a file) refuses a reload.
+pub const NOT_RELOADABLE: &str =
+    "this engine was given its configuration, not a file to read again: restart it to change it";

@@ -124,10 +124,8 @@ impl Reloader {
         trigger: Trigger,
     ) -> Result<ReloadView, Refusal> {
         let Some(source) = &self.source else {
-            return Err(Refusal::Unavailable(
-                "this engine was given its configuration, not a file to read again: restart \
-                 it to change it"
-                    .to_owned(),
+            return Err(Refusal::NotReloadable(
+                crate::admin::config::NOT_RELOADABLE.to_owned(),
             ));
         };
         let mut running = self.running.lock().await;
@@ -278,7 +276,9 @@ impl Reloader {
             Ok(_) => ("unchanged", Vec::new()),
             Err(Refusal::Invalid(errors)) => ("invalid", lines(errors)),
             Err(Refusal::RestartRequired(errors)) => ("restart_required", lines(errors)),
-            Err(Refusal::Unavailable(message)) => ("unavailable", vec![message.clone()]),
+            Err(Refusal::NotReloadable(message) | Refusal::Unavailable(message)) => {
+                ("unavailable", vec![message.clone()])
+            }
         };
         self.status.count(result);
         if !errors.is_empty() {
@@ -405,7 +405,9 @@ fn log_refusal(what: &str, refusal: &Refusal) {
             errors = %lines(errors).join("; "),
             "{what}: the configuration changes settings only a restart applies; nothing changed"
         ),
-        Refusal::Unavailable(message) => tracing::warn!("{what}: {message}"),
+        Refusal::NotReloadable(message) | Refusal::Unavailable(message) => {
+            tracing::warn!("{what}: {message}")
+        }
     }
 }
 
