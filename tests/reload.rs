@@ -717,3 +717,29 @@ async fn check_diff_asks_the_running_engine() {
     support::assert_no_secret(&[&printed], &["not-the-Token-31337"]);
     engine.stop().await;
 }
+
+/// A page template edited alone: a reload reads it again and the pages change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_edited_alone_is_taken_by_a_reload() {
+    let dir = TempDir::new("reload-page");
+    let template = dir.path("page.html");
+    write(&template, "<p>first {{ page }}</p>\n");
+    let extra = format!("page: {{template: {}}}\n", template.display());
+    let (engine, _path) = start(&dir, &config(&[("web", "")], &extra, false)).await;
+    let client = TestClient::new(engine.addr);
+    let html = [("accept", "text/html")];
+    let page = client
+        .send("GET", "nothing.localhost", "/", &html, Default::default())
+        .await;
+    assert_eq!(page.status, 404);
+    assert!(page.text().contains("first error"), "{}", page.text());
+    write(&template, "<p>second {{ page }}</p>\n");
+    let (status, view) = reload(&engine).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["changes"], serde_json::json!(["page"]));
+    let page = client
+        .send("GET", "nothing.localhost", "/", &html, Default::default())
+        .await;
+    assert!(page.text().contains("second error"), "{}", page.text());
+    engine.stop().await;
+}

@@ -164,7 +164,12 @@ pub async fn config_reload(
     Extension(state): Extension<AdminState>,
 ) -> Result<Json<ReloadView>, ApiError> {
     admin_only(&state)?;
-    let reload = state.config.reload.get().cloned().ok_or_else(not_reloadable)?;
+    let reload = state
+        .config
+        .reload
+        .get()
+        .cloned()
+        .ok_or_else(not_reloadable)?;
     reload(None, true).await.map(Json).map_err(refused)
 }
 
@@ -183,7 +188,12 @@ pub async fn config_diff(
     admin_only(&state)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the body must be the configuration, as UTF-8 YAML"))?;
-    let reload = state.config.reload.get().cloned().ok_or_else(not_reloadable)?;
+    let reload = state
+        .config
+        .reload
+        .get()
+        .cloned()
+        .ok_or_else(not_reloadable)?;
     reload(Some(text), false).await.map(Json).map_err(refused)
 }
 
