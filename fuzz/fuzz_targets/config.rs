@@ -17,13 +17,16 @@ use serde_json::Value;
 /// A value only the environment holds: it must never be shown.
 const SECRET: &str = "Fz-S3cret-Value";
 
-/// Whether the tree names a file the validator would read (`token_file`...): the fuzzer
-/// would then read whatever the machine has, `/dev/zero` included.
+/// Whether the tree names a file the validator would read (`token_file`, a page's
+/// `template`, `css` or `languages`...): the fuzzer would then read whatever the machine
+/// has.
 fn names_a_file(value: &Value) -> bool {
     match value {
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains("file") || names_a_file(value)),
+        Value::Object(map) => map.iter().any(|(key, value)| {
+            key.contains("file")
+                || ["template", "css", "languages"].contains(&key.as_str())
+                || names_a_file(value)
+        }),
         Value::Array(items) => items.iter().any(names_a_file),
         _ => false,
     }

@@ -280,10 +280,10 @@ impl Reader<'_> {
             );
             return None;
         }
-        match std::fs::read_to_string(&name) {
+        match read_bounded(&name) {
             Ok(text) => Some(File { path: name, text }),
-            Err(error) => {
-                self.error(path, format!("cannot read {name}: {error}"));
+            Err(message) => {
+                self.error(path, format!("cannot read {name}: {message}"));
                 None
             }
         }
@@ -334,6 +334,28 @@ impl Reader<'_> {
         }
         languages
     }
+}
+
+/// The largest file a `page` key may name (a template, a style sheet, a messages file).
+const MAX_PAGE_FILE: u64 = 1024 * 1024;
+
+/// A regular file's text, at most [`MAX_PAGE_FILE`] bytes: a device or a pipe named by
+/// mistake is refused, never read forever.
+fn read_bounded(name: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(name).map_err(|error| error.to_string())?;
+    let metadata = file.metadata().map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PAGE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| error.to_string())?;
+    if bytes.len() as u64 > MAX_PAGE_FILE {
+        return Err(format!("larger than {} KiB", MAX_PAGE_FILE / 1024));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 /// The keys of a `page:` block, as `Reader::page` takes them.
