@@ -743,3 +743,62 @@ async fn a_template_edited_alone_is_taken_by_a_reload() {
     assert!(page.text().contains("second error"), "{}", page.text());
     engine.stop().await;
 }
+
+/// A dry run, and a file refused for another error, leave the running accounts as they are:
+/// the process app still starts with the command it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_or_a_refused_file_takes_nothing_over() {
+    let dir = TempDir::new("reload-dry");
+    let (engine, path) = start(&dir, &config(&[("web", "")], "", false)).await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(
+        client.get("web.localhost", "/").await.text(),
+        "hello from web"
+    );
+    let renamed = config(&[("web", "")], "", false).replace("APP_NAME: web", "APP_NAME: renamed");
+    let (status, view) = admin(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/config/diff",
+        Some(renamed.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    write(&path, &format!("{renamed}defaults: {{max_idle: soon}}\n"));
+    assert_eq!(reload(&engine).await.0, 422);
+    let (status, _) = admin(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/apps/local/web/stop",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        client.get("web.localhost", "/").await.text(),
+        "hello from web"
+    );
+
+    // Applied, the new command is the one the next start runs.
+    write(&path, &renamed);
+    assert_eq!(reload(&engine).await.0, 200);
+    let (status, _) = admin(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/apps/local/web/stop",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        client.get("web.localhost", "/").await.text(),
+        "hello from renamed"
+    );
+    engine.stop().await;
+}

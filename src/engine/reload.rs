@@ -163,20 +163,19 @@ impl Reloader {
         if format!("{:?}", running.reload) != format!("{:?}", next.reload) {
             changes.push("reload".to_owned());
         }
-        // Every account is built before anything changes: one that cannot be built refuses
-        // the whole configuration.
-        let mut built = Vec::new();
-        let mut errors = Vec::new();
-        let current_default = self.lifecycle.providers();
-        match accounts(
-            &running.providers,
-            &current_default,
-            &next.providers,
-            "providers",
-        ) {
-            Ok(providers) => built.push((None, providers)),
-            Err(mut more) => errors.append(&mut more),
-        }
+        // What each space's accounts become: the default space's, then the file's spaces.
+        type Plan = (
+            Option<SpaceConfig>,
+            Vec<ProviderConfig>,
+            Arc<Vec<Arc<dyn Provider>>>,
+            String,
+        );
+        let mut plans: Vec<Plan> = vec![(
+            None,
+            running.providers.clone(),
+            self.lifecycle.providers(),
+            "providers".to_owned(),
+        )];
         let lifecycles = self.spaces.lifecycles();
         for (index, space) in next.spaces.iter().enumerate() {
             let Some(old) = running.spaces.iter().find(|old| old.id == space.id) else {
@@ -190,15 +189,24 @@ impl Reloader {
                 space,
                 &format!("spaces[{}].", space.id),
             ));
-            let path = format!("spaces[{index}].providers");
-            match accounts(
-                &old.providers,
-                &lifecycle.providers(),
-                &space.providers,
-                &path,
-            ) {
-                Ok(providers) => built.push((Some(space.clone()), providers)),
-                Err(mut more) => errors.append(&mut more),
+            plans.push((
+                Some(space.clone()),
+                old.providers.clone(),
+                lifecycle.providers(),
+                format!("spaces[{index}].providers"),
+            ));
+        }
+        let next_of = |space: &Option<SpaceConfig>| match space {
+            None => next.providers.clone(),
+            Some(space) => space.providers.clone(),
+        };
+        // Every account is built first, afresh and taking nothing over (a dry run and a
+        // refused file leave the running accounts as they are): one that cannot be built
+        // refuses the whole configuration.
+        let mut errors = Vec::new();
+        for (space, old, clients, path) in &plans {
+            if let Err(mut more) = accounts(old, clients, &next_of(space), path, false) {
+                errors.append(&mut more);
             }
         }
         if !errors.is_empty() {
@@ -212,6 +220,17 @@ impl Reloader {
                 applied: false,
                 changes,
             });
+        }
+        // Applied: changed accounts now take over what their running clients hold.
+        let mut built = Vec::with_capacity(plans.len());
+        for (space, old, clients, path) in &plans {
+            match accounts(old, clients, &next_of(space), path, true) {
+                Ok(providers) => built.push((space.clone(), providers)),
+                Err(mut more) => errors.append(&mut more),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Refusal::Invalid(errors));
         }
         let removed = next.reload.removed_apps;
         let mut forgotten = Vec::new();
@@ -443,13 +462,15 @@ fn settings_text(debug: &impl std::fmt::Debug, secrets: &[&crate::secret::Secret
 }
 
 /// The accounts of one space for the `next` settings: the running client of an account
-/// whose settings did not change, a client that takes over the old one's for a changed
-/// account, a new one for a new account. Errors name the entry.
+/// whose settings did not change, a new client for a changed account (with `take_over`, one
+/// that takes over what the old one holds: its local processes), a new one for a new
+/// account. Errors name the entry.
 fn accounts(
     previous: &[ProviderConfig],
     running: &[Arc<dyn Provider>],
     next: &[ProviderConfig],
     path: &str,
+    take_over: bool,
 ) -> Result<Vec<Arc<dyn Provider>>, Vec<FieldError>> {
     let mut built = Vec::with_capacity(next.len());
     let mut errors = Vec::new();
@@ -465,7 +486,7 @@ fn accounts(
             {
                 Ok(Arc::clone(client))
             }
-            (Some(_), Some(client)) => config.build_after(client),
+            (Some(_), Some(client)) if take_over => config.build_after(client),
             _ => config.build(),
         };
         match result {
