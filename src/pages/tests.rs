@@ -218,22 +218,17 @@ fn the_built_in_template_compiles() {
 
 #[test]
 fn a_device_or_a_huge_file_is_refused_not_read_forever() {
-    let errors = |yaml: &str| {
-        crate::config::load_str(yaml, &Default::default(), &Default::default())
-            .err()
-            .map(|errors| errors.to_string())
-            .unwrap_or_default()
-    };
-    let device = errors("page: {template: /dev/zero}\n");
+    let errors = |yaml: &str| read(yaml).join("\n");
+    let device = errors("{template: /dev/zero}");
     assert!(
-        device.contains("page.template: cannot read /dev/zero: not a regular file"),
+        device.contains("rules[0].page.template: cannot read /dev/zero: not a regular file"),
         "{device}"
     );
     let dir = std::env::temp_dir().join(format!("paastis-page-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let big = dir.join("big.css");
     std::fs::write(&big, vec![b'a'; 1024 * 1024 + 1]).expect("write");
-    let huge = errors(&format!("page: {{css: {}}}\n", big.display()));
+    let huge = errors(&format!("{{css: {}}}", big.display()));
     assert!(huge.contains("larger than 1024 KiB"), "{huge}");
     let _ = std::fs::remove_dir_all(&dir);
 }
