@@ -164,13 +164,7 @@ pub async fn config_reload(
     Extension(state): Extension<AdminState>,
 ) -> Result<Json<ReloadView>, ApiError> {
     admin_only(&state)?;
-    let reload = state
-        .config
-        .reload
-        .get()
-        .cloned()
-        .ok_or_else(not_reloadable)?;
-    reload(None, true).await.map(Json).map_err(refused)
+    run(&state, None, true).await
 }
 
 /// `POST /api/v1/config/diff`: what a reload of the configuration in the body (YAML, read
@@ -188,13 +182,23 @@ pub async fn config_diff(
     admin_only(&state)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the body must be the configuration, as UTF-8 YAML"))?;
+    run(&state, Some(text), false).await
+}
+
+/// Runs the engine's reload (of `text` instead of its file, applied or not), for a caller
+/// already found to be the admin.
+async fn run(
+    state: &AdminState,
+    text: Option<String>,
+    apply: bool,
+) -> Result<Json<ReloadView>, ApiError> {
     let reload = state
         .config
         .reload
         .get()
         .cloned()
         .ok_or_else(not_reloadable)?;
-    reload(Some(text), false).await.map(Json).map_err(refused)
+    reload(text, apply).await.map(Json).map_err(refused)
 }
 
 fn not_reloadable() -> ApiError {

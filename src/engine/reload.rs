@@ -143,7 +143,15 @@ impl Reloader {
         apply: bool,
         running: &mut Config,
     ) -> Result<ReloadView, Refusal> {
-        let next = (source.load)(text).map_err(|ConfigErrors(errors)| {
+        // Reading and checking the files is blocking work: off the runtime's workers.
+        let load = Arc::clone(&source.load);
+        let text = text.map(str::to_owned);
+        let loaded = tokio::task::spawn_blocking(move || load(text.as_deref()))
+            .await
+            .map_err(|error| {
+                Refusal::Unavailable(format!("the configuration could not be read: {error}"))
+            })?;
+        let next = loaded.map_err(|ConfigErrors(errors)| {
             Refusal::Invalid(
                 errors
                     .into_iter()
@@ -346,18 +354,18 @@ impl Reloader {
         let Some(file) = self.source.as_ref().and_then(|source| source.file.clone()) else {
             return;
         };
-        let mut seen = fingerprint(&file);
+        let mut seen = fingerprint(&file).await;
         let mut ticks = tokio::time::interval(WATCH_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let now = fingerprint(&file);
+            let now = fingerprint(&file).await;
             if now == seen {
                 continue;
             }
             // Let the writer finish: the file must stay the same for a moment.
             tokio::time::sleep(SETTLE).await;
-            let settled = fingerprint(&file);
+            let settled = fingerprint(&file).await;
             if settled != now {
                 continue;
             }
@@ -445,9 +453,9 @@ fn lines(errors: &[FieldError]) -> Vec<String> {
 
 /// What tells a file's change: its size, modification time and inode (a rename or a
 /// symbolic link's new target is a new inode), or `None` while it is missing.
-fn fingerprint(file: &std::path::Path) -> Option<(u64, Option<SystemTime>, u64)> {
+async fn fingerprint(file: &std::path::Path) -> Option<(u64, Option<SystemTime>, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(file).ok()?;
+    let metadata = tokio::fs::metadata(file).await.ok()?;
     Some((metadata.len(), metadata.modified().ok(), metadata.ino()))
 }
 

@@ -215,11 +215,6 @@ impl Lifecycle {
         self.providers.load_full()
     }
 
-    /// The settings now (defaults, rules, plan, ...).
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings.load_full()
-    }
-
     /// The settings now, for a short read on the request path (no reference count taken;
     /// not to be held across an await).
     pub fn settings_now(&self) -> arc_swap::Guard<Arc<Settings>> {
