@@ -744,6 +744,21 @@ async fn a_template_edited_alone_is_taken_by_a_reload() {
     engine.stop().await;
 }
 
+/// Stops `web` through the admin API and waits until it is asleep.
+async fn stop_web(engine: &TestEngine) {
+    let (status, _) = admin(
+        engine,
+        reqwest::Method::POST,
+        "/api/v1/apps/local/web/stop",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(30))
+        .await;
+}
+
 /// A dry run, and a file refused for another error, leave the running accounts as they are:
 /// the process app still starts with the command it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,17 +781,7 @@ async fn a_dry_run_or_a_refused_file_takes_nothing_over() {
     assert_eq!(status, 200, "{view}");
     write(&path, &format!("{renamed}defaults: {{max_idle: soon}}\n"));
     assert_eq!(reload(&engine).await.0, 422);
-    let (status, _) = admin(
-        &engine,
-        reqwest::Method::POST,
-        "/api/v1/apps/local/web/stop",
-        None,
-    )
-    .await;
-    assert_eq!(status, 202);
-    engine
-        .wait_state("web", State::Asleep, Duration::from_secs(30))
-        .await;
+    stop_web(&engine).await;
     assert_eq!(
         client.get("web.localhost", "/").await.text(),
         "hello from web"
@@ -785,20 +790,62 @@ async fn a_dry_run_or_a_refused_file_takes_nothing_over() {
     // Applied, the new command is the one the next start runs.
     write(&path, &renamed);
     assert_eq!(reload(&engine).await.0, 200);
-    let (status, _) = admin(
-        &engine,
-        reqwest::Method::POST,
-        "/api/v1/apps/local/web/stop",
-        None,
-    )
-    .await;
-    assert_eq!(status, 202);
-    engine
-        .wait_state("web", State::Asleep, Duration::from_secs(30))
-        .await;
+    stop_web(&engine).await;
     assert_eq!(
         client.get("web.localhost", "/").await.text(),
         "hello from renamed"
+    );
+    engine.stop().await;
+}
+
+/// Ordinary third-party programs on both sides: `python3 -m http.server` as the app, curl as
+/// the client, requests while the configuration is reloaded: every answer is the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_reloads_to_python_http_server() {
+    let dir = TempDir::new("reload-3rd");
+    let site = dir.path("site");
+    std::fs::create_dir_all(&site).expect("site");
+    std::fs::write(site.join("index.html"), "served by http.server\n").expect("index");
+    let app = |max_idle: &str| {
+        format!(
+            "admin: {{token: {TOKEN}}}\nreload: {{watch: false}}\nproviders:\n  - id: local\n    \
+             type: process\n    apps:\n      - {{name: files, command: 'exec python3 -m http.server \
+             {{port}} --bind 127.0.0.1 --directory {}', max_idle: {max_idle}}}\n",
+            site.display()
+        )
+    };
+    let (engine, path) = start(&dir, &app("10m")).await;
+    let url = format!("http://127.0.0.1:{}/", engine.addr.port());
+    let fetch = |url: String| async move {
+        support::curl(&["-H", "Host: files.localhost", &url])
+            .await
+            .0
+    };
+    assert_eq!(fetch(url.clone()).await, "served by http.server\n");
+    assert_eq!(engine.state("files"), State::Awake);
+    let fetches: Vec<_> = (0..40)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(n * 10)).await;
+                fetch(url).await
+            })
+        })
+        .collect();
+    for minutes in 11..15 {
+        write(&path, &app(&format!("{minutes}m")));
+        assert_eq!(reload(&engine).await.0, 200);
+    }
+    for fetched in fetches {
+        assert_eq!(fetched.await.expect("completes"), "served by http.server\n");
+    }
+    assert_eq!(
+        engine.app("files").policy().max_idle,
+        Some(Duration::from_secs(14 * 60))
+    );
+    assert_eq!(
+        engine.count("files", |kind| matches!(kind, EventKind::Started { .. })),
+        1
     );
     engine.stop().await;
 }

@@ -40,9 +40,9 @@ pub struct App {
     /// The provider account that runs it: replaced when a configuration reload rebuilds
     /// the account (its state here stays).
     pub(super) provider: Mutex<Arc<dyn Provider>>,
-    /// What the provider's listing gave it when it was registered (its own policy keys,
-    /// extra route keys), kept to resolve it again when the configuration changes.
-    pub(super) listed: Listed,
+    /// What the provider's latest listing gives it (its own policy keys, extra route keys),
+    /// kept to resolve it again when the configuration or the listing changes.
+    pub(super) listed: ArcSwap<Listed>,
     /// What the configuration gives it (policy, aliases, hooks, schedules, links),
     /// replaced whole when the configuration is reloaded; read lock-free.
     pub(super) conf: ArcSwap<AppConf>,
@@ -101,8 +101,8 @@ pub struct App {
     pub(super) last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
 }
 
-/// What the provider's listing said of an app when it was registered.
-#[derive(Debug, Clone, Default)]
+/// What the provider's latest listing says of an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Listed {
     /// Policy keys the platform gives it (container labels, say).
     pub(super) policy: crate::model::PolicyOverride,

@@ -181,7 +181,7 @@ impl Lifecycle {
                 let app = Arc::new(App {
                     key: key.clone(),
                     provider: Mutex::new(Arc::clone(provider)),
-                    listed,
+                    listed: ArcSwap::from_pointee(listed),
                     conf: ArcSwap::from_pointee(conf),
                     phase: watch::Sender::new(Phase {
                         state,
@@ -231,6 +231,18 @@ impl Lifecycle {
             if **app.group.load() != info.linked {
                 app.group.store(Arc::new(info.linked.clone()));
                 changed = true;
+            }
+            // The platform's own keys changed (a container's labels, a process entry's
+            // policy after a reload): the app's configuration is resolved again.
+            let listed = Listed {
+                policy: info.policy.clone(),
+                aliases: info.aliases.clone(),
+            };
+            if **app.listed.load() != listed {
+                let conf = resolve(&settings, &schedules, &self.look(), &info.name, &listed);
+                changed |= conf.aliases != app.conf().aliases;
+                app.listed.store(Arc::new(listed));
+                app.conf.store(Arc::new(conf));
             }
             if !authority {
                 continue;

@@ -32,23 +32,11 @@ pub enum RemovedApps {
     Stop,
 }
 
-impl RemovedApps {
-    /// As the config names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            RemovedApps::KeepRunning => "keep_running",
-            RemovedApps::Stop => "stop",
-        }
-    }
-}
-
 /// What a reconfiguration did to the apps it already had.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconfigured {
-    /// Apps forgotten (provider or filter gone), with whether each was awake.
+    /// Apps forgotten (provider or filter gone), with whether each was left running.
     pub forgotten: Vec<(String, bool)>,
-    /// Apps kept, their configuration resolved again.
-    pub kept: usize,
 }
 
 impl Lifecycle {
@@ -111,7 +99,9 @@ impl Lifecycle {
                     && local_names
                         .get(app.provider_id())
                         .is_none_or(|names| names.contains(&*app.key.name))
-                    && settings.filter.manages(&app.key.name, &app.listed.aliases);
+                    && settings
+                        .filter
+                        .manages(&app.key.name, &app.listed.load().aliases);
                 if !managed {
                     gone.push(Arc::clone(app));
                 }
@@ -129,9 +119,8 @@ impl Lifecycle {
                     &tracker,
                     &space_look,
                     &app.key.name,
-                    &app.listed,
+                    &app.listed.load(),
                 )));
-                report.kept += 1;
             }
         }
         for app in &gone {
