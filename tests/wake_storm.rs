@@ -43,7 +43,12 @@ async fn storm(addr: std::net::SocketAddr, host: &str) -> Vec<String> {
         .collect()
 }
 
+/// One storm test at a time: each gives its app a port that was free when asked, and two
+/// asking at once can be given the same one (the other test's server would then answer).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn storms_are_all_answered(server_args: &str) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("storm");
     std::fs::write(dir.path("index.html"), "<p>hello</p>\n").expect("write");
     let port = free_port();
