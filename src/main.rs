@@ -259,7 +259,10 @@ async fn serve(
     }
     let admin_hosts = config.admin.hosts.clone();
     let engine = Engine::start(config).await?.with_source(source);
-    tracing::info!("managed apps:\n{}", engine.apps_table());
+    tracing::info!(
+        "managed apps:\n{}",
+        engine.apps_table_head(paastis::engine::LOGGED_APPS)
+    );
     if let Some(tls) = &tls {
         let addr = tls.local_addr().context("TLS listener address")?;
         tracing::info!(%addr, "proxy listening on https://{addr}");

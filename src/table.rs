@@ -7,6 +7,24 @@ use crate::lifecycle::App;
 
 /// One line per app: name, route host, provider, state, idle policy.
 pub fn apps_table(apps: &[Arc<App>], domains: &[String]) -> String {
+    apps_table_head(apps, domains, usize::MAX)
+}
+
+/// [`apps_table`] of the first `limit` apps, then a line that says how many more there are
+/// (a log line stays readable with 100,000 apps).
+pub fn apps_table_head(apps: &[Arc<App>], domains: &[String], limit: usize) -> String {
+    let (shown, more) = apps.split_at(apps.len().min(limit));
+    let mut out = rows_table(shown, domains);
+    if !more.is_empty() {
+        out.push_str(&format!(
+            "... and {} more (`paastis apps`, the dashboard or GET /api/v1/apps list them all)\n",
+            more.len()
+        ));
+    }
+    out
+}
+
+fn rows_table(apps: &[Arc<App>], domains: &[String]) -> String {
     let mut rows = vec![[
         "APP".to_owned(),
         "ROUTE".to_owned(),

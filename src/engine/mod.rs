@@ -24,6 +24,9 @@ mod reload;
 
 pub use reload::{ConfigSource, LoadFn, Trigger};
 
+/// Apps listed per space in the log at start (all of them: `paastis apps`, the dashboard).
+pub const LOGGED_APPS: usize = 50;
+
 /// The sockets the engine serves, bound by the caller.
 #[derive(Debug)]
 pub struct Listeners {
@@ -295,10 +298,19 @@ impl Engine {
 
     /// The managed apps as a table.
     pub fn apps_table(&self) -> String {
-        let mut out = table::apps_table(&self.lifecycle.apps(), &self.config.domains);
+        self.apps_table_head(usize::MAX)
+    }
+
+    /// [`Engine::apps_table`] with at most `limit` apps per space (for the log at start).
+    pub fn apps_table_head(&self, limit: usize) -> String {
+        let mut out = table::apps_table_head(&self.lifecycle.apps(), &self.config.domains, limit);
         for space in self.spaces.access().iter().skip(1) {
             out.push_str(&format!("\nspace {}:\n", space.id));
-            out.push_str(&table::apps_table(&space.lifecycle.apps(), &space.domains));
+            out.push_str(&table::apps_table_head(
+                &space.lifecycle.apps(),
+                &space.domains,
+                limit,
+            ));
         }
         out
     }
@@ -480,6 +492,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let engine = Engine::start(config).await?;
-    tracing::info!("managed apps:\n{}", engine.apps_table());
+    tracing::info!("managed apps:\n{}", engine.apps_table_head(LOGGED_APPS));
     engine.serve(listeners, shutdown).await
 }

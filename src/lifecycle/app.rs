@@ -3,7 +3,7 @@
 //! happen through `App::transition`, called by the lifecycle's jobs only; this file
 //! decides no change itself and never calls a provider or the registry.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -99,6 +99,49 @@ pub struct App {
     pub(super) pinned_until: AtomicU64,
     /// Why and when its latest wake was asked for.
     pub(super) last_wake: Mutex<Option<(SystemTime, WakeCause)>>,
+    /// The lifecycle's index of awake apps, kept by every transition.
+    pub(super) awake_index: Arc<AwakeIndex>,
+    /// What discovery last wrote to the catalog about it: a listing that says the same is
+    /// written again only once per [`SEEN_REFRESH`], so a large account at rest costs the
+    /// database nothing.
+    pub(super) seen_written: Mutex<Option<SeenWritten>>,
+}
+
+/// The keys of a lifecycle's awake apps: what the idle check walks, so that its cost
+/// follows the apps awake, not the apps managed. Transitions add and remove keys (under the
+/// app's phase lock); the idle check drops the keys of apps no longer awake or gone (under
+/// this lock, after reading the state). Lock order: the apps map, then an app's phase, then
+/// this index.
+#[derive(Debug, Default)]
+pub(super) struct AwakeIndex(Mutex<HashSet<AppKey>>);
+
+impl AwakeIndex {
+    pub(super) fn insert(&self, key: &AppKey) {
+        lock(&self.0).insert(key.clone());
+    }
+
+    fn remove(&self, key: &AppKey) {
+        lock(&self.0).remove(key);
+    }
+
+    /// The keys, locked.
+    pub(super) fn keys(&self) -> std::sync::MutexGuard<'_, HashSet<AppKey>> {
+        lock(&self.0)
+    }
+}
+
+/// How often the catalog's "last seen" of an app that did not change is written again.
+pub(super) const SEEN_REFRESH: Duration = Duration::from_secs(3600);
+
+/// What was written to the catalog when discovery last listed an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SeenWritten {
+    /// Its upstream then (the app's own, shared).
+    pub(super) upstream: Option<Arc<Upstream>>,
+    /// Whether it was running.
+    pub(super) running: bool,
+    /// When it was written (engine clock, milliseconds).
+    pub(super) at: u64,
 }
 
 /// What the provider's latest listing says of an app.
@@ -240,6 +283,12 @@ impl App {
     pub(super) fn transition(&self, from: &[State], to: State, reason: Option<Arc<str>>) -> bool {
         self.phase.send_if_modified(|phase| {
             if from.contains(&phase.state) {
+                // Under the phase's lock, so the index follows this app's changes in order.
+                if to == State::Awake {
+                    self.awake_index.insert(&self.key);
+                } else if phase.state == State::Awake {
+                    self.awake_index.remove(&self.key);
+                }
                 phase.state = to;
                 phase.reason = reason;
                 phase.since = Instant::now();

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::app::{AppConf, Listed};
-use super::app::{START_HISTORY, touch};
+use super::app::{SEEN_REFRESH, START_HISTORY, SeenWritten, touch};
 use super::route::RouteTable;
 use super::{App, Lifecycle, Phase, Record, lock};
 use crate::events::EventKind;
-use crate::model::{AppKey, State};
+use crate::model::{AppKey, State, Upstream};
 use crate::providers::{AppExited, AppInfo, AppStatus, Provider};
 use crate::store::SeenApp;
 
@@ -120,28 +120,44 @@ impl Lifecycle {
         let now = self.clock.now_ms();
         let settings = self.settings.load_full();
         let schedules = self.schedules.load_full();
+        let provider_id: Arc<str> = provider.id().into();
+        let look = self.look();
+        // The configuration shared by the apps nothing sets apart.
+        let mut plain = None;
         let mut apps = lock(&self.apps);
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity(listing.len());
         let mut changed = false;
         for info in listing {
             if !settings.filter.manages(&info.name, &info.aliases) {
                 continue;
             }
-            let key = AppKey::new(&self.space, provider.id(), &info.name);
+            // The space's and provider's names shared, only the app's own allocated.
+            let key = AppKey {
+                space: Arc::clone(&self.space),
+                provider: Arc::clone(&provider_id),
+                name: info.name.as_str().into(),
+            };
             seen.insert(key.clone());
             let running = info.status == AppStatus::Running;
-            if authority {
-                self.record(|| Record::Seen {
-                    key: key.clone(),
-                    seen: SeenApp {
-                        upstream: info.upstream.as_ref().map(ToString::to_string),
-                        running,
-                    },
-                    at: SystemTime::now(),
-                });
-            }
             let Some(app) = apps.get(&key) else {
                 let state = if running { State::Awake } else { State::Asleep };
+                let upstream = info.upstream.map(Arc::new);
+                // Seen first: the catalog's other records about it need its entry.
+                let seen_written = authority.then(|| {
+                    self.record(|| Record::Seen {
+                        key: key.clone(),
+                        seen: SeenApp {
+                            upstream: upstream.as_deref().map(ToString::to_string),
+                            running,
+                        },
+                        at: SystemTime::now(),
+                    });
+                    SeenWritten {
+                        upstream: upstream.clone(),
+                        running,
+                        at: now,
+                    }
+                });
                 // What the catalog remembers from before (an earlier run of the engine).
                 let remembered = lock(&self.remembered).remove(&key);
                 let listed = info
@@ -177,12 +193,14 @@ impl Lifecycle {
                     policy: info.policy.clone(),
                     aliases: info.aliases.clone(),
                 };
-                let conf = resolve(&settings, &schedules, &self.look(), &info.name, &listed);
+                let conf = resolve(
+                    &settings, &schedules, &look, &info.name, &listed, &mut plain,
+                );
                 let app = Arc::new(App {
                     key: key.clone(),
                     provider: Mutex::new(Arc::clone(provider)),
                     listed: ArcSwap::from_pointee(listed),
-                    conf: ArcSwap::from_pointee(conf),
+                    conf: ArcSwap::new(conf),
                     phase: watch::Sender::new(Phase {
                         state,
                         reason: None,
@@ -191,7 +209,7 @@ impl Lifecycle {
                     state: AtomicU8::new(state as u8),
                     last_activity: AtomicU64::new(last_activity),
                     in_flight: AtomicUsize::new(0),
-                    upstream: ArcSwapOption::from(info.upstream.map(Arc::new)),
+                    upstream: ArcSwapOption::from(upstream),
                     formation: Mutex::new(formation),
                     start_durations: Mutex::new(start_durations),
                     stop_retry_at: AtomicU64::new(0),
@@ -212,7 +230,12 @@ impl Lifecycle {
                     requests: crate::metrics::RequestCounts::default(),
                     pinned_until: AtomicU64::new(0),
                     last_wake: Mutex::new(None),
+                    awake_index: Arc::clone(&self.awake),
+                    seen_written: Mutex::new(seen_written),
                 });
+                if state == State::Awake {
+                    self.awake.insert(&key);
+                }
                 apps.insert(key.clone(), app);
                 if authority {
                     self.events.emit(&key, EventKind::Discovered { running });
@@ -220,10 +243,19 @@ impl Lifecycle {
                 changed = true;
                 continue;
             };
-            if let Some(upstream) = info.upstream
-                && app.upstream().as_deref() != Some(&upstream)
-            {
-                app.upstream.store(Some(Arc::new(upstream)));
+            let upstream = match info.upstream {
+                Some(upstream) => Some(match app.upstream() {
+                    Some(known) if *known == upstream => known,
+                    _ => {
+                        let upstream = Arc::new(upstream);
+                        app.upstream.store(Some(Arc::clone(&upstream)));
+                        upstream
+                    }
+                }),
+                None => None,
+            };
+            if authority {
+                self.record_seen(app, upstream, running, now);
             }
             if app.group_name().as_deref() != info.group.as_ref() {
                 app.group_name.store(info.group.clone().map(Arc::new));
@@ -234,15 +266,21 @@ impl Lifecycle {
             }
             // The platform's own keys changed (a container's labels, a process entry's
             // policy after a reload): the app's configuration is resolved again.
-            let listed = Listed {
-                policy: info.policy.clone(),
-                aliases: info.aliases.clone(),
+            let same = {
+                let known = app.listed.load();
+                known.policy == info.policy && known.aliases == info.aliases
             };
-            if **app.listed.load() != listed {
-                let conf = resolve(&settings, &schedules, &self.look(), &info.name, &listed);
+            if !same {
+                let listed = Listed {
+                    policy: info.policy.clone(),
+                    aliases: info.aliases.clone(),
+                };
+                let conf = resolve(
+                    &settings, &schedules, &look, &info.name, &listed, &mut plain,
+                );
                 changed |= conf.aliases != app.conf().aliases;
                 app.listed.store(Arc::new(listed));
-                app.conf.store(Arc::new(conf));
+                app.conf.store(conf);
             }
             if !authority {
                 continue;
@@ -299,6 +337,35 @@ impl Lifecycle {
             changed = true;
         }
         changed
+    }
+
+    /// Sends the catalog what discovery saw of the app, when it differs from what was
+    /// last sent or that is older than [`SEEN_REFRESH`].
+    /// (`upstream`: the listing's, shared with the app's when they are the same.)
+    fn record_seen(&self, app: &App, upstream: Option<Arc<Upstream>>, running: bool, now: u64) {
+        let refresh = u64::try_from(SEEN_REFRESH.as_millis()).unwrap_or(u64::MAX);
+        let mut written = lock(&app.seen_written);
+        if written.as_ref().is_some_and(|written| {
+            written.running == running
+                && written.upstream == upstream
+                && now.saturating_sub(written.at) < refresh
+        }) {
+            return;
+        }
+        let seen = SeenApp {
+            upstream: upstream.as_deref().map(ToString::to_string),
+            running,
+        };
+        *written = Some(SeenWritten {
+            upstream,
+            running,
+            at: now,
+        });
+        self.record(|| Record::Seen {
+            key: app.key.clone(),
+            seen,
+            at: SystemTime::now(),
+        });
     }
 
     /// Asks the provider the state of up to `limit` apps registered from listings that did
@@ -435,15 +502,25 @@ impl Lifecycle {
 }
 
 /// What the configuration gives the app `name` (defaults, then the matching rules, then the
-/// app's own keys from its listing): at registration, and again at every reload.
+/// app's own keys from its listing): at registration, and again at every reload. Apps that
+/// no rule, schedule or listing key sets apart get the same one, kept in `plain` (most of
+/// a large account: one copy instead of one per app).
 pub(super) fn resolve(
     settings: &super::Settings,
     schedules: &crate::schedules::Tracker,
     space_look: &Arc<crate::pages::Look>,
     name: &str,
     listed: &Listed,
-) -> AppConf {
+    plain: &mut Option<Arc<AppConf>>,
+) -> Arc<AppConf> {
     let resolved = settings.rules.resolve(name);
+    let matching = schedules.matching(name);
+    let is_plain = matching.is_empty()
+        && resolved == crate::rules::Resolved::default()
+        && *listed == Listed::default();
+    if is_plain && let Some(conf) = plain {
+        return Arc::clone(conf);
+    }
     // Its look: the space's, unless a rule says otherwise.
     let look = if resolved.page == crate::pages::PageSettings::default() {
         Arc::clone(space_look)
@@ -452,7 +529,7 @@ pub(super) fn resolve(
     };
     let mut aliases = listed.aliases.clone();
     aliases.extend(resolved.alias);
-    AppConf {
+    let conf = Arc::new(AppConf {
         policy: settings
             .defaults
             .with(&resolved.policy.then(&listed.policy)),
@@ -460,7 +537,11 @@ pub(super) fn resolve(
         linked_names: resolved.linked_apps,
         default_formation: resolved.formation,
         hooks: settings.hooks.then(&resolved.hooks),
-        schedules: schedules.matching(name),
+        schedules: matching,
         look,
+    });
+    if is_plain {
+        *plain = Some(Arc::clone(&conf));
     }
+    conf
 }

@@ -114,6 +114,8 @@ pub struct Lifecycle {
     records: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Record>>,
     /// Managed apps; changed only by discovery.
     apps: Mutex<BTreeMap<AppKey, Arc<App>>>,
+    /// The keys of the awake ones (shared with each app, which keeps it up to date).
+    awake: Arc<app::AwakeIndex>,
     /// Route key -> app, rebuilt when the set of apps changes; read by every request.
     routes: ArcSwap<RouteTable>,
     /// What happened.
@@ -181,6 +183,7 @@ impl Lifecycle {
             remembered: Mutex::new(HashMap::new()),
             records: std::sync::OnceLock::new(),
             apps: Mutex::new(BTreeMap::new()),
+            awake: Arc::default(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             events: EventLog::new(1000),
             probe: probe::client(),
@@ -208,6 +211,22 @@ impl Lifecycle {
     /// Every managed app, by key.
     pub fn apps(&self) -> Vec<Arc<App>> {
         lock(&self.apps).values().cloned().collect()
+    }
+
+    /// The awake apps (the idle check's work), dropping from the index the keys of apps
+    /// that are no longer awake or no longer managed.
+    pub(super) fn awake_apps(&self) -> Vec<Arc<App>> {
+        let apps = lock(&self.apps);
+        let mut keys = self.awake.keys();
+        let mut awake = Vec::with_capacity(keys.len());
+        keys.retain(|key| match apps.get(key) {
+            Some(app) if app.state() == crate::model::State::Awake => {
+                awake.push(Arc::clone(app));
+                true
+            }
+            _ => false,
+        });
+        awake
     }
 
     /// The provider accounts now.

@@ -107,6 +107,8 @@ impl Lifecycle {
                 }
                 managed
             });
+            // The configuration shared by the apps nothing sets apart.
+            let mut plain = None;
             for app in apps.values() {
                 if let Some(provider) = by_id.get(app.provider_id()) {
                     let mut current = lock(&app.provider);
@@ -114,13 +116,14 @@ impl Lifecycle {
                         *current = Arc::clone(provider);
                     }
                 }
-                app.conf.store(Arc::new(resolve(
+                app.conf.store(resolve(
                     &settings,
                     &tracker,
                     &space_look,
                     &app.key.name,
                     &app.listed.load(),
-                )));
+                    &mut plain,
+                ));
             }
         }
         for app in &gone {

@@ -64,8 +64,9 @@ impl Lifecycle {
 
     /// Apps whose last activity changed since the previous call, with its wall-clock time.
     pub fn activity_changes(&self) -> Vec<(AppKey, SystemTime)> {
-        self.apps()
-            .iter()
+        // Under the lock, without a copy of the whole list (it runs every few seconds).
+        lock(&self.apps)
+            .values()
             .filter_map(|app| {
                 let last = app.last_activity.load(Ordering::SeqCst);
                 let flushed = app.flushed_activity.swap(last, Ordering::SeqCst);

@@ -111,7 +111,7 @@ impl Lifecycle {
         let leader = self.registry.is_leader();
         let snapshot = self.schedules.load().snapshot();
         let mut begun = 0;
-        for app in self.apps() {
+        for app in self.awake_apps() {
             let Some(max_idle) = app.conf().policy.max_idle else {
                 continue;
             };

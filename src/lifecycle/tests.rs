@@ -309,3 +309,106 @@ async fn same_name_in_two_providers_is_ambiguous() {
         Some(crate::lifecycle::route::Route::App(app)) if &*app.key.provider == "two"
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_check_walks_only_awake_apps_and_follows_every_transition() {
+    let (lifecycle, fake) = setup(
+        &[
+            ("a", AppStatus::Running),
+            ("b", AppStatus::Stopped),
+            ("c", AppStatus::Stopped),
+        ],
+        Some(Duration::from_secs(60)),
+    )
+    .await;
+    let awake = |lifecycle: &Lifecycle| -> Vec<String> {
+        let mut names: Vec<String> = lifecycle
+            .awake_apps()
+            .iter()
+            .map(|app| app.key.name.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(awake(&lifecycle), ["a"], "registered awake");
+
+    // Woken by a request: in the index once awake, and stopped by the idle check in time.
+    fake.with(|s| {
+        s.allow_start = true;
+        s.allow_stop = true;
+    });
+    let b = app(&lifecycle, "b");
+    lifecycle.request_wake(&b, request_cause).expect("wake");
+    for _ in 0..50 {
+        settle().await;
+        advance(Duration::from_millis(200)).await;
+        if b.state() == State::Awake {
+            break;
+        }
+    }
+    assert_eq!(b.state(), State::Awake);
+    assert_eq!(awake(&lifecycle), ["a", "b"]);
+
+    // Started outside the engine: discovery registers it awake.
+    fake.with(|s| s.apps.insert("c".to_owned(), (AppStatus::Running, 0)));
+    lifecycle.discover().await;
+    assert_eq!(awake(&lifecycle), ["a", "b", "c"]);
+
+    advance(Duration::from_secs(61)).await;
+    assert_eq!(lifecycle.check_idle(), 3, "every awake app idle stops");
+    settle().await;
+    assert!(awake(&lifecycle).is_empty());
+    assert_eq!(lifecycle.check_idle(), 0);
+
+    // Stopped outside the engine, then deleted: nothing left behind.
+    fake.with(|s| s.apps.insert("a".to_owned(), (AppStatus::Running, 0)));
+    lifecycle.discover().await;
+    assert_eq!(awake(&lifecycle), ["a"]);
+    fake.with(|s| s.apps.remove("a"));
+    lifecycle.discover().await;
+    assert!(
+        awake(&lifecycle).is_empty(),
+        "a deleted app leaves the index"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn discovery_writes_to_the_catalog_only_what_changed_and_once_an_hour() {
+    let (lifecycle, fake) = setup(
+        &[("a", AppStatus::Running), ("b", AppStatus::Stopped)],
+        None,
+    )
+    .await;
+    let (records, mut queue) = tokio::sync::mpsc::unbounded_channel();
+    lifecycle.record_to(records);
+    let mut seen = move || {
+        let mut names = Vec::new();
+        while let Ok(record) = queue.try_recv() {
+            if let Record::Seen { key, seen, .. } = record {
+                names.push(format!("{}:{}", key.name, seen.running));
+            }
+        }
+        names.sort();
+        names
+    };
+    // The first listing after registration says the same: nothing written.
+    lifecycle.discover().await;
+    assert!(seen().is_empty());
+
+    // A new app, and one whose state changed outside the engine: those two only.
+    fake.with(|s| {
+        s.apps.insert("b".to_owned(), (AppStatus::Running, 0));
+        s.apps.insert("c".to_owned(), (AppStatus::Stopped, 0));
+    });
+    lifecycle.discover().await;
+    assert_eq!(seen(), ["b:true", "c:false"]);
+    lifecycle.discover().await;
+    assert!(seen().is_empty());
+
+    // An hour on, each is written again (its "last seen"), once.
+    advance(Duration::from_secs(3600)).await;
+    lifecycle.discover().await;
+    assert_eq!(seen(), ["a:true", "b:true", "c:false"]);
+    lifecycle.discover().await;
+    assert!(seen().is_empty());
+}

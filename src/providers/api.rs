@@ -217,25 +217,62 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
 }
 
-/// A response body as [`read_json`] reads it, from its bytes (for the fuzz targets).
-#[cfg(feature = "fuzzing")]
-pub(crate) fn body_json<T: serde::de::DeserializeOwned>(
-    body: &[u8],
+/// The body of a successful response, whole (for a listing parsed in place: its entries
+/// borrowed from it rather than copied).
+pub async fn read_body(response: Response, what: &str) -> Result<bytes::Bytes, ProviderError> {
+    response
+        .bytes()
+        .await
+        .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
+}
+
+/// A response body as [`read_json`] reads it, from its bytes (a listing read with
+/// [`read_body`], and the fuzz targets).
+pub(crate) fn body_json<'a, T: serde::Deserialize<'a>>(
+    body: &'a [u8],
     what: &str,
 ) -> Result<T, ProviderError> {
     serde_json::from_slice(body)
         .map_err(|error| ProviderError::Failed(format!("{what}: unexpected answer: {error}")))
 }
 
+/// One entry of a listing, kept as its JSON text until it is parsed as what the provider
+/// expects: a large listing is read once, without a JSON tree built for every app first.
+pub type Entry = Box<serde_json::value::RawValue>;
+
+/// An entry of a listing, as read ([`Entry`]) or built (a `serde_json::Value`, in tests).
+pub trait ListingEntry {
+    /// The entry as a `T`.
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error>;
+}
+
+impl ListingEntry for Entry {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+}
+
+impl ListingEntry for &serde_json::value::RawValue {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+}
+
+impl ListingEntry for serde_json::Value {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self)
+    }
+}
+
 /// The entries of a listing that parse as `T`; the others are skipped with a warning, so one
 /// odd entry (a `null` where a list was expected, say) does not hide every other app.
 pub fn parse_entries<T: serde::de::DeserializeOwned>(
     provider: &str,
-    entries: Vec<serde_json::Value>,
+    entries: Vec<impl ListingEntry>,
 ) -> Vec<T> {
     entries
         .into_iter()
-        .filter_map(|entry| match serde_json::from_value::<T>(entry) {
+        .filter_map(|entry| match entry.parse::<T>() {
             Ok(parsed) => Some(parsed),
             Err(error) => {
                 tracing::warn!(provider, %error, "skipping an app the listing describes oddly");

@@ -400,7 +400,7 @@ fn upstream_of(scheme: &http::uri::Scheme, app: &App) -> Option<Upstream> {
 /// under one name would each get the other's starts and stops.
 fn listed_apps(
     provider: &str,
-    listed: Vec<serde_json::Value>,
+    listed: Vec<impl super::api::ListingEntry>,
     scheme: &http::uri::Scheme,
 ) -> (Vec<AppInfo>, HashMap<String, String>) {
     let listed: Vec<App> = super::api::parse_entries(provider, listed);
@@ -498,7 +498,7 @@ impl Provider for CleverCloud {
     }
 
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
-        let listed: Vec<serde_json::Value> = self
+        let listed: Vec<super::api::Entry> = self
             .get_json(&format!("{}/applications", self.owner_path), "listing apps")
             .await?;
         let (apps, ids) = listed_apps(&self.id, listed, &self.upstream_scheme);
@@ -609,7 +609,7 @@ pub mod fuzzing {
         body: &[u8],
         scheme: &http::uri::Scheme,
     ) -> Result<(Vec<AppInfo>, HashMap<String, String>), ProviderError> {
-        let listed: Vec<serde_json::Value> = body_json(body, "listing apps")?;
+        let listed: Vec<crate::providers::api::Entry> = body_json(body, "listing apps")?;
         Ok(super::listed_apps("fuzz", listed, scheme))
     }
 

@@ -512,7 +512,7 @@ impl Docker {
             )
             .await?;
         let response = check(response, "listing containers").await?;
-        let entries: Vec<Value> = read_json(response, "listing containers").await?;
+        let entries: Vec<super::api::Entry> = read_json(response, "listing containers").await?;
         Ok(parse_entries(&self.id, entries))
     }
 

@@ -314,7 +314,7 @@ struct App {
 struct AppList {
     /// The organisation's apps (odd entries are skipped).
     #[serde(default)]
-    apps: Vec<serde_json::Value>,
+    apps: Vec<super::api::Entry>,
 }
 
 /// One Machine of `GET /apps/{app}/machines`, as far as the engine reads it.
@@ -439,7 +439,7 @@ fn size_name(guest: &Guest) -> String {
 }
 
 /// The Machines of one listing that parse; the others are skipped with a warning.
-fn parse_machines(provider: &str, entries: Vec<serde_json::Value>) -> Vec<Machine> {
+fn parse_machines(provider: &str, entries: Vec<impl super::api::ListingEntry>) -> Vec<Machine> {
     parse_entries(provider, entries)
 }
 
@@ -681,7 +681,7 @@ impl Fly {
 
     /// The app's Machines (odd entries skipped).
     async fn machines(&self, app: &str) -> Result<Vec<Machine>, ProviderError> {
-        let entries: Vec<serde_json::Value> = self
+        let entries: Vec<super::api::Entry> = self
             .get_json(
                 &format!("/apps/{}/machines", percent_encode(app)),
                 &format!("Machines of {app}"),

@@ -243,7 +243,7 @@ impl Heroku {
 
 /// The apps of one page of the listing (no state: the listing has none); entries that do
 /// not parse are skipped.
-fn page_apps(provider: &str, page: Vec<serde_json::Value>) -> Vec<AppInfo> {
+fn page_apps(provider: &str, page: Vec<impl super::api::ListingEntry>) -> Vec<AppInfo> {
     super::api::parse_entries::<App>(provider, page)
         .into_iter()
         .map(|app| AppInfo {
@@ -347,7 +347,7 @@ impl Provider for Heroku {
                 ));
             }
             let next = next.filter(|_| partial);
-            let page: Vec<serde_json::Value> = read_json(response, "listing apps").await?;
+            let page: Vec<super::api::Entry> = read_json(response, "listing apps").await?;
             apps.extend(page_apps(&self.id, page));
             match next {
                 Some(next) if next != range => range = next,
@@ -407,7 +407,7 @@ pub mod fuzzing {
 
     /// The apps of one page of `GET /apps`.
     pub fn apps(page: &[u8]) -> Result<Vec<AppInfo>, ProviderError> {
-        let page: Vec<serde_json::Value> = body_json(page, "listing apps")?;
+        let page: Vec<crate::providers::api::Entry> = body_json(page, "listing apps")?;
         Ok(super::page_apps("fuzz", page))
     }
 

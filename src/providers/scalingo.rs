@@ -454,9 +454,11 @@ fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
+/// `GET /v1/apps`: its entries borrowed from the body, each parsed on its own.
 #[derive(Debug, Deserialize)]
-struct AppList {
-    apps: Vec<serde_json::Value>,
+struct AppList<'a> {
+    #[serde(borrow)]
+    apps: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -518,7 +520,7 @@ fn operation_id(location: &str) -> Option<&str> {
 }
 
 /// The apps of one region's listing; entries that do not parse are skipped.
-fn listed_apps(provider: &str, listed: AppList) -> Vec<AppInfo> {
+fn listed_apps(provider: &str, listed: AppList<'_>) -> Vec<AppInfo> {
     super::api::parse_entries::<App>(provider, listed.apps)
         .into_iter()
         .map(|app| AppInfo {
@@ -620,12 +622,15 @@ impl Provider for Scalingo {
         let mut apps = Vec::new();
         let mut app_regions = HashMap::new();
         for (region, api) in &self.regions {
-            let listed: AppList = self
-                .get_json(
-                    &format!("{api}/v1/apps"),
-                    &format!("listing apps of {region}"),
-                )
+            let url = format!("{api}/v1/apps");
+            let what = format!("listing apps of {region}");
+            let response = self
+                .call(Idempotent::Yes, &what, |bearer| {
+                    self.api.http().get(&url).bearer_auth(bearer)
+                })
                 .await?;
+            let body = super::api::read_body(response, &what).await?;
+            let listed: AppList<'_> = super::api::body_json(&body, &what)?;
             for app in listed_apps(&self.id, listed) {
                 app_regions.insert(app.name.clone(), api.clone());
                 apps.push(app);
@@ -692,7 +697,7 @@ pub mod fuzzing {
 
     /// The apps of a region's listing (`GET /v1/apps`).
     pub fn apps(body: &[u8]) -> Result<Vec<AppInfo>, ProviderError> {
-        let listed: AppList = body_json(body, "listing apps")?;
+        let listed: AppList<'_> = body_json(body, "listing apps")?;
         Ok(super::listed_apps("fuzz", listed))
     }
 

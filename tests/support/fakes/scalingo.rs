@@ -96,10 +96,46 @@ impl FakeScalingo {
     /// URL is the app's `url` and `base_url`.
     pub async fn add_app(&self, name: &str, formation: &[(&str, u32)], running: bool) -> AppServer {
         let server = AppServer::start(name, running).await;
+        self.push_app(name, formation, running, server.clone(), true);
+        server
+    }
+
+    /// Adds `count` stopped apps named `{prefix}{index}` (a `web` process scaled to zero),
+    /// sharing one app server that is never up: a large account at rest, for the scale
+    /// benchmark, without a listener per app.
+    pub async fn add_sleeping_apps(&self, prefix: &str, count: usize) {
+        let server = AppServer::start(prefix, false).await;
+        assert!(
+            !self
+                .shared
+                .lock()
+                .apps
+                .iter()
+                .any(|app| app.name.starts_with(prefix)),
+            "apps named {prefix}... already exist"
+        );
+        for index in 0..count {
+            let name = format!("{prefix}{index}");
+            self.push_app(&name, &[("web", 1)], false, server.clone(), false);
+        }
+    }
+
+    /// Adds one app (`unique`: check first that no app has this name).
+    fn push_app(
+        &self,
+        name: &str,
+        formation: &[(&str, u32)],
+        running: bool,
+        server: AppServer,
+        unique: bool,
+    ) {
         let now = Instant::now();
         let wall = self.shared.unix_ms(now);
         let mut inner = self.shared.lock();
-        assert!(inner.find(name).is_none(), "app {name} already exists");
+        assert!(
+            !unique || inner.find(name).is_none(),
+            "app {name} already exists"
+        );
         let id = inner.new_id();
         let mut processes = BTreeMap::new();
         for &(kind, amount) in formation {
@@ -122,7 +158,7 @@ impl FakeScalingo {
         let app = FakeApp {
             id,
             name: name.to_owned(),
-            server: server.clone(),
+            server,
             public_url: None,
             created_at: wall,
             updated_at: wall,
@@ -131,7 +167,6 @@ impl FakeScalingo {
         };
         app.server.set_up(app.serving());
         inner.apps.push(app);
-        server
     }
 
     /// Publishes another URL as the app's `url` and `base_url` (an HTTPS front, say).
