@@ -8,9 +8,12 @@
 # the proxy benchmark's upstream, keep-alive), is woken, then serves SMALL and then LARGE
 # keep-alive requests from one curl connection in two separate runs; the difference of the
 # two runs' instruction totals divided by LARGE - SMALL is what one request costs (start-up,
-# the wake and shutdown cancel out). Knobs (env): BENCH_SMALL (100), BENCH_LARGE (1100),
-# BENCH_WORKERS (1), BENCH_KEEP (a directory: the callgrind outputs are kept there, as
-# <binary name>.<requests>.out, for `callgrind_annotate`).
+# the wake and shutdown cancel out). Two counts: the whole process, and the proxy worker
+# threads alone (`paastis-proxy-*`: the request path, without the background tasks, whose
+# timers tick with the wall-clock time a run takes under valgrind rather than with the
+# requests). Knobs (env): BENCH_SMALL (100), BENCH_LARGE (1100), BENCH_WORKERS (1),
+# BENCH_KEEP (a directory: the callgrind outputs are kept there, one file per thread, as
+# <binary name>.<requests>.out-NN, for `callgrind_annotate`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,7 +65,13 @@ render() {
         -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
 }
 
-# one_run BINARY REQUESTS: prints the instructions callgrind collected.
+# total FILE: the instructions one callgrind output counted.
+total() {
+    sed -n 's/^summary: \([0-9]*\)$/\1/p; s/^totals: \([0-9]*\)$/\1/p' "$1" | head -n 1
+}
+
+# one_run BINARY REQUESTS: prints the instructions callgrind collected, in the whole process
+# and in the proxy worker threads.
 one_run() {
     local binary=$1 requests=$2 port upstream_port out code=""
     port=$(free_port)
@@ -73,7 +82,8 @@ one_run() {
         "$upstream_port" "$upstream_port"
     render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$port" "$upstream_port"
     out="$WORK/paastis/callgrind.out"
-    LOG_LEVEL=warn LOG_FORMAT=text valgrind --tool=callgrind --callgrind-out-file="$out" \
+    LOG_LEVEL=warn LOG_FORMAT=text valgrind --tool=callgrind --separate-threads=yes \
+        --callgrind-out-file="$out" \
         "$binary" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
     PID=$!
     for _ in $(seq 1200); do
@@ -92,15 +102,28 @@ one_run() {
     wait "$PID" || true
     PID=""
     if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
-    if [[ -n ${BENCH_KEEP:-} ]]; then cp "$out" "$BENCH_KEEP/$(basename "$binary").$requests.out"; fi
-    sed -n 's/^summary: \([0-9]*\)$/\1/p; s/^totals: \([0-9]*\)$/\1/p' "$out" | head -n 1
+    local all=0 workers=0 file count
+    for file in "$out"-*; do
+        count=$(total "$file")
+        all=$((all + count))
+        # A proxy worker thread runs Worker::serve (the names are in each thread's file).
+        if grep -q 'Worker>::serve' "$file"; then workers=$((workers + count)); fi
+        if [[ -n ${BENCH_KEEP:-} ]]; then
+            cp "$file" "$BENCH_KEEP/$(basename "$binary").$requests.out-${file##*-}"
+        fi
+    done
+    echo "$all $workers"
 }
 
-printf '%-40s %16s %16s %14s\n' binary "instr ($SMALL req)" "instr ($LARGE req)" "instr/request"
+printf '%-40s %16s %16s %14s %14s\n' binary "instr ($SMALL req)" "instr ($LARGE req)" \
+    "instr/request" "workers/req"
 for binary in "$@"; do
     [[ -x $binary ]] || die "no binary at $binary"
-    small=$(one_run "$binary" "$SMALL")
-    large=$(one_run "$binary" "$LARGE")
+    counts=$(one_run "$binary" "$SMALL")
+    read -r small small_workers <<<"$counts"
+    counts=$(one_run "$binary" "$LARGE")
+    read -r large large_workers <<<"$counts"
     per=$(((large - small) / (LARGE - SMALL)))
-    printf '%-40s %16s %16s %14s\n' "$binary" "$small" "$large" "$per"
+    per_workers=$(((large_workers - small_workers) / (LARGE - SMALL)))
+    printf '%-40s %16s %16s %14s %14s\n' "$binary" "$small" "$large" "$per" "$per_workers"
 done

@@ -62,7 +62,7 @@ impl Proxy {
             Ok(found) => found,
             Err((space, ProxyError::UnknownApp { host })) => {
                 let lifecycle = self.space(space.as_ref());
-                if !lifecycle.rediscover().await {
+                if !Box::pin(lifecycle.rediscover()).await {
                     return Err(ProxyError::UnknownApp { host });
                 }
                 self.route(request).map_err(|(_, error)| error)?

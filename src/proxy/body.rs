@@ -52,25 +52,34 @@ pub enum ClientBodyError {
     TooSlow,
 }
 
-/// What the forward phase learns about the client's body once the exchange failed.
+/// What the forward phase learns about the client's body once the exchange failed. A
+/// request without a body has nothing to learn: its outcome (the default) holds no cell, so
+/// it costs no allocation.
 #[derive(Debug, Clone, Default)]
-pub struct BodyOutcome(Arc<AtomicU8>);
+pub struct BodyOutcome(Option<Arc<AtomicU8>>);
 
 impl BodyOutcome {
     const MALFORMED: u8 = 1;
     const TOO_SLOW: u8 = 2;
+
+    /// The outcome of a body that is sent, told by its [`ClientBody`].
+    pub fn tracked() -> BodyOutcome {
+        BodyOutcome(Some(Arc::default()))
+    }
 
     fn set(&self, error: ClientBodyError) {
         let value = match error {
             ClientBodyError::Malformed => Self::MALFORMED,
             ClientBodyError::TooSlow => Self::TOO_SLOW,
         };
-        self.0.store(value, Ordering::Relaxed);
+        if let Some(cell) = &self.0 {
+            cell.store(value, Ordering::Relaxed);
+        }
     }
 
     /// The client's fault, if the body failed.
     pub fn failure(&self) -> Option<ClientBodyError> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.0.as_ref()?.load(Ordering::Relaxed) {
             Self::MALFORMED => Some(ClientBodyError::Malformed),
             Self::TOO_SLOW => Some(ClientBodyError::TooSlow),
             _ => None,

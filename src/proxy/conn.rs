@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
@@ -219,19 +219,16 @@ impl Worker {
         drain: Duration,
     ) {
         let limits = self.proxy.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .keep_alive_interval(Some(H2_KEEP_ALIVE))
             .keep_alive_timeout(H2_KEEP_ALIVE)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let builder = Arc::new(builder);
+        let builder = Arc::new(Builders { h1, h2 });
         // Told once when the engine stops; every connection then finishes gracefully.
         let (stop, stopped) = watch::channel(false);
         // Each connection holds a sender: the receiver ends once all are closed.
@@ -263,7 +260,7 @@ impl Worker {
     async fn connection(
         self: Arc<Self>,
         accepted: Accepted,
-        builder: &auto::Builder<TokioExecutor>,
+        builder: &Builders,
         stopped: watch::Receiver<bool>,
     ) {
         let Accepted {
@@ -316,8 +313,8 @@ impl Worker {
         peer: SocketAddr,
         secure: bool,
         deadline: Instant,
-        builder: &auto::Builder<TokioExecutor>,
-        mut stopped: watch::Receiver<bool>,
+        builder: &Builders,
+        stopped: watch::Receiver<bool>,
     ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -354,35 +351,90 @@ impl Worker {
                 }))
             }
         });
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(Rewind::new(prefix, io)), service);
-        tokio::pin!(connection);
-        let idle = self.proxy.limits.client_idle_timeout;
-        let idle = async {
-            match &streams {
-                Some(streams) => streams.idle_for(idle).await,
-                None => std::future::pending().await,
+        let io = TokioIo::new(Rewind::new(prefix, io));
+        // The protocol is known: its own server, without a second detection.
+        match streams {
+            Some(streams) => {
+                let idle = self.proxy.limits.client_idle_timeout;
+                let connection = builder.h2.serve_connection(io, service);
+                drive(connection, streams.idle_for(idle), peer, stopped).await;
             }
-        };
-        tokio::pin!(idle);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                ended = connection.as_mut() => {
-                    if let Err(error) = ended {
-                        tracing::debug!(%peer, error = %error, "connection ended with an error");
-                    }
-                    return;
+            None => {
+                let connection = builder.h1.serve_connection(io, service).with_upgrades();
+                drive(connection, std::future::pending(), peer, stopped).await;
+            }
+        }
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 servers' settings, shared by a worker's connections.
+struct Builders {
+    /// HTTP/1.1 (upgrades allowed).
+    h1: http1::Builder,
+    /// HTTP/2 with prior knowledge.
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// A client connection being served, which can be asked to finish its requests and close.
+trait Serving: Future<Output = Result<(), hyper::Error>> {
+    /// Stops taking new requests; the future ends once those in progress are answered.
+    fn shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Serving for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Serving for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Serves `connection` until it ends; asks it to finish once the engine stops or `idle`
+/// completes (HTTP/2: no request for `proxy.client_idle_timeout`).
+async fn drive<C: Serving>(
+    connection: C,
+    idle: impl Future<Output = ()>,
+    peer: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) {
+    tokio::pin!(connection);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, error = %error, "connection ended with an error");
                 }
-                _ = stopped.changed(), if !closing => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                () = &mut idle, if !closing => {
-                    tracing::debug!(%peer, "HTTP/2 connection idle; closed");
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
+                return;
+            }
+            _ = stopped.changed(), if !closing => {
+                connection.as_mut().shutdown();
+                closing = true;
+            }
+            () = &mut idle, if !closing => {
+                tracing::debug!(%peer, "HTTP/2 connection idle; closed");
+                connection.as_mut().shutdown();
+                closing = true;
             }
         }
     }

@@ -187,9 +187,8 @@ impl Forwarder {
             }
             // An upstream that chose HTTP/2 has one connection for everything.
             if let Some(mut shared) = self.shared(&upstream.authority) {
-                let sent = self
-                    .send_h2(&mut shared, request, upstream, &outcome)
-                    .await?;
+                // Boxed: its future is as large as the rest of this one's together.
+                let sent = Box::pin(self.send_h2(&mut shared, request, upstream, &outcome)).await?;
                 match sent {
                     Ok(response) => break (response, None),
                     // Closed (GOAWAY) before taking the request: nothing was sent.
@@ -238,21 +237,13 @@ impl Forwarder {
                 (false, true) => self.ramp(&upstream.authority).await,
                 _ => None,
             };
-            let exchange = async {
-                let send = sender.try_send_request(request);
-                let Some(place) = place else {
-                    return send.await;
-                };
-                tokio::pin!(send);
-                tokio::select! {
-                    sent = &mut send => sent,
-                    () = tokio::time::sleep(RAMP_HOLD) => {
-                        drop(place);
-                        send.await
-                    }
-                }
+            let send = sender.try_send_request(request);
+            let sent = match place {
+                None => self.response_header(send).await?,
+                // Rare (new connections just after a wake): boxed, so the common path's
+                // future stays small (hyper moves it once per request).
+                Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
             };
-            let sent = self.response_header(exchange).await?;
             match sent {
                 Ok(response) => break (response, Some(sender)),
                 Err(mut error) => match (error.take_message(), copy) {
@@ -332,6 +323,19 @@ impl Forwarder {
                 }
                 _ => Err(exchange_failed(error.error(), outcome)),
             },
+        }
+    }
+}
+
+/// `send`, holding a ramp `place` until it completes or for [`RAMP_HOLD`] at most: an
+/// upstream slow to answer does not keep the next connections waiting.
+async fn holding<F: Future>(send: F, place: tokio::sync::OwnedSemaphorePermit) -> F::Output {
+    tokio::pin!(send);
+    tokio::select! {
+        sent = &mut send => sent,
+        () = tokio::time::sleep(RAMP_HOLD) => {
+            drop(place);
+            send.await
         }
     }
 }

@@ -752,7 +752,9 @@ impl Worker {
         if let Some(system) = &self.proxy.system
             && system::is_system(&request)
         {
-            return Ok(system.handle(&request).await.map(Either::Right));
+            // Boxed, as every rare path here: held inline, its future would make every
+            // request's state larger, and hyper moves that state once per request.
+            return Ok(Box::pin(system.handle(&request)).await.map(Either::Right));
         }
         // The client, behind any trusted proxies (for the wake's cause).
         let client_ip = self
@@ -798,14 +800,15 @@ impl Worker {
 
         // forward
         if forward::is_upgrade(request.headers()) {
-            let (response, tunnel) = self
-                .forwarder
-                .forward_upgrade(request, &upstream, client, scope)
-                .await
-                .map_err(|error| {
-                    let app = app.key.name.to_string();
-                    (ProxyError::Upstream { app, error }, answer)
-                })?;
+            let (response, tunnel) = Box::pin(
+                self.forwarder
+                    .forward_upgrade(request, &upstream, client, scope),
+            )
+            .await
+            .map_err(|error| {
+                let app = app.key.name.to_string();
+                (ProxyError::Upstream { app, error }, answer)
+            })?;
             let in_flight = match tunnel {
                 Some(tunnel) => {
                     tokio::spawn(tunnel.run(in_flight));

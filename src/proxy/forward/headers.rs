@@ -44,11 +44,12 @@ impl Forwarder {
         BodyOutcome,
     ) {
         let (mut parts, body) = request.into_parts();
-        let outcome = BodyOutcome::default();
-        let body = if body.is_end_stream() {
-            Outgoing::Empty
+        let (body, outcome) = if body.is_end_stream() {
+            (Outgoing::Empty, BodyOutcome::default())
         } else {
-            Outgoing::Client(ClientBody::new(body, self.body_progress, outcome.clone()))
+            let outcome = BodyOutcome::tracked();
+            let body = ClientBody::new(body, self.body_progress, outcome.clone());
+            (Outgoing::Client(body), outcome)
         };
         // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
         // carry it in the target).
@@ -125,6 +126,13 @@ impl Forwarder {
         else {
             return;
         };
+        // Most responses carry neither: the upstream's origin is formatted only for those
+        // that do.
+        if !headers.contains_key(header::LOCATION)
+            && !headers.contains_key(header::CONTENT_LOCATION)
+        {
+            return;
+        }
         let upstream_origin = upstream.to_string();
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let rewritten = headers
@@ -192,26 +200,64 @@ fn via_value(version: Version) -> HeaderValue {
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) header names is cheaper than a lookup per hop-by-hop name,
-    // and most messages carry none of them.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+/// The place of `name` in [`HOP_BY_HOP`]: one match on the name's text (a comparison with
+/// each of the nine names costs more, the non-standard ones being compared byte by byte).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "upgrade" => Some(0),
+        "connection" => Some(1),
+        "keep-alive" => Some(2),
+        "proxy-connection" => Some(3),
+        "proxy-authenticate" => Some(4),
+        "proxy-authorization" => Some(5),
+        "te" => Some(6),
+        "trailer" => Some(7),
+        "transfer-encoding" => Some(8),
+        _ => None,
     }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
+}
+
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) header names tells which hop-by-hop names are there (most
+    // messages carry none, a keep-alive response only `Connection`): only those are looked
+    // up again to be removed.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(index) = hop_by_hop_index(name) {
+            present |= 1 << index;
         }
     }
-    for name in &HOP_BY_HOP {
+    if present == 0 {
+        return;
+    }
+    // Names `Connection` lists besides the standard hop-by-hop ones (`keep-alive` needs no
+    // lookup of its own): few, so the list allocates only when there are some.
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+    {
+        if token.is_empty()
+            || HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            listed.push(name);
+        }
+    }
+    for name in listed {
         headers.remove(name);
+    }
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -253,6 +299,24 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert_eq!(headers["x-kept"], "yes");
+
+        // The index the removal uses is each name's place in the list.
+        for (index, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(index), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
+
+        // `Connection` listing a standard hop-by-hop name, and one that is not there.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade, x-absent"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::CONTENT_TYPE));
 
         // Nothing to remove: nothing changes.
         let mut plain = HeaderMap::new();
