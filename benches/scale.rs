@@ -22,7 +22,9 @@
 mod support;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use support::fakes::scalingo::FakeScalingo;
 use tokio::io::{AsyncBufReadExt, BufReader};

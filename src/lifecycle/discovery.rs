@@ -243,17 +243,14 @@ impl Lifecycle {
                 changed = true;
                 continue;
             };
-            let upstream = match info.upstream {
-                Some(upstream) => Some(match app.upstream() {
-                    Some(known) if *known == upstream => known,
-                    _ => {
-                        let upstream = Arc::new(upstream);
-                        app.upstream.store(Some(Arc::clone(&upstream)));
-                        upstream
-                    }
-                }),
-                None => None,
-            };
+            let upstream = info.upstream.map(|upstream| match app.upstream() {
+                Some(known) if *known == upstream => known,
+                _ => {
+                    let upstream = Arc::new(upstream);
+                    app.upstream.store(Some(Arc::clone(&upstream)));
+                    upstream
+                }
+            });
             if authority {
                 self.record_seen(app, upstream, running, now);
             }
