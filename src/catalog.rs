@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::events::{Event, EventKind};
 use crate::lifecycle::{Lifecycle, Record};
-use crate::store::{Store, StoreError};
+use crate::model::AppKey;
+use crate::store::{SeenApp, Store, StoreError};
 
 /// How often changed activity is written (an engine killed without warning loses at most
 /// this much of it).
@@ -91,7 +92,8 @@ impl Catalog {
     }
 }
 
-/// Applies records in order: runs of events in one insert, catalog changes one by one.
+/// Applies records in order: runs of events in one insert, runs of apps seen in one
+/// transaction (a discovery of a large account), other catalog changes one by one.
 async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -99,25 +101,46 @@ async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>
             return;
         }
         let mut events: Vec<Event> = Vec::new();
+        let mut seen = Vec::new();
         for record in batch.drain(..) {
             match record {
-                Record::Event(event) => events.push(event),
+                Record::Event(event) => {
+                    see(&*store, &mut seen).await;
+                    events.push(event);
+                }
+                Record::Seen { key, seen: app, at } => {
+                    append(&*store, &mut events).await;
+                    seen.push((key, app, at));
+                }
                 other => {
+                    see(&*store, &mut seen).await;
                     append(&*store, &mut events).await;
                     apply(&*store, other).await;
                 }
             }
         }
+        see(&*store, &mut seen).await;
         append(&*store, &mut events).await;
     }
 }
 
-/// Writes the pending events, then what they say about the catalog.
+/// Writes the pending apps seen.
+async fn see(store: &dyn Store, seen: &mut Vec<(AppKey, SeenApp, SystemTime)>) {
+    if seen.is_empty() {
+        return;
+    }
+    retry("apps", || store.apps_seen(seen)).await;
+    seen.clear();
+}
+
+/// Writes the pending events, then what they say about the catalog (runs of state changes
+/// in one transaction).
 async fn append(store: &dyn Store, events: &mut Vec<Event>) {
     if events.is_empty() {
         return;
     }
     retry("events", || store.append_events(events)).await;
+    let mut states = Vec::new();
     for event in events.drain(..) {
         let key = &event.app;
         if key.name.is_empty() {
@@ -127,23 +150,30 @@ async fn append(store: &dyn Store, events: &mut Vec<Event>) {
         match &event.kind {
             EventKind::Started { duration, .. } => {
                 retry("start", || store.record_start(key, *duration, at)).await;
-                retry("state", || store.record_state(key, false, at)).await;
+                states.push((key.clone(), false, at));
             }
-            EventKind::Registered => {
-                retry("state", || store.record_state(key, false, at)).await;
-            }
-            EventKind::Discovered { running } => {
-                retry("state", || store.record_state(key, !running, at)).await;
-            }
+            EventKind::Registered => states.push((key.clone(), false, at)),
+            EventKind::Discovered { running } => states.push((key.clone(), !running, at)),
             EventKind::Stopped { .. } | EventKind::Exited { .. } => {
-                retry("state", || store.record_state(key, true, at)).await;
+                states.push((key.clone(), true, at))
             }
             EventKind::Deleted | EventKind::Unmanaged { .. } => {
+                record_states(store, &mut states).await;
                 retry("deletion", || store.app_deleted(key, at)).await
             }
             _ => {}
         }
     }
+    record_states(store, &mut states).await;
+}
+
+/// Writes the pending state changes.
+async fn record_states(store: &dyn Store, states: &mut Vec<(AppKey, bool, SystemTime)>) {
+    if states.is_empty() {
+        return;
+    }
+    retry("state", || store.record_states(states)).await;
+    states.clear();
 }
 
 async fn apply(store: &dyn Store, record: Record) {

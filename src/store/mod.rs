@@ -257,6 +257,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: SystemTime,
     ) -> Result<(), StoreError>;
 
+    /// [`Store::app_seen`] for several apps, in one transaction (a discovery that found many
+    /// apps at once: a large account at start).
+    async fn apps_seen(&self, seen: &[(AppKey, SeenApp, SystemTime)]) -> Result<(), StoreError>;
+
     /// The app is gone from its provider since `at` (an earlier deletion time is kept).
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError>;
 
@@ -285,6 +289,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         asleep: bool,
         at: SystemTime,
     ) -> Result<(), StoreError>;
+
+    /// [`Store::record_state`] for several apps, in order, in one transaction. Apps without
+    /// a catalog row are skipped. Returns how many were written.
+    async fn record_states(&self, states: &[(AppKey, bool, SystemTime)])
+    -> Result<u64, StoreError>;
 
     /// Raises the last activity of each app to the given time, in one transaction (a time
     /// older than the stored one changes nothing). Apps without a catalog row are skipped.

@@ -121,6 +121,23 @@ impl PgStore {
     }
 }
 
+/// Creates an app's row or updates what discovery saw of it.
+const APP_SEEN: &str = "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+     ON CONFLICT (space, provider, name) DO UPDATE SET \
+     upstream = excluded.upstream, running = excluded.running, \
+     last_seen = excluded.last_seen, deleted_at = NULL";
+
+/// The app went to sleep (an earlier `asleep_since` is kept).
+const ASLEEP: &str = "UPDATE apps SET asleep_since = coalesce(asleep_since, $1) \
+     WHERE space = $2 AND provider = $3 AND name = $4";
+
+/// The app woke: its time asleep added up.
+const AWAKE: &str = "UPDATE apps SET asleep_total = asleep_total + \
+     CASE WHEN asleep_since IS NULL THEN 0 ELSE GREATEST(0, $1 - asleep_since) END, \
+     asleep_since = NULL \
+     WHERE space = $2 AND provider = $3 AND name = $4";
+
 /// What a failed connection means: nothing answers, or the server said no.
 fn connect_failure(address: &str, secrets: &[String], error: sqlx::Error) -> StoreError {
     let address = address.to_owned();
@@ -157,23 +174,31 @@ impl Store for PgStore {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         let at = codec::millis(at);
-        codec::bind_key(
-            sqlx::query(
-                "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 ON CONFLICT (space, provider, name) DO UPDATE SET \
-                 upstream = excluded.upstream, running = excluded.running, \
-                 last_seen = excluded.last_seen, deleted_at = NULL",
-            ),
-            key,
-        )
-        .bind(seen.upstream.as_deref())
-        .bind(seen.running)
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        codec::bind_key(sqlx::query(APP_SEEN), key)
+            .bind(seen.upstream.as_deref())
+            .bind(seen.running)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
         Ok(())
+    }
+
+    async fn apps_seen(&self, seen: &[(AppKey, SeenApp, SystemTime)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        for (key, seen, at) in seen {
+            codec::bind_key(sqlx::query(APP_SEEN), key)
+                .bind(seen.upstream.as_deref())
+                .bind(seen.running)
+                .bind(codec::millis(*at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db_error(e))
     }
 
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
@@ -241,16 +266,29 @@ impl Store for PgStore {
         asleep: bool,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let sql = if asleep {
-            "UPDATE apps SET asleep_since = coalesce(asleep_since, $1) \
-             WHERE space = $2 AND provider = $3 AND name = $4"
-        } else {
-            "UPDATE apps SET asleep_total = asleep_total + \
-             CASE WHEN asleep_since IS NULL THEN 0 ELSE GREATEST(0, $1 - asleep_since) END, \
-             asleep_since = NULL \
-             WHERE space = $2 AND provider = $3 AND name = $4"
-        };
+        let sql = if asleep { ASLEEP } else { AWAKE };
         self.update_app(sql, codec::millis(at), key).await
+    }
+
+    async fn record_states(
+        &self,
+        states: &[(AppKey, bool, SystemTime)],
+    ) -> Result<u64, StoreError> {
+        if states.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        let mut written = 0;
+        for (key, asleep, at) in states {
+            let sql = if *asleep { ASLEEP } else { AWAKE };
+            let done = codec::bind_key(sqlx::query(sql).bind(codec::millis(*at)), key)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_error(e))?;
+            written += done.rows_affected();
+        }
+        tx.commit().await.map_err(|e| self.db_error(e))?;
+        Ok(written)
     }
 
     async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {

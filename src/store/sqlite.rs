@@ -328,6 +328,23 @@ impl SqliteStore {
     }
 }
 
+/// Creates an app's row or updates what discovery saw of it.
+const APP_SEEN: &str = "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (space, provider, name) DO UPDATE SET \
+     upstream = excluded.upstream, running = excluded.running, \
+     last_seen = excluded.last_seen, deleted_at = NULL";
+
+/// The app went to sleep (an earlier `asleep_since` is kept).
+const ASLEEP: &str = "UPDATE apps SET asleep_since = coalesce(asleep_since, ?) \
+     WHERE space = ? AND provider = ? AND name = ?";
+
+/// The app woke: its time asleep added up.
+const AWAKE: &str = "UPDATE apps SET asleep_total = asleep_total + \
+     CASE WHEN asleep_since IS NULL THEN 0 ELSE max(0, ? - asleep_since) END, \
+     asleep_since = NULL \
+     WHERE space = ? AND provider = ? AND name = ?";
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -342,24 +359,35 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let at = codec::millis(at);
         let _turn = self.turn().await;
-        codec::bind_key(
-            sqlx::query(
-                "INSERT INTO apps (space, provider, name, upstream, running, first_seen, last_seen) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (space, provider, name) DO UPDATE SET \
-                 upstream = excluded.upstream, running = excluded.running, \
-                 last_seen = excluded.last_seen, deleted_at = NULL",
-            ),
-            key,
-        )
-        .bind(seen.upstream.as_deref())
-        .bind(seen.running)
-        .bind(at)
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+        codec::bind_key(sqlx::query(APP_SEEN), key)
+            .bind(seen.upstream.as_deref())
+            .bind(seen.running)
+            .bind(at)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn apps_seen(&self, seen: &[(AppKey, SeenApp, SystemTime)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for (key, seen, at) in seen {
+            let at = codec::millis(*at);
+            codec::bind_key(sqlx::query(APP_SEEN), key)
+                .bind(seen.upstream.as_deref())
+                .bind(seen.running)
+                .bind(at)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn app_deleted(&self, key: &AppKey, at: SystemTime) -> Result<(), StoreError> {
@@ -425,16 +453,30 @@ impl Store for SqliteStore {
         asleep: bool,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let sql = if asleep {
-            "UPDATE apps SET asleep_since = coalesce(asleep_since, ?) \
-             WHERE space = ? AND provider = ? AND name = ?"
-        } else {
-            "UPDATE apps SET asleep_total = asleep_total + \
-             CASE WHEN asleep_since IS NULL THEN 0 ELSE max(0, ? - asleep_since) END, \
-             asleep_since = NULL \
-             WHERE space = ? AND provider = ? AND name = ?"
-        };
+        let sql = if asleep { ASLEEP } else { AWAKE };
         self.update_app(sql, codec::millis(at), key).await
+    }
+
+    async fn record_states(
+        &self,
+        states: &[(AppKey, bool, SystemTime)],
+    ) -> Result<u64, StoreError> {
+        if states.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut written = 0;
+        for (key, asleep, at) in states {
+            let sql = if *asleep { ASLEEP } else { AWAKE };
+            let done = codec::bind_key(sqlx::query(sql).bind(codec::millis(*at)), key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            written += done.rows_affected();
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(written)
     }
 
     async fn record_activity(&self, activity: &[(AppKey, SystemTime)]) -> Result<u64, StoreError> {
