@@ -8,7 +8,9 @@
 //! (/proc/PID/status) once both apps answer, then opens the connections, 100 at a time: each
 //! HTTP one sends one request, reads the answer and stays open; each tunnel completes its
 //! upgrade and stays open. VmRSS again once all are open; the delta over the count is the
-//! figure (it includes the upstream connections the proxy pools for them, 100 at most). A sample of the connections then sends a second request (or a message) to check
+//! figure (it includes the upstream connections the proxy pools for them, 100 at most).
+//! Beside them, as many connections that send nothing: what a connection costs before the
+//! HTTP server reads its first request. A sample of the connections then sends a second request (or a message) to check
 //! they were all still open when measured.
 //!
 //! `scripts/bench-connections.sh` runs it (`cargo bench --bench connections -- --bench`); see
@@ -156,6 +158,15 @@ async fn open_http(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
     open
 }
 
+/// Opens `count` connections to `addr` that send nothing (yet).
+async fn open_silent(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        open.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    open
+}
+
 type Tunnel = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Opens `count` WebSocket tunnels through `addr` to the `ws` app, `OPENING` at a time.
@@ -217,19 +228,25 @@ impl Measure {
     }
 }
 
-async fn measure_http(fake: &FakeScalingo, count: usize) -> Measure {
+/// Idle keep-alive connections (each answered once), or, `silent`, connections accepted
+/// that have sent nothing yet (what a connection costs before its HTTP server).
+async fn measure_http(fake: &FakeScalingo, count: usize, silent: bool) -> Measure {
     let dir = TempDir::new("bench-connections");
     let mut served = engine(&dir, fake, count).await;
     let pid = served.child.id().expect("engine pid");
     let before = settled_rss(pid).await;
-    let mut open = open_http(served.addr, count).await;
+    let mut open = if silent {
+        open_silent(served.addr, count).await
+    } else {
+        open_http(served.addr, count).await
+    };
     let after = settled_rss(pid).await;
-    // Every tenth connection asks again: they were all still open when measured.
+    // Every tenth connection asks (again): they were all still open when measured.
     for stream in open.iter_mut().step_by(10) {
         assert_eq!(
             ask(stream, "shop.localhost").await,
             Some(200),
-            "a kept-alive connection's second request"
+            "a request on a connection held open"
         );
     }
     drop(open);
@@ -310,28 +327,35 @@ fn main() {
             "{connections} idle keep-alive connections, {tunnels} WebSocket tunnels, {rounds} round(s), {} CPUs",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        println!("VmRSS in KiB: before, with all open, and the difference per connection");
         println!(
-            "round  http KiB before  after     KiB/conn  ws KiB before  after     KiB/tunnel"
+            "round  {:>26}  {:>26}  {:>26}",
+            "keep-alive", "silent", "WebSocket tunnels"
         );
         let mut per_connection = Vec::new();
+        let mut per_silent = Vec::new();
         let mut per_tunnel = Vec::new();
+        let row = |m: &Measure, count: usize| {
+            format!("{:>8} {:>8} {:>8.2}", m.before, m.after, m.per(count))
+        };
         for round in 1..=rounds {
-            let http = measure_http(&fake, connections).await;
+            let http = measure_http(&fake, connections, false).await;
+            let silent = measure_http(&fake, connections, true).await;
             let ws = measure_tunnels(&fake, tunnels).await;
             per_connection.push(http.per(connections));
+            per_silent.push(silent.per(connections));
             per_tunnel.push(ws.per(tunnels));
             println!(
-                "{round:>5}  {:>15}  {:>8}  {:>8.2}  {:>13}  {:>8}  {:>10.2}",
-                http.before,
-                http.after,
-                http.per(connections),
-                ws.before,
-                ws.after,
-                ws.per(tunnels)
+                "{round:>5}  {:>26}  {:>26}  {:>26}",
+                row(&http, connections),
+                row(&silent, connections),
+                row(&ws, tunnels)
             );
         }
         let (median, low, high) = summary(&mut per_connection);
         println!("per idle keep-alive connection: median {median:.2} KiB (range {low:.2}-{high:.2})");
+        let (median, low, high) = summary(&mut per_silent);
+        println!("per silent connection (no request yet): median {median:.2} KiB (range {low:.2}-{high:.2})");
         let (median, low, high) = summary(&mut per_tunnel);
         println!("per open WebSocket tunnel: median {median:.2} KiB (range {low:.2}-{high:.2})");
     });
