@@ -180,9 +180,10 @@ async fn open_tunnels(addr: SocketAddr, count: usize) -> Vec<Tunnel> {
         for _ in 0..batch {
             opening.spawn(async move {
                 let stream = TcpStream::connect(addr).await.expect("connect");
-                let (tunnel, answer) = tokio_tungstenite::client_async("ws://ws.localhost/", stream)
-                    .await
-                    .expect("upgrade through the proxy");
+                let (tunnel, answer) =
+                    tokio_tungstenite::client_async("ws://ws.localhost/", stream)
+                        .await
+                        .expect("upgrade through the proxy");
                 assert_eq!(answer.status(), 101);
                 tunnel
             });
@@ -280,7 +281,11 @@ async fn measure_tunnels(fake: &FakeScalingo, count: usize) -> Measure {
 /// Median and range of `values`, sorted in place.
 fn summary(values: &mut [f64]) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
-    (values[values.len() / 2], values[0], values[values.len() - 1])
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
 }
 
 fn main() {

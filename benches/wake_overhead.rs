@@ -98,7 +98,13 @@ async fn direct(directory: &str) -> (Duration, Duration) {
     let port = free_port();
     let started = Instant::now();
     let mut child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .args(["--directory", directory])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
