@@ -293,7 +293,8 @@ impl Worker {
                 match handshake.await {
                     Ok(Ok(stream)) => {
                         let deadline = Instant::now() + limits.header_read_timeout;
-                        self.serve_io(stream, peer, secure, deadline, builder, stopped)
+                        // Boxed: plain connections do not carry room for TLS state.
+                        Box::pin(self.serve_io(stream, peer, secure, deadline, builder, stopped))
                             .await
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -343,25 +344,31 @@ impl Worker {
             let worker = Arc::clone(&worker);
             let client = Arc::clone(&client);
             let stream = counted.as_ref().map(Streams::begin);
-            async move {
+            // Boxed: hyper keeps a place for the service's future for the connection's
+            // whole life; a pointer there, not the request's whole state, is what an idle
+            // keep-alive connection holds.
+            Box::pin(async move {
                 let response = worker.handle(request, &client).await;
                 Ok::<_, Infallible>(response.map(|body| CountedBody {
                     body,
                     _stream: stream,
                 }))
-            }
+            })
         });
         let io = TokioIo::new(Rewind::new(prefix, io));
-        // The protocol is known: its own server, without a second detection.
+        // The protocol is known: its own server, without a second detection. Each boxed,
+        // so a connection's task is only as large as the server it runs (an HTTP/1.1
+        // connection does not carry room for an HTTP/2 one, nor one waiting for its first
+        // bytes room for either).
         match streams {
             Some(streams) => {
                 let idle = self.proxy.limits.client_idle_timeout;
                 let connection = builder.h2.serve_connection(io, service);
-                drive(connection, streams.idle_for(idle), peer, stopped).await;
+                Box::pin(drive(connection, streams.idle_for(idle), peer, stopped)).await;
             }
             None => {
                 let connection = builder.h1.serve_connection(io, service).with_upgrades();
-                drive(connection, std::future::pending(), peer, stopped).await;
+                Box::pin(drive(connection, std::future::pending(), peer, stopped)).await;
             }
         }
     }

@@ -74,6 +74,9 @@ pub struct Tunnel {
     upstream: hyper::upgrade::OnUpgrade,
 }
 
+/// Bytes of each of a tunnel's two copy buffers.
+const TUNNEL_BUFFER: usize = 2048;
+
 impl Tunnel {
     /// Copies bytes both ways until either side closes. `in_flight` keeps the app from being
     /// stopped under the open connection; dropped at the end, it counts as activity.
@@ -83,7 +86,15 @@ impl Tunnel {
             (Ok(client), Ok(upstream)) => {
                 let mut client = TokioIo::new(client);
                 let mut upstream = TokioIo::new(upstream);
-                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                // Small copy buffers: an open tunnel mostly waits (a WebSocket), and its
+                // memory is what thousands of them cost; bulk data only takes more reads.
+                if let Err(error) = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    TUNNEL_BUFFER,
+                    TUNNEL_BUFFER,
+                )
+                .await
                 {
                     tracing::debug!(%error, "upgraded connection ended with an error");
                 }
