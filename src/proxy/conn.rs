@@ -344,16 +344,13 @@ impl Worker {
             let worker = Arc::clone(&worker);
             let client = Arc::clone(&client);
             let stream = counted.as_ref().map(Streams::begin);
-            // Boxed: hyper keeps a place for the service's future for the connection's
-            // whole life; a pointer there, not the request's whole state, is what an idle
-            // keep-alive connection holds.
-            Box::pin(async move {
+            async move {
                 let response = worker.handle(request, &client).await;
                 Ok::<_, Infallible>(response.map(|body| CountedBody {
                     body,
                     _stream: stream,
                 }))
-            })
+            }
         });
         let io = TokioIo::new(Rewind::new(prefix, io));
         // The protocol is known: its own server, without a second detection. Each boxed,
