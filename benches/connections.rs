@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use support::bench::{env_number, median_and_spread, rss_kib};
 use support::fakes::scalingo::FakeScalingo;
 use support::{Served, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,13 +37,6 @@ const TOKEN: &str = "tk-us-bench-0001";
 
 /// Connections opened at once (each opened, asked once, then kept).
 const OPENING: usize = 100;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The soft limit on open files of this process (its children inherit it).
 fn open_files_limit() -> usize {
@@ -56,17 +50,6 @@ fn open_files_limit() -> usize {
                 .and_then(|soft| soft.parse().ok())
         })
         .unwrap_or(1024)
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("engine status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 /// Waits for the engine's memory to settle (allocator and kernel bookkeeping after a burst).
@@ -278,16 +261,6 @@ async fn measure_tunnels(fake: &FakeScalingo, count: usize) -> Measure {
     Measure { before, after }
 }
 
-/// Median and range of `values`, sorted in place.
-fn summary(values: &mut [f64]) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
-}
-
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -357,11 +330,11 @@ fn main() {
                 row(&ws, tunnels)
             );
         }
-        let (median, low, high) = summary(&mut per_connection);
+        let (median, low, high) = median_and_spread(&mut per_connection);
         println!("per idle keep-alive connection: median {median:.2} KiB (range {low:.2}-{high:.2})");
-        let (median, low, high) = summary(&mut per_silent);
+        let (median, low, high) = median_and_spread(&mut per_silent);
         println!("per silent connection (no request yet): median {median:.2} KiB (range {low:.2}-{high:.2})");
-        let (median, low, high) = summary(&mut per_tunnel);
+        let (median, low, high) = median_and_spread(&mut per_tunnel);
         println!("per open WebSocket tunnel: median {median:.2} KiB (range {low:.2}-{high:.2})");
     });
 }

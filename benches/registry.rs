@@ -14,18 +14,12 @@ mod support;
 use std::time::Duration;
 
 use support::TestEngine;
+use support::bench::env_number;
 use support::fakes::scalingo::FakeScalingo;
 use support::redis::RedisServer;
 use support::wrk::requests_per_second as wrk;
 
 const TOKEN: &str = "tk-us-bench-0001";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(fake: &FakeScalingo, registry: &str) -> String {
     format!(

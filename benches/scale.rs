@@ -24,19 +24,13 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
+use support::bench::{env_number, median_and_spread, rss_kib};
 use tokio::time::Instant;
 
 use support::fakes::scalingo::FakeScalingo;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TOKEN: &str = "tk-us-bench-scale-0001";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One engine's figures.
 #[derive(Debug, Clone, Copy)]
@@ -58,15 +52,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let number = |index: usize| fields[index].parse::<u64>().expect("stat number");
     number(11) + number(12)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 fn ticks_per_second() -> f64 {
@@ -163,15 +148,6 @@ providers:
         cpu_ms_per_s,
         rss_kib: rss,
     }
-}
-
-fn median_and_spread(values: &mut [f64]) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
 }
 
 fn main() {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use support::bench::env_number;
 use support::fakes::heroku::FakeHeroku;
 use support::wrk::requests_per_second as wrk;
 use support::{TestClient, TestEngine};
@@ -28,13 +29,6 @@ use tokio::time::Instant;
 
 const ADMIN: &str = "admin-token-bench-0001";
 const HEROKU_TOKEN: &str = "heroku-bench-token-0001";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config() -> String {
     format!(

@@ -7,10 +7,14 @@
 //! BENCH_DEEP_PAGES (200). Without `--bench` (as `cargo test --all-targets` runs it) it
 //! does a small quick run.
 
+#[path = "../tests/support/bench.rs"]
+mod bench;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bench::env_number;
 use paastis::events::{Event, EventKind, StopCause, WakeCause};
 use paastis::model::AppKey;
 use paastis::store::{self, EventQuery, Store};
@@ -18,13 +22,6 @@ use tokio::time::Instant;
 
 /// Apps the events are spread over.
 const APPS: usize = 50;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn kind(n: usize) -> EventKind {
     match n % 6 {

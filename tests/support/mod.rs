@@ -3,6 +3,7 @@
 //! provider. Nothing here mocks the engine's own traits.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod fakes;
 pub mod podman;
 pub mod postgres;
