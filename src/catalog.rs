@@ -92,8 +92,11 @@ impl Catalog {
     }
 }
 
-/// Applies records in order: runs of events in one insert, runs of apps seen in one
-/// transaction (a discovery of a large account), other catalog changes one by one.
+/// Applies what is queued: the apps seen in one transaction, then the events in one insert
+/// (and what they say about the catalog), other catalog changes one by one in their place.
+/// An app seen is written before the events queued with it (a discovery sends each new app's
+/// record, then its event: a large account's first discovery is two transactions, not two
+/// statements per app), except after its own deletion, which stays first.
 async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -104,12 +107,19 @@ async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>
         let mut seen = Vec::new();
         for record in batch.drain(..) {
             match record {
-                Record::Event(event) => {
-                    see(&*store, &mut seen).await;
-                    events.push(event);
-                }
+                Record::Event(event) => events.push(event),
                 Record::Seen { key, seen: app, at } => {
-                    append(&*store, &mut events).await;
+                    let deleted_before = events.iter().any(|event| {
+                        event.app == key
+                            && matches!(
+                                event.kind,
+                                EventKind::Deleted | EventKind::Unmanaged { .. }
+                            )
+                    });
+                    if deleted_before {
+                        see(&*store, &mut seen).await;
+                        append(&*store, &mut events).await;
+                    }
                     seen.push((key, app, at));
                 }
                 other => {

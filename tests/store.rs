@@ -81,6 +81,7 @@ on_both!(
     formation_remembered_and_forgotten,
     start_history_keeps_the_newest,
     time_asleep_accumulates,
+    many_apps_seen_and_states_in_one_go,
     activity_never_moves_back,
     every_event_kind_round_trips,
     event_filters,
@@ -252,6 +253,61 @@ async fn start_history_keeps_the_newest(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::UnknownApp(name)) if name == "x:y/z"
     ));
+}
+
+async fn many_apps_seen_and_states_in_one_go(store: Arc<dyn Store>) {
+    let web = key("default", "scalingo", "web");
+    let api = key("default", "scalingo", "api");
+    let gone = key("default", "scalingo", "never-seen");
+    store
+        .app_seen(&web, &seen(Some("http://127.0.0.1:8001"), false), t(1_000))
+        .await
+        .expect("seen");
+    store.app_deleted(&web, t(1_500)).await.expect("deleted");
+    // Seen together: a known app updated (and back), a new one created.
+    store
+        .apps_seen(&[
+            (
+                web.clone(),
+                seen(Some("http://127.0.0.1:8002"), true),
+                t(2_000),
+            ),
+            (api.clone(), seen(None, false), t(2_000)),
+        ])
+        .await
+        .expect("seen");
+    let catalog = store.catalog(None).await.expect("catalog");
+    assert_eq!(catalog.len(), 2);
+    let e = entry(&catalog, &web);
+    assert_eq!(
+        (e.first_seen, e.last_seen, e.deleted_at, e.running),
+        (t(1_000), t(2_000), None, true)
+    );
+    assert_eq!(e.upstream.as_deref(), Some("http://127.0.0.1:8002"));
+    let e = entry(&catalog, &api);
+    assert_eq!((e.first_seen, e.running), (t(2_000), false));
+
+    // States in order, an app without a row skipped.
+    let written = store
+        .record_states(&[
+            (web.clone(), true, t(3_000)),
+            (gone.clone(), true, t(3_000)),
+            (api.clone(), true, t(3_000)),
+            (web.clone(), false, t(5_000)),
+        ])
+        .await
+        .expect("states");
+    assert_eq!(written, 3);
+    let catalog = store.catalog(None).await.expect("catalog");
+    let e = entry(&catalog, &web);
+    assert_eq!(
+        (e.asleep_since, e.asleep_total),
+        (None, Duration::from_millis(2_000))
+    );
+    assert_eq!(entry(&catalog, &api).asleep_since, Some(t(3_000)));
+    assert!(catalog.iter().all(|e| e.key != gone));
+    assert_eq!(store.apps_seen(&[]).await.ok(), Some(()));
+    assert_eq!(store.record_states(&[]).await.ok(), Some(0));
 }
 
 async fn time_asleep_accumulates(store: Arc<dyn Store>) {
