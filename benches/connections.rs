@@ -117,28 +117,39 @@ async fn ask(stream: &mut TcpStream, host: &str) -> Option<u16> {
     }
 }
 
-/// Opens `count` connections to `addr`, `OPENING` at a time, each answered once; panics
-/// unless every one is answered 200.
-async fn open_http(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
-    let mut open = Vec::with_capacity(count);
+/// Runs `open` `count` times, `OPENING` at a time; what each opened, in any order.
+async fn in_batches<T, F, Fut>(count: usize, open: F) -> Vec<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut opened = Vec::with_capacity(count);
     let mut left = count;
     while left > 0 {
         let batch = left.min(OPENING);
         left -= batch;
         let mut opening = JoinSet::new();
         for _ in 0..batch {
-            opening.spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.expect("connect");
-                let status = ask(&mut stream, "shop.localhost").await;
-                assert_eq!(status, Some(200), "a connection's first request");
-                stream
-            });
+            opening.spawn(open());
         }
-        while let Some(stream) = opening.join_next().await {
-            open.push(stream.expect("connection task"));
+        while let Some(one) = opening.join_next().await {
+            opened.push(one.expect("opening task"));
         }
     }
-    open
+    opened
+}
+
+/// Opens `count` connections to `addr`, `OPENING` at a time, each answered once; panics
+/// unless every one is answered 200.
+async fn open_http(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    in_batches(count, move || async move {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let status = ask(&mut stream, "shop.localhost").await;
+        assert_eq!(status, Some(200), "a connection's first request");
+        stream
+    })
+    .await
 }
 
 /// Opens `count` connections to `addr` that send nothing (yet).
@@ -154,28 +165,15 @@ type Tunnel = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Opens `count` WebSocket tunnels through `addr` to the `ws` app, `OPENING` at a time.
 async fn open_tunnels(addr: SocketAddr, count: usize) -> Vec<Tunnel> {
-    let mut open = Vec::with_capacity(count);
-    let mut left = count;
-    while left > 0 {
-        let batch = left.min(OPENING);
-        left -= batch;
-        let mut opening = JoinSet::new();
-        for _ in 0..batch {
-            opening.spawn(async move {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                let (tunnel, answer) =
-                    tokio_tungstenite::client_async("ws://ws.localhost/", stream)
-                        .await
-                        .expect("upgrade through the proxy");
-                assert_eq!(answer.status(), 101);
-                tunnel
-            });
-        }
-        while let Some(tunnel) = opening.join_next().await {
-            open.push(tunnel.expect("tunnel task"));
-        }
-    }
-    open
+    in_batches(count, move || async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (tunnel, answer) = tokio_tungstenite::client_async("ws://ws.localhost/", stream)
+            .await
+            .expect("upgrade through the proxy");
+        assert_eq!(answer.status(), 101);
+        tunnel
+    })
+    .await
 }
 
 /// The `ws` app's server: accepts the upgrade, then only answers a text message with the
@@ -262,12 +260,8 @@ async fn measure_tunnels(fake: &FakeScalingo, count: usize) -> Measure {
 }
 
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let full = support::bench::full();
+    let runtime = support::bench::runtime();
     runtime.block_on(async move {
         let rounds = if full {
             env_number("BENCH_ROUNDS", 3)

@@ -33,12 +33,8 @@ providers:
 }
 
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let full = support::bench::full();
+    let runtime = support::bench::runtime();
     runtime.block_on(async move {
         let have = |tool: &str| {
             std::process::Command::new("sh")

@@ -72,12 +72,8 @@ fn with_shop(id: &str, fake: &FakeHeroku) -> Value {
 }
 
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let full = support::bench::full();
+    let runtime = support::bench::runtime();
     runtime.block_on(async move {
         if !support::wrk::installed() {
             eprintln!("spaces bench: needs wrk; skipped");

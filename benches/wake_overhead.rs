@@ -306,7 +306,7 @@ struct Series {
 }
 
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
+    let full = support::bench::full();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -143,21 +143,8 @@ impl Lifecycle {
                 let state = if running { State::Awake } else { State::Asleep };
                 let upstream = info.upstream.map(Arc::new);
                 // Seen first: the catalog's other records about it need its entry.
-                let seen_written = authority.then(|| {
-                    self.record(|| Record::Seen {
-                        key: key.clone(),
-                        seen: SeenApp {
-                            upstream: upstream.as_deref().map(ToString::to_string),
-                            running,
-                        },
-                        at: SystemTime::now(),
-                    });
-                    SeenWritten {
-                        upstream: upstream.clone(),
-                        running,
-                        at: now,
-                    }
-                });
+                let seen_written =
+                    authority.then(|| self.send_seen(&key, upstream.clone(), running, now));
                 // What the catalog remembers from before (an earlier run of the engine).
                 let remembered = lock(&self.remembered).remove(&key);
                 let listed = info
@@ -349,20 +336,30 @@ impl Lifecycle {
         }) {
             return;
         }
-        let seen = SeenApp {
-            upstream: upstream.as_deref().map(ToString::to_string),
-            running,
-        };
-        *written = Some(SeenWritten {
+        *written = Some(self.send_seen(&app.key, upstream, running, now));
+    }
+
+    /// Sends the catalog what discovery saw of the app; returns what was sent.
+    fn send_seen(
+        &self,
+        key: &AppKey,
+        upstream: Option<Arc<Upstream>>,
+        running: bool,
+        now: u64,
+    ) -> SeenWritten {
+        self.record(|| Record::Seen {
+            key: key.clone(),
+            seen: SeenApp {
+                upstream: upstream.as_deref().map(ToString::to_string),
+                running,
+            },
+            at: SystemTime::now(),
+        });
+        SeenWritten {
             upstream,
             running,
             at: now,
-        });
-        self.record(|| Record::Seen {
-            key: app.key.clone(),
-            seen,
-            at: SystemTime::now(),
-        });
+        }
     }
 
     /// Asks the provider the state of up to `limit` apps registered from listings that did

@@ -30,3 +30,18 @@ pub fn median_and_spread(values: &mut [f64]) -> (f64, f64, f64) {
         values[values.len() - 1],
     )
 }
+
+/// Whether the benchmark runs whole (`--bench`) rather than one short round (as
+/// `cargo test --all-targets` runs it).
+pub fn full() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// The benchmark's own runtime: one worker, so it leaves the other CPUs to what it measures.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
