@@ -85,10 +85,16 @@ async fn try_first_byte(mut stream: TcpStream, host: &str) -> std::io::Result<In
     Ok(at)
 }
 
+/// Requests the server's own client would send at once to serve a burst without
+/// overflowing its listen backlog (Python's is 5).
+const DIRECT_AT_ONCE: usize = 4;
+
 /// (a): spawns the server on a free port, connects until accepted (1 ms apart), then sends
-/// one request on that connection. Returns the time to listen and the time to the first
-/// byte of the answer, both from the spawn.
-async fn direct(directory: &str) -> (Duration, Duration) {
+/// one request on that connection, then `burst` more, [`DIRECT_AT_ONCE`] at a time, each
+/// on its own connection. Returns the time to listen, the time to the first byte of the
+/// first answer and the time to the first byte of the burst's last answer, all from the
+/// spawn.
+async fn direct(directory: &str, burst: usize) -> (Duration, Duration, Duration) {
     let port = free_port();
     let started = Instant::now();
     let mut child = Command::new("python3")
@@ -116,9 +122,28 @@ async fn direct(directory: &str) -> (Duration, Duration) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let listening = started.elapsed();
-    let answered = first_byte(stream, &format!("127.0.0.1:{port}")).await - started;
+    let host = format!("127.0.0.1:{port}");
+    let answered = first_byte(stream, &host).await - started;
+    let mut last = answered;
+    let mut sent = 0;
+    while sent < burst {
+        let mut batch = JoinSet::new();
+        for _ in 0..DIRECT_AT_ONCE.min(burst - sent) {
+            let host = host.clone();
+            batch.spawn(async move {
+                let stream = TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect to the server");
+                first_byte(stream, &host).await
+            });
+            sent += 1;
+        }
+        while let Some(at) = batch.join_next().await {
+            last = last.max(at.expect("request task") - started);
+        }
+    }
     let _ = child.kill().await;
-    (listening, answered)
+    (listening, answered, last)
 }
 
 /// A `paastis serve` of the binary `bin` on fixed loopback ports, its one app asleep.
@@ -303,6 +328,8 @@ struct Series {
     last_after: Vec<f64>,
     /// `last` minus the round's direct listen time.
     last_over: Vec<f64>,
+    /// `last` minus the round's direct time to serve as many requests, a few at a time.
+    last_over_served: Vec<f64>,
 }
 
 fn main() {
@@ -326,7 +353,7 @@ fn main() {
         } else {
             2
         };
-        let concurrent = if full {
+        let concurrent: usize = if full {
             env_number("BENCH_CONCURRENT", 100)
         } else {
             10
@@ -346,15 +373,18 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         println!(
-            "round  engine    direct: listen  1st byte | 1 req: listened  1st byte  after  overhead | {concurrent} req: median    last  after(last)  overhead(last)"
+            "round  engine    direct: listen  1st byte  {concurrent} served | 1 req: listened  1st byte  after  overhead | {concurrent} req: median    last  after(last)  overhead(last)  over served"
         );
-        let (mut listens, mut direct_answers) = (Vec::new(), Vec::new());
+        let (mut listens, mut direct_answers, mut direct_served) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut series: Vec<Series> = engines.iter().map(|_| Series::default()).collect();
         for round in 1..=rounds {
-            let (listen, answered) = direct(&directory).await;
-            let (listen, answered) = (ms(listen), ms(answered));
+            // The first request and `concurrent - 1` more: as many as through the engine.
+            let (listen, answered, served) = direct(&directory, concurrent.saturating_sub(1)).await;
+            let (listen, answered, served) = (ms(listen), ms(answered), ms(served));
             listens.push(listen);
             direct_answers.push(answered);
+            direct_served.push(served);
             let mut order: Vec<usize> = (0..engines.len()).collect();
             if round % 2 == 0 {
                 order.reverse();
@@ -368,12 +398,13 @@ fn main() {
                 let last = ms(many[many.len() - 1]);
                 let many_listened = ms(many_listened);
                 println!(
-                    "{round:>5}  {:<8}  {listen:>14.1}  {answered:>8.1} | {one_listened:>15.1}  {one:>8.1}  {:>5.1}  {:>8.1} | {median:>15.1}  {last:>6.1}  {:>11.1}  {:>14.1}",
+                    "{round:>5}  {:<8}  {listen:>14.1}  {answered:>8.1}  {served:>10.1} | {one_listened:>15.1}  {one:>8.1}  {:>5.1}  {:>8.1} | {median:>15.1}  {last:>6.1}  {:>11.1}  {:>14.1}  {:>11.1}",
                     engine.label,
                     one - one_listened,
                     one - listen,
                     last - many_listened,
-                    last - listen
+                    last - listen,
+                    last - served
                 );
                 let figures = &mut series[index];
                 figures.one.push(one);
@@ -383,10 +414,16 @@ fn main() {
                 figures.last.push(last);
                 figures.last_after.push(last - many_listened);
                 figures.last_over.push(last - listen);
+                figures.last_over_served.push(last - served);
             }
         }
         println!("direct: listen                                  {}", summary(&listens));
         println!("direct: first byte                              {}", summary(&direct_answers));
+        println!(
+            "{:<48}{}",
+            format!("direct: {concurrent} requests served, last"),
+            summary(&direct_served)
+        );
         for (engine, figures) in engines.iter().zip(&series) {
             let label = &engine.label;
             for (what, values) in [
@@ -397,6 +434,10 @@ fn main() {
                 (format!("{concurrent} requests, last"), &figures.last),
                 (format!("{concurrent} requests, last after listened"), &figures.last_after),
                 (format!("{concurrent} requests, last overhead"), &figures.last_over),
+                (
+                    format!("{concurrent} requests, last over direct"),
+                    &figures.last_over_served,
+                ),
             ] {
                 println!("{:<48}{}", format!("{label}: {what}"), summary(values));
             }

@@ -11,6 +11,7 @@
 //! pauses just after a wake (`ramp`), the request and response headers (`headers`),
 //! upgrades (`upgrade`), the response body (`response`) and why forwarding failed (`error`).
 
+mod direct;
 mod error;
 mod headers;
 mod pool;
@@ -39,9 +40,11 @@ pub use error::ForwardError;
 use error::{exchange_failed, never_acknowledged};
 pub use headers::{is_upgrade, remove_hop_by_hop};
 pub use pool::Lease;
-use pool::{Connection, Multiplexed, Pool};
+use direct::DirectError;
+use pool::{Connection, Idle, Multiplexed, Pool};
 use ramp::{RAMP_HOLD, Ramps, RetryPause};
-pub use response::{BodyError, TrackedBody};
+pub use direct::DirectBodyError;
+pub use response::{BodyError, TrackedBody, UpstreamBody};
 pub use upgrade::Tunnel;
 pub use upstream_tls::{TlsError, UpstreamTls, upstream_tls};
 
@@ -172,12 +175,14 @@ impl Forwarder {
         client: &ClientSide,
         retry_until: impl Fn() -> Option<Instant>,
         scope: UpstreamScope,
-    ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
+    ) -> Result<(Response<UpstreamBody>, Option<Lease>), ForwardError> {
         let (mut request, client_host, outcome) = self.prepare(request, upstream, client);
         // Fresh connections made for this request: an upstream that keeps closing them
         // before taking the request is given up on (outside the time just after a wake).
         let mut fresh = 0;
         let mut pause = RetryPause::new(retry_until);
+        // Just after a wake: how long the next new connection may go unanswered.
+        let mut patience = pool::FIRST_CONNECT_PATIENCE;
         let (mut response, sender) = loop {
             if fresh >= MAX_FRESH_CONNECTIONS && !pause.wait().await {
                 return Err(ForwardError::Exchange(format!(
@@ -190,7 +195,7 @@ impl Forwarder {
                 // Boxed: its future is as large as the rest of this one's together.
                 let sent = Box::pin(self.send_h2(&mut shared, request, upstream, &outcome)).await?;
                 match sent {
-                    Ok(response) => break (response, None),
+                    Ok(response) => break (response.map(UpstreamBody::Hyper), None),
                     // Closed (GOAWAY) before taking the request: nothing was sent.
                     Err(unsent) => {
                         self.forget_shared(&upstream.authority, &shared);
@@ -199,22 +204,49 @@ impl Forwarder {
                     }
                 }
             }
-            let replayable = matches!(request.body(), Outgoing::Empty);
-            let (mut sender, reused) = match self.checkout(&upstream.authority).await {
-                Some(sender) => (sender, true),
+            let bodiless = matches!(request.body(), Outgoing::Empty);
+            // Just after a wake, a place among the few requests opening connections to
+            // the upstream at once, kept from before connecting to the first byte of the
+            // answer (or [`RAMP_HOLD`]): a burst would overflow a small listen backlog.
+            let mut place = None;
+            let mut idle = self.checkout(&upstream.authority, bodiless).await;
+            if idle.is_none() && pause.active() {
+                place = self.ramp(&upstream.authority).await;
+                // A connection may have come back while this request waited.
+                idle = self.checkout(&upstream.authority, bodiless).await;
+            }
+            let (connection, reused) = match idle {
+                Some(idle) => {
+                    place = None;
+                    (idle, true)
+                }
                 // New connections are rare: boxed, so the common path's future stays small.
                 None => {
-                    match Box::pin(self.connect(upstream, replayable, scope)).await {
+                    // Just after a wake, a connection left unanswered is replaced soon.
+                    let quick = place.is_some().then_some(patience);
+                    match Box::pin(self.connect(upstream, bodiless, scope, quick)).await {
                         Ok(Connection::Http1(sender)) => {
                             fresh += 1;
-                            (sender, false)
+                            (Idle::Hyper(sender), false)
+                        }
+                        Ok(Connection::Direct(direct)) => {
+                            fresh += 1;
+                            (Idle::Direct(direct), false)
                         }
                         // Shared from now on: the next turn sends on it.
                         Ok(Connection::Http2(_)) => {
                             fresh += 1;
                             continue;
                         }
+                        Err(error @ ForwardError::Unanswered(_)) => {
+                            // The attempt itself waited: the next one goes at once.
+                            tracing::debug!(%error, "upstream busy, connecting again");
+                            patience = (patience * 2).min(self.timeouts.connect);
+                            continue;
+                        }
                         Err(error @ ForwardError::NotListening(_)) => {
+                            // Nothing to hold the others back for while pausing.
+                            drop(place.take());
                             if pause.wait().await {
                                 tracing::debug!(%error, "upstream not ready yet, retrying");
                                 continue;
@@ -225,17 +257,63 @@ impl Forwarder {
                     }
                 }
             };
+            let mut sender = match connection {
+                Idle::Hyper(sender) => sender,
+                Idle::Direct(direct) => {
+                    let home = direct::Home {
+                        pool: Arc::clone(&self.pool),
+                        authority: upstream.authority.clone(),
+                    };
+                    let send = direct.send(&request, home);
+                    let sent = match place {
+                        None => self.response_header(send).await?,
+                        // Rare: boxed, as below.
+                        Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
+                    };
+                    let error = match sent {
+                        Ok(response) => {
+                            break (response.map(UpstreamBody::Direct), None);
+                        }
+                        Err(error) => error,
+                    };
+                    match error {
+                        // A reused connection the upstream had closed: nothing was taken.
+                        DirectError::Unsent(_) if reused => continue,
+                        // A fresh one closed before taking it, just after a wake.
+                        DirectError::Unsent(_) if pause.wait().await => continue,
+                        // Never acknowledged by the upstream's TCP stack: the app never
+                        // read it. Requests lost together come back spread out, or they
+                        // would fill the same backlog again.
+                        DirectError::NoAnswer(cause)
+                            if !reused && cause.kind() == std::io::ErrorKind::TimedOut =>
+                        {
+                            tracing::debug!(
+                                upstream = %upstream.authority,
+                                "upstream never took the connection; sending the request again"
+                            );
+                            resend_pause(fresh).await;
+                            continue;
+                        }
+                        // A kept-alive connection closed as the request went: an
+                        // idempotent request may go again (RFC 9110 §9.2.2).
+                        DirectError::NoAnswer(_) if reused && is_idempotent(request.method()) => {
+                            continue;
+                        }
+                        error => {
+                            return Err(ForwardError::Exchange(format!(
+                                "{}: {error}",
+                                upstream.authority
+                            )));
+                        }
+                    }
+                }
+            };
             // A fresh connection's request without a body is kept, to be sent again
             // should the upstream never acknowledge it.
-            let copy = if reused {
+            let copy = if reused || !bodiless {
                 None
             } else {
                 super::body::copy_bodiless(&request)
-            };
-            // Just after a wake, new connections go a few at a time.
-            let place = match (reused, pause.active()) {
-                (false, true) => self.ramp(&upstream.authority).await,
-                _ => None,
             };
             let send = sender.try_send_request(request);
             let sent = match place {
@@ -245,7 +323,7 @@ impl Forwarder {
                 Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
             };
             match sent {
-                Ok(response) => break (response, Some(sender)),
+                Ok(response) => break (response.map(UpstreamBody::Hyper), Some(sender)),
                 Err(mut error) => match (error.take_message(), copy) {
                     // A reused connection the upstream closed before taking the request:
                     // nothing was sent, so any request can go on a fresh connection.
@@ -259,10 +337,7 @@ impl Forwarder {
                             upstream = %upstream.authority,
                             "upstream never took the connection; sending the request again"
                         );
-                        // Requests lost together come back spread out, or they would fill
-                        // the same backlog again.
-                        let spread = 50 << fresh.min(4);
-                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..spread))).await;
+                        resend_pause(fresh).await;
                         request = copy;
                     }
                     _ => return Err(exchange_failed(error.error(), &outcome)),
@@ -325,6 +400,28 @@ impl Forwarder {
             },
         }
     }
+}
+
+/// Before sending again a request the upstream never acknowledged, after `fresh` new
+/// connections: a random pause (up to 100 ms, then up to 800 ms), so requests lost
+/// together come back spread out instead of filling the same backlog again.
+async fn resend_pause(fresh: usize) {
+    let spread = 50 << fresh.min(4);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..spread))).await;
+}
+
+/// Whether a request may be sent again after its connection failed (RFC 9110 §9.2.2).
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// `send`, holding a ramp `place` until it completes or for [`RAMP_HOLD`] at most: an

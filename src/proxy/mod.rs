@@ -818,7 +818,14 @@ impl Worker {
             };
             let idle = self.proxy.timeouts.idle;
             return Ok(
-                response.map(|body| Either::Left(TrackedBody::new(body, in_flight, None, idle)))
+                response.map(|body| {
+                    Either::Left(TrackedBody::new(
+                        forward::UpstreamBody::Hyper(body),
+                        in_flight,
+                        None,
+                        idle,
+                    ))
+                })
             );
         }
         // Just after a wake (within its wake_timeout), an upstream not listening yet is

@@ -14,19 +14,48 @@ Routes:
   GET  /sse?n=N&gap_ms=M  N server-sent events, M ms apart (chunked, flushed one by one)
   GET  /bytes?mib=N N MiB of zeros, streamed with a Content-Length
   GET  /redirect    302 to its own absolute URL (http://<Host>/target), as apps often do
+  GET  /most-waiting  the most connections open at once before their first request came
   POST /echo        {"length": n, "sha256": hex} of the request body (Content-Length or chunked)
 """
 import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
+# Connections open now before their first request came, and the most at once.
+WAITING = {"now": 0, "most": 0}
+WAITING_LOCK = threading.Lock()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.waiting = True
+        with WAITING_LOCK:
+            WAITING["now"] += 1
+            WAITING["most"] = max(WAITING["most"], WAITING["now"])
+
+    def came(self):
+        """The connection's first request came (or it closed without one)."""
+        if self.waiting:
+            self.waiting = False
+            with WAITING_LOCK:
+                WAITING["now"] -= 1
+
+    def parse_request(self):
+        self.came()
+        return super().parse_request()
+
+    def finish(self):
+        self.came()
+        super().finish()
 
     def answer(self, status, body, kind="text/plain"):
         data = body.encode() if isinstance(body, str) else body
@@ -69,6 +98,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", f"http://{self.headers.get('Host')}/target")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif url.path == "/most-waiting":
+            with WAITING_LOCK:
+                most = WAITING["most"]
+            self.answer(200, str(most))
         elif url.path == "/conn":
             self.answer(200, str(self.client_address[1]))
         elif url.path == "/headers":

@@ -16,6 +16,10 @@ pub enum ForwardError {
     /// woken may not listen yet, so retrying can help.
     #[error("nothing listens at the upstream's address: {0}")]
     NotListening(String),
+    /// Just after a wake, the upstream did not answer a connection within the short time
+    /// given to it (its listen backlog may be full): a new attempt can help.
+    #[error("the upstream did not answer the connection: {0}")]
+    Unanswered(String),
     /// The upstream resolves only to addresses its space may not reach.
     #[error("{0} resolves only to internal addresses, which this space may not reach")]
     Internal(String),
@@ -37,7 +41,9 @@ impl ForwardError {
     /// What a visitor is told: the kind of failure, never an address nor a server's words.
     pub fn public(&self) -> &'static str {
         match self {
-            ForwardError::Connect(_) => "no connection could be made to it",
+            ForwardError::Connect(_) | ForwardError::Unanswered(_) => {
+                "no connection could be made to it"
+            }
             ForwardError::NotListening(_) => "it is not listening",
             ForwardError::Tls(_) => "its TLS certificate or handshake was refused",
             ForwardError::Internal(_) => "its address is not one this space may reach",

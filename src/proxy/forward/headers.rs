@@ -111,9 +111,9 @@ impl Forwarder {
     /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
     /// `Location` / `Content-Location` pointing at the upstream's own URL moved to the host
     /// the client used.
-    pub(super) fn clean_response(
+    pub(super) fn clean_response<B>(
         &self,
-        response: &mut Response<Incoming>,
+        response: &mut Response<B>,
         upstream: &Upstream,
         client_origin: Option<&(&'static str, HeaderValue)>,
     ) {

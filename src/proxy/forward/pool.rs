@@ -1,7 +1,8 @@
 //! Upstream connections: the pool of idle HTTP/1.1 connections and the shared HTTP/2 ones,
 //! by upstream authority, and the opening of new ones (TCP to an address the space may
-//! reach, TLS and ALPN for `https`, the HTTP handshake, each driven by a task of its own).
-//! It does not send requests.
+//! reach, TLS and ALPN for `https`; for requests with a body and upgrades, hyper's HTTP
+//! handshake, each connection then driven by a task of its own; for bodiless requests, a
+//! [`Direct`] connection driven by its request). It does not send requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::direct::{Direct, UpstreamIo};
 use super::{ForwardError, Forwarder, UpstreamScope};
 use crate::model::Upstream;
 use crate::proxy::body::Outgoing;
@@ -38,6 +40,13 @@ const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// app, so such a request (without a body) is sent again on a new connection.
 pub(super) const FIRST_EXCHANGE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Just after a wake, the first attempt to open a connection waits this long for the
+/// upstream's answer before a new attempt replaces it (each next one twice as long, up to
+/// `proxy.connect_timeout`). An app server whose listen backlog is full drops the
+/// connection's first packet without a word, and the system sends it again only after a
+/// second: a burst of requests released by a wake would wait that second for nothing.
+pub(super) const FIRST_CONNECT_PATIENCE: Duration = Duration::from_millis(50);
+
 /// Idle connections by upstream authority.
 pub(super) type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;
 
@@ -55,19 +64,45 @@ pub(super) struct SharedConnection {
 
 /// A fresh upstream connection, in the protocol the upstream chose.
 pub(super) enum Connection {
-    /// HTTP/1.1: one request at a time.
+    /// HTTP/1.1 through hyper's client: one request at a time.
     Http1(http1::SendRequest<Outgoing>),
+    /// HTTP/1.1 driven by its request (bodiless requests).
+    Direct(Direct),
     /// HTTP/2 (negotiated by ALPN): shared.
     Http2(http2::SendRequest<Outgoing>),
+}
+
+/// An HTTP/1.1 connection between two requests.
+#[derive(Debug)]
+pub(super) enum Idle {
+    /// Driven by hyper's client (its task reads the connection meanwhile).
+    Hyper(http1::SendRequest<Outgoing>),
+    /// Driven by the request using it.
+    Direct(Direct),
 }
 
 /// A connection ready for its next request.
 #[derive(Debug)]
 pub(super) struct IdleConnection {
-    /// Sends requests on the connection.
-    sender: http1::SendRequest<Outgoing>,
+    /// The connection.
+    connection: Idle,
     /// When it was put back.
     since: Instant,
+}
+
+/// Puts a connection back in `pool`, under `authority` (unless the pool has enough).
+pub(super) fn put_back(pool: &Mutex<Pool>, authority: &Authority, connection: Idle) {
+    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+    let idle = match pool.get_mut(authority.as_str()) {
+        Some(idle) => idle,
+        None => pool.entry(authority.as_str().into()).or_default(),
+    };
+    if idle.len() < POOL_MAX_IDLE {
+        idle.push(IdleConnection {
+            connection,
+            since: Instant::now(),
+        });
+    }
 }
 
 /// An HTTP/1.1 connection in use, returned to the pool when its response body ends
@@ -84,40 +119,44 @@ pub struct Lease {
 
 impl Lease {
     pub(super) fn release(self) {
-        if self.sender.is_closed() {
-            return;
-        }
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let idle = match pool.get_mut(self.authority.as_str()) {
-            Some(idle) => idle,
-            None => pool.entry(self.authority.as_str().into()).or_default(),
-        };
-        if idle.len() < POOL_MAX_IDLE {
-            idle.push(IdleConnection {
-                sender: self.sender,
-                since: Instant::now(),
-            });
+        if !self.sender.is_closed() {
+            put_back(&self.pool, &self.authority, Idle::Hyper(self.sender));
         }
     }
 }
 
 impl Forwarder {
-    /// An idle connection to `authority`, if one is still usable.
-    pub(super) async fn checkout(
-        &self,
-        authority: &Authority,
-    ) -> Option<http1::SendRequest<Outgoing>> {
+    /// An idle connection to `authority`, if one is still usable. For a request with a
+    /// body (not `bodiless`), always one driven by hyper's client: a direct one is handed
+    /// over to it.
+    pub(super) async fn checkout(&self, authority: &Authority, bodiless: bool) -> Option<Idle> {
         loop {
             let idle = {
                 let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
                 pool.get_mut(authority.as_str())?.pop()?
             };
-            if idle.since.elapsed() >= POOL_IDLE_TIMEOUT || idle.sender.is_closed() {
+            if idle.since.elapsed() >= POOL_IDLE_TIMEOUT {
                 continue;
             }
-            let mut sender = idle.sender;
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            match idle.connection {
+                Idle::Hyper(mut sender) => {
+                    if !sender.is_closed() && sender.ready().await.is_ok() {
+                        return Some(Idle::Hyper(sender));
+                    }
+                }
+                Idle::Direct(mut direct) => {
+                    if !direct.is_usable() {
+                        continue;
+                    }
+                    if bodiless {
+                        return Some(Idle::Direct(direct));
+                    }
+                    if let Some(io) = direct.into_io()
+                        && let Ok(sender) = handshake(io, authority.as_str(), false).await
+                    {
+                        return Some(Idle::Hyper(sender));
+                    }
+                }
             }
         }
     }
@@ -150,16 +189,20 @@ impl Forwarder {
     }
 
     /// A new connection for ordinary requests; an HTTP/2 one is shared from now on.
-    /// `replayable`: the request has no body, so its first exchange is guarded by
-    /// [`FIRST_EXCHANGE_ACK_TIMEOUT`].
+    /// `bodiless`: the request has no body, so its first exchange is guarded by
+    /// [`FIRST_EXCHANGE_ACK_TIMEOUT`], and an HTTP/1.1 connection is a [`Direct`] one.
+    /// `patience`: how long to wait for the upstream to answer the connection before giving
+    /// up with [`ForwardError::Unanswered`] (at most `proxy.connect_timeout`; `None`: that
+    /// timeout).
     pub(super) async fn connect(
         &self,
         upstream: &Upstream,
-        replayable: bool,
+        bodiless: bool,
         scope: UpstreamScope,
+        patience: Option<Duration>,
     ) -> Result<Connection, ForwardError> {
         let connection = self
-            .connect_with(upstream, false, replayable, scope)
+            .connect_with(upstream, false, bodiless, scope, patience)
             .await?;
         if let Connection::Http2(sender) = &connection {
             let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,20 +218,23 @@ impl Forwarder {
     }
 
     /// A new connection; `upgrades`: HTTP/1.1 only, and its task hands the socket over
-    /// after a 101; `guarded`: given up when its first request stays unacknowledged
-    /// ([`FIRST_EXCHANGE_ACK_TIMEOUT`]).
+    /// after a 101; `bodiless`: for a request without a body, given up when that request
+    /// stays unacknowledged ([`FIRST_EXCHANGE_ACK_TIMEOUT`]), and over HTTP/1.1 a
+    /// [`Direct`] connection; `patience`: as for [`Forwarder::connect`].
     pub(super) async fn connect_with(
         &self,
         upstream: &Upstream,
         upgrades: bool,
-        guarded: bool,
+        bodiless: bool,
         scope: UpstreamScope,
+        patience: Option<Duration>,
     ) -> Result<Connection, ForwardError> {
         let address = upstream.authority.as_str();
         let (host, port) = upstream.address();
-        let stream = match tokio::time::timeout(self.timeouts.connect, open(host, port, scope))
-            .await
-        {
+        let wait = patience.map_or(self.timeouts.connect, |patience| {
+            patience.min(self.timeouts.connect)
+        });
+        let stream = match tokio::time::timeout(wait, open(host, port, scope)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(Opened::Internal)) => {
                 return Err(ForwardError::Internal(address.to_owned()));
@@ -202,6 +248,12 @@ impl Forwarder {
                     _ => ForwardError::Connect(message),
                 });
             }
+            Err(_) if wait < self.timeouts.connect => {
+                return Err(ForwardError::Unanswered(format!(
+                    "{address}: no answer to the connection within {} ms",
+                    wait.as_millis()
+                )));
+            }
             Err(_) => {
                 return Err(ForwardError::Connect(format!(
                     "{address}: no connection after {}s",
@@ -211,8 +263,12 @@ impl Forwarder {
         };
         let _ = stream.set_nodelay(true);
         let stream =
-            crate::proxy::io::FreshStream::new(stream, guarded, FIRST_EXCHANGE_ACK_TIMEOUT);
+            crate::proxy::io::FreshStream::new(stream, bodiless, FIRST_EXCHANGE_ACK_TIMEOUT);
+        let direct = bodiless && !upgrades;
         if upstream.scheme != http::uri::Scheme::HTTPS {
+            if direct {
+                return Ok(Connection::Direct(Direct::new(UpstreamIo::Plain(stream))));
+            }
             return handshake(stream, address, upgrades)
                 .await
                 .map(Connection::Http1);
@@ -233,6 +289,9 @@ impl Forwarder {
         .map_err(|error| ForwardError::Tls(format!("{address}: {error}")))?;
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             return handshake_h2(tls, address).await.map(Connection::Http2);
+        }
+        if direct {
+            return Ok(Connection::Direct(Direct::new(UpstreamIo::Tls(Box::new(tls)))));
         }
         handshake(tls, address, upgrades)
             .await

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::Lease;
+use super::direct::{DirectBody, DirectBodyError};
 use crate::lifecycle::InFlight;
 
 /// Why a response body stopped before its end.
@@ -20,9 +21,55 @@ pub enum BodyError {
     /// The upstream connection failed mid-body.
     #[error("the upstream failed mid-response: {0}")]
     Upstream(#[from] hyper::Error),
+    /// The upstream connection failed mid-body, or the body was malformed (a bodiless
+    /// request's answer, read by the proxy itself).
+    #[error("the upstream failed mid-response: {0}")]
+    Direct(#[from] DirectBodyError),
     /// The upstream sent nothing for `proxy.idle_timeout`.
     #[error("the upstream sent nothing for {}s", .0.as_secs())]
     Idle(Duration),
+}
+
+/// An upstream's answer body: from hyper's client, or read by the request itself.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// Through hyper's client (requests with a body, upgrades, HTTP/2).
+    Hyper(Incoming),
+    /// On a connection driven by its request (bodiless requests over HTTP/1.1).
+    Direct(DirectBody),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(BodyError::Upstream))),
+            UpstreamBody::Direct(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(BodyError::Direct))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper(body) => body.is_end_stream(),
+            UpstreamBody::Direct(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Hyper(body) => body.size_hint(),
+            UpstreamBody::Direct(body) => body.size_hint(),
+        }
+    }
 }
 
 /// An upstream response body that keeps its request counted as in progress until the body
@@ -32,7 +79,7 @@ pub enum BodyError {
 #[derive(Debug)]
 pub struct TrackedBody {
     /// The upstream's body, streamed as it comes.
-    inner: Incoming,
+    inner: UpstreamBody,
     /// Released with the body (`None` when a tunnel holds it instead).
     _in_flight: Option<InFlight>,
     /// The connection, until the body ends (a body dropped early takes it down with it).
@@ -49,7 +96,7 @@ pub struct TrackedBody {
 impl TrackedBody {
     /// Wraps an upstream body.
     pub fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         in_flight: Option<InFlight>,
         lease: Option<Lease>,
         idle: Duration,
@@ -116,7 +163,7 @@ impl Body for TrackedBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 self.lease = None;
-                Poll::Ready(Some(Err(BodyError::Upstream(error))))
+                Poll::Ready(Some(Err(error)))
             }
             Poll::Pending => {
                 if self.silent_too_long(cx) {

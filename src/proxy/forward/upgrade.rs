@@ -32,7 +32,7 @@ impl Forwarder {
             headers.insert(header::UPGRADE, protocol);
         }
         let Connection::Http1(mut sender) =
-            Box::pin(self.connect_with(upstream, true, false, scope)).await?
+            Box::pin(self.connect_with(upstream, true, false, scope, None)).await?
         else {
             return Err(ForwardError::Connect(format!(
                 "{}: HTTP/2 chosen for an upgrade",

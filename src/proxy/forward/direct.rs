@@ -1,0 +1,823 @@
+//! Bodiless requests (most of them: `GET`, `HEAD`, `DELETE`...) on upstream HTTP/1.1
+//! connections driven by the request itself: the request's head is written, the response's
+//! head read and parsed (`httparse`) and its body decoded, all in the request's own task.
+//! A connection behind hyper's client has a task of its own and a channel to it, which
+//! cost about a third of the proxy's instructions per request. Requests with a body and
+//! upgrades stay on hyper's client; this module never sends a body.
+//!
+//! Framing follows RFC 9112 §6: no body for `HEAD` nor for 1xx, 204 and 304 answers;
+//! `Transfer-Encoding` ending in `chunked` before `Content-Length` (all of whose values
+//! must agree); otherwise the body runs until the upstream closes, and the connection is
+//! not reused. Interim (1xx) answers are skipped. A connection is reused only when its
+//! last answer was read to its end and the upstream did not ask to close it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::pool::Pool;
+use crate::proxy::body::Outgoing;
+use crate::proxy::io::FreshStream;
+
+/// Most header fields in an answer's head (as hyper's client).
+const MAX_HEADERS: usize = 100;
+
+/// Longest answer head, in bytes (as hyper's client: about 400 KiB).
+const MAX_HEAD: usize = 400 * 1024;
+
+/// Longest chunk-size line of a chunked body (its extensions are ignored, not unbounded).
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// What one read asks for at least: room for a small answer in one go.
+const READ_SIZE: usize = 16 * 1024;
+
+/// The byte stream of an upstream connection: TCP, or TLS over it.
+pub(super) enum UpstreamIo {
+    /// `http` upstreams.
+    Plain(FreshStream),
+    /// `https` upstreams that chose HTTP/1.1 (boxed: TLS state is large, and rarer).
+    Tls(Box<tokio_rustls::client::TlsStream<FreshStream>>),
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An upstream HTTP/1.1 connection without a task of its own: idle in the pool, or owned
+/// by the one request (then its response body) using it.
+pub(super) struct Direct {
+    /// The connection.
+    io: UpstreamIo,
+    /// Bytes read and not yet used (the head being parsed, then the body's start).
+    buffer: BytesMut,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct").finish_non_exhaustive()
+    }
+}
+
+/// Why a request on a [`Direct`] connection got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DirectError {
+    /// Writing the request failed: the upstream did not take it.
+    #[error("the connection failed before the request was sent: {0}")]
+    Unsent(std::io::Error),
+    /// The request was written, and the connection ended before any byte of an answer.
+    #[error("the connection ended without an answer: {0}")]
+    NoAnswer(std::io::Error),
+    /// The connection failed in the answer's head.
+    #[error("the connection failed in the answer's head: {0}")]
+    Broken(std::io::Error),
+    /// The answer's head is not HTTP/1.x, or its framing is contradictory.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+/// Where a connection goes back once its answer is read to its end.
+#[derive(Debug, Clone)]
+pub(super) struct Home {
+    /// The worker's pool.
+    pub pool: Arc<Mutex<Pool>>,
+    /// Under which upstream.
+    pub authority: Authority,
+}
+
+impl Direct {
+    /// A connection over `io`, nothing read yet.
+    pub(super) fn new(io: UpstreamIo) -> Direct {
+        Direct {
+            io,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The connection's byte stream, for hyper's client (a request with a body on a
+    /// pooled connection); `None` when bytes were left unread.
+    pub(super) fn into_io(self) -> Option<UpstreamIo> {
+        self.buffer.is_empty().then_some(self.io)
+    }
+
+    /// Whether an idle connection can take a request: the upstream neither closed it nor
+    /// sent anything unasked (one read that must find nothing to read).
+    pub(super) fn is_usable(&mut self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut probe),
+            Poll::Pending
+        )
+    }
+
+    /// Sends `request` (which has no body) and reads the head of its answer. The body
+    /// streams from the connection; once read to its end, the connection goes back
+    /// `home` when it may be reused.
+    pub(super) async fn send(
+        mut self,
+        request: &Request<Outgoing>,
+        home: Home,
+    ) -> Result<Response<DirectBody>, DirectError> {
+        let head = request_head(request);
+        if let Err(error) = self.write(&head).await {
+            return Err(DirectError::Unsent(error));
+        }
+        loop {
+            let answered = self.read_head().await?;
+            // Interim answers (100 Continue, 103 Early Hints) are not forwarded.
+            if answered.status().is_informational() {
+                if answered.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(DirectError::Malformed(
+                        "101 Switching Protocols to a request that asked for no upgrade".into(),
+                    ));
+                }
+                continue;
+            }
+            let (parts, ()) = answered.into_parts();
+            let framing = framing(request.method(), parts.status, &parts.headers)?;
+            let reusable = framing != Framing::Close && keeps_alive(parts.version, &parts.headers);
+            let body = DirectBody::new(self, framing, reusable.then_some(home));
+            return Ok(Response::from_parts(parts, body));
+        }
+    }
+
+    /// Writes `bytes` and flushes them.
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+
+    /// Reads and parses one answer head (the body's first bytes stay in the buffer).
+    async fn read_head(&mut self) -> Result<Response<()>, DirectError> {
+        loop {
+            if !self.buffer.is_empty()
+                && let Some(head) = parse_head(&mut self.buffer)?
+            {
+                return Ok(head);
+            }
+            if self.buffer.len() >= MAX_HEAD {
+                return Err(DirectError::Malformed(format!(
+                    "head larger than {} KiB",
+                    MAX_HEAD / 1024
+                )));
+            }
+            self.buffer.reserve(READ_SIZE);
+            match self.io.read_buf(&mut self.buffer).await {
+                Ok(0) if self.buffer.is_empty() => {
+                    return Err(DirectError::NoAnswer(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                Ok(0) => {
+                    return Err(DirectError::Broken(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(error) if self.buffer.is_empty() => return Err(DirectError::NoAnswer(error)),
+                Err(error) => return Err(DirectError::Broken(error)),
+            }
+        }
+    }
+}
+
+/// The request line and header fields of `request`, in HTTP/1.1 (its target is already in
+/// origin form and its headers cleaned for the upstream).
+fn request_head(request: &Request<Outgoing>) -> Vec<u8> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    let headers = request.headers();
+    let size = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + request.method().as_str().len()
+        + target.len()
+        + 14;
+    let mut head = Vec::with_capacity(size);
+    head.extend_from_slice(request.method().as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// One answer head from the start of `buffer`, taken out of it; `None`: not whole yet.
+fn parse_head(buffer: &mut BytesMut) -> Result<Option<Response<()>>, DirectError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let length = match parsed.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(DirectError::Malformed(error.to_string())),
+    };
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let status = parsed
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| DirectError::Malformed("no valid status code".into()))?;
+    // Where each field's name and value are in the head, to share the head's bytes.
+    let start = buffer.as_ptr() as usize;
+    let mut places = Vec::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| DirectError::Malformed(format!("bad field name {:?}", field.name)))?;
+        let from = field.value.as_ptr() as usize - start;
+        places.push((name, from, from + field.value.len()));
+    }
+    let head = buffer.split_to(length).freeze();
+    let mut headers = HeaderMap::with_capacity(places.len());
+    for (name, from, to) in places {
+        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+            .map_err(|_| DirectError::Malformed(format!("bad value for {name}")))?;
+        headers.append(name, value);
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(response))
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes (none: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// The framing of an answer to `method` with `status` and `headers` (RFC 9112 §6.3).
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, DirectError> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // The last coding of the last field says whether the body is chunked; with any
+        // other, it runs until the connection closes.
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| DirectError::Malformed("bad Content-Length".into()))?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(DirectError::Malformed("bad Content-Length".into()));
+            }
+            let value: u64 = part
+                .parse()
+                .map_err(|_| DirectError::Malformed("bad Content-Length".into()))?;
+            if length.is_some_and(|length| length != value) {
+                return Err(DirectError::Malformed("conflicting Content-Length".into()));
+            }
+            length = Some(value);
+        }
+    }
+    Ok(length.map_or(Framing::Close, Framing::Length))
+}
+
+/// Whether the upstream keeps the connection open after this answer.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("close").split(',') {
+            let token = token.trim();
+            close |= token.eq_ignore_ascii_case("close");
+            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    !close && (version == Version::HTTP_11 || keep_alive)
+}
+
+/// Where a chunked body's decoding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading a chunk-size line.
+    Size,
+    /// In a chunk's data, this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last chunk: the trailer fields and the final CRLF.
+    Trailers,
+}
+
+/// Where a body's decoding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decode {
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked.
+    Chunked(Chunk),
+    /// Until the connection closes.
+    Close,
+    /// Read to its end (or failed).
+    Done,
+}
+
+/// Why an answer's body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectBodyError {
+    /// The connection failed, or closed early.
+    #[error("the upstream connection failed mid-body: {0}")]
+    Io(#[from] std::io::Error),
+    /// The chunked coding is broken.
+    #[error("malformed chunked body: {0}")]
+    Malformed(&'static str),
+}
+
+/// An answer's body, read from its [`Direct`] connection as the client takes it; the
+/// connection goes back to its pool at the body's end (when it may be reused), or closes
+/// with the body when dropped before.
+pub struct DirectBody {
+    /// The connection, until the body's end.
+    connection: Option<Direct>,
+    /// Where the decoding is.
+    decode: Decode,
+    /// Where the connection goes back at the end (`None`: it is not reused).
+    home: Option<Home>,
+}
+
+impl std::fmt::Debug for DirectBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectBody")
+            .field("decode", &self.decode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectBody {
+    fn new(connection: Direct, framing: Framing, home: Option<Home>) -> DirectBody {
+        let decode = match framing {
+            Framing::Length(length) => Decode::Length(length),
+            Framing::Chunked => Decode::Chunked(Chunk::Size),
+            Framing::Close => Decode::Close,
+        };
+        let mut body = DirectBody {
+            connection: Some(connection),
+            decode,
+            home,
+        };
+        if decode == Decode::Length(0) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body is read to its end: the connection goes back to its pool.
+    fn finish(&mut self) {
+        self.decode = Decode::Done;
+        let (Some(connection), Some(home)) = (self.connection.take(), self.home.take()) else {
+            return;
+        };
+        // Bytes past the answer: the upstream sent more than it framed; not reusable.
+        if !connection.buffer.is_empty() {
+            return;
+        }
+        super::pool::put_back(&home.pool, &home.authority, super::pool::Idle::Direct(connection));
+    }
+
+    /// The body failed: the connection closes.
+    fn fail(&mut self, error: DirectBodyError) -> Poll<Option<Result<Frame<Bytes>, DirectBodyError>>> {
+        self.decode = Decode::Done;
+        self.connection = None;
+        self.home = None;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+/// Reads more into the connection's buffer: `Ready(Ok(0))` at its end.
+fn poll_fill(connection: &mut Direct, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+    connection.buffer.reserve(READ_SIZE);
+    let read = connection.io.read_buf(&mut connection.buffer);
+    std::pin::pin!(read).poll(cx)
+}
+
+impl Body for DirectBody {
+    type Data = Bytes;
+    type Error = DirectBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, DirectBodyError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(connection) = this.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let buffered = connection.buffer.len() as u64;
+            match this.decode {
+                Decode::Done => return Poll::Ready(None),
+                Decode::Length(left) | Decode::Chunked(Chunk::Data(left)) if buffered > 0 => {
+                    let take = left.min(buffered);
+                    // `take` is at most the buffer's length, a usize.
+                    let data = connection.buffer.split_to(take as usize).freeze();
+                    let left = left - take;
+                    match this.decode {
+                        Decode::Length(_) if left == 0 => this.finish(),
+                        Decode::Length(_) => this.decode = Decode::Length(left),
+                        _ if left == 0 => this.decode = Decode::Chunked(Chunk::DataEnd),
+                        _ => this.decode = Decode::Chunked(Chunk::Data(left)),
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Decode::Close if buffered > 0 => {
+                    let data = connection.buffer.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Decode::Chunked(Chunk::Size) => {
+                    if let Some(end) = connection.buffer.iter().position(|&b| b == b'\n') {
+                        let line = connection.buffer.split_to(end + 1);
+                        match chunk_size(&line) {
+                            Some(0) => this.decode = Decode::Chunked(Chunk::Trailers),
+                            Some(size) => this.decode = Decode::Chunked(Chunk::Data(size)),
+                            None => return this.fail(DirectBodyError::Malformed("bad chunk size")),
+                        }
+                        continue;
+                    }
+                    if connection.buffer.len() > MAX_CHUNK_LINE {
+                        return this.fail(DirectBodyError::Malformed("chunk size line too long"));
+                    }
+                }
+                Decode::Chunked(Chunk::DataEnd) if buffered >= 2 => {
+                    if &connection.buffer[..2] != b"\r\n" {
+                        return this.fail(DirectBodyError::Malformed("no CRLF after a chunk"));
+                    }
+                    connection.buffer.advance(2);
+                    this.decode = Decode::Chunked(Chunk::Size);
+                    continue;
+                }
+                Decode::Chunked(Chunk::Trailers) => {
+                    if connection.buffer.starts_with(b"\r\n") {
+                        connection.buffer.advance(2);
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    if let Some(end) = find(&connection.buffer, b"\r\n\r\n") {
+                        let block = connection.buffer.split_to(end + 4).freeze();
+                        let trailers = trailers(&block);
+                        this.finish();
+                        return match trailers {
+                            Some(trailers) if !trailers.is_empty() => {
+                                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                            }
+                            Some(_) => Poll::Ready(None),
+                            None => Poll::Ready(Some(Err(DirectBodyError::Malformed(
+                                "bad trailer fields",
+                            )))),
+                        };
+                    }
+                    if connection.buffer.len() > MAX_HEAD {
+                        return this.fail(DirectBodyError::Malformed("trailer fields too large"));
+                    }
+                }
+                _ => {}
+            }
+            match poll_fill(connection, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if this.decode == Decode::Close => {
+                    this.decode = Decode::Done;
+                    this.connection = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => {
+                    return this.fail(DirectBodyError::Io(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return this.fail(DirectBodyError::Io(error)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decode == Decode::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decode {
+            Decode::Length(left) => SizeHint::with_exact(left),
+            Decode::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// The size in a chunk-size line (hex digits, then optional extensions), without its CRLF.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line
+        .iter()
+        .position(|&b| b == b';' || b == b' ' || b == b'\t')
+        .map_or(line, |end| &line[..end]);
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let text = std::str::from_utf8(digits).ok()?;
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// Where `needle` first is in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The trailer fields of a chunked body (the block ends with its empty line).
+fn trailers(block: &Bytes) -> Option<HeaderMap> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let httparse::Status::Complete((_, fields)) = httparse::parse_headers(block, &mut fields).ok()?
+    else {
+        return None;
+    };
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(field.value).ok()?;
+        map.append(name, value);
+    }
+    Some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connection whose upstream answers `answer` (in `pieces` bytes at a time) to
+    /// whatever it is sent, then closes unless `keep` is set. Returns the answer and what
+    /// the upstream received.
+    async fn exchange(
+        method: Method,
+        answer: &'static [u8],
+        pieces: usize,
+    ) -> (Result<(Response<()>, Vec<Frame<Bytes>>), String>, Arc<Mutex<Pool>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let upstream = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = socket.read(&mut buffer).await.expect("read");
+                assert!(read > 0, "request whole");
+                request.extend_from_slice(&buffer[..read]);
+            }
+            // The proxy may close early (on a malformed answer): writes may fail then.
+            for piece in answer.chunks(pieces) {
+                if socket.write_all(piece).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            // Held open a moment: a connection to reuse must not be closed by then.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            String::from_utf8(request).expect("text")
+        });
+        let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let direct = Direct::new(UpstreamIo::Plain(FreshStream::new(
+            stream,
+            false,
+            std::time::Duration::from_secs(1),
+        )));
+        let pool = Arc::new(Mutex::new(Pool::default()));
+        let home = Home {
+            pool: Arc::clone(&pool),
+            authority: Authority::from_static("upstream.test"),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri("/path?q=1")
+            .header("host", "upstream.test")
+            .body(Outgoing::Empty)
+            .expect("request");
+        let result = match direct.send(&request, home).await {
+            Ok(response) => {
+                let (parts, mut body) = response.into_parts();
+                let mut frames = Vec::new();
+                let mut failure = None;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(frame) => frames.push(frame),
+                        Err(error) => {
+                            failure = Some(error.to_string());
+                            break;
+                        }
+                    }
+                }
+                match failure {
+                    Some(failure) => Err(failure),
+                    None => Ok((Response::from_parts(parts, ()), frames)),
+                }
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        let received = upstream.await.expect("upstream");
+        assert!(received.starts_with("GET /path?q=1 HTTP/1.1\r\nhost: upstream.test\r\n") || received.starts_with("HEAD /path?q=1 HTTP/1.1\r\n"), "{received}");
+        (result, pool)
+    }
+
+    fn data(frames: &[Frame<Bytes>]) -> Vec<u8> {
+        frames
+            .iter()
+            .filter_map(|frame| frame.data_ref())
+            .flat_map(|data| data.iter().copied())
+            .collect()
+    }
+
+    fn pooled(pool: &Arc<Mutex<Pool>>) -> usize {
+        pool.lock()
+            .expect("pool")
+            .get("upstream.test")
+            .map_or(0, Vec::len)
+    }
+
+    #[tokio::test]
+    async fn a_sized_answer_in_small_pieces_is_read_whole_and_its_connection_reused() {
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Two: a\r\nX-Two: b\r\n\r\nhello world",
+            3,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers().get_all("x-two").iter().count(), 2);
+        assert_eq!(data(&frames), b"hello world");
+        assert_eq!(pooled(&pool), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_decoded_with_its_trailers() {
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n",
+            4,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        assert_eq!(head.status(), 200);
+        assert_eq!(data(&frames), b"hello world");
+        let trailers = frames
+            .iter()
+            .find_map(|frame| frame.trailers_ref())
+            .expect("trailers");
+        assert_eq!(trailers.get("x-sum").expect("x-sum"), "42");
+        assert_eq!(pooled(&pool), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_length_runs_until_close_and_is_not_reused() {
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+            5,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        assert_eq!(head.version(), Version::HTTP_10);
+        assert_eq!(data(&frames), b"until the end");
+        assert_eq!(pooled(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn head_answers_and_close_requests_are_framed_by_the_rules() {
+        let (result, pool) = exchange(
+            Method::HEAD,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+            64,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        assert_eq!(head.headers().get("content-length").expect("length"), "1000");
+        assert!(frames.is_empty());
+        assert_eq!(pooled(&pool), 1);
+
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+            64,
+        )
+        .await;
+        assert!(result.expect("answer").1.is_empty());
+        assert_eq!(pooled(&pool), 0, "the upstream asked to close");
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors() {
+        for (answer, why) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"[..], "conflicting"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "mid-body"),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", "CRLF"),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "upgrade"),
+            (b"", "without an answer"),
+        ] {
+            let (result, pool) = exchange(Method::GET, answer, 7).await;
+            let error = result.expect_err(why);
+            assert!(error.contains(why), "{why}: {error}");
+            assert_eq!(pooled(&pool), 0);
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_optional_extensions() {
+        assert_eq!(chunk_size(b"1a\r\n"), Some(26));
+        assert_eq!(chunk_size(b"A;name=value\r\n"), Some(10));
+        assert_eq!(chunk_size(b"0\n"), Some(0));
+        assert_eq!(chunk_size(b"\r\n"), None);
+        assert_eq!(chunk_size(b"x1\r\n"), None);
+        assert_eq!(chunk_size(b"10000000000000000\r\n"), None, "more than 64 bits");
+    }
+}
