@@ -13,6 +13,11 @@ pub mod providers {
     pub use crate::providers::scalingo::fuzzing as scalingo;
 }
 
+/// The proxy's reading of an upstream's HTTP/1.1 answers (bodiless requests).
+pub mod proxy {
+    pub use crate::proxy::forward::direct::fuzzing::{Read, read_answer};
+}
+
 /// A space's document as the admin API stores, patches and shows it.
 pub mod spaces {
     use serde_json::Value;

@@ -192,7 +192,7 @@ impl Body for ClientBody {
 pub enum Outgoing {
     /// The client's, streamed.
     Client(ClientBody),
-    /// None: such a request can be copied and sent again.
+    /// None: such a request can be sent again as it is.
     Empty,
 }
 
@@ -223,19 +223,6 @@ impl Body for Outgoing {
             Outgoing::Empty => SizeHint::with_exact(0),
         }
     }
-}
-
-/// `request` again, when it has no body: same method, target, version and headers.
-pub fn copy_bodiless(request: &http::Request<Outgoing>) -> Option<http::Request<Outgoing>> {
-    if !matches!(request.body(), Outgoing::Empty) {
-        return None;
-    }
-    let mut copy = http::Request::new(Outgoing::Empty);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
 }
 
 #[cfg(test)]

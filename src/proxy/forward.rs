@@ -9,9 +9,11 @@
 //! when it is sent again); its parts live beside it in `forward/`: the connection pool and
 //! the opening of connections (`pool`), upstream TLS (`upstream_tls`), the ramp and the
 //! pauses just after a wake (`ramp`), the request and response headers (`headers`),
-//! upgrades (`upgrade`), the response body (`response`) and why forwarding failed (`error`).
+//! bodiless requests on HTTP/1.1 connections driven by the request itself (`direct`; hyper's
+//! client takes requests with a body, upgrades and HTTP/2), upgrades (`upgrade`), the
+//! response body (`response`) and why forwarding failed (`error`).
 
-mod direct;
+pub(crate) mod direct;
 mod error;
 mod headers;
 mod pool;
@@ -36,14 +38,14 @@ use tokio::time::Instant;
 use super::body::{BodyOutcome, BodyProgress, Outgoing};
 pub use crate::address::UpstreamScope;
 use crate::model::Upstream;
+pub use direct::DirectBodyError;
+use direct::DirectError;
 pub use error::ForwardError;
-use error::{exchange_failed, never_acknowledged};
+use error::exchange_failed;
 pub use headers::{is_upgrade, remove_hop_by_hop};
 pub use pool::Lease;
-use direct::DirectError;
 use pool::{Connection, Idle, Multiplexed, Pool};
 use ramp::{RAMP_HOLD, Ramps, RetryPause};
-pub use direct::DirectBodyError;
 pub use response::{BodyError, TrackedBody, UpstreamBody};
 pub use upgrade::Tunnel;
 pub use upstream_tls::{TlsError, UpstreamTls, upstream_tls};
@@ -167,7 +169,10 @@ impl Forwarder {
     /// Until `retry_until()` (some time just after a wake), a new connection that is refused,
     /// or closed before it takes the request, is tried again after a growing pause: a
     /// platform may say "running" a moment before the app listens. Nothing of the request
-    /// has been sent when that happens, so any request can be retried.
+    /// has been sent when that happens, so any request can be retried. A bodiless request
+    /// the upstream's TCP stack never acknowledged on a fresh connection (the app never
+    /// read it) is sent again on another; so is an idempotent one whose kept-alive
+    /// connection closed before any answer.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
@@ -308,13 +313,8 @@ impl Forwarder {
                     }
                 }
             };
-            // A fresh connection's request without a body is kept, to be sent again
-            // should the upstream never acknowledge it.
-            let copy = if reused || !bodiless {
-                None
-            } else {
-                super::body::copy_bodiless(&request)
-            };
+            // Here on hyper's client: a request with a body, or a bodiless one on a pooled
+            // connection a request with a body left.
             let send = sender.try_send_request(request);
             let sent = match place {
                 None => self.response_header(send).await?,
@@ -324,22 +324,12 @@ impl Forwarder {
             };
             match sent {
                 Ok(response) => break (response.map(UpstreamBody::Hyper), Some(sender)),
-                Err(mut error) => match (error.take_message(), copy) {
+                Err(mut error) => match error.take_message() {
                     // A reused connection the upstream closed before taking the request:
                     // nothing was sent, so any request can go on a fresh connection.
-                    (Some(unsent), _) if reused => request = unsent,
+                    Some(unsent) if reused => request = unsent,
                     // A fresh one closed before taking it, just after a wake.
-                    (Some(unsent), _) if pause.wait().await => request = unsent,
-                    // Sent, but never acknowledged by the upstream's TCP stack: the app
-                    // never read it.
-                    (None, Some(copy)) if never_acknowledged(error.error()) => {
-                        tracing::debug!(
-                            upstream = %upstream.authority,
-                            "upstream never took the connection; sending the request again"
-                        );
-                        resend_pause(fresh).await;
-                        request = copy;
-                    }
+                    Some(unsent) if pause.wait().await => request = unsent,
                     _ => return Err(exchange_failed(error.error(), &outcome)),
                 },
             }

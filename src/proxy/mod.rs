@@ -817,16 +817,14 @@ impl Worker {
                 None => Some(in_flight),
             };
             let idle = self.proxy.timeouts.idle;
-            return Ok(
-                response.map(|body| {
-                    Either::Left(TrackedBody::new(
-                        forward::UpstreamBody::Hyper(body),
-                        in_flight,
-                        None,
-                        idle,
-                    ))
-                })
-            );
+            return Ok(response.map(|body| {
+                Either::Left(TrackedBody::new(
+                    forward::UpstreamBody::Hyper(body),
+                    in_flight,
+                    None,
+                    idle,
+                ))
+            }));
         }
         // Just after a wake (within its wake_timeout), an upstream not listening yet is
         // tried again.

@@ -45,6 +45,9 @@ pub(super) enum UpstreamIo {
     Plain(FreshStream),
     /// `https` upstreams that chose HTTP/1.1 (boxed: TLS state is large, and rarer).
     Tls(Box<tokio_rustls::client::TlsStream<FreshStream>>),
+    /// An answer given in advance, for the fuzz target (what is written is dropped).
+    #[cfg(feature = "fuzzing")]
+    Given(std::io::Cursor<Vec<u8>>),
 }
 
 impl AsyncRead for UpstreamIo {
@@ -56,6 +59,8 @@ impl AsyncRead for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
             UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "fuzzing")]
+            UpstreamIo::Given(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -69,6 +74,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
             UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "fuzzing")]
+            UpstreamIo::Given(_) => Poll::Ready(Ok(buf.len())),
         }
     }
 
@@ -76,6 +83,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
             UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+            #[cfg(feature = "fuzzing")]
+            UpstreamIo::Given(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -83,6 +92,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
             UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "fuzzing")]
+            UpstreamIo::Given(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -181,9 +192,16 @@ impl Direct {
                 }
                 continue;
             }
-            let (parts, ()) = answered.into_parts();
+            let (mut parts, ()) = answered.into_parts();
             let framing = framing(request.method(), parts.status, &parts.headers)?;
-            let reusable = framing != Framing::Close && keeps_alive(parts.version, &parts.headers);
+            let mut reusable =
+                framing != Framing::Close && keeps_alive(parts.version, &parts.headers);
+            // Both: the length is not to be trusted, nor the connection (RFC 9112 §6.1).
+            if parts.headers.contains_key(header::TRANSFER_ENCODING)
+                && parts.headers.remove(header::CONTENT_LENGTH).is_some()
+            {
+                reusable = false;
+            }
             let body = DirectBody::new(self, framing, reusable.then_some(home));
             return Ok(Response::from_parts(parts, body));
         }
@@ -311,7 +329,11 @@ enum Framing {
 }
 
 /// The framing of an answer to `method` with `status` and `headers` (RFC 9112 §6.3).
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, DirectError> {
+fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<Framing, DirectError> {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -456,11 +478,21 @@ impl DirectBody {
         if !connection.buffer.is_empty() {
             return;
         }
-        super::pool::put_back(&home.pool, &home.authority, super::pool::Idle::Direct(connection));
+        // An idle connection holds no buffer (the next answer gets a fresh one).
+        let mut connection = connection;
+        connection.buffer = BytesMut::new();
+        super::pool::put_back(
+            &home.pool,
+            &home.authority,
+            super::pool::Idle::Direct(connection),
+        );
     }
 
     /// The body failed: the connection closes.
-    fn fail(&mut self, error: DirectBodyError) -> Poll<Option<Result<Frame<Bytes>, DirectBodyError>>> {
+    fn fail(
+        &mut self,
+        error: DirectBodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, DirectBodyError>>> {
         self.decode = Decode::Done;
         self.connection = None;
         self.home = None;
@@ -538,17 +570,15 @@ impl Body for DirectBody {
                     }
                     if let Some(end) = find(&connection.buffer, b"\r\n\r\n") {
                         let block = connection.buffer.split_to(end + 4).freeze();
-                        let trailers = trailers(&block);
-                        this.finish();
-                        return match trailers {
-                            Some(trailers) if !trailers.is_empty() => {
-                                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-                            }
-                            Some(_) => Poll::Ready(None),
-                            None => Poll::Ready(Some(Err(DirectBodyError::Malformed(
-                                "bad trailer fields",
-                            )))),
+                        // Only a whole, sound body gives the connection back.
+                        let Some(trailers) = trailers(&block) else {
+                            return this.fail(DirectBodyError::Malformed("bad trailer fields"));
                         };
+                        this.finish();
+                        if trailers.is_empty() {
+                            return Poll::Ready(None);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     if connection.buffer.len() > MAX_HEAD {
                         return this.fail(DirectBodyError::Malformed("trailer fields too large"));
@@ -587,6 +617,80 @@ impl Body for DirectBody {
     }
 }
 
+/// The fuzz target's entry (`paastis::fuzzing::proxy`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+
+    /// What was read of an answer.
+    #[derive(Debug)]
+    pub struct Read {
+        /// The answer's head (interim answers skipped).
+        pub head: Response<()>,
+        /// Its body's bytes, as far as they were read.
+        pub body: Vec<u8>,
+        /// The trailer fields, when a chunked body had some.
+        pub trailers: Option<HeaderMap>,
+        /// Why the body stopped early, if it did.
+        pub body_error: Option<String>,
+        /// Whether the connection went back to the pool at the end.
+        pub reused: bool,
+    }
+
+    /// Reads `answer` as the upstream's answer to a bodiless `method` request, the way a
+    /// direct connection does: `Err` with the reason when its head is refused.
+    pub fn read_answer(method: Method, answer: Vec<u8>) -> Result<Read, String> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let direct = Direct::new(UpstreamIo::Given(std::io::Cursor::new(answer)));
+        let pool = Arc::new(Mutex::new(Pool::default()));
+        let home = Home {
+            pool: Arc::clone(&pool),
+            authority: Authority::from_static("upstream.test"),
+        };
+        let mut request = Request::new(Outgoing::Empty);
+        *request.method_mut() = method;
+        // A given answer never makes anything wait: one poll finishes each step.
+        let sent = std::pin::pin!(direct.send(&request, home)).poll(&mut cx);
+        let response = match sent {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(error)) => return Err(error.to_string()),
+            Poll::Pending => return Err("the head waited".into()),
+        };
+        let (head, body) = response.into_parts();
+        let mut body = std::pin::pin!(body);
+        let (mut data, mut trailers, mut body_error) = (Vec::new(), None, None);
+        loop {
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(bytes) => data.extend_from_slice(&bytes),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    body_error = Some(error.to_string());
+                    break;
+                }
+                Poll::Ready(None) => break,
+                Poll::Pending => {
+                    body_error = Some("the body waited".into());
+                    break;
+                }
+            }
+        }
+        let reused = pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("upstream.test")
+            .is_some_and(|idle| !idle.is_empty());
+        Ok(Read {
+            head: Response::from_parts(head, ()),
+            body: data,
+            trailers,
+            body_error,
+            reused,
+        })
+    }
+}
+
 /// The size in a chunk-size line (hex digits, then optional extensions), without its CRLF.
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\n")?;
@@ -612,7 +716,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// The trailer fields of a chunked body (the block ends with its empty line).
 fn trailers(block: &Bytes) -> Option<HeaderMap> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let httparse::Status::Complete((_, fields)) = httparse::parse_headers(block, &mut fields).ok()?
+    let httparse::Status::Complete((_, fields)) =
+        httparse::parse_headers(block, &mut fields).ok()?
     else {
         return None;
     };
@@ -638,7 +743,10 @@ mod tests {
         method: Method,
         answer: &'static [u8],
         pieces: usize,
-    ) -> (Result<(Response<()>, Vec<Frame<Bytes>>), String>, Arc<Mutex<Pool>>) {
+    ) -> (
+        Result<(Response<()>, Vec<Frame<Bytes>>), String>,
+        Arc<Mutex<Pool>>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -663,7 +771,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             String::from_utf8(request).expect("text")
         });
-        let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
         let direct = Direct::new(UpstreamIo::Plain(FreshStream::new(
             stream,
             false,
@@ -702,7 +812,11 @@ mod tests {
             Err(error) => Err(error.to_string()),
         };
         let received = upstream.await.expect("upstream");
-        assert!(received.starts_with("GET /path?q=1 HTTP/1.1\r\nhost: upstream.test\r\n") || received.starts_with("HEAD /path?q=1 HTTP/1.1\r\n"), "{received}");
+        assert!(
+            received.starts_with("GET /path?q=1 HTTP/1.1\r\nhost: upstream.test\r\n")
+                || received.starts_with("HEAD /path?q=1 HTTP/1.1\r\n"),
+            "{received}"
+        );
         (result, pool)
     }
 
@@ -756,6 +870,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_chunked_answer_with_a_length_too_loses_the_length_and_its_connection() {
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            64,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        assert!(head.headers().get("content-length").is_none());
+        assert_eq!(data(&frames), b"hello");
+        assert_eq!(pooled(&pool), 0);
+    }
+
+    #[tokio::test]
     async fn an_answer_without_length_runs_until_close_and_is_not_reused() {
         let (result, pool) = exchange(
             Method::GET,
@@ -778,7 +906,10 @@ mod tests {
         )
         .await;
         let (head, frames) = result.expect("answer");
-        assert_eq!(head.headers().get("content-length").expect("length"), "1000");
+        assert_eq!(
+            head.headers().get("content-length").expect("length"),
+            "1000"
+        );
         assert!(frames.is_empty());
         assert_eq!(pooled(&pool), 1);
 
@@ -795,12 +926,31 @@ mod tests {
     #[tokio::test]
     async fn broken_answers_are_errors() {
         for (answer, why) in [
-            (&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"[..], "conflicting"),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"[..],
+                "conflicting",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                "Content-Length",
+            ),
             (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed"),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "mid-body"),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", "CRLF"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+                "mid-body",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "chunk size",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
+                "CRLF",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nnot a field\r\n\r\n",
+                "trailer",
+            ),
             (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "upgrade"),
             (b"", "without an answer"),
         ] {
@@ -818,6 +968,10 @@ mod tests {
         assert_eq!(chunk_size(b"0\n"), Some(0));
         assert_eq!(chunk_size(b"\r\n"), None);
         assert_eq!(chunk_size(b"x1\r\n"), None);
-        assert_eq!(chunk_size(b"10000000000000000\r\n"), None, "more than 64 bits");
+        assert_eq!(
+            chunk_size(b"10000000000000000\r\n"),
+            None,
+            "more than 64 bits"
+        );
     }
 }

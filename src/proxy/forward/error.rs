@@ -1,6 +1,6 @@
 //! Why forwarding failed: [`ForwardError`], its short public reason (what a visitor is
 //! told, never an address nor a server's words), and how a failed exchange is told apart
-//! (the client's body, or the upstream; a request never acknowledged by the upstream).
+//! (the client's body, or the upstream).
 
 use std::time::Duration;
 
@@ -65,20 +65,6 @@ pub(super) fn exchange_failed(error: &hyper::Error, outcome: &BodyOutcome) -> Fo
         Some(failure) => ForwardError::ClientBody(failure),
         None => ForwardError::Exchange(error_chain(error)),
     }
-}
-
-/// Whether the exchange failed because the upstream's TCP stack never acknowledged what was
-/// sent ([`FIRST_EXCHANGE_ACK_TIMEOUT`](super::pool::FIRST_EXCHANGE_ACK_TIMEOUT) ran out):
-/// then the app never read the request.
-pub(super) fn never_acknowledged(error: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::TimedOut;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// The error and its causes, in one line (hyper's top-level message alone says little).

@@ -291,7 +291,9 @@ impl Forwarder {
             return handshake_h2(tls, address).await.map(Connection::Http2);
         }
         if direct {
-            return Ok(Connection::Direct(Direct::new(UpstreamIo::Tls(Box::new(tls)))));
+            return Ok(Connection::Direct(Direct::new(UpstreamIo::Tls(Box::new(
+                tls,
+            )))));
         }
         handshake(tls, address, upgrades)
             .await
