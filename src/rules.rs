@@ -82,7 +82,12 @@ impl fmt::Debug for Rule {
 impl Rule {
     /// A rule matching the whole name against `pattern`; the error says what is wrong.
     pub fn new(pattern: &str) -> Result<Rule, String> {
-        let invalid = |error: regex::Error| format!("`{pattern}` is not a valid regex: {error}");
+        let invalid = |error: regex::Error| {
+            format!(
+                "`{pattern}` is not a valid regex: {}",
+                crate::model::regex_problem(&error)
+            )
+        };
         // Checked alone first: wrapped, `a)|(b` would be a valid regex matching more than
         // whole names.
         Regex::new(pattern).map_err(invalid)?;

@@ -12,7 +12,7 @@ mod upstream;
 
 pub use app::{AppKey, DEFAULT_SPACE, State};
 pub use duration::{format_duration, parse_duration};
-pub use patterns::{Pattern, Plain};
+pub use patterns::{Pattern, Plain, regex_problem};
 pub use policy::{Activity, Policy, PolicyOverride, Strategy};
 pub use time::rfc3339;
 pub use transport::{Https, Peer};

@@ -27,6 +27,22 @@ impl fmt::Debug for Pattern {
     }
 }
 
+/// What is wrong with a regex, without the pattern: the regex error's own text quotes it,
+/// in a form (without `re:`, possibly cut or spread over lines) that the config's hiding of
+/// values from the environment would not recognise; the caller quotes the text as written.
+pub fn regex_problem(error: &regex::Error) -> String {
+    match error {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("error: "))
+            .unwrap_or("a syntax error")
+            .to_owned(),
+        regex::Error::CompiledTooBig(limit) => format!("it compiles to more than {limit} bytes"),
+        _ => "it cannot be compiled".to_owned(),
+    }
+}
+
 /// How a pattern without `re:` and without glob characters matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plain {
@@ -40,10 +56,9 @@ impl Pattern {
     /// Compiles `text`; the error says what is wrong with it.
     pub fn parse(text: &str, plain: Plain) -> Result<Pattern, String> {
         let matcher = if let Some(expression) = text.strip_prefix("re:") {
-            Matcher::Regex(
-                regex::Regex::new(expression)
-                    .map_err(|error| format!("`{text}` is not a valid regex: {error}"))?,
-            )
+            Matcher::Regex(regex::Regex::new(expression).map_err(|error| {
+                format!("`{text}` is not a valid regex: {}", regex_problem(&error))
+            })?)
         } else if plain == Plain::Anywhere && !text.contains(['*', '?', '[', '{']) {
             Matcher::Contains(text.to_lowercase())
         } else {
@@ -82,6 +97,20 @@ impl Pattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_regex_is_quoted_once_as_written_with_what_is_wrong() {
+        let error = Pattern::parse("re:^pr-{9x}", Plain::Whole).expect_err("invalid");
+        assert_eq!(error.matches("pr-{9x}").count(), 1, "{error}");
+        assert!(
+            error.starts_with("`re:^pr-{9x}` is not a valid regex: "),
+            "{error}"
+        );
+        assert!(error.ends_with(": unclosed counted repetition"), "{error}");
+        let error = crate::rules::Rule::new("a\\nb(").expect_err("invalid");
+        assert_eq!(error.matches("a\\nb(").count(), 1, "{error}");
+        assert!(error.contains("unclosed group"), "{error}");
+    }
 
     #[test]
     fn globs_regexes_and_plain_text() {
