@@ -301,7 +301,7 @@ impl Forwarder {
                         }
                         // A kept-alive connection closed as the request went: an
                         // idempotent request may go again (RFC 9110 §9.2.2).
-                        DirectError::NoAnswer(_) if reused && is_idempotent(request.method()) => {
+                        DirectError::NoAnswer(_) if reused && request.method().is_idempotent() => {
                             continue;
                         }
                         error => {
@@ -398,20 +398,6 @@ impl Forwarder {
 async fn resend_pause(fresh: usize) {
     let spread = 50 << fresh.min(4);
     tokio::time::sleep(Duration::from_millis(fastrand::u64(0..spread))).await;
-}
-
-/// Whether a request may be sent again after its connection failed (RFC 9110 §9.2.2).
-fn is_idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
 }
 
 /// `send`, holding a ramp `place` until it completes or for [`RAMP_HOLD`] at most: an
