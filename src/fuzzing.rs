@@ -13,9 +13,11 @@ pub mod providers {
     pub use crate::providers::scalingo::fuzzing as scalingo;
 }
 
-/// The proxy's reading of an upstream's HTTP/1.1 answers (bodiless requests).
+/// The proxy's reading of an upstream's HTTP/1.1 answers (bodiless requests), and of its
+/// clients' request heads.
 pub mod proxy {
     pub use crate::proxy::forward::direct::fuzzing::{Read, read_answer};
+    pub use crate::proxy::http1::fuzzing as requests;
 }
 
 /// A space's document as the admin API stores, patches and shows it.

@@ -187,6 +187,45 @@ impl Body for ClientBody {
     }
 }
 
+/// A client's request body as the proxy gets it: hyper's, or none at all (a request the
+/// engine's own HTTP/1.1 server read, which takes only bodiless ones).
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Read by hyper's server (HTTP/2, or an HTTP/1.1 request with a body).
+    Hyper(Incoming),
+    /// No body.
+    Empty,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Hyper(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Hyper(body) => body.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Hyper(body) => body.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The body of a request sent upstream.
 #[derive(Debug)]
 pub enum Outgoing {

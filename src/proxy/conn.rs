@@ -1,5 +1,7 @@
-//! Phase **accept**: client connections, from the listener to the HTTP server, each phase
-//! under a deadline so that no client can hold one for nothing:
+//! Phase **accept**: client connections, from the listener to the HTTP server (on a plain
+//! listener, HTTP/1.1 starts on the engine's own server, [`super::http1`], and goes on
+//! hyper's from the first request that one does not take; TLS and HTTP/2: hyper's), each
+//! phase under a deadline so that no client can hold one for nothing:
 //!
 //! | phase | deadline |
 //! |---|---|
@@ -34,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::body::RequestBody;
 use super::forward::ClientSide;
 use super::io::{Protocol, Rewind, detect};
 use super::{ProxyBody, Worker};
@@ -283,7 +286,7 @@ impl Worker {
         match server_tls {
             None => {
                 let deadline = Instant::now() + limits.header_read_timeout;
-                self.serve_io(stream, peer, secure, deadline, builder, stopped)
+                self.serve_plain(stream, peer, deadline, builder, stopped)
                     .await
             }
             Some(server_tls) => {
@@ -306,6 +309,34 @@ impl Worker {
         drop(slot);
     }
 
+    /// HTTP on a plain connection once its first bytes arrived (by `deadline`): HTTP/1.1
+    /// on the engine's own server ([`super::http1`]) as long as its requests are for it,
+    /// then on hyper's; HTTP/2 on hyper's.
+    async fn serve_plain(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Instant,
+        builder: &Builders,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let Some((protocol, prefix)) = first_bytes(&mut stream, peer, deadline).await else {
+            return;
+        };
+        let client = Arc::new(self.client_side(peer, false));
+        let prefix = match protocol {
+            Protocol::Http2 => prefix,
+            Protocol::Http1 => {
+                let served = super::http1::serve(&self, &mut stream, prefix, &client, &mut stopped);
+                match Box::pin(served).await {
+                    super::http1::Ended::Closed => return,
+                    super::http1::Ended::HandOff(rest) => rest,
+                }
+            }
+        };
+        Box::pin(self.serve_hyper(stream, protocol, prefix, client, builder, stopped)).await;
+    }
+
     /// HTTP on `io` once its first bytes arrived (by `deadline`), until it closes, the
     /// engine stops, or (HTTP/2) it stays without a request for `proxy.client_idle_timeout`.
     async fn serve_io<T>(
@@ -319,25 +350,36 @@ impl Worker {
     ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (protocol, prefix) = match tokio::time::timeout_at(deadline, detect(&mut io)).await {
-            Ok(Ok(Some(detected))) => detected,
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => {
-                tracing::debug!(%peer, %error, "connection failed before its first request");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "no request within header_read_timeout; closed");
-                return;
-            }
+        let Some((protocol, prefix)) = first_bytes(&mut io, peer, deadline).await else {
+            return;
         };
-        let streams = (protocol == Protocol::Http2).then(|| Arc::new(Streams::default()));
+        let client = Arc::new(self.client_side(peer, secure));
+        self.serve_hyper(io, protocol, prefix, client, builder, stopped)
+            .await;
+    }
+
+    /// The client side of a connection from `peer` (`secure`: on the TLS listener).
+    fn client_side(&self, peer: SocketAddr, secure: bool) -> ClientSide {
         let trusted = self.proxy.trusted.contains(peer.ip());
-        let client = Arc::new(ClientSide::new(
-            peer,
-            if secure { "https" } else { "http" },
-            trusted,
-        ));
+        ClientSide::new(peer, if secure { "https" } else { "http" }, trusted)
+    }
+
+    /// hyper's server for `protocol` on `io`, from the bytes `prefix` already read, until
+    /// the connection closes, the engine stops, or (HTTP/2) it stays without a request for
+    /// `proxy.client_idle_timeout`.
+    async fn serve_hyper<T>(
+        self: Arc<Self>,
+        io: T,
+        protocol: Protocol,
+        prefix: Bytes,
+        client: Arc<ClientSide>,
+        builder: &Builders,
+        stopped: watch::Receiver<bool>,
+    ) where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = client.peer;
+        let streams = (protocol == Protocol::Http2).then(|| Arc::new(Streams::default()));
         let worker = Arc::clone(&self);
         let counted = streams.clone();
         let service = service_fn(move |request| {
@@ -345,7 +387,9 @@ impl Worker {
             let client = Arc::clone(&client);
             let stream = counted.as_ref().map(Streams::begin);
             async move {
-                let response = worker.handle(request, &client).await;
+                let response = worker
+                    .handle(request.map(RequestBody::Hyper), &client)
+                    .await;
                 Ok::<_, Infallible>(response.map(|body| CountedBody {
                     body,
                     _stream: stream,
@@ -367,6 +411,26 @@ impl Worker {
                 let connection = builder.h1.serve_connection(io, service).with_upgrades();
                 Box::pin(drive(connection, std::future::pending(), peer, stopped)).await;
             }
+        }
+    }
+}
+
+/// The protocol of a connection and its first bytes, read by `deadline`; `None`: it closed,
+/// failed or stayed silent first.
+async fn first_bytes<T: AsyncRead + Unpin>(
+    io: &mut T,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<(Protocol, Bytes)> {
+    match tokio::time::timeout_at(deadline, detect(io)).await {
+        Ok(Ok(detected)) => detected,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "connection failed before its first request");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no request within header_read_timeout; closed");
+            None
         }
     }
 }

@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use tokio::time::Instant;
 
-use super::body::{BodyOutcome, BodyProgress, Outgoing};
+use super::body::{BodyOutcome, BodyProgress, Outgoing, RequestBody};
 pub use crate::address::UpstreamScope;
 use crate::model::Upstream;
 pub use direct::DirectBodyError;
@@ -175,7 +175,7 @@ impl Forwarder {
     /// connection closed before any answer.
     pub async fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         upstream: &Upstream,
         client: &ClientSide,
         retry_until: impl Fn() -> Option<Instant>,

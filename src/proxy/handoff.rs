@@ -14,15 +14,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
+use super::body::RequestBody;
 use super::forward::ClientSide;
 
 /// The answer to a handed-off request, once it is ready.
 pub type HandOffFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 
 /// What answers the requests for the hand-off's hosts.
-pub type HandOffHandler = Arc<dyn Fn(Request<Incoming>) -> HandOffFuture + Send + Sync>;
+pub type HandOffHandler = Arc<dyn Fn(Request<RequestBody>) -> HandOffFuture + Send + Sync>;
 
 /// The host names answered by someone else than the apps, and who answers them.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ impl HandOff {
 
     /// Whether the request is for one of the hosts (a request whose host cannot be read
     /// is not: the route phase answers it with its own error).
-    pub fn wants(&self, request: &Request<Incoming>) -> bool {
+    pub fn wants<B>(&self, request: &Request<B>) -> bool {
         super::route::request_host(request)
             .is_ok_and(|host| self.hosts.iter().any(|name| *name == host))
     }
@@ -57,7 +57,7 @@ impl HandOff {
     /// Hands the request over, marked with how the client reached the engine.
     pub async fn handle(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         client: &ClientSide,
     ) -> Response<Full<Bytes>> {
         let https = is_https(client, request.headers());

@@ -4,8 +4,10 @@
 //! accept -> route -> admit -> touch -> (awake? forward : wake -> hold -> forward) -> account
 //! ```
 //!
-//! * **accept**: HTTP/1.1 and HTTP/2 (prior knowledge) connections on the plain listener,
-//!   and on the optional TLS one ([`tls`]) either of them by ALPN; drained at shutdown.
+//! * **accept** ([`conn`]): HTTP/1.1 and HTTP/2 (prior knowledge) connections on the plain
+//!   listener, and on the optional TLS one ([`tls`]) either of them by ALPN; drained at
+//!   shutdown. Plain HTTP/1.1 requests without a body go through the engine's own server
+//!   ([`http1`]), the others through hyper's.
 //! * **hand-off** ([`handoff`]): requests for `admin.host` go, whole, to the handler the
 //!   composition root gave (the admin router), never to an app.
 //! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown (after one
@@ -27,6 +29,7 @@ pub mod conn;
 pub mod forward;
 pub mod forwarded;
 pub mod handoff;
+pub mod http1;
 pub mod io;
 pub mod pages;
 pub mod route;
@@ -43,7 +46,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -51,7 +53,7 @@ use tokio::time::Instant;
 use crate::lifecycle::{App, Lifecycle, WakeError};
 use crate::pages::{Look, Visitor};
 use admit::{Admission, Admitted};
-use body::ClientBodyError;
+use body::{ClientBodyError, RequestBody};
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
 use route::HostError;
@@ -678,7 +680,11 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 
 impl Worker {
     /// One request through every phase.
-    async fn handle(&self, request: Request<Incoming>, client: &ClientSide) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        request: Request<RequestBody>,
+        client: &ClientSide,
+    ) -> Response<ProxyBody> {
         // `admin.host`: not an app's request, not in the apps' metrics. Boxed: held inline,
         // its future would make every request's state larger (more to move per request).
         if let Some(handoff) = &self.proxy.handoff
@@ -744,7 +750,7 @@ impl Worker {
     /// The phases; an error comes with how to answer it (HTML or not, in which look).
     async fn proxy(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
     ) -> Result<Response<ProxyBody>, (ProxyError, Answer)> {

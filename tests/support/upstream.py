@@ -116,6 +116,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.answer(200, f"hello from {os.environ.get('APP_NAME', '?')}")
 
+    def do_HEAD(self):
+        # The head of the default answer, without its body.
+        data = f"hello from {os.environ.get('APP_NAME', '?')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+
     def do_POST(self):
         digest = hashlib.sha256()
         length = 0

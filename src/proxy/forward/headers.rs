@@ -6,11 +6,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
-use hyper::body::Incoming;
 
 use super::{ClientSide, Forwarder};
 use crate::model::Upstream;
-use crate::proxy::body::{BodyOutcome, ClientBody, Outgoing};
+use crate::proxy::body::{BodyOutcome, ClientBody, Outgoing, RequestBody};
 
 /// Headers that concern one connection only (RFC 9110 7.6.1), never forwarded. `Upgrade`
 /// too: upgrades are not proxied yet.
@@ -35,7 +34,7 @@ impl Forwarder {
     /// removed, `X-Forwarded-*`, `Via` and the upstream's `Host` set.
     pub(super) fn prepare(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         upstream: &Upstream,
         client: &ClientSide,
     ) -> (
@@ -44,12 +43,13 @@ impl Forwarder {
         BodyOutcome,
     ) {
         let (mut parts, body) = request.into_parts();
-        let (body, outcome) = if body.is_end_stream() {
-            (Outgoing::Empty, BodyOutcome::default())
-        } else {
-            let outcome = BodyOutcome::tracked();
-            let body = ClientBody::new(body, self.body_progress, outcome.clone());
-            (Outgoing::Client(body), outcome)
+        let (body, outcome) = match body {
+            RequestBody::Hyper(body) if !body.is_end_stream() => {
+                let outcome = BodyOutcome::tracked();
+                let body = ClientBody::new(body, self.body_progress, outcome.clone());
+                (Outgoing::Client(body), outcome)
+            }
+            _ => (Outgoing::Empty, BodyOutcome::default()),
         };
         // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
         // carry it in the target).

@@ -11,6 +11,7 @@ use super::pool::Connection;
 use super::{ClientSide, ForwardError, Forwarder, UpstreamScope};
 use crate::lifecycle::InFlight;
 use crate::model::Upstream;
+use crate::proxy::body::RequestBody;
 
 impl Forwarder {
     /// Sends an upgrade request (WebSocket and the like) on a connection of its own. A 101
@@ -18,7 +19,7 @@ impl Forwarder {
     /// the client; any other answer is a plain response.
     pub async fn forward_upgrade(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         upstream: &Upstream,
         client: &ClientSide,
         scope: UpstreamScope,
