@@ -321,3 +321,46 @@ async fn curl_reuses_one_connection_to_python_http_server() {
     assert_eq!(lines[2], "200 0 13", "{out}");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_head_or_a_silent_kept_alive_connection_is_closed_by_its_deadline() {
+    let engine = TestEngine::start(&format!(
+        "proxy: {{header_read_timeout: 1s}}\n{}",
+        support::local_apps(&[("hello", "")])
+    ))
+    .await;
+    let client = support::TestClient::new(engine.addr);
+    assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    // Half a head, then nothing.
+    let mut half = connect(engine.addr).await;
+    half.write_all(b"GET / HTTP/1.1\r\nHost: hello.loc")
+        .await
+        .expect("write");
+    // One answer, then nothing.
+    let mut kept = connect(engine.addr).await;
+    let mut buf = Vec::new();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let _ = read_answer(&mut kept, &mut buf, false).await;
+    // Within 1.5 s each (closes() gives them 5 s).
+    assert!(
+        closes(&mut half).await,
+        "half a head kept the connection open"
+    );
+    assert!(
+        closes(&mut kept).await,
+        "a silent kept-alive connection stayed open"
+    );
+    // Meanwhile a client that keeps talking is served on one connection past the deadline.
+    let mut busy = connect(engine.addr).await;
+    for _ in 0..8 {
+        busy.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let (_, body) = read_answer(&mut busy, &mut buf, false).await;
+        assert_eq!(body, b"hello from hello");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    engine.stop().await;
+}

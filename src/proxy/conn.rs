@@ -7,7 +7,7 @@
 //! |---|---|
 //! | TLS handshake | `proxy.header_read_timeout` from accept |
 //! | first bytes, protocol detection (HTTP/1 or the HTTP/2 preface) | `proxy.header_read_timeout` from accept (after TLS: from the handshake) |
-//! | HTTP/1.1 request head, and the wait for the next one on a kept-alive connection | `proxy.header_read_timeout` |
+//! | HTTP/1.1 request head, and the wait for the next one on a kept-alive connection | `proxy.header_read_timeout` (the engine's own server: up to half as long again) |
 //! | request body | [`super::body`]: `proxy.request_body_timeout`, `proxy.min_request_body_rate` |
 //! | HTTP/2 connection with no request in progress | `proxy.client_idle_timeout` |
 //! | HTTP/2 peer that stops answering pings | [`H2_KEEP_ALIVE`] |

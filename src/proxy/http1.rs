@@ -8,7 +8,9 @@
 //! that cannot be read or is larger than `proxy.max_header_bytes`) and the connection goes,
 //! with the bytes already read, to hyper's HTTP/1.1 server for the rest of its life: that
 //! request is answered exactly as before. The deadlines are those of [`super::conn`]: the
-//! head, and the wait for it on a kept-alive connection, within `proxy.header_read_timeout`.
+//! head, and the wait for it on a kept-alive connection, within `proxy.header_read_timeout`
+//! (here up to half as long again: the connection's one timer is moved only when less than
+//! that is left, rather than armed at every request).
 //!
 //! Like hyper's server, it stops the request in progress when the client closes its side,
 //! adds `Date` when the answer has none, frames the body by its `Content-Length` (or its
@@ -85,9 +87,17 @@ pub(super) async fn serve(
     stopped: &mut watch::Receiver<bool>,
 ) -> Ended {
     let limits = worker.proxy.limits;
+    let timeout = limits.header_read_timeout;
     let mut buf = BytesMut::from(&first[..]);
+    // One timer for the connection's life, moved only when less than `timeout` is left: a
+    // busy connection does not arm a timer at every request, and each head still gets
+    // between `timeout` and half as long again.
+    let mut deadline = Box::pin(tokio::time::sleep(timeout + timeout / 2));
     loop {
-        let deadline = Instant::now() + limits.header_read_timeout;
+        let now = Instant::now();
+        if deadline.deadline() < now + timeout {
+            deadline.as_mut().reset(now + timeout + timeout / 2);
+        }
         let (request, close) = loop {
             if !buf.is_empty() {
                 let bytes = buf.split().freeze();
@@ -109,7 +119,7 @@ pub(super) async fn serve(
                     Head::Partial | Head::Other => return Ended::HandOff(bytes),
                 }
             }
-            if !read_more(stream, &mut buf, deadline, stopped).await {
+            if !read_more(stream, &mut buf, deadline.as_mut(), stopped).await {
                 return Ended::Closed;
             }
         };
@@ -131,13 +141,13 @@ pub(super) async fn serve(
     }
 }
 
-/// Reads more of a request head into `buf`, by `deadline`. `false`: the connection is to
-/// be closed (the client closed it or was too slow, or the engine is stopping while it
-/// waits for a request).
+/// Reads more of a request head into `buf`, before `deadline` ends. `false`: the
+/// connection is to be closed (the client closed it or was too slow, or the engine is
+/// stopping while it waits for a request).
 async fn read_more(
     stream: &TcpStream,
     buf: &mut BytesMut,
-    deadline: Instant,
+    mut deadline: Pin<&mut tokio::time::Sleep>,
     stopped: &mut watch::Receiver<bool>,
 ) -> bool {
     loop {
@@ -146,14 +156,14 @@ async fn read_more(
             return false;
         }
         tokio::select! {
-            ready = tokio::time::timeout_at(deadline, stream.readable()) => match ready {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return false,
-                Err(_) => {
-                    tracing::debug!("no request within header_read_timeout; closed");
-                    return false;
-                }
+            biased;
+            ready = stream.readable() => if ready.is_err() {
+                return false;
             },
+            () = &mut deadline => {
+                tracing::debug!("no request within header_read_timeout; closed");
+                return false;
+            }
             // Told once, when the engine stops: a connection between requests closes.
             _ = stopped.changed(), if waiting => return false,
         }
@@ -231,9 +241,11 @@ async fn write_response(
     {
         Framing::None
     } else {
-        match declared_length(&parts.headers) {
+        // A known size is the stated one (an upstream's body is sized by its
+        // `Content-Length`, the engine's pages by their bytes).
+        match body.size_hint().exact() {
             Some(length) => Framing::Length(length),
-            None => match body.size_hint().exact() {
+            None => match declared_length(&parts.headers) {
                 Some(length) => Framing::Length(length),
                 None => Framing::Chunked,
             },
