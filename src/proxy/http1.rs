@@ -251,7 +251,12 @@ async fn write_response(
             },
         }
     };
-    let mut out = Vec::with_capacity(512);
+    // Room for the head and a small body, so that the buffer is not grown on the way.
+    let small_body = match framing {
+        Framing::Length(length) if length <= COALESCE as u64 => length as usize + 2,
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(160 + 64 * parts.headers.len() + small_body);
     write_head(&mut out, status, &parts.headers, framing, close);
     if framing == Framing::None {
         return stream.write_all(&out).await.is_ok();
@@ -472,7 +477,8 @@ fn read_head(bytes: &Bytes) -> Head {
     else {
         return Head::Other;
     };
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
+    // Room for what the forward phase adds (`X-Forwarded-For`, `-Proto`, `-Host`, `Via`).
+    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 4);
     let mut close = false;
     for field in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {

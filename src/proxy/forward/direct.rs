@@ -304,7 +304,8 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Response<()>>, DirectError
         places.push((name, from, from + field.value.len()));
     }
     let head = buffer.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(places.len());
+    // Room for the `Via` the proxy adds.
+    let mut headers = HeaderMap::with_capacity(places.len() + 1);
     for (name, from, to) in places {
         let value = HeaderValue::from_maybe_shared(head.slice(from..to))
             .map_err(|_| DirectError::Malformed(format!("bad value for {name}")))?;
