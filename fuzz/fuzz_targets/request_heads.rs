@@ -34,12 +34,15 @@ fuzz_target!(|data: &[u8]| {
     for value in headers.get_all(http::header::CONTENT_LENGTH) {
         assert_eq!(value.as_bytes().trim_ascii(), b"0");
     }
-    let named = headers.get_all(http::header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&byte| byte == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    });
+    let named = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|value| {
+            value
+                .as_bytes()
+                .split(|&byte| byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        });
     assert_eq!(close, named);
     // The same head alone reads the same.
     let Read::Request {
