@@ -81,6 +81,12 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> (
     }
 }
 
+/// Sends `request` on `stream` and reads its answer (see [`read_answer`]).
+async fn ask(stream: &mut TcpStream, buf: &mut Vec<u8>, request: &[u8]) -> (String, Vec<u8>) {
+    stream.write_all(request).await.expect("write");
+    read_answer(stream, buf, false).await
+}
+
 /// Reads more into `buf`; fails on close or after 10 s.
 async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
     let mut chunk = [0u8; 16 * 1024];
@@ -166,22 +172,24 @@ async fn connection_close_is_honoured_and_keep_alive_is_the_default() {
     let mut stream = connect(engine.addr).await;
     let mut buf = Vec::new();
     for _ in 0..3 {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-            .await
-            .expect("write");
-        let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+        let (head, body) = ask(
+            &mut stream,
+            &mut buf,
+            b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        )
+        .await;
         assert!(
             !head.to_ascii_lowercase().contains("connection: close"),
             "{head}"
         );
         assert_eq!(body, b"hello from hello");
     }
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: Close\r\n\r\n")
-        .await
-        .expect("write");
-    let (head, _) = read_answer(&mut stream, &mut buf, false).await;
+    let (head, _) = ask(
+        &mut stream,
+        &mut buf,
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: Close\r\n\r\n",
+    )
+    .await;
     assert!(
         head.to_ascii_lowercase()
             .contains("\r\nconnection: close\r\n"),
@@ -198,30 +206,33 @@ async fn errors_and_unknown_lengths_are_framed() {
     let mut buf = Vec::new();
     // The engine's own page (an unknown app), then a streamed answer of unknown length
     // (server-sent events, chunked), on one connection.
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\nAccept: application/json\r\n\r\n")
-        .await
-        .expect("write");
-    let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+    let (head, body) = ask(
+        &mut stream,
+        &mut buf,
+        b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\nAccept: application/json\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
     let error: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(error["error"]["code"], "unknown_app", "{error}");
 
-    stream
-        .write_all(b"GET /sse?n=3&gap_ms=10 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+    let (head, body) = ask(
+        &mut stream,
+        &mut buf,
+        b"GET /sse?n=3&gap_ms=10 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let body = String::from_utf8(body).expect("text");
     assert_eq!(body.matches("data:").count(), 3, "{body}");
 
     // Still usable after both.
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let (_, body) = read_answer(&mut stream, &mut buf, false).await;
+    let (_, body) = ask(
+        &mut stream,
+        &mut buf,
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(body, b"hello from hello");
     engine.stop().await;
 }
@@ -265,11 +276,12 @@ async fn an_idle_connection_closes_when_the_engine_stops() {
     let engine = awake().await;
     let mut stream = connect(engine.addr).await;
     let mut buf = Vec::new();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let _ = read_answer(&mut stream, &mut buf, false).await;
+    let _ = ask(
+        &mut stream,
+        &mut buf,
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+    )
+    .await;
     let stopping = tokio::spawn(engine.stop());
     assert!(closes(&mut stream).await, "closed once the engine stops");
     stopping.await.expect("stopped");
@@ -339,10 +351,12 @@ async fn half_a_head_or_a_silent_kept_alive_connection_is_closed_by_its_deadline
     // One answer, then nothing.
     let mut kept = connect(engine.addr).await;
     let mut buf = Vec::new();
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let _ = read_answer(&mut kept, &mut buf, false).await;
+    let _ = ask(
+        &mut kept,
+        &mut buf,
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+    )
+    .await;
     // Within 1.5 s each (closes() gives them 5 s).
     assert!(
         closes(&mut half).await,
@@ -355,10 +369,12 @@ async fn half_a_head_or_a_silent_kept_alive_connection_is_closed_by_its_deadline
     // Meanwhile a client that keeps talking is served on one connection past the deadline.
     let mut busy = connect(engine.addr).await;
     for _ in 0..8 {
-        busy.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-            .await
-            .expect("write");
-        let (_, body) = read_answer(&mut busy, &mut buf, false).await;
+        let (_, body) = ask(
+            &mut busy,
+            &mut buf,
+            b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        )
+        .await;
         assert_eq!(body, b"hello from hello");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

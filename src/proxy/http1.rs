@@ -18,7 +18,7 @@
 //! request asked for it or the engine is stopping.
 //!
 //! This module reads and writes HTTP/1.1; it must not route, wake or forward: every request
-//! goes to [`Worker::handle`].
+//! goes to the proxy worker's `handle`, the same as hyper's server gives it.
 
 use std::cell::RefCell;
 use std::io::{IoSlice, Write as _};
