@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::forward::ClientSide;
+use super::forward::direct::answer_has_no_body;
 use super::{ProxyBody, Worker};
 
 /// Headers a request may have (as many as hyper's server takes; more: hyper answers 431).
@@ -234,21 +235,14 @@ async fn write_response(
 ) -> bool {
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
-    let framing = if head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    // A known size is the stated one: an upstream's body is sized by its `Content-Length`
+    // (checked on the way in), the engine's pages by their bytes.
+    let framing = if answer_has_no_body(head, status) {
         Framing::None
     } else {
-        // A known size is the stated one (an upstream's body is sized by its
-        // `Content-Length`, the engine's pages by their bytes).
         match body.size_hint().exact() {
             Some(length) => Framing::Length(length),
-            None => match declared_length(&parts.headers) {
-                Some(length) => Framing::Length(length),
-                None => Framing::Chunked,
-            },
+            None => Framing::Chunked,
         }
     };
     // Room for the head and a small body, so that the buffer is not grown on the way.
@@ -407,17 +401,6 @@ fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// The body length an answer states: its `Content-Length`, when there is exactly one
-/// readable value (an upstream's was checked on the way in; the engine's pages say theirs).
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
 }
 
 thread_local! {
@@ -661,17 +644,5 @@ mod tests {
         assert!(text.contains("content-length: 42\r\n"), "{text}");
         assert!(text.contains("\r\ndate: "), "{text}");
         assert_eq!(text.matches("GMT").count(), 1, "{text}");
-    }
-
-    #[test]
-    fn a_stated_length_is_one_readable_value() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(declared_length(&headers), None);
-        headers.insert("content-length", HeaderValue::from_static("12"));
-        assert_eq!(declared_length(&headers), Some(12));
-        headers.append("content-length", HeaderValue::from_static("12"));
-        assert_eq!(declared_length(&headers), None);
-        headers.insert("content-length", HeaderValue::from_static("-1"));
-        assert_eq!(declared_length(&headers), None);
     }
 }

@@ -329,17 +329,21 @@ enum Framing {
     Close,
 }
 
+/// Whether an answer with `status` (`head`: to a `HEAD` request) has no body, whatever its
+/// headers say (RFC 9112 §6.3); both sides of the proxy frame answers by it.
+pub(crate) fn answer_has_no_body(head: bool, status: StatusCode) -> bool {
+    head || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// The framing of an answer to `method` with `status` and `headers` (RFC 9112 §6.3).
 fn framing(
     method: &Method,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Result<Framing, DirectError> {
-    if method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if answer_has_no_body(method == Method::HEAD, status) {
         return Ok(Framing::Length(0));
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
