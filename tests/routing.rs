@@ -234,6 +234,11 @@ async fn an_upstream_slower_than_its_timeout_gets_504() {
     .await;
     let client = TestClient::new(engine.addr);
     assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    // The kept-alive upstream connection's timer ran out while it was idle: its next
+    // request still gets the whole timeout.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let answer = client.get("hello.localhost", "/slow?ms=500").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
     let started = tokio::time::Instant::now();
     let answer = client.get("hello.localhost", "/slow?ms=3000").await;
     assert_eq!(answer.status, 504, "{}", answer.text());

@@ -269,11 +269,13 @@ impl Forwarder {
                         pool: Arc::clone(&self.pool),
                         authority: upstream.authority.clone(),
                     };
-                    let send = direct.send(&request, home);
+                    // The connection keeps the one timer that bounds its answers' heads.
+                    let limit = self.timeouts.response_header;
+                    let send = direct.send(&request, home, Some(limit));
                     let sent = match place {
-                        None => self.response_header(send).await?,
+                        None => send.await,
                         // Rare: boxed, as below.
-                        Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
+                        Some(place) => Box::pin(holding(send, place)).await,
                     };
                     let error = match sent {
                         Ok(response) => {
@@ -303,6 +305,9 @@ impl Forwarder {
                         // idempotent request may go again (RFC 9110 §9.2.2).
                         DirectError::NoAnswer(_) if reused && request.method().is_idempotent() => {
                             continue;
+                        }
+                        DirectError::TimedOut(limit) => {
+                            return Err(ForwardError::Timeout(limit));
                         }
                         error => {
                             return Err(ForwardError::Exchange(format!(
