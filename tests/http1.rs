@@ -200,6 +200,36 @@ async fn connection_close_is_honoured_and_keep_alive_is_the_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answers_hop_by_hop_fields_stay_with_the_proxy_and_its_connection_is_reused() {
+    let engine = awake().await;
+    let mut stream = connect(engine.addr).await;
+    let mut buf = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let (head, body) = ask(
+            &mut stream,
+            &mut buf,
+            b"GET /hop-by-hop HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        )
+        .await;
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\nx-public: yes\r\n"), "{head}");
+        for private in ["x-private", "keep-alive", "connection"] {
+            assert!(
+                !head.contains(&format!("\r\n{private}:")),
+                "{private}: {head}"
+            );
+        }
+        ports.push(String::from_utf8(body).expect("port"));
+    }
+    // One upstream connection answered the three: `keep-alive` was read before it was
+    // dropped.
+    assert!(ports.windows(2).all(|pair| pair[0] == pair[1]), "{ports:?}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_and_unknown_lengths_are_framed() {
     let engine = awake().await;
     let mut stream = connect(engine.addr).await;

@@ -104,6 +104,18 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, str(most))
         elif url.path == "/conn":
             self.answer(200, str(self.client_address[1]))
+        elif url.path == "/hop-by-hop":
+            # Fields for this connection only, one of them named by `Connection`: none may
+            # reach the client. The port says which upstream connection answered.
+            data = str(self.client_address[1]).encode()
+            self.send_response(200)
+            self.send_header("Connection", "keep-alive, X-Private")
+            self.send_header("Keep-Alive", "timeout=5")
+            self.send_header("X-Private", "for the proxy only")
+            self.send_header("X-Public", "yes")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         elif url.path == "/headers":
             headers = {}
             for key, value in self.headers.items():

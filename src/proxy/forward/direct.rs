@@ -204,13 +204,13 @@ impl Direct {
             }
             None => self.exchange(request).await,
         };
-        let (mut parts, ()) = answered?.into_parts();
-        let framing = framing(request.method(), parts.status, &parts.headers)?;
-        let mut reusable = framing != Framing::Close && keeps_alive(parts.version, &parts.headers);
+        let (answered, fields) = answered?;
+        let (mut parts, ()) = answered.into_parts();
+        let framing = framing(request.method(), parts.status, &fields)?;
+        let mut reusable = framing != Framing::Close && fields.keeps_alive(parts.version);
         // Both: the length is not to be trusted, nor the connection (RFC 9112 §6.1).
-        if parts.headers.contains_key(header::TRANSFER_ENCODING)
-            && parts.headers.remove(header::CONTENT_LENGTH).is_some()
-        {
+        if fields.chunked.is_some() && fields.length.is_some() {
+            parts.headers.remove(header::CONTENT_LENGTH);
             reusable = false;
         }
         let body = DirectBody::new(self, framing, reusable.then_some(home));
@@ -218,13 +218,16 @@ impl Direct {
     }
 
     /// Writes `request`'s head and reads its answer's head, interim answers skipped.
-    async fn exchange(&mut self, request: &Request<Outgoing>) -> Result<Response<()>, DirectError> {
+    async fn exchange(
+        &mut self,
+        request: &Request<Outgoing>,
+    ) -> Result<(Response<()>, Fields), DirectError> {
         let head = request_head(request);
         if let Err(error) = self.write(&head).await {
             return Err(DirectError::Unsent(error));
         }
         loop {
-            let answered = self.read_head().await?;
+            let (answered, fields) = self.read_head().await?;
             // Interim answers (100 Continue, 103 Early Hints) are not forwarded.
             if answered.status().is_informational() {
                 if answered.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -234,7 +237,7 @@ impl Direct {
                 }
                 continue;
             }
-            return Ok(answered);
+            return Ok((answered, fields));
         }
     }
 
@@ -245,7 +248,7 @@ impl Direct {
     }
 
     /// Reads and parses one answer head (the body's first bytes stay in the buffer).
-    async fn read_head(&mut self) -> Result<Response<()>, DirectError> {
+    async fn read_head(&mut self) -> Result<(Response<()>, Fields), DirectError> {
         loop {
             if !self.buffer.is_empty()
                 && let Some(head) = parse_head(&mut self.buffer)?
@@ -308,8 +311,85 @@ fn request_head(request: &Request<Outgoing>) -> Vec<u8> {
     head
 }
 
+/// What an answer's hop-by-hop fields say of its framing and of its connection, read as
+/// the head is: these fields never reach the client, so they are not put in the head's
+/// map only to be looked up and taken out of it again.
+#[derive(Debug, Default)]
+struct Fields {
+    /// With `Transfer-Encoding`: whether the last coding of its last field is `chunked`.
+    chunked: Option<bool>,
+    /// With `Content-Length`: its value, or why it is not one (all values must agree).
+    length: Option<Result<u64, &'static str>>,
+    /// `Connection` says `close`.
+    close: bool,
+    /// `Connection` says `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Fields {
+    /// Whether the upstream keeps the connection open after this answer.
+    fn keeps_alive(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
+
+    /// Adds a `Content-Length` field's value.
+    fn add_length(&mut self, value: &[u8]) {
+        if matches!(self.length, Some(Err(_))) {
+            return;
+        }
+        for part in value.split(|&byte| byte == b',') {
+            let part = part.trim_ascii();
+            let read = if part.is_empty() {
+                Err("bad Content-Length")
+            } else {
+                part.iter().try_fold(0u64, |sum, &byte| {
+                    byte.is_ascii_digit()
+                        .then(|| sum.checked_mul(10)?.checked_add(u64::from(byte - b'0')))
+                        .flatten()
+                        .ok_or("bad Content-Length")
+                })
+            };
+            self.length = match (self.length, read) {
+                (_, Err(why)) => Some(Err(why)),
+                (Some(Ok(length)), Ok(value)) if length != value => {
+                    Some(Err("conflicting Content-Length"))
+                }
+                (_, Ok(value)) => Some(Ok(value)),
+            };
+            if matches!(self.length, Some(Err(_))) {
+                return;
+            }
+        }
+    }
+
+    /// Reads a `Connection` field's tokens: `true` when it names other fields than the
+    /// standard hop-by-hop ones (the field then stays in the head, for
+    /// [`super::headers::remove_hop_by_hop`] to remove what it names).
+    fn add_connection(&mut self, value: &[u8]) -> bool {
+        // A value that is not text says nothing readable: the connection is not reused.
+        if !value
+            .iter()
+            .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
+        {
+            self.close = true;
+        }
+        let mut names_others = false;
+        for token in value.split(|&byte| byte == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !token.is_empty() {
+                names_others = true;
+            }
+        }
+        names_others
+    }
+}
+
 /// One answer head from the start of `buffer`, taken out of it; `None`: not whole yet.
-fn parse_head(buffer: &mut BytesMut) -> Result<Option<Response<()>>, DirectError> {
+fn parse_head(buffer: &mut BytesMut) -> Result<Option<(Response<()>, Fields)>, DirectError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut fields);
     let length = match parsed.parse(buffer) {
@@ -325,14 +405,37 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Response<()>>, DirectError
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| DirectError::Malformed("no valid status code".into()))?;
-    // Where each field's name and value are in the head, to share the head's bytes.
+    let mut read = Fields::default();
+    // Where each kept field's name and value are in the head, to share the head's bytes.
     let start = buffer.as_ptr() as usize;
     let mut places = Vec::with_capacity(parsed.headers.len());
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| DirectError::Malformed(format!("bad field name {:?}", field.name)))?;
-        let from = field.value.as_ptr() as usize - start;
-        places.push((name, from, from + field.value.len()));
+        let keep = match super::headers::hop_by_hop_index(&name) {
+            None => {
+                if name == header::CONTENT_LENGTH {
+                    read.add_length(field.value);
+                }
+                true
+            }
+            Some(_) if name == header::CONNECTION => read.add_connection(field.value),
+            Some(_) if name == header::TRANSFER_ENCODING => {
+                // The last coding of the last field says whether the body is chunked;
+                // with any other, it runs until the connection closes.
+                let last = field.value.rsplit(|&byte| byte == b',').next();
+                read.chunked =
+                    Some(last.is_some_and(|coding| {
+                        coding.trim_ascii().eq_ignore_ascii_case(b"chunked")
+                    }));
+                false
+            }
+            Some(_) => false,
+        };
+        if keep {
+            let from = field.value.as_ptr() as usize - start;
+            places.push((name, from, from + field.value.len()));
+        }
     }
     let head = buffer.split_to(length).freeze();
     // Room for the `Via` the proxy adds.
@@ -346,7 +449,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Response<()>>, DirectError
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = headers;
-    Ok(Some(response))
+    Ok(Some((response, read)))
 }
 
 /// How an answer's body is delimited.
@@ -368,65 +471,17 @@ pub(crate) fn answer_has_no_body(head: bool, status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED
 }
 
-/// The framing of an answer to `method` with `status` and `headers` (RFC 9112 §6.3).
-fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Framing, DirectError> {
+/// The framing of an answer to `method` with `status` and `fields` (RFC 9112 §6.3).
+fn framing(method: &Method, status: StatusCode, fields: &Fields) -> Result<Framing, DirectError> {
     if answer_has_no_body(method == Method::HEAD, status) {
         return Ok(Framing::Length(0));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        // The last coding of the last field says whether the body is chunked; with any
-        // other, it runs until the connection closes.
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
+    match (fields.chunked, fields.length) {
+        (Some(true), _) => Ok(Framing::Chunked),
+        (Some(false), _) | (None, None) => Ok(Framing::Close),
+        (None, Some(Ok(length))) => Ok(Framing::Length(length)),
+        (None, Some(Err(why))) => Err(DirectError::Malformed(why.into())),
     }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value
-            .to_str()
-            .map_err(|_| DirectError::Malformed("bad Content-Length".into()))?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(DirectError::Malformed("bad Content-Length".into()));
-            }
-            let value: u64 = part
-                .parse()
-                .map_err(|_| DirectError::Malformed("bad Content-Length".into()))?;
-            if length.is_some_and(|length| length != value) {
-                return Err(DirectError::Malformed("conflicting Content-Length".into()));
-            }
-            length = Some(value);
-        }
-    }
-    Ok(length.map_or(Framing::Close, Framing::Length))
-}
-
-/// Whether the upstream keeps the connection open after this answer.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.to_str().unwrap_or("close").split(',') {
-            let token = token.trim();
-            close |= token.eq_ignore_ascii_case("close");
-            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-        }
-    }
-    !close && (version == Version::HTTP_11 || keep_alive)
 }
 
 /// Where a chunked body's decoding is.
@@ -963,6 +1018,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hop_by_hop_fields_are_read_and_left_out_of_the_head() {
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            64,
+        )
+        .await;
+        let (head, frames) = result.expect("answer");
+        let names: Vec<&str> = head.headers().keys().map(|name| name.as_str()).collect();
+        assert_eq!(names, ["x-app"]);
+        assert_eq!(data(&frames), b"ok");
+        assert_eq!(pooled(&pool), 1);
+
+        // `Connection` naming a field of its own stays, so that the field is removed by it.
+        let (result, pool) = exchange(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: 1\r\nContent-Length: 000002\r\n\r\nok",
+            64,
+        )
+        .await;
+        let (head, _) = result.expect("answer");
+        assert_eq!(head.headers().get("connection").expect("kept"), "X-Private");
+        assert_eq!(pooled(&pool), 1);
+
+        // A `Connection` that is not text, or an HTTP/1.0 answer without `keep-alive`: the
+        // connection is not reused.
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nConnection: \xffclose\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ] {
+            let (result, pool) = exchange(Method::GET, answer, 64).await;
+            assert_eq!(data(&result.expect("answer").1), b"ok");
+            assert_eq!(pooled(&pool), 0);
+        }
+    }
+
+    #[tokio::test]
     async fn broken_answers_are_errors() {
         for (answer, why) in [
             (
@@ -971,6 +1063,10 @@ mod tests {
             ),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                "Content-Length",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n",
                 "Content-Length",
             ),
             (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed"),

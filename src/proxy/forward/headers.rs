@@ -202,7 +202,7 @@ fn via_value(version: Version) -> HeaderValue {
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// The place of `name` in [`HOP_BY_HOP`]: one match on the name's text (a comparison with
 /// each of the nine names costs more, the non-standard ones being compared byte by byte).
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+pub(super) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     match name.as_str() {
         "upgrade" => Some(0),
         "connection" => Some(1),
