@@ -101,6 +101,10 @@ async fn domains_pick_the_route_key_and_headers_are_forwarded() {
             "/headers",
             &[
                 ("x-forwarded-for", "203.0.113.9"),
+                // Not from a trusted proxy: replaced.
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+                ("via", "1.0 corp"),
                 ("connection", "x-hop"),
                 ("x-hop", "secret"),
                 ("keep-alive", "timeout=5"),
@@ -116,8 +120,16 @@ async fn domains_pick_the_route_key_and_headers_are_forwarded() {
     assert_eq!(first("x-forwarded-host"), "hello.proxy.example.test");
     assert_eq!(first("x-forwarded-proto"), "http");
     assert_eq!(first("x-custom"), "kept");
-    assert_eq!(first("via"), "1.1 paastis");
+    assert_eq!(seen["via"], serde_json::json!(["1.0 corp", "1.1 paastis"]));
     assert!(first("host").starts_with("127.0.0.1:"), "{seen}");
+    for once in [
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    ] {
+        assert_eq!(seen[once].as_array().map(Vec::len), Some(1), "{once}: {seen}");
+    }
     assert!(seen.get("x-hop").is_none(), "{seen}");
     assert!(seen.get("keep-alive").is_none(), "{seen}");
     assert!(answer.headers.get("via").is_some());

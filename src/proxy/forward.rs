@@ -181,7 +181,11 @@ impl Forwarder {
         retry_until: impl Fn() -> Option<Instant>,
         scope: UpstreamScope,
     ) -> Result<(Response<UpstreamBody>, Option<Lease>), ForwardError> {
-        let (mut request, client_host, outcome) = self.prepare(request, upstream, client);
+        // The fields the proxy sets stay apart until a request goes to hyper's client: a
+        // direct connection writes them without putting them in the request's map.
+        let (mut request, added, client_host, outcome) =
+            self.prepare_apart(request, upstream, client);
+        let mut added = Some(added);
         // Fresh connections made for this request: an upstream that keeps closing them
         // before taking the request is given up on (outside the time just after a wake).
         let mut fresh = 0;
@@ -198,6 +202,9 @@ impl Forwarder {
             // An upstream that chose HTTP/2 has one connection for everything.
             if let Some(mut shared) = self.shared(&upstream.authority) {
                 // Boxed: its future is as large as the rest of this one's together.
+                if let Some(added) = added.take() {
+                    added.apply(request.headers_mut());
+                }
                 let sent = Box::pin(self.send_h2(&mut shared, request, upstream, &outcome)).await?;
                 match sent {
                     Ok(response) => break (response.map(UpstreamBody::Hyper), None),
@@ -271,7 +278,7 @@ impl Forwarder {
                     };
                     // The connection keeps the one timer that bounds its answers' heads.
                     let limit = self.timeouts.response_header;
-                    let send = direct.send(&request, home, Some(limit));
+                    let send = direct.send(&request, added.as_ref(), home, Some(limit));
                     let sent = match place {
                         None => send.await,
                         // Rare: boxed, as below.
@@ -320,6 +327,9 @@ impl Forwarder {
             };
             // Here on hyper's client: a request with a body, or a bodiless one on a pooled
             // connection a request with a body left.
+            if let Some(added) = added.take() {
+                added.apply(request.headers_mut());
+            }
             let send = sender.try_send_request(request);
             let sent = match place {
                 None => self.response_header(send).await?,

@@ -23,6 +23,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::headers::Added;
 use super::pool::Pool;
 use crate::proxy::body::Outgoing;
 use crate::proxy::io::FreshStream;
@@ -178,12 +179,14 @@ impl Direct {
         )
     }
 
-    /// Sends `request` (which has no body) and reads the head of its answer, within
+    /// Sends `request` (which has no body, and is given the fields `added` when they are
+    /// not in its map yet) and reads the head of its answer, within
     /// `limit` when there is one. The body streams from the connection; once read to its
     /// end, the connection goes back `home` when it may be reused.
     pub(super) async fn send(
         mut self,
         request: &Request<Outgoing>,
+        added: Option<&Added>,
         home: Home,
         limit: Option<std::time::Duration>,
     ) -> Result<Response<DirectBody>, DirectError> {
@@ -196,13 +199,13 @@ impl Direct {
                 deadline.as_mut().reset(tokio::time::Instant::now() + limit);
                 let answered = tokio::select! {
                     biased;
-                    answered = self.exchange(request) => answered,
+                    answered = self.exchange(request, added) => answered,
                     () = deadline.as_mut() => Err(DirectError::TimedOut(limit)),
                 };
                 self.deadline = Some(deadline);
                 answered
             }
-            None => self.exchange(request).await,
+            None => self.exchange(request, added).await,
         };
         let (answered, fields) = answered?;
         let (mut parts, ()) = answered.into_parts();
@@ -221,8 +224,9 @@ impl Direct {
     async fn exchange(
         &mut self,
         request: &Request<Outgoing>,
+        added: Option<&Added>,
     ) -> Result<(Response<()>, Fields), DirectError> {
-        let head = request_head(request);
+        let head = request_head(request, added);
         if let Err(error) = self.write(&head).await {
             return Err(DirectError::Unsent(error));
         }
@@ -282,16 +286,24 @@ impl Direct {
 }
 
 /// The request line and header fields of `request`, in HTTP/1.1 (its target is already in
-/// origin form and its headers cleaned for the upstream).
-fn request_head(request: &Request<Outgoing>) -> Vec<u8> {
+/// origin form and its headers cleaned for the upstream), with the fields `added` by the
+/// proxy: `Host` first, the others after the client's.
+fn request_head(request: &Request<Outgoing>, added: Option<&Added>) -> Vec<u8> {
     let target = request
         .uri()
         .path_and_query()
         .map_or("/", |target| target.as_str());
     let headers = request.headers();
+    let field = |name: &str, value: &HeaderValue| name.len() + value.len() + 4;
     let size = headers
         .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .map(|(name, value)| field(name.as_str(), value))
+        .chain(
+            added
+                .into_iter()
+                .flat_map(Added::fields)
+                .map(|(name, value)| field(name, value)),
+        )
         .sum::<usize>()
         + request.method().as_str().len()
         + target.len()
@@ -301,11 +313,24 @@ fn request_head(request: &Request<Outgoing>) -> Vec<u8> {
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
+    let mut write = |name: &str, value: &HeaderValue| {
+        head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
+    };
+    let mut fields = added.into_iter().flat_map(Added::fields);
+    // `Host` first, as clients write it.
+    if let Some((name, value)) = fields.next() {
+        write(name, value);
+    }
+    for (name, value) in headers {
+        if !added.is_some_and(|added| added.replaces(name)) {
+            write(name.as_str(), value);
+        }
+    }
+    for (name, value) in fields {
+        write(name, value);
     }
     head.extend_from_slice(b"\r\n");
     head
@@ -390,9 +415,15 @@ impl Fields {
 
 /// One answer head from the start of `buffer`, taken out of it; `None`: not whole yet.
 fn parse_head(buffer: &mut BytesMut) -> Result<Option<(Response<()>, Fields)>, DirectError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let length = match parsed.parse(buffer) {
+    // Left uninitialised: writing 100 empty fields costs more than parsing a small head.
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buffer,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(DirectError::Malformed(error.to_string())),
@@ -741,7 +772,7 @@ pub mod fuzzing {
         let mut request = Request::new(Outgoing::Empty);
         *request.method_mut() = method;
         // A given answer never makes anything wait: one poll finishes each step.
-        let sent = std::pin::pin!(direct.send(&request, home, None)).poll(&mut cx);
+        let sent = std::pin::pin!(direct.send(&request, None, home, None)).poll(&mut cx);
         let response = match sent {
             Poll::Ready(Ok(response)) => response,
             Poll::Ready(Err(error)) => return Err(error.to_string()),
@@ -882,7 +913,7 @@ mod tests {
             .body(Outgoing::Empty)
             .expect("request");
         let result = match direct
-            .send(&request, home, Some(std::time::Duration::from_secs(5)))
+            .send(&request, None, home, Some(std::time::Duration::from_secs(5)))
             .await
         {
             Ok(response) => {

@@ -29,6 +29,76 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// The fields the proxy sets on a request for the upstream, kept apart from the request's
+/// map: a direct connection writes them after the client's own fields (no map insertions
+/// per request), hyper's client gets them put in the map ([`Added::apply`]).
+#[derive(Debug)]
+pub(super) struct Added {
+    /// `Host`: the upstream's, or the client's with `proxy.preserve_host`.
+    host: HeaderValue,
+    /// `X-Forwarded-For`: the client's address after what a client or proxy sent.
+    forwarded_for: HeaderValue,
+    /// `X-Forwarded-Proto`, unless a trusted proxy's is kept.
+    forwarded_proto: Option<HeaderValue>,
+    /// `X-Forwarded-Host`, unless a trusted proxy's is kept.
+    forwarded_host: Option<HeaderValue>,
+    /// `Origin` moved to the upstream's (the client's own origin only).
+    origin: Option<HeaderValue>,
+    /// `Via`, after any the request already has.
+    via: HeaderValue,
+}
+
+impl Added {
+    /// Puts the fields in `headers`, replacing the client's.
+    pub(super) fn apply(self, headers: &mut HeaderMap) {
+        headers.insert(X_FORWARDED_FOR, self.forwarded_for);
+        if let Some(proto) = self.forwarded_proto {
+            headers.insert(X_FORWARDED_PROTO, proto);
+        }
+        if let Some(host) = self.forwarded_host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        if let Some(origin) = self.origin {
+            headers.insert(header::ORIGIN, origin);
+        }
+        headers.append(header::VIA, self.via);
+        headers.insert(header::HOST, self.host);
+    }
+
+    /// Whether the client's field `name` gives way to one of these.
+    pub(super) fn replaces(&self, name: &HeaderName) -> bool {
+        *name == header::HOST
+            || *name == X_FORWARDED_FOR
+            || (*name == X_FORWARDED_PROTO && self.forwarded_proto.is_some())
+            || (*name == X_FORWARDED_HOST && self.forwarded_host.is_some())
+            || (*name == header::ORIGIN && self.origin.is_some())
+    }
+
+    /// The fields as `(name, value)`, `Host` first.
+    pub(super) fn fields(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        [
+            ("host", Some(&self.host)),
+            ("x-forwarded-for", Some(&self.forwarded_for)),
+            ("x-forwarded-proto", self.forwarded_proto.as_ref()),
+            ("x-forwarded-host", self.forwarded_host.as_ref()),
+            ("origin", self.origin.as_ref()),
+            ("via", Some(&self.via)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    }
+}
+
+/// A request prepared for the upstream: the request itself, then what
+/// [`Forwarder::prepare_apart`] kept apart of its fields, the client's proto and host (for
+/// `Location` rewrites) and its body's outcome.
+pub(super) type Prepared = (
+    Request<Outgoing>,
+    Added,
+    Option<(&'static str, HeaderValue)>,
+    BodyOutcome,
+);
+
 impl Forwarder {
     /// The request as it goes upstream: origin-form target, HTTP/1.1, hop-by-hop headers
     /// removed, `X-Forwarded-*`, `Via` and the upstream's `Host` set.
@@ -42,6 +112,19 @@ impl Forwarder {
         Option<(&'static str, HeaderValue)>,
         BodyOutcome,
     ) {
+        let (mut request, added, client_origin, outcome) =
+            self.prepare_apart(request, upstream, client);
+        added.apply(request.headers_mut());
+        (request, client_origin, outcome)
+    }
+
+    /// As [`Forwarder::prepare`], the fields the proxy sets kept apart (see [`Added`]).
+    pub(super) fn prepare_apart(
+        &self,
+        request: Request<RequestBody>,
+        upstream: &Upstream,
+        client: &ClientSide,
+    ) -> Prepared {
         let (mut parts, body) = request.into_parts();
         let (body, outcome) = match body {
             RequestBody::Hyper(body) if !body.is_end_stream() => {
@@ -51,13 +134,11 @@ impl Forwarder {
             }
             _ => (Outgoing::Empty, BodyOutcome::default()),
         };
-        // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
-        // carry it in the target).
-        let forwarded_host = match parts.uri.authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => parts.headers.get(header::HOST).cloned(),
-        };
         // HTTP/1.1 requests to an origin server carry the origin form: path and query only.
+        let authority = parts
+            .uri
+            .authority()
+            .map(|authority| authority.as_str().to_owned());
         parts.uri = Uri::from(
             parts
                 .uri
@@ -70,42 +151,75 @@ impl Forwarder {
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
-        append_forwarded_for(headers, &client.ip);
-        // A trusted proxy says how the client reached it; anyone else is told by the
-        // listener it came to.
-        let proto = match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
-            Some(b"https") if client.trusted => "https",
-            Some(b"http") if client.trusted => "http",
-            _ => {
-                headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
-                client.proto
-            }
-        };
-        let forwarded_host = match headers.get(&X_FORWARDED_HOST) {
-            Some(host) if client.trusted => Some(host.clone()),
-            _ => forwarded_host,
-        };
-        if let Some(host) = &forwarded_host {
-            headers.insert(X_FORWARDED_HOST, host.clone());
-            // `Origin` is rewritten only when it is the request's own origin (a browser
-            // talking to this host): any other origin passes as it is, so no CORS hole opens.
-            let own = headers
-                .get(header::ORIGIN)
-                .is_some_and(|origin| same_origin(origin, proto, host));
-            if own
-                && !self.preserve_host
-                && let Ok(origin) = HeaderValue::from_str(&upstream.to_string())
-            {
-                headers.insert(header::ORIGIN, origin);
+        // The fields read here, in one pass over the (few) fields rather than one lookup
+        // each.
+        let (mut host, mut forwarded_for, mut proto_sent, mut host_sent, mut origin) =
+            (None, None, None, None, None);
+        for (name, value) in headers.iter() {
+            if *name == header::HOST {
+                host.get_or_insert(value);
+            } else if *name == header::ORIGIN {
+                origin.get_or_insert(value);
+            } else if *name == X_FORWARDED_FOR {
+                forwarded_for.get_or_insert(value);
+            } else if *name == X_FORWARDED_PROTO {
+                proto_sent.get_or_insert(value);
+            } else if *name == X_FORWARDED_HOST {
+                host_sent.get_or_insert(value);
             }
         }
-        headers.append(header::VIA, via);
-        match (&forwarded_host, self.preserve_host) {
-            (Some(host), true) => headers.insert(header::HOST, host.clone()),
-            _ => headers.insert(header::HOST, upstream.host_header().clone()),
+        // The host the client asked for, as it wrote it (HTTP/2 and absolute-form requests
+        // carry it in the target).
+        let asked_host = match authority {
+            Some(authority) => HeaderValue::from_str(&authority).ok(),
+            None => host.cloned(),
         };
+        let forwarded_for = forwarded_for_value(forwarded_for, &client.ip);
+        // A trusted proxy says how the client reached it; anyone else is told by the
+        // listener it came to.
+        let (proto, forwarded_proto) = match proto_sent.map(HeaderValue::as_bytes) {
+            Some(b"https") if client.trusted => ("https", None),
+            Some(b"http") if client.trusted => ("http", None),
+            _ => (client.proto, Some(HeaderValue::from_static(client.proto))),
+        };
+        let (forwarded_host, kept) = match host_sent {
+            Some(host) if client.trusted => (Some(host.clone()), true),
+            _ => (asked_host, false),
+        };
+        // `Origin` is rewritten only when it is the request's own origin (a browser
+        // talking to this host): any other origin passes as it is, so no CORS hole opens.
+        let origin = match (&forwarded_host, origin) {
+            (Some(host), Some(origin))
+                if !self.preserve_host && same_origin(origin, proto, host) =>
+            {
+                HeaderValue::from_str(&upstream.to_string()).ok()
+            }
+            _ => None,
+        };
+        // An untrusted `X-Forwarded-Host` never passes, even with no host to put instead.
+        let unfounded = forwarded_host.is_none() && host_sent.is_some();
+        let host = match (&forwarded_host, self.preserve_host) {
+            (Some(host), true) => host.clone(),
+            _ => upstream.host_header().clone(),
+        };
+        let added = Added {
+            host,
+            forwarded_for,
+            forwarded_proto,
+            forwarded_host: forwarded_host.clone().filter(|_| !kept),
+            origin,
+            via,
+        };
+        if unfounded {
+            parts.headers.remove(X_FORWARDED_HOST);
+        }
         let client_origin = forwarded_host.map(|host| (proto, host));
-        (Request::from_parts(parts, body), client_origin, outcome)
+        (
+            Request::from_parts(parts, body),
+            added,
+            client_origin,
+            outcome,
+        )
     }
 
     /// The response as the client gets it: hop-by-hop headers removed, `Via` added, and
@@ -261,19 +375,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
-    let existing = headers
-        .get(&X_FORWARDED_FOR)
+/// `X-Forwarded-For`: the client's address `ip` after the value `sent` (when it says
+/// anything).
+fn forwarded_for_value(sent: Option<&HeaderValue>, ip: &HeaderValue) -> HeaderValue {
+    let existing = sent
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
-    let value = match existing {
+    match existing {
         Some(existing) => {
             let joined = format!("{existing}, {}", ip.to_str().unwrap_or("unknown"));
             HeaderValue::from_str(&joined).unwrap_or_else(|_| ip.clone())
         }
         None => ip.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR, value);
+    }
 }
 
 #[cfg(test)]
@@ -374,10 +488,14 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_appended() {
-        let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, &client("10.0.0.1:5000").ip);
-        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
-        append_forwarded_for(&mut headers, &client("127.0.0.1:5000").ip);
-        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        let first = forwarded_for_value(None, &client("10.0.0.1:5000").ip);
+        assert_eq!(first, "10.0.0.1");
+        let blank = HeaderValue::from_static(" ");
+        assert_eq!(
+            forwarded_for_value(Some(&blank), &client("10.0.0.1:5000").ip),
+            "10.0.0.1"
+        );
+        let second = forwarded_for_value(Some(&first), &client("127.0.0.1:5000").ip);
+        assert_eq!(second, "10.0.0.1, 127.0.0.1");
     }
 }
