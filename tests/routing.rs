@@ -128,7 +128,11 @@ async fn domains_pick_the_route_key_and_headers_are_forwarded() {
         "x-forwarded-host",
         "x-forwarded-proto",
     ] {
-        assert_eq!(seen[once].as_array().map(Vec::len), Some(1), "{once}: {seen}");
+        assert_eq!(
+            seen[once].as_array().map(Vec::len),
+            Some(1),
+            "{once}: {seen}"
+        );
     }
     assert!(seen.get("x-hop").is_none(), "{seen}");
     assert!(seen.get("keep-alive").is_none(), "{seen}");

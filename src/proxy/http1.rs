@@ -363,23 +363,27 @@ fn write_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut dated = false;
     for (name, value) in headers {
         // The framing is this server's; a bodiless answer keeps its `Content-Length`.
         let framing_header = *name == header::TRANSFER_ENCODING
             || *name == header::CONNECTION
             || (*name == header::CONTENT_LENGTH && framing != Framing::None);
+        dated |= *name == header::DATE;
         if !framing_header {
             write_field(out, name, value);
         }
     }
     match framing {
         Framing::Length(length) => {
-            let _ = write!(out, "content-length: {length}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            write_decimal(out, length);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::None => {}
     }
-    if !headers.contains_key(header::DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         DATE.with(|date| out.extend_from_slice(date.borrow_mut().now()));
         out.extend_from_slice(b"\r\n");
@@ -388,6 +392,22 @@ fn write_head(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `number` in decimal digits (without the formatting machinery: once per answer).
+fn write_decimal(out: &mut Vec<u8>, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A digit: `number % 10` is below 10.
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// One `name: value` line.
@@ -539,6 +559,15 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for number in [0, 7, 10, 16_384, 1_000_000_007, u64::MAX] {
+            let mut out = b"x".to_vec();
+            write_decimal(&mut out, number);
+            assert_eq!(out, format!("x{number}").into_bytes());
+        }
+    }
 
     fn read(text: &str) -> Head {
         read_head(&Bytes::copy_from_slice(text.as_bytes()))

@@ -55,12 +55,10 @@ pub fn request_host<B>(request: &Request<B>) -> Result<Cow<'_, str>, HostError> 
 }
 
 /// Strips the port and a trailing dot, lowercases, and checks the characters (a bracketed
-/// host must be an IPv6 address).
+/// host must be an IPv6 address). A name is read in one pass over its bytes: this runs for
+/// every request.
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
-    if raw.contains('@') {
-        return Err(HostError::Malformed);
-    }
-    let host = if raw.starts_with('[') {
+    if raw.starts_with('[') {
         // An IPv6 literal: valid, but never an app's route.
         let end = raw.find(']').ok_or(HostError::Malformed)?;
         if raw[1..end].parse::<std::net::Ipv6Addr>().is_err() {
@@ -71,27 +69,36 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
             return Err(HostError::Malformed);
         }
         return Ok(Cow::Borrowed(&raw[..=end]));
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if is_port_suffix(&raw[host.len()..]) && !port.is_empty() => host,
-            Some(_) => return Err(HostError::Malformed),
-            None => raw,
+    }
+    // Labels of letters, digits, `-` and `_` (1 to 63 bytes) between dots, perhaps a last
+    // dot, then perhaps `:port`.
+    let bytes = raw.as_bytes();
+    let (mut end, mut label, mut upper) = (bytes.len(), 0usize, false);
+    for (at, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            b'A'..=b'Z' => {
+                label += 1;
+                upper = true;
+            }
+            b'.' if label > 0 => label = 0,
+            b':' if raw.len() > at + 1 && is_port_suffix(&raw[at..]) => {
+                end = at;
+                break;
+            }
+            _ => return Err(HostError::Malformed),
         }
-    };
+        if label > 63 {
+            return Err(HostError::Malformed);
+        }
+    }
+    let host = &raw[..end];
     let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if !valid {
+    // An empty name, or one ending in two dots (the loop saw every other empty label).
+    if host.is_empty() || host.len() > 253 || host.ends_with('.') {
         return Err(HostError::Malformed);
     }
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    if upper {
         Ok(Cow::Owned(host.to_ascii_lowercase()))
     } else {
         Ok(Cow::Borrowed(host))
@@ -186,8 +193,73 @@ mod tests {
             "[::1]x",
             "a:123456",
             ".",
+            "a..",
+            "a:80:80",
+            ".a",
         ] {
             assert_eq!(normalize_host(bad), Err(HostError::Malformed), "{bad:?}");
+        }
+        assert_eq!(normalize_host("A.b.:8080").as_deref(), Ok("a.b"));
+        let long = format!("{}.example", "a".repeat(63));
+        assert_eq!(normalize_host(&long).as_deref(), Ok(long.as_str()));
+        assert!(normalize_host(&format!("{}.example", "a".repeat(64))).is_err());
+        let longest = ["a".repeat(63).as_str(); 4].join(".");
+        assert!(normalize_host(&longest[..253]).is_ok());
+        assert!(normalize_host(&format!("{longest}.")).is_err(), "254 bytes");
+    }
+
+    /// The rules as they read best (split on the port, then on dots), to compare with.
+    fn normalize_by_the_rules(raw: &str) -> Option<String> {
+        if raw.contains('@') {
+            return None;
+        }
+        // Bracketed IPv6 addresses are read the same way by both.
+        if raw.starts_with('[') {
+            return normalize_host(raw).ok().map(Cow::into_owned);
+        }
+        let host = match raw.rsplit_once(':') {
+            Some((host, port)) if is_port_suffix(&raw[host.len()..]) && !port.is_empty() => host,
+            Some(_) => return None,
+            None => raw,
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        valid.then(|| host.to_ascii_lowercase())
+    }
+
+    #[test]
+    fn the_one_pass_reading_of_a_host_agrees_with_the_rules() {
+        // Every string of up to 5 bytes from an alphabet with each kind of byte, and longer
+        // ones around the length limits.
+        let alphabet = ["a", "Z", "9", "-", ".", ":", "@", " ", "é"];
+        let mut texts = vec![String::new()];
+        let mut generation = vec![String::new()];
+        for _ in 0..5 {
+            generation = generation
+                .iter()
+                .flat_map(|text| alphabet.iter().map(move |piece| format!("{text}{piece}")))
+                .collect();
+            texts.extend(generation.iter().cloned());
+        }
+        for size in [62, 63, 64, 252, 253, 254] {
+            texts.push("b".repeat(size));
+            texts.push(format!("{}.", "c".repeat(size)));
+            texts.push(format!("x.{}:80", "d".repeat(size)));
+        }
+        for text in &texts {
+            assert_eq!(
+                normalize_host(text).ok().map(Cow::into_owned),
+                normalize_by_the_rules(text),
+                "{text:?}"
+            );
         }
     }
 

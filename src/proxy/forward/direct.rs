@@ -913,7 +913,12 @@ mod tests {
             .body(Outgoing::Empty)
             .expect("request");
         let result = match direct
-            .send(&request, None, home, Some(std::time::Duration::from_secs(5)))
+            .send(
+                &request,
+                None,
+                home,
+                Some(std::time::Duration::from_secs(5)),
+            )
             .await
         {
             Ok(response) => {
