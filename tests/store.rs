@@ -892,8 +892,7 @@ async fn events_after_an_id_in_id_order(store: Arc<dyn Store>) {
         .events
         .iter()
         .filter(|e| {
-            &*e.event.app.space == "acme"
-                && query.kinds.contains(&kind_name(&e.event.kind))
+            &*e.event.app.space == "acme" && query.kinds.contains(&kind_name(&e.event.kind))
         })
         .collect();
     assert!(wanted.len() > 7, "more than one page");

@@ -386,11 +386,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.db_error(e))?;
-        Ok(codec::page(
-            rows,
-            query.page_size(),
-            query.after.is_some(),
-        ))
+        Ok(codec::page(rows, query.page_size(), query.after.is_some()))
     }
 
     async fn last_event_id(&self) -> Result<i64, StoreError> {

@@ -569,11 +569,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(codec::page(
-            rows,
-            query.page_size(),
-            query.after.is_some(),
-        ))
+        Ok(codec::page(rows, query.page_size(), query.after.is_some()))
     }
 
     async fn last_event_id(&self) -> Result<i64, StoreError> {
