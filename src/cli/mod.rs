@@ -11,6 +11,7 @@ mod args;
 mod client;
 mod render;
 mod spaces;
+mod sse;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -198,7 +199,8 @@ pub struct EventsArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
     pub limit: Option<u32>,
 
-    /// Keep printing new events as they happen (every second), until Ctrl-C.
+    /// Keep printing new events as they happen (from the live event stream, reconnecting
+    /// when it drops), until Ctrl-C.
     #[arg(long, short)]
     pub follow: bool,
 }
@@ -768,10 +770,136 @@ async fn events(api: &Api, args: &EventsArgs, json: bool) -> Result<(), CliError
     if !args.follow {
         return Ok(());
     }
+    // Follow the live stream from the newest event printed (or, when none was, the
+    // newest one written).
+    let start = match first.iter().map(|event| event.id).max() {
+        Some(id) => id,
+        None => newest_id(api).await?,
+    };
+    match follow_stream(api, &filters, start, &mut printer).await? {
+        Followed::Interrupted => Ok(()),
+        Followed::Unsupported => follow_by_polling(api, &filters, since, first, printer).await,
+    }
+}
 
-    // Follow: poll for events newer than those printed. `floor`: what was written before
-    // the first page (and left out by its limit) is not new; `seen`: id -> time of what was
-    // printed, kept while the polls can still return it.
+/// How a follow of the stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followed {
+    /// Ctrl-C.
+    Interrupted,
+    /// The engine serves no stream at that URL (an older engine, or `admin.host`).
+    Unsupported,
+}
+
+/// The id of the newest event of the space (0 when there is none).
+async fn newest_id(api: &Api) -> Result<i64, CliError> {
+    let page: EventList = view(api.get(&["events"], &[("limit", "1".to_owned())]).await?)?;
+    Ok(page.events.first().map_or(0, |event| event.id))
+}
+
+/// Prints the events of the live stream after `start`, reconnecting (with
+/// `Last-Event-ID`) when the connection drops or the engine ends it, until Ctrl-C.
+async fn follow_stream(
+    api: &Api,
+    filters: &[(&'static str, String)],
+    start: i64,
+    printer: &mut render::EventPrinter,
+) -> Result<Followed, CliError> {
+    let mut last = start;
+    let mut lost = false;
+    let mut connected_once = false;
+    loop {
+        let opened = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(Followed::Interrupted),
+            opened = api.open_stream(&["events", "stream"], filters, last) => opened,
+        };
+        let mut response = match opened {
+            Ok(response) => response,
+            Err(CliError::NotFound(_)) if !connected_once => return Ok(Followed::Unsupported),
+            Err(CliError::Api { status: 501, .. }) => return Ok(Followed::Unsupported),
+            Err(error @ CliError::Unreachable { .. }) => {
+                if !lost {
+                    let _ = writeln!(std::io::stderr(), "paastis: {error}; retrying");
+                    lost = true;
+                }
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(Followed::Interrupted),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if lost {
+            let _ = writeln!(std::io::stderr(), "paastis: the admin API answers again");
+            lost = false;
+        }
+        connected_once = true;
+        let mut parser = sse::Parser::default();
+        loop {
+            let chunk = tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(Followed::Interrupted),
+                chunk = api.chunk(&mut response) => chunk,
+            };
+            let chunk = match chunk {
+                Ok(Some(chunk)) => chunk,
+                // Ended or cut: reconnect after the last event printed.
+                Ok(None) | Err(_) => break,
+            };
+            let mut new = Vec::new();
+            for message in parser.feed(&chunk) {
+                match message.event.as_deref() {
+                    None | Some("message") => {
+                        let event: EventView = match serde_json::from_str(&message.data) {
+                            Ok(event) => event,
+                            Err(error) => {
+                                return Err(CliError::BadAnswer(format!(
+                                    "an event of the stream is not an event ({error})"
+                                )));
+                            }
+                        };
+                        if event.id > last {
+                            last = event.id;
+                            new.push(event);
+                        }
+                    }
+                    Some("error") => {
+                        let reason = serde_json::from_str::<Value>(&message.data)
+                            .ok()
+                            .and_then(|value| {
+                                value
+                                    .pointer("/error/message")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)
+                            })
+                            .unwrap_or(message.data);
+                        let _ = writeln!(std::io::stderr(), "paastis: {reason}; reconnecting");
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !new.is_empty() {
+                emit(&printer.print(&new, false))?;
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(Followed::Interrupted),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Follows by polling the events list every second (an engine without the live stream).
+async fn follow_by_polling(
+    api: &Api,
+    filters: &[(&'static str, String)],
+    since: Option<String>,
+    first: Vec<EventView>,
+    mut printer: render::EventPrinter,
+) -> Result<(), CliError> {
+    // Poll for events newer than those printed. `floor`: what was written before the first
+    // page (and left out by its limit) is not new; `seen`: id -> time of what was printed,
+    // kept while the polls can still return it.
     let floor = first.iter().map(|event| event.id).max().unwrap_or(0);
     let mut seen: HashMap<i64, String> = first
         .iter()
@@ -791,7 +919,7 @@ async fn events(api: &Api, args: &EventsArgs, json: bool) -> Result<(), CliError
             Some(at) => Some(before(at, FOLLOW_OVERLAP)),
             None => since.clone(),
         };
-        let fresh = match poll(api, &filters, window.as_deref()).await {
+        let fresh = match poll(api, filters, window.as_deref()).await {
             Ok(events) => {
                 if lost {
                     let _ = writeln!(std::io::stderr(), "paastis: the admin API answers again");
