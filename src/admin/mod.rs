@@ -216,7 +216,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `unknown_app`, `unknown_space`,
     /// `bad_request`, `conflict`, `plan_limit`, `unavailable`, `not_found`, `admin_only`,
     /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`, `forbidden_host`,
-    /// `cross_site`, `bad_form_token`.
+    /// `cross_site`, `bad_form_token`, `no_stream`.
     pub code: String,
     /// For people.
     pub message: String,
