@@ -41,7 +41,7 @@ use crate::wire::{
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
-        PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
+        PinRequest, EventList, EventView, super::stream::StreamMessage, ProviderList, ProviderView, CallCount,
         crate::savings::Report, crate::savings::Saved, crate::savings::Money,
         super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
         crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,

@@ -21,9 +21,9 @@ use axum::Extension;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::settings::EventsStream;
 use super::{AdminState, ApiError, ApiQuery as Query};
@@ -87,6 +87,20 @@ pub struct StreamQuery {
     pub after: Option<i64>,
 }
 
+/// One message of the stream, as Server-Sent Events clients parse it (the OpenAPI
+/// document's description of the stream's items).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamMessage {
+    /// The event's id (events only): what `Last-Event-ID` names.
+    pub id: Option<String>,
+    /// `message` for an event (the default), `error` for the last message of a stream the
+    /// engine ended (a client too slow, or the engine stopping).
+    pub event: Option<String>,
+    /// An event as `GET /api/v1/events` shows it (JSON), or for `error`
+    /// `{"error": {"code", "message"}}`.
+    pub data: String,
+}
+
 /// Why a follower ended the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Ending {
@@ -108,7 +122,7 @@ struct Ending {
         ("Last-Event-ID" = Option<i64>, Header, description = "The id of the last event received: the stream starts after it")
     ),
     responses(
-        (status = 200, description = "Server-Sent Events, one per event, in id order", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, one per event, in id order", body = StreamMessage, content_type = "text/event-stream"),
         (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
         (status = 501, description = "not on the proxy's `admin.host` listener (use admin.listen)", body = super::ErrorBody),
         (status = 503, body = super::ErrorBody)
