@@ -583,3 +583,60 @@ async fn the_dashboard_stream_needs_the_session_when_a_token_is_set() {
         .await;
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_with_a_reason_when_the_engine_stops() {
+    let engine = TestEngine::start(&config("")).await;
+    let mut stream = Stream::api(engine.admin_addr, TOKEN, "", None).await;
+    // The stream is open (its first lines came) before the engine stops.
+    let opening = stream.next().await.expect("the opening lines");
+    assert!(
+        opening
+            .comments
+            .iter()
+            .any(|c| c.starts_with("following events after")),
+        "{opening:?}"
+    );
+    engine.stop().await;
+    let mut last = None;
+    while let Some(frame) = stream.next().await {
+        last = Some(frame);
+    }
+    let last = last.expect("a last message");
+    assert_eq!(last.event.as_deref(), Some("error"), "{last:?}");
+    assert_eq!(last.json()["error"]["code"], "stopping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_admin_host_the_stream_is_refused_plainly() {
+    let engine = TestEngine::start(&format!(
+        "admin: {{token: {TOKEN}, host: admin.test}}\n{}",
+        local_apps(&[("web", "")])
+    ))
+    .await;
+    let proxy = support::TestClient::new(engine.addr);
+    let auth = format!("Bearer {TOKEN}");
+    let answer = proxy
+        .send(
+            "GET",
+            "admin.test",
+            "/api/v1/events/stream",
+            &[("authorization", auth.as_str())],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(answer.status, 501, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "no_stream");
+    // The list is there.
+    let list = proxy
+        .send(
+            "GET",
+            "admin.test",
+            "/api/v1/events",
+            &[("authorization", auth.as_str())],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(list.status, 200);
+    engine.stop().await;
+}
