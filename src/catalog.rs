@@ -57,7 +57,7 @@ impl Catalog {
         lifecycle.remember(store.catalog(Some(lifecycle.space())).await?);
         let (records, queue) = mpsc::unbounded_channel();
         lifecycle.record_to(records.clone());
-        let writer = tokio::spawn(write(Arc::clone(&store), queue));
+        let writer = tokio::spawn(write(Arc::clone(&store), Arc::clone(lifecycle), queue));
         let ticker = tokio::spawn(tick(Arc::clone(&store), Arc::clone(lifecycle), retention));
         Ok(Catalog {
             writer,
@@ -97,7 +97,14 @@ impl Catalog {
 /// An app seen is written before the events queued with it (a discovery sends each new app's
 /// record, then its event: a large account's first discovery is two transactions, not two
 /// statements per app), except after its own deletion, which stays first.
-async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>) {
+/// Each write of events is announced on the lifecycle's event log (followers of the
+/// history read it then).
+async fn write(
+    store: Arc<dyn Store>,
+    lifecycle: Arc<Lifecycle>,
+    mut queue: mpsc::UnboundedReceiver<Record>,
+) {
+    let log = lifecycle.events();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if queue.recv_many(&mut batch, BATCH).await == 0 {
@@ -118,19 +125,19 @@ async fn write(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Record>
                     });
                     if deleted_before {
                         see(&*store, &mut seen).await;
-                        append(&*store, &mut events).await;
+                        append(&*store, &mut events, log).await;
                     }
                     seen.push((key, app, at));
                 }
                 other => {
                     see(&*store, &mut seen).await;
-                    append(&*store, &mut events).await;
+                    append(&*store, &mut events, log).await;
                     apply(&*store, other).await;
                 }
             }
         }
         see(&*store, &mut seen).await;
-        append(&*store, &mut events).await;
+        append(&*store, &mut events, log).await;
     }
 }
 
@@ -145,11 +152,12 @@ async fn see(store: &dyn Store, seen: &mut Vec<(AppKey, SeenApp, SystemTime)>) {
 
 /// Writes the pending events, then what they say about the catalog (runs of state changes
 /// in one transaction).
-async fn append(store: &dyn Store, events: &mut Vec<Event>) {
+async fn append(store: &dyn Store, events: &mut Vec<Event>, log: &crate::events::EventLog) {
     if events.is_empty() {
         return;
     }
     retry("events", || store.append_events(events)).await;
+    log.mark_stored();
     let mut states = Vec::new();
     for event in events.drain(..) {
         let key = &event.app;

@@ -1,8 +1,9 @@
 //! Events: typed, timestamped records of what the engine did to which app and why.
 //!
 //! Every lifecycle transition emits one. They are logged and kept in a bounded in-memory log
-//! (newest last); live subscribers get them as they happen. This module only records: it
-//! never acts on an event.
+//! (newest last); live subscribers get them as they happen, and watchers of the durable
+//! history are told each time some were written there. This module only records: it never
+//! acts on an event.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -239,6 +240,9 @@ pub struct EventLog {
     /// Called with every event, in order, before anyone else sees it (the durable history
     /// writer: it must only queue the event, never block).
     sink: std::sync::OnceLock<Sink>,
+    /// Counts the writes of events to the durable history (by whoever the sink hands them
+    /// to), for those who follow the history.
+    stored: tokio::sync::watch::Sender<u64>,
 }
 
 /// A function every emitted event is handed to.
@@ -259,6 +263,7 @@ impl EventLog {
             capacity,
             feed,
             sink: std::sync::OnceLock::new(),
+            stored: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -298,6 +303,18 @@ impl EventLog {
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.feed.subscribe()
+    }
+
+    /// Says that events handed to the sink were written to the durable history.
+    pub fn mark_stored(&self) {
+        self.stored
+            .send_modify(|writes| *writes = writes.wrapping_add(1));
+    }
+
+    /// Changes each time events were written to the durable history ([`EventLog::mark_stored`]):
+    /// a follower of the history reads it again then, rather than waiting for its next poll.
+    pub fn stored(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stored.subscribe()
     }
 }
 

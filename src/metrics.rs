@@ -141,6 +141,10 @@ pub struct Metrics {
     provider_calls: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Each provider's last error (for `/ready` and `/api/v1/providers`).
     provider_errors: Mutex<BTreeMap<String, ProviderFailure>>,
+    /// Live event stream clients connected now.
+    event_streams: AtomicU64,
+    /// Live event stream clients dropped for falling behind.
+    event_streams_dropped: AtomicU64,
 }
 
 /// A provider's last failed call.
@@ -164,6 +168,8 @@ impl Default for Metrics {
             stops: Mutex::new(BTreeMap::new()),
             provider_calls: Mutex::new(BTreeMap::new()),
             provider_errors: Mutex::new(BTreeMap::new()),
+            event_streams: AtomicU64::new(0),
+            event_streams_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -190,6 +196,20 @@ impl Metrics {
         if let Some(took) = took {
             self.wake_duration.observe(took);
         }
+    }
+
+    /// A live event stream client connected (`true`) or went away.
+    pub fn event_stream(&self, connected: bool) {
+        if connected {
+            self.event_streams.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.event_streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a live event stream client dropped for falling behind.
+    pub fn event_stream_dropped(&self) {
+        self.event_streams_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a completed stop.
@@ -313,6 +333,23 @@ impl Metrics {
             let n = stops.get(reason).copied().unwrap_or(0);
             let _ = writeln!(out, "paastis_stops_total{{reason=\"{reason}\"}} {n}");
         }
+
+        out.push_str("# HELP paastis_event_streams Live event stream clients connected.\n");
+        out.push_str("# TYPE paastis_event_streams gauge\n");
+        let _ = writeln!(
+            out,
+            "paastis_event_streams {}",
+            self.event_streams.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP paastis_event_streams_dropped_total Live event stream clients dropped for falling behind.\n",
+        );
+        out.push_str("# TYPE paastis_event_streams_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "paastis_event_streams_dropped_total {}",
+            self.event_streams_dropped.load(Ordering::Relaxed)
+        );
         out
     }
 }

@@ -108,6 +108,7 @@ admin:
   token: abcdefghijklmnopqrstuvwxyz
   metrics_auth: true
   system_api: {enabled: true, token: abcdefghijklmnopqrstuvwxyz}
+  events_stream: {heartbeat: 15s, buffer: 256}
 gate:
   listen: 127.0.0.1:3002
   token: abcdefghijklmnopqrstuvwxyz

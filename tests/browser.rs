@@ -255,6 +255,63 @@ async fn the_dashboard_signs_in_shows_the_apps_and_stops_one() {
     engine.stop().await;
 }
 
+/// The dashboard follows the event stream: an app woken elsewhere (the API) shows as awake,
+/// and its events at the top of the recent events, without the page being loaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_happens_without_being_reloaded() {
+    require_browser();
+    let engine = TestEngine::start(&support::local_apps(&[("web", ""), ("docs", "")])).await;
+    let browser_dir = TempDir::new("dash-live");
+    let browser = Browser::start(&browser_dir).await;
+    let base = format!("http://127.0.0.1:{}", engine.admin_addr.port());
+    browser.navigate(&format!("{base}/")).await;
+    browser
+        .source_when("the dashboard", |s| s.contains(r#"id="app-docs--local""#))
+        .await;
+    // A mark in the page: a reload would lose it.
+    browser
+        .command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "document.body.setAttribute('data-mark', 'loaded once'); return 1;",
+                "args": []
+            })),
+        )
+        .await
+        .expect("mark the page");
+    let started = reqwest::Client::new()
+        .post(format!("{base}/api/v1/apps/local/docs/start?wait=true"))
+        .send()
+        .await
+        .expect("start docs");
+    assert_eq!(started.status(), 200);
+    let source = browser
+        .source_when("docs shown awake", |s| {
+            s.split(r#"id="app-docs--local""#)
+                .nth(1)
+                .is_some_and(|row| {
+                    row.split("</tr>")
+                        .next()
+                        .unwrap_or("")
+                        .contains(r#"data-state="awake""#)
+                })
+        })
+        .await;
+    assert!(
+        source.contains("loaded once"),
+        "the page was reloaded: {source}"
+    );
+    let events = source.split(r#"<ul class="events""#).nth(1).unwrap_or("");
+    let newest = events.split("</li>").next().unwrap_or("");
+    assert!(
+        newest.contains("docs") && newest.contains("started"),
+        "{events}"
+    );
+    drop(browser);
+    engine.stop().await;
+}
+
 /// Without an admin token, the dashboard is open on loopback: a page of another site the
 /// operator visits sends the dashboard's Start form itself, and gets a refusal, nothing
 /// started; the dashboard's own page starts the app.

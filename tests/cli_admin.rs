@@ -536,3 +536,150 @@ async fn pin_for_a_duration_then_unpin() {
     assert_eq!(past.code, Some(1), "{}", past.stderr);
     assert!(past.stderr.contains("future"), "{}", past.stderr);
 }
+
+/// A TCP relay in front of the admin API that can cut every connection and refuse new
+/// ones for a while (a network that drops), to see `events --follow` reconnect.
+struct Relay {
+    addr: std::net::SocketAddr,
+    /// True: connections are cut and new ones refused.
+    cut: tokio::sync::watch::Sender<bool>,
+    /// Connections relayed so far.
+    relayed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cut = tokio::sync::watch::Sender::new(false);
+        let relayed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cuts, count) = (cut.clone(), std::sync::Arc::clone(&relayed));
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *cuts.borrow() {
+                    continue;
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            cut,
+            relayed,
+            task,
+        }
+    }
+
+    fn relayed(&self) -> usize {
+        self.relayed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads lines from `lines` until one satisfies `wanted` (within a minute: a guard against
+/// a hang, not a timing).
+async fn line_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<Value>,
+    wanted: impl Fn(&Value) -> bool,
+) {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("paastis events --follow printed nothing for a minute")
+            .expect("read stdout")
+            .expect("paastis events --follow ended");
+        let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let done = wanted(&event);
+        seen.push(event);
+        if done {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_reconnects_and_misses_nothing_when_the_connection_drops() {
+    use tokio::io::AsyncBufReadExt;
+    let engine = TestEngine::start(&config()).await;
+    let relay = Relay::start(engine.admin_addr).await;
+    let url = format!("http://{}", relay.addr);
+    let mut follow = paastis()
+        .args(["events", "--follow", "--json", "--kind", "started,stopped"])
+        .args(["--api-url", &url, "--token", TOKEN])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn paastis events --follow");
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    // The first page (a call of its own), then the stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while relay.relayed() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follow never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let is = |app: &'static str, kind: &'static str| {
+        move |event: &Value| event["app"] == app && event["kind"] == kind
+    };
+    let mut seen = Vec::new();
+    ok(&engine, &["apps", "start", "web", "--wait"]).await;
+    line_until(&mut lines, &mut seen, is("web", "started")).await;
+
+    // The connection drops; meanwhile web stops and api starts.
+    relay.cut.send_replace(true);
+    ok(&engine, &["apps", "stop", "web"]).await;
+    ok(&engine, &["apps", "start", "api", "--wait"]).await;
+    engine
+        .wait_state("web", State::Asleep, Duration::from_secs(60))
+        .await;
+    let relayed = relay.relayed();
+    relay.cut.send_replace(false);
+    line_until(&mut lines, &mut seen, is("api", "started")).await;
+    assert!(relay.relayed() > relayed, "it reconnected");
+    follow.start_kill().expect("kill follow");
+
+    let printed: Vec<(String, String)> = seen
+        .iter()
+        .map(|e| {
+            (
+                e["app"].as_str().unwrap_or_default().to_owned(),
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, k)| ((*a).to_owned(), (*k).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        printed,
+        pairs(&[("web", "started"), ("web", "stopped"), ("api", "started")]),
+        "each event once, in order: {seen:?}"
+    );
+    let ids: Vec<i64> = seen.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+}

@@ -86,6 +86,8 @@ on_both!(
     every_event_kind_round_trips,
     event_filters,
     pagination_gives_every_event_once,
+    events_after_an_id_in_id_order,
+    a_follower_misses_no_concurrent_append,
     malformed_cursor_and_limits,
     pruning_deletes_only_older_events,
     stored_spaces_round_trip_with_their_tokens,
@@ -854,6 +856,151 @@ async fn pagination_gives_every_event_once(store: Arc<dyn Store>) {
         .chain(plain(&second.events))
         .collect();
     assert_eq!(both, newest_first(&events[1_200..]));
+}
+
+async fn events_after_an_id_in_id_order(store: Arc<dyn Store>) {
+    assert_eq!(store.last_event_id().await.expect("no event yet"), 0);
+    // Times out of order with ids: `after` follows ids, not times.
+    let events = mixed_events();
+    let mut shuffled = events.clone();
+    shuffled.reverse();
+    store.append_events(&shuffled).await.expect("append");
+    let everything = store
+        .events(&EventQuery {
+            after: Some(0),
+            limit: Some(500),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("all");
+    assert_eq!(everything.events.len(), 200);
+    assert_eq!(plain(&everything.events), shuffled, "in id order");
+    assert_eq!(everything.next_cursor, None);
+    assert_eq!(
+        store.last_event_id().await.expect("newest id"),
+        everything.events.last().expect("events").id
+    );
+
+    // Followed page by page, filtered: every matching event once, in id order.
+    let query = EventQuery {
+        space: Some("acme".into()),
+        kinds: vec![kind_name(&every_kind()[0]), kind_name(&every_kind()[3])],
+        limit: Some(7),
+        ..EventQuery::default()
+    };
+    let wanted: Vec<&StoredEvent> = everything
+        .events
+        .iter()
+        .filter(|e| {
+            &*e.event.app.space == "acme" && query.kinds.contains(&kind_name(&e.event.kind))
+        })
+        .collect();
+    assert!(wanted.len() > 7, "more than one page");
+    let mut last = 0;
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let page = store
+            .events(&EventQuery {
+                after: Some(last),
+                ..query.clone()
+            })
+            .await
+            .expect("page");
+        assert_eq!(page.next_cursor, None, "followers ask again with `after`");
+        let Some(newest) = page.events.last() else {
+            break;
+        };
+        last = newest.id;
+        seen.extend(page.events);
+    }
+    assert_eq!(
+        seen.iter().map(|e| e.id).collect::<Vec<_>>(),
+        wanted.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+
+    // Later appends follow the last id.
+    let later = mixed_events()[..3].to_vec();
+    store.append_events(&later).await.expect("append more");
+    let newest = everything.events.last().expect("events").id;
+    let next = store
+        .events(&EventQuery {
+            after: Some(newest),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("after the newest");
+    assert_eq!(plain(&next.events), later);
+    assert!(next.events.iter().all(|e| e.id > newest));
+
+    // A cursor and `after` together make no sense.
+    let cursor = store
+        .events(&EventQuery {
+            limit: Some(1),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("page")
+        .next_cursor;
+    assert!(matches!(
+        store
+            .events(&EventQuery {
+                after: Some(1),
+                cursor,
+                ..EventQuery::default()
+            })
+            .await,
+        Err(StoreError::BadQuery(_))
+    ));
+}
+
+async fn a_follower_misses_no_concurrent_append(store: Arc<dyn Store>) {
+    // Four writers (as several instances would be) append one event at a time while a
+    // follower reads after the last id it saw: ids must become visible in order.
+    let writers: Vec<_> = (0..4u64)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for n in 0..50u64 {
+                    let event = Event {
+                        at: t(n),
+                        app: key("default", "local", &format!("w{writer}")),
+                        kind: EventKind::Exited {
+                            reason: n.to_string(),
+                        },
+                    };
+                    store.append_events(&[event]).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    let mut last = 0;
+    let mut seen = Vec::new();
+    let mut done = false;
+    loop {
+        let page = store
+            .events(&EventQuery {
+                after: Some(last),
+                limit: Some(500),
+                ..EventQuery::default()
+            })
+            .await
+            .expect("follow");
+        for event in page.events {
+            assert!(event.id > last, "ids in order");
+            last = event.id;
+            seen.push(event.id);
+        }
+        if done {
+            break;
+        }
+        // One more read once every writer is done.
+        done = writers.iter().all(|writer| writer.is_finished());
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert_eq!(seen.len(), 200, "every event once");
 }
 
 async fn malformed_cursor_and_limits(store: Arc<dyn Store>) {

@@ -33,7 +33,7 @@ use crate::wire::{
     ),
     paths(
         health, ready, metrics, apps_index, apps_show, apps_start, apps_stop, apps_pin,
-        apps_unpin, events_index, providers_index, savings_index,
+        apps_unpin, events_index, super::stream::events_stream, providers_index, savings_index,
         super::spaces::spaces_index, super::spaces::spaces_create, super::spaces::spaces_show,
         super::spaces::spaces_update, super::spaces::spaces_delete,
         super::spaces::tokens_create, super::spaces::tokens_delete,
@@ -41,7 +41,7 @@ use crate::wire::{
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
-        PinRequest, EventList, EventView, ProviderList, ProviderView, CallCount,
+        PinRequest, EventList, EventView, super::stream::StreamMessage, ProviderList, ProviderView, CallCount,
         crate::savings::Report, crate::savings::Saved, crate::savings::Money,
         super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
         crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,
@@ -668,15 +668,7 @@ pub async fn events_index(
     Extension(state): Extension<AdminState>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<EventList>, ApiError> {
-    let kinds: Vec<String> = query
-        .kind
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let kinds = event_kinds(query.kind.as_deref());
     if let Some(limit) = query.limit
         && !(1..=crate::store::MAX_EVENTS_LIMIT).contains(&limit)
     {
@@ -694,6 +686,7 @@ pub async fn events_index(
         until: parse_time("until", query.until.as_deref())?,
         limit: query.limit,
         cursor: query.cursor.filter(|c| !c.is_empty()),
+        after: None,
     };
     let page = state
         .store
@@ -705,32 +698,41 @@ pub async fn events_index(
             }
             other => ApiError::unavailable(other.to_string()),
         })?;
-    let events = page
-        .events
-        .into_iter()
-        .map(|stored| {
-            let mut details =
-                serde_json::to_value(&stored.event.kind).unwrap_or_else(|_| serde_json::json!({}));
-            let kind = details
-                .as_object_mut()
-                .and_then(|map| map.remove("kind"))
-                .and_then(|kind| kind.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            EventView {
-                id: stored.id,
-                at: rfc3339(stored.event.at),
-                space: stored.event.app.space.to_string(),
-                provider: stored.event.app.provider.to_string(),
-                app: stored.event.app.name.to_string(),
-                kind,
-                details,
-            }
-        })
-        .collect();
+    let events = page.events.into_iter().map(event_view).collect();
     Ok(Json(EventList {
         events,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// A stored event as the API shows it (the list's items, the stream's data).
+pub fn event_view(stored: crate::store::StoredEvent) -> EventView {
+    let mut details =
+        serde_json::to_value(&stored.event.kind).unwrap_or_else(|_| serde_json::json!({}));
+    let kind = details
+        .as_object_mut()
+        .and_then(|map| map.remove("kind"))
+        .and_then(|kind| kind.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    EventView {
+        id: stored.id,
+        at: rfc3339(stored.event.at),
+        space: stored.event.app.space.to_string(),
+        provider: stored.event.app.provider.to_string(),
+        app: stored.event.app.name.to_string(),
+        kind,
+        details,
+    }
+}
+
+/// The `kind` filter of the events list and stream: comma-separated names.
+pub fn event_kinds(kind: Option<&str>) -> Vec<String> {
+    kind.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every provider account: apps, health, last error, calls and rate-limit state.

@@ -4,6 +4,11 @@
 //! token: a login form stores it in an HttpOnly, SameSite=Strict cookie, and every form of
 //! the page carries a token bound to that cookie ([`super::guard::form_token`]), checked on
 //! each POST. It acts through the same lifecycle functions as the API.
+//!
+//! A little JavaScript keeps it live: it follows the event stream
+//! ([`super::stream`], at `/dashboard/events` with the session cookie) to update the
+//! apps' states and the recent events as they happen, and shows times in the reader's time
+//! zone. Without JavaScript the page is complete and is reloaded by hand.
 
 use std::fmt::Write;
 
@@ -67,16 +72,71 @@ svg.days rect.none { fill: var(--line); }
 }
 "#;
 
-/// Shows times in the reader's time zone, and refreshes the page every few seconds unless
-/// the user is typing in it.
-const REFRESH: &str = r#"<script>
-document.querySelectorAll('time[datetime]').forEach(function (t) {
-  var d = new Date(t.getAttribute('datetime'));
-  if (!isNaN(d)) { t.textContent = d.toLocaleString(); t.title = t.getAttribute('datetime'); }
-});
-setInterval(function () {
-  if (!document.querySelector('input:focus')) { location.replace(location.pathname); }
-}, 5000);
+/// Shows times in the reader's time zone, and follows the event stream: each event is
+/// added to the recent events (its text set as text, never as HTML) and moves its app's
+/// state; events that change the list of apps (or a stream that cannot be followed) reload
+/// the page, unless the user is typing in it.
+const LIVE: &str = r#"<script id="live">
+(function () {
+  function localTime(t) {
+    var d = new Date(t.getAttribute('datetime'));
+    if (!isNaN(d)) { t.textContent = d.toLocaleString(); t.title = t.getAttribute('datetime'); }
+  }
+  document.querySelectorAll('time[datetime]').forEach(localTime);
+  function reload() {
+    if (!document.querySelector('input:focus')) { location.replace(location.pathname); }
+  }
+  var list = document.querySelector('ul.events');
+  if (!window.EventSource || !list) { setInterval(reload, 5000); return; }
+  var states = { wake_requested: 'waking', started: 'awake', start_failed: 'failed',
+    stop_requested: 'stopping', stopped: 'asleep', exited: 'asleep', registered: 'awake' };
+  var reloads = { discovered: 1, deleted: 1, unmanaged: 1, config_reloaded: 1 };
+  function totals() {
+    var awake = 0, asleep = 0;
+    document.querySelectorAll('span.state[data-state]').forEach(function (s) {
+      var st = s.getAttribute('data-state');
+      if (st === 'awake' || st === 'waking') { awake++; } else if (st === 'asleep') { asleep++; }
+    });
+    var a = document.querySelector('#total-awake b'), b = document.querySelector('#total-asleep b');
+    if (a) { a.textContent = awake; } if (b) { b.textContent = asleep; }
+  }
+  function summary(details) {
+    return Object.keys(details || {}).map(function (k) {
+      var v = details[k];
+      if (v && typeof v === 'object') { v = v.type || ''; }
+      return v === '' || v === null ? '' : k + ': ' + v;
+    }).filter(Boolean).join(', ');
+  }
+  var source = new EventSource('/dashboard/events?after=' + (list.getAttribute('data-after') || '0'));
+  source.onmessage = function (message) {
+    var e;
+    try { e = JSON.parse(message.data); } catch (_) { return; }
+    if (list.querySelector('li[data-id="' + e.id + '"]')) { return; }
+    var empty = list.querySelector('li.muted'); if (empty) { empty.remove(); }
+    var li = document.createElement('li'); li.setAttribute('data-id', e.id);
+    var when = document.createElement('time'); when.setAttribute('datetime', e.at); localTime(when);
+    var at = document.createElement('span'); at.className = 'muted'; at.appendChild(when);
+    var who = document.createElement('b'); who.textContent = e.app || e.provider;
+    var what = document.createElement('span'); what.className = 'muted'; what.textContent = summary(e.details);
+    li.append(at, ' ', who, ' ' + e.kind.replace(/_/g, ' ') + ' ', what);
+    list.insertBefore(li, list.firstChild);
+    while (list.children.length > 50) { list.removeChild(list.lastChild); }
+    if (reloads[e.kind]) { reload(); return; }
+    var state = states[e.kind];
+    var row = document.getElementById('app-' + e.app + '--' + e.provider);
+    var badge = row && row.querySelector('span.state');
+    if (state && badge) {
+      badge.className = 'state ' + state; badge.setAttribute('data-state', state);
+      badge.textContent = state.charAt(0).toUpperCase() + state.slice(1);
+      totals();
+    }
+  };
+  source.addEventListener('error', function (message) {
+    // The server ended the stream (`event: error`): the browser reconnects by itself,
+    // with Last-Event-ID.
+    if (message.data) { console.warn('paastis event stream:', message.data); }
+  });
+})();
 </script>"#;
 
 fn layout(title: &str, body: &str) -> String {
@@ -236,6 +296,9 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         Ok(axum::Json(list)) => list.apps,
         Err(_) => Vec::new(),
     };
+    // Read before the events shown: the live script follows from here (and skips events
+    // already on the page).
+    let after = state.store.last_event_id().await.unwrap_or(0);
     let events = super::api::events_index(
         axum::Extension(state.clone()),
         super::ApiQuery(EventsQuery {
@@ -265,6 +328,7 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
             state.token.is_some(),
             form_token.as_deref(),
             &state.config.view.load(),
+            after,
         ))
         .into_response(),
     )
@@ -387,6 +451,7 @@ fn render(
     signed_in: bool,
     form_token: Option<&str>,
     config: &crate::wire::ConfigView,
+    after: i64,
 ) -> String {
     let count = |state: &str| apps.iter().filter(|a| a.state == state).count();
     let mut body = String::new();
@@ -491,14 +556,18 @@ fn render(
     if let Some(savings) = savings {
         savings_section(&mut body, savings);
     }
-    body.push_str("<h2>Recent events</h2><ul class=\"events\">");
+    let _ = write!(
+        body,
+        "<h2>Recent events</h2><ul class=\"events\" data-after=\"{after}\">"
+    );
     if events.events.is_empty() {
         body.push_str("<li class=\"muted\">Nothing yet.</li>");
     }
     for event in &events.events {
         let _ = write!(
             body,
-            "<li><span class=\"muted\">{}</span> <b>{}</b> {} <span class=\"muted\">{}</span></li>",
+            "<li data-id=\"{}\"><span class=\"muted\">{}</span> <b>{}</b> {} <span class=\"muted\">{}</span></li>",
+            event.id,
             time(&event.at),
             escape(if event.app.is_empty() {
                 &event.provider
@@ -536,8 +605,33 @@ fn render(
         time(&config.loaded_at),
     );
     body.push_str("</main>");
-    body.push_str(REFRESH);
+    body.push_str(LIVE);
     layout("Paastis", &body)
+}
+
+/// `GET /dashboard/events`: the live event stream of the signed-in space (the session
+/// cookie, which the browser's `EventSource` sends), for the page's script.
+pub async fn events(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    buffered: Option<axum::Extension<super::stream::Buffered>>,
+    super::ApiQuery(query): super::ApiQuery<super::stream::StreamQuery>,
+) -> Response {
+    let state = match state.scoped(&headers, None, true) {
+        Ok(state) => state,
+        Err(error) => return error.into_response(),
+    };
+    match super::stream::events_stream(
+        axum::Extension(state),
+        buffered,
+        headers,
+        super::ApiQuery(query),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A time, shown in the reader's own time zone once the page's script has run (UTC

@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod guard;
 pub mod settings;
 pub mod spaces;
+pub mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct AdminState {
     pub spaces: Arc<crate::spaces::Spaces>,
     /// The running configuration's revision, its reloads, and the reload itself.
     pub config: Arc<config::ConfigStatus>,
+    /// The live event streams' settings, and their end when the engine stops.
+    pub streams: Arc<stream::Streams>,
 }
 
 /// Who is calling: the admin (every space) or a space's token (that space only).
@@ -213,7 +216,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `unknown_app`, `unknown_space`,
     /// `bad_request`, `conflict`, `plan_limit`, `unavailable`, `not_found`, `admin_only`,
     /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`, `forbidden_host`,
-    /// `cross_site`, `bad_form_token`.
+    /// `cross_site`, `bad_form_token`, `no_stream`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -380,6 +383,7 @@ pub fn router(state: AdminState) -> Router {
             put(api::apps_pin).delete(api::apps_unpin),
         )
         .route("/api/v1/events", get(api::events_index))
+        .route("/api/v1/events/stream", get(stream::events_stream))
         .route("/api/v1/config", get(config::config_show))
         .route("/api/v1/config/reload", post(config::config_reload))
         .route("/api/v1/config/diff", post(config::config_diff))
@@ -416,6 +420,7 @@ pub fn router(state: AdminState) -> Router {
             "/dashboard/apps/{provider}/{app}/{action}",
             post(dashboard::act),
         )
+        .route("/dashboard/events", get(dashboard::events))
         .merge(protected)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -463,7 +468,8 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// One request through `router`, its answer read whole (the admin's answers are finite and
-/// small): how the proxy's `admin.host` requests are answered.
+/// small; the endless event stream is refused there, marked [`stream::Buffered`]): how the
+/// proxy's `admin.host` requests are answered.
 pub async fn answer<B>(
     mut router: Router,
     request: axum::http::Request<B>,
@@ -473,7 +479,9 @@ where
     B::Error: Into<axum::BoxError>,
 {
     use tower_service::Service as _;
-    let response = match router.call(request.map(axum::body::Body::new)).await {
+    let mut request = request.map(axum::body::Body::new);
+    request.extensions_mut().insert(stream::Buffered);
+    let response = match router.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };

@@ -1,5 +1,6 @@
 //! The admin API's settings: the `admin` section (listener, the proxy's host names it
-//! answers, token, metrics access, the original engine's system API), typed, and how it is read with the shared [`Reader`].
+//! answers, token, metrics access, the original engine's system API, the live event
+//! stream), typed, and how it is read with the shared [`Reader`].
 //! Reading only: nothing here listens.
 
 use std::net::SocketAddr;
@@ -25,6 +26,37 @@ pub struct Admin {
     /// The original engine's header-routed system API on the proxy port, with its token
     /// (`admin.system_api`); `None`: off.
     pub system_api: Option<crate::secret::Secret>,
+    /// The live event stream (`admin.events_stream`).
+    pub events_stream: EventsStream,
+}
+
+/// `admin.events_stream`: the live event stream's heartbeat and per-client buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsStream {
+    /// How often an idle stream gets a comment line (so proxies and clients know it is
+    /// alive); also how long a client whose buffer is full may take no event before it is
+    /// dropped (`admin.events_stream.heartbeat`, default 15 s).
+    pub heartbeat: std::time::Duration,
+    /// Events waiting per client, at most (`admin.events_stream.buffer`, default 256).
+    pub buffer: usize,
+}
+
+/// The default `admin.events_stream.heartbeat`.
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The default `admin.events_stream.buffer`.
+pub const DEFAULT_STREAM_BUFFER: usize = 256;
+
+/// The largest `admin.events_stream.buffer`.
+pub const MAX_STREAM_BUFFER: usize = 100_000;
+
+impl Default for EventsStream {
+    fn default() -> Self {
+        EventsStream {
+            heartbeat: DEFAULT_HEARTBEAT,
+            buffer: DEFAULT_STREAM_BUFFER,
+        }
+    }
 }
 
 impl Default for Admin {
@@ -35,6 +67,7 @@ impl Default for Admin {
             token: None,
             metrics_auth: false,
             system_api: None,
+            events_stream: EventsStream::default(),
         }
     }
 }
@@ -94,6 +127,9 @@ impl Reader<'_> {
             self.finish(system, &[]);
             admin.system_api = token.filter(|_| enabled);
         }
+        if let Some((value, p)) = fields.take("events_stream") {
+            admin.events_stream = self.events_stream(value, &p);
+        }
         if let Some(listen) = admin.listen
             && admin.token.is_none()
             && !listen.ip().is_loopback()
@@ -108,6 +144,26 @@ impl Reader<'_> {
         }
         self.finish(fields, &[]);
         admin
+    }
+
+    /// `admin.events_stream`: heartbeat and buffer of the live event stream.
+    fn events_stream(&mut self, value: &Value, path: &str) -> EventsStream {
+        let mut stream = EventsStream::default();
+        let Some(mut fields) = self.mapping(value, path) else {
+            return stream;
+        };
+        if let Some((value, p)) = fields.take("heartbeat")
+            && let Some(heartbeat) = self.positive_duration(value, &p)
+        {
+            stream.heartbeat = heartbeat;
+        }
+        if let Some((value, p)) = fields.take("buffer")
+            && let Some(buffer) = self.count(value, &p, 1..=MAX_STREAM_BUFFER)
+        {
+            stream.buffer = buffer;
+        }
+        self.finish(fields, &[]);
+        stream
     }
 
     /// `admin.host`: one host name or a list of them.
@@ -169,6 +225,27 @@ pub const SYSTEM_API_KEYS: &[Key] = &[
     ),
 ];
 
+/// The keys of `admin.events_stream`, as `Reader::events_stream` takes them.
+pub const EVENTS_STREAM_KEYS: &[Key] = &[
+    Key::new(
+        "heartbeat",
+        Kind::Duration,
+        "How often an idle event stream (GET /api/v1/events/stream) gets a comment line; \
+         a client whose buffer is full and that takes no event for this long is dropped.",
+    )
+    .default("15s"),
+    Key::new(
+        "buffer",
+        Kind::Integer {
+            min: 1,
+            max: MAX_STREAM_BUFFER as u64,
+        },
+        "Events waiting per event stream client, at most: one that falls further behind is \
+         dropped (it may reconnect with Last-Event-ID and miss nothing).",
+    )
+    .default("256"),
+];
+
 /// The keys of `admin`, as `Reader::admin` takes them.
 pub const ADMIN_KEYS: &[Key] = &[
     Key::new(
@@ -202,5 +279,10 @@ pub const ADMIN_KEYS: &[Key] = &[
         Kind::Section(&[SYSTEM_API_KEYS]),
         "The original engine's system API (GET /apps, DELETE /apps, GET /events of the \
          default space).",
+    ),
+    Key::new(
+        "events_stream",
+        Kind::Section(&[EVENTS_STREAM_KEYS]),
+        "The live event stream (GET /api/v1/events/stream and the dashboard's live updates).",
     ),
 ];

@@ -15,6 +15,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call may take (but `start --wait`, which gives its own).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a live event stream may stay silent (several heartbeats) before it is taken
+/// for lost.
+const STREAM_SILENCE: Duration = Duration::from_secs(60);
+
 /// At most this much of a non-JSON error body goes into a message.
 const BODY_EXCERPT: usize = 200;
 
@@ -23,6 +27,8 @@ const BODY_EXCERPT: usize = 200;
 pub struct Api {
     /// The connection pool.
     http: reqwest::Client,
+    /// For the live event stream: no deadline for the whole answer, one for silences.
+    stream_http: reqwest::Client,
     /// The API's base URL as given (a path prefix is kept: an API behind a reverse proxy).
     base: Url,
     /// `Bearer <token>`, marked sensitive; none: no token was given.
@@ -59,17 +65,20 @@ impl Api {
             }
             None => None,
         };
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .user_agent(concat!("paastis-cli/", env!("CARGO_PKG_VERSION")));
-        // The admin API usually listens on loopback: never through an HTTP(S)_PROXY.
-        if is_loopback(&base) {
-            builder = builder.no_proxy();
-        }
-        let http = builder
-            .build()
-            .map_err(|error| CliError::Usage(format!("cannot build the HTTP client: {error}")))?;
+        let client = |builder: reqwest::ClientBuilder| {
+            let mut builder = builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(concat!("paastis-cli/", env!("CARGO_PKG_VERSION")));
+            // The admin API usually listens on loopback: never through an HTTP(S)_PROXY.
+            if is_loopback(&base) {
+                builder = builder.no_proxy();
+            }
+            builder
+                .build()
+                .map_err(|error| CliError::Usage(format!("cannot build the HTTP client: {error}")))
+        };
+        let http = client(reqwest::Client::builder().timeout(CALL_TIMEOUT))?;
+        let stream_http = client(reqwest::Client::builder().read_timeout(STREAM_SILENCE))?;
         let space = args
             .space
             .as_deref()
@@ -78,6 +87,7 @@ impl Api {
             .map(str::to_owned);
         Ok(Api {
             http,
+            stream_http,
             base,
             auth,
             space,
@@ -144,6 +154,55 @@ impl Api {
             request = request.timeout(timeout);
         }
         self.exchange(request).await
+    }
+
+    /// Opens the live stream at `GET /api/v1/<segments>` (Server-Sent Events), after the
+    /// event `last_event_id`: the answer, its body still to read with [`Api::chunk`].
+    pub async fn open_stream(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        last_event_id: i64,
+    ) -> Result<reqwest::Response, CliError> {
+        let url = self.url(segments)?;
+        let mut request = self
+            .stream_http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .header("last-event-id", last_event_id.to_string());
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(space) = &self.space {
+            request = request.query(&[("space", space)]);
+        }
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        Err(self.error_answer(status, &bytes))
+    }
+
+    /// The next piece of a streamed answer; `None` at its end.
+    pub async fn chunk(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<Option<bytes::Bytes>, CliError> {
+        response
+            .chunk()
+            .await
+            .map_err(|error| self.unreachable(&error))
     }
 
     /// `POST /api/v1/<segments>` with a text body (a configuration file).

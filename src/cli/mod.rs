@@ -9,10 +9,11 @@
 
 mod args;
 mod client;
+mod follow;
 mod render;
 mod spaces;
+mod sse;
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::secret::Secret;
-use crate::wire::{AppList, AppView, EventList, EventView, ProviderList};
+use crate::wire::{AppList, AppView, EventList, ProviderList};
 pub use args::{Cli, Command, ConfigCommand};
 use client::Api;
 pub use spaces::{SpacesArgs, SpacesCommand};
@@ -198,7 +199,8 @@ pub struct EventsArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
     pub limit: Option<u32>,
 
-    /// Keep printing new events as they happen (every second), until Ctrl-C.
+    /// Keep printing new events as they happen (from the live event stream, reconnecting
+    /// when it drops), until Ctrl-C.
     #[arg(long, short)]
     pub follow: bool,
 }
@@ -735,13 +737,6 @@ fn event_filters(args: &EventsArgs) -> Vec<(&'static str, String)> {
     query
 }
 
-/// How far back each `--follow` poll looks behind the newest event seen: events are
-/// written in the background, so one may land a little after a later one.
-const FOLLOW_OVERLAP: Duration = Duration::from_secs(10);
-
-/// At most this many pages per `--follow` poll.
-const FOLLOW_PAGES: usize = 20;
-
 async fn events(api: &Api, args: &EventsArgs, json: bool) -> Result<(), CliError> {
     let filters = event_filters(args);
     let since = args
@@ -768,104 +763,18 @@ async fn events(api: &Api, args: &EventsArgs, json: bool) -> Result<(), CliError
     if !args.follow {
         return Ok(());
     }
-
-    // Follow: poll for events newer than those printed. `floor`: what was written before
-    // the first page (and left out by its limit) is not new; `seen`: id -> time of what was
-    // printed, kept while the polls can still return it.
-    let floor = first.iter().map(|event| event.id).max().unwrap_or(0);
-    let mut seen: HashMap<i64, String> = first
-        .iter()
-        .map(|event| (event.id, event.at.clone()))
-        .collect();
-    let mut newest = first.last().map(|event| event.at.clone());
-    let mut lost = false;
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = ticks.tick() => {}
-        }
-        let window = match &newest {
-            Some(at) => Some(before(at, FOLLOW_OVERLAP)),
-            None => since.clone(),
-        };
-        let fresh = match poll(api, &filters, window.as_deref()).await {
-            Ok(events) => {
-                if lost {
-                    let _ = writeln!(std::io::stderr(), "paastis: the admin API answers again");
-                    lost = false;
-                }
-                events
-            }
-            // The engine restarting is no reason to stop following.
-            Err(error @ CliError::Unreachable { .. }) => {
-                if !lost {
-                    let _ = writeln!(std::io::stderr(), "paastis: {error}; retrying");
-                    lost = true;
-                }
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
-        let mut new: Vec<EventView> = fresh
-            .into_iter()
-            .filter(|event| event.id > floor && !seen.contains_key(&event.id))
-            .collect();
-        if new.is_empty() {
-            continue;
-        }
-        new.sort_by(|a, b| (&a.at, a.id).cmp(&(&b.at, b.id)));
-        for event in &new {
-            seen.insert(event.id, event.at.clone());
-            if newest.as_ref().is_none_or(|at| event.at > *at) {
-                newest = Some(event.at.clone());
-            }
-        }
-        // The API writes every time the same way (UTC, milliseconds): they sort as text.
-        if let Some(at) = &newest {
-            let horizon = before(at, FOLLOW_OVERLAP * 2);
-            seen.retain(|_, at| *at >= horizon);
-        }
-        emit(&printer.print(&new, false))?;
-    }
-}
-
-/// The events at or after `since` (every page of them), newest first.
-async fn poll(
-    api: &Api,
-    filters: &[(&'static str, String)],
-    since: Option<&str>,
-) -> Result<Vec<EventView>, CliError> {
-    let mut events = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..FOLLOW_PAGES {
-        let mut query = filters.to_vec();
-        query.push(("limit", crate::store::MAX_EVENTS_LIMIT.to_string()));
-        if let Some(since) = since {
-            query.push(("since", since.to_owned()));
-        }
-        if let Some(cursor) = &cursor {
-            query.push(("cursor", cursor.clone()));
-        }
-        let page: EventList = view(api.get(&["events"], &query).await?)?;
-        events.extend(page.events);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
+    // Follow the live stream from the newest event printed (or, when none was, the
+    // newest one written).
+    let start = match first.iter().map(|event| event.id).max() {
+        Some(id) => id,
+        None => follow::newest_id(api).await?,
+    };
+    match follow::stream(api, &filters, start, &mut printer).await? {
+        follow::Followed::Interrupted => Ok(()),
+        follow::Followed::Unsupported => {
+            follow::by_polling(api, &filters, since, first, printer).await
         }
     }
-    Ok(events)
-}
-
-/// The RFC 3339 time `by` before `at` (`at` itself if it does not parse).
-fn before(at: &str, by: Duration) -> String {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|at| SystemTime::from(at.with_timezone(&chrono::Utc)))
-        .and_then(|at| at.checked_sub(by))
-        .map_or_else(|| at.to_owned(), rfc3339)
 }
 
 async fn providers(api: &Api, json: bool) -> Result<(), CliError> {

@@ -282,6 +282,48 @@ providers:
     }
 
     #[test]
+    fn the_event_stream_settings_have_defaults_and_bounds() {
+        let config = validate("").expect("valid");
+        assert_eq!(
+            config.admin.events_stream,
+            crate::admin::settings::EventsStream::default()
+        );
+        assert_eq!(
+            config.admin.events_stream.heartbeat,
+            Duration::from_secs(15)
+        );
+        let config =
+            validate("admin: {events_stream: {heartbeat: 500ms, buffer: 10}}").expect("valid");
+        assert_eq!(
+            config.admin.events_stream.heartbeat,
+            Duration::from_millis(500)
+        );
+        assert_eq!(config.admin.events_stream.buffer, 10);
+        let errors = validate("admin: {events_stream: {heartbeat: 0s, buffer: 0, every: 1s}}")
+            .expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &[
+                "admin.events_stream.heartbeat: must be longer than 0s",
+                "admin.events_stream.buffer: must be a whole number 1..100000",
+                "admin.events_stream.every: unknown key",
+            ],
+        );
+        let errors = validate("admin: {events_stream: {heartbeat: soon, buffer: 100001}}")
+            .expect_err("invalid");
+        assert_exactly(
+            &errors,
+            &[
+                "admin.events_stream.heartbeat: `soon` is not a duration",
+                "admin.events_stream.buffer: must be a whole number 1..100000",
+            ],
+        );
+        let errors = validate("admin: {events_stream: 5}").expect_err("invalid");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("admin.events_stream: "), "{errors:?}");
+    }
+
+    #[test]
     fn registry_settings_are_checked_together() {
         let config = validate("registry: {type: redis}").expect("valid");
         let RegistryConfig::Redis(redis) = config.registry else {

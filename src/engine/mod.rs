@@ -114,6 +114,8 @@ pub struct Engine {
     source: Option<ConfigSource>,
     /// The running configuration's revision and reloads, as the admin API shows them.
     config_status: Arc<admin::config::ConfigStatus>,
+    /// The admin API's live event streams (ended when the engine stops).
+    streams: Arc<admin::stream::Streams>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -200,6 +202,9 @@ impl Engine {
         Ok(Engine {
             source: None,
             config_status,
+            streams: Arc::new(admin::stream::Streams::new(
+                config.admin.events_stream.clone(),
+            )),
             config,
             lifecycle,
             spaces,
@@ -260,6 +265,7 @@ impl Engine {
             caller: admin::Caller::Admin,
             spaces: Arc::clone(&self.spaces),
             config: Arc::clone(&self.config_status),
+            streams: Arc::clone(&self.streams),
         }
     }
 
@@ -424,6 +430,7 @@ impl Engine {
             .await;
         watcher.abort();
         hangups.abort();
+        self.streams.close_all();
         let _ = admin_stop.send(true);
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin).await;

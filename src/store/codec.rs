@@ -190,11 +190,14 @@ pub(crate) struct EventRow {
 /// A page from the rows of a query that asked for one row more than the page size (to tell
 /// whether a next page exists). Rows that no longer decode (a kind written by a newer
 /// version) are skipped with a warning; they still count for the cursor.
-pub(crate) fn page(mut rows: Vec<EventRow>, page_size: u32) -> EventPage {
+/// With `follow` (a query with [`EventQuery::after`]) the page has no next cursor.
+pub(crate) fn page(mut rows: Vec<EventRow>, page_size: u32, follow: bool) -> EventPage {
     let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
     let next_cursor = if rows.len() > page_size {
         rows.truncate(page_size);
-        rows.last().map(|row| encode_cursor(row.at, row.id))
+        rows.last()
+            .filter(|_| !follow)
+            .map(|row| encode_cursor(row.at, row.id))
     } else {
         None
     };
@@ -338,8 +341,9 @@ pub(crate) fn one_app(rows_affected: u64, key: &AppKey) -> Result<(), StoreError
     Ok(())
 }
 
-/// `SELECT … FROM events WHERE <filters> ORDER BY at DESC, id DESC LIMIT <page + 1>`.
-/// `select` is the part up to and including `FROM events`.
+/// `SELECT … FROM events WHERE <filters> ORDER BY at DESC, id DESC LIMIT <page + 1>`
+/// (`ORDER BY id` with [`EventQuery::after`]). `select` is the part up to and including
+/// `FROM events`.
 pub(crate) fn events_query<DB>(
     select: &'static str,
     query: &EventQuery,
@@ -351,6 +355,11 @@ where
     for<'s> &'s str: Encode<'s, DB> + Type<DB>,
 {
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    if cursor.is_some() && query.after.is_some() {
+        return Err(StoreError::BadQuery(
+            "a cursor and `after` cannot be combined".to_owned(),
+        ));
+    }
     if query.kinds.len() > MAX_EVENT_KINDS {
         return Err(StoreError::BadQuery(format!(
             "{} kinds named, at most {MAX_EVENT_KINDS}",
@@ -404,10 +413,14 @@ where
             .push_bind(id)
             .push(")");
     }
-    builder.push(format_args!(
-        " ORDER BY at DESC, id DESC LIMIT {}",
-        u64::from(query.page_size()) + 1
-    ));
+    if let Some(after) = query.after {
+        and(&mut builder);
+        builder.push("id > ").push_bind(after);
+        builder.push(" ORDER BY id");
+    } else {
+        builder.push(" ORDER BY at DESC, id DESC");
+    }
+    builder.push(format_args!(" LIMIT {}", u64::from(query.page_size()) + 1));
     Ok(builder)
 }
 

@@ -100,6 +100,13 @@ pub struct EventQuery {
     pub limit: Option<u32>,
     /// Where the previous page ended ([`EventPage::next_cursor`]); `None` for the first page.
     pub cursor: Option<String>,
+    /// Only events with an id greater than this one, and the page in id order (oldest
+    /// first) instead of newest first: how a follower of the history (the live event
+    /// stream) asks for what was written since the last event it saw. Ids grow in the
+    /// order events are committed, on both databases, so a follower that asks again with
+    /// the last id it got misses none and sees none twice. Not with a `cursor`; the page
+    /// has no next cursor (ask again with `after` = the last id).
+    pub after: Option<i64>,
 }
 
 impl EventQuery {
@@ -120,7 +127,7 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// One page of events, newest first.
+/// One page of events, newest first (in id order with [`EventQuery::after`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPage {
     /// The events of this page, newest first (by time, then id).
@@ -306,8 +313,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Appends events, all in one transaction.
     async fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
 
-    /// One page of events matching the query, newest first.
+    /// One page of events matching the query, newest first (with [`EventQuery::after`]:
+    /// oldest first, by id).
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+
+    /// The id of the newest event written (0 when none): where a follower of the history
+    /// that wants only what comes next starts ([`EventQuery::after`]).
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
 
     /// Deletes the events older than `older_than`, a few thousand rows per statement so
     /// writers are never held up long; returns how many were deleted.

@@ -3,6 +3,11 @@
 //! Opening connects once by hand before building the pool, so that an unreachable server or
 //! refused credentials are reported at once and in plain words (the pool would retry until
 //! its timeout and say only that it timed out). Messages never carry the URL's password.
+//!
+//! Events are appended under a transaction-scoped advisory lock ([`EVENTS_LOCK`]), so their
+//! ids are committed in the order they are handed out: a reader that saw id n will never
+//! later find a smaller one appear (what [`EventQuery::after`] relies on, with several
+//! instances writing at once).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +36,10 @@ const MAX_CONNECTIONS: u32 = 8;
 /// Rows deleted per statement when pruning (row locks only: writers are not held up, this
 /// only bounds each statement's work).
 pub const PRUNE_BATCH: i64 = 5_000;
+
+/// The advisory lock (`pg_advisory_xact_lock`) every events insert takes for its
+/// transaction: appends are one after the other, so ids become visible in increasing order.
+pub const EVENTS_LOCK: i64 = 0x7061_6173_7469_7301;
 
 /// The schema, embedded.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -350,6 +359,13 @@ impl Store for PgStore {
             .map(codec::encode_event)
             .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
+        // Ids are handed out when rows are inserted but seen at commit: one append at a
+        // time, so they are seen in order.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENTS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_error(e))?;
         for chunk in encoded.chunks(codec::INSERT_CHUNK) {
             codec::insert_events::<sqlx::Postgres>(chunk)
                 .build()
@@ -370,7 +386,14 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.db_error(e))?;
-        Ok(codec::page(rows, query.page_size()))
+        Ok(codec::page(rows, query.page_size(), query.after.is_some()))
+    }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))
     }
 
     async fn prune_events(&self, older_than: SystemTime) -> Result<u64, StoreError> {

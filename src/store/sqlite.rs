@@ -4,7 +4,9 @@
 //! SQLite has one writer at a time. This process's writes queue on a fair lock (first come,
 //! first served) rather than on SQLite's busy handler, which polls with growing sleeps: so a
 //! single append waits at most for the statement in progress, never for a whole prune.
-//! Other processes on the same file are waited for up to the busy timeout.
+//! Other processes on the same file are waited for up to the busy timeout. One writer at a
+//! time also means event ids are committed in increasing order (what
+//! [`EventQuery::after`](super::EventQuery::after) relies on).
 //!
 //! Checkpoints (copying the write-ahead log into the database file and syncing it to disk)
 //! run outside that queue too: SQLite's automatic checkpoint would run inside the write that
@@ -567,7 +569,14 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(codec::page(rows, query.page_size()))
+        Ok(codec::page(rows, query.page_size(), query.after.is_some()))
+    }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
     async fn prune_events(&self, older_than: SystemTime) -> Result<u64, StoreError> {
