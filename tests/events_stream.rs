@@ -608,35 +608,35 @@ async fn streams_end_with_a_reason_when_the_engine_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_admin_host_the_stream_is_refused_plainly() {
+async fn through_admin_host_on_the_proxy_listener_the_stream_flows_too() {
     let engine = TestEngine::start(&format!(
         "admin: {{token: {TOKEN}, host: admin.test}}\n{}",
         local_apps(&[("web", "")])
     ))
     .await;
+    // The proxy's own listener, asked for the admin's host.
+    let mut stream = Stream::open(
+        engine.addr,
+        "/api/v1/events/stream",
+        &[
+            ("host", "admin.test".to_owned()),
+            ("authorization", format!("Bearer {TOKEN}")),
+        ],
+    )
+    .await;
+    // A request wakes the app: its events come through the stream as they happen.
     let proxy = support::TestClient::new(engine.addr);
-    let auth = format!("Bearer {TOKEN}");
-    let answer = proxy
-        .send(
-            "GET",
-            "admin.test",
-            "/api/v1/events/stream",
-            &[("authorization", auth.as_str())],
-            Default::default(),
-        )
+    assert_eq!(proxy.get("web.localhost", "/").await.status, 200);
+    let events = stream
+        .events_until(|events| has(events, "web", "started"))
         .await;
-    assert_eq!(answer.status, 501, "{}", answer.text());
-    assert_eq!(answer.json()["error"]["code"], "no_stream");
-    // The list is there.
-    let list = proxy
-        .send(
-            "GET",
-            "admin.test",
-            "/api/v1/events",
-            &[("authorization", auth.as_str())],
-            Default::default(),
-        )
-        .await;
-    assert_eq!(list.status, 200);
+    assert!(has(&events, "web", "wake_requested"), "{events:?}");
+    assert_in_order(&events);
     engine.stop().await;
+    let mut last = None;
+    while let Some(frame) = stream.next().await {
+        last = Some(frame);
+    }
+    let last = last.expect("a last message");
+    assert_eq!(last.json()["error"]["code"], "stopping", "{last:?}");
 }

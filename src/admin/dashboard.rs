@@ -614,20 +614,14 @@ fn render(
 pub async fn events(
     State(state): State<AdminState>,
     headers: HeaderMap,
-    buffered: Option<axum::Extension<super::stream::Buffered>>,
     super::ApiQuery(query): super::ApiQuery<super::stream::StreamQuery>,
 ) -> Response {
     let state = match state.scoped(&headers, None, true) {
         Ok(state) => state,
         Err(error) => return error.into_response(),
     };
-    match super::stream::events_stream(
-        axum::Extension(state),
-        buffered,
-        headers,
-        super::ApiQuery(query),
-    )
-    .await
+    match super::stream::events_stream(axum::Extension(state), headers, super::ApiQuery(query))
+        .await
     {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -216,7 +216,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `unknown_app`, `unknown_space`,
     /// `bad_request`, `conflict`, `plan_limit`, `unavailable`, `not_found`, `admin_only`,
     /// `not_hosted`, `from_config`, `invalid_space`, `unknown_token`, `forbidden_host`,
-    /// `cross_site`, `bad_form_token`, `no_stream`.
+    /// `cross_site`, `bad_form_token`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -464,37 +464,23 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, value)| value)
 }
 
-/// The largest answer [`answer`] reads (the dashboard of thousands of apps is well under it).
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
-
-/// One request through `router`, its answer read whole (the admin's answers are finite and
-/// small; the endless event stream is refused there, marked [`stream::Buffered`]): how the
-/// proxy's `admin.host` requests are answered.
+/// One request through `router`, its answer streamed back as it comes (the live event
+/// stream never ends): how the proxy's `admin.host` requests are answered.
 pub async fn answer<B>(
     mut router: Router,
     request: axum::http::Request<B>,
-) -> axum::http::Response<http_body_util::Full<bytes::Bytes>>
+) -> axum::http::Response<http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, axum::BoxError>>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    use http_body_util::BodyExt as _;
     use tower_service::Service as _;
-    let mut request = request.map(axum::body::Body::new);
-    request.extensions_mut().insert(stream::Buffered);
-    let response = match router.call(request).await {
+    let response = match router.call(request.map(axum::body::Body::new)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, MAX_ANSWER).await {
-        Ok(bytes) => axum::http::Response::from_parts(parts, http_body_util::Full::new(bytes)),
-        Err(error) => {
-            tracing::warn!(%error, "admin answer could not be read");
-            let mut response = axum::http::Response::new(http_body_util::Full::default());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            response
-        }
-    }
+    response.map(|body| body.map_err(Into::into).boxed_unsync())
 }
 
 /// Serves `router` (the admin router, with what the composition root adds to it) on

@@ -66,11 +66,6 @@ impl Default for Streams {
     }
 }
 
-/// Marks a request that the proxy hands over for `admin.host` (its answer is read whole,
-/// so an endless stream cannot be served there).
-#[derive(Debug, Clone, Copy)]
-pub struct Buffered;
-
 /// Filters and start of `GET /api/v1/events/stream`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -124,26 +119,14 @@ struct Ending {
     responses(
         (status = 200, description = "Server-Sent Events, one per event, in id order", body = StreamMessage, content_type = "text/event-stream"),
         (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
-        (status = 501, description = "not on the proxy's `admin.host` listener (use admin.listen)", body = super::ErrorBody),
         (status = 503, body = super::ErrorBody)
     )
 )]
 pub async fn events_stream(
     Extension(state): Extension<AdminState>,
-    buffered: Option<Extension<Buffered>>,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    if buffered.is_some() {
-        return Err(ApiError {
-            status: axum::http::StatusCode::NOT_IMPLEMENTED,
-            code: "no_stream",
-            message: "the event stream is served on the admin listener (admin.listen), \
-                      not through admin.host; poll GET /api/v1/events instead"
-                .to_owned(),
-            errors: Vec::new(),
-        });
-    }
     stream(&state, &headers, query).await
 }
 

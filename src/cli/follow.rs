@@ -25,7 +25,7 @@ const FOLLOW_PAGES: usize = 20;
 pub(super) enum Followed {
     /// Ctrl-C.
     Interrupted,
-    /// The engine serves no stream at that URL (an older engine, or `admin.host`).
+    /// The engine serves no stream at that URL (an older engine).
     Unsupported,
 }
 
@@ -54,7 +54,6 @@ pub(super) async fn stream(
         let mut response = match opened {
             Ok(response) => response,
             Err(CliError::NotFound(_)) if !connected_once => return Ok(Followed::Unsupported),
-            Err(CliError::Api { status: 501, .. }) => return Ok(Followed::Unsupported),
             Err(error @ CliError::Unreachable { .. }) => {
                 if !lost {
                     let _ = writeln!(std::io::stderr(), "paastis: {error}; retrying");

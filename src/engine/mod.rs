@@ -419,6 +419,14 @@ impl Engine {
                 .with_system_api(system_api)
                 .with_handoff(self.admin_handoff(self.admin_router(gate.as_ref()))),
         );
+        // The live event streams end as the engine starts to stop, each with its last
+        // message, before the proxy drains: through `admin.host` they are requests in
+        // progress that would otherwise be cut off at the end of the drain.
+        let streams = Arc::clone(&self.streams);
+        let shutdown = async move {
+            shutdown.await;
+            streams.close_all();
+        };
         let served = proxy
             .serve(
                 listeners.proxy,

@@ -1,6 +1,6 @@
-//! Requests for the admin's own host names (`admin.host`) on the proxy listener(s): handed,
-//! whole, to a handler the composition root gives (the admin router), never routed to an
-//! app. The proxy does not know what answers them; it only tells the handler whether the
+//! Requests for the admin's own host names (`admin.host`) on the proxy listener(s): handed
+//! to a handler the composition root gives (the admin router), never routed to an app; its
+//! answers stream back as they come (the live event stream never ends). The proxy does not know what answers them; it only tells the handler whether the
 //! client came over HTTPS ([`crate::model::Https`]) and from which peer
 //! ([`crate::model::Peer`]), as request extensions.
 //!
@@ -13,13 +13,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
 
 use super::body::RequestBody;
 use super::forward::ClientSide;
 
-/// The answer to a handed-off request, once it is ready.
-pub type HandOffFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+/// The body of a handed-off request's answer, streamed to the client as it comes.
+pub type HandOffBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The answer to a handed-off request, once its head is ready.
+pub type HandOffFuture = Pin<Box<dyn Future<Output = Response<HandOffBody>> + Send>>;
 
 /// What answers the requests for the hand-off's hosts.
 pub type HandOffHandler = Arc<dyn Fn(Request<RequestBody>) -> HandOffFuture + Send + Sync>;
@@ -59,7 +62,7 @@ impl HandOff {
         &self,
         mut request: Request<RequestBody>,
         client: &ClientSide,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<HandOffBody> {
         let https = is_https(client, request.headers());
         request.extensions_mut().insert(crate::model::Https(https));
         request

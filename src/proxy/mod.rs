@@ -8,8 +8,8 @@
 //!   listener, and on the optional TLS one ([`tls`]) either of them by ALPN; drained at
 //!   shutdown. Plain HTTP/1.1 requests without a body go through the engine's own server
 //!   ([`http1`]), the others through hyper's.
-//! * **hand-off** ([`handoff`]): requests for `admin.host` go, whole, to the handler the
-//!   composition root gave (the admin router), never to an app.
+//! * **hand-off** ([`handoff`]): requests for `admin.host` go to the handler the
+//!   composition root gave (the admin router), never to an app; its answers stream back.
 //! * **route** ([`route`]): Host -> route key -> app; 400 malformed, 404 unknown (after one
 //!   on-demand discovery, at most every 10 s), 409 ambiguous. This phase and the next three
 //!   are [`Proxy::admit`] ([`admit`]), which the gate shares.
@@ -58,8 +58,14 @@ use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
 use route::HostError;
 
-/// Body of every proxy response: the upstream's, streamed, or an error page.
-pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
+/// Body of every proxy response: the upstream's, streamed; a page or an error of the
+/// engine's own; or an `admin.host` answer, streamed.
+pub type ProxyBody = Either<TrackedBody, Either<Full<Bytes>, handoff::HandOffBody>>;
+
+/// An answer of the engine's own (a page, an error, the system API) as a proxy answer.
+fn own(body: Full<Bytes>) -> ProxyBody {
+    Either::Right(Either::Left(body))
+}
 
 /// Which side of the exchange a failure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,9 +362,9 @@ impl ProxyError {
                     request_id: text(&answer.request_id)
                         .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())),
                 };
-                self.page_in(true, look, &visitor).map(Either::Right)
+                self.page_in(true, look, &visitor).map(own)
             }
-            _ => self.page(answer.html).map(Either::Right),
+            _ => self.page(answer.html).map(own),
         }
     }
 }
@@ -691,7 +697,7 @@ impl Worker {
             && handoff.wants(&request)
         {
             let answer = Box::pin(handoff.handle(request, client)).await;
-            return answer.map(Either::Right);
+            return answer.map(|body| Either::Right(Either::Right(body)));
         }
         let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
@@ -760,7 +766,7 @@ impl Worker {
         {
             // Boxed, as every rare path here: held inline, its future would make every
             // request's state larger, and hyper moves that state once per request.
-            return Ok(Box::pin(system.handle(&request)).await.map(Either::Right));
+            return Ok(Box::pin(system.handle(&request)).await.map(own));
         }
         // The client, behind any trusted proxies (for the wake's cause).
         let client_ip = self
@@ -794,7 +800,7 @@ impl Worker {
             Admitted {
                 admission: Admission::Waiting(page),
                 ..
-            } => return Ok(page.map(Either::Right)),
+            } => return Ok(page.map(own)),
             Admitted {
                 in_flight,
                 admission: Admission::Ready(upstream),
