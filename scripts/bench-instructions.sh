@@ -23,21 +23,13 @@ SMALL=${BENCH_SMALL:-100}
 LARGE=${BENCH_LARGE:-1100}
 WORKERS=${BENCH_WORKERS:-1}
 
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
 
 (($#)) || die "usage: $0 BINARY [BINARY...]"
 [[ "$SMALL" =~ ^[0-9]+$ && "$LARGE" =~ ^[0-9]+$ ]] && ((LARGE > SMALL)) \
     || die "BENCH_SMALL and BENCH_LARGE must be whole numbers, LARGE > SMALL"
-missing=()
-command -v valgrind >/dev/null || missing+=(valgrind)
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need valgrind=valgrind nginx=nginx-light curl=curl
 NGINX=$(command -v nginx)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-instructions.XXXXXX")
@@ -51,10 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # render TEMPLATE OUT DIR PORT UPSTREAM_PORT
 render() {

@@ -19,20 +19,12 @@ PATH="$PATH:/usr/sbin:/sbin"
 REQUESTS=${BENCH_REQUESTS:-1000}
 PAASTIS=${1:-$ROOT/target/release/paastis}
 
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
 
 [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REQUESTS must be a whole number above 0"
 [[ -x $PAASTIS ]] || die "no paastis binary at $PAASTIS (cargo build --release)"
-missing=()
-command -v strace >/dev/null || missing+=(strace)
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need strace=strace nginx=nginx-light curl=curl
 NGINX=$(command -v nginx)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-syscalls.XXXXXX")
@@ -50,9 +42,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 NGINX_PORT=$(free_port)

@@ -127,6 +127,24 @@ impl Api {
             .map(|(_, value)| value)
     }
 
+    /// `request` with `query`, the space asked for and the token.
+    fn scoped(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(space) = &self.space {
+            request = request.query(&[("space", space)]);
+        }
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        request
+    }
+
     /// Any call: the status and JSON of a 2xx answer, or the error it stands for.
     pub async fn send(
         &self,
@@ -137,16 +155,7 @@ impl Api {
         timeout: Option<Duration>,
     ) -> Result<(StatusCode, Value), CliError> {
         let url = self.url(segments)?;
-        let mut request = self.http.request(method, url);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(space) = &self.space {
-            request = request.query(&[("space", space)]);
-        }
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
+        let mut request = self.scoped(self.http.request(method, url), query);
         if let Some(body) = &body {
             request = request.json(body);
         }
@@ -165,21 +174,13 @@ impl Api {
         last_event_id: i64,
     ) -> Result<reqwest::Response, CliError> {
         let url = self.url(segments)?;
-        let mut request = self
+        let request = self
             .stream_http
             .get(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header("last-event-id", last_event_id.to_string());
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(space) = &self.space {
-            request = request.query(&[("space", space)]);
-        }
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        let response = request
+        let response = self
+            .scoped(request, query)
             .send()
             .await
             .map_err(|error| self.unreachable(&error))?;
