@@ -52,6 +52,9 @@ pub trait MeteredApp {
     fn state(&self) -> State;
     /// Requests answered for it, by status class.
     fn requests(&self) -> &RequestCounts;
+    /// Seconds until it is put to sleep for being idle (awake apps with a `max_idle`
+    /// only), at engine-clock `now_ms`.
+    fn sleeps_in_seconds(&self, now_ms: u64) -> Option<u64>;
 }
 
 /// A histogram with fixed buckets.
@@ -90,16 +93,30 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The histogram's lines, with `labels` (`key="value"`, escaped; empty: none).
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let mut cumulative = 0;
         for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
     }
 }
 
@@ -133,8 +150,8 @@ pub struct Metrics {
     request_duration: Histogram,
     /// Wakes by result.
     wakes: Mutex<BTreeMap<WakeResult, u64>>,
-    /// Time from the wake request to ready, successful wakes.
-    wake_duration: Histogram,
+    /// Time from the wake request to ready, successful wakes, by provider id.
+    wake_duration: Mutex<BTreeMap<String, Histogram>>,
     /// Completed stops by reason (`idle`, `api`, ...).
     stops: Mutex<BTreeMap<&'static str, u64>>,
     /// Provider calls by (provider, operation, result).
@@ -164,7 +181,7 @@ impl Default for Metrics {
             unrouted: RequestCounts::default(),
             request_duration: Histogram::new(REQUEST_BUCKETS),
             wakes: Mutex::new(BTreeMap::new()),
-            wake_duration: Histogram::new(WAKE_BUCKETS),
+            wake_duration: Mutex::new(BTreeMap::new()),
             stops: Mutex::new(BTreeMap::new()),
             provider_calls: Mutex::new(BTreeMap::new()),
             provider_errors: Mutex::new(BTreeMap::new()),
@@ -190,11 +207,15 @@ impl Metrics {
         self.request_duration.observe(took);
     }
 
-    /// Counts a wake that ended (with its duration when it started the app).
-    pub fn wake(&self, result: WakeResult, took: Option<Duration>) {
+    /// Counts a wake of one of `provider`'s apps that ended (with its duration when it
+    /// started the app).
+    pub fn wake(&self, provider: &str, result: WakeResult, took: Option<Duration>) {
         *lock(&self.wakes).entry(result).or_default() += 1;
         if let Some(took) = took {
-            self.wake_duration.observe(took);
+            lock(&self.wake_duration)
+                .entry(provider.to_owned())
+                .or_insert_with(|| Histogram::new(WAKE_BUCKETS))
+                .observe(took);
         }
     }
 
@@ -250,8 +271,9 @@ impl Metrics {
         lock(&self.provider_calls).clone()
     }
 
-    /// Every metric, in the Prometheus text format (0.0.4), for these apps.
-    pub fn render<A: MeteredApp>(&self, apps: &[std::sync::Arc<A>]) -> String {
+    /// Every metric, in the Prometheus text format (0.0.4), for these apps at engine-clock
+    /// `now_ms`.
+    pub fn render<A: MeteredApp>(&self, apps: &[std::sync::Arc<A>], now_ms: u64) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP paastis_requests_total Requests answered, by app and status class.\n");
         out.push_str("# TYPE paastis_requests_total counter\n");
@@ -297,11 +319,29 @@ impl Metrics {
                 result.label()
             );
         }
-        self.wake_duration.render(
-            &mut out,
-            "paastis_wake_duration_seconds",
-            "Time from a wake request to the app being ready.",
+        let name = "paastis_wake_duration_seconds";
+        out.push_str(
+            "# HELP paastis_wake_duration_seconds Time from a wake request to the app being ready, by provider.\n",
         );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (provider, histogram) in lock(&self.wake_duration).iter() {
+            let labels = format!("provider=\"{}\"", label(provider));
+            histogram.render_series(&mut out, name, &labels);
+        }
+
+        out.push_str(
+            "# HELP paastis_app_sleeps_in_seconds Seconds until an awake app is put to sleep for being idle (apps with a max_idle, not pinned awake).\n",
+        );
+        out.push_str("# TYPE paastis_app_sleeps_in_seconds gauge\n");
+        for app in apps {
+            if let Some(seconds) = app.sleeps_in_seconds(now_ms) {
+                let name = label(&app.key().to_string());
+                let _ = writeln!(
+                    out,
+                    "paastis_app_sleeps_in_seconds{{app=\"{name}\"}} {seconds}"
+                );
+            }
+        }
 
         out.push_str("# HELP paastis_apps Managed apps, by state.\n");
         out.push_str("# TYPE paastis_apps gauge\n");

@@ -521,11 +521,46 @@ async fn metrics_parse_and_move_with_requests_wakes_and_stops() {
         })
         .expect("request duration histogram");
     assert_eq!(count, 8.0);
+    // The wake's duration, under its provider.
+    let wakes = during
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "paastis_wake_duration_seconds" && s.labels.get("provider") == Some("local")
+        })
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            _ => 0.0,
+        })
+        .expect("wake duration histogram of provider local");
+    assert_eq!(wakes, 1.0);
+    // The awake app's time left before it sleeps (max_idle 1s): there, and within it.
+    let left = during
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "paastis_app_sleeps_in_seconds" && s.labels.get("app") == Some("local/web")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => f64::NAN,
+        })
+        .expect("seconds until web sleeps");
+    assert!((0.0..=1.0).contains(&left), "{left}");
 
     engine
         .wait_state("web", State::Asleep, Duration::from_secs(6))
         .await;
     let after = scrape().await;
+    assert!(
+        !after
+            .samples
+            .iter()
+            .any(|s| s.metric == "paastis_app_sleeps_in_seconds"),
+        "asleep apps have no time left"
+    );
     assert_eq!(
         value(&after, "paastis_stops_total", &[("reason", "idle")]),
         1.0

@@ -229,7 +229,10 @@ pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Res
         Err(_) if !state.metrics_auth => state,
         Err(error) => return error.into_response(),
     };
-    let mut text = state.lifecycle.metrics().render(&state.lifecycle.apps());
+    let mut text = state
+        .lifecycle
+        .metrics()
+        .render(&state.lifecycle.apps(), state.lifecycle.clock().now_ms());
     if state.space == crate::model::DEFAULT_SPACE {
         text.push_str(&state.config.metrics());
     }
@@ -265,15 +268,7 @@ impl AppView {
         let pinned = app.pinned_until_ms().filter(|until| *until > now);
         let conf = app.conf();
         let policy = &conf.policy;
-        let sleeps_in_seconds = match (app.state(), policy.max_idle, pinned) {
-            (AppState::Awake, Some(max_idle), None) => Some(
-                u64::try_from(max_idle.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .saturating_sub(idle_ms)
-                    / 1000,
-            ),
-            _ => None,
-        };
+        let sleeps_in_seconds = app.sleeps_in_seconds(now);
         let mut keys = vec![app.key.name.to_string()];
         keys.extend(app.conf().aliases.iter().cloned());
         keys.push(crate::lifecycle::route::qualified(app));

@@ -273,6 +273,23 @@ impl App {
         self.last_activity.load(Ordering::SeqCst)
     }
 
+    /// Seconds until it is put to sleep for being idle, at engine-clock `now_ms`: only an
+    /// awake app with a `max_idle` that is not pinned awake has such a time.
+    pub fn sleeps_in_seconds(&self, now_ms: u64) -> Option<u64> {
+        let pinned = self.pinned_until_ms().is_some_and(|until| until > now_ms);
+        let max_idle = self.conf().policy.max_idle?;
+        if self.state() != State::Awake || pinned {
+            return None;
+        }
+        let idle_ms = now_ms.saturating_sub(self.last_activity_ms());
+        Some(
+            u64::try_from(max_idle.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(idle_ms)
+                / 1000,
+        )
+    }
+
     /// Engine-clock milliseconds until which it is pinned awake (`u64::MAX`: until
     /// unpinned), if it is.
     pub fn pinned_until_ms(&self) -> Option<u64> {
@@ -442,5 +459,9 @@ impl crate::metrics::MeteredApp for App {
 
     fn requests(&self) -> &RequestCounts {
         &self.requests
+    }
+
+    fn sleeps_in_seconds(&self, now_ms: u64) -> Option<u64> {
+        App::sleeps_in_seconds(self, now_ms)
     }
 }

@@ -225,8 +225,11 @@ impl Lifecycle {
         let lease = match self.waker(&app, deadline).await {
             Waker::Us(lease) => lease,
             Waker::Other => {
-                self.metrics
-                    .wake(crate::metrics::WakeResult::Elsewhere, None);
+                self.metrics.wake(
+                    &app.key.provider,
+                    crate::metrics::WakeResult::Elsewhere,
+                    None,
+                );
                 touch(&app, self.clock.now_ms());
                 if app.transition(&[State::Waking], State::Awake, None) {
                     tracing::debug!(app = %app.key, "woken by another instance");
@@ -273,8 +276,11 @@ impl Lifecycle {
                         },
                     );
                 }
-                self.metrics
-                    .wake(crate::metrics::WakeResult::Started, Some(duration));
+                self.metrics.wake(
+                    &app.key.provider,
+                    crate::metrics::WakeResult::Started,
+                    Some(duration),
+                );
                 self.finish(&app, lease, State::Awake, None).await;
             }
             Err(reason) => {
@@ -301,7 +307,8 @@ impl Lifecycle {
                         },
                     );
                 }
-                self.metrics.wake(crate::metrics::WakeResult::Failed, None);
+                self.metrics
+                    .wake(&app.key.provider, crate::metrics::WakeResult::Failed, None);
                 self.finish(&app, lease, State::Failed, Some(&reason)).await;
             }
         }
