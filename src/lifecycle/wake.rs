@@ -91,8 +91,20 @@ impl Lifecycle {
         if !app.transition(from, State::Waking, None) {
             return Ok(false);
         }
+        // Recorded before this call returns: whoever asked (a request held, the API, the
+        // gate's page) finds the wake in the history at once.
+        let cause = cause();
+        if let Some(cause) = &cause {
+            *lock(&app.last_wake) = Some((SystemTime::now(), cause.clone()));
+            self.events.emit(
+                &app.key,
+                EventKind::WakeRequested {
+                    cause: cause.clone(),
+                },
+            );
+        }
         self.runtime
-            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause()));
+            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
         Ok(true)
     }
 
@@ -208,11 +220,6 @@ impl Lifecycle {
         let _busy = Busy::mark(&app);
         let started = Instant::now();
         let cause_text = cause.as_ref().map(ToString::to_string).unwrap_or_default();
-        if let Some(cause) = cause {
-            *lock(&app.last_wake) = Some((SystemTime::now(), cause.clone()));
-            self.events
-                .emit(&app.key, EventKind::WakeRequested { cause });
-        }
         // Linked apps wake with it, each on its own (this wake does not wait for them).
         for linked in app.linked() {
             if let Err(error) = self.request_wake(&linked, || WakeCause::Linked {
