@@ -97,6 +97,8 @@ pub struct Config {
     pub revision: String,
     /// Global hooks (`hooks`); rules may override them per app.
     pub hooks: crate::hooks::Hooks,
+    /// The default space's webhooks (`webhooks`); rules may add theirs.
+    pub webhooks: Vec<crate::webhooks::Webhook>,
     /// Sleep, wake and keep-awake times (`schedules`).
     pub schedules: Vec<crate::schedules::Schedule>,
     /// Prices and carbon figures for the savings estimates (`savings`).
@@ -140,6 +142,7 @@ impl Config {
             defaults: self.defaults.clone(),
             activity: self.activity.clone(),
             hooks: self.hooks.clone(),
+            webhooks: self.webhooks.clone(),
             plan: self.plan.clone(),
             on_limit: self.on_limit,
             tokens: Vec::new(),

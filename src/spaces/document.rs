@@ -129,7 +129,32 @@ pub fn public(document: &Value) -> Value {
             entry.insert("secrets".to_owned(), Value::Array(set));
         }
     }
+    hide_webhooks(shown.get_mut("webhooks"));
+    if let Some(rules) = shown.get_mut("rules").and_then(Value::as_array_mut) {
+        for rule in rules {
+            hide_webhooks(rule.get_mut("webhooks"));
+        }
+    }
     shown
+}
+
+/// Webhook entries as shown: no `secret`, and their URL cut to its scheme and host (chat
+/// services put their credential in the path).
+fn hide_webhooks(webhooks: Option<&mut Value>) {
+    let Some(webhooks) = webhooks.and_then(Value::as_array_mut) else {
+        return;
+    };
+    for entry in webhooks.iter_mut().filter_map(Value::as_object_mut) {
+        let mut set = Vec::new();
+        if entry.remove("secret").is_some() {
+            set.push(Value::String("secret".to_owned()));
+        }
+        if let Some(url) = entry.remove("url") {
+            let origin = crate::webhooks::origin(url.as_str().unwrap_or_default());
+            entry.insert("url".to_owned(), Value::String(origin));
+        }
+        entry.insert("secrets".to_owned(), Value::Array(set));
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +273,21 @@ mod tests {
         )
         .expect("same address");
         assert_eq!(same["providers"][0]["token"], "s3cret");
+    }
+
+    #[test]
+    fn the_public_view_has_no_webhook_secret() {
+        let document = json!({
+            "webhooks": [{"id": "a", "url": "https://hooks.example.com/T/B/tok3n", "secret": "s3cret"}],
+            "rules": [{"pattern": "x", "webhooks": [{"id": "b", "url": "https://h.example.com/p4th?k=v"}]}],
+        });
+        let shown = public(&document).to_string();
+        assert!(
+            !shown.contains("tok3n") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(!shown.contains("p4th"), "{shown}");
+        assert!(shown.contains("https://hooks.example.com"), "{shown}");
     }
 
     #[test]

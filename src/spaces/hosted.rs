@@ -354,6 +354,7 @@ impl Spaces {
         }
         let rules = ApiRules {
             custom_api_urls: hosted.custom_api_urls,
+            private_addresses: hosted.private_upstreams,
         };
         settings::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
     }
