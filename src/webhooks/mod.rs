@@ -243,9 +243,7 @@ impl Reader<'_> {
     /// A webhook's `url`: `http(s)://`, and (for a space created through the API) not at
     /// an internal address.
     fn webhook_url(&mut self, value: &Value, path: &str) -> Option<Secret> {
-        let Some(text) = self.string(value, path) else {
-            return None;
-        };
+        let text = self.string(value, path)?;
         let uri = text.parse::<http::Uri>().ok().filter(|uri| {
             matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
         });
