@@ -659,3 +659,53 @@ async fn secrets_stay_out_of_the_api_the_logs_and_debug_output() {
     let mut child = served.child;
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_the_webhooks_and_keeps_unchanged_ones() {
+    let first = Receiver::start(Behaviour::Always(200)).await;
+    let second = Receiver::start(Behaviour::Always(200)).await;
+    let dir = TempDir::new("webhooks-reload");
+    let path = dir.path("paastis.yml");
+    let file = |url: &str| {
+        format!(
+            "reload: {{watch: false}}\n{}",
+            config(
+                &format!("  - {{id: ops, url: '{url}', events: [started, stopped]}}"),
+                &[("web", "")]
+            )
+        )
+    };
+    std::fs::write(&path, file(&first.url)).expect("write");
+    let engine = TestEngine::start_file(&path, &HashMap::new()).await;
+    let client = TestClient::new(engine.addr);
+    let admin = TestClient::new(engine.admin_addr);
+    let post = async |path: &str| {
+        let answer = admin
+            .send(
+                "POST",
+                "localhost",
+                path,
+                &[("authorization", &format!("Bearer {TOKEN}"))],
+                Bytes::new(),
+            )
+            .await;
+        assert!(answer.status.is_success(), "{path}: {}", answer.text());
+    };
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    until("the first receiver hears of the start", async || {
+        first.got().len() == 1
+    })
+    .await;
+    // Reloaded unchanged: the same webhook, its history kept.
+    post("/api/v1/config/reload").await;
+    assert_eq!(deliveries(&engine, "ops").await.len(), 1);
+    std::fs::write(&path, file(&second.url)).expect("write");
+    post("/api/v1/config/reload").await;
+    post("/api/v1/apps/local/web/stop").await;
+    until("the new receiver hears of the stop", async || {
+        second.got().iter().any(|r| r.body["kind"] == "stopped")
+    })
+    .await;
+    assert_eq!(first.got().len(), 1, "the old receiver gets nothing more");
+    engine.stop().await;
+}

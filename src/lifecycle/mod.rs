@@ -145,7 +145,7 @@ pub struct Lifecycle {
     /// The space's look (its `page` settings, ready to render).
     look: ArcSwap<crate::pages::Look>,
     /// Sends the space's events to its webhooks.
-    webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
+    webhooks: ArcSwap<crate::webhooks::Webhooks>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,7 +170,7 @@ impl Lifecycle {
         let targets = settings.webhooks.clone();
         let scope = settings.upstreams;
         let lifecycle = Arc::new(Lifecycle {
-            webhooks: std::sync::OnceLock::new(),
+            webhooks: ArcSwap::new(crate::webhooks::Webhooks::none(&settings.space)),
             clock: Clock::new(settings.wall_start),
             schedules: ArcSwap::from_pointee(crate::schedules::Tracker::new(
                 settings.schedules.clone(),
@@ -205,16 +205,32 @@ impl Lifecycle {
             Arc::clone(&lifecycle.metrics),
             scope,
         );
-        let _ = lifecycle.webhooks.set(webhooks);
+        lifecycle.webhooks.store(webhooks);
         lifecycle
     }
 
     /// The space's webhooks and their deliveries.
     pub fn webhooks(&self) -> Arc<crate::webhooks::Webhooks> {
-        self.webhooks
-            .get()
-            .cloned()
-            .unwrap_or_else(|| crate::webhooks::Webhooks::none(&self.space))
+        self.webhooks.load_full()
+    }
+
+    /// Delivers to `targets` from now on, unless they are the current ones (the previous
+    /// webhooks still send what they queued).
+    fn replace_webhooks(
+        &self,
+        targets: &[crate::webhooks::Target],
+        scope: crate::address::UpstreamScope,
+    ) {
+        if self.webhooks.load().same(targets) {
+            return;
+        }
+        self.webhooks.store(crate::webhooks::Webhooks::start(
+            &self.space,
+            targets.to_vec(),
+            &self.events,
+            Arc::clone(&self.metrics),
+            scope,
+        ));
     }
 
     /// How the space's visitor pages look (an unknown host's 404, the login page).

@@ -154,10 +154,13 @@ impl Running {
     }
 }
 
-/// The webhooks of one space, delivering its events.
+/// The webhooks of one space, delivering its events. Dropped, it stops following the
+/// events (what its webhooks queued is still sent).
 pub struct Webhooks {
     space: String,
     hooks: Vec<Arc<Running>>,
+    /// Dropped with it: tells the follower to stop.
+    _following: Option<tokio::sync::watch::Sender<()>>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -190,7 +193,17 @@ impl Webhooks {
         Arc::new(Webhooks {
             space: space.to_owned(),
             hooks: Vec::new(),
+            _following: None,
         })
+    }
+
+    /// Whether it delivers to exactly these targets (so a reload that did not change
+    /// them keeps it, with its queues and history).
+    pub fn same(&self, targets: &[Target]) -> bool {
+        self.hooks.len() == targets.len()
+            && self.hooks.iter().zip(targets).all(|(hook, target)| {
+                hook.target.webhook == target.webhook && hook.target.rule == target.rule
+            })
     }
 
     /// Starts delivering the events of `events` to `targets` (each attempt's addresses
@@ -234,10 +247,18 @@ impl Webhooks {
             ));
         }
         let feed = events.subscribe();
-        runtime.spawn(follow(feed, hooks.clone(), metrics, space.to_owned()));
+        let (following, stopped) = tokio::sync::watch::channel(());
+        runtime.spawn(follow(
+            feed,
+            stopped,
+            hooks.clone(),
+            metrics,
+            space.to_owned(),
+        ));
         Arc::new(Webhooks {
             space: space.to_owned(),
             hooks,
+            _following: Some(following),
         })
     }
 
@@ -285,12 +306,17 @@ impl reqwest::dns::Resolve for PublicOnly {
 /// Queues each event of `feed` for the webhooks that want it.
 async fn follow(
     mut feed: tokio::sync::broadcast::Receiver<Event>,
+    mut stopped: tokio::sync::watch::Receiver<()>,
     hooks: Vec<Arc<Running>>,
     metrics: Arc<Metrics>,
     space: String,
 ) {
     loop {
-        let event = match feed.recv().await {
+        let received = tokio::select! {
+            received = feed.recv() => received,
+            _ = stopped.changed() => break,
+        };
+        let event = match received {
             Ok(event) => event,
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(
