@@ -700,12 +700,94 @@ async fn a_reload_replaces_the_webhooks_and_keeps_unchanged_ones() {
     post("/api/v1/config/reload").await;
     assert_eq!(deliveries(&engine, "ops").await.len(), 1);
     std::fs::write(&path, file(&second.url)).expect("write");
-    post("/api/v1/config/reload").await;
+    let (_, view) = {
+        let answer = admin
+            .send(
+                "POST",
+                "localhost",
+                "/api/v1/config/reload",
+                &[("authorization", &format!("Bearer {TOKEN}"))],
+                Bytes::new(),
+            )
+            .await;
+        assert!(answer.status.is_success(), "{}", answer.text());
+        (answer.status, answer.json())
+    };
+    assert!(
+        view.to_string().contains("\"webhooks\""),
+        "a new URL is a change: {view}"
+    );
     post("/api/v1/apps/local/web/stop").await;
     until("the new receiver hears of the stop", async || {
         second.got().iter().any(|r| r.body["kind"] == "stopped")
     })
     .await;
     assert_eq!(first.got().len(), 1, "the old receiver gets nothing more");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_costs_a_bounded_queue_the_oldest_dropped_and_counted() {
+    let (release, held) = tokio::sync::watch::channel(false);
+    let receiver = Receiver::start(Behaviour::Hold(held)).await;
+    let engine = TestEngine::start(&config(
+        &format!(
+            "  - {{id: stuck, url: '{}', events: [wake_requested, started, stop_requested, stopped], queue: 1}}",
+            receiver.url
+        ),
+        &[("web", "")],
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    until("the receiver holds a delivery", async || {
+        !receiver.got().is_empty()
+    })
+    .await;
+    let stop = TestClient::new(engine.admin_addr)
+        .send(
+            "POST",
+            "localhost",
+            "/api/v1/apps/local/web/stop",
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Bytes::new(),
+        )
+        .await;
+    assert!(stop.status.is_success(), "{}", stop.text());
+    // One held by the receiver, one waiting: of the four, two were dropped.
+    until("four deliveries are accounted for", async || {
+        deliveries(&engine, "stuck").await.len() == 4
+            && deliveries(&engine, "stuck")
+                .await
+                .iter()
+                .filter(|d| d["status"] == "dropped")
+                .count()
+                == 2
+    })
+    .await;
+    let (_, list) = admin_get(&engine, "/api/v1/webhooks").await;
+    assert_eq!(list["webhooks"][0]["dropped"], 2, "{list}");
+    assert_eq!(list["webhooks"][0]["queued"], 1, "{list}");
+    let metrics = TestClient::new(engine.admin_addr)
+        .get("localhost", "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains("paastis_webhook_dropped_total 2"),
+        "{metrics}"
+    );
+    release.send(true).expect("release");
+    until("the held and the last delivery are made", async || {
+        let list = deliveries(&engine, "stuck").await;
+        list.iter().filter(|d| d["status"] == "delivered").count() == 2
+    })
+    .await;
+    let kinds: Vec<Value> = receiver
+        .got()
+        .iter()
+        .map(|r| r.body["kind"].clone())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[1], "stopped", "the newest is kept: {kinds:?}");
     engine.stop().await;
 }
