@@ -517,8 +517,11 @@ async fn a_hosted_space_may_not_send_webhooks_to_internal_addresses() {
         (0..32u8).collect::<Vec<u8>>(),
     );
     let env = HashMap::from([("PAASTIS_MASTER_KEY".to_owned(), key)]);
+    let dir = TempDir::new("webhooks-hosted");
+    let database = dir.path("paastis.db");
     let yaml = format!(
-        "admin: {{token: {TOKEN}}}\ndatabase: {{url: 'sqlite::memory:'}}\nhosted: {{sync_every: 1s}}\n"
+        "admin: {{token: {TOKEN}}}\ndatabase: {{url: 'sqlite://{}'}}\nhosted: {{sync_every: 1s}}\n",
+        database.display()
     );
     let engine = TestEngine::start_with_env(&yaml, &env).await;
     let create = |document: Value| {
@@ -583,6 +586,16 @@ async fn a_hosted_space_may_not_send_webhooks_to_internal_addresses() {
         &[SECRET, PATH_TOKEN],
     );
     engine.stop().await;
+    // Sealed in the database, with the providers.
+    let mut stored = String::new();
+    for suffix in ["", "-wal"] {
+        let file = format!("{}{suffix}", database.display());
+        if let Ok(bytes) = std::fs::read(&file) {
+            stored.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(stored.contains("acme.test"), "the space is stored");
+    support::assert_no_secret(&[&stored], &[SECRET, PATH_TOKEN, "hooks.example.com"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
