@@ -150,8 +150,8 @@ impl Config {
         }
     }
 
-    /// Every secret this configuration holds: tokens, credentials, and the database and
-    /// Redis URLs (they may carry a password).
+    /// Every secret this configuration holds: tokens, credentials, webhooks' URLs and
+    /// secrets, and the database and Redis URLs (they may carry a password).
     pub fn secrets(&self) -> Vec<crate::secret::Secret> {
         let mut secrets = vec![self.database_url.clone()];
         secrets.extend(self.admin.token.iter().cloned());
@@ -167,6 +167,17 @@ impl Config {
                 secrets.extend(provider.secrets().into_iter().cloned());
             }
             secrets.extend(tokens.iter().cloned());
+        }
+        let webhooks = std::iter::once((&self.webhooks, &self.rules))
+            .chain(self.spaces.iter().map(|s| (&s.webhooks, &s.rules)));
+        for (webhooks, rules) in webhooks {
+            for webhook in webhooks
+                .iter()
+                .chain(rules.0.iter().flat_map(|r| &r.webhooks))
+            {
+                secrets.push(webhook.url.clone());
+                secrets.extend(webhook.secret.iter().cloned());
+            }
         }
         secrets
     }
