@@ -37,6 +37,8 @@
 //!   changes, activity): nothing for one instance, Redis for several.
 //! * [`pages`]: the visitor pages (waiting, errors) and the dashboard's login as templates:
 //!   the `page:` settings, themes, translations; it renders bodies, never decides a status.
+//! * [`webhooks`]: the `webhooks:` settings, and the events sent to them in the background
+//!   (signed, retried for a bounded time, recorded, in bounded memory).
 //! * [`rules`]: which apps are managed (`discovery.include` / `exclude`) and what each gets
 //!   from `rules:` (policy, aliases, linked apps, formation).
 //! * [`savings`]: what sleeping apps did not cost (money, carbon), from the event history.
@@ -105,6 +107,7 @@ pub mod settings;
 pub mod spaces;
 pub mod store;
 pub mod table;
+pub mod webhooks;
 pub mod wire;
 
 pub use config::Config;

@@ -162,6 +162,10 @@ pub struct Metrics {
     event_streams: AtomicU64,
     /// Live event stream clients dropped for falling behind.
     event_streams_dropped: AtomicU64,
+    /// Webhook delivery attempts by outcome (`delivered`, `retried`, `failed`).
+    webhook_deliveries: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook deliveries dropped (a full queue, or events missed).
+    webhook_dropped: AtomicU64,
 }
 
 /// A provider's last failed call.
@@ -187,6 +191,8 @@ impl Default for Metrics {
             provider_errors: Mutex::new(BTreeMap::new()),
             event_streams: AtomicU64::new(0),
             event_streams_dropped: AtomicU64::new(0),
+            webhook_deliveries: Mutex::new(BTreeMap::new()),
+            webhook_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -231,6 +237,17 @@ impl Metrics {
     /// Counts a live event stream client dropped for falling behind.
     pub fn event_stream_dropped(&self) {
         self.event_streams_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a webhook delivery attempt's outcome: `delivered`, `retried` (failed, to be
+    /// tried again) or `failed` (given up).
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        *lock(&self.webhook_deliveries).entry(outcome).or_default() += 1;
+    }
+
+    /// Counts webhook deliveries dropped before they were sent.
+    pub fn webhook_dropped(&self, count: u64) {
+        self.webhook_dropped.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Counts a completed stop.
@@ -389,6 +406,27 @@ impl Metrics {
             out,
             "paastis_event_streams_dropped_total {}",
             self.event_streams_dropped.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP paastis_webhook_deliveries_total Webhook delivery attempts, by outcome (retried: failed, to be tried again; failed: given up).\n",
+        );
+        out.push_str("# TYPE paastis_webhook_deliveries_total counter\n");
+        let deliveries = lock(&self.webhook_deliveries).clone();
+        for outcome in ["delivered", "retried", "failed"] {
+            let n = deliveries.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "paastis_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP paastis_webhook_dropped_total Webhook deliveries dropped before they were sent (a full queue).\n",
+        );
+        out.push_str("# TYPE paastis_webhook_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "paastis_webhook_dropped_total {}",
+            self.webhook_dropped.load(Ordering::Relaxed)
         );
         out
     }

@@ -63,6 +63,8 @@ pub struct Rule {
     pub hooks: Option<crate::hooks::Hooks>,
     /// How the matching apps' visitor pages look, over the space's `page`.
     pub page: Option<crate::pages::PageSettings>,
+    /// Webhooks that get the events of the matching apps (besides the space's).
+    pub webhooks: Vec<crate::webhooks::Webhook>,
 }
 
 impl fmt::Debug for Rule {
@@ -75,6 +77,7 @@ impl fmt::Debug for Rule {
             .field("formation", &self.formation)
             .field("hooks", &self.hooks)
             .field("page", &self.page)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -105,7 +108,13 @@ impl Rule {
             formation: None,
             hooks: None,
             page: None,
+            webhooks: Vec::new(),
         })
+    }
+
+    /// Whether it matches the app called `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        self.pattern.is_match(name)
     }
 }
 
@@ -211,6 +220,7 @@ impl Reader<'_> {
                 .and_then(|(v, p)| self.formation(v, &p));
             let hooks = fields.take("hooks").map(|(v, p)| self.hooks(v, &p));
             let page = fields.take("page").map(|(v, p)| self.page(v, &p));
+            let webhooks = self.section(&mut fields, "webhooks", Self::webhooks);
             self.finish(fields, &[]);
             if let Some(mut rule) = rule {
                 rule.policy = policy;
@@ -219,6 +229,7 @@ impl Reader<'_> {
                 rule.formation = formation;
                 rule.hooks = hooks;
                 rule.page = page;
+                rule.webhooks = webhooks;
                 rules.push(rule);
             }
         }
@@ -256,6 +267,12 @@ pub const RULE_KEYS: &[crate::settings::Key] = {
             "hooks",
             Kind::Section(&[crate::hooks::HOOK_KEYS]),
             "Hooks for its apps, over the global `hooks`, key by key.",
+        ),
+        Key::new(
+            "webhooks",
+            crate::webhooks::WEBHOOKS,
+            "Webhooks that get its apps' events, besides the space's `webhooks` (their ids \
+             unique in the space).",
         ),
         Key::new(
             "page",

@@ -92,6 +92,8 @@ pub struct Reader<'a> {
 pub struct ApiRules {
     /// Providers may name their own API addresses (`hosted.custom_api_urls`).
     pub custom_api_urls: bool,
+    /// Webhooks may be at internal addresses (`hosted.private_upstreams`).
+    pub private_addresses: bool,
 }
 
 /// Where values came from, so errors point at the real source and never echo what came from

@@ -48,6 +48,7 @@ rules: &rules
     max_idle: 1m
     hooks: {before_start: "true", after_start: "true", before_stop: "true", after_stop: "true", timeout: 5s, env: {A: b}}
     page: {title: Review, theme: minimal}
+    webhooks: [{id: rw, url: "https://hooks.example.com/r", events: [started], format: slack}]
 page: &page
   theme: dark
   template: examples/pages/page.html
@@ -58,6 +59,8 @@ page: &page
   language: de
   languages: {de: examples/pages/de.yml}
 hooks: {before_start: "true", timeout: 5s, env: {A: b}}
+webhooks: &webhooks
+  - {id: ops, url: "https://hooks.example.com/o", events: [started, wake_failed], format: json, secret: s3cretvalue, retry_for: 1m, timeout: 5s, queue: 10}
 schedules: &schedules
   - apps: "review-*"
     sleep: "0 20 * * 1-5"
@@ -98,6 +101,7 @@ spaces:
     providers: *providers
     rules: *rules
     hooks: {before_start: "true"}
+    webhooks: *webhooks
     schedules: *schedules
     plan: {providers: 10}
     on_limit: reject

@@ -37,7 +37,8 @@ use crate::wire::{
         super::spaces::spaces_index, super::spaces::spaces_create, super::spaces::spaces_show,
         super::spaces::spaces_update, super::spaces::spaces_delete,
         super::spaces::tokens_create, super::spaces::tokens_delete,
-        super::config::config_show, super::config::config_reload, super::config::config_diff
+        super::config::config_show, super::config::config_reload, super::config::config_diff,
+        super::webhooks::webhooks_index, super::webhooks::webhooks_deliveries
     ),
     components(schemas(
         ErrorBody, HealthView, ReadyView, CheckView, AppList, AppView, PolicyView, WakeView,
@@ -46,7 +47,8 @@ use crate::wire::{
         super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
         crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,
         crate::wire::CreatedSpace, crate::wire::ConfigView, crate::wire::ReloadAttemptView,
-        crate::wire::ReloadView
+        crate::wire::ReloadView, super::webhooks::WebhookList, super::webhooks::WebhookView,
+        super::webhooks::DeliveryList, super::webhooks::DeliveryView
     )),
     modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod settings;
 pub mod spaces;
 pub mod stream;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -388,6 +389,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/config/reload", post(config::config_reload))
         .route("/api/v1/config/diff", post(config::config_diff))
         .route("/api/v1/providers", get(api::providers_index))
+        .route("/api/v1/webhooks", get(webhooks::webhooks_index))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::webhooks_deliveries),
+        )
         .route("/api/v1/savings", get(api::savings_index))
         .route(
             "/api/v1/spaces",

@@ -97,6 +97,8 @@ pub struct Config {
     pub revision: String,
     /// Global hooks (`hooks`); rules may override them per app.
     pub hooks: crate::hooks::Hooks,
+    /// The default space's webhooks (`webhooks`); rules may add theirs.
+    pub webhooks: Vec<crate::webhooks::Webhook>,
     /// Sleep, wake and keep-awake times (`schedules`).
     pub schedules: Vec<crate::schedules::Schedule>,
     /// Prices and carbon figures for the savings estimates (`savings`).
@@ -140,6 +142,7 @@ impl Config {
             defaults: self.defaults.clone(),
             activity: self.activity.clone(),
             hooks: self.hooks.clone(),
+            webhooks: self.webhooks.clone(),
             plan: self.plan.clone(),
             on_limit: self.on_limit,
             tokens: Vec::new(),
@@ -147,8 +150,8 @@ impl Config {
         }
     }
 
-    /// Every secret this configuration holds: tokens, credentials, and the database and
-    /// Redis URLs (they may carry a password).
+    /// Every secret this configuration holds: tokens, credentials, webhooks' URLs and
+    /// secrets, and the database and Redis URLs (they may carry a password).
     pub fn secrets(&self) -> Vec<crate::secret::Secret> {
         let mut secrets = vec![self.database_url.clone()];
         secrets.extend(self.admin.token.iter().cloned());
@@ -164,6 +167,17 @@ impl Config {
                 secrets.extend(provider.secrets().into_iter().cloned());
             }
             secrets.extend(tokens.iter().cloned());
+        }
+        let webhooks = std::iter::once((&self.webhooks, &self.rules))
+            .chain(self.spaces.iter().map(|s| (&s.webhooks, &s.rules)));
+        for (webhooks, rules) in webhooks {
+            for webhook in webhooks
+                .iter()
+                .chain(rules.0.iter().flat_map(|r| &r.webhooks))
+            {
+                secrets.push(webhook.url.clone());
+                secrets.extend(webhook.secret.iter().cloned());
+            }
         }
         secrets
     }

@@ -7,8 +7,8 @@
 //!
 //! What applies live, per space: `defaults`, `rules`, `discovery`, `providers` (an account
 //! whose settings did not change keeps its client; a changed one takes over the old one's
-//! local processes), `hooks`, `schedules`, `activity`, `plan`, `on_limit`, `page`,
-//! `reload`.
+//! local processes), `hooks`, `webhooks`, `schedules`, `activity`, `plan`, `on_limit`,
+//! `page`, `reload`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -557,6 +557,22 @@ fn section_changes(old: &SpaceConfig, new: &SpaceConfig, prefix: &str) -> Vec<St
         format!("{:?}", new.on_limit),
     );
     compare("page", format!("{:?}", old.page), format!("{:?}", new.page));
+    // Compared by value: their Debug output hides the URL and the secret.
+    if old.webhooks != new.webhooks {
+        changes.push(format!("{prefix}webhooks"));
+    }
+    let rule_webhooks = |space: &SpaceConfig| {
+        space
+            .rules
+            .0
+            .iter()
+            .map(|rule| rule.webhooks.clone())
+            .collect::<Vec<_>>()
+    };
+    let rules = format!("{prefix}rules");
+    if rule_webhooks(old) != rule_webhooks(new) && !changes.contains(&rules) {
+        changes.push(rules);
+    }
     for config in &new.providers {
         match old.providers.iter().find(|old| old.id() == config.id()) {
             None => changes.push(format!("{prefix}providers: {} (added)", config.id())),

@@ -26,7 +26,7 @@
 //! * `reconfigure`: a configuration reload: new settings and accounts, the apps' state kept.
 //!
 //! It imports only the modules below it (model, events, providers, registry, store, hooks,
-//! metrics, schedules, plan, rules, address): never the proxy, the admin API, the
+//! metrics, schedules, plan, rules, address, webhooks): never the proxy, the admin API, the
 //! scheduler, the spaces, the catalog or the config, which all sit above it.
 
 mod app;
@@ -93,6 +93,8 @@ pub struct Settings {
     pub upstreams: crate::address::UpstreamScope,
     /// How the space's visitor pages look (`page`); rules lay theirs over it per app.
     pub page: crate::pages::PageSettings,
+    /// Where the space's events are sent (its webhooks and its rules'), from the start on.
+    pub webhooks: Vec<crate::webhooks::Target>,
 }
 
 /// The registry and the state machine for every managed app of the engine.
@@ -142,6 +144,8 @@ pub struct Lifecycle {
     space: Arc<str>,
     /// The space's look (its `page` settings, ready to render).
     look: ArcSwap<crate::pages::Look>,
+    /// Sends the space's events to its webhooks.
+    webhooks: ArcSwap<crate::webhooks::Webhooks>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,7 +167,10 @@ impl Lifecycle {
         settings: Settings,
         registry: Arc<dyn Registry>,
     ) -> Arc<Lifecycle> {
-        Arc::new(Lifecycle {
+        let targets = settings.webhooks.clone();
+        let scope = settings.upstreams;
+        let lifecycle = Arc::new(Lifecycle {
+            webhooks: ArcSwap::new(crate::webhooks::Webhooks::none(&settings.space)),
             clock: Clock::new(settings.wall_start),
             schedules: ArcSwap::from_pointee(crate::schedules::Tracker::new(
                 settings.schedules.clone(),
@@ -190,7 +197,40 @@ impl Lifecycle {
             runtime: tokio::runtime::Handle::current(),
             registry,
             metrics: Arc::default(),
-        })
+        });
+        let webhooks = crate::webhooks::Webhooks::start(
+            &lifecycle.space,
+            targets,
+            &lifecycle.events,
+            Arc::clone(&lifecycle.metrics),
+            scope,
+        );
+        lifecycle.webhooks.store(webhooks);
+        lifecycle
+    }
+
+    /// The space's webhooks and their deliveries.
+    pub fn webhooks(&self) -> Arc<crate::webhooks::Webhooks> {
+        self.webhooks.load_full()
+    }
+
+    /// Delivers to `targets` from now on, unless they are the current ones (the previous
+    /// webhooks still send what they queued).
+    fn replace_webhooks(
+        &self,
+        targets: &[crate::webhooks::Target],
+        scope: crate::address::UpstreamScope,
+    ) {
+        if self.webhooks.load().same(targets) {
+            return;
+        }
+        self.webhooks.store(crate::webhooks::Webhooks::start(
+            &self.space,
+            targets.to_vec(),
+            &self.events,
+            Arc::clone(&self.metrics),
+            scope,
+        ));
     }
 
     /// How the space's visitor pages look (an unknown host's 404, the login page).

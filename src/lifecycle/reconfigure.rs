@@ -89,6 +89,7 @@ impl Lifecycle {
         let space_look = crate::pages::Look::new(&settings.page);
         self.look.store(Arc::clone(&space_look));
         self.schedules.store(Arc::clone(&tracker));
+        self.replace_webhooks(&settings.webhooks, settings.upstreams);
 
         let mut report = Reconfigured::default();
         let mut gone: Vec<Arc<App>> = Vec::new();

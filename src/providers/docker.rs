@@ -858,6 +858,7 @@ mod tests {
             None,
             Some(crate::settings::ApiRules {
                 custom_api_urls: true,
+                ..Default::default()
             }),
         ] {
             let mut reader = Reader::new(&provenance);

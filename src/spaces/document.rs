@@ -2,29 +2,79 @@
 //! split into what is stored in clear and what is sealed, changed by a merge patch, and
 //! shown without its secrets.
 //!
-//! Only the provider entries hold credentials ([`crate::providers::SECRET_KEYS`]); they are
-//! sealed as one document and never shown.
+//! The provider entries hold credentials ([`crate::providers::SECRET_KEYS`]); they are
+//! sealed as one document and never shown. Webhooks (the space's and its rules') are
+//! sealed with them: their URLs may hold a credential, and their secrets are; they are
+//! shown with their URL cut to its scheme and host, without their secret.
 
 use serde_json::{Map, Value};
 
 use crate::providers::{ENDPOINT_KEYS, SECRET_KEYS};
 use crate::settings::ConfigError;
 
-/// The document without its providers (stored in clear), and its providers (sealed).
+/// The document without its providers and webhooks (stored in clear), and what is sealed:
+/// its providers (a list, as always), or when it has webhooks (theirs or its rules' —
+/// their URLs and secrets are credentials too), `{"providers", "webhooks", "rules":
+/// {"<index>": <that rule's webhooks>}}`.
 pub fn split(document: &Value) -> (Value, Value) {
     let mut settings = document.clone();
-    let providers = settings
-        .as_object_mut()
-        .and_then(|map| map.remove("providers"))
-        .unwrap_or_else(|| Value::Array(Vec::new()));
-    (settings, providers)
+    let map = settings.as_object_mut();
+    let (providers, webhooks) = match map {
+        Some(map) => (map.remove("providers"), map.remove("webhooks")),
+        None => (None, None),
+    };
+    let providers = providers.unwrap_or_else(|| Value::Array(Vec::new()));
+    let mut rule_webhooks = Map::new();
+    if let Some(rules) = settings.get_mut("rules").and_then(Value::as_array_mut) {
+        for (index, rule) in rules.iter_mut().enumerate() {
+            if let Some(webhooks) = rule.as_object_mut().and_then(|r| r.remove("webhooks")) {
+                rule_webhooks.insert(index.to_string(), webhooks);
+            }
+        }
+    }
+    if webhooks.is_none() && rule_webhooks.is_empty() {
+        return (settings, providers);
+    }
+    let mut sealed = Map::new();
+    sealed.insert("providers".to_owned(), providers);
+    if let Some(webhooks) = webhooks {
+        sealed.insert("webhooks".to_owned(), webhooks);
+    }
+    sealed.insert("rules".to_owned(), Value::Object(rule_webhooks));
+    (settings, Value::Object(sealed))
 }
 
 /// The whole document again from its two parts.
-pub fn join(settings: Value, providers: Value) -> Value {
+pub fn join(settings: Value, sealed: Value) -> Value {
     let mut document = match settings {
         Value::Object(map) => map,
         _ => Map::new(),
+    };
+    let providers = match sealed {
+        Value::Object(mut sealed) => {
+            if let Some(webhooks) = sealed.remove("webhooks") {
+                document.insert("webhooks".to_owned(), webhooks);
+            }
+            if let (Some(Value::Object(by_rule)), Some(rules)) = (
+                sealed.remove("rules"),
+                document.get_mut("rules").and_then(Value::as_array_mut),
+            ) {
+                for (index, webhooks) in by_rule {
+                    if let Some(rule) = index
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| rules.get_mut(i))
+                        .and_then(Value::as_object_mut)
+                    {
+                        rule.insert("webhooks".to_owned(), webhooks);
+                    }
+                }
+            }
+            sealed
+                .remove("providers")
+                .unwrap_or_else(|| Value::Array(Vec::new()))
+        }
+        providers => providers,
     };
     if providers.as_array().is_none_or(|list| !list.is_empty()) {
         document.insert("providers".to_owned(), providers);
@@ -129,7 +179,32 @@ pub fn public(document: &Value) -> Value {
             entry.insert("secrets".to_owned(), Value::Array(set));
         }
     }
+    hide_webhooks(shown.get_mut("webhooks"));
+    if let Some(rules) = shown.get_mut("rules").and_then(Value::as_array_mut) {
+        for rule in rules {
+            hide_webhooks(rule.get_mut("webhooks"));
+        }
+    }
     shown
+}
+
+/// Webhook entries as shown: no `secret`, and their URL cut to its scheme and host (chat
+/// services put their credential in the path).
+fn hide_webhooks(webhooks: Option<&mut Value>) {
+    let Some(webhooks) = webhooks.and_then(Value::as_array_mut) else {
+        return;
+    };
+    for entry in webhooks.iter_mut().filter_map(Value::as_object_mut) {
+        let mut set = Vec::new();
+        if entry.remove("secret").is_some() {
+            set.push(Value::String("secret".to_owned()));
+        }
+        if let Some(url) = entry.remove("url") {
+            let origin = crate::webhooks::origin(url.as_str().unwrap_or_default());
+            entry.insert("url".to_owned(), Value::String(origin));
+        }
+        entry.insert("secrets".to_owned(), Value::Array(set));
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +323,42 @@ mod tests {
         )
         .expect("same address");
         assert_eq!(same["providers"][0]["token"], "s3cret");
+    }
+
+    #[test]
+    fn webhooks_are_sealed_with_the_providers() {
+        let document = json!({
+            "id": "acme",
+            "providers": [{"id": "hk", "type": "heroku", "token": "t0k"}],
+            "webhooks": [{"id": "a", "url": "https://hooks.example.com/T/B/tok3n", "secret": "s3cret"}],
+            "rules": [{"pattern": "x"}, {"pattern": "y", "webhooks": [{"id": "b", "url": "https://h.example.com/p4th"}]}],
+        });
+        let (settings, sealed) = split(&document);
+        let clear = settings.to_string();
+        for hidden in ["t0k", "tok3n", "s3cret", "p4th"] {
+            assert!(!clear.contains(hidden), "{clear}");
+        }
+        assert_eq!(join(settings, sealed), document);
+        // Without webhooks, what is sealed is the providers' list, as before.
+        let plain = json!({"id": "acme", "providers": [{"id": "hk"}], "rules": [{"pattern": "x"}]});
+        let (settings, sealed) = split(&plain);
+        assert_eq!(sealed, json!([{"id": "hk"}]));
+        assert_eq!(join(settings, sealed), plain);
+    }
+
+    #[test]
+    fn the_public_view_has_no_webhook_secret() {
+        let document = json!({
+            "webhooks": [{"id": "a", "url": "https://hooks.example.com/T/B/tok3n", "secret": "s3cret"}],
+            "rules": [{"pattern": "x", "webhooks": [{"id": "b", "url": "https://h.example.com/p4th?k=v"}]}],
+        });
+        let shown = public(&document).to_string();
+        assert!(
+            !shown.contains("tok3n") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(!shown.contains("p4th"), "{shown}");
+        assert!(shown.contains("https://hooks.example.com"), "{shown}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! rekey`), creating, changing and deleting spaces through the admin API, and keeping the
 //! running ones in line with the database (changes made through another instance).
 //!
-//! A space's provider settings are sealed under the master key, in a context of their own
-//! space; they are opened only here. It never builds a space's runtime itself: it uses the
+//! A space's provider settings and webhooks are sealed under the master key, in a context
+//! of their own space; they are opened only here. It never builds a space's runtime itself: it uses the
 //! [`Build`](super::Build) the engine gave.
 
 use std::collections::HashMap;
@@ -354,6 +354,7 @@ impl Spaces {
         }
         let rules = ApiRules {
             custom_api_urls: hosted.custom_api_urls,
+            private_addresses: hosted.private_upstreams,
         };
         settings::api_space(document, rules, &taken).map_err(SpaceError::Invalid)
     }

@@ -36,6 +36,8 @@ pub struct SpaceConfig {
     pub activity: Activity,
     /// Its hooks.
     pub hooks: crate::hooks::Hooks,
+    /// Its webhooks (its rules' are in `rules`).
+    pub webhooks: Vec<crate::webhooks::Webhook>,
     /// Its limits.
     pub plan: crate::plan::Plan,
     /// What a wake beyond its limits does.
@@ -47,6 +49,30 @@ pub struct SpaceConfig {
 }
 
 impl SpaceConfig {
+    /// Its webhooks and its rules', each with the apps it is for.
+    pub fn webhook_targets(&self) -> Vec<crate::webhooks::Target> {
+        let mut targets: Vec<crate::webhooks::Target> = self
+            .webhooks
+            .iter()
+            .map(|webhook| crate::webhooks::Target {
+                webhook: webhook.clone(),
+                rule: None,
+                only: None,
+            })
+            .collect();
+        for rule in &self.rules.0 {
+            for webhook in &rule.webhooks {
+                let matcher = rule.clone();
+                targets.push(crate::webhooks::Target {
+                    webhook: webhook.clone(),
+                    rule: Some(rule.source.clone()),
+                    only: Some(std::sync::Arc::new(move |name: &str| matcher.matches(name))),
+                });
+            }
+        }
+        targets
+    }
+
     /// What its lifecycle takes of these settings (at start, and at each reload), its
     /// upstreams allowed in `upstreams`.
     pub fn lifecycle_settings(
@@ -65,6 +91,7 @@ impl SpaceConfig {
             page: self.page.clone(),
             space: self.id.clone(),
             upstreams,
+            webhooks: self.webhook_targets(),
             ..crate::lifecycle::Settings::default()
         }
     }
@@ -104,6 +131,8 @@ pub(crate) struct Tenant {
     pub(crate) rules: crate::rules::Rules,
     /// `hooks`.
     pub(crate) hooks: crate::hooks::Hooks,
+    /// `webhooks`.
+    pub(crate) webhooks: Vec<crate::webhooks::Webhook>,
     /// `schedules`.
     pub(crate) schedules: Vec<crate::schedules::Schedule>,
     /// `plan`.
@@ -234,6 +263,7 @@ impl Reader<'_> {
             activity,
             rules,
             hooks,
+            webhooks,
             schedules,
             plan,
             on_limit,
@@ -262,6 +292,7 @@ impl Reader<'_> {
                 defaults,
                 activity,
                 hooks,
+                webhooks,
                 plan,
                 on_limit,
                 tokens,
@@ -287,6 +318,8 @@ impl Reader<'_> {
         let activity = self.section(fields, "activity", Self::activity);
         let rules = self.section(fields, "rules", Self::rules);
         let hooks = self.section(fields, "hooks", Self::hooks);
+        let webhooks = self.section(fields, "webhooks", Self::webhooks);
+        self.webhook_ids(&webhooks, &rules);
         let schedules = self.section(fields, "schedules", Self::schedules);
         let plan = fields
             .take("plan")
@@ -325,10 +358,33 @@ impl Reader<'_> {
             activity,
             rules,
             hooks,
+            webhooks,
             schedules,
             plan,
             on_limit,
             page,
+        }
+    }
+
+    /// Every webhook id of a space (its own and its rules') is unique: the admin API
+    /// names them by it.
+    fn webhook_ids(&mut self, webhooks: &[crate::webhooks::Webhook], rules: &crate::rules::Rules) {
+        let mut seen: HashMap<&str, String> = webhooks
+            .iter()
+            .map(|w| (w.id.as_str(), "webhooks".to_owned()))
+            .collect();
+        for (index, rule) in rules.0.iter().enumerate() {
+            for (at, webhook) in rule.webhooks.iter().enumerate() {
+                let path = format!("rules[{index}].webhooks[{at}].id");
+                if let Some(first) = seen.get(webhook.id.as_str()) {
+                    self.error(
+                        &path,
+                        format!("`{}` is already the id of a webhook in {first}", webhook.id),
+                    );
+                } else {
+                    seen.insert(&webhook.id, format!("rules[{index}]"));
+                }
+            }
         }
     }
 
@@ -497,6 +553,12 @@ pub const TENANT_KEYS: &[crate::settings::Key] = {
             "hooks",
             Kind::Section(&[crate::hooks::HOOK_KEYS]),
             "Shell commands (sh -c) around starts and stops.",
+        ),
+        Key::new(
+            "webhooks",
+            crate::webhooks::WEBHOOKS,
+            "HTTP receivers of the events (signed, retried, recorded), as JSON or Slack and \
+             Discord messages; rules may add theirs.",
         ),
         Key::new(
             "schedules",

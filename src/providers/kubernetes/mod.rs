@@ -824,6 +824,7 @@ mod tests {
     fn spaces_of_the_admin_api_never_get_the_engine_s_own_cluster_access() {
         let api = Some(crate::settings::ApiRules {
             custom_api_urls: true,
+            ..Default::default()
         });
         assert!(read_with("{api_url: 'https://k8s.example.com', token: abcd}", api).is_ok());
         for yaml in ["{}", "{kubeconfig: /root/.kube/config}", "{context: prod}"] {
