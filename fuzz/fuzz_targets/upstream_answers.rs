@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if read.reused {
         assert!(read.body_error.is_none(), "{:?}", read.body_error);
-        assert!(!asks_to_close(answer), "reused although the upstream asked to close");
+        assert!(
+            !asks_to_close(answer),
+            "reused although the upstream asked to close"
+        );
     }
 });
 
