@@ -275,7 +275,9 @@ impl Webhooks {
 
 /// The HTTP client of deliveries: no redirects, bounded connects, and for a hosted
 /// tenant, names resolved to public addresses only.
-fn client(scope: UpstreamScope) -> reqwest::Client {
+/// `Err` (why, for each delivery's error) when no such client can be made: deliveries
+/// then fail rather than go out without these limits.
+fn client(scope: UpstreamScope) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
@@ -283,7 +285,10 @@ fn client(scope: UpstreamScope) -> reqwest::Client {
     if scope == UpstreamScope::Public {
         builder = builder.dns_resolver(PublicOnly);
     }
-    builder.build().unwrap_or_default()
+    builder.build().map_err(|error| {
+        tracing::error!(%error, "webhooks: no HTTP client could be made; deliveries fail");
+        format!("no HTTP client: {error}")
+    })
 }
 
 /// Resolves names to their public addresses only.
@@ -394,7 +399,7 @@ async fn follow(
 /// Sends a webhook's queue, in order, until the event log goes away.
 async fn send_all(
     hook: Arc<Running>,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     metrics: Arc<Metrics>,
     scope: UpstreamScope,
 ) {
@@ -411,7 +416,7 @@ async fn send_all(
 /// One delivery, tried until it succeeds or `retry_for` is over.
 async fn send(
     hook: &Running,
-    client: &reqwest::Client,
+    client: &Result<reqwest::Client, String>,
     metrics: &Metrics,
     scope: UpstreamScope,
     pending: Pending,
@@ -490,11 +495,14 @@ fn jitter(delay: Duration) -> Duration {
 
 /// One POST of a delivery; its status when 2xx.
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Result<reqwest::Client, String>,
     webhook: &Webhook,
     scope: UpstreamScope,
     pending: &Pending,
 ) -> Result<u16, AttemptError> {
+    let client = client
+        .as_ref()
+        .map_err(|why| AttemptError::Other(why.clone()))?;
     let url = webhook.url.expose();
     if scope == UpstreamScope::Public
         && let Some(ip) = literal_ip(url)
