@@ -319,14 +319,7 @@ fn jitter(backoff: Duration) -> Duration {
 /// A reqwest error with its causes (credentials travel in headers, never in URLs, so the
 /// URL it names is safe to show).
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::model::error_chain(error)
 }
 
 #[cfg(test)]

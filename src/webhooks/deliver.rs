@@ -547,14 +547,7 @@ async fn attempt(
 /// An error and its sources, one after the other (none of them holds the URL: reqwest's
 /// is removed first).
 fn source_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::model::error_chain(error)
 }
 
 /// The IP address a URL names literally, if it does.

@@ -68,13 +68,6 @@ pub(super) fn exchange_failed(error: &hyper::Error, outcome: &BodyOutcome) -> Fo
 }
 
 /// The error and its causes, in one line (hyper's top-level message alone says little).
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::model::error_chain(error)
 }
