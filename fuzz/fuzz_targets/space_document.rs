@@ -53,10 +53,9 @@ fn marked(document: &Value) -> Value {
 /// What stands for a credential in [`marked`].
 const MARK: &str = "[ghost-credential]";
 
-fn check_document(document: &Value, custom_api_urls: bool) {
+fn check_document(document: &Value, rules: ApiRules) {
     let taken: HashMap<String, String> =
         [("taken.test".to_owned(), "space `other`".to_owned())].into();
-    let rules = ApiRules { custom_api_urls };
     let shown = public(document);
     for entry in providers(&shown) {
         for key in SECRET_KEYS {
@@ -161,11 +160,16 @@ fuzz_target!(|data: &[u8]| {
     let Some(Ok(document)) = values.next() else {
         return;
     };
-    check_document(&document, flags & 1 == 1);
+    // The first byte's two low bits: the hosted rules the document is read under.
+    let rules = ApiRules {
+        custom_api_urls: flags & 1 == 1,
+        private_addresses: flags & 2 == 2,
+    };
+    check_document(&document, rules);
     if let Some(Ok(patch)) = values.next() {
         check_patch(&document, &patch);
         if let Ok(next) = patched(&document, &patch) {
-            check_document(&next, flags & 1 == 1);
+            check_document(&next, rules);
         }
     }
 });
