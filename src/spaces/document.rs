@@ -14,8 +14,8 @@ use crate::settings::ConfigError;
 
 /// The document without its providers and webhooks (stored in clear), and what is sealed:
 /// its providers (a list, as always), or when it has webhooks (theirs or its rules' —
-/// their URLs and secrets are credentials too), `{"providers", "webhooks", "rules":
-/// {"<index>": <that rule's webhooks>}}`.
+/// their URLs and secrets are credentials too) or its providers are not a list,
+/// `{"providers", "webhooks", "rules": {"<index>": <that rule's webhooks>}}`.
 pub fn split(document: &Value) -> (Value, Value) {
     let mut settings = document.clone();
     let map = settings.as_object_mut();
@@ -32,7 +32,10 @@ pub fn split(document: &Value) -> (Value, Value) {
             }
         }
     }
-    if webhooks.is_none() && rule_webhooks.is_empty() {
+    // A list of providers alone is sealed as it always was; anything else (webhooks, or a
+    // `providers` that is not a list, which validation refuses) in the object form, so
+    // that `join` never mistakes one for the other.
+    if webhooks.is_none() && rule_webhooks.is_empty() && providers.is_array() {
         return (settings, providers);
     }
     let mut sealed = Map::new();
@@ -223,6 +226,13 @@ mod tests {
         let bare = json!({"id": "acme", "domains": ["acme.test"]});
         let (settings, providers) = split(&bare);
         assert_eq!(join(settings, providers), bare);
+        // Providers that are not a list (refused by validation, but a patch can make one)
+        // come back as they were, not read as the sealed object form.
+        for odd in [json!({"id": "h"}), json!({"providers": [1]}), json!("h")] {
+            let document = json!({"id": "acme", "providers": odd});
+            let (settings, sealed) = split(&document);
+            assert_eq!(join(settings, sealed), document, "{odd}");
+        }
     }
 
     #[test]
