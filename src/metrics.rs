@@ -391,21 +391,19 @@ impl Metrics {
             let _ = writeln!(out, "paastis_stops_total{{reason=\"{reason}\"}} {n}");
         }
 
-        out.push_str("# HELP paastis_event_streams Live event stream clients connected.\n");
-        out.push_str("# TYPE paastis_event_streams gauge\n");
-        let _ = writeln!(
-            out,
-            "paastis_event_streams {}",
-            self.event_streams.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "paastis_event_streams",
+            "gauge",
+            "Live event stream clients connected.",
+            &self.event_streams,
         );
-        out.push_str(
-            "# HELP paastis_event_streams_dropped_total Live event stream clients dropped for falling behind.\n",
-        );
-        out.push_str("# TYPE paastis_event_streams_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "paastis_event_streams_dropped_total {}",
-            self.event_streams_dropped.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "paastis_event_streams_dropped_total",
+            "counter",
+            "Live event stream clients dropped for falling behind.",
+            &self.event_streams_dropped,
         );
         out.push_str(
             "# HELP paastis_webhook_deliveries_total Webhook delivery attempts, by outcome (retried: failed, to be tried again; failed: given up).\n",
@@ -419,17 +417,22 @@ impl Metrics {
                 "paastis_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
-        out.push_str(
-            "# HELP paastis_webhook_dropped_total Webhook deliveries dropped before they were sent (a full queue).\n",
-        );
-        out.push_str("# TYPE paastis_webhook_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "paastis_webhook_dropped_total {}",
-            self.webhook_dropped.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "paastis_webhook_dropped_total",
+            "counter",
+            "Webhook deliveries dropped before they were sent (a full queue).",
+            &self.webhook_dropped,
         );
         out
     }
+}
+
+/// A metric of one sample without labels: its `HELP` and `TYPE` lines, then its value.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: &AtomicU64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
 }
 
 /// A label value, escaped as the text format wants.
