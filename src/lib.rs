@@ -19,6 +19,8 @@
 //! * [`settings`]: the shared reader of settings (every error collected, with its path).
 //! * [`events`]: typed records of every transition.
 //! * [`metrics`]: counters and histograms for `/metrics` (Prometheus text format).
+//! * [`traces`]: spans of requests, wakes, stops and admin calls, sent over OTLP when the
+//!   `OTEL_*` variables ask for it (off, and free, by default).
 //! * [`child_env`]: what the commands the engine runs (`process` apps, hooks) get of its
 //!   environment: a short allow-list, never a secret.
 //!
@@ -107,6 +109,7 @@ pub mod settings;
 pub mod spaces;
 pub mod store;
 pub mod table;
+pub mod traces;
 pub mod webhooks;
 pub mod wire;
 

@@ -257,8 +257,21 @@ fn load_source(
         .filter(|key| !key.trim().is_empty())
         .map(crate::secret::Secret::new);
     let validated = Reader::new(&provenance).config(&tree);
+    // Traces: the standard `OTEL_*` variables, not the file.
+    let traces = crate::traces::settings::from_env(env).unwrap_or_else(|more| {
+        errors.extend(more);
+        None
+    });
+    if let Some(traces) = &traces {
+        environment.push(EnvValue {
+            what: "traces:".to_owned(),
+            shown: format!("{} ({})", traces.shown_endpoint(), traces.protocol),
+            variable: "OTEL_*".to_owned(),
+        });
+    }
     match validated {
         Ok(mut config) if errors.is_empty() => {
+            config.traces = traces;
             if config.admin.token.is_some()
                 && provenance.admin_token.is_some()
                 && taken(&tree, &["admin", "token"]).is_none()

@@ -114,6 +114,8 @@ pub struct Config {
     /// Hosted mode (`hosted`): spaces created through the admin API, stored in the database
     /// with their secrets sealed; `None`: spaces come from this file only.
     pub hosted: Option<Hosted>,
+    /// Where spans are sent, from the standard `OTEL_*` variables; `None`: traces are off.
+    pub traces: Option<crate::traces::Settings>,
 }
 
 impl Config {

@@ -147,6 +147,7 @@ impl Reader<'_> {
                 page,
                 spaces,
                 hosted,
+                traces: None,
             })
         } else {
             Err(ConfigErrors(self.errors))

@@ -63,6 +63,9 @@ pub enum RunError {
     /// Hosted mode's master key does not open the database's spaces.
     #[error("hosted mode: {0}")]
     MasterKey(String),
+    /// The traces' exporter cannot be set up (its TLS settings).
+    #[error(transparent)]
+    Traces(#[from] crate::traces::ExportError),
     /// A provider could not be set up from its config.
     #[error("provider `{id}`: {error}")]
     Provider {
@@ -116,6 +119,10 @@ pub struct Engine {
     config_status: Arc<admin::config::ConfigStatus>,
     /// The admin API's live event streams (ended when the engine stops).
     streams: Arc<admin::stream::Streams>,
+    /// Where spans go (off unless the `OTEL_*` variables ask for traces).
+    tracer: crate::traces::Tracer,
+    /// Sends the spans; flushed when the engine stops.
+    exporter: Option<crate::traces::Exporter>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -141,11 +148,19 @@ impl Engine {
             )?)),
             None => None,
         };
+        let (tracer, exporter) = match &config.traces {
+            Some(settings) => {
+                let (tracer, exporter) = crate::traces::Tracer::start(settings.clone())?;
+                (tracer, Some(exporter))
+            }
+            None => (crate::traces::Tracer::off(), None),
+        };
         let registry = config.registry.build()?;
         let lifecycle = space_lifecycle(
             &config.default_space(),
             &registry,
             address::UpstreamScope::Any,
+            &tracer,
         )?;
         if registry.is_shared() && lifecycle.providers().iter().any(|p| p.is_local()) {
             tracing::info!(
@@ -165,12 +180,14 @@ impl Engine {
         };
         let mut configured = Vec::with_capacity(config.spaces.len());
         for space in &config.spaces {
-            let lifecycle = space_lifecycle(space, &registry, address::UpstreamScope::Any)?;
+            let lifecycle =
+                space_lifecycle(space, &registry, address::UpstreamScope::Any, &tracer)?;
             configured.push((space.clone(), lifecycle));
         }
         let build: spaces::Build = {
             let registry = Arc::clone(&registry);
-            Arc::new(move |space, upstreams| space_lifecycle(space, &registry, upstreams))
+            let tracer = tracer.clone();
+            Arc::new(move |space, upstreams| space_lifecycle(space, &registry, upstreams, &tracer))
         };
         let spaces = Arc::new(
             spaces::Spaces::start(spaces::Parts {
@@ -212,6 +229,8 @@ impl Engine {
             server_tls,
             catalog,
             registry_task,
+            tracer,
+            exporter,
         })
     }
 
@@ -279,15 +298,17 @@ impl Engine {
             self.server_tls.clone(),
         )
         .with_spaces(self.spaces.routes())
+        .with_tracer(self.tracer.clone())
     }
 
     /// The admin router, with the gate's endpoints that are on.
     fn admin_router(&self, gate: Option<&Arc<gate::Gate>>) -> axum::Router {
         let router = admin::router(self.admin_state());
-        match gate {
+        let router = match gate {
             Some(gate) => router.merge(gate::router(Arc::clone(gate))),
             None => router,
-        }
+        };
+        admin::traced(router, &self.tracer)
     }
 
     /// `admin.host`: the admin router (and the gate) answers the proxy's requests for those
@@ -325,7 +346,7 @@ impl Engine {
     /// `proxy.drain_timeout`), stops the background loops, then stops what providers started
     /// locally.
     pub async fn serve(
-        self,
+        mut self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
@@ -457,6 +478,10 @@ impl Engine {
         let store = self.catalog.store();
         self.catalog.finish().await;
         store.close().await;
+        // Last: the spans of the stops above are sent too.
+        if let Some(exporter) = self.exporter.take() {
+            exporter.shutdown(std::time::Duration::from_secs(5)).await;
+        }
         tracing::info!("stopped");
         served.map_err(RunError::Proxy)
     }
@@ -469,6 +494,7 @@ pub fn space_lifecycle(
     space: &SpaceConfig,
     registry: &Arc<dyn Registry>,
     upstreams: address::UpstreamScope,
+    tracer: &crate::traces::Tracer,
 ) -> Result<Arc<Lifecycle>, BuildError> {
     let mut providers = Vec::with_capacity(space.providers.len());
     for provider in &space.providers {
@@ -481,11 +507,13 @@ pub fn space_lifecycle(
             error,
         })?);
     }
-    Ok(Lifecycle::with_registry(
+    let lifecycle = Lifecycle::with_registry(
         providers,
         space.lifecycle_settings(upstreams),
         Arc::clone(registry),
-    ))
+    );
+    lifecycle.trace_with(tracer.clone());
+    Ok(lifecycle)
 }
 
 /// Replaces the master key of the database's stored spaces (`paastis rekey`): see

@@ -146,6 +146,8 @@ pub struct Lifecycle {
     look: ArcSwap<crate::pages::Look>,
     /// Sends the space's events to its webhooks.
     webhooks: ArcSwap<crate::webhooks::Webhooks>,
+    /// Where wakes and stops are traced (set once by the composition root; unset: off).
+    tracer: std::sync::OnceLock<crate::traces::Tracer>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,6 +199,7 @@ impl Lifecycle {
             runtime: tokio::runtime::Handle::current(),
             registry,
             metrics: Arc::default(),
+            tracer: std::sync::OnceLock::new(),
         });
         let webhooks = crate::webhooks::Webhooks::start(
             &lifecycle.space,
@@ -207,6 +210,17 @@ impl Lifecycle {
         );
         lifecycle.webhooks.store(webhooks);
         lifecycle
+    }
+
+    /// Traces this space's wakes and stops with `tracer` (once; later calls change nothing).
+    pub fn trace_with(&self, tracer: crate::traces::Tracer) {
+        let _ = self.tracer.set(tracer);
+    }
+
+    /// Where wakes and stops are traced.
+    fn tracer(&self) -> &crate::traces::Tracer {
+        static OFF: crate::traces::Tracer = crate::traces::Tracer::off();
+        self.tracer.get().unwrap_or(&OFF)
     }
 
     /// The space's webhooks and their deliveries.

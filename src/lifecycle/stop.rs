@@ -99,8 +99,9 @@ impl Lifecycle {
         if !app.transition(&[State::Awake], State::Stopping, None) {
             return false;
         }
+        let parent = crate::traces::current();
         self.runtime
-            .spawn(Arc::clone(self).run_stop(Arc::clone(app), cause));
+            .spawn(Arc::clone(self).run_stop(Arc::clone(app), cause, parent));
         true
     }
 
@@ -161,17 +162,29 @@ impl Lifecycle {
             app.transition(&[State::Stopping], State::Awake, None);
             return false;
         }
-        self.runtime.spawn(Arc::clone(self).run_stop(app, cause()));
+        let parent = crate::traces::current();
+        self.runtime
+            .spawn(Arc::clone(self).run_stop(app, cause(), parent));
         true
     }
 
-    pub(super) async fn run_stop(self: Arc<Self>, app: Arc<App>, cause: StopCause) {
+    pub(super) async fn run_stop(
+        self: Arc<Self>,
+        app: Arc<App>,
+        cause: StopCause,
+        parent: Option<crate::traces::SpanContext>,
+    ) {
         let _busy = Busy::mark(&app);
         let reason = stop_reason(&cause);
+        let mut span = self.app_span("stop", &app, parent);
+        if span.is_recording() {
+            span.set("paastis.cause", cause.to_string());
+        }
         let lease = if app.coordinated {
             match self.claim_stop(&app, &cause).await {
                 Some(lease) => Some(lease),
                 None => {
+                    span.set("paastis.outcome", "not now");
                     app.transition(&[State::Stopping], State::Awake, None);
                     return;
                 }
@@ -189,6 +202,7 @@ impl Lifecycle {
         .await
             && !run.succeeded()
         {
+            span.set("paastis.outcome", "vetoed");
             // Vetoed: the app stays awake; the idle check tries again at its next tick.
             let retry_at =
                 self.clock.now_ms() + u64::try_from(IDLE_CHECK_EVERY.as_millis()).unwrap_or(1000);
@@ -205,7 +219,13 @@ impl Lifecycle {
         }
         self.events
             .emit(&app.key, EventKind::StopRequested { cause });
+        let mut call = self.call_span(&span, "stop", &app);
         let stopped = app.provider().stop(&app.key.name).await;
+        if let Err(error) = &stopped {
+            call.fail(error.to_string());
+            span.fail(error.to_string());
+        }
+        call.end();
         self.metrics
             .provider_call(app.provider_id(), "stop", stopped.is_ok());
         if let Err(error) = &stopped {
@@ -223,6 +243,7 @@ impl Lifecycle {
                 let formation = formation.or_else(|| app.formation());
                 self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text)
                     .await;
+                span.set("paastis.outcome", "stopped");
                 if app.transition(&[State::Stopping], State::Asleep, None) {
                     self.events.emit(
                         &app.key,

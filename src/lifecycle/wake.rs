@@ -103,8 +103,10 @@ impl Lifecycle {
                 },
             );
         }
+        // What asked for the wake (a request, an admin call) is its span's parent.
+        let parent = crate::traces::current();
         self.runtime
-            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause));
+            .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause, parent));
         Ok(true)
     }
 
@@ -161,8 +163,9 @@ impl Lifecycle {
                 let cause = StopCause::PlanLimit {
                     for_app: app.key.name.to_string(),
                 };
+                let parent = crate::traces::current();
                 self.runtime
-                    .spawn(Arc::clone(self).run_stop(Arc::clone(victim), cause));
+                    .spawn(Arc::clone(self).run_stop(Arc::clone(victim), cause, parent));
             }
         }
         Ok(())
@@ -216,10 +219,19 @@ impl Lifecycle {
         }
     }
 
-    async fn run_wake(self: Arc<Self>, app: Arc<App>, cause: Option<WakeCause>) {
+    async fn run_wake(
+        self: Arc<Self>,
+        app: Arc<App>,
+        cause: Option<WakeCause>,
+        parent: Option<crate::traces::SpanContext>,
+    ) {
         let _busy = Busy::mark(&app);
         let started = Instant::now();
         let cause_text = cause.as_ref().map(ToString::to_string).unwrap_or_default();
+        let mut span = self.app_span("wake", &app, parent);
+        if span.is_recording() {
+            span.set("paastis.cause", cause_text.clone());
+        }
         // Linked apps wake with it, each on its own (this wake does not wait for them).
         for linked in app.linked() {
             if let Err(error) = self.request_wake(&linked, || WakeCause::Linked {
@@ -232,6 +244,7 @@ impl Lifecycle {
         let lease = match self.waker(&app, deadline).await {
             Waker::Us(lease) => lease,
             Waker::Other => {
+                span.set("paastis.outcome", "woken elsewhere");
                 self.metrics.wake(
                     &app.key.provider,
                     crate::metrics::WakeResult::Elsewhere,
@@ -244,6 +257,7 @@ impl Lifecycle {
                 return;
             }
             Waker::OtherFailed(reason) => {
+                span.fail(format!("another instance failed: {reason}"));
                 app.transition(&[State::Waking], State::Failed, Some(reason.into()));
                 return;
             }
@@ -252,6 +266,7 @@ impl Lifecycle {
                     "not ready after {}s (another instance was starting it)",
                     app.conf().policy.wake_timeout.as_secs()
                 );
+                span.fail(reason.clone());
                 app.transition(&[State::Waking], State::Failed, Some(reason.into()));
                 return;
             }
@@ -259,7 +274,7 @@ impl Lifecycle {
         // Hooks run on the instance that holds the lease: once per wake.
         self.hook(&app, crate::hooks::Hook::BeforeStart, &cause_text)
             .await;
-        let outcome = self.bring_up(&app, deadline).await;
+        let outcome = self.bring_up(&app, deadline, &span).await;
         match outcome {
             Ok(reconciled) => {
                 self.hook(&app, crate::hooks::Hook::AfterStart, &cause_text)
@@ -288,12 +303,20 @@ impl Lifecycle {
                     crate::metrics::WakeResult::Started,
                     Some(duration),
                 );
+                span.set("paastis.outcome", "started");
                 self.finish(&app, lease, State::Awake, None).await;
             }
             Err(reason) => {
+                span.fail(reason.clone());
                 // Whatever was half-started is stopped again before the failure is announced,
                 // so the next wake starts from a clean state (and with the same formation).
-                match app.provider().stop(&app.key.name).await {
+                let mut call = self.call_span(&span, "stop", &app);
+                let stopped = app.provider().stop(&app.key.name).await;
+                if let Err(error) = &stopped {
+                    call.fail(error.to_string());
+                }
+                call.end();
+                match stopped {
                     Ok(crate::providers::Stopped {
                         formation: Some(formation),
                         ..
@@ -319,6 +342,47 @@ impl Lifecycle {
                 self.finish(&app, lease, State::Failed, Some(&reason)).await;
             }
         }
+    }
+
+    /// A wake's or a stop's span, about `app`, under `parent` (what asked for it) or a root.
+    pub(super) fn app_span(
+        &self,
+        name: &'static str,
+        app: &App,
+        parent: Option<crate::traces::SpanContext>,
+    ) -> crate::traces::Span {
+        let mut span = self
+            .tracer()
+            .span(name, crate::traces::Kind::Internal, parent, false);
+        if span.is_recording() {
+            span.set("paastis.space", self.space.to_string());
+            span.set("paastis.provider", app.key.provider.to_string());
+            span.set("paastis.app", app.key.name.to_string());
+        }
+        span
+    }
+
+    /// A provider call's span (`provider start`, ...), under a wake's or a stop's.
+    pub(super) fn call_span(
+        &self,
+        parent: &crate::traces::Span,
+        call: &'static str,
+        app: &App,
+    ) -> crate::traces::Span {
+        let mut span = parent.child(
+            match call {
+                "start" => "provider start",
+                "status" => "provider status",
+                _ => "provider stop",
+            },
+            crate::traces::Kind::Client,
+        );
+        if span.is_recording() {
+            span.set("paastis.provider", app.key.provider.to_string());
+            span.set("paastis.provider.type", app.provider().kind());
+            span.set("paastis.app", app.key.name.to_string());
+        }
+        span
     }
 
     /// Decides who brings the app up: this instance when it gets the app's lease (or the
@@ -385,6 +449,7 @@ impl Lifecycle {
         &self,
         app: &App,
         deadline: Instant,
+        span: &crate::traces::Span,
     ) -> Result<Option<crate::model::Reconciled>, String> {
         let name = &app.key.name;
         let wake_timeout = app.conf().policy.wake_timeout;
@@ -393,7 +458,14 @@ impl Lifecycle {
         let formation = lock(&app.formation)
             .clone()
             .or_else(|| app.conf().default_formation.clone());
+        let mut call = self.call_span(span, "start", app);
         let started = timeout_at(deadline, app.provider().start(name, formation.as_ref())).await;
+        match &started {
+            Ok(Err(error)) => call.fail(error.to_string()),
+            Err(_) => call.fail("no answer before the wake's deadline"),
+            Ok(Ok(_)) => {}
+        }
+        call.end();
         if let Ok(result) = &started {
             self.metrics
                 .provider_call(app.provider_id(), "start", result.is_ok());
@@ -412,7 +484,17 @@ impl Lifecycle {
         let mut wait = intervals.first;
         let mut last = "starting".to_owned();
         loop {
+            let mut call = self.call_span(span, "status", app);
             let status = timeout_at(deadline, app.provider().status(name)).await;
+            match &status {
+                Ok(Ok(status)) if call.is_recording() => {
+                    call.set("paastis.app.status", format!("{status:?}"))
+                }
+                Ok(Err(error)) => call.fail(error.to_string()),
+                Err(_) => call.fail("no answer before the wake's deadline"),
+                Ok(Ok(_)) => {}
+            }
+            call.end();
             if let Ok(result) = &status {
                 self.metrics
                     .provider_call(app.provider_id(), "status", result.is_ok());
@@ -440,8 +522,17 @@ impl Lifecycle {
         let Some(path) = &app.conf().policy.health_path else {
             return Ok(reconciled);
         };
-        self.probe_health(app, path, deadline, intervals, last)
-            .await?;
+        let mut probe = span.child("health probe", crate::traces::Kind::Client);
+        if probe.is_recording() {
+            probe.set("url.path", path.clone());
+        }
+        if let Err(reason) = self
+            .probe_health(app, path, deadline, intervals, last)
+            .await
+        {
+            probe.fail(reason.clone());
+            return Err(reason);
+        }
         Ok(reconciled)
     }
 

@@ -18,5 +18,5 @@ pub use error::error_chain;
 pub use patterns::{Pattern, Plain, regex_problem};
 pub use policy::{Activity, Policy, PolicyOverride, Strategy};
 pub use time::rfc3339;
-pub use transport::{Https, Peer};
+pub use transport::{Https, Peer, root_store};
 pub use upstream::{Formation, Reconciled, Upstream};

@@ -471,6 +471,8 @@ pub struct Proxy {
     trusted: forwarded::TrustedProxies,
     /// Host names answered by the admin router instead of an app (`admin.host`).
     handoff: Option<handoff::HandOff>,
+    /// Where each request's span goes (off unless traces are on).
+    tracer: crate::traces::Tracer,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -513,7 +515,15 @@ impl Proxy {
             system: None,
             trusted: settings.trusted_proxies.clone(),
             handoff: None,
+            tracer: crate::traces::Tracer::off(),
         }
+    }
+
+    /// Traces every request with `tracer`: a server span each, its `traceparent` (the
+    /// client's, else a new trace) replaced by the span's own on the way upstream.
+    pub fn with_tracer(mut self, tracer: crate::traces::Tracer) -> Proxy {
+        self.tracer = tracer;
+        self
     }
 
     /// Routes the hosts under these spaces' domains to their apps (read at every request:
@@ -676,6 +686,23 @@ impl Proxy {
     }
 }
 
+/// A server span's name: the request's method (`HTTP` for one outside the standard set, so
+/// names stay few).
+fn span_name(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::TRACE => "TRACE",
+        http::Method::CONNECT => "CONNECT",
+        _ => "HTTP",
+    }
+}
+
 /// The next connection on the TLS listener; never, without one.
 async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
@@ -699,14 +726,31 @@ impl Worker {
             let answer = Box::pin(handoff.handle(request, client)).await;
             return answer.map(|body| Either::Right(Either::Right(body)));
         }
-        let started = Instant::now();
+        // Traces on: the same, within the request's span (boxed, as every rare path).
+        if self.proxy.tracer.is_on() {
+            return Box::pin(self.traced(request, client)).await;
+        }
         // The space and app the request went to, once routed (for the metrics).
         let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
+        self.respond(request, client, &mut routed, &mut None).await
+    }
+
+    /// The phases, an error's answer, and the account; `routed` is where the request went,
+    /// `failure` why it was not forwarded (when it was not).
+    async fn respond(
+        &self,
+        request: Request<RequestBody>,
+        client: &ClientSide,
+        routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
+        failure: &mut Option<(&'static str, String)>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
         if !tracing::enabled!(tracing::Level::DEBUG) {
-            let response = match self.proxy(request, client, &mut routed).await {
+            let response = match self.proxy(request, client, routed).await {
                 Ok(response) => response,
                 Err((error, answer)) => {
                     log_failure(&error);
+                    *failure = Some((error.code(), error.to_string()));
                     error.response(&answer)
                 }
             };
@@ -716,11 +760,12 @@ impl Worker {
         // account: one line per request, never header values or query strings.
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match self.proxy(request, client, &mut routed).await {
+        let response = match self.proxy(request, client, routed).await {
             Ok(response) => response,
             Err((error, answer)) => {
                 log_failure(&error);
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
+                *failure = Some((error.code(), error.to_string()));
                 error.response(&answer)
             }
         };
@@ -732,6 +777,95 @@ impl Worker {
             duration_us = started.elapsed().as_micros() as u64,
             "request"
         );
+        response
+    }
+
+    /// [`Worker::respond`] within the request's server span: the client's `traceparent`
+    /// is its parent; the span's own goes upstream; a wake it causes is its child. The span
+    /// ends with the answer's head.
+    async fn traced(
+        &self,
+        mut request: Request<RequestBody>,
+        client: &ClientSide,
+    ) -> Response<ProxyBody> {
+        use crate::traces::{Kind, SpanContext, context::TRACEPARENT};
+        let remote = SpanContext::from_headers(request.headers());
+        let method = request.method();
+        let mut span = self
+            .proxy
+            .tracer
+            .span(span_name(method), Kind::Server, remote, true);
+        if span.is_recording() {
+            span.set("http.request.method", method.as_str().to_owned());
+            span.set("url.path", request.uri().path().to_owned());
+            span.set("url.scheme", client.proto);
+            span.set(
+                "network.protocol.version",
+                match request.version() {
+                    http::Version::HTTP_2 => "2",
+                    http::Version::HTTP_10 => "1.0",
+                    _ => "1.1",
+                },
+            );
+            span.set("client.address", client.peer.ip().to_string());
+            if let Some(host) = request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .or_else(|| request.uri().host())
+            {
+                span.set("server.address", host.to_owned());
+            }
+        }
+        let mut routed = None;
+        let mut failure = None;
+        let (response, waited) = match span.context() {
+            Some(context) => {
+                request
+                    .headers_mut()
+                    .insert(TRACEPARENT, context.to_header());
+                crate::traces::within(
+                    context,
+                    self.respond(request, client, &mut routed, &mut failure),
+                )
+                .await
+            }
+            None => (
+                self.respond(request, client, &mut routed, &mut failure)
+                    .await,
+                None,
+            ),
+        };
+        if span.is_recording() {
+            let status = response.status();
+            span.set("http.response.status_code", i64::from(status.as_u16()));
+            if let Some((space, app)) = &routed {
+                span.set(
+                    "paastis.space",
+                    space
+                        .as_ref()
+                        .map_or_else(|| crate::model::DEFAULT_SPACE.to_owned(), |s| s.id.clone()),
+                );
+                span.set("paastis.provider", app.key.provider.to_string());
+                span.set("paastis.app", app.key.name.to_string());
+            }
+            if let Some(waited) = waited {
+                span.set("paastis.wake.waited", true);
+                span.set(
+                    "paastis.wake.waited_ms",
+                    i64::try_from(waited.as_millis()).unwrap_or(i64::MAX),
+                );
+            }
+            if let Some((code, message)) = failure {
+                span.set("error.type", code);
+                if status.is_server_error() {
+                    span.fail(message);
+                }
+            } else if status.is_server_error() {
+                span.set("error.type", status.as_str().to_owned());
+                span.fail(format!("the upstream answered {status}"));
+            }
+        }
         response
     }
 

@@ -27,9 +27,14 @@ pub async fn upstream<B>(
     {
         return Ok(upstream);
     }
-    let deadline = Instant::now() + app.conf().policy.wake_timeout;
+    let arrived = Instant::now();
+    let deadline = arrived + app.conf().policy.wake_timeout;
     // Boxed: waking is rare, and the request path's future stays small without it.
-    Box::pin(lifecycle.ensure_awake(app, || cause(request, client_ip), deadline)).await
+    let upstream =
+        Box::pin(lifecycle.ensure_awake(app, || cause(request, client_ip), deadline)).await;
+    // The request's span (when traced) tells how long it waited.
+    crate::traces::note_wake_wait(arrived.elapsed());
+    upstream
 }
 
 /// What the wake event records about the request that caused it (never its query string).

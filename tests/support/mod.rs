@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod fakes;
+pub mod otlp;
 pub mod podman;
 pub mod postgres;
 pub mod redis;

@@ -28,26 +28,7 @@ impl std::fmt::Debug for UpstreamTls {
 /// TLS client settings for upstreams: the webpki roots, plus the certificates of
 /// `extra_ca_file` (PEM) when given.
 pub fn upstream_tls(extra_ca_file: Option<&std::path::Path>) -> Result<UpstreamTls, TlsError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca_file {
-        let certificates = CertificateDer::pem_file_iter(path)
-            .map_err(|error| TlsError(format!("cannot read {}: {error}", path.display())))?;
-        let mut added = 0;
-        for certificate in certificates {
-            let certificate =
-                certificate.map_err(|error| TlsError(format!("{}: {error}", path.display())))?;
-            roots
-                .add(certificate)
-                .map_err(|error| TlsError(format!("{}: {error}", path.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(TlsError(format!("{} holds no certificate", path.display())));
-        }
-    }
+    let roots = crate::model::root_store(extra_ca_file).map_err(TlsError)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

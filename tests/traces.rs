@@ -1,0 +1,392 @@
+//! Traces over OTLP, end to end: the whole engine, a real `process` app, and a real
+//! collector on 127.0.0.1 (tests/support/otlp.rs) that decodes the protobuf payloads with
+//! the protocol's own message types. The tests check the spans, their parent links across
+//! the client, the engine and the upstream (W3C `traceparent`), sampling, retries against a
+//! collector that is down for a while, and that traces off change nothing.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::otlp::{Collector, Span};
+use support::{TestClient, TestEngine, local_apps};
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn traceparent(sampled: bool) -> String {
+    format!(
+        "00-{CLIENT_TRACE}-{CLIENT_SPAN}-{}",
+        if sampled { "01" } else { "00" }
+    )
+}
+
+fn env(collector: &Collector, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()),
+        // Small batches, sent soon: the tests wait less.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
+    env
+}
+
+/// The `traceparent` the upstream app received (its `/headers` route echoes them).
+fn upstream_traceparent(headers: &serde_json::Value) -> Option<String> {
+    headers["traceparent"][0].as_str().map(str::to_owned)
+}
+
+fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "one `{name}` span expected in {spans:#?}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_wakes_its_app_is_one_trace_from_the_client_to_the_upstream() {
+    let collector = Collector::start().await;
+    let engine = TestEngine::start_with_env(
+        &local_apps(&[("hello", "")]),
+        &env(
+            &collector,
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=key%20one")],
+        ),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers?q=secret-query",
+            &[("traceparent", &traceparent(true))],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let upstream = upstream_traceparent(&answer.json()).expect("the upstream got a traceparent");
+
+    let spans = collector
+        .wait_for("the request, its wake and the start call", |spans| {
+            ["GET", "wake", "provider start", "provider status"]
+                .iter()
+                .all(|name| spans.iter().any(|s| s.name == *name))
+        })
+        .await;
+    let request = one(&spans, "GET");
+    // The client's trace goes on: its span is the request span's parent.
+    assert_eq!(request.trace_id, CLIENT_TRACE);
+    assert_eq!(request.parent_span_id, CLIENT_SPAN);
+    assert_eq!(request.kind, 2, "a server span");
+    // The upstream's parent is the request span.
+    assert_eq!(
+        upstream,
+        format!("00-{CLIENT_TRACE}-{}-01", request.span_id)
+    );
+    assert_eq!(request.attribute("http.request.method"), Some("GET"));
+    assert_eq!(request.attribute("url.path"), Some("/headers"));
+    assert_eq!(request.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(request.attribute("paastis.app"), Some("hello"));
+    assert_eq!(request.attribute("paastis.provider"), Some("local"));
+    assert_eq!(request.attribute("paastis.space"), Some("default"));
+    assert_eq!(request.attribute("paastis.wake.waited"), Some("true"));
+    let waited: u64 = request
+        .attribute("paastis.wake.waited_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(waited <= (request.end - request.start) / 1_000_000 + 1);
+    // Never a query string.
+    assert!(!format!("{spans:?}").contains("secret-query"));
+    // The wake is the request's child, the provider calls the wake's.
+    let wake = one(&spans, "wake");
+    assert_eq!(wake.trace_id, CLIENT_TRACE);
+    assert_eq!(wake.parent_span_id, request.span_id);
+    assert_eq!(wake.kind, 1, "an internal span");
+    assert_eq!(wake.attribute("paastis.outcome"), Some("started"));
+    assert_eq!(wake.attribute("paastis.app"), Some("hello"));
+    let start = one(&spans, "provider start");
+    assert_eq!(start.parent_span_id, wake.span_id);
+    assert_eq!(start.kind, 3, "a client span");
+    assert_eq!(start.attribute("paastis.provider.type"), Some("process"));
+    for status in spans.iter().filter(|s| s.name == "provider status") {
+        assert_eq!(status.parent_span_id, wake.span_id);
+        assert!(status.start >= start.end);
+    }
+    assert!(wake.start >= request.start);
+    // What every span is about.
+    assert_eq!(request.resource["service.name"], "paastis");
+    assert_eq!(
+        request.resource["service.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(request.scope, "paastis");
+    // The export carried the configured field.
+    let heads = collector.heads();
+    assert_eq!(heads[0]["x-collector-key"], "key one");
+    assert!(
+        heads[0]["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("paastis/")
+    );
+
+    // Awake now: a request without a traceparent starts a trace of its own.
+    let answer = client.get("hello.localhost", "/headers").await;
+    let upstream = upstream_traceparent(&answer.json()).expect("a new trace");
+    let spans = collector
+        .wait_for("the second request", |spans| {
+            spans.iter().filter(|s| s.name == "GET").count() == 2
+        })
+        .await;
+    let second = spans
+        .iter()
+        .find(|s| s.name == "GET" && s.trace_id != CLIENT_TRACE)
+        .expect("a new trace");
+    assert_eq!(second.parent_span_id, "");
+    assert_eq!(
+        upstream,
+        format!("00-{}-{}-01", second.trace_id, second.span_id)
+    );
+    assert_eq!(second.attribute("paastis.wake.waited"), None);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_and_the_stops_they_begin_are_traced_over_grpc() {
+    let collector = Collector::start().await;
+    let engine = TestEngine::start_with_env(
+        &local_apps(&[("hello", "")]),
+        &env(&collector, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    let admin = TestClient::new(engine.admin_addr);
+    let answer = admin
+        .send(
+            "POST",
+            "localhost",
+            "/api/v1/apps/local/hello/stop",
+            &[("traceparent", &traceparent(true))],
+            Bytes::new(),
+        )
+        .await;
+    assert!(
+        answer.status.is_success(),
+        "{} {}",
+        answer.status,
+        answer.text()
+    );
+    let spans = collector
+        .wait_for("the admin call, its stop and the stop call", |spans| {
+            spans.iter().any(|s| s.name == "provider stop")
+                && spans.iter().any(|s| s.name.starts_with("POST "))
+        })
+        .await;
+    let call = one(&spans, "POST /api/v1/apps/{provider}/{app}/stop");
+    assert_eq!(call.trace_id, CLIENT_TRACE);
+    assert_eq!(call.parent_span_id, CLIENT_SPAN);
+    assert_eq!(call.kind, 2);
+    assert_eq!(
+        call.attribute("http.route"),
+        Some("/api/v1/apps/{provider}/{app}/stop")
+    );
+    assert_eq!(
+        call.attribute("http.response.status_code"),
+        Some(answer.status.as_str())
+    );
+    let stop = one(&spans, "stop");
+    assert_eq!(stop.trace_id, CLIENT_TRACE);
+    assert_eq!(stop.parent_span_id, call.span_id);
+    assert_eq!(stop.attribute("paastis.app"), Some("hello"));
+    let provider_stop = one(&spans, "provider stop");
+    assert_eq!(provider_stop.parent_span_id, stop.span_id);
+    assert_eq!(provider_stop.status_code, 0, "the stop call succeeded");
+    // The request that woke the app earlier is a trace of its own, exported over gRPC too.
+    let wake = one(&spans, "wake");
+    let request = one(&spans, "GET");
+    assert_eq!(wake.parent_span_id, request.span_id);
+    assert_ne!(request.trace_id, CLIENT_TRACE);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_decides_and_the_callers_decision_is_followed() {
+    let collector = Collector::start().await;
+    // Traces that start here are not recorded; a caller's sampled trace is.
+    let engine = TestEngine::start_with_env(
+        &local_apps(&[("hello", "")]),
+        &env(
+            &collector,
+            &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
+        ),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    // Not recorded, yet propagated: the upstream sees the trace, flagged not sampled.
+    let answer = client.get("hello.localhost", "/headers").await;
+    let upstream = upstream_traceparent(&answer.json()).expect("propagated");
+    assert!(
+        upstream.starts_with("00-") && upstream.ends_with("-00"),
+        "{upstream}"
+    );
+    // A caller's unsampled trace: propagated with its id, not recorded.
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("traceparent", &traceparent(false))],
+            Bytes::new(),
+        )
+        .await;
+    let upstream = upstream_traceparent(&answer.json()).unwrap();
+    assert!(
+        upstream.starts_with(&format!("00-{CLIENT_TRACE}-")),
+        "{upstream}"
+    );
+    assert!(upstream.ends_with("-00"));
+    assert!(
+        !upstream.contains(CLIENT_SPAN),
+        "the engine's span is the parent"
+    );
+    // A caller's sampled trace is recorded.
+    client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("traceparent", &traceparent(true))],
+            Bytes::new(),
+        )
+        .await;
+    collector
+        .wait_for("the sampled request", |spans| !spans.is_empty())
+        .await;
+    // Give a wrongly recorded span the time to arrive too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].trace_id, CLIENT_TRACE);
+    assert_eq!(spans[0].flags & 1, 1, "flagged sampled");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_for_a_while_loses_nothing_and_slows_nothing() {
+    let collector = Collector::start().await;
+    collector.refuse_next(3);
+    let engine =
+        TestEngine::start_with_env(&local_apps(&[("hello", "")]), &env(&collector, &[])).await;
+    let client = TestClient::new(engine.addr);
+    for _ in 0..5 {
+        assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    }
+    let spans = collector
+        .wait_for("the five requests, after the retries", |spans| {
+            spans.iter().filter(|s| s.name == "GET").count() == 5
+        })
+        .await;
+    assert_eq!(collector.refused(), 3);
+    assert_eq!(spans.iter().filter(|s| s.name == "wake").count(), 1);
+    engine.stop().await;
+
+    // No collector at all: requests are answered as ever, and the engine stops on time.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let engine = TestEngine::start_with_env(
+        &local_apps(&[("hello", "")]),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", nowhere.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    for _ in 0..50 {
+        assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    }
+    // The exporter gets 5 s to send what is left, then gives up.
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
+    let engine = TestEngine::start(&local_apps(&[("hello", "")])).await;
+    let client = TestClient::new(engine.addr);
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("traceparent", &traceparent(true))],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        upstream_traceparent(&answer.json()),
+        Some(traceparent(true))
+    );
+    let answer = client.get("hello.localhost", "/headers").await;
+    assert_eq!(upstream_traceparent(&answer.json()), None);
+    // A malformed one is the client's business: passed on as it is.
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("traceparent", "nonsense")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        upstream_traceparent(&answer.json()).as_deref(),
+        Some("nonsense")
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_traceparent_starts_a_new_trace() {
+    let collector = Collector::start().await;
+    let engine =
+        TestEngine::start_with_env(&local_apps(&[("hello", "")]), &env(&collector, &[])).await;
+    let client = TestClient::new(engine.addr);
+    let bad = format!("00-{}-{CLIENT_SPAN}-01", CLIENT_TRACE.to_uppercase());
+    let answer = client
+        .send(
+            "GET",
+            "hello.localhost",
+            "/headers",
+            &[("traceparent", &bad)],
+            Bytes::new(),
+        )
+        .await;
+    let upstream = upstream_traceparent(&answer.json()).unwrap();
+    let spans = collector
+        .wait_for("the request", |spans| spans.iter().any(|s| s.name == "GET"))
+        .await;
+    let request = one(&spans, "GET");
+    assert_ne!(request.trace_id, CLIENT_TRACE);
+    assert_eq!(request.parent_span_id, "");
+    assert_eq!(
+        upstream,
+        format!("00-{}-{}-01", request.trace_id, request.span_id)
+    );
+    engine.stop().await;
+}
