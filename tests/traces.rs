@@ -390,3 +390,77 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collectors_key_never_reaches_the_logs_or_the_checks() {
+    const KEY: &str = "k3y-s3cret-value";
+    let dir = support::TempDir::new("traces-secret");
+    let path = dir.path("paastis.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}database: {{url: \"sqlite://{}\"}}\n",
+            local_apps(&[("hello", "")]),
+            dir.path("paastis.db").display()
+        ),
+    )
+    .expect("write config");
+    // A collector that refuses everything: the exporter logs its failures (and retries).
+    let collector = Collector::start().await;
+    collector.refuse_next(usize::MAX);
+    let headers = format!("authorization=Bearer%20{KEY}");
+    let url = collector.url();
+    let env = [
+        ("LOG_LEVEL", "trace"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", headers.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "300"),
+    ];
+    let mut served = support::serve(&path, &env).await;
+    let client = TestClient::new(served.addr);
+    for _ in 0..3 {
+        assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    }
+    // Until the failure is logged.
+    for _ in 0..200 {
+        if served.logs().contains("spans not exported") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = served.child.kill().await;
+    let logs = served.logs();
+    assert!(logs.contains("traces: on"), "{logs}");
+    assert!(logs.contains("spans not exported"), "{logs}");
+    // The key was sent, where it belongs.
+    assert_eq!(
+        collector.heads()[0]["authorization"],
+        format!("Bearer {KEY}").as_str()
+    );
+    let check = support::paastis()
+        .args(["check", "--config", &path.to_string_lossy()])
+        .envs(env)
+        .output()
+        .await
+        .expect("run paastis check");
+    let checked = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{checked}");
+    assert!(checked.contains(&url), "{checked}");
+    // A malformed list is refused without showing its values.
+    let bad = support::paastis()
+        .args(["check", "--config", &path.to_string_lossy()])
+        .envs(env)
+        .env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization:{KEY}"))
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .output()
+        .await
+        .expect("run paastis check");
+    let refused = String::from_utf8_lossy(&bad.stdout).into_owned()
+        + &String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{refused}");
+    assert!(refused.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{refused}");
+    assert!(refused.contains("OTEL_TRACES_SAMPLER"), "{refused}");
+    support::assert_no_secret(&[&logs, &checked, &refused], &[KEY]);
+}
