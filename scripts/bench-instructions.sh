@@ -13,7 +13,8 @@
 # timers tick with the wall-clock time a run takes under valgrind rather than with the
 # requests). Knobs (env): BENCH_SMALL (100), BENCH_LARGE (1100), BENCH_WORKERS (1),
 # BENCH_KEEP (a directory: the callgrind outputs are kept there, one file per thread, as
-# <binary name>.<requests>.out-NN, for `callgrind_annotate`).
+# <binary name>.<requests>.out-NN, for `callgrind_annotate`), BENCH_TRACES (0; 1: traces on,
+# every request sampled and sent to a local OTLP sink, scripts/bench/otlp_sink.py).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,6 +37,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-instructions.XXXXXX")
 PID=""
 cleanup() {
     local status=$?
+    otlp_report "$WORK"
     if [[ -n $PID ]]; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
     if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
     rm -rf "$WORK"
@@ -103,6 +105,7 @@ one_run() {
     echo "$all $workers"
 }
 
+otlp_sink "$WORK"
 printf '%-40s %16s %16s %14s %14s\n' binary "instr ($SMALL req)" "instr ($LARGE req)" \
     "instr/request" "workers/req"
 for binary in "$@"; do

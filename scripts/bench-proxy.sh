@@ -8,7 +8,9 @@
 # Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
 # BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0);
 # HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams
-# in flight per connection), BENCH_H2_THREADS (BENCH_THREADS, at most BENCH_H2_CONNECTIONS).
+# in flight per connection), BENCH_H2_THREADS (BENCH_THREADS, at most BENCH_H2_CONNECTIONS);
+# BENCH_TRACES (0; 1: paastis traces every request to a local OTLP sink,
+# scripts/bench/otlp_sink.py, to measure what traces cost).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,8 +31,8 @@ H2_THREADS=${BENCH_H2_THREADS:-$((THREADS < H2_CONNECTIONS ? THREADS : H2_CONNEC
 PAASTIS_BIN=${PAASTIS_BIN:-$ROOT/target/release/paastis}
 HOST_HEADER="Host: up.localhost"
 
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
 
 # Seconds in a wrk-style duration (10, 10s, 2m).
 seconds() {
@@ -86,6 +88,7 @@ PIDS=()
 
 cleanup() {
     local status=$? pid i
+    otlp_report "$WORK"
     if [[ -n ${LOAD_PID:-} ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[i]}
@@ -108,10 +111,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 NGINX=$(command -v nginx)
 UPSTREAM_PORT=$(free_port)
@@ -172,6 +171,7 @@ wait_ok() {
 # port that another program already holds), and the direct and nginx-proxy runs reuse it.
 nginx_conf upstream "$TEMPLATES/nginx-upstream.conf" "$UPSTREAM_PORT"
 mkdir -p "$WORK/paastis"
+otlp_sink "$WORK"
 render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT"
 LOG_LEVEL=warn LOG_FORMAT=text \
     "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &

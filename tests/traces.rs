@@ -457,10 +457,53 @@ async fn the_collectors_key_never_reaches_the_logs_or_the_checks() {
         .output()
         .await
         .expect("run paastis check");
-    let refused = String::from_utf8_lossy(&bad.stdout).into_owned()
-        + &String::from_utf8_lossy(&bad.stderr);
+    let refused =
+        String::from_utf8_lossy(&bad.stdout).into_owned() + &String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{refused}");
     assert!(refused.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{refused}");
     assert!(refused.contains("OTEL_TRACES_SAMPLER"), "{refused}");
     support::assert_no_secret(&[&logs, &checked, &refused], &[KEY]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gates_answers_and_the_wakes_they_begin_are_traced() {
+    let collector = Collector::start().await;
+    let engine = TestEngine::start_with_env(
+        &format!(
+            "proxy: {{trusted_proxies: [127.0.0.1/32]}}\n\
+             gate: {{forward_auth: true, listen: 127.0.0.1:1}}\n{}",
+            local_apps(&[("web", "")])
+        ),
+        &env(&collector, &[]),
+    )
+    .await;
+    // nginx's auth_request passes the client's fields on, `traceparent` among them.
+    let gate = TestClient::new(engine.gate_addr.expect("gate listener"));
+    let answer = gate
+        .send(
+            "GET",
+            "localhost",
+            "/forward-auth",
+            &[
+                ("x-forwarded-host", "web.localhost"),
+                ("x-forwarded-uri", "/"),
+                ("traceparent", &traceparent(true)),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let spans = collector
+        .wait_for("the gate's answer and its wake", |spans| {
+            spans.iter().any(|s| s.name == "GET /forward-auth")
+                && spans.iter().any(|s| s.name == "provider start")
+        })
+        .await;
+    let call = one(&spans, "GET /forward-auth");
+    assert_eq!(call.trace_id, CLIENT_TRACE);
+    assert_eq!(call.parent_span_id, CLIENT_SPAN);
+    let wake = one(&spans, "wake");
+    assert_eq!(wake.parent_span_id, call.span_id);
+    assert_eq!(one(&spans, "provider start").parent_span_id, wake.span_id);
+    engine.stop().await;
 }

@@ -21,3 +21,26 @@ need() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# otlp_sink DIR: with BENCH_TRACES=1, starts a local OTLP/HTTP sink (otlp_sink.py) and
+# exports the OTEL_* variables that turn the engine's traces on towards it (every request
+# sampled); its pid goes to DIR/otlp.pid (the caller's cleanup kills it) and its count of
+# exports and bytes to DIR/otlp.count. Without BENCH_TRACES=1, nothing.
+otlp_sink() {
+    [[ ${BENCH_TRACES:-0} == 1 ]] || return 0
+    local dir=$1 port
+    port=$(free_port)
+    python3 "$(dirname "${BASH_SOURCE[0]}")/otlp_sink.py" "$port" "$dir/otlp.count" &
+    echo $! >"$dir/otlp.pid"
+    export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$port"
+    export OTEL_TRACES_SAMPLER=always_on
+    log "traces on: OTLP sink on 127.0.0.1:$port"
+}
+
+# otlp_report DIR: what the sink received (BENCH_TRACES=1 only), then stops it.
+otlp_report() {
+    [[ -f $1/otlp.pid ]] || return 0
+    log "traces: $(cat "$1/otlp.count" 2>/dev/null || echo "0 0") (exports, bytes) received by the sink"
+    kill "$(cat "$1/otlp.pid")" 2>/dev/null || true
+    rm -f "$1/otlp.pid"
+}

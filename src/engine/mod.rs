@@ -308,7 +308,7 @@ impl Engine {
             Some(gate) => router.merge(gate::router(Arc::clone(gate))),
             None => router,
         };
-        admin::traced(router, &self.tracer)
+        crate::traces::traced(router, &self.tracer)
     }
 
     /// `admin.host`: the admin router (and the gate) answers the proxy's requests for those
@@ -419,10 +419,10 @@ impl Engine {
         });
         let gate_task = match (listeners.gate, &gate) {
             (Some(listener), Some(gate)) => {
-                let gate = Arc::clone(gate);
+                let router = crate::traces::traced(gate::router(Arc::clone(gate)), &self.tracer);
                 let shutdown = stopped(admin_stopped.clone());
                 Some(tokio::spawn(async move {
-                    if let Err(error) = gate::serve(listener, gate, shutdown).await {
+                    if let Err(error) = gate::serve(listener, router, shutdown).await {
                         tracing::error!(%error, "the gate listener failed");
                     }
                 }))

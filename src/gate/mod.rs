@@ -60,15 +60,16 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .with_state(gate)
 }
 
-/// Serves the gate's endpoints alone on `listener` (`gate.listen`) until `shutdown`.
+/// Serves the gate's endpoints (`router`, from [`router`]) alone on `listener`
+/// (`gate.listen`) until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    gate: Arc<Gate>,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(gate).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -12,6 +12,7 @@
 pub mod context;
 mod export;
 mod otlp;
+mod router;
 pub mod settings;
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use context::SpanContext;
 pub use export::{ExportError, Exporter};
+pub use router::traced;
 pub use settings::Settings;
 use settings::{Root, Sampler};
 
