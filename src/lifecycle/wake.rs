@@ -355,9 +355,9 @@ impl Lifecycle {
             .tracer()
             .span(name, crate::traces::Kind::Internal, parent, false);
         if span.is_recording() {
-            span.set("paastis.space", self.space.to_string());
-            span.set("paastis.provider", app.key.provider.to_string());
-            span.set("paastis.app", app.key.name.to_string());
+            span.set("paastis.space", Arc::clone(&app.key.space));
+            span.set("paastis.provider", Arc::clone(&app.key.provider));
+            span.set("paastis.app", Arc::clone(&app.key.name));
         }
         span
     }
@@ -378,9 +378,9 @@ impl Lifecycle {
             crate::traces::Kind::Client,
         );
         if span.is_recording() {
-            span.set("paastis.provider", app.key.provider.to_string());
+            span.set("paastis.provider", Arc::clone(&app.key.provider));
             span.set("paastis.provider.type", app.provider().kind());
-            span.set("paastis.app", app.key.name.to_string());
+            span.set("paastis.app", Arc::clone(&app.key.name));
         }
         span
     }

@@ -791,12 +791,10 @@ impl Worker {
         use crate::traces::{Kind, SpanContext, context::TRACEPARENT};
         let remote = SpanContext::from_headers(request.headers());
         let method = request.method();
-        let mut span = self
-            .proxy
-            .tracer
-            .span(span_name(method), Kind::Server, remote, true);
+        let name = span_name(method);
+        let mut span = self.proxy.tracer.span(name, Kind::Server, remote, true);
         if span.is_recording() {
-            span.set("http.request.method", method.as_str().to_owned());
+            span.set("http.request.method", if name == "HTTP" { "_OTHER" } else { name });
             span.set("url.path", request.uri().path().to_owned());
             span.set("url.scheme", client.proto);
             span.set(
@@ -807,7 +805,7 @@ impl Worker {
                     _ => "1.1",
                 },
             );
-            span.set("client.address", client.peer.ip().to_string());
+            span.set("client.address", client.peer.ip());
             if let Some(host) = request
                 .headers()
                 .get(http::header::HOST)
@@ -839,15 +837,10 @@ impl Worker {
         if span.is_recording() {
             let status = response.status();
             span.set("http.response.status_code", i64::from(status.as_u16()));
-            if let Some((space, app)) = &routed {
-                span.set(
-                    "paastis.space",
-                    space
-                        .as_ref()
-                        .map_or_else(|| crate::model::DEFAULT_SPACE.to_owned(), |s| s.id.clone()),
-                );
-                span.set("paastis.provider", app.key.provider.to_string());
-                span.set("paastis.app", app.key.name.to_string());
+            if let Some((_, app)) = &routed {
+                span.set("paastis.space", Arc::clone(&app.key.space));
+                span.set("paastis.provider", Arc::clone(&app.key.provider));
+                span.set("paastis.app", Arc::clone(&app.key.name));
             }
             if let Some(waited) = waited {
                 span.set("paastis.wake.waited", true);

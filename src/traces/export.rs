@@ -3,7 +3,7 @@
 //! a bounded time; at shutdown, sends what is queued. A failing collector is logged when it
 //! starts failing and when it is back, not at every batch.
 
-use std::sync::Weak;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use super::settings::{Protocol, Settings};
@@ -74,8 +74,8 @@ struct Sender {
     settings: Settings,
     /// HTTP/1.1 or HTTP/2 by ALPN (HTTP/protobuf); HTTP/2 only (gRPC).
     client: HttpsClient,
-    /// For the drop counter, while the tracer lives.
-    shared: Weak<Shared>,
+    /// The queue of finished spans, and the drop counter.
+    shared: Arc<Shared>,
     /// Whether the last export failed (to log changes, not every batch).
     failing: bool,
     /// Drops already reported.
@@ -84,11 +84,7 @@ struct Sender {
 
 impl Exporter {
     /// Starts the task on the current runtime.
-    pub(super) fn start(
-        settings: Settings,
-        spans: mpsc::Receiver<SpanRecord>,
-        shared: Weak<Shared>,
-    ) -> Result<Exporter, ExportError> {
+    pub(super) fn start(settings: Settings, shared: Arc<Shared>) -> Result<Exporter, ExportError> {
         let roots =
             crate::model::root_store(settings.certificate.as_deref()).map_err(ExportError::Tls)?;
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -125,7 +121,7 @@ impl Exporter {
             failing: false,
             dropped: 0,
         };
-        let task = tokio::spawn(sender.run(spans, stopped));
+        let task = tokio::spawn(sender.run(stopped));
         Ok(Exporter { stop, task })
     }
 
@@ -141,47 +137,28 @@ impl Exporter {
 }
 
 impl Sender {
-    async fn run(mut self, mut spans: mpsc::Receiver<SpanRecord>, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let size = self.settings.batch.size;
-        let mut batch = Vec::with_capacity(size);
         loop {
-            // The first span of a batch, or the end.
+            // A full batch, the delay, or the end.
             let stopping = tokio::select! {
-                span = spans.recv() => match span {
-                    Some(span) => { batch.push(span); false }
-                    None => true,
-                },
+                () = self.shared.ready.notified() => false,
+                () = sleep(self.settings.batch.delay) => false,
                 _ = stop.wait_for(|stop| *stop) => true,
             };
-            if stopping {
-                break;
-            }
-            // More, until the batch is full or the delay is over.
-            let until = Instant::now() + self.settings.batch.delay;
-            let mut stopping = false;
-            while batch.len() < size {
-                tokio::select! {
-                    span = timeout_at(until, spans.recv()) => match span {
-                        Ok(Some(span)) => batch.push(span),
-                        Ok(None) => { stopping = true; break }
-                        Err(_) => break,
-                    },
-                    _ = stop.wait_for(|stop| *stop) => { stopping = true; break }
+            // What is queued, a batch at a time (at shutdown: all of it).
+            loop {
+                let mut batch = self.shared.take(size);
+                let full = batch.len() == size;
+                self.export(&mut batch).await;
+                if !full {
+                    break;
                 }
             }
-            self.export(&mut batch).await;
             if stopping {
                 break;
             }
         }
-        // Shutdown: what is queued, in batches.
-        while let Ok(span) = spans.try_recv() {
-            batch.push(span);
-            if batch.len() == size {
-                self.export(&mut batch).await;
-            }
-        }
-        self.export(&mut batch).await;
     }
 
     /// Sends `batch` (emptied), retrying within `OTEL_BSP_EXPORT_TIMEOUT`.
@@ -235,10 +212,7 @@ impl Sender {
 
     /// Logs the spans dropped since the last report (a full queue).
     fn report_drops(&mut self) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        let dropped = shared.dropped.load(Ordering::Relaxed);
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
         if dropped > self.dropped {
             tracing::warn!(
                 dropped = dropped - self.dropped,

@@ -48,6 +48,22 @@ pub enum Value {
     Int(i64),
     /// A flag.
     Bool(bool),
+    /// Shared text (an app's or a provider's name), not copied.
+    Shared(Arc<str>),
+    /// An address, written out when the span is sent.
+    Ip(std::net::IpAddr),
+}
+
+impl From<Arc<str>> for Value {
+    fn from(text: Arc<str>) -> Value {
+        Value::Shared(text)
+    }
+}
+
+impl From<std::net::IpAddr> for Value {
+    fn from(ip: std::net::IpAddr) -> Value {
+        Value::Ip(ip)
+    }
 }
 
 impl From<&'static str> for Value {
@@ -117,10 +133,53 @@ impl std::fmt::Debug for Tracer {
 struct Shared {
     /// Which traces are recorded.
     sampler: Sampler,
-    /// Finished spans on their way to the exporter (bounded).
-    queue: tokio::sync::mpsc::Sender<SpanRecord>,
+    /// Finished spans waiting for the exporter. A plain list under a lock: a span's end
+    /// costs a push, and the exporter is woken only when a batch is full (else its timer
+    /// takes what is there), never once per span.
+    queue: std::sync::Mutex<Vec<SpanRecord>>,
+    /// Most spans the queue holds (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    capacity: usize,
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`): a queue this long wakes the
+    /// exporter.
+    batch: usize,
+    /// Wakes the exporter when a batch is ready.
+    ready: tokio::sync::Notify,
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
+}
+
+impl Shared {
+    /// Queues a finished span, or counts it dropped when the queue is full.
+    fn finish(&self, record: SpanRecord) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queue.len() >= self.capacity {
+            drop(queue);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.push(record);
+        let full = queue.len() == self.batch;
+        drop(queue);
+        if full {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Up to `most` queued spans, oldest first.
+    fn take(&self, most: usize) -> Vec<SpanRecord> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queue.len() <= most {
+            std::mem::take(&mut *queue)
+        } else {
+            queue.drain(..most).collect()
+        }
+    }
 }
 
 impl Tracer {
@@ -132,16 +191,18 @@ impl Tracer {
     /// A tracer sending to the collector `settings` name, and its exporter (to run on the
     /// engine's runtime, and to flush at shutdown). Err: the TLS settings cannot be used.
     pub fn start(settings: Settings) -> Result<(Tracer, Exporter), ExportError> {
-        let (queue, spans) = tokio::sync::mpsc::channel(settings.batch.queue);
         let shared = Arc::new(Shared {
             sampler: settings.sampler,
-            queue,
+            queue: std::sync::Mutex::new(Vec::with_capacity(settings.batch.size)),
+            capacity: settings.batch.queue,
+            batch: settings.batch.size,
+            ready: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
         });
         let tracer = Tracer {
             shared: Some(Arc::clone(&shared)),
         };
-        let exporter = Exporter::start(settings, spans, Arc::downgrade(&shared))?;
+        let exporter = Exporter::start(settings, shared)?;
         Ok((tracer, exporter))
     }
 
@@ -186,8 +247,7 @@ impl Tracer {
             span_id: new_span_id(),
             sampled,
         };
-        let record = sampled.then(|| {
-            Box::new(SpanRecord {
+        let record = sampled.then(|| SpanRecord {
                 context,
                 parent: parent.map(|parent| parent.span_id),
                 remote_parent: remote && parent.is_some(),
@@ -195,9 +255,8 @@ impl Tracer {
                 kind,
                 start: unix_nanos(),
                 end: 0,
-                attributes: Vec::new(),
+                attributes: Vec::with_capacity(16),
                 error: None,
-            })
         });
         Span {
             context: Some(context),
@@ -221,7 +280,7 @@ pub struct Span {
     /// Its identity, to propagate and to parent children (`None`: traces are off).
     context: Option<SpanContext>,
     /// What is recorded (`None`: not sampled).
-    record: Option<Box<SpanRecord>>,
+    record: Option<SpanRecord>,
     /// Where it goes when it ends (`None`: not sampled).
     shared: Option<Arc<Shared>>,
 }
@@ -296,9 +355,7 @@ impl Drop for Span {
     fn drop(&mut self) {
         if let (Some(mut record), Some(shared)) = (self.record.take(), self.shared.take()) {
             record.end = unix_nanos();
-            if shared.queue.try_send(*record).is_err() {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            shared.finish(record);
         }
     }
 }
@@ -388,16 +445,19 @@ fn unix_nanos() -> u64 {
 mod tests {
     use super::*;
 
-    fn tracer(sampler: Sampler, queue: usize) -> (Tracer, tokio::sync::mpsc::Receiver<SpanRecord>) {
-        let (sender, receiver) = tokio::sync::mpsc::channel(queue);
+    fn tracer(sampler: Sampler, queue: usize) -> (Tracer, Arc<Shared>) {
+        let shared = Arc::new(Shared {
+            sampler,
+            queue: std::sync::Mutex::new(Vec::new()),
+            capacity: queue,
+            batch: queue,
+            ready: tokio::sync::Notify::new(),
+            dropped: AtomicU64::new(0),
+        });
         let tracer = Tracer {
-            shared: Some(Arc::new(Shared {
-                sampler,
-                queue: sender,
-                dropped: AtomicU64::new(0),
-            })),
+            shared: Some(Arc::clone(&shared)),
         };
-        (tracer, receiver)
+        (tracer, shared)
     }
 
     const ON: Sampler = Sampler {
@@ -424,8 +484,8 @@ mod tests {
         let (root_context, child_context) = (root.context().unwrap(), child.context().unwrap());
         child.end();
         root.end();
-        let child = spans.try_recv().unwrap();
-        let root = spans.try_recv().unwrap();
+        let finished = spans.take(10);
+        let (child, root) = (&finished[0], &finished[1]);
         assert_eq!(root.context.trace_id, remote.trace_id);
         assert_eq!(root.parent, Some(remote.span_id));
         assert!(root.remote_parent);
@@ -448,7 +508,7 @@ mod tests {
         let child = span.child("wake", Kind::Internal);
         assert!(!child.context().unwrap().sampled);
         drop((span, child));
-        assert!(spans.try_recv().is_err());
+        assert!(spans.take(10).is_empty());
         // Not parent-based: the sampler's own decision.
         let (tracer, _spans) = tracer_with(Sampler {
             root: Root::On,
@@ -463,7 +523,7 @@ mod tests {
         );
     }
 
-    fn tracer_with(sampler: Sampler) -> (Tracer, tokio::sync::mpsc::Receiver<SpanRecord>) {
+    fn tracer_with(sampler: Sampler) -> (Tracer, Arc<Shared>) {
         tracer(sampler, 8)
     }
 

@@ -110,6 +110,16 @@ fn key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
             // int64: two's complement as a 64-bit varint.
             varint(any, *number as u64);
         }
+        Value::Shared(text) => string(any, 1, text),
+        Value::Ip(ip) => {
+            use std::io::Write;
+            // string_value = 1, its length in one byte (an address is at most 45).
+            tag(any, 1, LENGTH);
+            let at = any.len();
+            any.push(0);
+            let _ = write!(any, "{ip}");
+            any[at] = (any.len() - at - 1) as u8;
+        }
     });
 }
 
@@ -135,11 +145,21 @@ fn string(out: &mut Vec<u8>, field: u32, value: &str) {
     bytes(out, field, value.as_bytes());
 }
 
-/// A nested message: written by `fill` apart, then put here with its length.
+/// A nested message, written in place by `fill` after a one-byte length, which grows (the
+/// message moved along) when it is 128 bytes or more: no buffer of its own.
 fn message(out: &mut Vec<u8>, field: u32, fill: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    fill(&mut inner);
-    bytes(out, field, &inner);
+    tag(out, field, LENGTH);
+    let at = out.len();
+    out.push(0);
+    fill(out);
+    let length = out.len() - at - 1;
+    if length < 0x80 {
+        out[at] = length as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        varint(&mut prefix, length as u64);
+        out.splice(at..=at, prefix);
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +174,18 @@ mod tests {
         varint(&mut out, u64::MAX);
         assert_eq!(&out[..3], &[1, 0xac, 0x02]);
         assert_eq!(out.len(), 3 + 10);
+    }
+
+    #[test]
+    fn long_nested_messages_get_their_whole_length() {
+        let mut out = Vec::new();
+        message(&mut out, 1, |inner| inner.extend_from_slice(&[7; 300]));
+        // tag, then 300 as a two-byte varint, then the message.
+        assert_eq!(&out[..3], &[0x0a, 0xac, 0x02]);
+        assert_eq!(out.len(), 3 + 300);
+        let mut short = Vec::new();
+        message(&mut short, 2, |inner| inner.push(1));
+        assert_eq!(short, vec![0x12, 1, 1]);
     }
 
     #[test]
