@@ -43,6 +43,8 @@ pub struct Admitted {
     pub in_flight: InFlight,
     /// The waiting page, or the upstream.
     pub admission: Admission,
+    /// How long the request waited for its app to wake (`None`: it did not).
+    pub waited: Option<Duration>,
 }
 
 impl Proxy {
@@ -126,7 +128,16 @@ impl Proxy {
                 .shows_page(request.method(), html)
         {
             let before = app.phase();
-            if let Err(error) = lifecycle.request_wake(app, || wake::cause(request, client_ip)) {
+            // The wake's span (traces on) is the request's child.
+            let parent = crate::traces::current()
+                .or_else(|| crate::traces::SpanContext::from_headers(request.headers()));
+            let requested = match parent {
+                Some(parent) => crate::traces::within_sync(parent, || {
+                    lifecycle.request_wake(app, || wake::cause(request, client_ip))
+                }),
+                None => lifecycle.request_wake(app, || wake::cause(request, client_ip)),
+            };
+            if let Err(error) = requested {
                 let app = app.key.name.to_string();
                 return Err(ProxyError::Wake { app, error });
             }
@@ -156,17 +167,19 @@ impl Proxy {
                 Admitted {
                     in_flight,
                     admission,
+                    waited: None,
                 },
             ));
         }
 
         // awake? / wake -> hold
         match wake::upstream(lifecycle, app, request, client_ip).await {
-            Ok(upstream) => Ok((
+            Ok((upstream, waited)) => Ok((
                 found,
                 Admitted {
                     in_flight,
                     admission: Admission::Ready(upstream),
+                    waited,
                 },
             )),
             Err(error) => {

@@ -369,6 +369,26 @@ impl ProxyError {
     }
 }
 
+/// What a request's span tells besides its request and answer (traces on).
+#[derive(Debug, Default)]
+struct Notes {
+    /// Whether the span is recorded (else nothing is noted).
+    traced: bool,
+    /// Why the request was not forwarded: the error's code and text.
+    failure: Option<(&'static str, String)>,
+    /// How long it waited for its app to wake.
+    waited: Option<Duration>,
+}
+
+impl Notes {
+    /// Notes why the request was not forwarded.
+    fn failed(&mut self, error: &ProxyError) {
+        if self.traced {
+            self.failure = Some((error.code(), error.to_string()));
+        }
+    }
+}
+
 /// How an error is answered: as HTML or not, and a page in which look and language.
 #[derive(Debug, Default)]
 struct Answer {
@@ -732,25 +752,26 @@ impl Worker {
         }
         // The space and app the request went to, once routed (for the metrics).
         let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
-        self.respond(request, client, &mut routed, &mut None).await
+        self.respond(request, client, &mut routed, &mut Notes::default())
+            .await
     }
 
     /// The phases, an error's answer, and the account; `routed` is where the request went,
-    /// `failure` why it was not forwarded (when it was not).
+    /// `notes` what its span tells.
     async fn respond(
         &self,
         request: Request<RequestBody>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
-        failure: &mut Option<(&'static str, String)>,
+        notes: &mut Notes,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         if !tracing::enabled!(tracing::Level::DEBUG) {
-            let response = match self.proxy(request, client, routed).await {
+            let response = match self.proxy(request, client, routed, &mut notes.waited).await {
                 Ok(response) => response,
                 Err((error, answer)) => {
                     log_failure(&error);
-                    *failure = Some((error.code(), error.to_string()));
+                    notes.failed(&error);
                     error.response(&answer)
                 }
             };
@@ -760,12 +781,12 @@ impl Worker {
         // account: one line per request, never header values or query strings.
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match self.proxy(request, client, routed).await {
+        let response = match self.proxy(request, client, routed, &mut notes.waited).await {
             Ok(response) => response,
             Err((error, answer)) => {
                 log_failure(&error);
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
-                *failure = Some((error.code(), error.to_string()));
+                notes.failed(&error);
                 error.response(&answer)
             }
         };
@@ -794,7 +815,10 @@ impl Worker {
         let name = span_name(method);
         let mut span = self.proxy.tracer.span(name, Kind::Server, remote, true);
         if span.is_recording() {
-            span.set("http.request.method", if name == "HTTP" { "_OTHER" } else { name });
+            span.set(
+                "http.request.method",
+                if name == "HTTP" { "_OTHER" } else { name },
+            );
             span.set("url.path", request.uri().path().to_owned());
             span.set("url.scheme", client.proto);
             span.set(
@@ -816,24 +840,16 @@ impl Worker {
             }
         }
         let mut routed = None;
-        let mut failure = None;
-        let (response, waited) = match span.context() {
-            Some(context) => {
-                request
-                    .headers_mut()
-                    .insert(TRACEPARENT, context.to_header());
-                crate::traces::within(
-                    context,
-                    self.respond(request, client, &mut routed, &mut failure),
-                )
-                .await
-            }
-            None => (
-                self.respond(request, client, &mut routed, &mut failure)
-                    .await,
-                None,
-            ),
+        let mut notes = Notes {
+            traced: span.is_recording(),
+            ..Notes::default()
         };
+        if let Some(context) = span.context() {
+            request
+                .headers_mut()
+                .insert(TRACEPARENT, context.to_header());
+        }
+        let response = self.respond(request, client, &mut routed, &mut notes).await;
         if span.is_recording() {
             let status = response.status();
             span.set("http.response.status_code", i64::from(status.as_u16()));
@@ -842,14 +858,14 @@ impl Worker {
                 span.set("paastis.provider", Arc::clone(&app.key.provider));
                 span.set("paastis.app", Arc::clone(&app.key.name));
             }
-            if let Some(waited) = waited {
+            if let Some(waited) = notes.waited {
                 span.set("paastis.wake.waited", true);
                 span.set(
                     "paastis.wake.waited_ms",
                     i64::try_from(waited.as_millis()).unwrap_or(i64::MAX),
                 );
             }
-            if let Some((code, message)) = failure {
+            if let Some((code, message)) = notes.failure {
                 span.set("error.type", code);
                 if status.is_server_error() {
                     span.fail(message);
@@ -886,6 +902,7 @@ impl Worker {
         request: Request<RequestBody>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
+        waited: &mut Option<Duration>,
     ) -> Result<Response<ProxyBody>, (ProxyError, Answer)> {
         // The original engine's system API, on the proxy port, when enabled.
         if let Some(system) = &self.proxy.system
@@ -931,7 +948,11 @@ impl Worker {
             Admitted {
                 in_flight,
                 admission: Admission::Ready(upstream),
-            } => (in_flight, upstream),
+                waited: held,
+            } => {
+                *waited = held;
+                (in_flight, upstream)
+            }
         };
         let scope = space
             .as_ref()

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Request;
 use http::header::USER_AGENT;
@@ -15,26 +16,29 @@ use crate::lifecycle::{App, Lifecycle, WakeError};
 use crate::model::State;
 use crate::model::Upstream;
 
-/// The app's upstream once it is awake.
+/// The app's upstream once it is awake, and how long the request waited for it (`None`:
+/// the app was awake).
 pub async fn upstream<B>(
     lifecycle: &Arc<Lifecycle>,
     app: &Arc<App>,
     request: &Request<B>,
     client_ip: IpAddr,
-) -> Result<Arc<Upstream>, WakeError> {
+) -> Result<(Arc<Upstream>, Option<Duration>), WakeError> {
     if app.state() == State::Awake
         && let Some(upstream) = app.upstream()
     {
-        return Ok(upstream);
+        return Ok((upstream, None));
     }
     let arrived = Instant::now();
     let deadline = arrived + app.conf().policy.wake_timeout;
-    // Boxed: waking is rare, and the request path's future stays small without it.
-    let upstream =
-        Box::pin(lifecycle.ensure_awake(app, || cause(request, client_ip), deadline)).await;
-    // The request's span (when traced) tells how long it waited.
-    crate::traces::note_wake_wait(arrived.elapsed());
-    upstream
+    // Boxed: waking is rare, and the request path's future stays small without it. The
+    // wake's span (traces on) is the request's child.
+    let upstream = Box::pin(crate::traces::within_request(
+        request.headers(),
+        lifecycle.ensure_awake(app, || cause(request, client_ip), deadline),
+    ))
+    .await?;
+    Ok((upstream, Some(arrived.elapsed())))
 }
 
 /// What the wake event records about the request that caused it (never its query string).
@@ -83,9 +87,10 @@ mod tests {
         for _ in 0..1000 {
             let request = Request::get("/").body(()).expect("request");
             let _in_flight = lifecycle.begin_request(&app);
-            let upstream = upstream(&lifecycle, &app, &request, peer)
+            let (upstream, waited) = upstream(&lifecycle, &app, &request, peer)
                 .await
                 .expect("awake");
+            assert_eq!(waited, None);
             assert_eq!(upstream.authority.as_str(), "127.0.0.1:10000");
         }
         assert_eq!(fake.with(|s| s.calls), calls);

@@ -16,11 +16,10 @@ mod router;
 pub mod settings;
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use context::SpanContext;
 pub use export::{ExportError, Exporter};
@@ -248,15 +247,15 @@ impl Tracer {
             sampled,
         };
         let record = sampled.then(|| SpanRecord {
-                context,
-                parent: parent.map(|parent| parent.span_id),
-                remote_parent: remote && parent.is_some(),
-                name: name.into(),
-                kind,
-                start: unix_nanos(),
-                end: 0,
-                attributes: Vec::with_capacity(16),
-                error: None,
+            context,
+            parent: parent.map(|parent| parent.span_id),
+            remote_parent: remote && parent.is_some(),
+            name: name.into(),
+            kind,
+            start: unix_nanos(),
+            end: 0,
+            attributes: Vec::with_capacity(16),
+            error: None,
         });
         Span {
             context: Some(context),
@@ -361,45 +360,37 @@ impl Drop for Span {
 }
 
 tokio::task_local! {
-    /// The span a task works for (a request's, an admin call's): what it starts (a wake, a
-    /// stop) becomes its child.
-    static CURRENT: Current;
+    /// The span a task works for (an admin call's, a request's while it wakes its app):
+    /// what it begins (a wake, a stop) becomes its child.
+    static CURRENT: SpanContext;
 }
 
-/// The task's current span, and what the lifecycle noted for it.
-struct Current {
-    /// The span.
-    context: SpanContext,
-    /// How long the request waited for its app to wake, when it did.
-    waited: Cell<Option<Duration>>,
+/// Runs `work` with `context` as its task's current span.
+pub async fn within<F: Future>(context: SpanContext, work: F) -> F::Output {
+    CURRENT.scope(context, work).await
 }
 
-/// Runs `work` with `context` as its task's current span; returns its output and how long
-/// it waited for a wake ([`note_wake_wait`]).
-pub async fn within<F: Future>(context: SpanContext, work: F) -> (F::Output, Option<Duration>) {
-    CURRENT
-        .scope(
-            Current {
-                context,
-                waited: Cell::new(None),
-            },
-            async move {
-                let output = work.await;
-                let waited = CURRENT.with(|current| current.waited.get());
-                (output, waited)
-            },
-        )
-        .await
+/// Runs `work` (no `.await` in it) with `context` as the current span.
+pub fn within_sync<R>(context: SpanContext, work: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(context, work)
+}
+
+/// Runs `work` (a wake a request asks for) under the task's current span, else under the
+/// request's own `traceparent` (the proxy puts its span's there when traces are on).
+pub async fn within_request<F: Future>(headers: &http::HeaderMap, work: F) -> F::Output {
+    match current()
+        .is_none()
+        .then(|| SpanContext::from_headers(headers))
+        .flatten()
+    {
+        Some(context) => within(context, work).await,
+        None => work.await,
+    }
 }
 
 /// The task's current span, if any.
 pub fn current() -> Option<SpanContext> {
-    CURRENT.try_with(|current| current.context).ok()
-}
-
-/// Notes that the task's request waited this long for its app to wake.
-pub fn note_wake_wait(waited: Duration) {
-    let _ = CURRENT.try_with(|current| current.waited.set(Some(waited)));
+    CURRENT.try_with(|context| *context).ok()
 }
 
 /// Whether a trace-id ratio sampler keeps this trace: its last 8 bytes, as a number, below
@@ -552,14 +543,23 @@ mod tests {
         let (tracer, _spans) = tracer(ON, 8);
         let span = tracer.span("GET", Kind::Server, None, false);
         let context = span.context().unwrap();
-        let ((), waited) = within(context, async {
+        within(context, async {
             assert_eq!(current(), Some(context));
             let child = tracer.span_here("wake", Kind::Internal);
             assert_eq!(child.context().unwrap().trace_id, context.trace_id);
-            note_wake_wait(Duration::from_millis(7));
         })
         .await;
-        assert_eq!(waited, Some(Duration::from_millis(7)));
         assert_eq!(current(), None);
+        // A request's own traceparent, when no span is current.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(context::TRACEPARENT, context.to_header());
+        let found = within_request(&headers, async { current() }).await;
+        assert_eq!(found, Some(context));
+        let other = tracer
+            .span("GET", Kind::Server, None, false)
+            .context()
+            .unwrap();
+        let found = within(other, within_request(&headers, async { current() })).await;
+        assert_eq!(found, Some(other));
     }
 }

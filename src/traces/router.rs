@@ -44,7 +44,7 @@ async fn trace_call(
         span.set("url.path", request.uri().path().to_owned());
     }
     let response = match span.context() {
-        Some(context) => super::within(context, next.run(request)).await.0,
+        Some(context) => super::within(context, next.run(request)).await,
         None => next.run(request).await,
     };
     let status = response.status();
