@@ -388,7 +388,7 @@ impl Worker {
             let stream = counted.as_ref().map(Streams::begin);
             async move {
                 let response = worker
-                    .handle(request.map(RequestBody::Hyper), &client)
+                    .handle(request.map(RequestBody::Hyper), &client, None)
                     .await;
                 Ok::<_, Infallible>(response.map(|body| CountedBody {
                     body,

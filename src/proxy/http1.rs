@@ -184,7 +184,7 @@ async fn answer(
     client: &ClientSide,
 ) -> Option<Response<ProxyBody>> {
     // Boxed: a connection between requests then holds no room for one in progress.
-    let mut handling = Box::pin(worker.handle(request, client));
+    let mut handling = Box::pin(worker.handle(request, client, None));
     let mut watching = true;
     loop {
         tokio::select! {

@@ -378,6 +378,8 @@ struct Notes {
     failure: Option<(&'static str, String)>,
     /// How long it waited for its app to wake.
     waited: Option<Duration>,
+    /// The app it went to.
+    app: Option<Arc<App>>,
 }
 
 impl Notes {
@@ -732,11 +734,13 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 }
 
 impl Worker {
-    /// One request through every phase.
+    /// One request through every phase. `notes` (from [`Worker::traced`] only) takes what
+    /// the request's span tells; `None` is the untraced path, which stays as small as it was.
     async fn handle(
         &self,
         request: Request<RequestBody>,
         client: &ClientSide,
+        mut notes: Option<&mut Notes>,
     ) -> Response<ProxyBody> {
         // `admin.host`: not an app's request, not in the apps' metrics. Boxed: held inline,
         // its future would make every request's state larger (more to move per request).
@@ -747,46 +751,46 @@ impl Worker {
             return answer.map(|body| Either::Right(Either::Right(body)));
         }
         // Traces on: the same, within the request's span (boxed, as every rare path).
-        if self.proxy.tracer.is_on() {
+        if notes.is_none() && self.proxy.tracer.is_on() {
             return Box::pin(self.traced(request, client)).await;
         }
+        let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
         let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
-        self.respond(request, client, &mut routed, &mut Notes::default())
-            .await
-    }
-
-    /// The phases, an error's answer, and the account; `routed` is where the request went,
-    /// `notes` what its span tells.
-    async fn respond(
-        &self,
-        request: Request<RequestBody>,
-        client: &ClientSide,
-        routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
-        notes: &mut Notes,
-    ) -> Response<ProxyBody> {
-        let started = Instant::now();
         if !tracing::enabled!(tracing::Level::DEBUG) {
-            let response = match self.proxy(request, client, routed, &mut notes.waited).await {
+            let response = match self
+                .proxy(request, client, &mut routed, notes.as_deref_mut())
+                .await
+            {
                 Ok(response) => response,
                 Err((error, answer)) => {
                     log_failure(&error);
-                    notes.failed(&error);
+                    if let Some(notes) = notes.as_deref_mut() {
+                        notes.failed(&error);
+                    }
                     error.response(&answer)
                 }
             };
             self.account(routed.as_ref(), response.status(), started);
+            if let Some(notes) = notes {
+                notes.app = routed.map(|(_, app)| app);
+            }
             return response;
         }
         // account: one line per request, never header values or query strings.
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match self.proxy(request, client, routed, &mut notes.waited).await {
+        let response = match self
+            .proxy(request, client, &mut routed, notes.as_deref_mut())
+            .await
+        {
             Ok(response) => response,
             Err((error, answer)) => {
                 log_failure(&error);
                 tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
-                notes.failed(&error);
+                if let Some(notes) = notes.as_deref_mut() {
+                    notes.failed(&error);
+                }
                 error.response(&answer)
             }
         };
@@ -798,10 +802,13 @@ impl Worker {
             duration_us = started.elapsed().as_micros() as u64,
             "request"
         );
+        if let Some(notes) = notes {
+            notes.app = routed.map(|(_, app)| app);
+        }
         response
     }
 
-    /// [`Worker::respond`] within the request's server span: the client's `traceparent`
+    /// [`Worker::handle`] within the request's server span: the client's `traceparent`
     /// is its parent; the span's own goes upstream; a wake it causes is its child. The span
     /// ends with the answer's head.
     async fn traced(
@@ -839,7 +846,6 @@ impl Worker {
                 span.set("server.address", host.to_owned());
             }
         }
-        let mut routed = None;
         let mut notes = Notes {
             traced: span.is_recording(),
             ..Notes::default()
@@ -849,11 +855,11 @@ impl Worker {
                 .headers_mut()
                 .insert(TRACEPARENT, context.to_header());
         }
-        let response = self.respond(request, client, &mut routed, &mut notes).await;
+        let response = self.handle(request, client, Some(&mut notes)).await;
         if span.is_recording() {
             let status = response.status();
             span.set("http.response.status_code", i64::from(status.as_u16()));
-            if let Some((_, app)) = &routed {
+            if let Some(app) = &notes.app {
                 span.set("paastis.space", Arc::clone(&app.key.space));
                 span.set("paastis.provider", Arc::clone(&app.key.provider));
                 span.set("paastis.app", Arc::clone(&app.key.name));
@@ -902,7 +908,7 @@ impl Worker {
         request: Request<RequestBody>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
-        waited: &mut Option<Duration>,
+        notes: Option<&mut Notes>,
     ) -> Result<Response<ProxyBody>, (ProxyError, Answer)> {
         // The original engine's system API, on the proxy port, when enabled.
         if let Some(system) = &self.proxy.system
@@ -948,9 +954,11 @@ impl Worker {
             Admitted {
                 in_flight,
                 admission: Admission::Ready(upstream),
-                waited: held,
+                waited,
             } => {
-                *waited = held;
+                if let Some(notes) = notes {
+                    notes.waited = waited;
+                }
                 (in_flight, upstream)
             }
         };
