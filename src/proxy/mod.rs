@@ -19,6 +19,8 @@
 //!   until it is awake or its `wake_timeout` runs out (503 + `Retry-After`).
 //! * **forward** ([`forward`]): streamed both ways through pooled connections.
 //! * **account**: one debug log line per request (never header values).
+//! * **trace** ([`trace`], traces on): the request's span around the phases, its
+//!   `traceparent` replaced by the span's own on the way upstream.
 //!
 //! Every failure is a [`ProxyError`]; [`ProxyError::status`] is the one place that maps them
 //! to status codes. The proxy never calls a provider for an awake app.
@@ -36,6 +38,7 @@ pub mod route;
 pub mod settings;
 pub mod system;
 pub mod tls;
+mod trace;
 pub mod wake;
 
 use std::future::Future;
@@ -57,6 +60,7 @@ use body::{ClientBodyError, RequestBody};
 use forward::{ClientSide, ForwardError, Forwarder, TrackedBody};
 use pages::ErrorPage;
 use route::HostError;
+use trace::Notes;
 
 /// Body of every proxy response: the upstream's, streamed; a page or an error of the
 /// engine's own; or an `admin.host` answer, streamed.
@@ -365,28 +369,6 @@ impl ProxyError {
                 self.page_in(true, look, &visitor).map(own)
             }
             _ => self.page(answer.html).map(own),
-        }
-    }
-}
-
-/// What a request's span tells besides its request and answer (traces on).
-#[derive(Debug, Default)]
-struct Notes {
-    /// Whether the span is recorded (else nothing is noted).
-    traced: bool,
-    /// Why the request was not forwarded: the error's code and text.
-    failure: Option<(&'static str, String)>,
-    /// How long it waited for its app to wake.
-    waited: Option<Duration>,
-    /// The app it went to.
-    app: Option<Arc<App>>,
-}
-
-impl Notes {
-    /// Notes why the request was not forwarded.
-    fn failed(&mut self, error: &ProxyError) {
-        if self.traced {
-            self.failure = Some((error.code(), error.to_string()));
         }
     }
 }
@@ -708,23 +690,6 @@ impl Proxy {
     }
 }
 
-/// A server span's name: the request's method (`HTTP` for one outside the standard set, so
-/// names stay few).
-fn span_name(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE => "DELETE",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::TRACE => "TRACE",
-        http::Method::CONNECT => "CONNECT",
-        _ => "HTTP",
-    }
-}
-
 /// The next connection on the TLS listener; never, without one.
 async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
@@ -804,82 +769,6 @@ impl Worker {
         );
         if let Some(notes) = notes {
             notes.app = routed.map(|(_, app)| app);
-        }
-        response
-    }
-
-    /// [`Worker::handle`] within the request's server span: the client's `traceparent`
-    /// is its parent; the span's own goes upstream; a wake it causes is its child. The span
-    /// ends with the answer's head.
-    async fn traced(
-        &self,
-        mut request: Request<RequestBody>,
-        client: &ClientSide,
-    ) -> Response<ProxyBody> {
-        use crate::traces::{Kind, SpanContext, context::TRACEPARENT};
-        let remote = SpanContext::from_headers(request.headers());
-        let method = request.method();
-        let name = span_name(method);
-        let mut span = self.proxy.tracer.span(name, Kind::Server, remote, true);
-        if span.is_recording() {
-            span.set(
-                "http.request.method",
-                if name == "HTTP" { "_OTHER" } else { name },
-            );
-            span.set("url.path", request.uri().path().to_owned());
-            span.set("url.scheme", client.proto);
-            span.set(
-                "network.protocol.version",
-                match request.version() {
-                    http::Version::HTTP_2 => "2",
-                    http::Version::HTTP_10 => "1.0",
-                    _ => "1.1",
-                },
-            );
-            span.set("client.address", client.peer.ip());
-            if let Some(host) = request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|host| host.to_str().ok())
-                .or_else(|| request.uri().host())
-            {
-                span.set("server.address", host.to_owned());
-            }
-        }
-        let mut notes = Notes {
-            traced: span.is_recording(),
-            ..Notes::default()
-        };
-        if let Some(context) = span.context() {
-            request
-                .headers_mut()
-                .insert(TRACEPARENT, context.to_header());
-        }
-        let response = self.handle(request, client, Some(&mut notes)).await;
-        if span.is_recording() {
-            let status = response.status();
-            span.set("http.response.status_code", i64::from(status.as_u16()));
-            if let Some(app) = &notes.app {
-                span.set("paastis.space", Arc::clone(&app.key.space));
-                span.set("paastis.provider", Arc::clone(&app.key.provider));
-                span.set("paastis.app", Arc::clone(&app.key.name));
-            }
-            if let Some(waited) = notes.waited {
-                span.set("paastis.wake.waited", true);
-                span.set(
-                    "paastis.wake.waited_ms",
-                    i64::try_from(waited.as_millis()).unwrap_or(i64::MAX),
-                );
-            }
-            if let Some((code, message)) = notes.failure {
-                span.set("error.type", code);
-                if status.is_server_error() {
-                    span.fail(message);
-                }
-            } else if status.is_server_error() {
-                span.set("error.type", status.as_str().to_owned());
-                span.fail(format!("the upstream answered {status}"));
-            }
         }
         response
     }

@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn children_share_the_trace_and_name_their_parent() {
-        let (tracer, mut spans) = tracer(ON, 8);
+        let (tracer, spans) = tracer(ON, 8);
         let remote =
             SpanContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let root = tracer.span("GET", Kind::Server, Some(remote), true);
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_parent_based_sampler_follows_the_caller() {
-        let (tracer, mut spans) = tracer(ON, 8);
+        let (tracer, spans) = tracer(ON, 8);
         let unsampled =
             SpanContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
         let span = tracer.span("GET", Kind::Server, Some(unsampled), true);
