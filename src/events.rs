@@ -143,6 +143,13 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reconciled: Option<crate::model::Reconciled>,
     },
+    /// A wake was refused: the plan allows no more running apps on the app's provider, and
+    /// none could be stopped to make room (its requests got 429). Recorded at most once a
+    /// minute per app, however many requests are refused.
+    WakeRefused {
+        /// The limit, as the refused requests were told.
+        reason: String,
+    },
     /// The wake failed; held requests got 503.
     StartFailed {
         /// Why, as the provider or the readiness check said.
@@ -344,6 +351,9 @@ fn log(event: &Event) {
         EventKind::WakeRequested { cause } => tracing::info!(%app, %cause, "waking"),
         EventKind::Started { duration, .. } => {
             tracing::info!(%app, duration_ms = duration.as_millis() as u64, "awake")
+        }
+        EventKind::WakeRefused { reason } => {
+            tracing::warn!(%app, %reason, "wake refused by the plan")
         }
         EventKind::StartFailed { reason } => tracing::warn!(%app, %reason, "wake failed"),
         EventKind::StopRequested { cause } => tracing::info!(%app, %cause, "stopping"),

@@ -98,8 +98,8 @@ pub struct EventView {
     pub provider: String,
     /// The app (empty for provider-wide events).
     pub app: String,
-    /// discovered, registered, wake_requested, started, start_failed, stop_requested,
-    /// stopped, stop_vetoed, stop_failed, exited, deleted, provider_error.
+    /// discovered, registered, wake_requested, wake_refused, started, start_failed,
+    /// stop_requested, stopped, stop_vetoed, stop_failed, exited, deleted, provider_error.
     pub kind: String,
     /// The kind's own fields (cause, duration_ms, reason, ...).
     #[schema(value_type = Object)]

@@ -496,6 +496,9 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::StartFailed {
             reason: "timed out after 120s".into(),
         },
+        EventKind::WakeRefused {
+            reason: "the plan `free` allows 5 running apps on `local`, and 5 are running".into(),
+        },
         EventKind::StopRequested {
             cause: StopCause::Idle {
                 idle_for: Duration::from_secs(900),
@@ -548,6 +551,7 @@ fn every_kind() -> Vec<EventKind> {
             }
             | EventKind::Started { .. }
             | EventKind::StartFailed { .. }
+            | EventKind::WakeRefused { .. }
             | EventKind::StopRequested {
                 cause:
                     StopCause::Idle { .. }

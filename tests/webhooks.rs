@@ -434,6 +434,52 @@ async fn slack_and_discord_get_sentences_of_the_kinds_they_asked_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_limit_tells_of_a_wake_the_plan_refused_once_however_many_requests() {
+    let receiver = Receiver::start(Behaviour::Always(200)).await;
+    let engine = TestEngine::start(&format!(
+        "plan: {{running_apps_per_provider: 1}}
+{}",
+        config(
+            &format!(
+                "  - {{id: limits, url: '{}', events: [plan_limit], format: slack}}",
+                receiver.url
+            ),
+            &[("web", ""), ("api", "")],
+        )
+    ))
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("web.localhost", "/").await.status, 200);
+    // Refused, three times over: one event, one delivery.
+    for _ in 0..3 {
+        assert_eq!(client.get("api.localhost", "/").await.status, 429);
+    }
+    until("the receiver hears of the refusal", async || {
+        !receiver.got().is_empty()
+    })
+    .await;
+    assert_eq!(
+        engine.count("api", |kind| matches!(
+            kind,
+            paastis::events::EventKind::WakeRefused { .. }
+        )),
+        1
+    );
+    let text = receiver.got()[0].body["text"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    assert!(
+        text.starts_with("App api (local) was not woken: the plan ") && text.contains("allows 1"),
+        "{text}"
+    );
+    // Whatever else happened (the start of web) was not sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 1, "{:?}", receiver.got());
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_s_webhooks_get_the_events_of_its_apps_only() {
     let everything = Receiver::start(Behaviour::Always(200)).await;
     let api_only = Receiver::start(Behaviour::Always(200)).await;

@@ -64,6 +64,9 @@ pub struct App {
     pub(super) start_durations: Mutex<VecDeque<Duration>>,
     /// Engine-clock milliseconds before which the idle check must not try to stop again.
     pub(super) stop_retry_at: AtomicU64,
+    /// Engine-clock milliseconds of the last `wake_refused` event (0: none), so a flood of
+    /// refused requests records one event a minute.
+    pub(super) refused_at: AtomicU64,
     /// Counts state changes, so discovery can tell that a listing taken before a change is
     /// stale for this app.
     pub(super) transitions: AtomicU64,

@@ -200,6 +200,7 @@ impl Lifecycle {
                     formation: Mutex::new(formation),
                     start_durations: Mutex::new(start_durations),
                     stop_retry_at: AtomicU64::new(0),
+                    refused_at: AtomicU64::new(0),
                     transitions: AtomicU64::new(0),
                     unverified: std::sync::atomic::AtomicBool::new(
                         info.status == AppStatus::Unknown,

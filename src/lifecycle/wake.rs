@@ -83,7 +83,11 @@ impl Lifecycle {
                 if !from.contains(&app.state()) {
                     return Ok(false);
                 }
-                self.make_room(app, limit)?;
+                if let Err(refused) = self.make_room(app, limit) {
+                    drop(gate);
+                    self.refused(app, &refused);
+                    return Err(refused);
+                }
                 Some(gate)
             }
             None => None,
@@ -108,6 +112,27 @@ impl Lifecycle {
         self.runtime
             .spawn(Arc::clone(self).run_wake(Arc::clone(app), cause, parent));
         Ok(true)
+    }
+
+    /// Records a wake refused by the plan: a `wake_refused` event, at most once a minute
+    /// per app.
+    fn refused(&self, app: &App, refused: &WakeError) {
+        const EVERY_MS: u64 = 60_000;
+        let now = self.clock.now_ms().max(1);
+        let last = app.refused_at.load(Ordering::SeqCst);
+        if (last == 0 || now.saturating_sub(last) >= EVERY_MS)
+            && app
+                .refused_at
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.events.emit(
+                &app.key,
+                EventKind::WakeRefused {
+                    reason: refused.to_string(),
+                },
+            );
+        }
     }
 
     /// Makes sure one more app of `app`'s provider may run within `limit`: refused

@@ -41,6 +41,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "discovered",
     "registered",
     "wake_requested",
+    "wake_refused",
     "started",
     "start_failed",
     "stop_requested",
@@ -57,7 +58,8 @@ pub const EVENT_KINDS: &[&str] = &[
 ];
 
 /// Names of `events` that stand for others: `wake_failed` is `start_failed`, `plan_limit`
-/// a stop to make room under the plan (`stop_requested` with that cause).
+/// a wake the plan refused (`wake_refused`) or a stop to make room under it
+/// (`stop_requested` with that cause).
 pub const EVENT_ALIASES: &[&str] = &["wake_failed", "plan_limit"];
 
 /// How a delivery's body is written.
@@ -114,8 +116,8 @@ impl Webhook {
                 wanted == kind
                     || (wanted == "wake_failed" && kind == "start_failed")
                     || (wanted == "plan_limit"
-                        && kind == "stop_requested"
-                        && cause == Some("plan_limit"))
+                        && (kind == "wake_refused"
+                            || (kind == "stop_requested" && cause == Some("plan_limit"))))
             })
     }
 
@@ -330,7 +332,8 @@ pub const WEBHOOK_KEYS: &[crate::settings::Key] = {
             "events",
             Kind::List(&Kind::Text("event kind")),
             "The event kinds sent (started, stopped, start_failed, stop_vetoed, ...; \
-             wake_failed is start_failed, plan_limit a stop to make room under the plan); \
+             wake_failed is start_failed, plan_limit a wake refused by the plan or a stop to \
+             make room under it); \
              absent: every kind.",
         ),
         Key::new(
@@ -401,8 +404,8 @@ mod tests {
                 "webhooks[0].id: is required (e.g. ops)",
                 "webhooks[0].url: must be an http(s) URL",
                 "webhooks[0].events[1]: `nope` is not an event kind: discovered, registered, \
-                 wake_requested, started, start_failed, stop_requested, stopped, stop_vetoed, \
-                 hook_failed, stop_failed, exited, deleted, unmanaged, config_reloaded, \
+                 wake_requested, wake_refused, started, start_failed, stop_requested, stopped, \
+                 stop_vetoed, hook_failed, stop_failed, exited, deleted, unmanaged, config_reloaded, \
                  config_rejected, provider_error, wake_failed, plan_limit",
                 "webhooks[0].format: `teams` is not a format: json, slack or discord",
                 "webhooks[0].retry_for: `x` is not a duration (expected e.g. 250ms, 90s, 15m, 2h, 7d)",
@@ -457,6 +460,7 @@ mod tests {
         let webhook = &webhooks[0];
         assert!(webhook.wants("start_failed", None));
         assert!(webhook.wants("stop_requested", Some("plan_limit")));
+        assert!(webhook.wants("wake_refused", None));
         assert!(!webhook.wants("stop_requested", Some("idle")));
         assert!(!webhook.wants("started", None));
     }

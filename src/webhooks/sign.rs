@@ -106,6 +106,7 @@ pub fn sentence(event: &Event) -> String {
         EventKind::Started { duration, .. } => {
             format!("{who} started in {:.1}s.", duration.as_secs_f64())
         }
+        EventKind::WakeRefused { reason } => format!("{who} was not woken: {reason}."),
         EventKind::StartFailed { reason } => format!("{who} failed to start: {reason}"),
         EventKind::StopRequested { cause } => format!("{who} is being stopped: {cause}."),
         EventKind::Stopped { .. } => format!("{who} was stopped."),
