@@ -141,10 +141,84 @@ pub fn patched(current: &Value, patch: &Value) -> Result<Value, Vec<ConfigError>
             }
         }
     }
+    keep_webhook_credentials(current, &mut next, &mut errors);
     if errors.is_empty() {
         Ok(next)
     } else {
         Err(errors)
+    }
+}
+
+/// Every webhook entry of a document (the space's, then each rule's), with its path.
+fn webhook_entries(document: &mut Value) -> Vec<(String, &mut Map<String, Value>)> {
+    let Some(map) = document.as_object_mut() else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    let mut rules = None;
+    for (key, value) in map.iter_mut() {
+        match (key.as_str(), value) {
+            ("webhooks", Value::Array(list)) => {
+                for (index, entry) in list.iter_mut().enumerate() {
+                    if let Some(entry) = entry.as_object_mut() {
+                        entries.push((format!("webhooks[{index}]"), entry));
+                    }
+                }
+            }
+            ("rules", Value::Array(list)) => rules = Some(list),
+            _ => {}
+        }
+    }
+    for (rule, value) in rules.into_iter().flatten().enumerate() {
+        if let Some(Value::Array(list)) = value.get_mut("webhooks") {
+            for (index, entry) in list.iter_mut().enumerate() {
+                if let Some(entry) = entry.as_object_mut() {
+                    entries.push((format!("rules[{rule}].webhooks[{index}]"), entry));
+                }
+            }
+        }
+    }
+    entries
+}
+
+/// A webhook entry of the patched document whose `id` is a current webhook's keeps what
+/// the API never shows back: its URL, when the entry leaves it out or gives it as shown
+/// (its scheme and host), and then its `secret` when the entry leaves it out. A webhook
+/// sent to another URL keeps no secret: an entry that gives none again is an error.
+fn keep_webhook_credentials(current: &Value, next: &mut Value, errors: &mut Vec<ConfigError>) {
+    let mut current = current.clone();
+    let stored: Vec<(Value, Map<String, Value>)> = webhook_entries(&mut current)
+        .into_iter()
+        .filter_map(|(_, entry)| Some((entry.get("id")?.clone(), entry.clone())))
+        .collect();
+    for (path, entry) in webhook_entries(next) {
+        let Some((_, same)) = stored.iter().find(|(id, _)| Some(id) == entry.get("id")) else {
+            continue;
+        };
+        let Some(url) = same.get("url").and_then(Value::as_str) else {
+            continue;
+        };
+        let shown = crate::webhooks::origin(url);
+        let unchanged = match entry.get("url").and_then(Value::as_str) {
+            None => true,
+            Some(given) => given == url || given == shown,
+        };
+        if unchanged {
+            entry.insert("url".to_owned(), Value::String(url.to_owned()));
+            if !entry.contains_key("secret")
+                && let Some(secret) = same.get("secret")
+            {
+                entry.insert("secret".to_owned(), secret.clone());
+            }
+        } else if same.contains_key("secret") && !entry.contains_key("secret") {
+            errors.push(ConfigError {
+                path: format!("{path}.secret"),
+                message: "missing: `url` changed, so the stored secret is not kept (it is \
+                          never used for another receiver than the one it was given for); \
+                          give it again in this change"
+                    .to_owned(),
+            });
+        }
     }
 }
 
@@ -333,6 +407,59 @@ mod tests {
         )
         .expect("same address");
         assert_eq!(same["providers"][0]["token"], "s3cret");
+    }
+
+    #[test]
+    fn webhooks_keep_their_url_and_secret_when_sent_back_as_shown() {
+        let current = json!({"id": "acme",
+            "webhooks": [{"id": "a", "url": "https://hooks.example.com/T/B/tok3n", "secret": "s3cret"}],
+            "rules": [{"pattern": "x"}, {"pattern": "y", "webhooks": [{"id": "b", "url": "https://h.example.com/p4th"}]}]});
+        // As the API shows them (URL cut to its origin, no secret), with a change.
+        let shown = public(&current);
+        let mut patch =
+            json!({"webhooks": shown["webhooks"].clone(), "rules": shown["rules"].clone()});
+        patch["webhooks"][0]["events"] = json!(["started"]);
+        for pointer in ["/webhooks/0", "/rules/1/webhooks/0"] {
+            if let Some(entry) = patch.pointer_mut(pointer).and_then(Value::as_object_mut) {
+                entry.remove("secrets");
+            }
+        }
+        let next = patched(&current, &patch).expect("patched");
+        assert_eq!(
+            next["webhooks"][0]["url"],
+            "https://hooks.example.com/T/B/tok3n"
+        );
+        assert_eq!(next["webhooks"][0]["secret"], "s3cret");
+        assert_eq!(next["webhooks"][0]["events"], json!(["started"]));
+        assert_eq!(
+            next["rules"][1]["webhooks"][0]["url"],
+            "https://h.example.com/p4th"
+        );
+        // Left out: kept too.
+        let next = patched(&current, &json!({"webhooks": [{"id": "a"}]})).expect("patched");
+        assert_eq!(next["webhooks"][0]["secret"], "s3cret");
+        // Another receiver: the secret must be given again (and is never in the error).
+        let errors = patched(
+            &current,
+            &json!({"webhooks": [{"id": "a", "url": "https://elsewhere.example.com/x"}]}),
+        )
+        .expect_err("secret needed");
+        assert_eq!(errors[0].path, "webhooks[0].secret");
+        assert!(!format!("{errors:?}").contains("s3cret"));
+        let next = patched(
+            &current,
+            &json!({"webhooks": [{"id": "a", "url": "https://elsewhere.example.com/x", "secret": "n3w"}]}),
+        )
+        .expect("given again");
+        assert_eq!(next["webhooks"][0]["secret"], "n3w");
+        // Another id is another webhook: nothing of a's.
+        let next = patched(
+            &current,
+            &json!({"webhooks": [{"id": "c", "url": "https://hooks.example.com"}]}),
+        )
+        .expect("patched");
+        assert_eq!(next["webhooks"][0]["url"], "https://hooks.example.com");
+        assert_eq!(next["webhooks"][0].get("secret"), None);
     }
 
     #[test]
