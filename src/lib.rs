@@ -12,8 +12,8 @@
 //!   sealing, constant-time comparison.
 //! * [`address`]: which addresses a tenant's upstreams may resolve to (hosted mode).
 //! * [`html`]: text made safe for HTML, for the proxy's error pages and the dashboard.
-//! * [`wire`]: the admin API's JSON views of apps, events and providers, which the CLI reads
-//!   back (so neither front door imports the other).
+//! * [`wire`]: the admin API's JSON views of apps, events, providers and webhooks, which the
+//!   CLI reads back (so neither front door imports the other).
 //!
 //! **Shared readers and records**:
 //! * [`settings`]: the shared reader of settings (every error collected, with its path).

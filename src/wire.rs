@@ -1,6 +1,6 @@
-//! The admin API's wire types: the JSON views of apps, events, provider accounts and spaces
-//! that the admin API serves and the CLI reads back. Both import them from here, so neither front
-//! door imports the other. They are plain data (serde and an OpenAPI schema): how a view is
+//! The admin API's wire types: the JSON views of apps, events, provider accounts, spaces and
+//! webhooks that the admin API serves and the CLI reads back. Both import them from here, so
+//! neither front door imports the other. They are plain data (serde and an OpenAPI schema): how a view is
 //! filled in from the engine's state stays in the admin API; this module imports nothing
 //! else of the crate.
 
@@ -276,4 +276,72 @@ pub struct ReloadView {
     pub applied: bool,
     /// What changed, one line each (`rules`, `providers: local (changed)`, ...).
     pub changes: Vec<String>,
+}
+
+/// The space's webhooks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    /// Its webhooks and its rules', in the order configured.
+    pub webhooks: Vec<WebhookView>,
+}
+
+/// One webhook, as shown.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    /// Its id.
+    pub id: String,
+    /// The scheme and host of its URL (the rest may hold a credential).
+    pub target: String,
+    /// The event kinds it gets (empty: every kind).
+    pub events: Vec<String>,
+    /// `json`, `slack` or `discord`.
+    pub format: String,
+    /// Whether its deliveries are signed (`Paastis-Signature`).
+    pub signed: bool,
+    /// The pattern of the rule it comes from, if it is a rule's.
+    pub rule: Option<String>,
+    /// For how long a failed delivery is tried again, in seconds.
+    pub retry_for_secs: u64,
+    /// Deliveries waiting now.
+    pub queued: usize,
+    /// Deliveries made since the start.
+    pub delivered: u64,
+    /// Deliveries given up since the start.
+    pub failed: u64,
+    /// Deliveries dropped from a full queue since the start.
+    pub dropped: u64,
+}
+
+/// A webhook's recent deliveries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    /// The webhook's id.
+    pub webhook: String,
+    /// Its last deliveries, newest first (at most 100).
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One delivery.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    /// Its id (the `Paastis-Delivery` header).
+    pub id: String,
+    /// The event's kind.
+    pub kind: String,
+    /// The event's app (empty for space-wide events).
+    pub app: String,
+    /// `queued`, `retrying`, `delivered`, `failed` (given up) or `dropped` (a full queue).
+    pub status: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The receiver's last HTTP status, if it answered.
+    pub response_status: Option<u16>,
+    /// What went wrong last.
+    pub last_error: Option<String>,
+    /// When the event was queued (RFC 3339).
+    pub created_at: String,
+    /// When it was last tried.
+    pub last_attempt_at: Option<String>,
+    /// When it was delivered or given up.
+    pub done_at: Option<String>,
 }

@@ -283,6 +283,45 @@ async fn a_failing_receiver_gets_the_delivery_after_retries_and_attempts_are_rec
         metrics.contains("paastis_webhook_dropped_total 0"),
         "{metrics}"
     );
+    // The CLI shows the same: the list with its counts, then the webhook's deliveries.
+    let url = format!("http://{}", engine.admin_addr);
+    let listed = support::paastis()
+        .args(["webhooks", "--api-url", &url, "--token", TOKEN])
+        .output()
+        .await
+        .expect("run paastis webhooks");
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success(), "{table}");
+    let line = table
+        .lines()
+        .find(|line| line.starts_with("ops "))
+        .unwrap_or_else(|| panic!("no ops line in {table}"));
+    assert!(line.contains("started") && line.contains(" no "), "{line}");
+    assert!(!table.contains(PATH_TOKEN), "{table}");
+    let shown = support::paastis()
+        .args(["webhooks", "ops", "--api-url", &url, "--token", TOKEN])
+        .output()
+        .await
+        .expect("run paastis webhooks ops");
+    let table = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.status.success(), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains("started") && line.contains("delivered")),
+        "{table}"
+    );
+    let missing = support::paastis()
+        .args(["webhooks", "nope", "--api-url", &url, "--token", TOKEN])
+        .output()
+        .await
+        .expect("run paastis webhooks nope");
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no webhook `nope`"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     engine.stop().await;
 }
 

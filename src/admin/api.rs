@@ -47,8 +47,8 @@ use crate::wire::{
         super::FieldError, crate::wire::SpaceView, crate::wire::SpaceProviderView,
         crate::wire::TokenView, crate::wire::SpaceList, crate::wire::IssuedTokenView,
         crate::wire::CreatedSpace, crate::wire::ConfigView, crate::wire::ReloadAttemptView,
-        crate::wire::ReloadView, super::webhooks::WebhookList, super::webhooks::WebhookView,
-        super::webhooks::DeliveryList, super::webhooks::DeliveryView
+        crate::wire::ReloadView, crate::wire::WebhookList, crate::wire::WebhookView,
+        crate::wire::DeliveryList, crate::wire::DeliveryView
     )),
     modifiers(&BearerAuth, &SpaceParam),
     security(("bearer" = []))

@@ -60,6 +60,9 @@ pub enum ClientCommand {
     /// or revoke their tokens (admin token).
     #[command(after_help = EXIT_CODES)]
     Spaces(SpacesArgs),
+    /// The webhooks and their counts; with an id, that webhook's recent deliveries.
+    #[command(after_help = EXIT_CODES)]
+    Webhooks(WebhooksArgs),
 }
 
 /// Where the admin API is, how to authenticate, and how to print.
@@ -211,6 +214,17 @@ pub struct ProvidersArgs {
     /// Where the API is and how to print.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// `paastis webhooks [ID]`.
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    /// Where the API is and how to print.
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// A webhook's id: its recent deliveries (newest first) instead of the list.
+    pub id: Option<String>,
 }
 
 /// `paastis savings`.
@@ -386,6 +400,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Providers(args) => &args.api,
         ClientCommand::Savings(args) => &args.api,
         ClientCommand::Spaces(args) => &args.api,
+        ClientCommand::Webhooks(args) => &args.api,
     };
     let token = token_of(api);
     let result = async {
@@ -397,6 +412,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             ClientCommand::Providers(_) => providers(&client, json).await,
             ClientCommand::Savings(args) => savings(&client, args, json).await,
             ClientCommand::Spaces(args) => spaces::run(&client, &args.command, json).await,
+            ClientCommand::Webhooks(args) => webhooks(&client, args.id.as_deref(), json).await,
         }
     }
     .await;
@@ -784,6 +800,26 @@ async fn providers(api: &Api, json: bool) -> Result<(), CliError> {
     }
     let list: ProviderList = view(answer)?;
     emit(&render::providers_table(&list.providers))
+}
+
+async fn webhooks(api: &Api, id: Option<&str>, json: bool) -> Result<(), CliError> {
+    let answer = match id {
+        Some(id) => api.get(&["webhooks", id, "deliveries"], &[]).await?,
+        None => api.get(&["webhooks"], &[]).await?,
+    };
+    if json {
+        return emit_json(&answer);
+    }
+    match id {
+        Some(_) => {
+            let list: crate::wire::DeliveryList = view(answer)?;
+            emit(&render::deliveries_table(&list.deliveries))
+        }
+        None => {
+            let list: crate::wire::WebhookList = view(answer)?;
+            emit(&render::webhooks_table(&list.webhooks))
+        }
+    }
 }
 
 async fn savings(api: &Api, args: &SavingsArgs, json: bool) -> Result<(), CliError> {

@@ -203,6 +203,93 @@ pub fn providers_table(providers: &[ProviderView]) -> String {
     out
 }
 
+/// The webhooks: where each sends (scheme and host), what, and its counts.
+pub fn webhooks_table(webhooks: &[crate::wire::WebhookView]) -> String {
+    let mut rows = vec![
+        [
+            "ID",
+            "TARGET",
+            "EVENTS",
+            "FORMAT",
+            "SIGNED",
+            "RULE",
+            "QUEUED",
+            "DELIVERED",
+            "FAILED",
+            "DROPPED",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for webhook in webhooks {
+        rows.push(vec![
+            webhook.id.clone(),
+            webhook.target.clone(),
+            if webhook.events.is_empty() {
+                "(all)".to_owned()
+            } else {
+                webhook.events.join(",")
+            },
+            webhook.format.clone(),
+            if webhook.signed { "yes" } else { "no" }.to_owned(),
+            webhook.rule.clone().unwrap_or_else(|| "-".to_owned()),
+            webhook.queued.to_string(),
+            webhook.delivered.to_string(),
+            webhook.failed.to_string(),
+            webhook.dropped.to_string(),
+        ]);
+    }
+    let mut out = table(&rows);
+    if webhooks.is_empty() {
+        out.push_str("(no webhook)\n");
+    }
+    out
+}
+
+/// A webhook's deliveries, newest first.
+pub fn deliveries_table(deliveries: &[crate::wire::DeliveryView]) -> String {
+    let mut rows = vec![
+        [
+            "CREATED",
+            "KIND",
+            "APP",
+            "STATUS",
+            "ATTEMPTS",
+            "HTTP",
+            "LAST ERROR",
+            "ID",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for delivery in deliveries {
+        rows.push(vec![
+            local_time(&delivery.created_at),
+            delivery.kind.clone(),
+            if delivery.app.is_empty() {
+                "-".to_owned()
+            } else {
+                delivery.app.clone()
+            },
+            delivery.status.clone(),
+            delivery.attempts.to_string(),
+            delivery
+                .response_status
+                .map_or_else(|| "-".to_owned(), |status| status.to_string()),
+            delivery
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "-".to_owned()),
+            delivery.id.clone(),
+        ]);
+    }
+    let mut out = table(&rows);
+    if deliveries.is_empty() {
+        out.push_str("(no delivery yet)\n");
+    }
+    out
+}
+
 /// The savings report: one line per app (or provider), a total, and what the figures are.
 pub fn savings_table(report: &crate::savings::Report) -> String {
     let by_app = report.group_by == "app";
