@@ -43,6 +43,24 @@ fn upstream_traceparent(headers: &serde_json::Value) -> Option<String> {
     headers["traceparent"][0].as_str().map(str::to_owned)
 }
 
+/// The engine with one `process` app, `hello`, sending its spans to `collector`.
+async fn start(collector: &Collector, extra: &[(&str, &str)]) -> TestEngine {
+    TestEngine::start_with_env(&local_apps(&[("hello", "")]), &env(collector, extra)).await
+}
+
+/// `GET http://hello.localhost<path>` with this `traceparent`.
+async fn get_traced(client: &TestClient, path: &str, traceparent: &str) -> support::Answer {
+    client
+        .send(
+            "GET",
+            "hello.localhost",
+            path,
+            &[("traceparent", traceparent)],
+            Bytes::new(),
+        )
+        .await
+}
+
 fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
     assert_eq!(found.len(), 1, "one `{name}` span expected in {spans:#?}");
@@ -52,24 +70,13 @@ fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_wakes_its_app_is_one_trace_from_the_client_to_the_upstream() {
     let collector = Collector::start().await;
-    let engine = TestEngine::start_with_env(
-        &local_apps(&[("hello", "")]),
-        &env(
-            &collector,
-            &[("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=key%20one")],
-        ),
+    let engine = start(
+        &collector,
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=key%20one")],
     )
     .await;
     let client = TestClient::new(engine.addr);
-    let answer = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers?q=secret-query",
-            &[("traceparent", &traceparent(true))],
-            Bytes::new(),
-        )
-        .await;
+    let answer = get_traced(&client, "/headers?q=secret-query", &traceparent(true)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let upstream = upstream_traceparent(&answer.json()).expect("the upstream got a traceparent");
 
@@ -162,11 +169,7 @@ async fn a_request_that_wakes_its_app_is_one_trace_from_the_client_to_the_upstre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_and_the_stops_they_begin_are_traced_over_grpc() {
     let collector = Collector::start().await;
-    let engine = TestEngine::start_with_env(
-        &local_apps(&[("hello", "")]),
-        &env(&collector, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
-    )
-    .await;
+    let engine = start(&collector, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).await;
     let client = TestClient::new(engine.addr);
     assert_eq!(client.get("hello.localhost", "/").await.status, 200);
     let admin = TestClient::new(engine.admin_addr);
@@ -222,12 +225,9 @@ async fn admin_calls_and_the_stops_they_begin_are_traced_over_grpc() {
 async fn the_sampler_decides_and_the_callers_decision_is_followed() {
     let collector = Collector::start().await;
     // Traces that start here are not recorded; a caller's sampled trace is.
-    let engine = TestEngine::start_with_env(
-        &local_apps(&[("hello", "")]),
-        &env(
-            &collector,
-            &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
-        ),
+    let engine = start(
+        &collector,
+        &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
     )
     .await;
     let client = TestClient::new(engine.addr);
@@ -240,15 +240,7 @@ async fn the_sampler_decides_and_the_callers_decision_is_followed() {
         "{upstream}"
     );
     // A caller's unsampled trace: propagated with its id, not recorded.
-    let answer = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &[("traceparent", &traceparent(false))],
-            Bytes::new(),
-        )
-        .await;
+    let answer = get_traced(&client, "/headers", &traceparent(false)).await;
     let upstream = upstream_traceparent(&answer.json()).unwrap();
     assert!(
         upstream.starts_with(&format!("00-{CLIENT_TRACE}-")),
@@ -260,15 +252,7 @@ async fn the_sampler_decides_and_the_callers_decision_is_followed() {
         "the engine's span is the parent"
     );
     // A caller's sampled trace is recorded.
-    client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &[("traceparent", &traceparent(true))],
-            Bytes::new(),
-        )
-        .await;
+    get_traced(&client, "/headers", &traceparent(true)).await;
     collector
         .wait_for("the sampled request", |spans| !spans.is_empty())
         .await;
@@ -285,8 +269,7 @@ async fn the_sampler_decides_and_the_callers_decision_is_followed() {
 async fn a_collector_that_is_down_for_a_while_loses_nothing_and_slows_nothing() {
     let collector = Collector::start().await;
     collector.refuse_next(3);
-    let engine =
-        TestEngine::start_with_env(&local_apps(&[("hello", "")]), &env(&collector, &[])).await;
+    let engine = start(&collector, &[]).await;
     let client = TestClient::new(engine.addr);
     for _ in 0..5 {
         assert_eq!(client.get("hello.localhost", "/").await.status, 200);
@@ -329,15 +312,7 @@ async fn a_collector_that_is_down_for_a_while_loses_nothing_and_slows_nothing() 
 async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
     let engine = TestEngine::start(&local_apps(&[("hello", "")])).await;
     let client = TestClient::new(engine.addr);
-    let answer = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &[("traceparent", &traceparent(true))],
-            Bytes::new(),
-        )
-        .await;
+    let answer = get_traced(&client, "/headers", &traceparent(true)).await;
     assert_eq!(
         upstream_traceparent(&answer.json()),
         Some(traceparent(true))
@@ -345,15 +320,7 @@ async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
     let answer = client.get("hello.localhost", "/headers").await;
     assert_eq!(upstream_traceparent(&answer.json()), None);
     // A malformed one is the client's business: passed on as it is.
-    let answer = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &[("traceparent", "nonsense")],
-            Bytes::new(),
-        )
-        .await;
+    let answer = get_traced(&client, "/headers", "nonsense").await;
     assert_eq!(
         upstream_traceparent(&answer.json()).as_deref(),
         Some("nonsense")
@@ -364,19 +331,10 @@ async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let collector = Collector::start().await;
-    let engine =
-        TestEngine::start_with_env(&local_apps(&[("hello", "")]), &env(&collector, &[])).await;
+    let engine = start(&collector, &[]).await;
     let client = TestClient::new(engine.addr);
     let bad = format!("00-{}-{CLIENT_SPAN}-01", CLIENT_TRACE.to_uppercase());
-    let answer = client
-        .send(
-            "GET",
-            "hello.localhost",
-            "/headers",
-            &[("traceparent", &bad)],
-            Bytes::new(),
-        )
-        .await;
+    let answer = get_traced(&client, "/headers", &bad).await;
     let upstream = upstream_traceparent(&answer.json()).unwrap();
     let spans = collector
         .wait_for("the request", |spans| spans.iter().any(|s| s.name == "GET"))

@@ -5,7 +5,8 @@
 //! Checks: a refused document has errors, each naming a path (once it is an object) and
 //! never showing a credential; split then join gives the document back; the public view has
 //! no credential; a patch is idempotent, an empty one changes nothing, and a credential
-//! kept through a patch comes from the patch or from a provider of the same id and type.
+//! kept through a patch comes from the patch or from a provider of the same id and type (a
+//! webhook's secret: from the patch or from the stored webhook of the same id).
 
 #![no_main]
 
@@ -115,12 +116,15 @@ fn distinct_providers(patch: &Value) -> bool {
 fn check_patch(current: &Value, patch: &Value) {
     let next = match patched(current, patch) {
         Ok(next) => next,
-        // Refused: a provider's address changed without its credentials; each error names
-        // the provider's credential it lacks.
+        // Refused: a provider's address (or a webhook's URL) changed without its
+        // credentials; each error names the credential it lacks.
         Err(errors) => {
             assert!(!errors.is_empty(), "a refusal says why");
             for error in &errors {
-                assert!(error.contains("providers["), "{error}");
+                assert!(
+                    error.contains("providers[") || error.contains("webhooks["),
+                    "{error}"
+                );
             }
             return;
         }
@@ -150,6 +154,40 @@ fn check_patch(current: &Value, patch: &Value) {
             );
         }
     }
+    let before = webhooks(current);
+    let asked = webhooks(patch);
+    for entry in webhooks(&next) {
+        let Some(secret) = entry.get("secret") else {
+            continue;
+        };
+        let from_patch = asked
+            .iter()
+            .any(|given| given.get("secret") == Some(secret));
+        let kept = before
+            .iter()
+            .any(|old| old.get("id") == entry.get("id") && old.get("secret") == Some(secret));
+        assert!(
+            from_patch || kept,
+            "a webhook's secret came from another webhook"
+        );
+    }
+}
+
+/// The webhook entries of a document: its own, then its rules'.
+fn webhooks(document: &Value) -> Vec<&Map<String, Value>> {
+    let own = document
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let rules = document
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| rule.get("webhooks").and_then(Value::as_array))
+        .flatten();
+    own.chain(rules).filter_map(Value::as_object).collect()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -192,16 +192,20 @@ fn keep_webhook_credentials(current: &Value, next: &mut Value, errors: &mut Vec<
         .filter_map(|(_, entry)| Some((entry.get("id")?.clone(), entry.clone())))
         .collect();
     for (path, entry) in webhook_entries(next) {
-        let Some((_, same)) = stored.iter().find(|(id, _)| Some(id) == entry.get("id")) else {
+        // The stored webhook of this id (none, or two of it, which validation refuses:
+        // nothing to keep).
+        let mut same = stored.iter().filter(|(id, _)| Some(id) == entry.get("id"));
+        let (Some((_, same)), None) = (same.next(), same.next()) else {
             continue;
         };
         let Some(url) = same.get("url").and_then(Value::as_str) else {
             continue;
         };
         let shown = crate::webhooks::origin(url);
-        let unchanged = match entry.get("url").and_then(Value::as_str) {
+        let unchanged = match entry.get("url") {
             None => true,
-            Some(given) => given == url || given == shown,
+            Some(Value::String(given)) => *given == url || *given == shown,
+            Some(_) => false,
         };
         if unchanged {
             entry.insert("url".to_owned(), Value::String(url.to_owned()));
