@@ -465,3 +465,49 @@ async fn the_gates_answers_and_the_wakes_they_begin_are_traced() {
     assert_eq!(one(&spans, "provider start").parent_span_id, wake.span_id);
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_are_spans_of_the_wake_or_stop_they_belong_to() {
+    let collector = Collector::start().await;
+    let engine = TestEngine::start_with_env(
+        &format!(
+            "hooks: {{before_start: 'true', before_stop: 'echo busy; exit 3'}}\n{}",
+            local_apps(&[("hello", "")])
+        ),
+        &env(&collector, &[]),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    let admin = TestClient::new(engine.admin_addr);
+    let answer = admin
+        .send(
+            "POST",
+            "localhost",
+            "/api/v1/apps/local/hello/stop",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert!(answer.status.is_success(), "{}", answer.text());
+    let spans = collector
+        .wait_for("both hooks and the vetoed stop", |spans| {
+            spans.iter().any(|s| s.name == "hook before_stop")
+                && spans.iter().any(|s| s.name == "stop")
+                && spans.iter().any(|s| s.name == "hook before_start")
+        })
+        .await;
+    let wake = one(&spans, "wake");
+    let before_start = one(&spans, "hook before_start");
+    assert_eq!(before_start.parent_span_id, wake.span_id);
+    assert_eq!(before_start.status_code, 0);
+    let stop = one(&spans, "stop");
+    assert_eq!(stop.attribute("paastis.outcome"), Some("vetoed"));
+    let before_stop = one(&spans, "hook before_stop");
+    assert_eq!(before_stop.parent_span_id, stop.span_id);
+    assert_eq!(before_stop.status_code, 2, "a vetoing hook is an error");
+    assert!(before_stop.end <= stop.end);
+    // Hooks that are not configured make no span.
+    assert!(!spans.iter().any(|s| s.name == "hook after_start"));
+    engine.stop().await;
+}

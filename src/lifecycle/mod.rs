@@ -150,6 +150,17 @@ pub struct Lifecycle {
     tracer: std::sync::OnceLock<crate::traces::Tracer>,
 }
 
+/// A hook's span (`hook before_start`, ...), under the wake's or stop's.
+fn hook_span(parent: &crate::traces::Span, hook: crate::hooks::Hook) -> crate::traces::Span {
+    if !parent.is_recording() {
+        return crate::traces::Span::none();
+    }
+    parent.child(
+        format!("hook {}", hook.name()),
+        crate::traces::Kind::Internal,
+    )
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -332,11 +343,22 @@ impl Lifecycle {
     }
 
     /// Runs a hook whose failure is recorded and does not stop what it is part of.
-    async fn hook(&self, app: &App, hook: crate::hooks::Hook, cause: &str) {
+    async fn hook(
+        &self,
+        app: &App,
+        hook: crate::hooks::Hook,
+        cause: &str,
+        span: &crate::traces::Span,
+    ) {
         let hooks = app.conf().hooks.clone();
-        if let Some(run) = crate::hooks::run(&hooks, hook, &app.key, cause).await
-            && !run.succeeded()
-        {
+        let mut traced = hook_span(span, hook);
+        let Some(run) = crate::hooks::run(&hooks, hook, &app.key, cause).await else {
+            // No such hook: no span.
+            traced.discard();
+            return;
+        };
+        if !run.succeeded() {
+            traced.fail(run.reason());
             self.events.emit(
                 &app.key,
                 EventKind::HookFailed {

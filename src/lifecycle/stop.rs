@@ -193,15 +193,24 @@ impl Lifecycle {
             None
         };
         let cause_text = cause.to_string();
-        if let Some(run) = crate::hooks::run(
+        let mut traced = super::hook_span(&span, crate::hooks::Hook::BeforeStop);
+        let run = crate::hooks::run(
             &app.conf().hooks,
             crate::hooks::Hook::BeforeStop,
             &app.key,
             &cause_text,
         )
-        .await
-            && !run.succeeded()
-        {
+        .await;
+        match &run {
+            None => traced.discard(),
+            Some(run) => {
+                if !run.succeeded() {
+                    traced.fail(run.reason());
+                }
+                traced.end();
+            }
+        }
+        if let Some(run) = run.filter(|run| !run.succeeded()) {
             span.set("paastis.outcome", "vetoed");
             // Vetoed: the app stays awake; the idle check tries again at its next tick.
             let retry_at =
@@ -241,7 +250,7 @@ impl Lifecycle {
                 // What would run but for the stop (savings count it): what the platform
                 // said, else what is known of the app.
                 let formation = formation.or_else(|| app.formation());
-                self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text)
+                self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text, &span)
                     .await;
                 span.set("paastis.outcome", "stopped");
                 if app.transition(&[State::Stopping], State::Asleep, None) {

@@ -297,12 +297,12 @@ impl Lifecycle {
             }
         };
         // Hooks run on the instance that holds the lease: once per wake.
-        self.hook(&app, crate::hooks::Hook::BeforeStart, &cause_text)
+        self.hook(&app, crate::hooks::Hook::BeforeStart, &cause_text, &span)
             .await;
         let outcome = self.bring_up(&app, deadline, &span).await;
         match outcome {
             Ok(reconciled) => {
-                self.hook(&app, crate::hooks::Hook::AfterStart, &cause_text)
+                self.hook(&app, crate::hooks::Hook::AfterStart, &cause_text, &span)
                     .await;
                 let duration = started.elapsed();
                 let now = self.clock.now_ms();

@@ -348,6 +348,11 @@ impl Span {
 
     /// Ends it now.
     pub fn end(self) {}
+
+    /// Drops it unrecorded (what it stood for did not happen after all).
+    pub fn discard(mut self) {
+        self.record = None;
+    }
 }
 
 impl Drop for Span {
