@@ -38,7 +38,7 @@ pub mod route;
 pub mod settings;
 pub mod system;
 pub mod tls;
-mod trace;
+pub mod trace;
 pub mod wake;
 
 use std::future::Future;
