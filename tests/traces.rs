@@ -511,3 +511,30 @@ async fn hooks_are_spans_of_the_wake_or_stop_they_belong_to() {
     assert!(!spans.iter().any(|s| s.name == "hook after_start"));
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_wake_is_an_error_in_the_request_and_the_wake() {
+    let collector = Collector::start().await;
+    let engine = TestEngine::start_with_env(
+        "defaults: {wake_timeout: 5s, strategy: hold}\nproviders:\n  - id: local\n    \
+         type: process\n    apps:\n      - {name: crash, command: 'echo boom >&2; exit 3'}\n",
+        &env(&collector, &[]),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    assert_eq!(client.get("crash.localhost", "/").await.status, 503);
+    let spans = collector
+        .wait_for("the request and its failed wake", |spans| {
+            spans.iter().any(|s| s.name == "GET") && spans.iter().any(|s| s.name == "wake")
+        })
+        .await;
+    let request = one(&spans, "GET");
+    assert_eq!(request.status_code, 2, "a 503 is an error");
+    assert_eq!(request.attribute("error.type"), Some("wake_failed"));
+    assert_eq!(request.attribute("http.response.status_code"), Some("503"));
+    let wake = one(&spans, "wake");
+    assert_eq!(wake.parent_span_id, request.span_id);
+    assert_eq!(wake.status_code, 2);
+    assert!(!wake.status_message.is_empty());
+    engine.stop().await;
+}

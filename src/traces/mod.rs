@@ -192,7 +192,7 @@ impl Tracer {
     pub fn start(settings: Settings) -> Result<(Tracer, Exporter), ExportError> {
         let shared = Arc::new(Shared {
             sampler: settings.sampler,
-            queue: std::sync::Mutex::new(Vec::with_capacity(settings.batch.size)),
+            queue: std::sync::Mutex::new(Vec::new()),
             capacity: settings.batch.queue,
             batch: settings.batch.size,
             ready: tokio::sync::Notify::new(),

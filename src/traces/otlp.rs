@@ -12,28 +12,29 @@ const FIXED32: u8 = 5;
 
 /// The `ExportTraceServiceRequest` holding `spans`, all of one resource and one scope.
 pub fn export_request(resource: &[(String, String)], spans: &[SpanRecord]) -> Vec<u8> {
-    let mut resource_spans = Vec::with_capacity(256 + spans.len() * 160);
-    // ResourceSpans.resource = 1: Resource { attributes = 1 }
-    message(&mut resource_spans, 1, |out| {
-        for (key, value) in resource {
-            message(out, 1, |kv| {
-                key_value(kv, key, &Value::Text(value.clone().into()))
-            });
-        }
-    });
-    // ResourceSpans.scope_spans = 2: ScopeSpans { scope = 1, spans = 2 }
-    message(&mut resource_spans, 2, |out| {
-        message(out, 1, |scope| {
-            string(scope, 1, "paastis");
-            string(scope, 2, env!("CARGO_PKG_VERSION"));
-        });
-        for span in spans {
-            message(out, 2, |out| encode_span(out, span));
-        }
-    });
-    let mut request = Vec::with_capacity(resource_spans.len() + 8);
+    let mut request = Vec::with_capacity(256 + spans.len() * 400);
     // ExportTraceServiceRequest.resource_spans = 1
-    bytes(&mut request, 1, &resource_spans);
+    message(&mut request, 1, |out| {
+        // ResourceSpans.resource = 1: Resource { attributes = 1 }
+        message(out, 1, |out| {
+            for (key, value) in resource {
+                message(out, 1, |kv| {
+                    string(kv, 1, key);
+                    message(kv, 2, |any| string(any, 1, value));
+                });
+            }
+        });
+        // ResourceSpans.scope_spans = 2: ScopeSpans { scope = 1, spans = 2 }
+        message(out, 2, |out| {
+            message(out, 1, |scope| {
+                string(scope, 1, "paastis");
+                string(scope, 2, env!("CARGO_PKG_VERSION"));
+            });
+            for span in spans {
+                message(out, 2, |out| encode_span(out, span));
+            }
+        });
+    });
     request
 }
 

@@ -17,6 +17,13 @@ use http::{HeaderName, HeaderValue, Uri};
 use crate::secret::Secret;
 use crate::settings::ConfigError;
 
+/// The longest delay or timeout taken, in milliseconds (a day).
+const MAX_MS: u64 = 86_400_000;
+
+/// The most spans a queue or a batch may hold (the queue is memory held for a collector
+/// that is down).
+const MAX_SPANS: usize = 1_000_000;
+
 /// The gRPC method traces are exported to.
 pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -208,18 +215,19 @@ pub fn from_env(env: &HashMap<String, String>) -> Result<Option<Settings>, Vec<C
             Vec::new()
         }),
     };
+    // At most a day: longer is a mistake (and would overflow the clock's arithmetic).
     let mut duration = |variable: String, value: Option<&str>, default: u64| match value {
         None => Duration::from_millis(default),
-        Some(text) => text.parse::<u64>().map_or_else(
-            |_| {
+        Some(text) => match text.parse::<u64>() {
+            Ok(ms) if (1..=MAX_MS).contains(&ms) => Duration::from_millis(ms),
+            _ => {
                 error(
                     &variable,
-                    "expected a whole number of milliseconds".to_owned(),
+                    format!("expected a whole number of milliseconds from 1 to {MAX_MS}"),
                 );
                 Duration::from_millis(default)
-            },
-            Duration::from_millis,
-        ),
+            }
+        },
     };
     let timeout = match either("TIMEOUT") {
         Some((variable, value)) => duration(variable, Some(value), 10_000),
@@ -238,9 +246,12 @@ pub fn from_env(env: &HashMap<String, String>) -> Result<Option<Settings>, Vec<C
     let mut count = |variable: &str, default: usize| match get(variable) {
         None => default,
         Some(text) => match text.parse::<usize>() {
-            Ok(n) if n > 0 => n,
+            Ok(n) if (1..=MAX_SPANS).contains(&n) => n,
             _ => {
-                error(variable, "expected a whole number above 0".to_owned());
+                error(
+                    variable,
+                    format!("expected a whole number from 1 to {MAX_SPANS}"),
+                );
                 default
             }
         },
@@ -564,6 +575,15 @@ mod tests {
                 "{variable} in {found:?}"
             );
         }
+        // Sizes and times beyond what is sensible (or representable) are refused.
+        let huge = errors(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1000000000000"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "18446744073709551615"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "18446744073709551615"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+        ]);
+        assert_eq!(huge.len(), 4, "{huge:?}");
         let ratio = errors(&[
             ("OTEL_TRACES_EXPORTER", "otlp"),
             ("OTEL_TRACES_SAMPLER", "traceidratio"),
