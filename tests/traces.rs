@@ -304,6 +304,20 @@ async fn a_collector_that_is_down_for_a_while_loses_nothing_and_slows_nothing() 
     for _ in 0..50 {
         assert_eq!(client.get("hello.localhost", "/").await.status, 200);
     }
+    // What did not fit is counted, in the metrics (the exporter holds at most a batch of 2
+    // while it retries, and the queue 4).
+    let metrics = TestClient::new(engine.admin_addr)
+        .get("localhost", "/metrics")
+        .await
+        .text();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("paastis_trace_spans_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped spans metric in {metrics}"))
+        .parse()
+        .expect("a count");
+    assert!(dropped >= 40, "{dropped} dropped");
+    assert!(metrics.contains("# TYPE paastis_trace_spans_lost_total counter"));
     // The exporter gets 5 s to send what is left, then gives up.
     engine.stop().await;
 }
@@ -311,6 +325,14 @@ async fn a_collector_that_is_down_for_a_while_loses_nothing_and_slows_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
     let engine = TestEngine::start(&local_apps(&[("hello", "")])).await;
+    let metrics = TestClient::new(engine.admin_addr)
+        .get("localhost", "/metrics")
+        .await
+        .text();
+    assert!(
+        !metrics.contains("paastis_trace_"),
+        "no trace metrics when off"
+    );
     let client = TestClient::new(engine.addr);
     let answer = get_traced(&client, "/headers", &traceparent(true)).await;
     assert_eq!(

@@ -237,6 +237,7 @@ pub async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Res
         .render(&state.lifecycle.apps(), state.lifecycle.clock().now_ms());
     if state.space == crate::model::DEFAULT_SPACE {
         text.push_str(&state.config.metrics());
+        text.push_str(&state.lifecycle.tracer().metrics());
     }
     (
         [(

@@ -229,7 +229,7 @@ impl Lifecycle {
     }
 
     /// Where wakes and stops are traced.
-    fn tracer(&self) -> &crate::traces::Tracer {
+    pub fn tracer(&self) -> &crate::traces::Tracer {
         static OFF: crate::traces::Tracer = crate::traces::Tracer::off();
         self.tracer.get().unwrap_or(&OFF)
     }

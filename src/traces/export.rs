@@ -198,6 +198,7 @@ impl Sender {
             }
             Ok(()) => {}
             Err(error) if !self.failing => {
+                self.shared.lost.fetch_add(count as u64, Ordering::Relaxed);
                 self.failing = true;
                 tracing::warn!(
                     endpoint = %self.settings.shown_endpoint(),
@@ -206,7 +207,10 @@ impl Sender {
                     "traces: spans not exported (later failures are logged at debug level)"
                 );
             }
-            Err(error) => tracing::debug!(%error, spans = count, "traces: spans not exported"),
+            Err(error) => {
+                self.shared.lost.fetch_add(count as u64, Ordering::Relaxed);
+                tracing::debug!(%error, spans = count, "traces: spans not exported")
+            }
         }
     }
 

@@ -145,6 +145,8 @@ struct Shared {
     ready: tokio::sync::Notify,
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
+    /// Spans given up after their export failed (retries included).
+    lost: AtomicU64,
 }
 
 impl Shared {
@@ -197,6 +199,7 @@ impl Tracer {
             batch: settings.batch.size,
             ready: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
         });
         let tracer = Tracer {
             shared: Some(Arc::clone(&shared)),
@@ -215,6 +218,24 @@ impl Tracer {
         self.shared
             .as_ref()
             .map_or(0, |shared| shared.dropped.load(Ordering::Relaxed))
+    }
+
+    /// The traces' counters in the Prometheus text format (nothing when traces are off).
+    pub fn metrics(&self) -> String {
+        let Some(shared) = &self.shared else {
+            return String::new();
+        };
+        format!(
+            "# HELP paastis_trace_spans_dropped_total Finished spans dropped: the queue \
+             (OTEL_BSP_MAX_QUEUE_SIZE) was full.\n\
+             # TYPE paastis_trace_spans_dropped_total counter\n\
+             paastis_trace_spans_dropped_total {}\n\
+             # HELP paastis_trace_spans_lost_total Spans whose export failed after its retries.\n\
+             # TYPE paastis_trace_spans_lost_total counter\n\
+             paastis_trace_spans_lost_total {}\n",
+            shared.dropped.load(Ordering::Relaxed),
+            shared.lost.load(Ordering::Relaxed)
+        )
     }
 
     /// A new span: a child of `parent` when there is one (`remote`: the parent is another
@@ -449,6 +470,7 @@ mod tests {
             batch: queue,
             ready: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
         });
         let tracer = Tracer {
             shared: Some(Arc::clone(&shared)),
