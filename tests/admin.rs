@@ -452,6 +452,20 @@ async fn metrics_parse_and_move_with_requests_wakes_and_stops() {
             })
             .sum()
     };
+    // A histogram's count: its largest bucket (`+Inf`), of the first sample that matches.
+    let histogram_count =
+        |scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+                .map(|s| match &s.value {
+                    prometheus_parse::Value::Histogram(buckets) => {
+                        buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                    }
+                    _ => 0.0,
+                })
+        };
     // metrics_auth: the token is needed.
     let open = admin.get("admin.localhost", "/metrics").await;
     assert_eq!(open.status, 401);
@@ -509,32 +523,16 @@ async fn metrics_parse_and_move_with_requests_wakes_and_stops() {
         ),
         1.0
     );
-    let count = during
-        .samples
-        .iter()
-        .find(|s| s.metric == "paastis_request_duration_seconds")
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
-            }
-            _ => 0.0,
-        })
+    let count = histogram_count(&during, "paastis_request_duration_seconds", None)
         .expect("request duration histogram");
     assert_eq!(count, 8.0);
     // The wake's duration, under its provider.
-    let wakes = during
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "paastis_wake_duration_seconds" && s.labels.get("provider") == Some("local")
-        })
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
-            }
-            _ => 0.0,
-        })
-        .expect("wake duration histogram of provider local");
+    let wakes = histogram_count(
+        &during,
+        "paastis_wake_duration_seconds",
+        Some(("provider", "local")),
+    )
+    .expect("wake duration histogram of provider local");
     assert_eq!(wakes, 1.0);
     // The awake app's time left before it sleeps (max_idle 1s): there, and within it.
     let left = during

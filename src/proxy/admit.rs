@@ -129,14 +129,9 @@ impl Proxy {
         {
             let before = app.phase();
             // The wake's span (traces on) is the request's child.
-            let parent = crate::traces::current()
-                .or_else(|| crate::traces::SpanContext::from_headers(request.headers()));
-            let requested = match parent {
-                Some(parent) => crate::traces::within_sync(parent, || {
-                    lifecycle.request_wake(app, || wake::cause(request, client_ip))
-                }),
-                None => lifecycle.request_wake(app, || wake::cause(request, client_ip)),
-            };
+            let requested = crate::traces::within_request_sync(request.headers(), || {
+                lifecycle.request_wake(app, || wake::cause(request, client_ip))
+            });
             if let Err(error) = requested {
                 let app = app.key.name.to_string();
                 return Err(ProxyError::Wake { app, error });

@@ -67,13 +67,6 @@ impl SpanContext {
         // Only ASCII hex digits and dashes: always a valid field value.
         HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
-
-    /// The trace id in lowercase hex (32 digits), as logs and tools show it.
-    pub fn trace_hex(&self) -> String {
-        let mut text = [0u8; 32];
-        write_hex(&mut text, &self.trace_id);
-        String::from_utf8_lossy(&text).into_owned()
-    }
 }
 
 /// `N` bytes from `2 * N` lowercase hex digits.
@@ -114,7 +107,7 @@ mod tests {
     fn the_specification_example_is_read_and_written_back() {
         let context = SpanContext::parse(VALID.as_bytes()).unwrap();
         assert!(context.sampled);
-        assert_eq!(context.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(&context.trace_id[..2], &[0x4b, 0xf9]);
         assert_eq!(
             context.span_id,
             [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]

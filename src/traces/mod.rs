@@ -225,6 +225,7 @@ impl Tracer {
         let Some(shared) = &self.shared else {
             return String::new();
         };
+        let dropped = self.dropped();
         format!(
             "# HELP paastis_trace_spans_dropped_total Finished spans dropped: the queue \
              (OTEL_BSP_MAX_QUEUE_SIZE) was full.\n\
@@ -233,7 +234,7 @@ impl Tracer {
              # HELP paastis_trace_spans_lost_total Spans whose export failed after its retries.\n\
              # TYPE paastis_trace_spans_lost_total counter\n\
              paastis_trace_spans_lost_total {}\n",
-            shared.dropped.load(Ordering::Relaxed),
+            dropped,
             shared.lost.load(Ordering::Relaxed)
         )
     }
@@ -283,14 +284,6 @@ impl Tracer {
             record,
             shared: sampled.then(|| Arc::clone(shared)),
         }
-    }
-
-    /// A span under the task's current one ([`within`]), else a root.
-    pub fn span_here(&self, name: impl Into<Cow<'static, str>>, kind: Kind) -> Span {
-        if !self.is_on() {
-            return Span::none();
-        }
-        self.span(name, kind, current(), false)
     }
 }
 
@@ -396,21 +389,29 @@ pub async fn within<F: Future>(context: SpanContext, work: F) -> F::Output {
     CURRENT.scope(context, work).await
 }
 
-/// Runs `work` (no `.await` in it) with `context` as the current span.
-pub fn within_sync<R>(context: SpanContext, work: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(context, work)
-}
-
-/// Runs `work` (a wake a request asks for) under the task's current span, else under the
-/// request's own `traceparent` (the proxy puts its span's there when traces are on).
-pub async fn within_request<F: Future>(headers: &http::HeaderMap, work: F) -> F::Output {
-    match current()
+/// The span a request's wake goes under, when the task has none current: the request's own
+/// `traceparent` (the proxy puts its span's there when traces are on).
+fn request_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+    current()
         .is_none()
         .then(|| SpanContext::from_headers(headers))
         .flatten()
-    {
+}
+
+/// Runs `work` (a wake a request asks for) under the task's current span, else under the
+/// request's own `traceparent`.
+pub async fn within_request<F: Future>(headers: &http::HeaderMap, work: F) -> F::Output {
+    match request_parent(headers) {
         Some(context) => within(context, work).await,
         None => work.await,
+    }
+}
+
+/// [`within_request`] for `work` with no `.await` in it.
+pub fn within_request_sync<R>(headers: &http::HeaderMap, work: impl FnOnce() -> R) -> R {
+    match request_parent(headers) {
+        Some(context) => CURRENT.sync_scope(context, work),
+        None => work(),
     }
 }
 
@@ -572,7 +573,7 @@ mod tests {
         let context = span.context().unwrap();
         within(context, async {
             assert_eq!(current(), Some(context));
-            let child = tracer.span_here("wake", Kind::Internal);
+            let child = tracer.span("wake", Kind::Internal, current(), false);
             assert_eq!(child.context().unwrap().trace_id, context.trace_id);
         })
         .await;
