@@ -188,10 +188,15 @@ providers:
         .await;
     let reason = engine.app("mute").phase().reason.unwrap_or_default();
     assert!(reason.contains("not ready after 2s"), "{reason}");
-    assert_eq!(
-        engine.count("mute", |k| matches!(k, EventKind::StartFailed { .. })),
-        1
-    );
+    // The event follows the state change by a moment: wait for it, then count.
+    let start_failed = |k: &EventKind| matches!(k, EventKind::StartFailed { .. });
+    for _ in 0..100 {
+        if engine.count("mute", start_failed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(engine.count("mute", start_failed), 1);
 
     // The engine still serves the healthy app, and the failed one is retried on request.
     let answer = client.get("good.localhost", "/").await;
