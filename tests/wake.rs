@@ -9,7 +9,7 @@ use bytes::Bytes;
 use paastis::events::EventKind;
 use paastis::model::State;
 use sha2::{Digest, Sha256};
-use support::{TempDir, TestClient, TestEngine, process_running, upstream_command};
+use support::{TempDir, TestClient, TestEngine, local_apps, process_running, upstream_command};
 use tokio::task::JoinSet;
 
 fn pseudo_random(len: usize) -> Vec<u8> {
@@ -325,6 +325,39 @@ providers:
         reason.contains(&format!("port {busy} is already in use")),
         "{reason}"
     );
+    drop(squatter);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_port_taken_meanwhile_is_chosen_again() {
+    // No port configured: the engine chose one when it loaded the app. Another program
+    // takes it while the app sleeps; the wake must not fail for it.
+    let engine = TestEngine::start(&local_apps(&[("roomy", "")])).await;
+    let chosen = |engine: &TestEngine| -> u16 {
+        let upstream = engine
+            .app("roomy")
+            .upstream()
+            .expect("an address")
+            .to_string();
+        let port = upstream.rsplit(':').next().unwrap_or_default();
+        port.trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}: {upstream}"))
+    };
+    let first = chosen(&engine);
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", first)).expect("bind the chosen port");
+
+    let client = TestClient::new(engine.addr);
+    let answer = client.get("roomy.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.text().contains("hello from roomy"),
+        "{}",
+        answer.text()
+    );
+    let second = chosen(&engine);
+    assert_ne!(second, first);
     drop(squatter);
     engine.stop().await;
 }

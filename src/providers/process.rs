@@ -451,19 +451,28 @@ impl Provider for ProcessProvider {
         if let Some(port) = config.port {
             local.port.store(port, Ordering::SeqCst);
         }
-        let port = local.port();
+        let mut port = local.port();
+        // Our process is not running: whoever answers on the port is another program, and
+        // the app would be taken for ready while its own process fails to listen. A port the
+        // engine chose (none configured) is only a loan from the system, which may have given
+        // it to someone else since: a new one is chosen, and the start tells the new address.
+        if port_accepts(port).await {
+            if config.port.is_some() {
+                return Err(ProviderError::Failed(format!(
+                    "port {port} is already in use by another program"
+                )));
+            }
+            let taken = port;
+            port = free_port().map_err(|error| {
+                ProviderError::Failed(format!("cannot choose a port for app `{app}`: {error}"))
+            })?;
+            tracing::info!(app, taken, port, "the chosen port is taken: using another");
+            local.port.store(port, Ordering::SeqCst);
+        }
         let started = Started {
             reconciled: None,
             upstream: Some(Upstream::local(port)),
         };
-        // Our process is not running: whoever answers on the port is another program, and
-        // the app would be taken for ready while its own process fails to listen.
-        if port_accepts(port).await {
-            return Err(ProviderError::Failed(format!(
-                "port {} is already in use by another program",
-                port
-            )));
-        }
         // Hold the lock only to check and to record the new process: spawning does not await.
         let mut run = local.run();
         if run.current.is_some() {
