@@ -2,7 +2,8 @@
 //! requests answered in order, a request with a body handed to hyper's server mid-connection
 //! (and the requests after it still answered), `HEAD`, `Connection: close`, answers of
 //! unknown length sent chunked, a client that leaves before its answer, and the engine's
-//! stop. The upstreams are the suite's own app and Python's `http.server`.
+//! stop, and an answer's fields as its upstream wrote them. The upstreams are the suite's own
+//! app and Python's `http.server`.
 
 mod support;
 
@@ -226,6 +227,79 @@ async fn an_answers_hop_by_hop_fields_stay_with_the_proxy_and_its_connection_is_
     // One upstream connection answered the three: `keep-alive` was read before it was
     // dropped.
     assert!(ports.windows(2).all(|pair| pair[0] == pair[1]), "{ports:?}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answers_fields_reach_every_client_as_the_upstream_wrote_them() {
+    let engine = awake().await;
+    // This server copies them as they were written, with the proxy's `Via` and `Date`.
+    let mut stream = connect(engine.addr).await;
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let (head, body) = ask(
+            &mut stream,
+            &mut buf,
+            b"GET /as-written HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        )
+        .await;
+        assert_eq!(body, b"written");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let cookies = ["\r\nSet-Cookie: a=1\r\n", "\r\nset-cookie: b=2\r\n"];
+        for line in [
+            "\r\nContent-Type:  text/plain\r\n",
+            "\r\nX-Empty:\r\n",
+            "\r\nvia: 1.1 paastis\r\n",
+        ]
+        .iter()
+        .chain(&cookies)
+        {
+            assert_eq!(head.matches(line).count(), 1, "{line:?}: {head}");
+        }
+        assert!(head.find(cookies[0]) < head.find(cookies[1]), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert_eq!(
+            lower.matches("\r\ncontent-length: 7\r\n").count(),
+            1,
+            "{head}"
+        );
+        assert_eq!(lower.matches("\r\ndate: ").count(), 1, "{head}");
+        assert!(!lower.contains("keep-alive"), "{head}");
+    }
+
+    // hyper's servers (HTTP/1.0 here, HTTP/2 with curl) get the same fields in their map.
+    let mut stream = connect(engine.addr).await;
+    let (head, body) = ask(
+        &mut stream,
+        &mut Vec::new(),
+        b"GET /as-written HTTP/1.0\r\nHost: hello.localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(body, b"written");
+    let (h2, _) = support::curl(&[
+        "--http2-prior-knowledge",
+        "--include",
+        "--header",
+        "Host: hello.localhost",
+        &format!("http://{}/as-written", engine.addr),
+    ])
+    .await;
+    assert!(h2.starts_with("HTTP/2 200"), "{h2}");
+    assert!(h2.ends_with("\r\n\r\nwritten"), "{h2}");
+    for head in [head, h2] {
+        let lower = head.to_ascii_lowercase();
+        for line in [
+            "\r\ncontent-type: text/plain\r\n",
+            "\r\nset-cookie: a=1\r\n",
+            "\r\nset-cookie: b=2\r\n",
+            "\r\nx-empty: \r\n",
+            "\r\nvia: 1.1 paastis\r\n",
+            "\r\ncontent-length: 7\r\n",
+        ] {
+            assert_eq!(lower.matches(line).count(), 1, "{line:?}: {head}");
+        }
+        assert!(!lower.contains("keep-alive:"), "{head}");
+    }
     engine.stop().await;
 }
 

@@ -387,9 +387,10 @@ impl Worker {
             let client = Arc::clone(&client);
             let stream = counted.as_ref().map(Streams::begin);
             async move {
-                let response = worker
+                let mut response = worker
                     .handle(request.map(RequestBody::Hyper), &client, None)
                     .await;
+                super::fields_in_map(&mut response);
                 Ok::<_, Infallible>(response.map(|body| CountedBody {
                     body,
                     _stream: stream,

@@ -18,6 +18,7 @@ mod error;
 mod headers;
 mod pool;
 mod ramp;
+mod raw;
 mod response;
 mod upgrade;
 mod upstream_tls;
@@ -46,6 +47,7 @@ pub use headers::{is_upgrade, remove_hop_by_hop};
 pub use pool::Lease;
 use pool::{Connection, Idle, Multiplexed, Pool};
 use ramp::{RAMP_HOLD, Ramps, RetryPause};
+pub use raw::RawFields;
 pub use response::{BodyError, TrackedBody, UpstreamBody};
 pub use upgrade::Tunnel;
 pub use upstream_tls::{TlsError, UpstreamTls, upstream_tls};
@@ -349,7 +351,16 @@ impl Forwarder {
                 },
             }
         };
-        self.clean_response(&mut response, upstream, client_host.as_ref());
+        // Fields kept as the upstream wrote them need no cleaning (see `raw`): only `Via`.
+        let version = response.version();
+        let fields = match response.body_mut() {
+            UpstreamBody::Direct(body) => body.fields_mut(),
+            UpstreamBody::Hyper(_) => None,
+        };
+        match fields {
+            Some(fields) => fields.set_via(headers::via_value(version)),
+            None => self.clean_response(&mut response, upstream, client_host.as_ref()),
+        }
         let lease = sender.map(|sender| Lease {
             pool: Arc::clone(&self.pool),
             authority: upstream.authority.clone(),

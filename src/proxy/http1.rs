@@ -36,8 +36,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
-use super::forward::ClientSide;
 use super::forward::direct::answer_has_no_body;
+use super::forward::{ClientSide, RawFields};
 use super::{ProxyBody, Worker};
 
 /// Headers a request may have (as many as hyper's server takes; more: hyper answers 431).
@@ -229,6 +229,8 @@ async fn write_response(
     close: bool,
 ) -> bool {
     let (parts, mut body) = response.into_parts();
+    // An upstream's fields kept as it wrote them are copied as they are.
+    let fields = super::take_fields(&mut body);
     let status = parts.status;
     // A known size is the stated one: an upstream's body is sized by its `Content-Length`
     // (checked on the way in), the engine's pages by their bytes.
@@ -245,8 +247,16 @@ async fn write_response(
         Framing::Length(length) if length <= COALESCE as u64 => length as usize + 2,
         _ => 0,
     };
-    let mut out = Vec::with_capacity(160 + 64 * parts.headers.len() + small_body);
-    write_head(&mut out, status, &parts.headers, framing, close);
+    let written = fields.as_ref().map_or(0, RawFields::written_len);
+    let mut out = Vec::with_capacity(160 + 64 * parts.headers.len() + written + small_body);
+    write_head(
+        &mut out,
+        status,
+        &parts.headers,
+        fields.as_ref(),
+        framing,
+        close,
+    );
     if framing == Framing::None {
         return stream.write_all(&out).await.is_ok();
     }
@@ -350,11 +360,13 @@ async fn write_both(stream: &mut TcpStream, head: &[u8], data: &[u8]) -> std::io
     Ok(())
 }
 
-/// The answer's status line and headers, framed as `framing` says.
+/// The answer's status line and headers (its map's, then the `fields` kept as written),
+/// framed as `framing` says.
 fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    fields: Option<&RawFields>,
     framing: Framing,
     close: bool,
 ) {
@@ -363,7 +375,8 @@ fn write_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut dated = false;
+    // Kept fields have no framing field of their own but `Content-Length`.
+    let mut dated = fields.is_some_and(|fields| fields.write(out, framing == Framing::None));
     for (name, value) in headers {
         // The framing is this server's; a bodiless answer keeps its `Content-Length`.
         let framing_header = *name == header::TRANSFER_ENCODING
@@ -653,7 +666,14 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 2026 00:00:00 GMT"),
         );
         let mut out = Vec::new();
-        write_head(&mut out, StatusCode::OK, &headers, Framing::Length(5), true);
+        write_head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            None,
+            Framing::Length(5),
+            true,
+        );
         assert_eq!(
             String::from_utf8(out).expect("text"),
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\
@@ -663,7 +683,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("content-length", HeaderValue::from_static("42"));
         let mut out = Vec::new();
-        write_head(&mut out, StatusCode::OK, &headers, Framing::None, false);
+        write_head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            None,
+            Framing::None,
+            false,
+        );
         let text = String::from_utf8(out).expect("text");
         assert!(text.contains("content-length: 42\r\n"), "{text}");
         assert!(text.contains("\r\ndate: "), "{text}");

@@ -71,6 +71,25 @@ fn own(body: Full<Bytes>) -> ProxyBody {
     Either::Right(Either::Left(body))
 }
 
+/// Puts the fields an upstream answer kept as written (see [`forward::RawFields`]) in
+/// `response`'s map: for hyper's servers, which write only the map.
+fn fields_in_map(response: &mut Response<ProxyBody>) {
+    if let Some(fields) = take_fields(response.body_mut())
+        && let Err(error) = fields.into_map(response.headers_mut())
+    {
+        // The parser checks names and values as the map does: not expected.
+        tracing::warn!(%error, "an answer field left out");
+    }
+}
+
+/// Takes from `body` the fields its upstream answer kept as written, if it did.
+fn take_fields(body: &mut ProxyBody) -> Option<forward::RawFields> {
+    match body {
+        Either::Left(body) => body.take_fields(),
+        Either::Right(_) => None,
+    }
+}
+
 /// Which side of the exchange a failure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

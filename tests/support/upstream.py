@@ -116,6 +116,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif url.path == "/as-written":
+            # A head written byte by byte: names in mixed case, two spaces after a colon,
+            # an empty value, a field twice, and a hop-by-hop field; no `Date`.
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\n"
+                b"Content-Type:  text/plain\r\n"
+                b"Set-Cookie: a=1\r\n"
+                b"X-Empty:\r\n"
+                b"set-cookie: b=2\r\n"
+                b"Keep-Alive: timeout=5\r\n"
+                b"Content-Length: 7\r\n"
+                b"\r\n"
+                b"written"
+            )
         elif url.path == "/headers":
             headers = {}
             for key, value in self.headers.items():

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::headers::Added;
 use super::pool::Pool;
+use super::raw::{self, Kind, Name, RawField, RawFields};
 use crate::proxy::body::Outgoing;
 use crate::proxy::io::FreshStream;
 
@@ -207,7 +208,7 @@ impl Direct {
             }
             None => self.exchange(request, added).await,
         };
-        let (answered, fields) = answered?;
+        let (answered, fields, raw) = answered?;
         let (mut parts, ()) = answered.into_parts();
         let framing = framing(request.method(), parts.status, &fields)?;
         let mut reusable = framing != Framing::Close && fields.keeps_alive(parts.version);
@@ -216,7 +217,7 @@ impl Direct {
             parts.headers.remove(header::CONTENT_LENGTH);
             reusable = false;
         }
-        let body = DirectBody::new(self, framing, reusable.then_some(home));
+        let body = DirectBody::new(self, framing, reusable.then_some(home), raw);
         Ok(Response::from_parts(parts, body))
     }
 
@@ -225,13 +226,13 @@ impl Direct {
         &mut self,
         request: &Request<Outgoing>,
         added: Option<&Added>,
-    ) -> Result<(Response<()>, Fields), DirectError> {
+    ) -> Result<Head, DirectError> {
         let head = request_head(request, added);
         if let Err(error) = self.write(&head).await {
             return Err(DirectError::Unsent(error));
         }
         loop {
-            let (answered, fields) = self.read_head().await?;
+            let (answered, fields, raw) = self.read_head().await?;
             // Interim answers (100 Continue, 103 Early Hints) are not forwarded.
             if answered.status().is_informational() {
                 if answered.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -241,7 +242,7 @@ impl Direct {
                 }
                 continue;
             }
-            return Ok((answered, fields));
+            return Ok((answered, fields, raw));
         }
     }
 
@@ -252,7 +253,7 @@ impl Direct {
     }
 
     /// Reads and parses one answer head (the body's first bytes stay in the buffer).
-    async fn read_head(&mut self) -> Result<(Response<()>, Fields), DirectError> {
+    async fn read_head(&mut self) -> Result<Head, DirectError> {
         loop {
             if !self.buffer.is_empty()
                 && let Some(head) = parse_head(&mut self.buffer)?
@@ -414,7 +415,9 @@ impl Fields {
 }
 
 /// One answer head from the start of `buffer`, taken out of it; `None`: not whole yet.
-fn parse_head(buffer: &mut BytesMut) -> Result<Option<(Response<()>, Fields)>, DirectError> {
+/// An answer that needs no change but the proxy's `Via` keeps its fields as they were
+/// written ([`RawFields`]) and comes with an empty map; any other has them in its map.
+fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, DirectError> {
     // Left uninitialised: writing 100 empty fields costs more than parsing a small head.
     let mut fields =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -439,19 +442,41 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<(Response<()>, Fields)>, D
     let mut read = Fields::default();
     // Where each kept field's name and value are in the head, to share the head's bytes.
     let start = buffer.as_ptr() as usize;
+    let place = |bytes: &[u8]| -> Result<(u32, u32), DirectError> {
+        (bytes.as_ptr() as usize)
+            .checked_sub(start)
+            .filter(|from| from + bytes.len() <= length)
+            .and_then(|from| {
+                Some((
+                    u32::try_from(from).ok()?,
+                    u32::try_from(from + bytes.len()).ok()?,
+                ))
+            })
+            .ok_or_else(|| DirectError::Malformed("a field outside its head".into()))
+    };
+    // Whether the fields can go to the client as they are (see `raw`).
+    let mut as_written = true;
     let mut places = Vec::with_capacity(parsed.headers.len());
     for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| DirectError::Malformed(format!("bad field name {:?}", field.name)))?;
-        let keep = match super::headers::hop_by_hop_index(&name) {
-            None => {
-                if name == header::CONTENT_LENGTH {
-                    read.add_length(field.value);
-                }
-                true
+        let name = raw::name_of(field.name.as_bytes());
+        let kind = match name {
+            Name::Length => {
+                read.add_length(field.value);
+                Kind::Length
             }
-            Some(_) if name == header::CONNECTION => read.add_connection(field.value),
-            Some(_) if name == header::TRANSFER_ENCODING => {
+            Name::Date => Kind::Date,
+            Name::Location => {
+                as_written = false;
+                Kind::Other
+            }
+            Name::Connection => {
+                if !read.add_connection(field.value) {
+                    continue;
+                }
+                as_written = false;
+                Kind::Other
+            }
+            Name::TransferEncoding => {
                 // The last coding of the last field says whether the body is chunked;
                 // with any other, it runs until the connection closes.
                 let last = field.value.rsplit(|&byte| byte == b',').next();
@@ -459,29 +484,40 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<(Response<()>, Fields)>, D
                     Some(last.is_some_and(|coding| {
                         coding.trim_ascii().eq_ignore_ascii_case(b"chunked")
                     }));
-                false
+                continue;
             }
-            Some(_) => false,
+            Name::HopByHop => continue,
+            Name::Other => Kind::Other,
         };
-        if keep {
-            let from = field.value.as_ptr() as usize - start;
-            places.push((name, from, from + field.value.len()));
-        }
+        let (name_from, name_to) = place(field.name.as_bytes())?;
+        let (value_from, value_to) = place(field.value)?;
+        places.push(RawField {
+            name_from,
+            name_to,
+            value_from,
+            value_to,
+            kind,
+        });
     }
+    // Both: the length goes (RFC 9112 §6.1), which the map does more simply.
+    as_written &= !(read.chunked.is_some() && read.length.is_some());
     let head = buffer.split_to(length).freeze();
-    // Room for the `Via` the proxy adds.
-    let mut headers = HeaderMap::with_capacity(places.len() + 1);
-    for (name, from, to) in places {
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
-            .map_err(|_| DirectError::Malformed(format!("bad value for {name}")))?;
-        headers.append(name, value);
-    }
+    let fields = RawFields::new(head, places);
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
-    *response.headers_mut() = headers;
-    Ok(Some((response, read)))
+    if as_written {
+        return Ok(Some((response, read, Some(fields))));
+    }
+    fields
+        .into_map(response.headers_mut())
+        .map_err(DirectError::Malformed)?;
+    Ok(Some((response, read, None)))
 }
+
+/// An answer's head: its status and version (and its fields when they are not kept as
+/// written), what its hop-by-hop fields said, and the fields kept as written.
+type Head = (Response<()>, Fields, Option<RawFields>);
 
 /// How an answer's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,6 +598,9 @@ pub struct DirectBody {
     decode: Decode,
     /// Where the connection goes back at the end (`None`: it is not reused).
     home: Option<Home>,
+    /// The answer's fields as the upstream wrote them, until its head is written (the
+    /// response's map is empty meanwhile); `None` when they are in the map.
+    fields: Option<RawFields>,
 }
 
 impl std::fmt::Debug for DirectBody {
@@ -573,7 +612,12 @@ impl std::fmt::Debug for DirectBody {
 }
 
 impl DirectBody {
-    fn new(connection: Direct, framing: Framing, home: Option<Home>) -> DirectBody {
+    fn new(
+        connection: Direct,
+        framing: Framing,
+        home: Option<Home>,
+        fields: Option<RawFields>,
+    ) -> DirectBody {
         let decode = match framing {
             Framing::Length(length) => Decode::Length(length),
             Framing::Chunked => Decode::Chunked(Chunk::Size),
@@ -583,11 +627,23 @@ impl DirectBody {
             connection: Some(connection),
             decode,
             home,
+            fields,
         };
         if decode == Decode::Length(0) {
             body.finish();
         }
         body
+    }
+
+    /// The answer's fields kept as written, when they are (see [`RawFields`]).
+    pub fn fields_mut(&mut self) -> Option<&mut RawFields> {
+        self.fields.as_mut()
+    }
+
+    /// Takes the answer's fields kept as written: whoever takes them writes them, or puts
+    /// them in the response's map.
+    pub fn take_fields(&mut self) -> Option<RawFields> {
+        self.fields.take()
     }
 
     /// The body is read to its end: the connection goes back to its pool.
@@ -778,7 +834,10 @@ pub mod fuzzing {
             Poll::Ready(Err(error)) => return Err(error.to_string()),
             Poll::Pending => return Err("the head waited".into()),
         };
-        let (head, body) = response.into_parts();
+        let (mut head, mut body) = response.into_parts();
+        if let Some(fields) = body.take_fields() {
+            fields.into_map(&mut head.headers)?;
+        }
         let mut body = std::pin::pin!(body);
         let (mut data, mut trailers, mut body_error) = (Vec::new(), None, None);
         loop {
@@ -922,7 +981,10 @@ mod tests {
             .await
         {
             Ok(response) => {
-                let (parts, mut body) = response.into_parts();
+                let (mut parts, mut body) = response.into_parts();
+                if let Some(fields) = body.take_fields() {
+                    fields.into_map(&mut parts.headers).expect("valid fields");
+                }
                 let mut frames = Vec::new();
                 let mut failure = None;
                 while let Some(frame) = body.frame().await {

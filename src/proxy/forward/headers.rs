@@ -302,7 +302,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-fn via_value(version: Version) -> HeaderValue {
+pub(super) fn via_value(version: Version) -> HeaderValue {
     const VIA_2: HeaderValue = HeaderValue::from_static("2 paastis");
     const VIA_10: HeaderValue = HeaderValue::from_static("1.0 paastis");
     const VIA_11: HeaderValue = HeaderValue::from_static("1.1 paastis");

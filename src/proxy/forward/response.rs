@@ -115,6 +115,16 @@ impl TrackedBody {
         body
     }
 
+    /// Takes the answer's fields kept as the upstream wrote them, when they are (the
+    /// response's map is then empty): whoever takes them writes them, or puts them in the
+    /// map ([`super::RawFields::into_map`]).
+    pub fn take_fields(&mut self) -> Option<super::RawFields> {
+        match &mut self.inner {
+            UpstreamBody::Direct(body) => body.take_fields(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
             lease.release();
