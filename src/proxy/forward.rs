@@ -358,7 +358,7 @@ impl Forwarder {
             UpstreamBody::Hyper(_) => None,
         };
         match fields {
-            Some(fields) => fields.set_via(headers::via_value(version)),
+            Some(fields) => fields.set_via(headers::via_text(version)),
             None => self.clean_response(&mut response, upstream, client_host.as_ref()),
         }
         let lease = sender.map(|sender| Lease {

@@ -313,6 +313,15 @@ pub(super) fn via_value(version: Version) -> HeaderValue {
     }
 }
 
+/// The `Via` the proxy adds to an answer in `version`.
+pub(super) fn via_text(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "2 paastis",
+        Version::HTTP_10 => "1.0 paastis",
+        _ => "1.1 paastis",
+    }
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// The place of `name` in [`HOP_BY_HOP`]: one match on the name's text (a comparison with
 /// each of the nine names costs more, the non-standard ones being compared byte by byte).

@@ -46,8 +46,9 @@ pub struct RawFields {
     head: Bytes,
     /// The kept fields.
     fields: Vec<RawField>,
-    /// The `Via` the proxy adds, once set.
-    via: Option<HeaderValue>,
+    /// The `Via` the proxy adds, once set (small: the body holding this is moved a few
+    /// times per request).
+    via: Option<&'static str>,
 }
 
 impl std::fmt::Debug for RawFields {
@@ -70,7 +71,7 @@ impl RawFields {
     }
 
     /// Sets the `Via` the proxy adds.
-    pub(crate) fn set_via(&mut self, via: HeaderValue) {
+    pub(crate) fn set_via(&mut self, via: &'static str) {
         self.via = Some(via);
     }
 
@@ -126,7 +127,7 @@ impl RawFields {
             headers.append(name, value);
         }
         if let Some(via) = self.via {
-            headers.append(http::header::VIA, via);
+            headers.append(http::header::VIA, HeaderValue::from_static(via));
         }
         Ok(())
     }
@@ -240,7 +241,7 @@ mod tests {
             place("X-Empty", "", Kind::Other),
         ];
         let mut raw = RawFields::new(head, fields);
-        raw.set_via(HeaderValue::from_static("1.1 paastis"));
+        raw.set_via("1.1 paastis");
 
         let mut out = Vec::new();
         assert!(raw.write(&mut out, false));
