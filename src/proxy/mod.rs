@@ -741,29 +741,11 @@ impl Worker {
         let started = Instant::now();
         // The space and app the request went to, once routed (for the metrics).
         let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
-        if !tracing::enabled!(tracing::Level::DEBUG) {
-            let response = match self
-                .proxy(request, client, &mut routed, notes.as_deref_mut())
-                .await
-            {
-                Ok(response) => response,
-                Err((error, answer)) => {
-                    log_failure(&error);
-                    if let Some(notes) = notes.as_deref_mut() {
-                        notes.failed(&error);
-                    }
-                    error.response(&answer)
-                }
-            };
-            self.account(routed.as_ref(), response.status(), started);
-            if let Some(notes) = notes {
-                notes.app = routed.map(|(_, app)| app);
-            }
-            return response;
-        }
-        // account: one line per request, never header values or query strings.
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // account: one line per request at `debug`, never header values or query strings.
+        // One call of `proxy` below whichever way: a second would double this future's size
+        // (its room is copied into a box per request).
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (request.method().clone(), request.uri().path().to_owned()));
         let response = match self
             .proxy(request, client, &mut routed, notes.as_deref_mut())
             .await
@@ -771,7 +753,9 @@ impl Worker {
             Ok(response) => response,
             Err((error, answer)) => {
                 log_failure(&error);
-                tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
+                if logged.is_some() {
+                    tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
+                }
                 if let Some(notes) = notes.as_deref_mut() {
                     notes.failed(&error);
                 }
@@ -779,13 +763,15 @@ impl Worker {
             }
         };
         self.account(routed.as_ref(), response.status(), started);
-        tracing::debug!(
-            %method,
-            %path,
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        if let Some((method, path)) = logged {
+            tracing::debug!(
+                %method,
+                %path,
+                status = response.status().as_u16(),
+                duration_us = started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
         if let Some(notes) = notes {
             notes.app = routed.map(|(_, app)| app);
         }
