@@ -726,6 +726,8 @@ async fn the_dashboard_shows_the_savings_of_the_last_30_days() {
     let empty = call(&engine, "GET", "/", cookie, None).await.text();
     assert!(empty.contains("Savings, last 30 days"), "{empty}");
     assert!(empty.contains("No app has slept yet."), "{empty}");
+    // No webhook configured: no webhooks section.
+    assert!(!empty.contains("<h2>Webhooks</h2>"), "{empty}");
 
     let started = call(
         &engine,

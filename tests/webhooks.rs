@@ -283,6 +283,38 @@ async fn a_failing_receiver_gets_the_delivery_after_retries_and_attempts_are_rec
         metrics.contains("paastis_webhook_dropped_total 0"),
         "{metrics}"
     );
+    // The dashboard too (no script needed): the webhook, where it sends (its origin only),
+    // its counts, and its delivery in a fold.
+    let page = TestClient::new(engine.admin_addr)
+        .send(
+            "GET",
+            "localhost",
+            "/",
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let section = html
+        .split_once("<h2>Webhooks</h2>")
+        .and_then(|(_, rest)| rest.split_once("</table>"))
+        .map(|(section, _)| section)
+        .unwrap_or_else(|| panic!("no webhooks section: {html}"));
+    let origin = receiver.url.split("/hooks/").next().unwrap_or_default();
+    for shown in [
+        "id=\"webhook-ops\"",
+        &format!("<code>{origin}</code>"),
+        "<td data-label=\"Events\">started</td>",
+        "<td data-label=\"Delivered\">1</td>",
+        "<td data-label=\"Failed\">0</td>",
+        "Latest deliveries (1)",
+        "<b>delivered</b> started web",
+        "3 attempts, answered 200: the receiver answered 500",
+    ] {
+        assert!(section.contains(shown), "{shown}: {section}");
+    }
+    assert!(!html.contains(PATH_TOKEN), "{html}");
     // The CLI shows the same: the list with its counts, then the webhook's deliveries.
     let url = format!("http://{}", engine.admin_addr);
     let listed = support::paastis()

@@ -1,9 +1,10 @@
 //! The dashboard: one server-rendered page (no JS framework) with every app, its state,
 //! time until sleep and last wake cause, start/stop/pin buttons (plain forms), the savings
-//! of the last 30 days (totals, a bar per day per app), and recent events. Behind the admin
-//! token: a login form stores it in an HttpOnly, SameSite=Strict cookie, and every form of
-//! the page carries a token bound to that cookie ([`super::guard::form_token`]), checked on
-//! each POST. It acts through the same lifecycle functions as the API.
+//! of the last 30 days (totals, a bar per day per app), the webhooks with their latest
+//! deliveries, and recent events. Behind the admin token: a login form stores it in an
+//! HttpOnly, SameSite=Strict cookie, and every form of the page carries a token bound to
+//! that cookie ([`super::guard::form_token`]), checked on each POST. It acts through the
+//! same lifecycle functions as the API.
 //!
 //! A little JavaScript keeps it live: it follows the event stream
 //! ([`super::stream`], at `/dashboard/events` with the session cookie) to update the
@@ -23,7 +24,7 @@ use super::api::EventsQuery;
 use super::{AdminState, COOKIE};
 use crate::events::{StopCause, WakeCause};
 use crate::html::escape;
-use crate::wire::{AppView, EventList};
+use crate::wire::{AppView, DeliveryView, EventList, WebhookView};
 
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1d2330; --muted: #667085; --bg: #f6f7f9; --card: #fff;
@@ -317,14 +318,17 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         events: Vec::new(),
         next_cursor: None,
     });
-    let savings = savings(&state).await;
+    let sections = Sections {
+        savings: savings(&state).await,
+        webhooks: webhooks(&state),
+    };
     // With a session cookie, the forms carry its form token (the open dashboard has none).
     let form_token = super::cookie_value(&headers, COOKIE).map(super::guard::form_token);
     no_store(
         Html(render(
             &apps,
             &events,
-            savings.as_ref(),
+            &sections,
             state.token.is_some(),
             form_token.as_deref(),
             &state.config.view.load(),
@@ -332,6 +336,35 @@ pub async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Respon
         ))
         .into_response(),
     )
+}
+
+/// What the page shows besides its apps and events.
+struct Sections {
+    /// The last 30 days' savings (`None`: the store could not tell).
+    savings: Option<Savings>,
+    /// The space's webhooks, each with its most recent deliveries.
+    webhooks: Vec<(WebhookView, Vec<DeliveryView>)>,
+}
+
+/// Deliveries shown per webhook (all of them: `paastis webhooks <id>` or the API).
+const DELIVERIES_SHOWN: usize = 5;
+
+/// The space's webhooks and their latest deliveries, as the API shows them.
+fn webhooks(state: &AdminState) -> Vec<(WebhookView, Vec<DeliveryView>)> {
+    let running = state.lifecycle.webhooks();
+    running
+        .list()
+        .iter()
+        .map(|hook| {
+            let deliveries = hook
+                .deliveries()
+                .into_iter()
+                .take(DELIVERIES_SHOWN)
+                .map(super::webhooks::delivery_view)
+                .collect();
+            (super::webhooks::webhook_view(hook), deliveries)
+        })
+        .collect()
 }
 
 /// The last 30 days: the report, and each app's hours asleep per day.
@@ -447,7 +480,7 @@ fn savings_section(body: &mut String, savings: &Savings) {
 fn render(
     apps: &[AppView],
     events: &EventList,
-    savings: Option<&Savings>,
+    sections: &Sections,
     signed_in: bool,
     form_token: Option<&str>,
     config: &crate::wire::ConfigView,
@@ -553,8 +586,11 @@ fn render(
         );
     }
     body.push_str("</tbody></table>");
-    if let Some(savings) = savings {
+    if let Some(savings) = &sections.savings {
         savings_section(&mut body, savings);
+    }
+    if !sections.webhooks.is_empty() {
+        webhooks_section(&mut body, &sections.webhooks);
     }
     let _ = write!(
         body,
@@ -607,6 +643,75 @@ fn render(
     body.push_str("</main>");
     body.push_str(LIVE);
     layout("Paastis", &body)
+}
+
+/// The webhooks: where each sends (scheme and host only, as the API shows), what, its
+/// counts, and its latest deliveries in a fold (no script needed).
+fn webhooks_section(body: &mut String, webhooks: &[(WebhookView, Vec<DeliveryView>)]) {
+    body.push_str(
+        "<h2>Webhooks</h2><table class=\"webhooks\"><thead><tr><th>Webhook</th><th>Sends to</th>\
+         <th>Events</th><th>Queued</th><th>Delivered</th><th>Failed</th><th>Dropped</th>\
+         </tr></thead><tbody>",
+    );
+    for (hook, deliveries) in webhooks {
+        let mut about = vec![hook.format.clone()];
+        if hook.signed {
+            about.push("signed".to_owned());
+        }
+        if let Some(rule) = &hook.rule {
+            about.push(format!("rule {rule}"));
+        }
+        let _ = write!(
+            body,
+            "<tr class=\"webhook\" id=\"webhook-{id}\"><td data-label=\"Webhook\"><b>{id}</b> \
+             <span class=\"muted\">{about}</span></td><td data-label=\"Sends to\"><code>{}</code></td>\
+             <td data-label=\"Events\">{}</td><td data-label=\"Queued\">{}</td>\
+             <td data-label=\"Delivered\">{}</td><td data-label=\"Failed\">{}</td>\
+             <td data-label=\"Dropped\">{}</td></tr>",
+            escape(&hook.target),
+            escape(&hook.events.join(", ").replace('_', " ")),
+            hook.queued,
+            hook.delivered,
+            hook.failed,
+            hook.dropped,
+            id = escape(&hook.id),
+            about = escape(&about.join(", ")),
+        );
+        body.push_str("<tr class=\"deliveries\"><td colspan=\"7\">");
+        if deliveries.is_empty() {
+            body.push_str("<span class=\"muted\">No delivery yet.</span></td></tr>");
+            continue;
+        }
+        let _ = write!(
+            body,
+            "<details><summary>Latest deliveries ({})</summary><ul class=\"deliveries\">",
+            deliveries.len()
+        );
+        for delivery in deliveries {
+            let answered = delivery
+                .response_status
+                .map(|status| format!(", answered {status}"))
+                .unwrap_or_default();
+            let error = delivery
+                .last_error
+                .as_deref()
+                .map(|error| format!(": {}", escape(error)))
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<li><span class=\"muted\">{}</span> <b>{}</b> {} {} <span class=\"muted\">\
+                 {} attempt{}{answered}{error}</span></li>",
+                time(&delivery.created_at),
+                escape(&delivery.status),
+                escape(&delivery.kind.replace('_', " ")),
+                escape(&delivery.app),
+                delivery.attempts,
+                if delivery.attempts == 1 { "" } else { "s" },
+            );
+        }
+        body.push_str("</ul></details></td></tr>");
+    }
+    body.push_str("</tbody></table>");
 }
 
 /// `GET /dashboard/events`: the live event stream of the signed-in space (the session

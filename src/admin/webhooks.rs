@@ -43,7 +43,7 @@ pub async fn webhooks_deliveries(
 }
 
 /// A webhook as shown.
-fn webhook_view(hook: &Running) -> WebhookView {
+pub(super) fn webhook_view(hook: &Running) -> WebhookView {
     let webhook = &hook.target.webhook;
     let (delivered, failed, dropped) = hook.counts();
     WebhookView {
@@ -62,7 +62,7 @@ fn webhook_view(hook: &Running) -> WebhookView {
 }
 
 /// A delivery as shown.
-fn delivery_view(delivery: Delivery) -> DeliveryView {
+pub(super) fn delivery_view(delivery: Delivery) -> DeliveryView {
     DeliveryView {
         status: serde_json::to_value(delivery.status)
             .ok()
