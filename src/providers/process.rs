@@ -345,12 +345,7 @@ impl LocalApp {
     fn new(config: &ProcessAppConfig) -> Result<LocalApp, ProviderError> {
         let port = match config.port {
             Some(port) => port,
-            None => free_port().map_err(|error| {
-                ProviderError::Failed(format!(
-                    "cannot choose a port for app `{}`: {error}",
-                    config.name
-                ))
-            })?,
+            None => choose_port(&config.name)?,
         };
         Ok(LocalApp {
             config: ArcSwap::from_pointee(config.clone()),
@@ -463,9 +458,7 @@ impl Provider for ProcessProvider {
                 )));
             }
             let taken = port;
-            port = free_port().map_err(|error| {
-                ProviderError::Failed(format!("cannot choose a port for app `{app}`: {error}"))
-            })?;
+            port = choose_port(app)?;
             tracing::info!(app, taken, port, "the chosen port is taken: using another");
             local.port.store(port, Ordering::SeqCst);
         }
@@ -660,6 +653,13 @@ async fn port_accepts(port: u16) -> bool {
         .await,
         Ok(Ok(_))
     )
+}
+
+/// A free port for `app`, chosen by the system.
+fn choose_port(app: &str) -> Result<u16, ProviderError> {
+    free_port().map_err(|error| {
+        ProviderError::Failed(format!("cannot choose a port for app `{app}`: {error}"))
+    })
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -326,7 +326,12 @@ pub(super) fn via_text(version: Version) -> &'static str {
 /// The place of `name` in [`HOP_BY_HOP`]: one match on the name's text (a comparison with
 /// each of the nine names costs more, the non-standard ones being compared byte by byte).
 pub(super) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    match name.as_str() {
+    hop_by_hop_place(name.as_str())
+}
+
+/// The place in [`HOP_BY_HOP`] of the lowercase field name `name`.
+pub(super) fn hop_by_hop_place(name: &str) -> Option<usize> {
+    match name {
         "upgrade" => Some(0),
         "connection" => Some(1),
         "keep-alive" => Some(2),
