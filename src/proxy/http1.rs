@@ -94,6 +94,10 @@ pub(super) async fn serve(
     // busy connection does not arm a timer at every request, and each head still gets
     // between `timeout` and half as long again.
     let mut deadline = Box::pin(tokio::time::sleep(timeout + timeout / 2));
+    // Told once, when the engine stops. One wait for the connection's life: a wait begun
+    // at every request would join and leave the engine-wide list of waiters each time.
+    let mut stop = stopped.clone();
+    let mut stopping = std::pin::pin!(stop.changed());
     loop {
         let now = Instant::now();
         if deadline.deadline() < now + timeout {
@@ -120,7 +124,15 @@ pub(super) async fn serve(
                     Head::Partial | Head::Other => return Ended::HandOff(bytes),
                 }
             }
-            if !read_more(stream, &mut buf, deadline.as_mut(), stopped).await {
+            if !read_more(
+                stream,
+                &mut buf,
+                deadline.as_mut(),
+                stopped,
+                stopping.as_mut(),
+            )
+            .await
+            {
                 return Ended::Closed;
             }
         };
@@ -154,7 +166,8 @@ async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut deadline: Pin<&mut tokio::time::Sleep>,
-    stopped: &mut watch::Receiver<bool>,
+    stopped: &watch::Receiver<bool>,
+    stopping: Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
 ) -> bool {
     let waiting = buf.is_empty();
     if waiting && *stopped.borrow() {
@@ -170,8 +183,8 @@ async fn read_more(
             tracing::debug!("no request within header_read_timeout; closed");
             false
         }
-        // Told once, when the engine stops: a connection between requests closes.
-        _ = stopped.changed(), if waiting => false,
+        // The engine stops: a connection between requests closes.
+        _ = stopping, if waiting => false,
     }
 }
 
@@ -488,8 +501,10 @@ fn read_head(bytes: &Bytes) -> Head {
     else {
         return Head::Other;
     };
-    // Room for what the forward phase adds (`X-Forwarded-For`, `-Proto`, `-Host`, `Via`).
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 4);
+    // Room for the client's fields alone: the forward phase keeps the fields it adds apart
+    // from the map on the direct path (a map sized for them too is a larger allocation,
+    // per request, than the grow the other paths pay once).
+    let mut map = HeaderMap::with_capacity(parsed.headers.len());
     let mut close = false;
     for field in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {

@@ -129,11 +129,11 @@ pub fn under<'h, T>(host: &'h str, owner_of: impl Fn(&str) -> Option<T>) -> Unde
     if let Some(owner) = owner_of(host) {
         return Under::Domain(owner);
     }
-    let mut start = 0;
-    while let Some(dot) = host[start..].find('.') {
-        start += dot + 1;
-        if let Some(owner) = owner_of(&host[start..]) {
-            return Under::Key(owner, &host[..start - 1]);
+    // The dots found byte by byte: host names are short, and a character search is set up
+    // at each call.
+    for (dot, _) in host.bytes().enumerate().filter(|&(_, byte)| byte == b'.') {
+        if let Some(owner) = host.get(dot + 1..).and_then(&owner_of) {
+            return Under::Key(owner, &host[..dot]);
         }
     }
     Under::None
@@ -153,7 +153,11 @@ pub fn route_key<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
 
 /// The first DNS label of a host.
 pub fn first_label(host: &str) -> Option<&str> {
-    host.split('.').next().filter(|label| !label.is_empty())
+    let end = host
+        .bytes()
+        .position(|byte| byte == b'.')
+        .unwrap_or(host.len());
+    host.get(..end).filter(|label| !label.is_empty())
 }
 
 #[cfg(test)]

@@ -295,20 +295,16 @@ fn request_head(request: &Request<Outgoing>, added: Option<&Added>) -> Vec<u8> {
         .path_and_query()
         .map_or("/", |target| target.as_str());
     let headers = request.headers();
-    let field = |name: &str, value: &HeaderValue| name.len() + value.len() + 4;
-    let size = headers
-        .iter()
-        .map(|(name, value)| field(name.as_str(), value))
-        .chain(
-            added
-                .into_iter()
-                .flat_map(Added::fields)
-                .map(|(name, value)| field(name, value)),
-        )
-        .sum::<usize>()
-        + request.method().as_str().len()
-        + target.len()
-        + 14;
+    let fields = added.map(Added::fields).unwrap_or_default();
+    let mut size = request.method().as_str().len() + target.len() + 14;
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 4;
+    }
+    for (name, value) in &fields {
+        if let Some(value) = value {
+            size += name.len() + value.len() + 4;
+        }
+    }
     let mut head = Vec::with_capacity(size);
     head.extend_from_slice(request.method().as_str().as_bytes());
     head.push(b' ');
@@ -320,18 +316,20 @@ fn request_head(request: &Request<Outgoing>, added: Option<&Added>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     };
-    let mut fields = added.into_iter().flat_map(Added::fields);
-    // `Host` first, as clients write it.
-    if let Some((name, value)) = fields.next() {
-        write(name, value);
+    // `Host` first, as clients write it; the client's fields the proxy's replace are left.
+    let [(host, host_value), others @ ..] = &fields;
+    if let Some(value) = host_value {
+        write(host, value);
     }
     for (name, value) in headers {
         if !added.is_some_and(|added| added.replaces(name)) {
             write(name.as_str(), value);
         }
     }
-    for (name, value) in fields {
-        write(name, value);
+    for (name, value) in others {
+        if let Some(value) = value {
+            write(name, value);
+        }
     }
     head.extend_from_slice(b"\r\n");
     head
