@@ -6,7 +6,9 @@
 # (d) paastis and (e) nginx as a reverse proxy listening with http2; both still forward to
 # the upstream over HTTP/1.1 keepalive. See docs/src/benchmarks.md.
 # Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
-# BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0);
+# BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0),
+# BENCH_ROUNDS (3: paastis and nginx-proxy measured in turn that many times, the order
+# swapped each round; their medians are compared, so one noisy window does not decide);
 # HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams
 # in flight per connection), BENCH_H2_THREADS (BENCH_THREADS, at most BENCH_H2_CONNECTIONS);
 # BENCH_TRACES (0; 1: paastis traces every request to a local OTLP sink,
@@ -25,6 +27,7 @@ WORKERS=${BENCH_WORKERS:-$(nproc)}
 BUILD=${BENCH_BUILD:-1}
 VERBOSE=${BENCH_VERBOSE:-0}
 H2=${BENCH_H2:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 H2_CONNECTIONS=${BENCH_H2_CONNECTIONS:-8}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
 H2_THREADS=${BENCH_H2_THREADS:-$((THREADS < H2_CONNECTIONS ? THREADS : H2_CONNECTIONS))}
@@ -48,6 +51,7 @@ WARMUP_S=$(seconds "$WARMUP")
 [[ "$DURATION_S" =~ ^[0-9]+$ && "$WARMUP_S" =~ ^[0-9]+$ ]] \
     || die "BENCH_DURATION and BENCH_WARMUP must be whole seconds (e.g. 10s)"
 [[ "$H2" =~ ^[01]$ ]] || die "BENCH_H2 must be 0 or 1"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$H2_CONNECTIONS" =~ ^[1-9][0-9]*$ && "$H2_STREAMS" =~ ^[1-9][0-9]*$ && "$H2_THREADS" =~ ^[1-9][0-9]*$ ]] \
     || die "BENCH_H2_CONNECTIONS, BENCH_H2_STREAMS and BENCH_H2_THREADS must be positive integers"
 ((H2_THREADS <= H2_CONNECTIONS)) || die "BENCH_H2_THREADS must not exceed BENCH_H2_CONNECTIONS"
@@ -323,9 +327,39 @@ bench_h2() {
         | tr -d ',' | paste -sd ';' - || true)
 }
 
+# median VALUE...: the middle value (the mean of the two middle ones for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 bench direct "http://127.0.0.1:$UPSTREAM_PORT/" "$UPSTREAM_PID"
-bench paastis "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
-bench nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "$PROXY_PID"
+# The two proxies in turn, ROUNDS times, the order swapped each round: each round's two runs
+# are next to each other in time, and each proxy goes first as often as the other.
+declare -A URL=([paastis]="http://127.0.0.1:$PAASTIS_PORT/" [nginx-proxy]="http://127.0.0.1:$PROXY_PORT/")
+declare -A SERVER=([paastis]="$PAASTIS_PID" [nginx-proxy]="$PROXY_PID")
+RUNS=()
+for ((round = 1; round <= ROUNDS; round++)); do
+    if ((round % 2)); then order=(paastis nginx-proxy); else order=(nginx-proxy paastis); fi
+    for name in "${order[@]}"; do
+        bench "$name #$round" "${URL[$name]}" "${SERVER[$name]}"
+        RUNS+=("$name #$round")
+    done
+done
+# Each proxy's figures: the medians of its rounds.
+for name in paastis nginx-proxy; do
+    for field in RPS P50 P99 CPU; do
+        declare -n values=$field
+        picked=()
+        for ((round = 1; round <= ROUNDS; round++)); do picked+=("${values[$name #$round]}"); done
+        values[$name]=$(median "${picked[@]}")
+        unset -n values
+    done
+    SPLIT[$name]=$(for ((round = 1; round <= ROUNDS; round++)); do printf '%s ' "${SPLIT[$name #$round]}"; done)
+done
+RATIOS=$(for ((round = 1; round <= ROUNDS; round++)); do
+    awk -v p="${RPS[paastis #$round]}" -v n="${RPS[nginx-proxy #$round]}" 'BEGIN { printf "%.3f ", p / n }'
+done)
 if [[ $H2 == 1 ]]; then
     bench_h2 paastis-h2 "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
     bench_h2 nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/" "$PROXY_H2_PID"
@@ -349,21 +383,25 @@ echo
 echo "paastis proxy benchmark: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo))"
 echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up); paastis proxy workers = nginx workers = $WORKERS"
 echo
-printf '%-12s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
-for name in direct paastis nginx-proxy; do
-    printf '%-12s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
+printf '%-19s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
+for name in direct "${RUNS[@]}" paastis nginx-proxy; do
+    label=$name
+    if [[ $name == paastis || $name == nginx-proxy ]]; then label="$name median"; fi
+    printf '%-19s %12.0f %10.3f %10.3f %11s us  %s\n' "$label" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
 done
 echo "(server CPU/req: CPU time of the server under test alone, i.e. the upstream for direct"
 echo " and the proxy without its upstream otherwise, divided by the requests served;"
-echo " worker CPU split: each worker's share of that time, largest first)"
+echo " worker CPU split: each worker's share of that time, largest first;"
+echo " #N: round N of $ROUNDS, the two proxies measured in turn; median: of the rounds)"
 echo
-warnings direct paastis nginx-proxy
+warnings direct "${RUNS[@]}"
 
-awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" \
+awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" -v rounds="$RATIOS" \
     -v d99="${P99[direct]}" -v p99="${P99[paastis]}" -v n99="${P99[nginx-proxy]}" \
     -v d50="${P50[direct]}" -v p50="${P50[paastis]}" -v n50="${P50[nginx-proxy]}" 'BEGIN {
     ratio = pr / nr
-    printf "paastis req/s / nginx-proxy req/s: %.3f  (target >= 0.9: %s)\n", ratio, (ratio >= 0.9) ? "met" : "NOT met"
+    printf "paastis req/s / nginx-proxy req/s (medians): %.3f  (target >= 0.9: %s)\n", ratio, (ratio >= 0.9) ? "met" : "NOT met"
+    printf "the same, round by round: %s\n", rounds
     printf "added p50 vs direct: paastis %+.3f ms, nginx-proxy %+.3f ms\n", p50 - d50, n50 - d50
     printf "added p99 vs direct: paastis %+.3f ms (target < 1 ms: %s), nginx-proxy %+.3f ms\n",
         p99 - d99, ((p99 - d99) < 1) ? "met" : "NOT met", n99 - d99
