@@ -217,9 +217,14 @@ async fn answer(
 
 /// Waits until the client sends or closes: `true` when it closed (or failed), `false` when
 /// bytes came (left unread).
+///
+/// Polled through the socket's one reader slot (`poll_peek`), as reads are: a `peek` future
+/// would join the socket's list of waiters and leave it at every request.
 async fn client_gone(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
-    !matches!(stream.peek(&mut probe).await, Ok(n) if n > 0)
+    let mut probe = tokio::io::ReadBuf::new(&mut probe);
+    let peeked = std::future::poll_fn(|cx| stream.poll_peek(cx, &mut probe)).await;
+    !matches!(peeked, Ok(n) if n > 0)
 }
 
 /// How an answer's body is framed.
