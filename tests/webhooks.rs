@@ -179,17 +179,22 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     expected == v1
 }
 
-/// `GET` on the admin API with the admin token.
-async fn admin_get(engine: &TestEngine, path: &str) -> (u16, Value) {
-    let answer = TestClient::new(engine.admin_addr)
+/// A bodiless request to the admin listener with the admin token.
+async fn admin_send(engine: &TestEngine, method: &str, path: &str) -> support::Answer {
+    TestClient::new(engine.admin_addr)
         .send(
-            "GET",
+            method,
             "localhost",
             path,
             &[("authorization", &format!("Bearer {TOKEN}"))],
             Bytes::new(),
         )
-        .await;
+        .await
+}
+
+/// `GET` on the admin API with the admin token.
+async fn admin_get(engine: &TestEngine, path: &str) -> (u16, Value) {
+    let answer = admin_send(engine, "GET", path).await;
     (
         answer.status.as_u16(),
         serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
@@ -285,15 +290,7 @@ async fn a_failing_receiver_gets_the_delivery_after_retries_and_attempts_are_rec
     );
     // The dashboard too (no script needed): the webhook, where it sends (its origin only),
     // its counts, and its delivery in a fold.
-    let page = TestClient::new(engine.admin_addr)
-        .send(
-            "GET",
-            "localhost",
-            "/",
-            &[("authorization", &format!("Bearer {TOKEN}"))],
-            Bytes::new(),
-        )
-        .await;
+    let page = admin_send(&engine, "GET", "/").await;
     assert_eq!(page.status, 200);
     let html = page.text();
     let section = html
@@ -463,15 +460,7 @@ async fn slack_and_discord_get_sentences_of_the_kinds_they_asked_for() {
     .await;
     let client = TestClient::new(engine.addr);
     assert_eq!(client.get("web.localhost", "/").await.status, 200);
-    let stop = TestClient::new(engine.admin_addr)
-        .send(
-            "POST",
-            "localhost",
-            "/api/v1/apps/local/web/stop",
-            &[("authorization", &format!("Bearer {TOKEN}"))],
-            Bytes::new(),
-        )
-        .await;
+    let stop = admin_send(&engine, "POST", "/api/v1/apps/local/web/stop").await;
     assert!(stop.status.is_success(), "{}", stop.text());
     until("discord hears of the stop", async || {
         !discord.got().is_empty()
@@ -808,17 +797,8 @@ async fn a_reload_replaces_the_webhooks_and_keeps_unchanged_ones() {
     std::fs::write(&path, file(&first.url)).expect("write");
     let engine = TestEngine::start_file(&path, &HashMap::new()).await;
     let client = TestClient::new(engine.addr);
-    let admin = TestClient::new(engine.admin_addr);
     let post = async |path: &str| {
-        let answer = admin
-            .send(
-                "POST",
-                "localhost",
-                path,
-                &[("authorization", &format!("Bearer {TOKEN}"))],
-                Bytes::new(),
-            )
-            .await;
+        let answer = admin_send(&engine, "POST", path).await;
         assert!(answer.status.is_success(), "{path}: {}", answer.text());
     };
     assert_eq!(client.get("web.localhost", "/").await.status, 200);
@@ -831,15 +811,7 @@ async fn a_reload_replaces_the_webhooks_and_keeps_unchanged_ones() {
     assert_eq!(deliveries(&engine, "ops").await.len(), 1);
     std::fs::write(&path, file(&second.url)).expect("write");
     let (_, view) = {
-        let answer = admin
-            .send(
-                "POST",
-                "localhost",
-                "/api/v1/config/reload",
-                &[("authorization", &format!("Bearer {TOKEN}"))],
-                Bytes::new(),
-            )
-            .await;
+        let answer = admin_send(&engine, "POST", "/api/v1/config/reload").await;
         assert!(answer.status.is_success(), "{}", answer.text());
         (answer.status, answer.json())
     };
@@ -874,15 +846,7 @@ async fn a_dead_receiver_costs_a_bounded_queue_the_oldest_dropped_and_counted() 
         !receiver.got().is_empty()
     })
     .await;
-    let stop = TestClient::new(engine.admin_addr)
-        .send(
-            "POST",
-            "localhost",
-            "/api/v1/apps/local/web/stop",
-            &[("authorization", &format!("Bearer {TOKEN}"))],
-            Bytes::new(),
-        )
-        .await;
+    let stop = admin_send(&engine, "POST", "/api/v1/apps/local/web/stop").await;
     assert!(stop.status.is_success(), "{}", stop.text());
     // One held by the receiver, one waiting: of the four, two were dropped.
     until("four deliveries are accounted for", async || {

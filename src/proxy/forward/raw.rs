@@ -162,16 +162,14 @@ pub(crate) fn name_of(name: &[u8]) -> Name {
     for (to, from) in room.iter_mut().zip(name) {
         *to = from.to_ascii_lowercase();
     }
-    // Compared as bytes: a name that is not text is none of these.
-    let lower: &[u8] = room;
-    match lower {
+    match &*room {
         b"content-length" => Name::Length,
         b"date" => Name::Date,
         b"location" | b"content-location" => Name::Location,
         b"connection" => Name::Connection,
         b"transfer-encoding" => Name::TransferEncoding,
         // The same list as the header maps' (`remove_hop_by_hop`).
-        _ if super::headers::hop_by_hop_place(lower).is_some() => Name::HopByHop,
+        _ if super::headers::hop_by_hop_place(room).is_some() => Name::HopByHop,
         _ => Name::Other,
     }
 }
