@@ -487,3 +487,45 @@ async fn half_a_head_or_a_silent_kept_alive_connection_is_closed_by_its_deadline
     }
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_buffers_passed_between_connections_never_mix_their_requests_or_answers() {
+    // The proxy's threads hand their read buffers from one request to the next, on any
+    // connection. Several kept-alive connections at once, each request carrying a value of
+    // its own (heads from a few bytes to past the first 4 KiB buffer), and each answer
+    // echoing it back: every answer must be its own request's, byte for byte.
+    let engine = awake().await;
+    let addr = engine.addr;
+    let mut clients = Vec::new();
+    for connection in 0..6usize {
+        clients.push(tokio::spawn(async move {
+            let mut stream = connect(addr).await;
+            let mut buf = Vec::new();
+            for request in 0..25usize {
+                let padding = "p".repeat((connection * 977 + request * 331) % 5000);
+                let value = format!("c{connection}-r{request}-{padding}");
+                let (head, body) = ask(
+                    &mut stream,
+                    &mut buf,
+                    format!(
+                        "GET /headers HTTP/1.1\r\nHost: hello.localhost\r\nX-Probe: {value}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let echoed: serde_json::Value =
+                    serde_json::from_slice(&body).expect("the upstream's JSON");
+                assert_eq!(
+                    echoed["x-probe"],
+                    serde_json::json!([value]),
+                    "connection {connection}, request {request}"
+                );
+            }
+        }));
+    }
+    for client in clients {
+        client.await.expect("a client");
+    }
+    engine.stop().await;
+}

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::buffers::{self, Use};
 use super::forward::direct::answer_has_no_body;
 use super::forward::{ClientSide, RawFields};
 use super::{ProxyBody, Worker};
@@ -43,7 +44,7 @@ use super::{ProxyBody, Worker};
 /// Headers a request may have (as many as hyper's server takes; more: hyper answers 431).
 const MAX_HEADERS: usize = 100;
 /// Room made for a request head at first; doubled while a head is longer.
-const FIRST_READ: usize = 4096;
+const FIRST_READ: usize = Use::RequestHead.size();
 /// Body bytes up to this size are copied after the head, so that both go in one write.
 const COALESCE: usize = 16 * 1024;
 
@@ -89,7 +90,8 @@ pub(super) async fn serve(
 ) -> Ended {
     let limits = worker.proxy.limits;
     let timeout = limits.header_read_timeout;
-    let mut buf = BytesMut::from(&first[..]);
+    let mut buf = buffers::take(Use::RequestHead);
+    buf.extend_from_slice(&first);
     // One timer for the connection's life, moved only when less than `timeout` is left: a
     // busy connection does not arm a timer at every request, and each head still gets
     // between `timeout` and half as long again.
@@ -148,8 +150,9 @@ pub(super) async fn serve(
             return Ended::Closed;
         }
         if buf.is_empty() {
-            // Waiting for the next request holds no buffer.
-            buf = BytesMut::new();
+            // Waiting for the next request holds no buffer: it goes back to the thread's
+            // kept ones, for the next request that comes on any connection.
+            buffers::give(Use::RequestHead, std::mem::take(&mut buf));
         }
     }
 }
@@ -173,12 +176,21 @@ async fn read_more(
     if waiting && *stopped.borrow() {
         return false;
     }
-    if buf.capacity() - buf.len() < FIRST_READ / 4 {
+    if buf.capacity() != 0 && buf.capacity() - buf.len() < FIRST_READ / 4 {
         buf.reserve(buf.len().max(FIRST_READ));
     }
+    let read = async {
+        if buf.capacity() == 0 {
+            // Bytes first, then a buffer: a connection waiting for its next request holds
+            // none. The wait is the socket's reader slot, as reads are.
+            std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+            *buf = buffers::take(Use::RequestHead);
+        }
+        stream.read_buf(buf).await
+    };
     tokio::select! {
         biased;
-        read = stream.read_buf(buf) => matches!(read, Ok(n) if n > 0),
+        read = read => matches!(read, Ok(n) if n > 0),
         () = &mut deadline => {
             tracing::debug!("no request within header_read_timeout; closed");
             false

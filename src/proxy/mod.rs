@@ -27,6 +27,7 @@
 
 pub mod admit;
 pub mod body;
+pub mod buffers;
 pub mod conn;
 pub mod forward;
 pub mod forwarded;

@@ -27,6 +27,7 @@ use super::headers::Added;
 use super::pool::Pool;
 use super::raw::{self, Kind, Name, RawField, RawFields};
 use crate::proxy::body::Outgoing;
+use crate::proxy::buffers::{self, Use};
 use crate::proxy::io::FreshStream;
 
 /// Most header fields in an answer's head (as hyper's client).
@@ -39,7 +40,7 @@ const MAX_HEAD: usize = 400 * 1024;
 const MAX_CHUNK_LINE: usize = 4096;
 
 /// What one read asks for at least: room for a small answer in one go.
-const READ_SIZE: usize = 16 * 1024;
+const READ_SIZE: usize = Use::Answer.size();
 
 /// The byte stream of an upstream connection: TCP, or TLS over it.
 pub(super) enum UpstreamIo {
@@ -266,7 +267,11 @@ impl Direct {
                     MAX_HEAD / 1024
                 )));
             }
-            self.buffer.reserve(READ_SIZE);
+            if self.buffer.capacity() == 0 {
+                self.buffer = buffers::take(Use::Answer);
+            } else {
+                self.buffer.reserve(READ_SIZE);
+            }
             match self.io.read_buf(&mut self.buffer).await {
                 Ok(0) if self.buffer.is_empty() => {
                     return Err(DirectError::NoAnswer(
@@ -654,9 +659,10 @@ impl DirectBody {
         if !connection.buffer.is_empty() {
             return;
         }
-        // An idle connection holds no buffer (the next answer gets a fresh one).
+        // An idle connection holds no buffer: it goes back to the thread's kept ones, for
+        // the next answer read on any connection once the bytes it served are dropped.
         let mut connection = connection;
-        connection.buffer = BytesMut::new();
+        buffers::give(Use::Answer, std::mem::take(&mut connection.buffer));
         super::pool::put_back(
             &home.pool,
             &home.authority,
@@ -678,7 +684,11 @@ impl DirectBody {
 
 /// Reads more into the connection's buffer: `Ready(Ok(0))` at its end.
 fn poll_fill(connection: &mut Direct, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-    connection.buffer.reserve(READ_SIZE);
+    if connection.buffer.capacity() == 0 {
+        connection.buffer = buffers::take(Use::Answer);
+    } else {
+        connection.buffer.reserve(READ_SIZE);
+    }
     let read = connection.io.read_buf(&mut connection.buffer);
     std::pin::pin!(read).poll(cx)
 }
