@@ -105,7 +105,7 @@ pub(super) async fn serve(
         if deadline.deadline() < now + timeout {
             deadline.as_mut().reset(now + timeout + timeout / 2);
         }
-        let (request, close) = loop {
+        let (handling, head, close) = loop {
             if !buf.is_empty() {
                 let bytes = buf.split().freeze();
                 match read_head(&bytes) {
@@ -118,7 +118,12 @@ pub(super) async fn serve(
                             // Pipelined: the next request is already here.
                             buf.extend_from_slice(rest);
                         }
-                        break (request, close);
+                        let head = request.method() == Method::HEAD;
+                        // The request goes into its handling here, where it was read: each
+                        // hand-over on the way would copy it whole. Boxed: a connection
+                        // between requests then holds no room for one in progress.
+                        let handling = Box::pin(worker.handle(request, client, None));
+                        break (handling, head, close);
                     }
                     Head::Partial if bytes.len() < limits.max_header_bytes => {
                         buf = BytesMut::from(bytes);
@@ -138,8 +143,7 @@ pub(super) async fn serve(
                 return Ended::Closed;
             }
         };
-        let head = request.method() == Method::HEAD;
-        let Some(response) = answer(worker, stream, request, client).await else {
+        let Some(response) = answer(stream, handling, client).await else {
             return Ended::Closed;
         };
         // The engine stopping: this answer is the connection's last.
@@ -200,16 +204,13 @@ async fn read_more(
     }
 }
 
-/// The answer to `request`; `None` when the client closed its side first (the request is
-/// then dropped, and with it what it held upstream).
+/// The answer of a request's `handling`; `None` when the client closed its side first (the
+/// request is then dropped, and with it what it held upstream).
 async fn answer(
-    worker: &Worker,
     stream: &TcpStream,
-    request: Request<RequestBody>,
+    mut handling: Pin<Box<impl Future<Output = Response<ProxyBody>>>>,
     client: &ClientSide,
 ) -> Option<Response<ProxyBody>> {
-    // Boxed: a connection between requests then holds no room for one in progress.
-    let mut handling = Box::pin(worker.handle(request, client, None));
     let mut watching = true;
     loop {
         tokio::select! {
