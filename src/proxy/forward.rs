@@ -175,198 +175,209 @@ impl Forwarder {
     /// the upstream's TCP stack never acknowledged on a fresh connection (the app never
     /// read it) is sent again on another; so is an idempotent one whose kept-alive
     /// connection closed before any answer.
-    pub async fn forward(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request into its body once more (measured)"
+    )]
+    pub fn forward(
         &self,
         request: Request<RequestBody>,
         upstream: &Upstream,
         client: &ClientSide,
         retry_until: impl Fn() -> Option<Instant>,
         scope: UpstreamScope,
-    ) -> Result<(Response<UpstreamBody>, Option<Lease>), ForwardError> {
-        // The fields the proxy sets stay apart until a request goes to hyper's client: a
-        // direct connection writes them without putting them in the request's map.
-        let (mut request, added, client_host, outcome) =
-            self.prepare_apart(request, upstream, client);
-        let mut added = Some(added);
-        // Fresh connections made for this request: an upstream that keeps closing them
-        // before taking the request is given up on (outside the time just after a wake).
-        let mut fresh = 0;
-        let mut pause = RetryPause::new(retry_until);
-        // Just after a wake: how long the next new connection may go unanswered.
-        let mut patience = pool::FIRST_CONNECT_PATIENCE;
-        let (mut response, sender) = loop {
-            if fresh >= MAX_FRESH_CONNECTIONS && !pause.wait().await {
-                return Err(ForwardError::Exchange(format!(
-                    "{}: every new connection closed before taking the request",
-                    upstream.authority
-                )));
-            }
-            // An upstream that chose HTTP/2 has one connection for everything.
-            if let Some(mut shared) = self.shared(&upstream.authority) {
-                // Boxed: its future is as large as the rest of this one's together.
+    ) -> impl Future<Output = Result<(Response<UpstreamBody>, Option<Lease>), ForwardError>> {
+        // Not an `async fn`: the request is not copied into the body's locals (see
+        // `Worker::handle`).
+        async move {
+            // The fields the proxy sets stay apart until a request goes to hyper's client: a
+            // direct connection writes them without putting them in the request's map.
+            let (mut request, added, client_host, outcome) =
+                self.prepare_apart(request, upstream, client);
+            let mut added = Some(added);
+            // Fresh connections made for this request: an upstream that keeps closing them
+            // before taking the request is given up on (outside the time just after a wake).
+            let mut fresh = 0;
+            let mut pause = RetryPause::new(retry_until);
+            // Just after a wake: how long the next new connection may go unanswered.
+            let mut patience = pool::FIRST_CONNECT_PATIENCE;
+            let (mut response, sender) = loop {
+                if fresh >= MAX_FRESH_CONNECTIONS && !pause.wait().await {
+                    return Err(ForwardError::Exchange(format!(
+                        "{}: every new connection closed before taking the request",
+                        upstream.authority
+                    )));
+                }
+                // An upstream that chose HTTP/2 has one connection for everything.
+                if let Some(mut shared) = self.shared(&upstream.authority) {
+                    // Boxed: its future is as large as the rest of this one's together.
+                    if let Some(added) = added.take() {
+                        added.apply(request.headers_mut());
+                    }
+                    let sent =
+                        Box::pin(self.send_h2(&mut shared, request, upstream, &outcome)).await?;
+                    match sent {
+                        Ok(response) => break (response.map(UpstreamBody::Hyper), None),
+                        // Closed (GOAWAY) before taking the request: nothing was sent.
+                        Err(unsent) => {
+                            self.forget_shared(&upstream.authority, &shared);
+                            request = unsent;
+                            continue;
+                        }
+                    }
+                }
+                let bodiless = matches!(request.body(), Outgoing::Empty);
+                // Just after a wake, a place among the few requests opening connections to
+                // the upstream at once, kept from before connecting to the first byte of the
+                // answer (or [`RAMP_HOLD`]): a burst would overflow a small listen backlog.
+                let mut place = None;
+                let mut idle = self.checkout(&upstream.authority, bodiless).await;
+                if idle.is_none() && pause.active() {
+                    place = self.ramp(&upstream.authority).await;
+                    // A connection may have come back while this request waited.
+                    idle = self.checkout(&upstream.authority, bodiless).await;
+                }
+                let (connection, reused) = match idle {
+                    Some(idle) => {
+                        place = None;
+                        (idle, true)
+                    }
+                    // New connections are rare: boxed, so the common path's future stays small.
+                    None => {
+                        // Just after a wake, a connection left unanswered is replaced soon.
+                        let quick = place.is_some().then_some(patience);
+                        match Box::pin(self.connect(upstream, bodiless, scope, quick)).await {
+                            Ok(Connection::Http1(sender)) => {
+                                fresh += 1;
+                                (Idle::Hyper(sender), false)
+                            }
+                            Ok(Connection::Direct(direct)) => {
+                                fresh += 1;
+                                (Idle::Direct(direct), false)
+                            }
+                            // Shared from now on: the next turn sends on it.
+                            Ok(Connection::Http2(_)) => {
+                                fresh += 1;
+                                continue;
+                            }
+                            Err(error @ ForwardError::Unanswered(_)) => {
+                                // The attempt itself waited: the next one goes at once.
+                                tracing::debug!(%error, "upstream busy, connecting again");
+                                patience = (patience * 2).min(self.timeouts.connect);
+                                continue;
+                            }
+                            Err(error @ ForwardError::NotListening(_)) => {
+                                // Nothing to hold the others back for while pausing.
+                                drop(place.take());
+                                if pause.wait().await {
+                                    tracing::debug!(%error, "upstream not ready yet, retrying");
+                                    continue;
+                                }
+                                return Err(error);
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                };
+                let mut sender = match connection {
+                    Idle::Hyper(sender) => sender,
+                    Idle::Direct(direct) => {
+                        let home = direct::Home {
+                            pool: Arc::clone(&self.pool),
+                            authority: upstream.authority.clone(),
+                        };
+                        // The connection keeps the one timer that bounds its answers' heads.
+                        let limit = self.timeouts.response_header;
+                        let send = direct.send(&request, added.as_ref(), home, Some(limit));
+                        let sent = match place {
+                            None => send.await,
+                            // Rare: boxed, as below.
+                            Some(place) => Box::pin(holding(send, place)).await,
+                        };
+                        let error = match sent {
+                            Ok(response) => {
+                                break (response.map(UpstreamBody::Direct), None);
+                            }
+                            Err(error) => error,
+                        };
+                        match error {
+                            // A reused connection the upstream had closed: nothing was taken.
+                            DirectError::Unsent(_) if reused => continue,
+                            // A fresh one closed before taking it, just after a wake.
+                            DirectError::Unsent(_) if pause.wait().await => continue,
+                            // Never acknowledged by the upstream's TCP stack: the app never
+                            // read it. Requests lost together come back spread out, or they
+                            // would fill the same backlog again.
+                            DirectError::NoAnswer(cause)
+                                if !reused && cause.kind() == std::io::ErrorKind::TimedOut =>
+                            {
+                                tracing::debug!(
+                                    upstream = %upstream.authority,
+                                    "upstream never took the connection; sending the request again"
+                                );
+                                resend_pause(fresh).await;
+                                continue;
+                            }
+                            // A kept-alive connection closed as the request went: an
+                            // idempotent request may go again (RFC 9110 §9.2.2).
+                            DirectError::NoAnswer(_)
+                                if reused && request.method().is_idempotent() =>
+                            {
+                                continue;
+                            }
+                            DirectError::TimedOut(limit) => {
+                                return Err(ForwardError::Timeout(limit));
+                            }
+                            error => {
+                                return Err(ForwardError::Exchange(format!(
+                                    "{}: {error}",
+                                    upstream.authority
+                                )));
+                            }
+                        }
+                    }
+                };
+                // Here on hyper's client: a request with a body, or a bodiless one on a pooled
+                // connection a request with a body left.
                 if let Some(added) = added.take() {
                     added.apply(request.headers_mut());
                 }
-                let sent = Box::pin(self.send_h2(&mut shared, request, upstream, &outcome)).await?;
+                let send = sender.try_send_request(request);
+                let sent = match place {
+                    None => self.response_header(send).await?,
+                    // Rare (new connections just after a wake): boxed, so the common path's
+                    // future stays small (hyper moves it once per request).
+                    Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
+                };
                 match sent {
-                    Ok(response) => break (response.map(UpstreamBody::Hyper), None),
-                    // Closed (GOAWAY) before taking the request: nothing was sent.
-                    Err(unsent) => {
-                        self.forget_shared(&upstream.authority, &shared);
-                        request = unsent;
-                        continue;
-                    }
-                }
-            }
-            let bodiless = matches!(request.body(), Outgoing::Empty);
-            // Just after a wake, a place among the few requests opening connections to
-            // the upstream at once, kept from before connecting to the first byte of the
-            // answer (or [`RAMP_HOLD`]): a burst would overflow a small listen backlog.
-            let mut place = None;
-            let mut idle = self.checkout(&upstream.authority, bodiless).await;
-            if idle.is_none() && pause.active() {
-                place = self.ramp(&upstream.authority).await;
-                // A connection may have come back while this request waited.
-                idle = self.checkout(&upstream.authority, bodiless).await;
-            }
-            let (connection, reused) = match idle {
-                Some(idle) => {
-                    place = None;
-                    (idle, true)
-                }
-                // New connections are rare: boxed, so the common path's future stays small.
-                None => {
-                    // Just after a wake, a connection left unanswered is replaced soon.
-                    let quick = place.is_some().then_some(patience);
-                    match Box::pin(self.connect(upstream, bodiless, scope, quick)).await {
-                        Ok(Connection::Http1(sender)) => {
-                            fresh += 1;
-                            (Idle::Hyper(sender), false)
-                        }
-                        Ok(Connection::Direct(direct)) => {
-                            fresh += 1;
-                            (Idle::Direct(direct), false)
-                        }
-                        // Shared from now on: the next turn sends on it.
-                        Ok(Connection::Http2(_)) => {
-                            fresh += 1;
-                            continue;
-                        }
-                        Err(error @ ForwardError::Unanswered(_)) => {
-                            // The attempt itself waited: the next one goes at once.
-                            tracing::debug!(%error, "upstream busy, connecting again");
-                            patience = (patience * 2).min(self.timeouts.connect);
-                            continue;
-                        }
-                        Err(error @ ForwardError::NotListening(_)) => {
-                            // Nothing to hold the others back for while pausing.
-                            drop(place.take());
-                            if pause.wait().await {
-                                tracing::debug!(%error, "upstream not ready yet, retrying");
-                                continue;
-                            }
-                            return Err(error);
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-            };
-            let mut sender = match connection {
-                Idle::Hyper(sender) => sender,
-                Idle::Direct(direct) => {
-                    let home = direct::Home {
-                        pool: Arc::clone(&self.pool),
-                        authority: upstream.authority.clone(),
-                    };
-                    // The connection keeps the one timer that bounds its answers' heads.
-                    let limit = self.timeouts.response_header;
-                    let send = direct.send(&request, added.as_ref(), home, Some(limit));
-                    let sent = match place {
-                        None => send.await,
-                        // Rare: boxed, as below.
-                        Some(place) => Box::pin(holding(send, place)).await,
-                    };
-                    let error = match sent {
-                        Ok(response) => {
-                            break (response.map(UpstreamBody::Direct), None);
-                        }
-                        Err(error) => error,
-                    };
-                    match error {
-                        // A reused connection the upstream had closed: nothing was taken.
-                        DirectError::Unsent(_) if reused => continue,
+                    Ok(response) => break (response.map(UpstreamBody::Hyper), Some(sender)),
+                    Err(mut error) => match error.take_message() {
+                        // A reused connection the upstream closed before taking the request:
+                        // nothing was sent, so any request can go on a fresh connection.
+                        Some(unsent) if reused => request = unsent,
                         // A fresh one closed before taking it, just after a wake.
-                        DirectError::Unsent(_) if pause.wait().await => continue,
-                        // Never acknowledged by the upstream's TCP stack: the app never
-                        // read it. Requests lost together come back spread out, or they
-                        // would fill the same backlog again.
-                        DirectError::NoAnswer(cause)
-                            if !reused && cause.kind() == std::io::ErrorKind::TimedOut =>
-                        {
-                            tracing::debug!(
-                                upstream = %upstream.authority,
-                                "upstream never took the connection; sending the request again"
-                            );
-                            resend_pause(fresh).await;
-                            continue;
-                        }
-                        // A kept-alive connection closed as the request went: an
-                        // idempotent request may go again (RFC 9110 §9.2.2).
-                        DirectError::NoAnswer(_) if reused && request.method().is_idempotent() => {
-                            continue;
-                        }
-                        DirectError::TimedOut(limit) => {
-                            return Err(ForwardError::Timeout(limit));
-                        }
-                        error => {
-                            return Err(ForwardError::Exchange(format!(
-                                "{}: {error}",
-                                upstream.authority
-                            )));
-                        }
-                    }
+                        Some(unsent) if pause.wait().await => request = unsent,
+                        _ => return Err(exchange_failed(error.error(), &outcome)),
+                    },
                 }
             };
-            // Here on hyper's client: a request with a body, or a bodiless one on a pooled
-            // connection a request with a body left.
-            if let Some(added) = added.take() {
-                added.apply(request.headers_mut());
-            }
-            let send = sender.try_send_request(request);
-            let sent = match place {
-                None => self.response_header(send).await?,
-                // Rare (new connections just after a wake): boxed, so the common path's
-                // future stays small (hyper moves it once per request).
-                Some(place) => Box::pin(self.response_header(holding(send, place))).await?,
+            // Fields kept as the upstream wrote them need no cleaning (see `raw`): only `Via`.
+            let version = response.version();
+            let fields = match response.body_mut() {
+                UpstreamBody::Direct(body) => body.fields_mut(),
+                UpstreamBody::Hyper(_) => None,
             };
-            match sent {
-                Ok(response) => break (response.map(UpstreamBody::Hyper), Some(sender)),
-                Err(mut error) => match error.take_message() {
-                    // A reused connection the upstream closed before taking the request:
-                    // nothing was sent, so any request can go on a fresh connection.
-                    Some(unsent) if reused => request = unsent,
-                    // A fresh one closed before taking it, just after a wake.
-                    Some(unsent) if pause.wait().await => request = unsent,
-                    _ => return Err(exchange_failed(error.error(), &outcome)),
-                },
+            match fields {
+                Some(fields) => fields.set_via(headers::via_text(version)),
+                None => self.clean_response(&mut response, upstream, client_host.as_ref()),
             }
-        };
-        // Fields kept as the upstream wrote them need no cleaning (see `raw`): only `Via`.
-        let version = response.version();
-        let fields = match response.body_mut() {
-            UpstreamBody::Direct(body) => body.fields_mut(),
-            UpstreamBody::Hyper(_) => None,
-        };
-        match fields {
-            Some(fields) => fields.set_via(headers::via_text(version)),
-            None => self.clean_response(&mut response, upstream, client_host.as_ref()),
+            let lease = sender.map(|sender| Lease {
+                pool: Arc::clone(&self.pool),
+                authority: upstream.authority.clone(),
+                sender,
+            });
+            Ok((response, lease))
         }
-        let lease = sender.map(|sender| Lease {
-            pool: Arc::clone(&self.pool),
-            authority: upstream.authority.clone(),
-            sender,
-        });
-        Ok((response, lease))
     }
 
     /// Sends on an HTTP/2 connection. The request goes in HTTP/2 form (the upstream's

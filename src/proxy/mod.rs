@@ -721,62 +721,71 @@ async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStrea
 impl Worker {
     /// One request through every phase. `notes` (from [`Worker::traced`] only) takes what
     /// the request's span tells; `None` is the untraced path, which stays as small as it was.
-    async fn handle(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request into its body once more (measured)"
+    )]
+    fn handle(
         &self,
         request: Request<RequestBody>,
         client: &ClientSide,
         mut notes: Option<&mut Notes>,
-    ) -> Response<ProxyBody> {
-        // `admin.host`: not an app's request, not in the apps' metrics. Boxed: held inline,
-        // its future would make every request's state larger (more to move per request).
-        if let Some(handoff) = &self.proxy.handoff
-            && handoff.wants(&request)
-        {
-            let answer = Box::pin(handoff.handle(request, client)).await;
-            return answer.map(|body| Either::Right(Either::Right(body)));
-        }
-        // Traces on: the same, within the request's span (boxed, as every rare path).
-        if notes.is_none() && self.proxy.tracer.is_on() {
-            return Box::pin(self.traced(request, client)).await;
-        }
-        let started = Instant::now();
-        // The space and app the request went to, once routed (for the metrics).
-        let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
-        // account: one line per request at `debug`, never header values or query strings.
-        // One call of `proxy` below whichever way: a second would double this future's size
-        // (its room is copied into a box per request).
-        let logged = tracing::enabled!(tracing::Level::DEBUG)
-            .then(|| (request.method().clone(), request.uri().path().to_owned()));
-        let response = match self
-            .proxy(request, client, &mut routed, notes.as_deref_mut())
-            .await
-        {
-            Ok(response) => response,
-            Err((error, answer)) => {
-                log_failure(&error);
-                if logged.is_some() {
-                    tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
-                }
-                if let Some(notes) = notes.as_deref_mut() {
-                    notes.failed(&error);
-                }
-                error.response(&answer)
+    ) -> impl Future<Output = Response<ProxyBody>> {
+        // A future of its own rather than an `async fn`: an `async fn` moves its arguments into
+        // its body's locals when it starts, a copy of the request (and room for it twice) per
+        // layer of the request's way.
+        async move {
+            // `admin.host`: not an app's request, not in the apps' metrics. Boxed: held inline,
+            // its future would make every request's state larger (more to move per request).
+            if let Some(handoff) = &self.proxy.handoff
+                && handoff.wants(&request)
+            {
+                let answer = Box::pin(handoff.handle(request, client)).await;
+                return answer.map(|body| Either::Right(Either::Right(body)));
             }
-        };
-        self.account(routed.as_ref(), response.status(), started);
-        if let Some((method, path)) = logged {
-            tracing::debug!(
-                %method,
-                %path,
-                status = response.status().as_u16(),
-                duration_us = started.elapsed().as_micros() as u64,
-                "request"
-            );
+            // Traces on: the same, within the request's span (boxed, as every rare path).
+            if notes.is_none() && self.proxy.tracer.is_on() {
+                return Box::pin(self.traced(request, client)).await;
+            }
+            let started = Instant::now();
+            // The space and app the request went to, once routed (for the metrics).
+            let mut routed: Option<(Option<Arc<SpaceRoute>>, Arc<App>)> = None;
+            // account: one line per request at `debug`, never header values or query strings.
+            // One call of `proxy` below whichever way: a second would double this future's size
+            // (its room is copied into a box per request).
+            let logged = tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (request.method().clone(), request.uri().path().to_owned()));
+            let response = match self
+                .proxy(request, client, &mut routed, notes.as_deref_mut())
+                .await
+            {
+                Ok(response) => response,
+                Err((error, answer)) => {
+                    log_failure(&error);
+                    if logged.is_some() {
+                        tracing::debug!(side = ?error.side(), code = error.code(), %error, "request not forwarded");
+                    }
+                    if let Some(notes) = notes.as_deref_mut() {
+                        notes.failed(&error);
+                    }
+                    error.response(&answer)
+                }
+            };
+            self.account(routed.as_ref(), response.status(), started);
+            if let Some((method, path)) = logged {
+                tracing::debug!(
+                    %method,
+                    %path,
+                    status = response.status().as_u16(),
+                    duration_us = started.elapsed().as_micros() as u64,
+                    "request"
+                );
+            }
+            if let Some(notes) = notes {
+                notes.app = routed.map(|(_, app)| app);
+            }
+            response
         }
-        if let Some(notes) = notes {
-            notes.app = routed.map(|(_, app)| app);
-        }
-        response
     }
 
     /// account: the request in the metrics of its app's space (its app's counter, the
@@ -798,113 +807,121 @@ impl Worker {
     }
 
     /// The phases; an error comes with how to answer it (HTML or not, in which look).
-    async fn proxy(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request into its body once more (measured)"
+    )]
+    fn proxy(
         &self,
         request: Request<RequestBody>,
         client: &ClientSide,
         routed: &mut Option<(Option<Arc<SpaceRoute>>, Arc<App>)>,
         notes: Option<&mut Notes>,
-    ) -> Result<Response<ProxyBody>, (ProxyError, Answer)> {
-        // The original engine's system API, on the proxy port, when enabled.
-        if let Some(system) = &self.proxy.system
-            && system::is_system(&request)
-        {
-            // Boxed, as every rare path here: held inline, its future would make every
-            // request's state larger, and hyper moves that state once per request.
-            return Ok(Box::pin(system.handle(&request)).await.map(own));
-        }
-        // The client, behind any trusted proxies (for the wake's cause).
-        let client_ip = self
-            .proxy
-            .trusted
-            .client_ip(client.peer.ip(), request.headers());
-        // Whether the client wants HTML: read once, for error pages and the waiting page.
-        let html = pages::wants_html(request.headers());
-        let mut answer = Answer::of(&request, html);
-        if request.method() == http::Method::CONNECT {
-            return Err((ProxyError::MethodNotAllowed(http::Method::CONNECT), answer));
-        }
-        let ((space, app), admitted) =
-            match self.proxy.admit(&request, client_ip, html, routed).await {
-                Ok(admitted) => admitted,
-                Err(error) => {
-                    if html {
-                        // The app's look when one was routed, else its space's.
-                        answer.look = Some(match routed.as_ref() {
-                            Some((_, app)) => app.look(),
-                            None => self.proxy.look_of(&request),
-                        });
-                    }
-                    return Err((error, answer));
-                }
-            };
-        if html {
-            answer.look = Some(app.look());
-        }
-        let (in_flight, upstream) = match admitted {
-            Admitted {
-                admission: Admission::Waiting(page),
-                ..
-            } => return Ok(page.map(own)),
-            Admitted {
-                in_flight,
-                admission: Admission::Ready(upstream),
-                waited,
-            } => {
-                if let Some(notes) = notes {
-                    notes.waited = waited;
-                }
-                (in_flight, upstream)
+    ) -> impl Future<Output = Result<Response<ProxyBody>, (ProxyError, Answer)>> {
+        // Not an `async fn`, as `handle`: the request is not copied into the body's locals.
+        async move {
+            // The original engine's system API, on the proxy port, when enabled.
+            if let Some(system) = &self.proxy.system
+                && system::is_system(&request)
+            {
+                // Boxed, as every rare path here: held inline, its future would make every
+                // request's state larger, and hyper moves that state once per request.
+                return Ok(Box::pin(system.handle(&request)).await.map(own));
             }
-        };
-        let scope = space
-            .as_ref()
-            .map_or_else(Default::default, |space| space.upstreams);
-
-        // forward
-        if forward::is_upgrade(request.headers()) {
-            let (response, tunnel) = Box::pin(
-                self.forwarder
-                    .forward_upgrade(request, &upstream, client, scope),
-            )
-            .await
-            .map_err(|error| {
-                let app = app.key.name.to_string();
-                (ProxyError::Upstream { app, error }, answer)
-            })?;
-            let in_flight = match tunnel {
-                Some(tunnel) => {
-                    tokio::spawn(tunnel.run(in_flight));
-                    None
-                }
-                None => Some(in_flight),
-            };
-            let idle = self.proxy.timeouts.idle;
-            return Ok(response.map(|body| {
-                Either::Left(TrackedBody::new(
-                    forward::UpstreamBody::Hyper(body),
+            // The client, behind any trusted proxies (for the wake's cause).
+            let client_ip = self
+                .proxy
+                .trusted
+                .client_ip(client.peer.ip(), request.headers());
+            // Whether the client wants HTML: read once, for error pages and the waiting page.
+            let html = pages::wants_html(request.headers());
+            let mut answer = Answer::of(&request, html);
+            if request.method() == http::Method::CONNECT {
+                return Err((ProxyError::MethodNotAllowed(http::Method::CONNECT), answer));
+            }
+            let ((space, app), admitted) =
+                match self.proxy.admit(&request, client_ip, html, routed).await {
+                    Ok(admitted) => admitted,
+                    Err(error) => {
+                        if html {
+                            // The app's look when one was routed, else its space's.
+                            answer.look = Some(match routed.as_ref() {
+                                Some((_, app)) => app.look(),
+                                None => self.proxy.look_of(&request),
+                            });
+                        }
+                        return Err((error, answer));
+                    }
+                };
+            if html {
+                answer.look = Some(app.look());
+            }
+            let (in_flight, upstream) = match admitted {
+                Admitted {
+                    admission: Admission::Waiting(page),
+                    ..
+                } => return Ok(page.map(own)),
+                Admitted {
                     in_flight,
-                    None,
-                    idle,
-                ))
-            }));
+                    admission: Admission::Ready(upstream),
+                    waited,
+                } => {
+                    if let Some(notes) = notes {
+                        notes.waited = waited;
+                    }
+                    (in_flight, upstream)
+                }
+            };
+            let scope = space
+                .as_ref()
+                .map_or_else(Default::default, |space| space.upstreams);
+
+            // forward
+            if forward::is_upgrade(request.headers()) {
+                let (response, tunnel) = Box::pin(
+                    self.forwarder
+                        .forward_upgrade(request, &upstream, client, scope),
+                )
+                .await
+                .map_err(|error| {
+                    let app = app.key.name.to_string();
+                    (ProxyError::Upstream { app, error }, answer)
+                })?;
+                let in_flight = match tunnel {
+                    Some(tunnel) => {
+                        tokio::spawn(tunnel.run(in_flight));
+                        None
+                    }
+                    None => Some(in_flight),
+                };
+                let idle = self.proxy.timeouts.idle;
+                return Ok(response.map(|body| {
+                    Either::Left(TrackedBody::new(
+                        forward::UpstreamBody::Hyper(body),
+                        in_flight,
+                        None,
+                        idle,
+                    ))
+                }));
+            }
+            // Just after a wake (within its wake_timeout), an upstream not listening yet is
+            // tried again.
+            let retry_until = || {
+                let phase = app.phase();
+                (phase.state == crate::model::State::Awake)
+                    .then(|| phase.since + app.conf().policy.wake_timeout)
+            };
+            let (response, lease) = self
+                .forwarder
+                .forward(request, &upstream, client, retry_until, scope)
+                .await
+                .map_err(|error| {
+                    let app = app.key.name.to_string();
+                    (ProxyError::Upstream { app, error }, answer)
+                })?;
+            let idle = self.proxy.timeouts.idle;
+            Ok(response
+                .map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
         }
-        // Just after a wake (within its wake_timeout), an upstream not listening yet is
-        // tried again.
-        let retry_until = || {
-            let phase = app.phase();
-            (phase.state == crate::model::State::Awake)
-                .then(|| phase.since + app.conf().policy.wake_timeout)
-        };
-        let (response, lease) = self
-            .forwarder
-            .forward(request, &upstream, client, retry_until, scope)
-            .await
-            .map_err(|error| {
-                let app = app.key.name.to_string();
-                (ProxyError::Upstream { app, error }, answer)
-            })?;
-        let idle = self.proxy.timeouts.idle;
-        Ok(response.map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
     }
 }
