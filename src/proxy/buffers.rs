@@ -16,7 +16,7 @@ use bytes::BytesMut;
 /// Buffers kept per thread and per size; a buffer given back past that is freed.
 pub const KEPT: usize = 8;
 
-/// What a buffer is for, and so its size.
+/// What a buffer is for, and so its size (its value: its list among the kept ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     /// A client's request head (grown while a head is longer).
@@ -33,14 +33,6 @@ impl Use {
             Use::Answer => 16 * 1024,
         }
     }
-
-    /// Its list among the kept ones.
-    const fn index(self) -> usize {
-        match self {
-            Use::RequestHead => 0,
-            Use::Answer => 1,
-        }
-    }
 }
 
 thread_local! {
@@ -53,9 +45,10 @@ thread_local! {
 pub fn take(use_: Use) -> BytesMut {
     let size = use_.size();
     let kept = KEPT_BUFFERS.with_borrow_mut(|kept| {
-        let kept = &mut kept[use_.index()];
-        // `try_reclaim` succeeds only when no other handle shares the buffer's memory (it
-        // then makes all of it room again); the others wait in the list for their turn.
+        let kept = &mut kept[use_ as usize];
+        // `try_reclaim` succeeds when the buffer's own room is enough, or when no other
+        // handle shares its memory (all of it is then room again): bytes still held by the
+        // exchange it served are never written over. The others wait for their turn.
         let free = kept
             .iter_mut()
             .rposition(|buffer| buffer.try_reclaim(size))?;
@@ -65,6 +58,16 @@ pub fn take(use_: Use) -> BytesMut {
     kept.unwrap_or_else(|| BytesMut::with_capacity(size))
 }
 
+/// Room for the next read of `use_` in `buffer`: a kept buffer (see [`take`]) when it has
+/// none, else at least `use_.size()` bytes more.
+pub fn make_room(use_: Use, buffer: &mut BytesMut) {
+    if buffer.capacity() == 0 {
+        *buffer = take(use_);
+    } else {
+        buffer.reserve(use_.size());
+    }
+}
+
 /// Gives `buffer` back for a later [`take`] of the same use on this thread. A buffer with
 /// unread bytes, or none of its own room, is dropped.
 pub fn give(use_: Use, buffer: BytesMut) {
@@ -72,7 +75,7 @@ pub fn give(use_: Use, buffer: BytesMut) {
         return;
     }
     KEPT_BUFFERS.with_borrow_mut(|kept| {
-        let kept = &mut kept[use_.index()];
+        let kept = &mut kept[use_ as usize];
         if kept.len() < KEPT {
             kept.push(buffer);
         }
@@ -114,11 +117,11 @@ mod tests {
         for buffer in buffers {
             give(Use::Answer, buffer);
         }
-        let kept = KEPT_BUFFERS.with_borrow(|kept| kept[Use::Answer.index()].len());
+        let kept = KEPT_BUFFERS.with_borrow(|kept| kept[Use::Answer as usize].len());
         assert_eq!(kept, KEPT);
         let head = take(Use::RequestHead);
         assert!(head.capacity() < Use::Answer.size());
-        let kept_after = KEPT_BUFFERS.with_borrow(|kept| kept[Use::Answer.index()].len());
+        let kept_after = KEPT_BUFFERS.with_borrow(|kept| kept[Use::Answer as usize].len());
         assert_eq!(kept_after, KEPT);
     }
 

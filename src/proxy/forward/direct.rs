@@ -39,9 +39,6 @@ const MAX_HEAD: usize = 400 * 1024;
 /// Longest chunk-size line of a chunked body (its extensions are ignored, not unbounded).
 const MAX_CHUNK_LINE: usize = 4096;
 
-/// What one read asks for at least: room for a small answer in one go.
-const READ_SIZE: usize = Use::Answer.size();
-
 /// The byte stream of an upstream connection: TCP, or TLS over it.
 pub(super) enum UpstreamIo {
     /// `http` upstreams.
@@ -267,11 +264,7 @@ impl Direct {
                     MAX_HEAD / 1024
                 )));
             }
-            if self.buffer.capacity() == 0 {
-                self.buffer = buffers::take(Use::Answer);
-            } else {
-                self.buffer.reserve(READ_SIZE);
-            }
+            buffers::make_room(Use::Answer, &mut self.buffer);
             match self.io.read_buf(&mut self.buffer).await {
                 Ok(0) if self.buffer.is_empty() => {
                     return Err(DirectError::NoAnswer(
@@ -684,11 +677,7 @@ impl DirectBody {
 
 /// Reads more into the connection's buffer: `Ready(Ok(0))` at its end.
 fn poll_fill(connection: &mut Direct, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-    if connection.buffer.capacity() == 0 {
-        connection.buffer = buffers::take(Use::Answer);
-    } else {
-        connection.buffer.reserve(READ_SIZE);
-    }
+    buffers::make_room(Use::Answer, &mut connection.buffer);
     let read = connection.io.read_buf(&mut connection.buffer);
     std::pin::pin!(read).poll(cx)
 }
