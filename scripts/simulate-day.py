@@ -160,7 +160,7 @@ def run_day(args, plan, listen, admin, scale):
     done = {name: [] for name in plan}
     failures = []
     retried = []  # idle keep-alive connections closed by the engine, sent again
-    states = []  # (time, {app: state})
+    states = []  # (asked at, answered at, {app: state})
     day_start = time.time() + 0.5
     day_end = day_start + args.day_seconds
     stop_sampling = threading.Event()
@@ -210,7 +210,9 @@ def run_day(args, plan, listen, admin, scale):
             at = time.time()
             try:
                 listing = api(admin, "/api/v1/apps")
-                states.append((at, {a["name"]: a["state"] for a in listing["apps"]}))
+                # The states are read somewhere between `at` and now: a request that began
+                # in that window may already have woken its app.
+                states.append((at, time.time(), {a["name"]: a["state"] for a in listing["apps"]}))
             except Exception:
                 pass
             stop_sampling.wait(0.25)
@@ -231,12 +233,12 @@ def run_day(args, plan, listen, admin, scale):
     # 2. asleep whenever idle longer than max idle (+ slack).
     checked = late = 0
     late_examples = []
-    for at, snapshot in states:
+    for at, read_by, snapshot in states:
         for name, requests in done.items():
             if not requests or name not in snapshot:
                 continue
             before = [end for (start, end) in requests if start <= at]
-            if not before or any(start <= at <= end for (start, end) in requests):
+            if not before or any(start <= read_by and at <= end for (start, end) in requests):
                 continue
             idle = at - max(before)
             if idle > args.max_idle + SLACK_S:
