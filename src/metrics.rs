@@ -9,10 +9,11 @@
 //! It reads managed apps through [`MeteredApp`] (their key, state and request counts) and
 //! imports nothing of the lifecycle, which holds the metrics and updates them.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::model::{AppKey, State};
@@ -28,19 +29,64 @@ const WAKE_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0
 /// Status classes, as label values.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Requests answered, by status class (one per app, one for requests no app answers to).
+/// Most shards a counter of the request path is split into (see [`count_in_shard`]).
+const MAX_SHARDS: usize = 8;
+
+/// Room for one shard's counters on cache lines of their own (two lines: processors fetch
+/// lines in pairs). Proxy workers counting into one line make each other's counts wait for
+/// the line to move between their CPUs, at every request.
 #[derive(Debug, Default)]
-pub struct RequestCounts([AtomicU64; 5]);
+#[repr(align(128))]
+struct Padded<T>(T);
+
+thread_local! {
+    /// The shard this thread counts into: 0 unless it said otherwise ([`count_in_shard`]).
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread count the request path's metrics into shard `index` (modulo
+/// the number of shards). Each proxy worker takes its own, so the workers never write to
+/// the same counter: nothing they count moves between their CPUs. Any thread may count
+/// into any shard (the counters are atomic): this only spreads the writes.
+pub fn count_in_shard(index: usize) {
+    SHARD.with(|shard| shard.set(index));
+}
+
+/// How many shards a counter of the request path has: one per CPU, at most [`MAX_SHARDS`].
+fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SHARDS)))
+}
+
+/// The calling thread's shard among `len`.
+fn shard_of(len: usize) -> usize {
+    SHARD.with(Cell::get) % len.max(1)
+}
+
+/// Requests answered, by status class (one per app, one for requests no app answers to),
+/// counted per shard. The shards are made at the first request: an app nobody asks for
+/// holds a pointer, not a few hundred bytes.
+#[derive(Debug, Default)]
+pub struct RequestCounts(OnceLock<Box<[Padded<[AtomicU64; 5]>]>>);
 
 impl RequestCounts {
     /// Counts one answer with this status code.
     pub fn add(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.0[class].fetch_add(1, Ordering::Relaxed);
+        let shards = self
+            .0
+            .get_or_init(|| (0..shard_count()).map(|_| Padded::default()).collect());
+        shards[shard_of(shards.len())].0[class].fetch_add(1, Ordering::Relaxed);
     }
 
     fn get(&self, class: usize) -> u64 {
-        self.0[class].load(Ordering::Relaxed)
+        self.0.get().map_or(0, |shards| {
+            shards
+                .iter()
+                .map(|shard| shard.0[class].load(Ordering::Relaxed))
+                .sum()
+        })
     }
 }
 
@@ -57,37 +103,62 @@ pub trait MeteredApp {
     fn sleeps_in_seconds(&self, now_ms: u64) -> Option<u64>;
 }
 
-/// A histogram with fixed buckets.
-#[derive(Debug)]
-struct Histogram {
-    /// Upper bounds, ascending.
-    bounds: &'static [f64],
+/// Most buckets a histogram has (its counts are kept inline, so that each shard's stay on
+/// its own cache lines).
+const MAX_BUCKETS: usize = 16;
+
+/// One shard of a histogram's counts.
+#[derive(Debug, Default)]
+struct HistogramCells {
     /// Observations at or under each bound (not cumulative; summed when rendered).
-    buckets: Vec<AtomicU64>,
+    buckets: [AtomicU64; MAX_BUCKETS],
     /// Sum of observations, in microseconds.
     sum_us: AtomicU64,
     /// Number of observations.
     count: AtomicU64,
 }
 
+/// A histogram with fixed buckets, its counts in shards (see [`count_in_shard`]).
+#[derive(Debug)]
+struct Histogram {
+    /// Upper bounds, ascending (at most [`MAX_BUCKETS`]; more are not counted).
+    bounds: &'static [f64],
+    /// The counts, one set per shard; summed when rendered.
+    shards: Box<[Padded<HistogramCells>]>,
+}
+
 impl Histogram {
+    /// A histogram in one shard (one written under a lock, or rarely).
     fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram::sharded(bounds, 1)
+    }
+
+    /// A histogram with `shards` shards (one written by every request).
+    fn sharded(bounds: &'static [f64], shards: usize) -> Histogram {
+        debug_assert!(bounds.len() <= MAX_BUCKETS, "too many buckets");
         Histogram {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            bounds: &bounds[..bounds.len().min(MAX_BUCKETS)],
+            shards: (0..shards.max(1)).map(|_| Padded::default()).collect(),
         }
     }
 
     fn observe(&self, duration: Duration) {
+        let cells = &self.shards[shard_of(self.shards.len())].0;
         let seconds = duration.as_secs_f64();
         if let Some(index) = self.bounds.iter().position(|bound| seconds <= *bound) {
-            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+            cells.buckets[index].fetch_add(1, Ordering::Relaxed);
         }
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        self.sum_us.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        cells.sum_us.fetch_add(micros, Ordering::Relaxed);
+        cells.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sum over the shards of what `read` reads in each.
+    fn total(&self, read: impl Fn(&HistogramCells) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| read(&shard.0).load(Ordering::Relaxed))
+            .sum()
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
@@ -105,16 +176,16 @@ impl Histogram {
             format!("{{{labels}}}")
         };
         let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (index, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.total(|cells| &cells.buckets[index]);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.total(|cells| &cells.count);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.total(|cells| &cells.sum_us) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -183,7 +254,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             unrouted: RequestCounts::default(),
-            request_duration: Histogram::new(REQUEST_BUCKETS),
+            request_duration: Histogram::sharded(REQUEST_BUCKETS, shard_count()),
             wakes: Mutex::new(BTreeMap::new()),
             wake_duration: Mutex::new(BTreeMap::new()),
             stops: Mutex::new(BTreeMap::new()),
@@ -461,6 +532,42 @@ mod tests {
         assert!(out.contains("h_count 3\n"), "{out}");
         assert!(out.contains("h_sum 5.55\n"), "{out}");
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn counts_of_threads_in_their_own_shards_add_up() {
+        let counts = RequestCounts::default();
+        assert_eq!(counts.get(1), 0, "no shards before the first request");
+        let histogram = Histogram::sharded(&[0.1, 1.0], 3);
+        std::thread::scope(|scope| {
+            for index in 0..5 {
+                let (counts, histogram) = (&counts, &histogram);
+                scope.spawn(move || {
+                    count_in_shard(index);
+                    for _ in 0..100 {
+                        counts.add(200);
+                        histogram.observe(Duration::from_millis(50));
+                    }
+                    counts.add(503);
+                    histogram.observe(Duration::from_secs(5));
+                });
+            }
+        });
+        assert_eq!(
+            (0..5).map(|c| counts.get(c)).collect::<Vec<_>>(),
+            vec![0, 500, 0, 0, 5]
+        );
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "help");
+        assert!(out.contains("h_bucket{le=\"0.1\"} 500\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"1\"} 500\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 505\n"), "{out}");
+        assert!(out.contains("h_count 505\n"), "{out}");
+        assert!(out.contains("h_sum 50\n"), "{out}");
+        // Five threads in three shards: some shared one, and every shard was written.
+        for shard in &histogram.shards {
+            assert!(shard.0.count.load(Ordering::Relaxed) > 0);
+        }
     }
 
     #[test]

@@ -268,9 +268,11 @@ impl Lifecycle {
         &self.events
     }
 
-    /// The route table now.
-    pub fn routes(&self) -> Arc<RouteTable> {
-        self.routes.load_full()
+    /// The route table now, for a moment (not to be held across waits): read without
+    /// counting a reference, which every proxy worker would otherwise write at every
+    /// request.
+    pub fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.routes.load()
     }
 
     /// Every managed app, by key.

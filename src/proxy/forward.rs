@@ -284,7 +284,6 @@ impl Forwarder {
                     Idle::Direct(direct) => {
                         let home = direct::Home {
                             pool: Arc::clone(&self.pool),
-                            authority: upstream.authority.clone(),
                         };
                         // The connection keeps the one timer that bounds its answers' heads.
                         let limit = self.timeouts.response_header;

@@ -630,6 +630,8 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("paastis-proxy-{index}"))
                 .spawn(move || {
+                    // This worker's requests are counted apart from the others'.
+                    crate::metrics::count_in_shard(index);
                     let forwarder = Forwarder::new(
                         proxy.tls.clone(),
                         proxy.timeouts,

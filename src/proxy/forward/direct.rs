@@ -110,6 +110,10 @@ pub(super) struct Direct {
     /// next to nothing, where a timer armed and cancelled per request costs about 3 % of
     /// the request's instructions (`scripts/bench-instructions.sh`).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The upstream it goes to, under which it goes back to its pool: set once when it is
+    /// made. A copy taken per request from the upstream, which every worker shares, would
+    /// count references on a cache line their CPUs pass around at every request.
+    authority: Authority,
 }
 
 impl std::fmt::Debug for Direct {
@@ -138,23 +142,28 @@ pub(super) enum DirectError {
     TimedOut(std::time::Duration),
 }
 
-/// Where a connection goes back once its answer is read to its end.
+/// Where a connection goes back once its answer is read to its end (under its own
+/// upstream's authority).
 #[derive(Debug, Clone)]
 pub(super) struct Home {
     /// The worker's pool.
     pub pool: Arc<Mutex<Pool>>,
-    /// Under which upstream.
-    pub authority: Authority,
 }
 
 impl Direct {
-    /// A connection over `io`, nothing read yet.
-    pub(super) fn new(io: UpstreamIo) -> Direct {
+    /// A connection to `authority` over `io`, nothing read yet.
+    pub(super) fn new(io: UpstreamIo, authority: Authority) -> Direct {
         Direct {
             io,
             buffer: BytesMut::new(),
             deadline: None,
+            authority,
         }
+    }
+
+    /// The upstream it goes to (its pool's key).
+    pub(super) fn authority(&self) -> &str {
+        self.authority.as_str()
     }
 
     /// The connection's byte stream, for hyper's client (a request with a body on a
@@ -185,7 +194,7 @@ impl Direct {
     pub(super) async fn send(
         mut self,
         request: &Request<Outgoing>,
-        added: Option<&Added>,
+        added: Option<&Added<'_>>,
         home: Home,
         limit: Option<std::time::Duration>,
     ) -> Result<Response<DirectBody>, DirectError> {
@@ -223,7 +232,7 @@ impl Direct {
     async fn exchange(
         &mut self,
         request: &Request<Outgoing>,
-        added: Option<&Added>,
+        added: Option<&Added<'_>>,
     ) -> Result<Head, DirectError> {
         let head = request_head(request, added);
         if let Err(error) = self.write(&head).await {
@@ -287,7 +296,7 @@ impl Direct {
 /// The request line and header fields of `request`, in HTTP/1.1 (its target is already in
 /// origin form and its headers cleaned for the upstream), with the fields `added` by the
 /// proxy: `Host` first, the others after the client's.
-fn request_head(request: &Request<Outgoing>, added: Option<&Added>) -> Vec<u8> {
+fn request_head(request: &Request<Outgoing>, added: Option<&Added<'_>>) -> Vec<u8> {
     let target = request
         .uri()
         .path_and_query()
@@ -656,11 +665,7 @@ impl DirectBody {
         // the next answer read on any connection once the bytes it served are dropped.
         let mut connection = connection;
         buffers::give(Use::Answer, std::mem::take(&mut connection.buffer));
-        super::pool::put_back(
-            &home.pool,
-            &home.authority,
-            super::pool::Idle::Direct(connection),
-        );
+        super::pool::put_back_direct(&home.pool, connection);
     }
 
     /// The body failed: the connection closes.
@@ -816,11 +821,13 @@ pub mod fuzzing {
     /// direct connection does: `Err` with the reason when its head is refused.
     pub fn read_answer(method: Method, answer: Vec<u8>) -> Result<Read, String> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let direct = Direct::new(UpstreamIo::Given(std::io::Cursor::new(answer)));
+        let direct = Direct::new(
+            UpstreamIo::Given(std::io::Cursor::new(answer)),
+            Authority::from_static("upstream.test"),
+        );
         let pool = Arc::new(Mutex::new(Pool::default()));
         let home = Home {
             pool: Arc::clone(&pool),
-            authority: Authority::from_static("upstream.test"),
         };
         let mut request = Request::new(Outgoing::Empty);
         *request.method_mut() = method;
@@ -952,15 +959,17 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
-        let direct = Direct::new(UpstreamIo::Plain(FreshStream::new(
-            stream,
-            false,
-            std::time::Duration::from_secs(1),
-        )));
+        let direct = Direct::new(
+            UpstreamIo::Plain(FreshStream::new(
+                stream,
+                false,
+                std::time::Duration::from_secs(1),
+            )),
+            Authority::from_static("upstream.test"),
+        );
         let pool = Arc::new(Mutex::new(Pool::default()));
         let home = Home {
             pool: Arc::clone(&pool),
-            authority: Authority::from_static("upstream.test"),
         };
         let request = Request::builder()
             .method(method)

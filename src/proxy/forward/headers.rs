@@ -2,6 +2,8 @@
 //! headers removed, `X-Forwarded-*`, `Via` and `Host` set, the client's own `Origin`
 //! rewritten) and the response as the client gets it (`Location` moved to the client's host).
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
@@ -33,9 +35,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// map: a direct connection writes them after the client's own fields (no map insertions
 /// per request), hyper's client gets them put in the map ([`Added::apply`]).
 #[derive(Debug)]
-pub(super) struct Added {
-    /// `Host`: the upstream's, or the client's with `proxy.preserve_host`.
-    host: HeaderValue,
+pub(super) struct Added<'u> {
+    /// `Host`: the upstream's (borrowed: the upstream is shared by every worker, and a
+    /// clone of its value would count references on a line their CPUs pass around at
+    /// every request), or the client's with `proxy.preserve_host`.
+    host: Cow<'u, HeaderValue>,
     /// `X-Forwarded-For`: the client's address after what a client or proxy sent.
     forwarded_for: HeaderValue,
     /// `X-Forwarded-Proto`, unless a trusted proxy's is kept.
@@ -48,7 +52,7 @@ pub(super) struct Added {
     via: HeaderValue,
 }
 
-impl Added {
+impl Added<'_> {
     /// Puts the fields in `headers`, replacing the client's.
     pub(super) fn apply(self, headers: &mut HeaderMap) {
         headers.insert(X_FORWARDED_FOR, self.forwarded_for);
@@ -62,7 +66,7 @@ impl Added {
             headers.insert(header::ORIGIN, origin);
         }
         headers.append(header::VIA, self.via);
-        headers.insert(header::HOST, self.host);
+        headers.insert(header::HOST, self.host.into_owned());
     }
 
     /// Whether the client's field `name` gives way to one of these.
@@ -79,7 +83,7 @@ impl Added {
     /// cost several times as much.
     pub(super) fn fields(&self) -> [(&'static str, Option<&HeaderValue>); 6] {
         [
-            ("host", Some(&self.host)),
+            ("host", Some(&*self.host)),
             ("x-forwarded-for", Some(&self.forwarded_for)),
             ("x-forwarded-proto", self.forwarded_proto.as_ref()),
             ("x-forwarded-host", self.forwarded_host.as_ref()),
@@ -92,9 +96,9 @@ impl Added {
 /// A request prepared for the upstream: the request itself, then what
 /// [`Forwarder::prepare_apart`] kept apart of its fields, the client's proto and host (for
 /// `Location` rewrites) and its body's outcome.
-pub(super) type Prepared = (
+pub(super) type Prepared<'u> = (
     Request<Outgoing>,
-    Added,
+    Added<'u>,
     Option<(&'static str, HeaderValue)>,
     BodyOutcome,
 );
@@ -119,12 +123,12 @@ impl Forwarder {
     }
 
     /// As [`Forwarder::prepare`], the fields the proxy sets kept apart (see [`Added`]).
-    pub(super) fn prepare_apart(
+    pub(super) fn prepare_apart<'u>(
         &self,
         request: Request<RequestBody>,
-        upstream: &Upstream,
+        upstream: &'u Upstream,
         client: &ClientSide,
-    ) -> Prepared {
+    ) -> Prepared<'u> {
         let (mut parts, body) = request.into_parts();
         let (body, outcome) = match body {
             RequestBody::Hyper(body) if !body.is_end_stream() => {
@@ -199,8 +203,8 @@ impl Forwarder {
         // An untrusted `X-Forwarded-Host` never passes, even with no host to put instead.
         let unfounded = forwarded_host.is_none() && host_sent.is_some();
         let host = match (&forwarded_host, self.preserve_host) {
-            (Some(host), true) => host.clone(),
-            _ => upstream.host_header().clone(),
+            (Some(host), true) => Cow::Owned(host.clone()),
+            _ => Cow::Borrowed(upstream.host_header()),
         };
         let added = Added {
             host,

@@ -105,6 +105,22 @@ pub(super) fn put_back(pool: &Mutex<Pool>, authority: &Authority, connection: Id
     }
 }
 
+/// As [`put_back`] for a direct connection, under its own upstream's authority (read where
+/// it is: no copy of it is made per request).
+pub(super) fn put_back_direct(pool: &Mutex<Pool>, connection: Direct) {
+    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+    let idle = match pool.get_mut(connection.authority()) {
+        Some(idle) => idle,
+        None => pool.entry(connection.authority().into()).or_default(),
+    };
+    if idle.len() < POOL_MAX_IDLE {
+        idle.push(IdleConnection {
+            connection: Idle::Direct(connection),
+            since: Instant::now(),
+        });
+    }
+}
+
 /// An HTTP/1.1 connection in use, returned to the pool when its response body ends
 /// (HTTP/2 connections are shared and never leased).
 #[derive(Debug)]
@@ -267,7 +283,10 @@ impl Forwarder {
         let direct = bodiless && !upgrades;
         if upstream.scheme != http::uri::Scheme::HTTPS {
             if direct {
-                return Ok(Connection::Direct(Direct::new(UpstreamIo::Plain(stream))));
+                return Ok(Connection::Direct(Direct::new(
+                    UpstreamIo::Plain(stream),
+                    upstream.authority.clone(),
+                )));
             }
             return handshake(stream, address, upgrades)
                 .await
@@ -291,9 +310,10 @@ impl Forwarder {
             return handshake_h2(tls, address).await.map(Connection::Http2);
         }
         if direct {
-            return Ok(Connection::Direct(Direct::new(UpstreamIo::Tls(Box::new(
-                tls,
-            )))));
+            return Ok(Connection::Direct(Direct::new(
+                UpstreamIo::Tls(Box::new(tls)),
+                upstream.authority.clone(),
+            )));
         }
         handshake(tls, address, upgrades)
             .await
