@@ -92,30 +92,36 @@ pub(super) struct IdleConnection {
 
 /// Puts a connection back in `pool`, under `authority` (unless the pool has enough).
 pub(super) fn put_back(pool: &Mutex<Pool>, authority: &Authority, connection: Idle) {
-    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-    let idle = match pool.get_mut(authority.as_str()) {
-        Some(idle) => idle,
-        None => pool.entry(authority.as_str().into()).or_default(),
-    };
-    if idle.len() < POOL_MAX_IDLE {
-        idle.push(IdleConnection {
-            connection,
-            since: Instant::now(),
-        });
-    }
+    put_back_keyed(
+        pool,
+        (authority, connection),
+        |(authority, _)| authority.as_str(),
+        |(_, connection)| connection,
+    );
 }
 
 /// As [`put_back`] for a direct connection, under its own upstream's authority (read where
 /// it is: no copy of it is made per request).
 pub(super) fn put_back_direct(pool: &Mutex<Pool>, connection: Direct) {
+    put_back_keyed(pool, connection, Direct::authority, Idle::Direct);
+}
+
+/// Puts `connection` back in `pool` under the authority `key` reads of it, as `idle` makes
+/// it (unless the pool has enough).
+fn put_back_keyed<C>(
+    pool: &Mutex<Pool>,
+    connection: C,
+    key: impl Fn(&C) -> &str,
+    idle: impl FnOnce(C) -> Idle,
+) {
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-    let idle = match pool.get_mut(connection.authority()) {
-        Some(idle) => idle,
-        None => pool.entry(connection.authority().into()).or_default(),
+    let waiting = match pool.get_mut(key(&connection)) {
+        Some(waiting) => waiting,
+        None => pool.entry(key(&connection).into()).or_default(),
     };
-    if idle.len() < POOL_MAX_IDLE {
-        idle.push(IdleConnection {
-            connection: Idle::Direct(connection),
+    if waiting.len() < POOL_MAX_IDLE {
+        waiting.push(IdleConnection {
+            connection: idle(connection),
             since: Instant::now(),
         });
     }
