@@ -66,7 +66,7 @@ fn shard_of(len: usize) -> usize {
 
 /// Requests answered, by status class (one per app, one for requests no app answers to),
 /// counted per shard. The shards are made at the first request: an app nobody asks for
-/// holds a pointer, not a few hundred bytes.
+/// holds none (24 bytes in all).
 #[derive(Debug, Default)]
 pub struct RequestCounts(OnceLock<Box<[Padded<[AtomicU64; 5]>]>>);
 
@@ -106,6 +106,7 @@ pub trait MeteredApp {
 /// Most buckets a histogram has (its counts are kept inline, so that each shard's stay on
 /// its own cache lines).
 const MAX_BUCKETS: usize = 16;
+const _: () = assert!(REQUEST_BUCKETS.len() <= MAX_BUCKETS && WAKE_BUCKETS.len() <= MAX_BUCKETS);
 
 /// One shard of a histogram's counts.
 #[derive(Debug, Default)]
