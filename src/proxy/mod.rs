@@ -65,7 +65,11 @@ use trace::Notes;
 
 /// Body of every proxy response: the upstream's, streamed; a page or an error of the
 /// engine's own; or an `admin.host` answer, streamed.
-pub type ProxyBody = Either<TrackedBody, Either<Full<Bytes>, handoff::HandOffBody>>;
+///
+/// The upstream's is boxed: held inline it makes every response 464 bytes, copied
+/// whole at each of the eight or so hand-overs between the upstream's connection and the
+/// client's; boxed, 152 (one allocation per request, for about 2.5 KB less copied).
+pub type ProxyBody = Either<Box<TrackedBody>, Either<Full<Bytes>, handoff::HandOffBody>>;
 
 /// An answer of the engine's own (a page, an error, the system API) as a proxy answer.
 fn own(body: Full<Bytes>) -> ProxyBody {
@@ -898,12 +902,12 @@ impl Worker {
                 };
                 let idle = self.proxy.timeouts.idle;
                 return Ok(response.map(|body| {
-                    Either::Left(TrackedBody::new(
+                    Either::Left(Box::new(TrackedBody::new(
                         forward::UpstreamBody::Hyper(body),
                         in_flight,
                         None,
                         idle,
-                    ))
+                    )))
                 }));
             }
             // Just after a wake (within its wake_timeout), an upstream not listening yet is
@@ -923,7 +927,7 @@ impl Worker {
                 })?;
             let idle = self.proxy.timeouts.idle;
             Ok(response
-                .map(|body| Either::Left(TrackedBody::new(body, Some(in_flight), lease, idle))))
+                .map(|body| Either::Left(Box::new(TrackedBody::new(body, Some(in_flight), lease, idle)))))
         }
     }
 }
