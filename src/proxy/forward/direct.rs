@@ -151,14 +151,16 @@ pub(super) struct Home {
 }
 
 impl Direct {
-    /// A connection to `authority` over `io`, nothing read yet.
-    pub(super) fn new(io: UpstreamIo, authority: Authority) -> Direct {
-        Direct {
+    /// A connection to `authority` over `io`, nothing read yet. Boxed for its life: it
+    /// goes from the pool to a request, its answer's body and back at every request, a
+    /// pointer moved each time rather than the whole connection copied.
+    pub(super) fn new(io: UpstreamIo, authority: Authority) -> Box<Direct> {
+        Box::new(Direct {
             io,
             buffer: BytesMut::new(),
             deadline: None,
             authority,
-        }
+        })
     }
 
     /// The upstream it goes to (its pool's key).
@@ -168,7 +170,7 @@ impl Direct {
 
     /// The connection's byte stream, for hyper's client (a request with a body on a
     /// pooled connection); `None` when bytes were left unread.
-    pub(super) fn into_io(self) -> Option<UpstreamIo> {
+    pub(super) fn into_io(self: Box<Self>) -> Option<UpstreamIo> {
         self.buffer.is_empty().then_some(self.io)
     }
 
@@ -192,7 +194,7 @@ impl Direct {
     /// `limit` when there is one. The body streams from the connection; once read to its
     /// end, the connection goes back `home` when it may be reused.
     pub(super) async fn send(
-        mut self,
+        mut self: Box<Self>,
         request: &Request<Outgoing>,
         added: Option<&Added<'_>>,
         home: Home,
@@ -598,7 +600,7 @@ pub enum DirectBodyError {
 /// with the body when dropped before.
 pub struct DirectBody {
     /// The connection, until the body's end.
-    connection: Option<Direct>,
+    connection: Option<Box<Direct>>,
     /// Where the decoding is.
     decode: Decode,
     /// Where the connection goes back at the end (`None`: it is not reused).
@@ -618,7 +620,7 @@ impl std::fmt::Debug for DirectBody {
 
 impl DirectBody {
     fn new(
-        connection: Direct,
+        connection: Box<Direct>,
         framing: Framing,
         home: Option<Home>,
         fields: Option<RawFields>,

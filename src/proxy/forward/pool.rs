@@ -67,7 +67,7 @@ pub(super) enum Connection {
     /// HTTP/1.1 through hyper's client: one request at a time.
     Http1(http1::SendRequest<Outgoing>),
     /// HTTP/1.1 driven by its request (bodiless requests).
-    Direct(Direct),
+    Direct(Box<Direct>),
     /// HTTP/2 (negotiated by ALPN): shared.
     Http2(http2::SendRequest<Outgoing>),
 }
@@ -78,7 +78,7 @@ pub(super) enum Idle {
     /// Driven by hyper's client (its task reads the connection meanwhile).
     Hyper(http1::SendRequest<Outgoing>),
     /// Driven by the request using it.
-    Direct(Direct),
+    Direct(Box<Direct>),
 }
 
 /// A connection ready for its next request.
@@ -102,8 +102,8 @@ pub(super) fn put_back(pool: &Mutex<Pool>, authority: &Authority, connection: Id
 
 /// As [`put_back`] for a direct connection, under its own upstream's authority (read where
 /// it is: no copy of it is made per request).
-pub(super) fn put_back_direct(pool: &Mutex<Pool>, connection: Direct) {
-    put_back_keyed(pool, connection, Direct::authority, Idle::Direct);
+pub(super) fn put_back_direct(pool: &Mutex<Pool>, connection: Box<Direct>) {
+    put_back_keyed(pool, connection, |direct| direct.authority(), Idle::Direct);
 }
 
 /// Puts `connection` back in `pool` under the authority `key` reads of it, as `idle` makes
