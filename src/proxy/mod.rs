@@ -926,8 +926,14 @@ impl Worker {
                     (ProxyError::Upstream { app, error }, answer)
                 })?;
             let idle = self.proxy.timeouts.idle;
-            Ok(response
-                .map(|body| Either::Left(Box::new(TrackedBody::new(body, Some(in_flight), lease, idle)))))
+            Ok(response.map(|body| {
+                Either::Left(Box::new(TrackedBody::new(
+                    body,
+                    Some(in_flight),
+                    lease,
+                    idle,
+                )))
+            }))
         }
     }
 }
