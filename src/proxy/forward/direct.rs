@@ -170,7 +170,7 @@ impl Direct {
 
     /// The connection's byte stream, for hyper's client (a request with a body on a
     /// pooled connection); `None` when bytes were left unread.
-    pub(super) fn into_io(self: Box<Self>) -> Option<UpstreamIo> {
+    pub(super) fn into_io(self) -> Option<UpstreamIo> {
         self.buffer.is_empty().then_some(self.io)
     }
 

@@ -173,7 +173,7 @@ impl Forwarder {
                     if bodiless {
                         return Some(Idle::Direct(direct));
                     }
-                    if let Some(io) = direct.into_io()
+                    if let Some(io) = (*direct).into_io()
                         && let Ok(sender) = handshake(io, authority.as_str(), false).await
                     {
                         return Some(Idle::Hyper(sender));
