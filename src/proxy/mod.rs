@@ -76,6 +76,16 @@ fn own(body: Full<Bytes>) -> ProxyBody {
     Either::Right(Either::Left(body))
 }
 
+/// An upstream's answer body as a proxy answer, tracked until it ends ([`TrackedBody`]).
+fn tracked(
+    body: forward::UpstreamBody,
+    in_flight: Option<crate::lifecycle::InFlight>,
+    lease: Option<forward::Lease>,
+    idle: Duration,
+) -> ProxyBody {
+    Either::Left(Box::new(TrackedBody::new(body, in_flight, lease, idle)))
+}
+
 /// Puts the fields an upstream answer kept as written (see [`forward::RawFields`]) in
 /// `response`'s map: for hyper's servers, which write only the map.
 fn fields_in_map(response: &mut Response<ProxyBody>) {
@@ -902,12 +912,7 @@ impl Worker {
                 };
                 let idle = self.proxy.timeouts.idle;
                 return Ok(response.map(|body| {
-                    Either::Left(Box::new(TrackedBody::new(
-                        forward::UpstreamBody::Hyper(body),
-                        in_flight,
-                        None,
-                        idle,
-                    )))
+                    tracked(forward::UpstreamBody::Hyper(body), in_flight, None, idle)
                 }));
             }
             // Just after a wake (within its wake_timeout), an upstream not listening yet is
@@ -926,14 +931,7 @@ impl Worker {
                     (ProxyError::Upstream { app, error }, answer)
                 })?;
             let idle = self.proxy.timeouts.idle;
-            Ok(response.map(|body| {
-                Either::Left(Box::new(TrackedBody::new(
-                    body,
-                    Some(in_flight),
-                    lease,
-                    idle,
-                )))
-            }))
+            Ok(response.map(|body| tracked(body, Some(in_flight), lease, idle)))
         }
     }
 }
