@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# How each proxy's instructions run, per request, where the machine has no hardware counters:
+# valgrind's cache and branch simulation (callgrind --cache-sim=yes --branch-sim=yes) on
+# paastis (each BINARY given) and on nginx as the reference proxy, each with one worker,
+# under the same keep-alive load (wrk -t1 -c8). Only the measured interval is counted
+# (`callgrind_control -z` after a warm-up, `-d` after the load), then divided by the
+# requests wrk made. Prints instructions, L1 instruction-cache misses, L1 data-cache misses
+# (reads + writes) and mispredicted branches (conditional + indirect) per request: a proxy
+# with fewer instructions can still run slower when its code does not fit the caches
+# (docs/src/benchmarks.md).
+#
+#   scripts/bench-cache.sh BINARY [BINARY...]
+#
+# Knobs (env): BENCH_DURATION (10, seconds of measured load), BENCH_WARMUP (3),
+# BENCH_CONNECTIONS (8).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TEMPLATES="$ROOT/scripts/bench"
+PATH="$PATH:/usr/sbin:/sbin"
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-8}
+
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
+
+(($#)) || die "usage: $0 BINARY [BINARY...]"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ && "$WARMUP" =~ ^[0-9]+$ && "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] \
+    || die "BENCH_DURATION, BENCH_WARMUP (whole seconds) and BENCH_CONNECTIONS must be whole numbers"
+need valgrind=valgrind nginx=nginx-light curl=curl wrk=wrk
+NGINX=$(command -v nginx)
+VALGRIND=(valgrind --tool=callgrind --cache-sim=yes --branch-sim=yes)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-cache.XXXXXX")
+PIDS=()
+cleanup() {
+    local status=$? pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -f $WORK/upstream/nginx.pid ]]; then kill -KILL "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+UPSTREAM_PORT=$(free_port)
+
+# render TEMPLATE OUT DIR PORT: one worker everywhere.
+render() {
+    local user_line=""
+    if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
+    sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@NGINX@|$NGINX|" \
+        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
+}
+
+# wait_ok URL PID: until URL answers 200 through its Host (at most 120 s under valgrind).
+wait_ok() {
+    local code=""
+    for _ in $(seq 1200); do
+        kill -0 "$2" 2>/dev/null || die "the proxy at $1 exited (logs in $WORK)"
+        code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -H 'Host: up.localhost' "$1" || true)
+        [[ $code == 200 ]] && return 0
+        sleep 0.1
+    done
+    die "no 200 from $1 (last: $code)"
+}
+
+# measure NAME PORT PID OUT: warm-up, counters zeroed, the measured load, counters dumped;
+# prints the per-request figures.
+measure() {
+    local name=$1 port=$2 pid=$3 out=$4 requests dump
+    wrk -t1 -c "$CONNECTIONS" -d "${WARMUP}s" -H 'Host: up.localhost' "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    wrk -t1 -c "$CONNECTIONS" -d "${DURATION}s" -H 'Host: up.localhost' \
+        "http://127.0.0.1:$port/" >"$WORK/$name.wrk"
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    requests=$(awk '/ requests in / {print $1}' "$WORK/$name.wrk")
+    # The dump made by `-d`, all threads together.
+    dump="$out.1"
+    [[ -f $dump && -n $requests ]] || die "$name: no dump or no requests"
+    awk -v name="$name" -v requests="$requests" '
+        /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i - 1 }
+        /^summary:/ { for (i = 2; i <= NF; i++) v[i - 1] = $i }
+        END {
+            ir = v[col["Ir"]]; i1 = v[col["I1mr"]]; d1 = v[col["D1mr"]] + v[col["D1mw"]]
+            br = v[col["Bcm"]] + v[col["Bim"]]
+            printf "%-34s %9d %12.0f %12.0f %12.0f %12.0f\n", name, requests,
+                ir / requests, i1 / requests, d1 / requests, br / requests
+        }' "$dump"
+}
+
+mkdir -p "$WORK/upstream"
+render "$TEMPLATES/nginx-upstream.conf" "$WORK/upstream/nginx.conf" "$WORK/upstream" "$UPSTREAM_PORT"
+
+printf '%-34s %9s %12s %12s %12s %12s\n' proxy requests 'instr/req' 'I1 miss/req' \
+    'D1 miss/req' 'mispred/req'
+for binary in "$@"; do
+    [[ -x $binary ]] || die "no binary at $binary"
+    name=$(basename "$binary")
+    port=$(free_port)
+    admin=$(free_port)
+    mkdir -p "$WORK/$name"
+    render "$TEMPLATES/paastis.yml" "$WORK/$name/paastis.yml" "$WORK/$name" "$port"
+    printf 'admin: {listen: "127.0.0.1:%s"}\n' "$admin" >>"$WORK/$name/paastis.yml"
+    LOG_LEVEL=warn LOG_FORMAT=text "${VALGRIND[@]}" --callgrind-out-file="$WORK/$name.out" \
+        "$binary" --config "$WORK/$name/paastis.yml" >"$WORK/$name/paastis.log" 2>&1 &
+    PIDS+=("$!")
+    wait_ok "http://127.0.0.1:$port/" "$!"   # wakes `up` (the upstream) the first time
+    measure "$name" "$port" "${PIDS[-1]}" "$WORK/$name.out"
+    kill -TERM "${PIDS[-1]}"
+    wait "${PIDS[-1]}" 2>/dev/null || true
+    unset 'PIDS[-1]'
+    # The next paastis starts the upstream again (it refuses a port another program holds).
+    if [[ -f $WORK/upstream/nginx.pid ]]; then
+        kill -TERM "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true
+        for _ in $(seq 100); do [[ -f $WORK/upstream/nginx.pid ]] || break; sleep 0.1; done
+    fi
+done
+
+# nginx as the reference proxy: one process (no master), so valgrind sees its worker.
+"$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log" &
+PIDS+=("$!")
+port=$(free_port)
+mkdir -p "$WORK/nginx-proxy"
+render "$TEMPLATES/nginx-proxy.conf" "$WORK/nginx-proxy/nginx.conf" "$WORK/nginx-proxy" "$port"
+sed -i 's/^daemon off;$/daemon off;\nmaster_process off;/' "$WORK/nginx-proxy/nginx.conf"
+grep -q '^master_process off;$' "$WORK/nginx-proxy/nginx.conf" || die "nginx-proxy.conf: no 'daemon off;' line"
+"${VALGRIND[@]}" --callgrind-out-file="$WORK/nginx-proxy.out" "$NGINX" -p "$WORK/nginx-proxy" \
+    -c "$WORK/nginx-proxy/nginx.conf" -e "$WORK/nginx-proxy/error.log" \
+    >"$WORK/nginx-proxy/stdout.log" 2>&1 &
+PIDS+=("$!")
+wait_ok "http://127.0.0.1:$port/" "$!"
+measure nginx-proxy "$port" "${PIDS[-1]}" "$WORK/nginx-proxy.out"
+echo "(valgrind's simulated caches: L1 32 KiB each, 64-byte lines; whole processes, all threads)"
