@@ -47,15 +47,6 @@ trap 'exit 130' INT TERM
 
 UPSTREAM_PORT=$(free_port)
 
-# render TEMPLATE OUT DIR PORT: one worker everywhere.
-render() {
-    local user_line=""
-    if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
-    sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@NGINX@|$NGINX|" \
-        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
-}
-
 # wait_ok URL PID: until URL answers 200 through its Host (at most 120 s under valgrind).
 wait_ok() {
     local code=""

@@ -46,15 +46,6 @@ UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 
-# render TEMPLATE OUT DIR PORT
-render() {
-    local user_line=""
-    if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
-    sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@NGINX@|$NGINX|" \
-        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
-}
-
 # wait_ok PORT PID: until the proxy on PORT answers 200 (at most 60 s).
 wait_ok() {
     local code=""

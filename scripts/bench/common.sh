@@ -44,3 +44,14 @@ otlp_report() {
     kill "$(cat "$1/otlp.pid")" 2>/dev/null || true
     rm -f "$1/otlp.pid"
 }
+
+# render TEMPLATE OUT DIR PORT: a template of scripts/bench/ filled in for one worker
+# everywhere, with the caller's NGINX, WORK (the upstream's directory is $WORK/upstream) and
+# UPSTREAM_PORT.
+render() {
+    local user_line=""
+    if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi   # else workers run as nobody
+    sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@NGINX@|$NGINX|" \
+        -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" "$1" >"$2"
+}
