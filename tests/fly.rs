@@ -390,7 +390,7 @@ async fn a_machine_that_crashes_on_start_fails_the_wake_with_its_check_output() 
             EventKind::StartFailed { reason } => Some(reason),
             _ => None,
         })
-        .expect("a failed wake");
+        .unwrap_or_else(|| panic!("a failed wake: {} / {:?}", answer.text(), engine.events()));
     assert!(
         reason.contains("is stopped again after its start")
             && reason.ends_with("connection refused)"),

@@ -301,6 +301,19 @@ impl App {
 
     /// Atomically moves from one of `from` to `to`; false (and nothing changed) otherwise.
     pub(super) fn transition(&self, from: &[State], to: State, reason: Option<Arc<str>>) -> bool {
+        self.transition_told(from, to, reason, || {})
+    }
+
+    /// As [`App::transition`], and when the state changes, `tell` runs (to record its event)
+    /// before anyone waiting on the state is woken: a request answered because its wake
+    /// failed finds the failure already in the events.
+    pub(super) fn transition_told(
+        &self,
+        from: &[State],
+        to: State,
+        reason: Option<Arc<str>>,
+        tell: impl FnOnce(),
+    ) -> bool {
         self.phase.send_if_modified(|phase| {
             if from.contains(&phase.state) {
                 // Under the phase's lock, so the index follows this app's changes in order.
@@ -314,6 +327,8 @@ impl App {
                 phase.since = Instant::now();
                 self.state.store(to as u8, Ordering::SeqCst);
                 self.transitions.fetch_add(1, Ordering::SeqCst);
+                // Under the phase's lock: `tell` must not read this app's phase.
+                tell();
                 true
             } else {
                 false

@@ -253,14 +253,11 @@ impl Lifecycle {
                 self.hook(&app, crate::hooks::Hook::AfterStop, &cause_text, &span)
                     .await;
                 span.set("paastis.outcome", "stopped");
-                if app.transition(&[State::Stopping], State::Asleep, None) {
-                    self.events.emit(
-                        &app.key,
-                        EventKind::Stopped {
-                            formation,
-                            sizes: stopped.sizes,
-                        },
-                    );
+                let sizes = stopped.sizes;
+                if app.transition_told(&[State::Stopping], State::Asleep, None, || {
+                    self.events
+                        .emit(&app.key, EventKind::Stopped { formation, sizes });
+                }) {
                     self.metrics.stop(reason);
                 }
                 self.finish(&app, lease, State::Asleep, None).await;
@@ -269,14 +266,14 @@ impl Lifecycle {
                 let retry_at = self.clock.now_ms()
                     + u64::try_from(STOP_RETRY_DELAY.as_millis()).unwrap_or(u64::MAX);
                 app.stop_retry_at.store(retry_at, Ordering::SeqCst);
-                if app.transition(&[State::Stopping], State::Awake, None) {
+                app.transition_told(&[State::Stopping], State::Awake, None, || {
                     self.events.emit(
                         &app.key,
                         EventKind::StopFailed {
                             reason: error.to_string(),
                         },
                     );
-                }
+                });
                 self.finish(&app, lease, State::Awake, None).await;
             }
         }

@@ -412,3 +412,29 @@ async fn discovery_writes_to_the_catalog_only_what_changed_and_once_an_hour() {
     lifecycle.discover().await;
     assert!(seen().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transition_is_told_before_anyone_waiting_on_the_state_is_woken() {
+    let (lifecycle, _) = setup(&[("web", AppStatus::Stopped)], None).await;
+    let web = app(&lifecycle, "web");
+    let waiting = web.phase.subscribe();
+    // What a waiter would see while the event is being recorded: not the change yet.
+    let seen_while_told = std::cell::Cell::new(None);
+    assert!(
+        web.transition_told(&[State::Asleep], State::Waking, None, || {
+            seen_while_told.set(waiting.has_changed().ok());
+        })
+    );
+    assert_eq!(
+        seen_while_told.get(),
+        Some(false),
+        "told before the waiters"
+    );
+    assert_eq!(waiting.has_changed().ok(), Some(true), "then woken");
+    // No change, nothing told.
+    assert!(
+        !web.transition_told(&[State::Asleep], State::Awake, None, || {
+            panic!("told of a transition that did not happen")
+        })
+    );
+}

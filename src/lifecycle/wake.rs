@@ -314,7 +314,7 @@ impl Lifecycle {
                     }
                     durations.push_back(duration);
                 }
-                if app.transition(&[State::Waking], State::Awake, None) {
+                app.transition_told(&[State::Waking], State::Awake, None, || {
                     self.events.emit(
                         &app.key,
                         EventKind::Started {
@@ -322,7 +322,7 @@ impl Lifecycle {
                             reconciled,
                         },
                     );
-                }
+                });
                 self.metrics.wake(
                     &app.key.provider,
                     crate::metrics::WakeResult::Started,
@@ -354,14 +354,15 @@ impl Lifecycle {
                     }
                 }
                 let reason: Arc<str> = reason.into();
-                if app.transition(&[State::Waking], State::Failed, Some(Arc::clone(&reason))) {
+                let failed = Some(Arc::clone(&reason));
+                app.transition_told(&[State::Waking], State::Failed, failed, || {
                     self.events.emit(
                         &app.key,
                         EventKind::StartFailed {
                             reason: reason.to_string(),
                         },
                     );
-                }
+                });
                 self.metrics
                     .wake(&app.key.provider, crate::metrics::WakeResult::Failed, None);
                 self.finish(&app, lease, State::Failed, Some(&reason)).await;
