@@ -5,14 +5,16 @@
 # under the same keep-alive load (wrk -t1 -c8). Only the measured interval is counted
 # (`callgrind_control -z` after a warm-up, `-d` after the load), then divided by the
 # requests wrk made. Prints instructions, L1 instruction-cache misses, L1 data-cache misses
-# (reads + writes) and mispredicted branches (conditional + indirect) per request: a proxy
-# with fewer instructions can still run slower when its code does not fit the caches
-# (docs/src/benchmarks.md).
+# (reads + writes), mispredicted branches (conditional + indirect) and atomic
+# read-modify-write instructions (`scripts/bench/atomics.py`) per request: a proxy with
+# fewer instructions can still run slower when its code does not fit the caches, or when
+# many of them lock the bus (docs/src/benchmarks.md).
 #
 #   scripts/bench-cache.sh BINARY [BINARY...]
 #
 # Knobs (env): BENCH_DURATION (10, seconds of measured load), BENCH_WARMUP (3),
-# BENCH_CONNECTIONS (8).
+# BENCH_CONNECTIONS (8), BENCH_KEEP (a directory: each proxy's callgrind dump is copied
+# there as NAME.callgrind, for `callgrind_annotate --show=I1mr --sort=I1mr`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,11 +28,16 @@ CONNECTIONS=${BENCH_CONNECTIONS:-8}
 source "$TEMPLATES/common.sh"
 
 (($#)) || die "usage: $0 BINARY [BINARY...]"
+if [[ -n ${BENCH_KEEP:-} ]]; then mkdir -p "$BENCH_KEEP" || die "BENCH_KEEP: cannot make $BENCH_KEEP"; fi
 [[ "$DURATION" =~ ^[1-9][0-9]*$ && "$WARMUP" =~ ^[0-9]+$ && "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] \
     || die "BENCH_DURATION, BENCH_WARMUP (whole seconds) and BENCH_CONNECTIONS must be whole numbers"
-need valgrind=valgrind nginx=nginx-light curl=curl wrk=wrk
+need valgrind=valgrind nginx=nginx-light curl=curl wrk=wrk objdump=binutils python3=python3
 NGINX=$(command -v nginx)
-VALGRIND=(valgrind --tool=callgrind --cache-sim=yes --branch-sim=yes)
+# Names written out in full in every dump: a dump taken after `-z` can refer to a name
+# first written in an earlier one, which `callgrind_annotate` cannot resolve.
+# Costs by instruction too (`--dump-instr`), for the atomics' count.
+VALGRIND=(valgrind --tool=callgrind --cache-sim=yes --branch-sim=yes --compress-strings=no
+    --dump-instr=yes)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-cache.XXXXXX")
 PIDS=()
@@ -62,7 +69,7 @@ wait_ok() {
 # measure NAME PORT PID OUT: warm-up, counters zeroed, the measured load, counters dumped;
 # prints the per-request figures.
 measure() {
-    local name=$1 port=$2 pid=$3 out=$4 requests dump
+    local name=$1 port=$2 pid=$3 out=$4 requests dump atomics
     wrk -t1 -c "$CONNECTIONS" -d "${WARMUP}s" -H 'Host: up.localhost' "http://127.0.0.1:$port/" >/dev/null
     callgrind_control -z "$pid" >/dev/null 2>&1
     wrk -t1 -c "$CONNECTIONS" -d "${DURATION}s" -H 'Host: up.localhost' \
@@ -72,22 +79,25 @@ measure() {
     # The dump made by `-d`, all threads together.
     dump="$out.1"
     [[ -f $dump && -n $requests ]] || die "$name: no dump or no requests"
-    awk -v name="$name" -v requests="$requests" '
+    if [[ -n ${BENCH_KEEP:-} ]]; then cp "$dump" "$BENCH_KEEP/$name.callgrind"; fi
+    atomics=$(python3 "$TEMPLATES/atomics.py" "$dump" "$requests" 2>"$WORK/$name.atomics") \
+        || die "$name: atomics not counted ($(cat "$WORK/$name.atomics"))"
+    awk -v name="$name" -v requests="$requests" -v atomics="$atomics" '
         /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i - 1 }
         /^summary:/ { for (i = 2; i <= NF; i++) v[i - 1] = $i }
         END {
             ir = v[col["Ir"]]; i1 = v[col["I1mr"]]; d1 = v[col["D1mr"]] + v[col["D1mw"]]
             br = v[col["Bcm"]] + v[col["Bim"]]
-            printf "%-34s %9d %12.0f %12.0f %12.0f %12.0f\n", name, requests,
-                ir / requests, i1 / requests, d1 / requests, br / requests
+            printf "%-34s %9d %12.0f %12.0f %12.0f %12.0f %12.1f\n", name, requests,
+                ir / requests, i1 / requests, d1 / requests, br / requests, atomics
         }' "$dump"
 }
 
 mkdir -p "$WORK/upstream"
 render "$TEMPLATES/nginx-upstream.conf" "$WORK/upstream/nginx.conf" "$WORK/upstream" "$UPSTREAM_PORT"
 
-printf '%-34s %9s %12s %12s %12s %12s\n' proxy requests 'instr/req' 'I1 miss/req' \
-    'D1 miss/req' 'mispred/req'
+printf '%-34s %9s %12s %12s %12s %12s %12s\n' proxy requests 'instr/req' 'I1 miss/req' \
+    'D1 miss/req' 'mispred/req' 'atomics/req'
 for binary in "$@"; do
     [[ -x $binary ]] || die "no binary at $binary"
     name=$(basename "$binary")

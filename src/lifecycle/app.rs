@@ -81,6 +81,10 @@ pub struct App {
     pub(super) group_name: ArcSwapOption<String>,
     /// The apps of both, resolved whenever the set of apps changes (weak: apps come and go).
     pub(super) linked: ArcSwap<Vec<Weak<App>>>,
+    /// Whether `linked` holds any app: read at every request, where the list itself would
+    /// be one more lock-free load (two atomic read-modify-writes) for nothing in the
+    /// common case of an app linked to none.
+    pub(super) any_linked: std::sync::atomic::AtomicBool,
     /// `last_activity` as last written to the catalog (only changes are written).
     pub(super) flushed_activity: AtomicU64,
     /// Whether other instances share this app (a Redis registry and a platform provider;
@@ -440,9 +444,8 @@ impl Lifecycle {
         app.in_flight.fetch_add(1, Ordering::SeqCst);
         let now = self.clock.now_ms();
         touch(app, now);
-        let linked = app.linked.load();
-        if !linked.is_empty() {
-            for linked in linked.iter().filter_map(Weak::upgrade) {
+        if app.any_linked.load(Ordering::Acquire) {
+            for linked in app.linked.load().iter().filter_map(Weak::upgrade) {
                 touch(&linked, now);
             }
         }

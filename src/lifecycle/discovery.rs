@@ -208,6 +208,7 @@ impl Lifecycle {
                     group: ArcSwap::from_pointee(info.linked.clone()),
                     group_name: ArcSwapOption::from(info.group.clone().map(Arc::new)),
                     linked: ArcSwap::from_pointee(Vec::new()),
+                    any_linked: std::sync::atomic::AtomicBool::new(false),
                     flushed_activity: AtomicU64::new(last_activity),
                     coordinated,
                     remote_seq: AtomicU64::new(0),
@@ -457,8 +458,10 @@ impl Lifecycle {
                 )
                 .filter(|name| **name != *app.key.name)
                 .filter_map(|name| find(app, name))
-                .collect();
+                .collect::<Vec<_>>();
+            let any = !linked.is_empty();
             app.linked.store(Arc::new(linked));
+            app.any_linked.store(any, Ordering::Release);
         }
         self.routes.store(Arc::new(RouteTable::build(&apps)));
     }

@@ -208,8 +208,13 @@ impl Forwarder {
                         upstream.authority
                     )));
                 }
-                // An upstream that chose HTTP/2 has one connection for everything.
-                if let Some(mut shared) = self.shared(&upstream.authority) {
+                // An upstream that chose HTTP/2 has one connection for everything (only
+                // `https` ones can: HTTP/2 is chosen by ALPN). A plain one is not looked up:
+                // the lookup takes a lock, and an `http` upstream at the same authority
+                // is another server.
+                if upstream.scheme == http::uri::Scheme::HTTPS
+                    && let Some(mut shared) = self.shared(&upstream.authority)
+                {
                     // Boxed: its future is as large as the rest of this one's together.
                     if let Some(added) = added.take() {
                         added.apply(request.headers_mut());
