@@ -283,11 +283,16 @@ impl Lifecycle {
                 AppStatus::Running => {
                     if app.state() == State::Asleep || app.state() == State::Failed {
                         touch(app, now);
-                        if app.transition(&[State::Asleep, State::Failed], State::Awake, None) {
-                            self.events.emit(&key, EventKind::Registered);
-                            if coordinated {
-                                announce.push((Arc::clone(app), Some(State::Awake)));
-                            }
+                        // The event before the waiters wake (as a wake's `Started`).
+                        let told = || self.events.emit(&key, EventKind::Registered);
+                        if app.transition_told(
+                            &[State::Asleep, State::Failed],
+                            State::Awake,
+                            None,
+                            told,
+                        ) && coordinated
+                        {
+                            announce.push((Arc::clone(app), Some(State::Awake)));
                         }
                     }
                 }
@@ -296,11 +301,11 @@ impl Lifecycle {
                         AppStatus::Failed(reason) => reason.clone(),
                         _ => "found stopped".to_owned(),
                     };
-                    if app.transition(&[State::Awake], State::Asleep, None) {
-                        self.events.emit(&key, EventKind::Exited { reason });
-                        if coordinated {
-                            announce.push((Arc::clone(app), Some(State::Asleep)));
-                        }
+                    let told = || self.events.emit(&key, EventKind::Exited { reason });
+                    if app.transition_told(&[State::Awake], State::Asleep, None, told)
+                        && coordinated
+                    {
+                        announce.push((Arc::clone(app), Some(State::Asleep)));
                     }
                 }
                 AppStatus::Starting | AppStatus::Unknown => {}
@@ -387,12 +392,12 @@ impl Lifecycle {
                     // Not if a wake or stop of ours happened meanwhile.
                     if app.transitions.load(Ordering::SeqCst) == transitions {
                         touch(app, self.clock.now_ms());
-                        if app.transition(&[State::Asleep], State::Awake, None) {
-                            self.events.emit(&app.key, EventKind::Registered);
-                            if app.coordinated {
-                                self.announce(vec![(Arc::clone(app), Some(State::Awake))])
-                                    .await;
-                            }
+                        let told = || self.events.emit(&app.key, EventKind::Registered);
+                        if app.transition_told(&[State::Asleep], State::Awake, None, told)
+                            && app.coordinated
+                        {
+                            self.announce(vec![(Arc::clone(app), Some(State::Awake))])
+                                .await;
                         }
                     }
                 }
@@ -415,14 +420,11 @@ impl Lifecycle {
         let Some(app) = lock(&self.apps).get(&key).cloned() else {
             return;
         };
-        if app.transition(&[State::Awake], State::Asleep, None) {
-            self.events.emit(
-                &key,
-                EventKind::Exited {
-                    reason: exit.reason,
-                },
-            );
-        }
+        let told = || {
+            let reason = exit.reason;
+            self.events.emit(&key, EventKind::Exited { reason });
+        };
+        app.transition_told(&[State::Awake], State::Asleep, None, told);
     }
 
     pub(super) fn rebuild_routes(&self) {
