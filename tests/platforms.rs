@@ -552,6 +552,47 @@ async fn https_upstreams_are_verified_and_reached_with_their_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_https_upstreams_at_one_authority_never_share_a_connection() {
+    // Two apps at `localhost:PORT`, one by `http`, one by `https`: as `http://app.example`
+    // and `https://app.example` are (ports 80 and 443). The front there answers both and
+    // says which it was spoken in.
+    let fake = FakeScalingo::start(SCALINGO_TOKEN).await;
+    let server = fake.add_app("plain", &[("web", 1)], true).await;
+    fake.add_app("secure", &[("web", 1)], true).await;
+    let port = support::fakes::dual_front(&server).await;
+    fake.set_public_url("plain", &format!("http://localhost:{port}/"));
+    fake.set_public_url("secure", &format!("https://localhost:{port}/"));
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls/ca.pem");
+    let yaml = format!(
+        "proxy: {{upstream_ca_file: '{}', workers: 1}}
+{}",
+        ca.display(),
+        config("15m", &[scalingo_provider(&fake)])
+    );
+    let engine = TestEngine::start(&yaml).await;
+    let client = TestClient::new(engine.addr);
+    // Each request leaves its connection idle in the (only) worker's pool for the next:
+    // a plain one must never carry an `https` request in the clear, nor a TLS one a plain
+    // request, whichever came first.
+    let mut connections = std::collections::HashSet::new();
+    for (host, tls) in [
+        ("plain.localhost", "no"),
+        ("secure.localhost", "yes"),
+        ("plain.localhost", "no"),
+        ("secure.localhost", "yes"),
+    ] {
+        let answer = client.get(host, "/").await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text());
+        assert_eq!(answer.headers["x-front-tls"], tls, "{host}");
+        assert_eq!(answer.headers["x-front-protocol"], "HTTP/1.1", "{host}");
+        connections.insert((tls, answer.headers["x-front-connection"].clone()));
+    }
+    // Each scheme reused its own connection.
+    assert_eq!(connections.len(), 2, "{connections:?}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heroku_apps_started_elsewhere_are_found_running_and_stopped_when_idle() {
     let fake = FakeHeroku::start(HEROKU_TOKEN).await;
     let busy = fake.add_app("busy", &[("web", 1)], true).await;

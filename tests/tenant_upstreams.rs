@@ -96,3 +96,54 @@ async fn private_upstreams_lets_tenants_reach_them() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(hits, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_operator_opened_never_carries_a_tenant_request() {
+    // The operator's space and a tenant's list the same app, at the same loopback address.
+    let fake = FakeHeroku::start(HEROKU_TOKEN).await;
+    let server = fake.add_app("shop", &[("web", 1)], true).await;
+    let engine = TestEngine::start_with_env(
+        &format!(
+            "admin: {{token: {ADMIN}}}\n\
+             hosted: {{custom_api_urls: true, private_upstreams: false}}\n\
+             proxy: {{workers: 1}}\n\
+             domains: [ops.test]\n\
+             providers: [{{id: hk, type: heroku, token: {HEROKU_TOKEN}, api_url: \"{}\"}}]\n",
+            fake.url
+        ),
+        &env(),
+    )
+    .await;
+    create_space(
+        &engine,
+        &json!({
+            "id": "acme",
+            "domains": ["acme.test"],
+            "providers": [{"id": "hk", "type": "heroku", "token": HEROKU_TOKEN, "api_url": fake.url}]
+        }),
+    )
+    .await;
+    let client = TestClient::new(engine.addr);
+    // The operator's request leaves its upstream connection idle in the (only) worker's pool.
+    let operator = client.get("shop.ops.test", "/").await;
+    assert_eq!(operator.status, 200, "{}", operator.text());
+    assert_eq!(server.hits(), 1);
+    // The tenant's request to that very upstream may not take it: it is refused, as
+    // without it.
+    let tenant = client.get("shop.acme.test", "/").await;
+    assert_eq!(tenant.status, 502, "{}", tenant.text());
+    assert!(
+        tenant.text().contains("not one this space may reach"),
+        "{}",
+        tenant.text()
+    );
+    // And the operator's next request still reuses it.
+    let again = client.get("shop.ops.test", "/").await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(
+        server.hits(),
+        2,
+        "the loopback server saw a tenant's request"
+    );
+    engine.stop().await;
+}

@@ -45,7 +45,7 @@ pub use error::ForwardError;
 use error::exchange_failed;
 pub use headers::{is_upgrade, remove_hop_by_hop};
 pub use pool::Lease;
-use pool::{Connection, Idle, Multiplexed, Pool};
+use pool::{Connection, Idle, Lane, Multiplexed, Pool};
 use ramp::{RAMP_HOLD, Ramps, RetryPause};
 pub use raw::RawFields;
 pub use response::{BodyError, TrackedBody, UpstreamBody};
@@ -112,9 +112,9 @@ impl ClientSide {
 /// and one HTTP/2 connection per upstream that negotiated it, shared by concurrent requests.
 #[derive(Clone)]
 pub struct Forwarder {
-    /// Idle connections by upstream authority, newest last.
+    /// Idle connections by lane and upstream authority, newest last.
     pool: Arc<Mutex<Pool>>,
-    /// Open HTTP/2 connections by upstream authority.
+    /// Open HTTP/2 connections by lane and upstream authority.
     multiplexed: Arc<Mutex<Multiplexed>>,
     /// TLS for `https` upstreams (shared by every worker).
     tls: UpstreamTls,
@@ -195,6 +195,9 @@ impl Forwarder {
             let (mut request, added, client_host, outcome) =
                 self.prepare_apart(request, upstream, client);
             let mut added = Some(added);
+            // Which connections may carry it: to this upstream's scheme, opened for a space
+            // with this scope.
+            let lane = Lane::of(upstream, scope);
             // Fresh connections made for this request: an upstream that keeps closing them
             // before taking the request is given up on (outside the time just after a wake).
             let mut fresh = 0;
@@ -210,10 +213,9 @@ impl Forwarder {
                 }
                 // An upstream that chose HTTP/2 has one connection for everything (only
                 // `https` ones can: HTTP/2 is chosen by ALPN). A plain one is not looked up:
-                // the lookup takes a lock, and an `http` upstream at the same authority
-                // is another server.
+                // the lookup takes a lock.
                 if upstream.scheme == http::uri::Scheme::HTTPS
-                    && let Some(mut shared) = self.shared(&upstream.authority)
+                    && let Some(mut shared) = self.shared(lane, &upstream.authority)
                 {
                     // Boxed: its future is as large as the rest of this one's together.
                     if let Some(added) = added.take() {
@@ -225,7 +227,7 @@ impl Forwarder {
                         Ok(response) => break (response.map(UpstreamBody::Hyper), None),
                         // Closed (GOAWAY) before taking the request: nothing was sent.
                         Err(unsent) => {
-                            self.forget_shared(&upstream.authority, &shared);
+                            self.forget_shared(lane, &upstream.authority, &shared);
                             request = unsent;
                             continue;
                         }
@@ -236,11 +238,11 @@ impl Forwarder {
                 // the upstream at once, kept from before connecting to the first byte of the
                 // answer (or [`RAMP_HOLD`]): a burst would overflow a small listen backlog.
                 let mut place = None;
-                let mut idle = self.checkout(&upstream.authority, bodiless).await;
+                let mut idle = self.checkout(lane, &upstream.authority, bodiless).await;
                 if idle.is_none() && pause.active() {
                     place = self.ramp(&upstream.authority).await;
                     // A connection may have come back while this request waited.
-                    idle = self.checkout(&upstream.authority, bodiless).await;
+                    idle = self.checkout(lane, &upstream.authority, bodiless).await;
                 }
                 let (connection, reused) = match idle {
                     Some(idle) => {
@@ -377,6 +379,7 @@ impl Forwarder {
             }
             let lease = sender.map(|sender| Lease {
                 pool: Arc::clone(&self.pool),
+                lane,
                 authority: upstream.authority.clone(),
                 sender,
             });

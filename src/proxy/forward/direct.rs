@@ -24,7 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::headers::Added;
-use super::pool::Pool;
+use super::pool::{Lane, Pool};
 use super::raw::{self, Kind, Name, RawField, RawFields};
 use crate::proxy::body::Outgoing;
 use crate::proxy::buffers::{self, Use};
@@ -114,6 +114,9 @@ pub(super) struct Direct {
     /// made. A copy taken per request from the upstream, which every worker shares, would
     /// count references on a cache line their CPUs pass around at every request.
     authority: Authority,
+    /// Which requests it may carry besides its authority's (scheme, space's scope): the
+    /// rest of its pool's key.
+    lane: Lane,
 }
 
 impl std::fmt::Debug for Direct {
@@ -151,21 +154,27 @@ pub(super) struct Home {
 }
 
 impl Direct {
-    /// A connection to `authority` over `io`, nothing read yet. Boxed for its life: it
-    /// goes from the pool to a request, its answer's body and back at every request, a
-    /// pointer moved each time rather than the whole connection copied.
-    pub(super) fn new(io: UpstreamIo, authority: Authority) -> Box<Direct> {
+    /// A connection of `lane` to `authority` over `io`, nothing read yet. Boxed for its
+    /// life: it goes from the pool to a request, its answer's body and back at every
+    /// request, a pointer moved each time rather than the whole connection copied.
+    pub(super) fn new(io: UpstreamIo, lane: Lane, authority: Authority) -> Box<Direct> {
         Box::new(Direct {
             io,
             buffer: BytesMut::new(),
             deadline: None,
             authority,
+            lane,
         })
     }
 
-    /// The upstream it goes to (its pool's key).
+    /// The upstream it goes to (its pool's key in its lane).
     pub(super) fn authority(&self) -> &str {
         self.authority.as_str()
+    }
+
+    /// Which requests it may carry (its pool's lane).
+    pub(super) fn lane(&self) -> Lane {
+        self.lane
     }
 
     /// The connection's byte stream, for hyper's client (a request with a body on a
@@ -825,6 +834,7 @@ pub mod fuzzing {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let direct = Direct::new(
             UpstreamIo::Given(std::io::Cursor::new(answer)),
+            Lane::PLAIN,
             Authority::from_static("upstream.test"),
         );
         let pool = Arc::new(Mutex::new(Pool::default()));
@@ -967,6 +977,7 @@ mod tests {
                 false,
                 std::time::Duration::from_secs(1),
             )),
+            Lane::PLAIN,
             Authority::from_static("upstream.test"),
         );
         let pool = Arc::new(Mutex::new(Pool::default()));
@@ -1031,6 +1042,7 @@ mod tests {
     fn pooled(pool: &Arc<Mutex<Pool>>) -> usize {
         pool.lock()
             .expect("pool")
+            .lane(Lane::PLAIN)
             .get("upstream.test")
             .map_or(0, Vec::len)
     }

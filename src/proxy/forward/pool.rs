@@ -1,5 +1,5 @@
 //! Upstream connections: the pool of idle HTTP/1.1 connections and the shared HTTP/2 ones,
-//! by upstream authority, and the opening of new ones (TCP to an address the space may
+//! by [`Lane`] and upstream authority, and the opening of new ones (TCP to an address the space may
 //! reach, TLS and ALPN for `https`; for requests with a body and upgrades, hyper's HTTP
 //! handshake, each connection then driven by a task of its own; for bodiless requests, a
 //! [`Direct`] connection driven by its request). It does not send requests.
@@ -47,11 +47,74 @@ pub(super) const FIRST_EXCHANGE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// second: a burst of requests released by a wake would wait that second for nothing.
 pub(super) const FIRST_CONNECT_PATIENCE: Duration = Duration::from_millis(50);
 
-/// Idle connections by upstream authority.
-pub(super) type Pool = HashMap<Box<str>, Vec<IdleConnection>, foldhash::fast::RandomState>;
+/// Which connections may carry a request, besides going to its upstream's authority. The
+/// same authority over `http` and over `https` is two servers (ports 80 and 443, and one
+/// speaks TLS); and a connection opened for a space that may reach internal addresses was
+/// never checked against a tenant's narrower scope, so it must not carry a tenant's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lane {
+    /// The upstream's scheme is `https`.
+    tls: bool,
+    /// The addresses the connection's space may reach.
+    scope: UpstreamScope,
+}
 
-/// HTTP/2 connections by upstream authority.
-pub(super) type Multiplexed = HashMap<Box<str>, SharedConnection, foldhash::fast::RandomState>;
+impl Lane {
+    /// How many lanes there are (each pool has a map per lane).
+    const COUNT: usize = 4;
+
+    /// Plain HTTP from an operator's space (tests of a connection alone).
+    #[cfg(test)]
+    pub(super) const PLAIN: Lane = Lane {
+        tls: false,
+        scope: UpstreamScope::Any,
+    };
+
+    /// The lane of requests to `upstream` from a space with `scope`.
+    pub(super) fn of(upstream: &Upstream, scope: UpstreamScope) -> Lane {
+        Lane {
+            tls: upstream.scheme == http::uri::Scheme::HTTPS,
+            scope,
+        }
+    }
+
+    /// Its map's place in a pool.
+    fn index(self) -> usize {
+        usize::from(self.tls) * 2 + usize::from(self.scope == UpstreamScope::Public)
+    }
+}
+
+/// Connections of one lane by upstream authority.
+type ByAuthority<C> = HashMap<Box<str>, C, foldhash::fast::RandomState>;
+
+/// Connections by [`Lane`], then by upstream authority (looked up with the authority as it
+/// is: no key is built per request).
+#[derive(Debug)]
+pub(super) struct Lanes<C> {
+    /// One map per lane, at [`Lane::index`].
+    maps: [ByAuthority<C>; Lane::COUNT],
+}
+
+impl<C> Default for Lanes<C> {
+    fn default() -> Self {
+        Lanes {
+            maps: std::array::from_fn(|_| ByAuthority::default()),
+        }
+    }
+}
+
+impl<C> Lanes<C> {
+    /// The connections of `lane`.
+    pub(super) fn lane(&mut self, lane: Lane) -> &mut ByAuthority<C> {
+        &mut self.maps[lane.index()]
+    }
+}
+
+/// Idle HTTP/1.1 connections, newest last.
+pub(super) type Pool = Lanes<Vec<IdleConnection>>;
+
+/// HTTP/2 connections.
+pub(super) type Multiplexed = Lanes<SharedConnection>;
 
 /// An HTTP/2 connection: any number of requests at once.
 #[derive(Debug)]
@@ -90,31 +153,42 @@ pub(super) struct IdleConnection {
     since: Instant,
 }
 
-/// Puts a connection back in `pool`, under `authority` (unless the pool has enough).
-pub(super) fn put_back(pool: &Mutex<Pool>, authority: &Authority, connection: Idle) {
+/// Puts a connection back in `pool`, under `lane` and `authority` (unless the pool has
+/// enough).
+pub(super) fn put_back(pool: &Mutex<Pool>, lane: Lane, authority: &Authority, connection: Idle) {
     put_back_keyed(
         pool,
+        lane,
         (authority, connection),
         |(authority, _)| authority.as_str(),
         |(_, connection)| connection,
     );
 }
 
-/// As [`put_back`] for a direct connection, under its own upstream's authority (read where
-/// it is: no copy of it is made per request).
+/// As [`put_back`] for a direct connection, under its own lane and upstream's authority
+/// (read where they are: no copy of them is made per request).
 pub(super) fn put_back_direct(pool: &Mutex<Pool>, connection: Box<Direct>) {
-    put_back_keyed(pool, connection, |direct| direct.authority(), Idle::Direct);
+    let lane = connection.lane();
+    put_back_keyed(
+        pool,
+        lane,
+        connection,
+        |direct| direct.authority(),
+        Idle::Direct,
+    );
 }
 
-/// Puts `connection` back in `pool` under the authority `key` reads of it, as `idle` makes
-/// it (unless the pool has enough).
+/// Puts `connection` back in `pool` under `lane` and the authority `key` reads of it, as
+/// `idle` makes it (unless the pool has enough).
 fn put_back_keyed<C>(
     pool: &Mutex<Pool>,
+    lane: Lane,
     connection: C,
     key: impl Fn(&C) -> &str,
     idle: impl FnOnce(C) -> Idle,
 ) {
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool.lane(lane);
     let waiting = match pool.get_mut(key(&connection)) {
         Some(waiting) => waiting,
         None => pool.entry(key(&connection).into()).or_default(),
@@ -133,6 +207,8 @@ fn put_back_keyed<C>(
 pub struct Lease {
     /// The pool it goes back to.
     pub(super) pool: Arc<Mutex<Pool>>,
+    /// Which kind of connection (see [`Lane`]).
+    pub(super) lane: Lane,
     /// Which upstream.
     pub(super) authority: Authority,
     /// The connection.
@@ -142,20 +218,30 @@ pub struct Lease {
 impl Lease {
     pub(super) fn release(self) {
         if !self.sender.is_closed() {
-            put_back(&self.pool, &self.authority, Idle::Hyper(self.sender));
+            put_back(
+                &self.pool,
+                self.lane,
+                &self.authority,
+                Idle::Hyper(self.sender),
+            );
         }
     }
 }
 
 impl Forwarder {
-    /// An idle connection to `authority`, if one is still usable. For a request with a
-    /// body (not `bodiless`), always one driven by hyper's client: a direct one is handed
-    /// over to it.
-    pub(super) async fn checkout(&self, authority: &Authority, bodiless: bool) -> Option<Idle> {
+    /// An idle connection of `lane` to `authority`, if one is still usable. For a request
+    /// with a body (not `bodiless`), always one driven by hyper's client: a direct one is
+    /// handed over to it.
+    pub(super) async fn checkout(
+        &self,
+        lane: Lane,
+        authority: &Authority,
+        bodiless: bool,
+    ) -> Option<Idle> {
         loop {
             let idle = {
                 let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-                pool.get_mut(authority.as_str())?.pop()?
+                pool.lane(lane).get_mut(authority.as_str())?.pop()?
             };
             if idle.since.elapsed() >= POOL_IDLE_TIMEOUT {
                 continue;
@@ -183,9 +269,14 @@ impl Forwarder {
         }
     }
 
-    /// The open HTTP/2 connection to `authority`, if there is a usable one.
-    pub(super) fn shared(&self, authority: &Authority) -> Option<http2::SendRequest<Outgoing>> {
+    /// The open HTTP/2 connection of `lane` to `authority`, if there is a usable one.
+    pub(super) fn shared(
+        &self,
+        lane: Lane,
+        authority: &Authority,
+    ) -> Option<http2::SendRequest<Outgoing>> {
         let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+        let multiplexed = multiplexed.lane(lane);
         let shared = multiplexed.get_mut(authority.as_str())?;
         if shared.sender.is_closed() || shared.used.elapsed() >= H2_IDLE_TIMEOUT {
             multiplexed.remove(authority.as_str());
@@ -195,13 +286,16 @@ impl Forwarder {
         Some(shared.sender.clone())
     }
 
-    /// Forgets `authority`'s HTTP/2 connection if it is still `sender`'s (it failed).
+    /// Forgets `lane`'s HTTP/2 connection to `authority` if it is still `sender`'s (it
+    /// failed).
     pub(super) fn forget_shared(
         &self,
+        lane: Lane,
         authority: &Authority,
         sender: &http2::SendRequest<Outgoing>,
     ) {
         let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+        let multiplexed = multiplexed.lane(lane);
         if multiplexed
             .get(authority.as_str())
             .is_some_and(|shared| shared.sender.is_closed() || sender.is_closed())
@@ -228,7 +322,7 @@ impl Forwarder {
             .await?;
         if let Connection::Http2(sender) = &connection {
             let mut multiplexed = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
-            multiplexed.insert(
+            multiplexed.lane(Lane::of(upstream, scope)).insert(
                 upstream.authority.as_str().into(),
                 SharedConnection {
                     sender: sender.clone(),
@@ -291,6 +385,7 @@ impl Forwarder {
             if direct {
                 return Ok(Connection::Direct(Direct::new(
                     UpstreamIo::Plain(stream),
+                    Lane::of(upstream, scope),
                     upstream.authority.clone(),
                 )));
             }
@@ -318,6 +413,7 @@ impl Forwarder {
         if direct {
             return Ok(Connection::Direct(Direct::new(
                 UpstreamIo::Tls(Box::new(tls)),
+                Lane::of(upstream, scope),
                 upstream.authority.clone(),
             )));
         }

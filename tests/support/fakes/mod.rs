@@ -142,6 +142,20 @@ impl AppServer {
 /// the client's connection in `x-front-connection`.
 /// Returns `https://localhost:PORT`.
 pub async fn tls_front(server: &AppServer) -> String {
+    let port = front(server, true, false).await;
+    format!("https://localhost:{port}")
+}
+
+/// As [`tls_front`], HTTP/1.1 only, and plain HTTP on the same port besides (told apart by
+/// the connection's first byte): one authority, `localhost:PORT`, for both schemes. Each
+/// response says which the front was spoken in: `x-front-tls: yes` or `no`.
+/// Returns the port.
+pub async fn dual_front(server: &AppServer) -> u16 {
+    front(server, false, true).await
+}
+
+/// The front of [`tls_front`]: `h2` offered by ALPN or not, `plain` HTTP taken too or not.
+async fn front(server: &AppServer, h2: bool, plain: bool) -> u16 {
     use http_body_util::BodyExt;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -161,7 +175,11 @@ pub async fn tls_front(server: &AppServer) -> String {
         .with_no_client_auth()
         .with_single_cert(certificates, key)
         .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
     let port = listener.local_addr().expect("front addr").port();
@@ -174,9 +192,9 @@ pub async fn tls_front(server: &AppServer) -> String {
             let backend = backend.clone();
             let client = client.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
+                // A TLS connection starts with a handshake record (22).
+                let mut first = [0u8; 1];
+                let tls = !plain || (stream.peek(&mut first).await.is_ok() && first[0] == 22);
                 let service = hyper::service::service_fn(move |request: http::Request<_>| {
                     let backend = backend.clone();
                     let client = client.clone();
@@ -214,6 +232,10 @@ pub async fn tls_front(server: &AppServer) -> String {
                             "x-front-connection",
                             http::HeaderValue::from_str(&peer.port().to_string()).expect("port"),
                         );
+                        parts.headers.insert(
+                            "x-front-tls",
+                            http::HeaderValue::from_static(if tls { "yes" } else { "no" }),
+                        );
                         let body = body.collect().await.expect("backend body").to_bytes();
                         Ok::<_, std::convert::Infallible>(http::Response::from_parts(
                             parts,
@@ -221,13 +243,21 @@ pub async fn tls_front(server: &AppServer) -> String {
                         ))
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if !tls {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    return;
+                }
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
             });
         }
     });
-    format!("https://localhost:{port}")
+    port
 }
 
 /// One recorded API call.
