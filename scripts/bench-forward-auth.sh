@@ -19,8 +19,8 @@ RUNS=${BENCH_RUNS:-3}
 BUILD=${BENCH_BUILD:-1}
 PAASTIS_BIN=${PAASTIS_BIN:-$ROOT/target/release/paastis}
 
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
 
 for tool in wrk nginx curl python3; do
     command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install wrk nginx curl python3)"
@@ -48,9 +48,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 NGINX=$(command -v nginx)
 UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
@@ -58,6 +55,8 @@ GATE_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 AUTH_PORT=$(free_port)
 
+# render TEMPLATE OUT DIR PORT: as common.sh's, with BENCH_WORKERS workers and this
+# script's ports.
 render() {
     local user_line=""
     if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
@@ -73,15 +72,6 @@ start_nginx() {
     "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
     PIDS+=("$!")
 }
-wait_ok() {
-    local code=""
-    for _ in $(seq 600); do
-        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "Host: up.localhost" "$2" || true)
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$1 did not answer 200 at $2 (last: $code)"
-}
 
 # paastis runs the upstream as its app `up`, with the gate on its own listener.
 mkdir -p "$WORK/upstream" "$WORK/paastis"
@@ -96,11 +86,11 @@ YAML
 sed -i "s|^proxy: {workers: $WORKERS}$||" "$WORK/paastis/paastis.yml"
 LOG_LEVEL=warn "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
 PIDS+=("$!")
-wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/"
+wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "${PIDS[-1]}"
 start_nginx nginx-proxy "$TEMPLATES/nginx-proxy.conf" "$PROXY_PORT"
 start_nginx nginx-auth "$TEMPLATES/nginx-forward-auth.conf" "$AUTH_PORT"
-wait_ok nginx-proxy "http://127.0.0.1:$PROXY_PORT/"
-wait_ok nginx-auth "http://127.0.0.1:$AUTH_PORT/"
+wait_ok nginx-proxy "http://127.0.0.1:$PROXY_PORT/" "${PIDS[-2]}"
+wait_ok nginx-auth "http://127.0.0.1:$AUTH_PORT/" "${PIDS[-1]}"
 
 # run NAME PORT: one wrk run; prints "req/s p99(ms)".
 run() {

@@ -76,14 +76,7 @@ one_run() {
         --callgrind-out-file="$out" \
         "$binary" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
     PID=$!
-    for _ in $(seq 1200); do
-        code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -H 'Host: up.localhost' \
-            "http://127.0.0.1:$port/" || true)
-        [[ $code == 200 ]] && break
-        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$WORK/paastis/paastis.log" >&2; die "paastis exited"; }
-        sleep 0.1
-    done
-    [[ $code == 200 ]] || die "paastis did not answer 200 (last: $code)"
+    WAIT_S=120 wait_ok paastis "http://127.0.0.1:$port/" "$PID"   # longer under valgrind
     if ((requests > 0)); then
         # One connection, requests one after the other (curl reuses it for the glob).
         curl -s -o /dev/null -H 'Host: up.localhost' "http://127.0.0.1:$port/?n=[1-$requests]"

@@ -21,8 +21,8 @@ BUILD=${BENCH_BUILD:-1}
 PAASTIS_BIN=${PAASTIS_BIN:-$ROOT/target/release/paastis}
 TOKEN=bench-reload-token-0001
 
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+source "$TEMPLATES/common.sh"
 
 for tool in wrk nginx curl python3; do
     command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install wrk nginx curl python3)"
@@ -50,29 +50,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 NGINX=$(command -v nginx)
 UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 
+# render TEMPLATE OUT DIR PORT: as common.sh's, with BENCH_WORKERS workers and this
+# script's ports.
 render() {
     local user_line=""
     if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
     sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|$WORKERS|" -e "s|@NGINX@|$NGINX|" \
         -e "s|@DIR@|$3|g" -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" -e "s|@PORT@|$4|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "$1" >"$2"
-}
-wait_ok() {
-    local code=""
-    for _ in $(seq 600); do
-        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "Host: up.localhost" "$2" || true)
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$1 did not answer 200 at $2 (last: $code)"
 }
 
 # The configuration: the benchmark's upstream as app `up`, then EXTRA apps that never run
@@ -106,7 +96,7 @@ for apps in 10 100 1000; do
     LOG_LEVEL=warn "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis-$apps.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/"
+    wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "$pid"
     times=()
     for n in $(seq 10); do
         write_config "$apps" $((10 + n))
@@ -125,7 +115,7 @@ done
 write_config 100 10
 LOG_LEVEL=warn "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
 PIDS+=("$!")
-wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/"
+wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "${PIDS[-1]}"
 
 # run NAME: one wrk run; prints "req/s p99".
 run() {

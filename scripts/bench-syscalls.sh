@@ -46,18 +46,6 @@ UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 
-# wait_ok PORT PID: until the proxy on PORT answers 200 (at most 60 s).
-wait_ok() {
-    local code=""
-    for _ in $(seq 600); do
-        kill -0 "$2" 2>/dev/null || die "the proxy on port $1 exited"
-        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Host: up.localhost' \
-            "http://127.0.0.1:$1/" || true)
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "the proxy on port $1 did not answer 200 (last: $code)"
-}
 
 # count OUT PORT TID...: strace -c on the TIDs while the requests run; the summary in OUT.
 count() {
@@ -81,7 +69,7 @@ render "$TEMPLATES/nginx-proxy.conf" "$WORK/nginx/nginx.conf" "$WORK/nginx" "$NG
 # paastis starts the upstream (its app) on the first request; nginx then proxies to it.
 LOG_LEVEL=warn "$PAASTIS" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
 PIDS+=($!)
-wait_ok "$PAASTIS_PORT" "${PIDS[0]}"
+wait_ok paastis "http://127.0.0.1:$PAASTIS_PORT/" "${PIDS[0]}"
 workers=()
 for task in /proc/"${PIDS[0]}"/task/*; do
     [[ $(cat "$task/comm") == paastis-proxy* ]] && workers+=("${task##*/}")
@@ -91,7 +79,7 @@ count "$WORK/paastis.strace" "$PAASTIS_PORT" "${workers[@]}"
 
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 PIDS+=($!)
-wait_ok "$NGINX_PORT" "${PIDS[1]}"
+wait_ok nginx "http://127.0.0.1:$NGINX_PORT/" "${PIDS[1]}"
 worker=$(pgrep -P "${PIDS[1]}" | head -n 1)
 [[ -n $worker ]] || die "no nginx worker found"
 count "$WORK/nginx.strace" "$NGINX_PORT" "$worker"

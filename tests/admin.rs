@@ -713,7 +713,7 @@ async fn the_admin_token_never_reaches_the_logs() {
         )
         .await;
     assert_eq!(login.status, 303);
-    let _ = served.child.kill().await;
+    served.stop().await;
     let logs = served.logs();
     assert!(logs.contains("admin API and dashboard on"), "{logs}");
     assert!(!logs.contains(TOKEN), "the admin token reached the logs");

@@ -309,8 +309,7 @@ async fn secrets_never_reach_the_output() {
     assert_eq!(answer.status, 200);
     // The app itself does get them.
     assert!(answer.text().contains(BEARER));
-    let _ = served.child.start_kill();
-    let _ = served.child.wait().await;
+    served.stop().await;
 
     let logs = served.logs.lock().map(|l| l.clone()).unwrap_or_default();
     assert!(logs.contains("waking"), "logs were not collected: {logs}");

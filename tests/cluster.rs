@@ -462,7 +462,7 @@ async fn the_redis_password_stays_out_of_logs_errors_and_check() {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let mut served = served;
-    let _ = served.child.kill().await;
+    served.stop().await;
     let logs = served.logs();
     assert!(logs.contains("this instance is the leader"), "{logs}");
     assert!(

@@ -863,7 +863,7 @@ async fn the_gate_token_never_reaches_the_logs() {
         let expected = if auth == wrong { 403 } else { 200 };
         assert_eq!(reply.status, expected, "{strategy}: {}", reply.body);
     }
-    let _ = served.child.kill().await;
+    served.stop().await;
     let logs = served.logs();
     let mut outputs: Vec<&str> = answers.iter().map(String::as_str).collect();
     outputs.push(&logs);

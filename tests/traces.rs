@@ -409,7 +409,7 @@ async fn the_collectors_key_never_reaches_the_logs_or_the_checks() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = served.child.kill().await;
+    served.stop().await;
     let logs = served.logs();
     assert!(logs.contains("traces: on"), "{logs}");
     assert!(logs.contains("spans not exported"), "{logs}");

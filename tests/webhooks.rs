@@ -775,8 +775,8 @@ async fn secrets_stay_out_of_the_api_the_logs_and_debug_output() {
     .await;
     let logs = served.logs();
     support::assert_no_secret(&[&logs], &[SECRET, PATH_TOKEN]);
-    let mut child = served.child;
-    let _ = child.kill().await;
+    let mut served = served;
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

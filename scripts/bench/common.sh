@@ -1,5 +1,5 @@
-# Shared by the benchmark scripts (sourced): their messages, free ports and the tools they
-# need. Scripts that source it set `set -euo pipefail` themselves.
+# Shared by the benchmark scripts (sourced): their messages, free ports, the wait for a
+# server to answer and the tools they need. Scripts that source it set `set -euo pipefail` themselves.
 
 log() { printf '%s\n' "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -7,6 +7,27 @@ die() { log "$*"; exit 1; }
 # free_port: a TCP port on 127.0.0.1 that nothing listens on now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_ok NAME URL PID [CURL_ARGS...]: until URL answers 200 to a request for the
+# benchmark's app (`Host: up.localhost`), for at most WAIT_S seconds (60 unless the script
+# sets it: longer under valgrind). Stops at once if PID exits ("-": no process to watch).
+# On failure, the last lines of NAME's logs ($WORK/NAME/*.log) go with the message.
+wait_ok() {
+    local code="" name=$1 url=$2 pid=$3 tries
+    shift 3
+    tries=$((${WAIT_S:-60} * 10))
+    for ((; tries > 0; tries--)); do
+        if [[ $pid != - ]] && ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$WORK/$name"/*.log >&2 2>/dev/null || true
+            die "$name exited (logs in $WORK)"
+        fi
+        code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' "$@" -H 'Host: up.localhost' "$url" || true)
+        [[ $code == 200 ]] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$WORK/$name"/*.log >&2 2>/dev/null || true
+    die "$name did not answer 200 at $url (last: $code)"
 }
 
 # need COMMAND=PACKAGE...: the Debian packages of the missing commands are installed when

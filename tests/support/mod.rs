@@ -491,6 +491,36 @@ impl Served {
     pub fn logs(&self) -> String {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    /// Stops the engine as an operator would (SIGTERM: it drains and stops its apps, so no
+    /// app process outlives the test), killing it only if it is still there after 20 s.
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Drop for Served {
+    /// A test that ends early (a failed assertion) still stops its engine, which stops its
+    /// apps: neither outlives the test's process.
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
 }
 
 /// Sends `signal` to process `pid`.
