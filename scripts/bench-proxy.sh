@@ -389,6 +389,7 @@ awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" -v rounds="$RATIOS" \
     -v d50="${P50[direct]}" -v p50="${P50[paastis]}" -v n50="${P50[nginx-proxy]}" 'BEGIN {
     ratio = pr / nr
     printf "paastis req/s / nginx-proxy req/s (medians): %.3f  (target >= 1.0: %s)\n", ratio, (ratio >= 1.0) ? "met" : "NOT met"
+    sub(/ +$/, "", rounds)
     n = split(rounds, each, " ")
     reached = 0
     for (i = 1; i <= n; i++) if (each[i] + 0 >= 1.0) reached++

@@ -447,7 +447,11 @@ impl Lifecycle {
         for app in &apps {
             let group = app.group.load();
             let conf = app.conf();
-            if conf.linked_names.is_empty() && group.is_empty() && app.linked.load().is_empty() {
+            // Nothing linked before nor now (the flag set with the list: no read of the list).
+            if conf.linked_names.is_empty()
+                && group.is_empty()
+                && !app.any_linked.load(Ordering::Acquire)
+            {
                 continue;
             }
             let linked = conf
