@@ -351,6 +351,64 @@ async fn with_traces_off_a_clients_traceparent_passes_through_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_span_lasts_until_its_answer_is_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let collector = Collector::start().await;
+    let engine = start(&collector, &[]).await;
+    let client = TestClient::new(engine.addr);
+    // Three events 300 ms apart: the answer's head comes at once, its body over 900 ms.
+    let answer = get_traced(&client, "/sse?n=3&gap_ms=300", &traceparent(true)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.text().contains("data: event 2"), "{}", answer.text());
+    let spans = collector
+        .wait_for("the request", |spans| spans.iter().any(|s| s.name == "GET"))
+        .await;
+    let request = one(&spans, "GET");
+    let lasted_ms = (request.end - request.start) / 1_000_000;
+    assert!(
+        lasted_ms >= 600,
+        "the span ended with the head, {lasted_ms} ms in"
+    );
+    assert_eq!(request.attribute("paastis.response.complete"), None);
+    assert_eq!(request.attribute("error.type"), None);
+
+    // A client that goes away mid-body: the span ends then, and says so.
+    let mut stream = tokio::net::TcpStream::connect(engine.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /sse?n=20&gap_ms=200 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut piece = [0u8; 1024];
+    while !String::from_utf8_lossy(&head).contains("data: event 0") {
+        let read = stream.read(&mut piece).await.expect("read");
+        assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&head));
+        head.extend_from_slice(&piece[..read]);
+    }
+    drop(stream);
+    let spans = collector
+        .wait_for("the abandoned request", |spans| {
+            spans.iter().filter(|s| s.name == "GET").count() == 2
+        })
+        .await;
+    let abandoned = spans
+        .iter()
+        .find(|s| {
+            s.name == "GET"
+                && s.attribute("url.path") == Some("/sse")
+                && s.trace_id != request.trace_id
+        })
+        .expect("the abandoned request's span");
+    assert_eq!(
+        abandoned.attribute("paastis.response.complete"),
+        Some("false")
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let collector = Collector::start().await;
     let engine = start(&collector, &[]).await;

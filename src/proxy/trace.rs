@@ -109,6 +109,13 @@ impl Worker {
                 span.fail(format!("the upstream answered {status}"));
             }
         }
+        // An upstream's answer: the span goes on until its body is through.
+        let mut response = response;
+        if span.is_recording()
+            && let http_body_util::Either::Left(body) = response.body_mut()
+        {
+            body.end_span_with_body(span);
+        }
         response
     }
 }

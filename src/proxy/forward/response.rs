@@ -1,5 +1,6 @@
-//! The response body as it streams back: it keeps its request counted as in progress, gives
-//! its connection back to the pool once fully read, and cuts off a silent upstream.
+//! The response body as it streams back: it keeps its request counted as in progress (and
+//! its span, when traced, open), gives its connection back to the pool once fully read, and
+//! cuts off a silent upstream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 use super::Lease;
 use super::direct::{DirectBody, DirectBodyError};
 use crate::lifecycle::InFlight;
+use crate::traces::Span;
 
 /// Why a response body stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,10 @@ pub struct TrackedBody {
     silence: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A piece arrived since the timer was last armed: re-arm before waiting again.
     progressed: bool,
+    /// The request's span when it is traced: it ends with the body, so it covers the
+    /// answer's whole transfer, not its head only (`None` on the untraced path: boxed, so
+    /// the common body stays as small as it was).
+    span: Option<Box<Span>>,
 }
 
 impl TrackedBody {
@@ -108,11 +114,22 @@ impl TrackedBody {
             idle,
             silence: None,
             progressed: false,
+            span: None,
         };
         if body.inner.is_end_stream() {
             body.release();
         }
         body
+    }
+
+    /// Keeps the request's `span` open until the body ends: at its last piece, at its
+    /// failure (recorded as the span's error), or when it is dropped before its end (the
+    /// client went away: recorded as `paastis.response.complete = false`). A body already
+    /// at its end ends the span now.
+    pub fn end_span_with_body(&mut self, span: Span) {
+        if !self.inner.is_end_stream() {
+            self.span = Some(Box::new(span));
+        }
     }
 
     /// Takes the answer's fields kept as the upstream wrote them, when they are (the
@@ -129,6 +146,8 @@ impl TrackedBody {
         if let Some(lease) = self.lease.take() {
             lease.release();
         }
+        // The answer is whole: its span ends here.
+        self.span = None;
     }
 
     /// Called when the upstream has nothing yet: whether it has been silent too long.
@@ -173,6 +192,7 @@ impl Body for TrackedBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 self.lease = None;
+                self.span_failed(&error);
                 Poll::Ready(Some(Err(error)))
             }
             Poll::Pending => {
@@ -180,7 +200,9 @@ impl Body for TrackedBody {
                     // The connection goes down with the lease: it is mid-response.
                     self.lease = None;
                     tracing::debug!(idle = ?self.idle, "upstream silent too long; response cut off");
-                    return Poll::Ready(Some(Err(BodyError::Idle(self.idle))));
+                    let error = BodyError::Idle(self.idle);
+                    self.span_failed(&error);
+                    return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Pending
             }
@@ -193,5 +215,26 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl TrackedBody {
+    /// The body failed: its span (if any) ends as failed, with why.
+    fn span_failed(&mut self, error: &BodyError) {
+        if let Some(mut span) = self.span.take() {
+            span.set("error.type", "response_body");
+            span.fail(error.to_string());
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    /// A span still open here: the body was dropped before its end (the client went away).
+    fn drop(&mut self) {
+        if let Some(span) = &mut self.span
+            && !self.inner.is_end_stream()
+        {
+            span.set("paastis.response.complete", false);
+        }
     }
 }
