@@ -409,6 +409,43 @@ async fn a_request_span_lasts_until_its_answer_is_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_compressed_with_gzip_when_asked_over_http_and_grpc() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let collector = Collector::start().await;
+        let engine = start(
+            &collector,
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ],
+        )
+        .await;
+        let client = TestClient::new(engine.addr);
+        let answer = get_traced(&client, "/headers", &traceparent(true)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let spans = collector
+            .wait_for("the request and its wake", |spans| {
+                ["GET", "wake"]
+                    .iter()
+                    .all(|name| spans.iter().any(|s| s.name == *name))
+            })
+            .await;
+        assert_eq!(one(&spans, "GET").trace_id, CLIENT_TRACE, "{protocol}");
+        let heads = collector.heads();
+        let field = if protocol == "grpc" {
+            "grpc-encoding"
+        } else {
+            "content-encoding"
+        };
+        assert!(
+            heads.iter().all(|head| head[field] == "gzip"),
+            "{protocol}: {heads:?}"
+        );
+        engine.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let collector = Collector::start().await;
     let engine = start(&collector, &[]).await;

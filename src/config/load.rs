@@ -265,7 +265,14 @@ fn load_source(
     if let Some(traces) = &traces {
         environment.push(EnvValue {
             what: "traces:".to_owned(),
-            shown: format!("{} ({})", traces.shown_endpoint(), traces.protocol),
+            shown: match traces.compression {
+                crate::traces::settings::Compression::Gzip => {
+                    format!("{} ({}, gzip)", traces.shown_endpoint(), traces.protocol)
+                }
+                crate::traces::settings::Compression::None => {
+                    format!("{} ({})", traces.shown_endpoint(), traces.protocol)
+                }
+            },
             variable: "OTEL_*".to_owned(),
         });
     }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout_at};
 
-use super::settings::{Protocol, Settings};
+use super::settings::{Compression, Protocol, Settings};
 use super::{Shared, SpanRecord, otlp};
 
 /// Why spans could not be exported (or the exporter not set up).
@@ -170,8 +170,10 @@ impl Sender {
         let count = batch.len();
         let message = otlp::export_request(&self.settings.resource, batch);
         batch.clear();
+        let gzip = self.settings.compression == Compression::Gzip;
+        let message = if gzip { otlp::gzip(&message) } else { message };
         let body = Bytes::from(match self.settings.protocol {
-            Protocol::Grpc => otlp::grpc_frame(&message),
+            Protocol::Grpc => otlp::grpc_frame(&message, gzip),
             Protocol::HttpProtobuf => message,
         });
         let deadline = Instant::now() + self.settings.batch.timeout;
@@ -244,6 +246,13 @@ impl Sender {
             );
         if grpc {
             request = request.header(http::header::TE, "trailers");
+        }
+        if self.settings.compression == Compression::Gzip {
+            request = if grpc {
+                request.header("grpc-encoding", "gzip")
+            } else {
+                request.header(http::header::CONTENT_ENCODING, "gzip")
+            };
         }
         let mut request = request
             .body(Full::new(body))

@@ -38,10 +38,23 @@ pub fn export_request(resource: &[(String, String)], spans: &[SpanRecord]) -> Ve
     request
 }
 
-/// The request in a gRPC message frame: not compressed, its length, itself.
-pub fn grpc_frame(message: &[u8]) -> Vec<u8> {
+/// `message` compressed with gzip (what `Content-Encoding: gzip` and `grpc-encoding: gzip`
+/// say).
+pub fn gzip(message: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(message.len() / 4 + 64),
+        flate2::Compression::default(),
+    );
+    // Writing to memory cannot fail.
+    let _ = encoder.write_all(message);
+    encoder.finish().unwrap_or_default()
+}
+
+/// A message in a gRPC frame: whether it is `compressed` (the flag), its length, itself.
+pub fn grpc_frame(message: &[u8], compressed: bool) -> Vec<u8> {
     let mut framed = Vec::with_capacity(message.len() + 5);
-    framed.push(0);
+    framed.push(u8::from(compressed));
     framed.extend_from_slice(
         &u32::try_from(message.len())
             .unwrap_or(u32::MAX)
@@ -191,6 +204,20 @@ mod tests {
 
     #[test]
     fn a_grpc_frame_is_a_flag_and_a_big_endian_length() {
-        assert_eq!(grpc_frame(&[7, 8]), vec![0, 0, 0, 0, 2, 7, 8]);
+        assert_eq!(grpc_frame(&[7, 8], false), vec![0, 0, 0, 0, 2, 7, 8]);
+        assert_eq!(grpc_frame(&[7, 8], true), vec![1, 0, 0, 0, 2, 7, 8]);
+    }
+
+    #[test]
+    fn gzip_gives_back_the_message_once_decompressed() {
+        use std::io::Read as _;
+        let message: Vec<u8> = (0..4096u32).map(|n| (n % 7) as u8).collect();
+        let compressed = gzip(&message);
+        assert!(compressed.len() < message.len() / 4, "{}", compressed.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut decoded)
+            .expect("gzip");
+        assert_eq!(decoded, message);
     }
 }

@@ -27,6 +27,16 @@ const MAX_SPANS: usize = 1_000_000;
 /// The gRPC method traces are exported to.
 pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
+/// How export bodies are compressed (`OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Sent as they are (`none`, the default).
+    None,
+    /// gzip: `Content-Encoding: gzip` over HTTP, a compressed message with
+    /// `grpc-encoding: gzip` over gRPC.
+    Gzip,
+}
+
 /// How spans travel to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -100,6 +110,8 @@ pub struct Settings {
     pub endpoint: Uri,
     /// gRPC or HTTP/protobuf.
     pub protocol: Protocol,
+    /// Whether export bodies are compressed.
+    pub compression: Compression,
     /// Fields sent with every export (`OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`): often an API
     /// key, so their values are secrets.
     pub headers: Vec<(HeaderName, Secret)>,
@@ -122,6 +134,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("endpoint", &self.shown_endpoint())
             .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
             .field(
                 "headers",
                 &self
@@ -276,13 +289,17 @@ pub fn from_env(env: &HashMap<String, String>) -> Result<Option<Settings>, Vec<C
         }
     };
     let certificate = either("CERTIFICATE").map(|(_, path)| PathBuf::from(path));
-    if either("COMPRESSION").is_some_and(|(_, value)| value != "none") {
-        let (variable, value) = either("COMPRESSION").unwrap_or_default();
-        error(
-            &variable,
-            format!("`{value}` is not supported: spans are sent uncompressed (none)"),
-        );
-    }
+    let compression = match either("COMPRESSION") {
+        None | Some((_, "none")) => Compression::None,
+        Some((_, "gzip")) => Compression::Gzip,
+        Some((variable, other)) => {
+            error(
+                &variable,
+                format!("`{other}` is not supported: use gzip or none"),
+            );
+            Compression::None
+        }
+    };
 
     let mut resource = match get("OTEL_RESOURCE_ATTRIBUTES") {
         None => Vec::new(),
@@ -314,6 +331,7 @@ pub fn from_env(env: &HashMap<String, String>) -> Result<Option<Settings>, Vec<C
         Some(endpoint) if errors.is_empty() => Ok(Some(Settings {
             endpoint,
             protocol,
+            compression,
             headers,
             timeout,
             certificate,
@@ -559,7 +577,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
         ]);
         for variable in [
             "OTEL_EXPORTER_OTLP_ENDPOINT:",

@@ -189,18 +189,42 @@ async fn answer(request: Request<Incoming>, received: &Mutex<Received>) -> Respo
             };
         }
     }
+    let encoding = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let message = if grpc {
-        // One uncompressed message: flag 0, 4-byte big-endian length, the message.
-        if bytes.len() < 5 || bytes[0] != 0 {
+        // One message: a compressed flag (1 only with `grpc-encoding`), a 4-byte
+        // big-endian length, the message.
+        if bytes.len() < 5 || bytes[0] > 1 {
             return grpc_answer(3, "bad frame");
         }
         let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
         if bytes.len() != 5 + length {
             return grpc_answer(3, "bad frame length");
         }
-        bytes.slice(5..)
+        match (bytes[0], encoding("grpc-encoding").as_deref()) {
+            (0, _) => bytes.slice(5..),
+            (1, Some("gzip")) => match gunzip(&bytes[5..]) {
+                Some(message) => message,
+                None => return grpc_answer(13, "bad gzip"),
+            },
+            // Compressed with no (or an unknown) encoding named: an error by the protocol.
+            (_, Some(other)) => return grpc_answer(12, &format!("{other} not supported")),
+            _ => return grpc_answer(13, "compressed message without grpc-encoding"),
+        }
     } else {
-        bytes
+        match encoding("content-encoding").as_deref() {
+            None | Some("identity") => bytes,
+            Some("gzip") => match gunzip(&bytes) {
+                Some(message) => message,
+                None => return plain(StatusCode::BAD_REQUEST),
+            },
+            Some(_) => return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        }
     };
     let request = match ExportTraceServiceRequest::decode(message) {
         Ok(request) => request,
@@ -253,6 +277,16 @@ async fn answer(request: Request<Incoming>, received: &Mutex<Received>) -> Respo
         );
         response
     }
+}
+
+/// A gzip body decompressed, `None` when it is not gzip.
+fn gunzip(compressed: &[u8]) -> Option<Bytes> {
+    use std::io::Read as _;
+    let mut message = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .read_to_end(&mut message)
+        .ok()?;
+    Some(Bytes::from(message))
 }
 
 /// A gRPC answer: an empty response message (when OK) and the status in trailers.
