@@ -876,6 +876,7 @@ pub mod fuzzing {
         let reused = pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .lane(Lane::PLAIN)
             .get("upstream.test")
             .is_some_and(|idle| !idle.is_empty());
         Ok(Read {

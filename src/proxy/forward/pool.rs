@@ -63,8 +63,8 @@ impl Lane {
     /// How many lanes there are (each pool has a map per lane).
     const COUNT: usize = 4;
 
-    /// Plain HTTP from an operator's space (tests of a connection alone).
-    #[cfg(test)]
+    /// Plain HTTP from an operator's space (tests and fuzzing of a connection alone).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) const PLAIN: Lane = Lane {
         tls: false,
         scope: UpstreamScope::Any,
