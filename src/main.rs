@@ -408,7 +408,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// Logs go to stderr: human-readable on a terminal, JSON otherwise (`LOG_FORMAT=text|json`
-/// forces one). Level from `LOG_LEVEL` or `RUST_LOG` (default `info`).
+/// forces one). Level from `LOG_LEVEL` or `RUST_LOG` (default `info`). A log line that
+/// cannot be written (stderr closed: the pipe's reader is gone) is lost, and nothing else:
+/// the default would report it with `eprintln!`, which panics on that same closed stderr,
+/// in whatever request or task was logging.
 fn init_logging(env: &HashMap<String, String>) {
     use tracing_subscriber::EnvFilter;
     let filter = env
@@ -423,7 +426,8 @@ fn init_logging(env: &HashMap<String, String>) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     if json {
         builder.json().flatten_event(true).init();
     } else {

@@ -319,3 +319,73 @@ async fn secrets_never_reach_the_output() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_loses_the_logs_and_nothing_else() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = TempDir::new("cli-closed-logs");
+    let file = dir.path("paastis.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - id: local\n    type: process\n    apps:\n      - {{name: hello, command: \"{}\", env: {{APP_NAME: hello}}}}\n",
+            upstream_command()
+        ),
+    )
+    .expect("write");
+    let mut child = paastis()
+        .args([
+            "serve",
+            "--config",
+            &file.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn paastis");
+    // Read the logs until the address, then close the pipe: whoever read the logs is gone.
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("paastis printed its address")
+            .expect("read")
+            .expect("paastis printed its address");
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(addr) = json["addr"].as_str()
+        {
+            break addr.parse::<std::net::SocketAddr>().expect("address");
+        }
+    };
+    drop(lines);
+
+    // Waking the app logs all along: every request is answered all the same.
+    let client = TestClient::new(addr);
+    let answer = client.get("hello.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "hello from hello");
+    let pid = client.pid("hello.localhost").await;
+    for _ in 0..20 {
+        assert_eq!(client.get("hello.localhost", "/").await.status, 200);
+    }
+    assert_eq!(client.get("nothing.localhost", "/").await.status, 404);
+    // And it still stops as it should: the app with it, exit code 0.
+    let engine = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .expect("pid");
+    support::signal(engine, nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("paastis exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !process_running(pid),
+        "app process {pid} survived the engine"
+    );
+}

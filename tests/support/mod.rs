@@ -454,6 +454,9 @@ pub async fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Stopped by `Served`'s drop with SIGTERM instead: a SIGKILL would leave its apps
+        // running.
+        .kill_on_drop(false)
         .spawn()
         .expect("spawn paastis");
     let logs = Arc::new(Mutex::new(String::new()));
@@ -511,8 +514,9 @@ impl Served {
 }
 
 impl Drop for Served {
-    /// A test that ends early (a failed assertion) still stops its engine, which stops its
-    /// apps: neither outlives the test's process.
+    /// A test that ends early (a failed assertion), or without stopping its engine, still
+    /// stops it, and the engine stops its apps on its way out (after the test's process is
+    /// gone, if it comes to that: its logs then go nowhere, which it takes in its stride).
     fn drop(&mut self) {
         if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
             let _ = nix::sys::signal::kill(
