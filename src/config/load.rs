@@ -265,14 +265,15 @@ fn load_source(
     if let Some(traces) = &traces {
         environment.push(EnvValue {
             what: "traces:".to_owned(),
-            shown: match traces.compression {
-                crate::traces::settings::Compression::Gzip => {
-                    format!("{} ({}, gzip)", traces.shown_endpoint(), traces.protocol)
+            shown: format!(
+                "{} ({}{})",
+                traces.shown_endpoint(),
+                traces.protocol,
+                match traces.compression {
+                    crate::traces::settings::Compression::Gzip => ", gzip",
+                    crate::traces::settings::Compression::None => "",
                 }
-                crate::traces::settings::Compression::None => {
-                    format!("{} ({})", traces.shown_endpoint(), traces.protocol)
-                }
-            },
+            ),
             variable: "OTEL_*".to_owned(),
         });
     }

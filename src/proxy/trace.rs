@@ -83,7 +83,7 @@ impl Worker {
                 .headers_mut()
                 .insert(TRACEPARENT, context.to_header());
         }
-        let response = self.handle(request, client, Some(&mut notes)).await;
+        let mut response = self.handle(request, client, Some(&mut notes)).await;
         if span.is_recording() {
             let status = response.status();
             span.set("http.response.status_code", i64::from(status.as_u16()));
@@ -110,7 +110,6 @@ impl Worker {
             }
         }
         // An upstream's answer: the span goes on until its body is through.
-        let mut response = response;
         if span.is_recording()
             && let http_body_util::Either::Left(body) = response.body_mut()
         {

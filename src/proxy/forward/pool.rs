@@ -1,8 +1,8 @@
 //! Upstream connections: the pool of idle HTTP/1.1 connections and the shared HTTP/2 ones,
-//! by [`Lane`] and upstream authority, and the opening of new ones (TCP to an address the space may
-//! reach, TLS and ALPN for `https`; for requests with a body and upgrades, hyper's HTTP
-//! handshake, each connection then driven by a task of its own; for bodiless requests, a
-//! [`Direct`] connection driven by its request). It does not send requests.
+//! by [`Lane`] and upstream authority, and the opening of new ones (TCP to an address the
+//! space may reach, TLS and ALPN for `https`; for requests with a body and upgrades,
+//! hyper's HTTP handshake, each connection then driven by a task of its own; for bodiless
+//! requests, a [`Direct`] connection driven by its request). It does not send requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -142,6 +142,14 @@ impl TrackedBody {
         }
     }
 
+    /// The body failed: its span (if any) ends as failed, with why.
+    fn span_failed(&mut self, error: &BodyError) {
+        if let Some(mut span) = self.span.take() {
+            span.set("error.type", "response_body");
+            span.fail(error.to_string());
+        }
+    }
+
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
             lease.release();
@@ -215,16 +223,6 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl TrackedBody {
-    /// The body failed: its span (if any) ends as failed, with why.
-    fn span_failed(&mut self, error: &BodyError) {
-        if let Some(mut span) = self.span.take() {
-            span.set("error.type", "response_body");
-            span.fail(error.to_string());
-        }
     }
 }
 
