@@ -389,3 +389,69 @@ async fn a_closed_log_pipe_loses_the_logs_and_nothing_else() {
         "app process {pid} survived the engine"
     );
 }
+
+/// An engine killed with SIGKILL cannot stop its apps, which run in their own process
+/// groups: the next engine that runs the same app stops what it left running (which holds
+/// the app's port) before it starts the app anew, and keeps no record of it after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_engine_stops_the_apps_a_killed_engine_left_running() {
+    let dir = TempDir::new("cli-left-running");
+    let file = dir.path("paastis.yml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - id: left\n    type: process\n    apps:\n      - {{name: hello, command: \"{}\", port: {port}, stop_timeout: 5s}}\n",
+            upstream_command()
+        ),
+    )
+    .expect("write");
+    // The records go to the test's own directory (as `$XDG_RUNTIME_DIR/paastis`).
+    let runtime = dir.path("run");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let runtime_env = runtime.to_string_lossy().into_owned();
+    let env = [("XDG_RUNTIME_DIR", runtime_env.as_str())];
+    let records = runtime.join("paastis");
+    let count_records = || {
+        std::fs::read_dir(&records)
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+
+    let mut first = serve(&file, &env).await;
+    let left = TestClient::new(first.addr).pid("hello.localhost").await;
+    assert_eq!(count_records(), 1, "the running app is recorded");
+    first.child.kill().await.expect("SIGKILL the engine");
+    assert!(
+        process_running(left),
+        "the killed engine's app {left} still runs"
+    );
+
+    let mut second = serve(&file, &env).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while process_running(left) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the app {left} left running was never stopped:\n{}",
+            second.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = TestClient::new(second.addr);
+    let answer = client.get("hello.localhost", "/").await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), second.logs());
+    let pid = client.pid("hello.localhost").await;
+    assert_ne!(pid, left);
+    assert!(second.logs().contains("left running"), "{}", second.logs());
+    assert_eq!(count_records(), 1, "only the new process is recorded");
+
+    second.stop().await;
+    assert!(
+        !process_running(pid),
+        "app process {pid} survived the engine"
+    );
+    assert_eq!(count_records(), 0, "a stopped app leaves no record");
+}

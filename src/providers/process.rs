@@ -5,14 +5,16 @@
 //! and the app's `env:`; the app is ready when its process is alive and its port accepts a connection. Stop
 //! sends SIGTERM to the group, then SIGKILL after `stop_timeout`. A process that exits on its
 //! own is reported through [`Provider::exits`]. Child output goes to the log, tagged with the
-//! app. Its `providers:` entry (the apps, their commands and ports) is read and checked here
+//! app. Each running process group is recorded ([`records`]), so that what an engine killed
+//! with SIGKILL left running is stopped by the next engine that runs the app, before it
+//! lists, starts or stops it. Its `providers:` entry (the apps, their commands and ports) is read and checked here
 //! too ([`Platform`]). This module must not decide when apps start or stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,7 +25,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OnceCell, broadcast, watch};
 use tokio::task::JoinSet;
 
 use super::platform::{Facts, Platform};
@@ -33,6 +35,9 @@ use super::{
 };
 use crate::model::PolicyOverride;
 use crate::settings::{Fields, Key, Kind, Reader, is_label};
+
+mod records;
+use records::{Orphan, Records};
 
 /// Longest piece of child output logged as one line; longer lines are split.
 const MAX_LOG_LINE: u64 = 8 * 1024;
@@ -231,6 +236,10 @@ pub struct ProcessProvider {
     /// Announces processes that exit without being asked to (shared with the account this
     /// one replaced, whose processes it took over).
     exits: broadcast::Sender<AppExited>,
+    /// Where running process groups are recorded, opened at the first use (`None` when
+    /// they cannot be: said once, and the apps run all the same); shared with the account
+    /// this one replaced.
+    records: Arc<OnceLock<Option<Records>>>,
 }
 
 /// One configured app and its current process, if any.
@@ -244,6 +253,9 @@ struct LocalApp {
     port: AtomicU16,
     /// The running process, guarded by a short-lived lock (never held across an await).
     run: Mutex<Run>,
+    /// Set once the process groups a gone engine left running for this app are stopped:
+    /// before the app is first listed, started or stopped.
+    swept: OnceCell<()>,
 }
 
 /// What is known about an app's processes.
@@ -283,6 +295,7 @@ impl ProcessProvider {
             apps,
             retired: Vec::new(),
             exits,
+            records: Arc::new(OnceLock::new()),
         })
     }
 
@@ -325,6 +338,7 @@ impl ProcessProvider {
             apps,
             retired,
             exits: previous.exits.clone(),
+            records: Arc::clone(&previous.records),
         })
     }
 
@@ -337,6 +351,35 @@ impl ProcessProvider {
                     .find(|local| local.config.load().name == name)
             })
             .ok_or_else(|| ProviderError::NotFound(name.to_owned()))
+    }
+
+    /// The records, opened at the first call.
+    fn records(&self) -> Option<&Records> {
+        self.records
+            .get_or_init(|| match Records::open_default() {
+                Ok(records) => Some(records),
+                Err(error) => {
+                    tracing::warn!(provider = %self.id, %error, "the apps' processes are not recorded: those left running by an engine that is killed will not be stopped by the next");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Stops, once, what a gone engine left running of `local` (see [`records`]).
+    async fn sweep(&self, local: &LocalApp) {
+        local
+            .swept
+            .get_or_init(|| async {
+                let Some(records) = self.records() else {
+                    return;
+                };
+                let config = local.config.load_full();
+                for orphan in records.orphans(&self.id, &config.name) {
+                    stop_orphan(&config.name, &orphan, config.stop_timeout).await;
+                }
+            })
+            .await;
     }
 }
 
@@ -351,6 +394,7 @@ impl LocalApp {
             config: ArcSwap::from_pointee(config.clone()),
             port: AtomicU16::new(port),
             run: Mutex::new(Run::default()),
+            swept: OnceCell::new(),
         })
     }
 
@@ -401,6 +445,7 @@ impl Provider for ProcessProvider {
     async fn list_apps(&self) -> Result<Vec<AppInfo>, ProviderError> {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps.values() {
+            self.sweep(app).await;
             let config = app.config.load();
             apps.push(AppInfo {
                 name: config.name.clone(),
@@ -418,7 +463,9 @@ impl Provider for ProcessProvider {
     }
 
     async fn status(&self, app: &str) -> Result<AppStatus, ProviderError> {
-        Ok(self.app(app)?.status().await)
+        let local = self.app(app)?;
+        self.sweep(local).await;
+        Ok(local.status().await)
     }
 
     async fn start(
@@ -427,6 +474,7 @@ impl Provider for ProcessProvider {
         _formation: Option<&Formation>,
     ) -> Result<Started, ProviderError> {
         let local = Arc::clone(self.app(app)?);
+        self.sweep(&local).await;
         let config = local.config.load_full();
         if let Some(dir) = &config.working_dir
             && !dir.is_dir()
@@ -506,6 +554,9 @@ impl Provider for ProcessProvider {
         run.last_exit = None;
         drop(run);
 
+        let record = self
+            .records()
+            .and_then(|records| records.write(&self.id, app, pid));
         tracing::info!(app, pid, port, "started process");
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(pump_output(app.to_owned(), "stdout", stdout));
@@ -533,6 +584,9 @@ impl Provider for ProcessProvider {
                     _ => true,
                 }
             };
+            if let Some(record) = &record {
+                records::remove(record);
+            }
             let _ = exited_tx.send(true);
             if expected {
                 tracing::info!(app = %local.config.load().name, %reason, "process stopped");
@@ -551,6 +605,7 @@ impl Provider for ProcessProvider {
 
     async fn stop(&self, app: &str) -> Result<Stopped, ProviderError> {
         let local = self.app(app)?;
+        self.sweep(local).await;
         stop_local(local).await?;
         // A local app's formation is its command (one process): nothing to remember.
         Ok(Stopped::default())
@@ -623,6 +678,41 @@ async fn stop_local(local: &LocalApp) -> Result<(), ProviderError> {
         )));
     }
     Ok(())
+}
+
+/// Stops a process group a gone engine left running: SIGTERM, SIGKILL after `timeout`, as
+/// a stop of the engine's own. Its leader is not this engine's child: it is watched through
+/// its record's identity, not waited for.
+async fn stop_orphan(app: &str, orphan: &Orphan, timeout: Duration) {
+    let pgid = Pid::from_raw(orphan.leader.pid);
+    tracing::warn!(
+        app,
+        pid = orphan.leader.pid,
+        "stopping a process an engine that ended without stopping it left running"
+    );
+    let ended = |within: Duration| async move {
+        let deadline = tokio::time::Instant::now() + within;
+        while orphan.runs() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    };
+    signal_group(pgid, Signal::SIGTERM);
+    let graceful = ended(timeout).await;
+    // Leftovers of the group go too, as in `stop_local`.
+    signal_group(pgid, Signal::SIGKILL);
+    if graceful || ended(Duration::from_secs(5)).await {
+        orphan.forget();
+    } else {
+        tracing::warn!(
+            app,
+            pid = orphan.leader.pid,
+            "a process left running by a gone engine did not exit after SIGKILL"
+        );
+    }
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {
