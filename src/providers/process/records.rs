@@ -323,14 +323,19 @@ mod tests {
         dir
     }
 
+    /// Changes the record at `path`.
+    fn edit(path: &Path, change: impl FnOnce(&mut Record)) {
+        let mut record: Record =
+            serde_json::from_slice(&fs::read(path).expect("read")).expect("record");
+        change(&mut record);
+        fs::write(path, serde_json::to_vec(&record).expect("json")).expect("rewrite");
+    }
+
     /// A record as another engine, now gone, would have written it.
     fn left_by_a_gone_engine(records: &Records, provider: &str, app: &str, leader: i32) -> PathBuf {
         let path = records.write(provider, app, leader).expect("written");
-        let mut record: Record =
-            serde_json::from_slice(&fs::read(&path).expect("read")).expect("record");
         // A start time no process with this pid has: the engine that wrote it is gone.
-        record.engine.start += 1;
-        fs::write(&path, serde_json::to_vec(&record).expect("json")).expect("rewrite");
+        edit(&path, |record| record.engine.start += 1);
         path
     }
 
@@ -388,10 +393,7 @@ mod tests {
         let records = Records::open(&dir).expect("open");
         let leader = Sleeper::start();
         let path = left_by_a_gone_engine(&records, "local", "hello", leader.pid());
-        let mut record: Record =
-            serde_json::from_slice(&fs::read(&path).expect("read")).expect("record");
-        record.leader.start += 1;
-        fs::write(&path, serde_json::to_vec(&record).expect("json")).expect("rewrite");
+        edit(&path, |record| record.leader.start += 1);
         assert!(records.orphans("local", "hello").is_empty());
         assert!(
             !path.exists(),
@@ -406,10 +408,7 @@ mod tests {
         let records = Records::open(&dir).expect("open");
         let leader = Sleeper::start();
         let path = left_by_a_gone_engine(&records, "local", "hello", leader.pid());
-        let mut record: Record =
-            serde_json::from_slice(&fs::read(&path).expect("read")).expect("record");
-        record.boot = "another-boot".to_owned();
-        fs::write(&path, serde_json::to_vec(&record).expect("json")).expect("rewrite");
+        edit(&path, |record| record.boot = "another-boot".to_owned());
         assert!(records.orphans("local", "hello").is_empty());
         assert!(!path.exists());
         let _ = fs::remove_dir_all(&dir);
