@@ -6,7 +6,9 @@
 # (d) paastis and (e) nginx as a reverse proxy listening with http2; both still forward to
 # the upstream over HTTP/1.1 keepalive. See docs/src/benchmarks.md.
 # Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
-# BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_BUILD (1), BENCH_VERBOSE (0),
+# BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_VERBOSE (0), BENCH_BUILD (1: cargo build
+# --release; pgo: the profile-guided build of scripts/pgo.sh, into target/pgo/paastis; 0:
+# none, PAASTIS_BIN is used as it is),
 # BENCH_ROUNDS (3: paastis and nginx-proxy measured in turn that many times, the order
 # swapped each round; their medians are compared, so one noisy window does not decide);
 # HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams
@@ -31,7 +33,11 @@ ROUNDS=${BENCH_ROUNDS:-3}
 H2_CONNECTIONS=${BENCH_H2_CONNECTIONS:-8}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
 H2_THREADS=${BENCH_H2_THREADS:-$((THREADS < H2_CONNECTIONS ? THREADS : H2_CONNECTIONS))}
-PAASTIS_BIN=${PAASTIS_BIN:-$ROOT/target/release/paastis}
+if [[ $BUILD == pgo ]]; then
+    PAASTIS_BIN=${PAASTIS_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/pgo/paastis}
+else
+    PAASTIS_BIN=${PAASTIS_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/paastis}
+fi
 HOST_HEADER="Host: up.localhost"
 
 # shellcheck source=bench/common.sh
@@ -51,6 +57,7 @@ WARMUP_S=$(seconds "$WARMUP")
 [[ "$DURATION_S" =~ ^[0-9]+$ && "$WARMUP_S" =~ ^[0-9]+$ ]] \
     || die "BENCH_DURATION and BENCH_WARMUP must be whole seconds (e.g. 10s)"
 [[ "$H2" =~ ^[01]$ ]] || die "BENCH_H2 must be 0 or 1"
+[[ "$BUILD" =~ ^(0|1|pgo)$ ]] || die "BENCH_BUILD must be 0, 1 or pgo"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$H2_CONNECTIONS" =~ ^[1-9][0-9]*$ && "$H2_STREAMS" =~ ^[1-9][0-9]*$ && "$H2_THREADS" =~ ^[1-9][0-9]*$ ]] \
     || die "BENCH_H2_CONNECTIONS, BENCH_H2_STREAMS and BENCH_H2_THREADS must be positive integers"
@@ -83,6 +90,9 @@ fi
 if [[ $BUILD == 1 ]]; then
     log "building paastis (cargo build --release)"
     (cd "$ROOT" && timeout 1800 cargo build --release --quiet)
+elif [[ $BUILD == pgo ]]; then
+    log "building paastis (scripts/pgo.sh)"
+    timeout 3600 "$ROOT/scripts/pgo.sh" "$PAASTIS_BIN"
 fi
 [[ -x $PAASTIS_BIN ]] || die "no paastis binary at $PAASTIS_BIN"
 

@@ -5,6 +5,7 @@
 # binary needs (its highest GLIBC_ symbol version).
 #
 #   scripts/dist.sh                          # cargo build --release --locked, then package
+#   scripts/dist.sh --pgo                    # scripts/pgo.sh (profile-guided), then package
 #   scripts/dist.sh --binary PATH [--out DIR] [--target TRIPLE]
 #
 # --binary packages an already built binary instead of building one (CI's release build,
@@ -18,9 +19,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 binary=""
 out=""
 target=""
+pgo=0
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
         --binary) [ $# -ge 2 ] || usage; binary="$2"; shift 2 ;;
         --out) [ $# -ge 2 ] || usage; out="$2"; shift 2 ;;
         --target) [ $# -ge 2 ] || usage; target="$2"; shift 2 ;;
+        --pgo) pgo=1; shift ;;
         -h|--help) usage ;;
         *) echo "dist.sh: unknown argument: $1" >&2; usage ;;
     esac
@@ -51,7 +54,14 @@ if [ -z "$target" ]; then
     fi
 fi
 
-if [ -z "$binary" ]; then
+if [ -n "$binary" ] && [ "$pgo" = 1 ]; then
+    echo "dist.sh: --pgo builds the binary: not with --binary" >&2
+    exit 2
+fi
+if [ "$pgo" = 1 ]; then
+    binary="${CARGO_TARGET_DIR:-$root/target}/pgo/paastis"
+    "$root/scripts/pgo.sh" "$binary"
+elif [ -z "$binary" ]; then
     (cd "$root" && cargo build --release --locked)
     binary="${CARGO_TARGET_DIR:-$root/target}/release/paastis"
 fi

@@ -167,6 +167,15 @@ fn dist_tarball_holds_the_binary_the_demo_and_a_checksum_that_verifies() {
     // A wrong argument is refused, not ignored.
     let wrong = output(Command::new(root().join("scripts/dist.sh")).arg("--binray"));
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));
+    // --pgo builds the binary itself: given one too, it says so rather than pick one.
+    let both =
+        output(Command::new(root().join("scripts/dist.sh")).args(["--pgo", "--binary", "paastis"]));
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    assert!(
+        text(&both.stderr).contains("--pgo"),
+        "{}",
+        text(&both.stderr)
+    );
 }
 
 /// Whether `tool --version` runs.
