@@ -5,10 +5,11 @@
 //! and the app's `env:`; the app is ready when its process is alive and its port accepts a connection. Stop
 //! sends SIGTERM to the group, then SIGKILL after `stop_timeout`. A process that exits on its
 //! own is reported through [`Provider::exits`]. Child output goes to the log, tagged with the
-//! app. Each running process group is recorded ([`records`]), so that what an engine killed
-//! with SIGKILL left running is stopped by the next engine that runs the app, before it
-//! lists, starts or stops it. Its `providers:` entry (the apps, their commands and ports) is read and checked here
-//! too ([`Platform`]). This module must not decide when apps start or stop.
+//! app. Each running process group is recorded in a small file (the `records` module), so
+//! that what an engine killed with SIGKILL left running is stopped by the next engine that
+//! runs the app, before it lists, starts or stops it. Its `providers:` entry (the apps, their
+//! commands and ports) is read and checked here too ([`Platform`]). This module must not
+//! decide when apps start or stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
