@@ -40,7 +40,7 @@ impl Identity {
     /// True while this very process runs (its pid was not given to another since, and it
     /// is not a zombie: an exited process its parent has not reaped yet).
     fn runs(&self) -> bool {
-        Stat::read(self.pid).is_some_and(|stat| stat.start == self.start && stat.alive)
+        Stat::read(self.pid).is_some_and(|stat| stat.is(self))
     }
 }
 
@@ -55,6 +55,11 @@ struct Stat {
 }
 
 impl Stat {
+    /// True when this is `process`, running: the same start time, not a zombie.
+    fn is(&self, process: &Identity) -> bool {
+        self.start == process.start && self.alive
+    }
+
     fn read(pid: i32) -> Option<Stat> {
         let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         Stat::parse(&text)
@@ -75,7 +80,7 @@ impl Stat {
 }
 
 /// One running process group of an app, as written in its file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Record {
     /// The boot it ran in (`/proc/sys/kernel/random/boot_id`): after a reboot no record
     /// stands for anything.
@@ -91,7 +96,7 @@ struct Record {
 }
 
 /// A process group whose engine is gone, to be stopped by whoever runs its app now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Orphan {
     /// The group's leader; its pid is the group's id.
     pub leader: Identity,
@@ -102,9 +107,8 @@ pub(super) struct Orphan {
 impl Orphan {
     /// True while its leader runs and still leads its group.
     pub fn runs(&self) -> bool {
-        Stat::read(self.leader.pid).is_some_and(|stat| {
-            stat.start == self.leader.start && stat.alive && stat.pgid == self.leader.pid
-        })
+        Stat::read(self.leader.pid)
+            .is_some_and(|stat| stat.is(&self.leader) && stat.pgid == self.leader.pid)
     }
 
     /// Forgets it (its group is stopped).
