@@ -4,7 +4,10 @@
 # 127.0.0.1. Prints req/s, p50 and p99 for each, then paastis vs nginx. Then the same over
 # HTTP/2: h2load, cleartext with prior knowledge (h2c), many streams per connection, against
 # (d) paastis and (e) nginx as a reverse proxy listening with http2; both still forward to
-# the upstream over HTTP/1.1 keepalive. See docs/src/benchmarks.md.
+# the upstream over HTTP/1.1 keepalive. Then HTTPS: wrk over TLS (HTTP/1.1 keep-alive, one
+# handshake per connection) against (f) paastis's TLS listener and (g) nginx as a TLS reverse
+# proxy, with the same self-signed P-256 certificate (made with openssl). See
+# docs/src/benchmarks.md.
 # Knobs (env): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
 # BENCH_THREADS (2), BENCH_WORKERS (nproc), BENCH_VERBOSE (0), BENCH_BUILD (1: cargo build
 # --release; pgo: the profile-guided build of scripts/pgo.sh, into target/pgo/paastis; 0:
@@ -13,6 +16,7 @@
 # swapped each round; their medians are compared, so one noisy window does not decide);
 # HTTP/2: BENCH_H2 (1; 0 skips it), BENCH_H2_CONNECTIONS (8), BENCH_H2_STREAMS (4, streams
 # in flight per connection), BENCH_H2_THREADS (BENCH_THREADS, at most BENCH_H2_CONNECTIONS);
+# HTTPS: BENCH_TLS (1; 0 skips it);
 # BENCH_TRACES (0; 1: paastis traces every request to a local OTLP sink,
 # scripts/bench/otlp_sink.py, to measure what traces cost).
 set -euo pipefail
@@ -29,6 +33,7 @@ WORKERS=${BENCH_WORKERS:-$(nproc)}
 BUILD=${BENCH_BUILD:-1}
 VERBOSE=${BENCH_VERBOSE:-0}
 H2=${BENCH_H2:-1}
+TLS=${BENCH_TLS:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 H2_CONNECTIONS=${BENCH_H2_CONNECTIONS:-8}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
@@ -57,6 +62,7 @@ WARMUP_S=$(seconds "$WARMUP")
 [[ "$DURATION_S" =~ ^[0-9]+$ && "$WARMUP_S" =~ ^[0-9]+$ ]] \
     || die "BENCH_DURATION and BENCH_WARMUP must be whole seconds (e.g. 10s)"
 [[ "$H2" =~ ^[01]$ ]] || die "BENCH_H2 must be 0 or 1"
+[[ "$TLS" =~ ^[01]$ ]] || die "BENCH_TLS must be 0 or 1"
 [[ "$BUILD" =~ ^(0|1|pgo)$ ]] || die "BENCH_BUILD must be 0, 1 or pgo"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$H2_CONNECTIONS" =~ ^[1-9][0-9]*$ && "$H2_STREAMS" =~ ^[1-9][0-9]*$ && "$H2_THREADS" =~ ^[1-9][0-9]*$ ]] \
@@ -69,9 +75,11 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v ps >/dev/null || missing+=(ps)
+if [[ $TLS == 1 ]]; then command -v openssl >/dev/null || missing+=(openssl); fi
 if [[ $H2 == 1 ]]; then command -v h2load >/dev/null || missing+=(h2load); fi
 if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install wrk nginx-light curl python3 nghttp2-client)"
+    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install wrk nginx-light curl python3 procps openssl nghttp2-client)"
     log "installing ${missing[*]}"
     apt-get update -qq
     packages=()
@@ -80,6 +88,8 @@ if ((${#missing[@]})); then
             if apt-cache show nginx-light >/dev/null 2>&1; then packages+=(nginx-light); else packages+=(nginx); fi
         elif [[ $tool == h2load ]]; then
             packages+=(nghttp2-client)
+        elif [[ $tool == ps ]]; then
+            packages+=(procps)
         else
             packages+=("$tool")
         fi
@@ -131,6 +141,13 @@ UPSTREAM_PORT=$(free_port)
 PAASTIS_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 PROXY_H2_PORT=$(free_port)
+PAASTIS_TLS_PORT=$(free_port)
+PROXY_TLS_PORT=$(free_port)
+# paastis's TLS listener (paastis.yml), only when the HTTPS runs are on.
+TLS_LINE="# no TLS listener (BENCH_TLS=0)"
+if [[ $TLS == 1 ]]; then
+    TLS_LINE="tls: {listen: 127.0.0.1:$PAASTIS_TLS_PORT, cert: $WORK/tls/cert.pem, key: $WORK/tls/key.pem}"
+fi
 
 # nginx >= 1.25.1 enables HTTP/2 with `http2 on;` and deprecates `listen ... http2`, which
 # older versions need. `reuseport` (one listening socket per worker, the kernel spreads
@@ -155,6 +172,9 @@ render() {
         -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" \
         -e "s|@PORT@|$4|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@TLS_LINE@|$TLS_LINE|" \
+        -e "s|@CERT@|$WORK/tls/cert.pem|g" \
+        -e "s|@KEY@|$WORK/tls/key.pem|g" \
         "$1" >"$2"
 }
 
@@ -171,6 +191,14 @@ nginx_conf() {
 # The upstream is paastis's app: paastis starts it on the first request (it refuses an app
 # port that another program already holds), and the direct and nginx-proxy runs reuse it.
 nginx_conf upstream "$TEMPLATES/nginx-upstream.conf" "$UPSTREAM_PORT"
+if [[ $TLS == 1 ]]; then
+    # One certificate for both proxies: P-256, as most certificates served today.
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=up.localhost -addext subjectAltName=DNS:up.localhost \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>"$WORK/tls/openssl.log" \
+        || { cat "$WORK/tls/openssl.log" >&2; die "openssl could not make the certificate"; }
+fi
 mkdir -p "$WORK/paastis"
 otlp_sink "$WORK"
 render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT"
@@ -206,6 +234,16 @@ if [[ $H2 == 1 ]]; then
     PIDS+=("$PROXY_H2_PID")
     wait_ok nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/" "$PROXY_H2_PID" --http2-prior-knowledge
     speaks_h2 nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/"
+fi
+
+if [[ $TLS == 1 ]]; then
+    wait_ok paastis "https://127.0.0.1:$PAASTIS_TLS_PORT/" "$PAASTIS_PID" --insecure
+    nginx_conf nginx-proxy-tls "$TEMPLATES/nginx-proxy-tls.conf" "$PROXY_TLS_PORT"
+    "$NGINX" -p "$WORK/nginx-proxy-tls" -c "$WORK/nginx-proxy-tls/nginx.conf" \
+        -e "$WORK/nginx-proxy-tls/error.log" >"$WORK/nginx-proxy-tls/stdout.log" 2>&1 &
+    PROXY_TLS_PID=$!
+    PIDS+=("$PROXY_TLS_PID")
+    wait_ok nginx-proxy-tls "https://127.0.0.1:$PROXY_TLS_PORT/" "$PROXY_TLS_PID" --insecure
 fi
 
 # --- runs --------------------------------------------------------------------------------
@@ -357,6 +395,10 @@ done
 RATIOS=$(for ((round = 1; round <= ROUNDS; round++)); do
     awk -v p="${RPS[paastis #$round]}" -v n="${RPS[nginx-proxy #$round]}" 'BEGIN { printf "%.3f ", p / n }'
 done)
+if [[ $TLS == 1 ]]; then
+    bench paastis-tls "https://127.0.0.1:$PAASTIS_TLS_PORT/" "$PAASTIS_PID"
+    bench nginx-proxy-tls "https://127.0.0.1:$PROXY_TLS_PORT/" "$PROXY_TLS_PID"
+fi
 if [[ $H2 == 1 ]]; then
     bench_h2 paastis-h2 "http://127.0.0.1:$PAASTIS_PORT/" "$PAASTIS_PID"
     bench_h2 nginx-proxy-h2 "http://127.0.0.1:$PROXY_H2_PORT/" "$PROXY_H2_PID"
@@ -430,5 +472,23 @@ if [[ $H2 == 1 ]]; then
         -v p99="${P99[paastis-h2]}" -v n99="${P99[nginx-proxy-h2]}" 'BEGIN {
         printf "paastis-h2 req/s / nginx-proxy-h2 req/s: %.3f\n", pr / nr
         printf "p50 paastis-h2 - nginx-proxy-h2: %+.3f ms; p99: %+.3f ms\n", p50 - n50, p99 - n99
+    }'
+fi
+
+if [[ $TLS == 1 ]]; then
+    echo
+    echo "HTTPS (TLS, HTTP/1.1 keep-alive): wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up),"
+    echo "one handshake per connection; the same certificate (P-256) for both proxies"
+    echo
+    printf '%-15s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
+    for name in paastis-tls nginx-proxy-tls; do
+        printf '%-15s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
+    done
+    echo
+    warnings paastis-tls nginx-proxy-tls
+    awk -v pr="${RPS[paastis-tls]}" -v nr="${RPS[nginx-proxy-tls]}" \
+        -v pc="${CPU[paastis-tls]}" -v nc="${CPU[nginx-proxy-tls]}" 'BEGIN {
+        printf "paastis-tls req/s / nginx-proxy-tls req/s: %.3f\n", pr / nr
+        if (nc > 0) printf "proxy CPU per request over TLS: paastis %.1f us, nginx-proxy %.1f us, ratio %.3f\n", pc, nc, pc / nc
     }'
 fi
