@@ -1,7 +1,10 @@
 # Paastis container image. See docs/src/docker.md.
 #
-# From source (the default):
+# From source (the default), with the profile-guided build of scripts/pgo.sh (the one the
+# benchmarks measure; about twice the time of a plain build):
 #   docker build -t paastis .
+# From source, plain `cargo build --release` (no training load, no llvm-tools):
+#   docker build --build-arg PAASTIS_PGO=0 -t paastis .
 # Around a binary already built on a Debian bookworm (glibc 2.36) or older host; the build
 # stage is then skipped:
 #   cp target/release/paastis . && docker build --build-arg PAASTIS_BINARY_FROM=prebuilt -t paastis .
@@ -11,15 +14,23 @@
 ARG PAASTIS_BINARY_FROM=build
 
 FROM docker.io/library/rust:1-slim-bookworm AS build
+# 1: profile-guided (scripts/pgo.sh: an instrumented build serves the proxy benchmark's
+# load, whose tools it installs with apt-get, then the build with that profile); 0: plain.
+ARG PAASTIS_PGO=1
 WORKDIR /src
 # The manifest's targets (benches are declared in it) and what the crate embeds at compile
-# time (migrations); nothing else of the checkout is needed.
+# time (migrations); the profile-guided build also runs the benchmark's scripts.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches benches
 COPY migrations migrations
 COPY src src
-RUN cargo build --release --locked --bin paastis \
-    && cp target/release/paastis /paastis
+COPY scripts/pgo.sh scripts/bench-proxy.sh scripts/
+COPY scripts/bench scripts/bench
+RUN case "$PAASTIS_PGO" in \
+        1) scripts/pgo.sh /paastis ;; \
+        0) cargo build --release --locked --bin paastis && cp target/release/paastis /paastis ;; \
+        *) echo "PAASTIS_PGO must be 1 (profile-guided) or 0 (plain release build)" >&2; exit 2 ;; \
+    esac
 # The release profile's line tables (debug = "line-tables-only") are three quarters of the
 # binary: not in the image. Symbols stay, so a backtrace still names its functions.
 RUN strip --strip-debug /paastis

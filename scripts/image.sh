@@ -3,8 +3,11 @@
 # registry: the base images its FROM lines name are made here from Debian packages
 # (mmdebstrap -> podman import) and tagged with exactly those names, then
 # `podman build --pull=never` finds them. See docs/src/docker.md.
+# The profile-guided build needs llvm-profdata in the host's toolchain (the rustup component
+# llvm-tools, added here when missing) and the Debian mirror for the training load's tools.
 #
-#   scripts/image.sh                       # from source (cargo in a builder image)
+#   scripts/image.sh                       # from source (cargo in a builder image), profile-guided
+#   scripts/image.sh --no-pgo              # from source, plain release build (half the time)
 #   scripts/image.sh --binary PATH         # prebuilt: the runtime stage around PATH
 #   scripts/image.sh --tag NAME            # image name (default localhost/paastis:latest)
 #   scripts/image.sh --base-only           # only the runtime base image (e.g. to probe podman)
@@ -21,6 +24,7 @@ CACHE=${PAASTIS_IMAGE_CACHE:-/var/tmp/paastis-image}
 TAG=localhost/paastis:latest
 BINARY=
 BASE_ONLY=0
+PGO=1
 MIRROR=${PAASTIS_IMAGE_MIRROR:-http://deb.debian.org/debian}
 
 # The names the Dockerfile's FROM lines use.
@@ -31,7 +35,7 @@ log() { printf '%s\n' "image: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --tag) [ $# -ge 2 ] || die "--tag needs a name"; TAG=$2; shift 2 ;;
         --tag=*) TAG=${1#--tag=}; shift ;;
         --base-only) BASE_ONLY=1; shift ;;
+        --no-pgo) PGO=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -50,6 +55,9 @@ command -v podman >/dev/null 2>&1 \
     || die "podman is not installed (apt-get install -y podman uidmap runc)"
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] \
     || die "runc is not installed (apt-get install -y runc); podman runs with --runtime runc here"
+if [ -n "$BINARY" ] && [ "$PGO" = 0 ]; then
+    die "--no-pgo says how to build from source: not with --binary, which takes a built binary"
+fi
 if [ -n "$BINARY" ]; then
     [ -f "$BINARY" ] || die "--binary $BINARY: no such file"
     [ -x "$BINARY" ] || die "--binary $BINARY: not executable"
@@ -128,7 +136,24 @@ else
     # PATH, and CARGO_HOME there too. Its documentation is left out.
     # Explicit although it is the default: buildah 1.28 (podman 4.3, Debian bookworm) skips
     # a stage named only by an ARG's default value, then cannot find it.
-    BUILD_ARGS+=(--build-arg PAASTIS_BINARY_FROM=build)
+    BUILD_ARGS+=(--build-arg PAASTIS_BINARY_FROM=build --build-arg "PAASTIS_PGO=$PGO")
+    if [ "$PGO" = 1 ]; then
+        # llvm-profdata of the toolchain copied into the builder (scripts/pgo.sh looks there).
+        HOST=$(rustc -vV | sed -n 's/^host: //p')
+        PROFDATA=$SYSROOT/lib/rustlib/$HOST/bin/llvm-profdata
+        if [ ! -x "$PROFDATA" ] && command -v rustup >/dev/null 2>&1; then
+            log "adding the rustup component llvm-tools (llvm-profdata, for the profile-guided build)"
+            rustup component add llvm-tools >&2
+        fi
+        [ -x "$PROFDATA" ] || die "no llvm-profdata in $SYSROOT (rustup component add llvm-tools), or build with --no-pgo"
+        # A builder image made from the toolchain before llvm-tools was added lacks it: made again.
+        if "${PODMAN[@]}" image exists "$BUILDER_BASE" \
+            && ! "${PODMAN[@]}" run --rm --pull=never "$BUILDER_BASE" test -x "/usr/local/cargo/lib/rustlib/$HOST/bin/llvm-profdata"; then
+            log "$BUILDER_BASE: made without llvm-profdata; making it again"
+            "${PODMAN[@]}" rmi "$BUILDER_BASE" >/dev/null
+            rm -f "$CACHE/$(printf '%s' "$BUILDER_BASE" | tr '/:' '__').tar"
+        fi
+    fi
     # The host's own certificate authorities (/usr/local/share/ca-certificates) go in too, so
     # cargo reaches crates.io from behind the same TLS-inspecting proxy as the host.
     base_image "$BUILDER_BASE" "ca-certificates,gcc,libc6-dev" "/usr/local/cargo/bin:$STANDARD_PATH" \

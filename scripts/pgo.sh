@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds a release binary optimised with a profile of the proxy's work (profile-guided
 # optimisation): an instrumented build serves the proxy benchmark's load
-# (scripts/bench-proxy.sh: HTTP/1.1 keep-alive, then HTTP/2 with prior knowledge, through
-# an awake `process` app), its counts are merged with llvm-profdata, and the binary is built
-# again with them. The request path's code is then laid out together: about half the
+# (scripts/bench-proxy.sh: HTTP/1.1 keep-alive, HTTPS on the TLS listener, then HTTP/2 with
+# prior knowledge, through an awake `process` app), its counts are merged with llvm-profdata,
+# and the binary is built again with them. The request path's code is then laid out together: about half the
 # instruction-cache misses per request of the plain release build (docs/src/benchmarks.md).
 #
 #   scripts/pgo.sh [OUT]        # OUT defaults to target/pgo/paastis
 #
-# Needs what scripts/bench-proxy.sh needs (wrk, nginx, curl, python3, h2load; installed with
-# apt-get when run as root) and llvm-profdata of the compiler's LLVM version (the rustup
+# Needs what scripts/bench-proxy.sh needs (wrk, nginx, curl, python3, ps, openssl, h2load;
+# installed with apt-get when run as root, else checked before anything is built) and llvm-profdata of the compiler's LLVM version (the rustup
 # component llvm-tools: added when rustup is there; or LLVM_PROFDATA=PATH). Two release
-# builds: about twice the time of `cargo build --release`. Code the load does not run (TLS,
-# WebSocket tunnels, the admin API, wakes) is built as rarely run: correct, laid out apart.
+# builds: about twice the time of `cargo build --release`. Code the load does not run
+# (WebSocket tunnels, the admin API, wakes, TLS handshakes beyond one per connection) is
+# built as rarely run: correct, laid out apart.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +34,16 @@ if [[ ! -x $PROFDATA ]] && [[ -z ${LLVM_PROFDATA:-} ]] && command -v rustup >/de
     rustup component add llvm-tools >&2
 fi
 [[ -x $PROFDATA ]] || die "no llvm-profdata at $PROFDATA: rustup component add llvm-tools, or set LLVM_PROFDATA"
+
+# The load's tools: as root, scripts/bench-proxy.sh installs the missing ones; otherwise say
+# so now rather than after the first build.
+if [[ $(id -u) -ne 0 ]]; then
+    missing=()
+    for tool in wrk nginx curl python3 ps openssl h2load; do
+        PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    ((${#missing[@]} == 0)) || die "missing ${missing[*]} for the training load; install them (Debian: apt-get install wrk nginx-light curl python3 procps openssl nghttp2-client)"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-pgo.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

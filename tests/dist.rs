@@ -167,15 +167,41 @@ fn dist_tarball_holds_the_binary_the_demo_and_a_checksum_that_verifies() {
     // A wrong argument is refused, not ignored.
     let wrong = output(Command::new(root().join("scripts/dist.sh")).arg("--binray"));
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));
-    // --pgo builds the binary itself: given one too, it says so rather than pick one.
-    let both =
-        output(Command::new(root().join("scripts/dist.sh")).args(["--pgo", "--binary", "paastis"]));
+    // --no-pgo says how to build the binary: given one too, it says so rather than pick one.
+    let both = output(
+        Command::new(root().join("scripts/dist.sh")).args(["--no-pgo", "--binary", "paastis"]),
+    );
     assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
     assert!(
-        text(&both.stderr).contains("--pgo"),
+        text(&both.stderr).contains("--no-pgo"),
         "{}",
         text(&both.stderr)
     );
+}
+
+/// Without `--binary`, the tarball's binary is the profile-guided build: with no
+/// llvm-profdata, `dist.sh` stops before building anything, says what is missing and how to
+/// build without a profile, and packages nothing.
+#[test]
+fn dist_builds_with_a_profile_by_default_and_says_what_it_lacks() {
+    let dir = TempDir::new("dist-pgo");
+    let out = dir.path("out");
+    let missing = dir.path("no-such-llvm-profdata");
+    let run = output(
+        Command::new(root().join("scripts/dist.sh"))
+            .arg("--out")
+            .arg(&out)
+            .env("LLVM_PROFDATA", &missing)
+            .env("CARGO_TARGET_DIR", dir.path("target")),
+    );
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("llvm-profdata"), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(stderr.contains("--no-pgo"), "{stderr}");
+    // Nothing built, nothing packaged.
+    assert!(!dir.path("target").exists(), "a build started: {stderr}");
+    assert!(!out.exists(), "{stderr}");
 }
 
 /// Whether `tool --version` runs.
