@@ -143,11 +143,6 @@ PROXY_PORT=$(free_port)
 PROXY_H2_PORT=$(free_port)
 PAASTIS_TLS_PORT=$(free_port)
 PROXY_TLS_PORT=$(free_port)
-# paastis's TLS listener (paastis.yml), only when the HTTPS runs are on.
-TLS_LINE="# no TLS listener (BENCH_TLS=0)"
-if [[ $TLS == 1 ]]; then
-    TLS_LINE="tls: {listen: 127.0.0.1:$PAASTIS_TLS_PORT, cert: $WORK/tls/cert.pem, key: $WORK/tls/key.pem}"
-fi
 
 # nginx >= 1.25.1 enables HTTP/2 with `http2 on;` and deprecates `listen ... http2`, which
 # older versions need. `reuseport` (one listening socket per worker, the kernel spreads
@@ -172,7 +167,6 @@ render() {
         -e "s|@UPSTREAM_DIR@|$WORK/upstream|g" \
         -e "s|@PORT@|$4|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@TLS_LINE@|$TLS_LINE|" \
         -e "s|@CERT@|$WORK/tls/cert.pem|g" \
         -e "s|@KEY@|$WORK/tls/key.pem|g" \
         "$1" >"$2"
@@ -202,6 +196,10 @@ fi
 mkdir -p "$WORK/paastis"
 otlp_sink "$WORK"
 render "$TEMPLATES/paastis.yml" "$WORK/paastis/paastis.yml" "$WORK/paastis" "$PAASTIS_PORT"
+if [[ $TLS == 1 ]]; then
+    printf 'tls: {listen: "127.0.0.1:%s", cert: "%s", key: "%s"}\n' \
+        "$PAASTIS_TLS_PORT" "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >>"$WORK/paastis/paastis.yml"
+fi
 LOG_LEVEL=warn LOG_FORMAT=text \
     "$PAASTIS_BIN" --config "$WORK/paastis/paastis.yml" >"$WORK/paastis/paastis.log" 2>&1 &
 PAASTIS_PID=$!
