@@ -453,24 +453,36 @@ awk -v pr="${RPS[paastis]}" -v nr="${RPS[nginx-proxy]}" -v rounds="$RATIOS" \
         p99 - d99, ((p99 - d99) < 1) ? "met" : "NOT met", n99 - d99
 }'
 
+# table NAME...: the figures of single runs (HTTP/2, HTTPS), one line each.
+table() {
+    local name
+    printf '%-15s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
+    for name in "$@"; do
+        printf '%-15s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
+    done
+}
+
+# compare A B: A's req/s over B's, CPU per request, and latencies.
+compare() {
+    awk -v a="$1" -v b="$2" -v pr="${RPS[$1]}" -v nr="${RPS[$2]}" \
+        -v pc="${CPU[$1]}" -v nc="${CPU[$2]}" \
+        -v p50="${P50[$1]}" -v n50="${P50[$2]}" -v p99="${P99[$1]}" -v n99="${P99[$2]}" 'BEGIN {
+        printf "%s req/s / %s req/s: %.3f\n", a, b, pr / nr
+        if (nc > 0) printf "proxy CPU per request: %s %.1f us, %s %.1f us, ratio %.3f\n", a, pc, b, nc, pc / nc
+        printf "p50 %s - %s: %+.3f ms; p99: %+.3f ms\n", a, b, p50 - n50, p99 - n99
+    }'
+}
+
 if [[ $H2 == 1 ]]; then
     echo
     echo "HTTP/2 (h2c, prior knowledge): h2load -t $H2_THREADS -c $H2_CONNECTIONS -m $H2_STREAMS -D ${DURATION_S}s (after ${WARMUP_S}s warm-up);"
     echo "both proxies forward to the same upstream over HTTP/1.1 keepalive"
     echo
-    printf '%-15s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
-    for name in paastis-h2 nginx-proxy-h2; do
-        printf '%-15s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
-    done
+    table paastis-h2 nginx-proxy-h2
     echo "(p50, p99: from h2load's per-request log, start of the request to the end of its response)"
     echo
     warnings paastis-h2 nginx-proxy-h2
-    awk -v pr="${RPS[paastis-h2]}" -v nr="${RPS[nginx-proxy-h2]}" \
-        -v p50="${P50[paastis-h2]}" -v n50="${P50[nginx-proxy-h2]}" \
-        -v p99="${P99[paastis-h2]}" -v n99="${P99[nginx-proxy-h2]}" 'BEGIN {
-        printf "paastis-h2 req/s / nginx-proxy-h2 req/s: %.3f\n", pr / nr
-        printf "p50 paastis-h2 - nginx-proxy-h2: %+.3f ms; p99: %+.3f ms\n", p50 - n50, p99 - n99
-    }'
+    compare paastis-h2 nginx-proxy-h2
 fi
 
 if [[ $TLS == 1 ]]; then
@@ -478,15 +490,8 @@ if [[ $TLS == 1 ]]; then
     echo "HTTPS (TLS, HTTP/1.1 keep-alive): wrk -t $THREADS -c $CONNECTIONS -d ${DURATION_S}s (after ${WARMUP_S}s warm-up),"
     echo "one handshake per connection; the same certificate (P-256) for both proxies"
     echo
-    printf '%-15s %12s %10s %10s %14s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'server CPU/req' 'worker CPU split %'
-    for name in paastis-tls nginx-proxy-tls; do
-        printf '%-15s %12.0f %10.3f %10.3f %11s us  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${SPLIT[$name]}"
-    done
+    table paastis-tls nginx-proxy-tls
     echo
     warnings paastis-tls nginx-proxy-tls
-    awk -v pr="${RPS[paastis-tls]}" -v nr="${RPS[nginx-proxy-tls]}" \
-        -v pc="${CPU[paastis-tls]}" -v nc="${CPU[nginx-proxy-tls]}" 'BEGIN {
-        printf "paastis-tls req/s / nginx-proxy-tls req/s: %.3f\n", pr / nr
-        if (nc > 0) printf "proxy CPU per request over TLS: paastis %.1f us, nginx-proxy %.1f us, ratio %.3f\n", pc, nc, pc / nc
-    }'
+    compare paastis-tls nginx-proxy-tls
 fi
