@@ -2,7 +2,8 @@
 //! answer are read into a buffer taken here and given back when the exchange is over: a busy
 //! connection then reads its next request into memory already allocated (no allocation and
 //! free of 4 or 16 KiB per request), and a connection waiting for its next request still
-//! holds no buffer.
+//! holds no buffer. An open tunnel (WebSocket) likewise holds one only while bytes it read
+//! are on their way out.
 //!
 //! A buffer given back may still be shared by the bytes of the exchange it served (a field
 //! value, a body piece on its way out): it is handed out again only once nothing else holds
@@ -23,6 +24,8 @@ pub enum Use {
     RequestHead,
     /// An upstream's answer: its head, then its body as it comes.
     Answer,
+    /// One read of a tunnel's bytes, held until they are written to the other side.
+    Tunnel,
 }
 
 impl Use {
@@ -31,13 +34,15 @@ impl Use {
         match self {
             Use::RequestHead => 4096,
             Use::Answer => 16 * 1024,
+            Use::Tunnel => 8192,
         }
     }
 }
 
 thread_local! {
     /// The buffers given back on this thread, by use; the last given back first.
-    static KEPT_BUFFERS: RefCell<[Vec<BytesMut>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    static KEPT_BUFFERS: RefCell<[Vec<BytesMut>; 3]> =
+        const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
 /// An empty buffer with room for at least `use_.size()` bytes: one given back on this
