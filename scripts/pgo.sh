@@ -3,17 +3,19 @@
 # optimisation): an instrumented build serves the proxy benchmark's load
 # (scripts/bench-proxy.sh: HTTP/1.1 keep-alive, HTTPS on the TLS listener, then HTTP/2 with
 # prior knowledge, through an awake `process` app), its counts are merged with llvm-profdata,
-# and the binary is built again with them. The request path's code is then laid out together: about half the
-# instruction-cache misses per request of the plain release build (docs/src/benchmarks.md).
+# and the binary is built again with them. The request path's code is then laid out
+# together: about half the instruction-cache misses per request of the plain release build
+# (docs/src/benchmarks.md).
 #
 #   scripts/pgo.sh [OUT]        # OUT defaults to target/pgo/paastis
 #
 # Needs what scripts/bench-proxy.sh needs (wrk, nginx, curl, python3, ps, openssl, h2load;
-# installed with apt-get when run as root, else checked before anything is built) and llvm-profdata of the compiler's LLVM version (the rustup
-# component llvm-tools: added when rustup is there; or LLVM_PROFDATA=PATH). Two release
-# builds: about twice the time of `cargo build --release`. Code the load does not run
-# (WebSocket tunnels, the admin API, wakes, TLS handshakes beyond one per connection) is
-# built as rarely run: correct, laid out apart.
+# installed with apt-get when run as root, else checked before anything is built) and
+# llvm-profdata of the compiler's LLVM version (the rustup component llvm-tools: added when
+# rustup is there; or LLVM_PROFDATA=PATH). Two release builds: about twice the time of
+# `cargo build --release`. Code the load does not run (WebSocket tunnels, the admin API,
+# wakes, TLS handshakes beyond one per connection) is built as rarely run: correct, laid
+# out apart.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
