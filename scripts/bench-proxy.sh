@@ -70,32 +70,8 @@ WARMUP_S=$(seconds "$WARMUP")
 ((H2_THREADS <= H2_CONNECTIONS)) || die "BENCH_H2_THREADS must not exceed BENCH_H2_CONNECTIONS"
 
 # --- tools -------------------------------------------------------------------------------
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx)
-command -v curl >/dev/null || missing+=(curl)
-command -v python3 >/dev/null || missing+=(python3)
-command -v ps >/dev/null || missing+=(ps)
-if [[ $TLS == 1 ]]; then command -v openssl >/dev/null || missing+=(openssl); fi
-if [[ $H2 == 1 ]]; then command -v h2load >/dev/null || missing+=(h2load); fi
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (Debian: apt-get install wrk nginx-light curl python3 procps openssl nghttp2-client)"
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    packages=()
-    for tool in "${missing[@]}"; do
-        if [[ $tool == nginx ]]; then
-            if apt-cache show nginx-light >/dev/null 2>&1; then packages+=(nginx-light); else packages+=(nginx); fi
-        elif [[ $tool == h2load ]]; then
-            packages+=(nghttp2-client)
-        elif [[ $tool == ps ]]; then
-            packages+=(procps)
-        else
-            packages+=("$tool")
-        fi
-    done
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-fi
+mapfile -t tools < <(proxy_bench_tools "$H2" "$TLS")
+need "${tools[@]}"
 
 if [[ $BUILD == 1 ]]; then
     log "building paastis (cargo build --release)"

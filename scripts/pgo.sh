@@ -22,6 +22,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${1:-$TARGET_DIR/pgo/paastis}
 
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
+PATH="$PATH:/usr/sbin:/sbin"
 log() { printf '%s\n' "pgo: $*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -37,15 +40,9 @@ if [[ ! -x $PROFDATA ]] && [[ -z ${LLVM_PROFDATA:-} ]] && command -v rustup >/de
 fi
 [[ -x $PROFDATA ]] || die "no llvm-profdata at $PROFDATA: rustup component add llvm-tools, or set LLVM_PROFDATA"
 
-# The load's tools: as root, scripts/bench-proxy.sh installs the missing ones; otherwise say
-# so now rather than after the first build.
-if [[ $(id -u) -ne 0 ]]; then
-    missing=()
-    for tool in wrk nginx curl python3 ps openssl h2load; do
-        PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null || missing+=("$tool")
-    done
-    ((${#missing[@]} == 0)) || die "missing ${missing[*]} for the training load; install them (Debian: apt-get install wrk nginx-light curl python3 procps openssl nghttp2-client)"
-fi
+# The load's tools, before anything is built: installed when run as root, else named.
+mapfile -t tools < <(proxy_bench_tools 1 1)
+need "${tools[@]}"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paastis-pgo.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -43,6 +43,17 @@ need() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# proxy_bench_tools H2 TLS: what scripts/bench-proxy.sh runs, as `need` takes them (h2load
+# with H2=1, openssl with TLS=1); scripts/pgo.sh runs its load. nginx-light where Debian has
+# it, else nginx.
+proxy_bench_tools() {
+    local nginx=nginx
+    if apt-cache show nginx-light >/dev/null 2>&1; then nginx=nginx-light; fi
+    printf '%s\n' wrk=wrk "nginx=$nginx" curl=curl python3=python3 ps=procps
+    if [[ $1 == 1 ]]; then echo h2load=nghttp2-client; fi
+    if [[ $2 == 1 ]]; then echo openssl=openssl; fi
+}
+
 # otlp_sink DIR: with BENCH_TRACES=1, starts a local OTLP/HTTP sink (otlp_sink.py) and
 # exports the OTEL_* variables that turn the engine's traces on towards it (every request
 # sampled); its pid goes to DIR/otlp.pid (the caller's cleanup kills it) and its count of
